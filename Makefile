@@ -1,0 +1,42 @@
+# Fairshare developer entry points. `make setup && make run` starts the platform; `make test` tests it.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config
+
+.PHONY: setup run test test-fast lint bench bench-controlplane bench-gateway clean
+
+setup: $(VENV)/.installed
+
+# torch is installed first and pinned to the CPU build on disk, so nothing pulls a CUDA build;
+# requirements.lock pins every transitive dependency to what CI tested.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+run: setup
+	$(BIN)/fairshare run --config $(CONFIG)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/pytest -q -ra
+
+test-fast: setup
+	$(BIN)/pytest -q -ra -m "not slow"
+
+bench: bench-controlplane bench-gateway
+
+bench-controlplane: setup
+	$(BIN)/python -m bench.controlplane
+
+bench-gateway: setup
+	$(BIN)/python -m bench.gateway
+
+clean:
+	rm -rf .fairshare bench/results .pytest_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""Closed-loop HTTP load for tests and benchmarks: N requests (or a time window) at a concurrency,
+each result keeping status, latency and what served it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+
+def infer_body(texts: list[str], name: str = "text") -> bytes:
+    return json.dumps({"inputs": [{"name": name, "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}).encode()
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    latency_s: float
+    started_s: float
+    model_version: str | None
+    replica: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    token: str | None = None
+    body: bytes = infer_body(["hello"])
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def all_headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", **dict(self.headers)}
+        if self.token:
+            h["authorization"] = f"Bearer {self.token}"
+        return h
+
+
+async def one(session: aiohttp.ClientSession, target: Target, t0: float = 0.0) -> Result:
+    start = time.perf_counter()
+    try:
+        async with session.post(target.url, data=target.body, headers=target.all_headers()) as resp:
+            raw = await resp.read()
+            version = None
+            if resp.status == 200:
+                version = json.loads(raw).get("model_version")
+            return Result(resp.status, time.perf_counter() - start, start - t0, version,
+                          resp.headers.get("x-fairshare-replica"))
+    except (TimeoutError, aiohttp.ClientError) as err:
+        return Result(0, time.perf_counter() - start, start - t0, None, None, error=repr(err))
+
+
+async def run(
+    target: Target | Callable[[int], Target],
+    requests: int | None = None,
+    duration_s: float | None = None,
+    concurrency: int = 8,
+    timeout_s: float = 60,
+) -> list[Result]:
+    """Send `requests` requests, or keep sending for `duration_s`, with `concurrency` in flight."""
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give exactly one of requests or duration_s")
+    pick = target if callable(target) else (lambda _i: target)
+    results: list[Result] = []
+    counter = iter(range(10**9))
+    t0 = time.perf_counter()
+    deadline = t0 + duration_s if duration_s is not None else None
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+
+        async def worker() -> None:
+            for i in counter:
+                if requests is not None and i >= requests:
+                    return
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
+                results.append(await one(session, pick(i), t0))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def run_sync(*args, **kwargs) -> list[Result]:  # type: ignore[no-untyped-def]
+    return asyncio.run(run(*args, **kwargs))

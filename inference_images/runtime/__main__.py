@@ -1,0 +1,150 @@
+"""Command line: ``python -m inference_images.runtime --region R --pool P --replica ID --model name:version:loader``.
+
+Parses arguments into ``Settings``, sets up JSON logs, builds the model set (an unknown loader is a
+configuration error and exits 2 at once), then serves until SIGTERM or SIGINT and drains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from inference_images.runtime import logs
+from inference_images.runtime.lifecycle import serve
+from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
+from inference_images.runtime.settings import PORT_ENV, Settings
+
+log = logging.getLogger("inference_images.runtime")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference_images.runtime",
+        description="Fairshare serving runtime: Open Inference Protocol (KServe v2 REST) server.",
+    )
+    parser.add_argument("--region", required=True, help="region this replica serves (residency check)")
+    parser.add_argument("--pool", required=True, help="node pool or serving group, reported in metadata")
+    parser.add_argument(
+        "--replica",
+        default=os.environ.get("HOSTNAME") or socket.gethostname(),
+        help="replica id, sent back as x-fairshare-replica (default: hostname)",
+    )
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        type=_model_spec,
+        required=True,
+        metavar="NAME:VERSION:LOADER",
+        help="a model to serve; repeat for more. Loaders: " + ", ".join(default_loaders().names()),
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        # The runtime trusts gateway headers, so it must not be reachable by accident: loopback unless
+        # told otherwise (the images listen on all addresses, behind a NetworkPolicy).
+        help="address to listen on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get(PORT_ENV, "8080")),
+        help=f"port to listen on; 0 picks a free one (default: ${PORT_ENV} or 8080)",
+    )
+    parser.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="accept requests without x-fairshare-tenant (direct benchmarks only; never behind a gateway)",
+    )
+    parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after SIGTERM, keep serving this long while readiness fails (default: 0)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="then wait this long for in-flight requests (default: 10)",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=8 * 1024 * 1024, help="larger request bodies get 413 (default: 8 MiB)"
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per request: method, path, status, duration (default: on)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _model_spec(text: str) -> ModelSpec:
+    try:
+        return ModelSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
+    """Settings and the log level from the command line."""
+    args = build_parser().parse_args(argv)
+    settings = Settings(
+        region=args.region,
+        pool=args.pool,
+        replica=args.replica,
+        models=tuple(args.models),
+        host=args.host,
+        port=args.port,
+        allow_anonymous=args.allow_anonymous,
+        drain_delay_s=args.drain_delay,
+        shutdown_grace_s=args.shutdown_grace,
+        max_body_bytes=args.max_body_bytes,
+        access_log=args.access_log,
+    )
+    return settings, args.log_level
+
+
+async def _run(settings: Settings, repository: ModelRepository) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+    await serve(settings, repository, stop)
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    if stop.is_set():
+        return
+    log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
+    stop.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings, log_level = parse_settings(argv)
+    logs.configure(log_level, static={"replica": settings.replica})
+    try:
+        repository = ModelRepository(settings.models, default_loaders())
+    except (KeyError, ValueError) as exc:
+        log.error("bad model configuration", extra={"reason": str(exc)})
+        return 2
+    try:
+        asyncio.run(_run(settings, repository))
+    except OSError as exc:
+        log.error("cannot serve", extra={"reason": str(exc)})
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

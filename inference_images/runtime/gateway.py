@@ -1,0 +1,76 @@
+"""The per-request facts the gateway (Envoy) attaches as headers, and the checks the runtime makes on them.
+
+Envoy strips these headers from client requests and sets them from the route that served the request
+(see docs: DESIGN.md, "Contracts between the parts"). The runtime trusts them only because nothing but
+Envoy can reach it (NetworkPolicy in a cluster, loopback locally); it never authenticates a caller itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+TENANT_HEADER = "x-fairshare-tenant"
+REGION_HEADER = "x-fairshare-region"
+WEIGHT_HEADER = "x-fairshare-weight"
+MODEL_VERSION_HEADER = "x-fairshare-model-version"
+# Set by the runtime on every response, so tests and operators can see which replica answered.
+REPLICA_HEADER = "x-fairshare-replica"
+
+# The tenant that requests without a tenant header run as, when --allow-anonymous permits them.
+ANONYMOUS_TENANT = "anonymous"
+DEFAULT_WEIGHT = 1.0
+_MAX_TENANT_LEN = 128
+
+
+class GatewayHeaderError(Exception):
+    """A request whose gateway headers the runtime refuses; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayContext:
+    tenant: str
+    weight: float
+    region: str | None
+    # The version the gateway's weighted cluster picked; None lets the runtime pick its default.
+    model_version: str | None
+
+
+def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_anonymous: bool) -> GatewayContext:
+    """Check and extract the gateway headers. Residency comes first: a request routed for another region
+    is refused before anything else about it is looked at."""
+    region = headers.get(REGION_HEADER)
+    if region is not None and region != own_region:
+        raise GatewayHeaderError(
+            403,
+            f"request was routed for region '{region}' but this replica serves region '{own_region}'; "
+            "refusing to process data outside its region",
+        )
+
+    tenant = headers.get(TENANT_HEADER)
+    if tenant is None:
+        if not allow_anonymous:
+            raise GatewayHeaderError(400, f"missing {TENANT_HEADER} header (requests must come through the gateway)")
+        tenant = ANONYMOUS_TENANT
+    elif not tenant or len(tenant) > _MAX_TENANT_LEN or not tenant.isprintable():
+        raise GatewayHeaderError(400, f"{TENANT_HEADER} header must be 1-{_MAX_TENANT_LEN} printable characters")
+
+    raw_weight = headers.get(WEIGHT_HEADER)
+    weight = DEFAULT_WEIGHT
+    if raw_weight is not None:
+        try:
+            weight = float(raw_weight)
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight <= 0:
+            raise GatewayHeaderError(400, f"{WEIGHT_HEADER} header must be a positive number")
+
+    # An empty version header is a gateway that had no version to set: same as none.
+    version = headers.get(MODEL_VERSION_HEADER) or None
+    return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version)

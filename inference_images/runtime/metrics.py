@@ -1,0 +1,64 @@
+"""Prometheus metrics for one runtime process.
+
+Each ``RuntimeMetrics`` owns its registry (not the global one), so several servers can live in one test
+process. Label values come only from configured model names/versions and gateway-set tenant ids, never
+from the URL of a request for an unknown model, so a client cannot blow up the series count.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from inference_images.runtime.models.registry import ModelRepository
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Stands in for the model label when the request named no served model.
+UNKNOWN = "unknown"
+
+
+class RuntimeMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "fairshare_runtime_requests",
+            "Inference requests by model, version and HTTP status.",
+            ["model", "version", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fairshare_runtime_request_duration_seconds",
+            "Inference request time from body read to response, queueing included.",
+            ["model", "version"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        # Per tenant because fairness is judged per tenant; the series count is bounded by the tenants
+        # routed to this replica. A counter, not a histogram, to keep it to one series per tenant.
+        self.service_seconds = Counter(
+            "fairshare_runtime_service_seconds",
+            "Model worker time spent on each tenant's requests.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "fairshare_runtime_queue_depth",
+            "Requests waiting on the scheduler (queued plus running).",
+            registry=self.registry,
+        )
+        self.model_ready = Gauge(
+            "fairshare_runtime_model_ready",
+            "1 when the model version is loaded and serving, else 0.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+    def observe_service(self, tenant: str, seconds: float) -> None:
+        self.service_seconds.labels(tenant).inc(seconds)
+
+    def render(self, repository: ModelRepository, queue_depth: int) -> bytes:
+        # Point-in-time values are read at scrape time rather than pushed on every change.
+        self.queue_depth.set(queue_depth)
+        for entry in repository.entries():
+            self.model_ready.labels(entry.spec.name, entry.spec.version).set(1 if entry.ready else 0)
+        return generate_latest(self.registry)

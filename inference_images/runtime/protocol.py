@@ -1,0 +1,293 @@
+"""Open Inference Protocol (KServe v2) REST shapes: parse and validate requests, build responses.
+
+Everything a client can get wrong is caught here and reported as a ``ProtocolError`` whose message names
+the input and the field, so the server answers 400 ``{"error": message}`` (the OIP error format).
+Validation runs in two steps: the request on its own (``parse_infer_request``), then against the model's
+declared tensors (``check_against_model``), so a model's ``predict`` only ever sees inputs it declared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inference_images.runtime.models.base import ANY_DIM, Model, Tensor, TensorSpec
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+}
+_FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+DATATYPES = frozenset({"BOOL", "BYTES", *_INT_RANGES, *_FLOAT_TYPES})
+# Nested data deeper than this is not a tensor anyone sends; the bound keeps flattening cheap and safe.
+_MAX_RANK = 16
+
+
+class ProtocolError(ValueError):
+    """A request that breaks the protocol or the model's contract. ``str()`` is the client-facing reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedOutput:
+    name: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    id: str | None
+    parameters: Mapping[str, Any]
+    inputs: tuple[Tensor, ...]
+    # None means "every output the model has", as OIP specifies for a missing "outputs".
+    outputs: tuple[RequestedOutput, ...] | None
+
+    def input_map(self) -> dict[str, Tensor]:
+        return {tensor.name: tensor for tensor in self.inputs}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body; NaN and Infinity are refused because they are not JSON."""
+    if not body.strip():
+        raise ProtocolError("request body is empty; expected a JSON object")
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"request body is not valid JSON: {exc}") from None
+
+
+def parse_infer_request(doc: Any) -> InferenceRequest:
+    """Validate an inference request body (already decoded from JSON) on its own terms."""
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"request body must be a JSON object, not {_json_type(doc)}")
+    request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError(f"field 'id' must be a string, not {_json_type(request_id)}")
+    parameters = _parameters(doc.get("parameters"), "field 'parameters'")
+
+    raw_inputs = doc.get("inputs")
+    if raw_inputs is None:
+        raise ProtocolError("field 'inputs' is missing; expected a non-empty list of input tensors")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise ProtocolError("field 'inputs' must be a non-empty list of input tensors")
+    inputs = tuple(_parse_input(i, raw) for i, raw in enumerate(raw_inputs))
+    seen: set[str] = set()
+    for tensor in inputs:
+        if tensor.name in seen:
+            raise ProtocolError(f"input '{tensor.name}' appears more than once in 'inputs'")
+        seen.add(tensor.name)
+
+    return InferenceRequest(request_id, parameters, inputs, _parse_outputs(doc.get("outputs")))
+
+
+def _parse_input(index: int, raw: Any) -> Tensor:
+    where = f"inputs[{index}]"
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{where} must be an object, not {_json_type(raw)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"{where}: field 'name' must be a non-empty string")
+    where = f"input '{name}'"
+
+    for required in ("shape", "datatype", "data"):
+        if required not in raw:
+            raise ProtocolError(f"{where}: field '{required}' is missing")
+
+    shape = raw["shape"]
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ProtocolError(f"{where}: field 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > _MAX_RANK:
+        raise ProtocolError(f"{where}: field 'shape' has {len(shape)} dimensions; at most {_MAX_RANK}")
+
+    datatype = raw["datatype"]
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise ProtocolError(
+            f"{where}: field 'datatype' {datatype!r} is not a known datatype (one of {', '.join(sorted(DATATYPES))})"
+        )
+
+    data = raw["data"]
+    if not isinstance(data, list):
+        raise ProtocolError(f"{where}: field 'data' must be a list, not {_json_type(data)}")
+    flat = _flatten(data, where)
+    expected = math.prod(shape)
+    if len(flat) != expected:
+        raise ProtocolError(
+            f"{where}: field 'shape' {shape} holds {expected} elements but field 'data' has {len(flat)}"
+        )
+    _check_elements(flat, datatype, where)
+    parameters = _parameters(raw.get("parameters"), f"{where}: field 'parameters'")
+    return Tensor(name, datatype, tuple(shape), flat, parameters)
+
+
+def _flatten(data: list[Any], where: str) -> list[Any]:
+    """OIP allows data flat or nested in row-major order; models always get it flat."""
+    if not any(isinstance(item, list) for item in data):
+        return data
+    flat: list[Any] = []
+    # Iterative, so a hostile nesting depth cannot exhaust the interpreter's stack.
+    iterators = [iter(data)]
+    while iterators:
+        item = next(iterators[-1], _END)
+        if item is _END:
+            iterators.pop()
+        elif isinstance(item, list):
+            if len(iterators) >= _MAX_RANK:
+                raise ProtocolError(f"{where}: field 'data' is nested deeper than {_MAX_RANK} levels")
+            iterators.append(iter(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+_END = object()
+_EXPECTED_ELEMENTS = {"BYTES": "strings", "BOOL": "booleans", **dict.fromkeys(_FLOAT_TYPES, "numbers")}
+
+
+def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
+    for i, value in enumerate(flat):
+        if not _element_ok(value, datatype):
+            if datatype in _INT_RANGES:
+                low, high = _INT_RANGES[datatype]
+                expected = f"integers in [{low}, {high}]"
+            else:
+                expected = _EXPECTED_ELEMENTS[datatype]
+            raise ProtocolError(
+                f"{where}: field 'data' must hold {expected} for datatype {datatype}; "
+                f"element {i} is {_json_type(value)}"
+            )
+
+
+def _element_ok(value: Any, datatype: str) -> bool:
+    if datatype == "BYTES":
+        return isinstance(value, str)
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if datatype in _FLOAT_TYPES:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    low, high = _INT_RANGES[datatype]
+    return _is_int(value) and low <= value <= high
+
+
+def _parse_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise ProtocolError(f"field 'outputs' must be a list, not {_json_type(raw)}")
+    outputs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ProtocolError(f"outputs[{i}] must be an object with a non-empty string 'name'")
+        outputs.append(RequestedOutput(item["name"], _parameters(item.get("parameters"), f"outputs[{i}]")))
+    return tuple(outputs)
+
+
+def _parameters(raw: Any, where: str) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{where} must be an object, not {_json_type(raw)}")
+    return raw
+
+
+def check_against_model(request: InferenceRequest, model: Model) -> None:
+    """Hold the request to the model's declared inputs and outputs."""
+    specs = {spec.name: spec for spec in model.inputs}
+    given = request.input_map()
+    for name in given:
+        if name not in specs:
+            raise ProtocolError(
+                f"input '{name}' is not an input of model '{model.name}' (inputs: {', '.join(sorted(specs))})"
+            )
+    for spec in model.inputs:
+        tensor = given.get(spec.name)
+        if tensor is None:
+            raise ProtocolError(f"input '{spec.name}' is missing (model '{model.name}' requires it)")
+        _check_tensor(tensor, spec)
+    if request.outputs is not None:
+        known = {spec.name for spec in model.outputs}
+        for output in request.outputs:
+            if output.name not in known:
+                raise ProtocolError(
+                    f"output '{output.name}' is not an output of model '{model.name}' "
+                    f"(outputs: {', '.join(sorted(known))})"
+                )
+
+
+def _check_tensor(tensor: Tensor, spec: TensorSpec) -> None:
+    where = f"input '{tensor.name}'"
+    if tensor.datatype != spec.datatype:
+        raise ProtocolError(f"{where}: field 'datatype' must be {spec.datatype}, got {tensor.datatype}")
+    if len(tensor.shape) != len(spec.shape) or any(
+        want != ANY_DIM and got != want for got, want in zip(tensor.shape, spec.shape, strict=True)
+    ):
+        raise ProtocolError(f"{where}: field 'shape' {list(tensor.shape)} does not fit {_shape_text(spec)}")
+
+
+def _shape_text(spec: TensorSpec) -> str:
+    return "[" + ", ".join("n" if d == ANY_DIM else str(d) for d in spec.shape) + "]"
+
+
+def build_infer_response(
+    model: Model,
+    request_id: str,
+    outputs: Iterable[Tensor],
+    requested: tuple[RequestedOutput, ...] | None,
+) -> dict[str, Any]:
+    """The OIP response body; with ``requested``, only those outputs, in the order asked."""
+    produced = list(outputs)
+    if requested is not None:
+        by_name = {tensor.name: tensor for tensor in produced}
+        produced = [by_name[output.name] for output in requested]
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "id": request_id,
+        "outputs": [tensor.to_json() for tensor in produced],
+    }
+
+
+def model_metadata(model: Model, versions: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "versions": list(versions),
+        "platform": model.platform,
+        "inputs": [spec.to_json() for spec in model.inputs],
+        "outputs": [spec.to_json() for spec in model.outputs],
+    }
+
+
+def error_body(message: str) -> dict[str, str]:
+    return {"error": message}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "a list"
+        case dict():
+            return "an object"
+    return type(value).__name__

@@ -1,0 +1,259 @@
+"""The HTTP face of the runtime: OIP v2 REST routes on aiohttp.
+
+Handlers stay thin: gateway checks (``gateway``), request shapes (``protocol``), model lookup
+(``models.registry``) and queueing (``scheduling``) each live in their own module. Every error leaves as
+``{"error": "..."}`` with the status that fits, and every response carries ``x-fairshare-replica``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from inference_images.runtime import __version__
+from inference_images.runtime.gateway import (
+    MODEL_VERSION_HEADER,
+    REPLICA_HEADER,
+    GatewayHeaderError,
+    read_gateway_context,
+)
+from inference_images.runtime.metrics import CONTENT_TYPE, UNKNOWN, RuntimeMetrics
+from inference_images.runtime.models.registry import ModelEntry, ModelNotFoundError, ModelRepository
+from inference_images.runtime.protocol import (
+    ProtocolError,
+    build_infer_response,
+    check_against_model,
+    decode_json,
+    error_body,
+    model_metadata,
+    parse_infer_request,
+)
+from inference_images.runtime.scheduling import Scheduler, SchedulerClosedError
+from inference_images.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("inference_images.runtime.access")
+
+SERVER_NAME = "fairshare-runtime"
+# Probes and scrapes would drown the access log; they are counted elsewhere.
+_QUIET_PATHS = ("/v2/health/", "/metrics")
+
+
+class ApiError(Exception):
+    """An error response: status plus the client-facing message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(slots=True)
+class RuntimeState:
+    settings: Settings
+    repository: ModelRepository
+    scheduler: Scheduler
+    metrics: RuntimeMetrics
+    # Set on shutdown so readiness fails and the gateway stops sending while in-flight work finishes.
+    draining: bool = False
+
+
+STATE = web.AppKey("state", RuntimeState)
+
+
+def build_app(state: RuntimeState) -> web.Application:
+    app = web.Application(
+        client_max_size=state.settings.max_body_bytes,
+        middlewares=[_error_middleware],
+    )
+    app[STATE] = state
+    app.router.add_get("/v2/health/live", _live)
+    app.router.add_get("/v2/health/ready", _ready)
+    app.router.add_get("/v2", _server_metadata)
+    app.router.add_get("/v2/models/{model}", _model_metadata)
+    app.router.add_get("/v2/models/{model}/versions/{version}", _model_metadata)
+    app.router.add_get("/v2/models/{model}/ready", _model_ready)
+    app.router.add_get("/v2/models/{model}/versions/{version}/ready", _model_ready)
+    app.router.add_post("/v2/models/{model}/infer", _infer)
+    app.router.add_post("/v2/models/{model}/versions/{version}/infer", _infer)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app[STATE]
+    start = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = _error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (no route, wrong method, body too large) in the OIP error shape.
+        if exc.status < 400:
+            raise
+        response = _error(exc.status, _describe_http_error(request, exc))
+    except Exception as exc:
+        # The message may quote request data, so only the type is logged.
+        log.error("unhandled error", extra={"path": request.path, "error_type": type(exc).__name__})
+        response = _error(500, "internal error")
+    response.headers[REPLICA_HEADER] = state.settings.replica
+    if state.settings.access_log and not request.path.startswith(_QUIET_PATHS):
+        # Method, path and status only: bodies and query strings may carry personal data.
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+            },
+        )
+    return response
+
+
+def _describe_http_error(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return f"no route for {request.method} {request.path}"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"method {request.method} is not allowed on {request.path}"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"request body is larger than {request.app[STATE].settings.max_body_bytes} bytes"
+    return exc.reason
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response(error_body(message), status=status)
+
+
+async def _live(request: web.Request) -> web.Response:
+    return web.json_response({"live": True})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.draining:
+        return web.json_response({"ready": False, "reasons": {"server": "draining"}}, status=503)
+    reasons = state.repository.not_ready()
+    if reasons:
+        return web.json_response({"ready": False, "reasons": reasons}, status=503)
+    return web.json_response({"ready": True})
+
+
+async def _server_metadata(request: web.Request) -> web.Response:
+    settings = request.app[STATE].settings
+    return web.json_response(
+        {
+            "name": SERVER_NAME,
+            "version": __version__,
+            "extensions": [],
+            "region": settings.region,
+            "pool": settings.pool,
+            "replica": settings.replica,
+        }
+    )
+
+
+def _resolve(request: web.Request, header_version: str | None) -> ModelEntry:
+    """The model a request addresses. A version in the path wins over the gateway's version header,
+    which wins over the default (highest) version."""
+    repository = request.app[STATE].repository
+    version = request.match_info.get("version") or header_version
+    try:
+        return repository.resolve(request.match_info["model"], version)
+    except ModelNotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+async def _model_metadata(request: web.Request) -> web.Response:
+    entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
+    versions = request.app[STATE].repository.versions(entry.spec.name)
+    return web.json_response(model_metadata(entry.model, versions))
+
+
+async def _model_ready(request: web.Request) -> web.Response:
+    entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
+    body: dict[str, Any] = {"name": entry.spec.name, "version": entry.spec.version, "ready": entry.ready}
+    if not entry.ready:
+        body["reason"] = entry.describe()
+    return web.json_response(body, status=200 if entry.ready else 503)
+
+
+async def _infer(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    start = time.perf_counter()
+    model_label, version_label = UNKNOWN, UNKNOWN
+    status = 500
+    try:
+        try:
+            context = read_gateway_context(
+                request.headers,
+                own_region=state.settings.region,
+                allow_anonymous=state.settings.allow_anonymous,
+            )
+        except GatewayHeaderError as exc:
+            raise ApiError(exc.status, exc.message) from None
+        entry = _resolve(request, context.model_version)
+        model = entry.model
+        model_label, version_label = entry.spec.name, entry.spec.version
+
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, f"request body is larger than {state.settings.max_body_bytes} bytes") from None
+        try:
+            infer_request = parse_infer_request(decode_json(body))
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc)) from None
+        # Re-read: the entry above is a snapshot and loading may have finished since.
+        entry = state.repository.resolve(entry.spec.name, entry.spec.version)
+        if not entry.ready:
+            raise ApiError(503, f"model '{model.name}' version '{model.version}' is not ready ({entry.describe()})")
+        try:
+            check_against_model(infer_request, model)
+        except ProtocolError as exc:
+            raise ApiError(400, str(exc)) from None
+
+        inputs = infer_request.input_map()
+        try:
+            outputs = await state.scheduler.submit(
+                context.tenant,
+                context.weight,
+                model.cost_hint(inputs),
+                functools.partial(model.predict, inputs),
+            )
+        except SchedulerClosedError:
+            raise ApiError(503, "replica is shutting down") from None
+        except Exception as exc:
+            log.error(
+                "inference failed",
+                extra={"model": model.name, "version": model.version, "error_type": type(exc).__name__},
+            )
+            raise ApiError(500, f"inference failed in model '{model.name}' version '{model.version}'") from None
+
+        response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
+        status = 200
+        return web.json_response(response)
+    except ApiError as exc:
+        status = exc.status
+        raise
+    finally:
+        state.metrics.requests.labels(model_label, version_label, str(status)).inc()
+        if status == 200:
+            state.metrics.latency.labels(model_label, version_label).observe(time.perf_counter() - start)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = state.metrics.render(state.repository, state.scheduler.queue_depth())
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

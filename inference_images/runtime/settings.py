@@ -1,0 +1,31 @@
+"""Every setting of a runtime process, in one typed struct (filled from the command line by __main__)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference_images.runtime.models.registry import ModelSpec
+
+# The port's environment default: a container image sets it once, for the server and its health probe.
+PORT_ENV = "FAIRSHARE_PORT"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    region: str
+    pool: str
+    replica: str
+    models: tuple[ModelSpec, ...]
+    host: str = "127.0.0.1"
+    # 0 picks a free port (tests); the bound port is logged and returned by lifecycle.serve.
+    port: int = 8080
+    # Only for direct benchmarks: requests without x-fairshare-tenant run as tenant "anonymous".
+    allow_anonymous: bool = False
+    # After SIGTERM: keep serving this long with readiness failing, so the gateway stops routing here
+    # before the port closes (like a preStop sleep).
+    drain_delay_s: float = 0.0
+    # Then how long to wait for in-flight requests before cancelling them.
+    shutdown_grace_s: float = 10.0
+    # Larger bodies get 413; bounds memory per request (a 64-text MiniLM batch is a few tens of KB).
+    max_body_bytes: int = 8 * 1024 * 1024
+    access_log: bool = True

@@ -1,0 +1,112 @@
+"""The compiler's promises: per-tenant resources, splits and caps from the spec, stable names, and an
+edit to one tenant touching only that tenant's resources."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_pb2, scoped_route_pb2
+
+from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpoint, EndpointDirectory
+from xds_server.config import load_config
+from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, Snapshot
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+JWKS = '{"keys": []}'
+
+
+def compile_dir(directory: Path, compiler: Compiler | None = None) -> CompiledPlatform:
+    eps = EndpointDirectory({("us-east-1", "cpu-general"): (Endpoint("127.0.0.1", 9001), Endpoint("127.0.0.1", 9002))})
+    return (compiler or Compiler()).compile(CompileInputs(load_config(directory), eps, JWKS))
+
+
+def unpack(snapshot: Snapshot, type_url: str, name: str, message):  # type: ignore[no-untyped-def]
+    msg = message()
+    snapshot.of_type(type_url)[name].packed.Unpack(msg)
+    return msg
+
+
+@pytest.fixture
+def cfg_dir(tmp_path: Path) -> Path:
+    shutil.copytree(REPO_CONFIG, tmp_path / "config")
+    return tmp_path / "config"
+
+
+def test_tenant_gets_own_clusters_with_circuit_breakers_from_quota() -> None:
+    us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
+    acme_clusters = sorted(n for n in us.of_type(CLUSTER) if n.startswith("tenant/acme/"))
+    assert acme_clusters == [
+        "tenant/acme/classifier/v1/us-east-1", "tenant/acme/embedder/v1/us-east-1", "tenant/acme/embedder/v2/us-east-1",
+    ]
+    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/v1/us-east-1", cluster_pb2.Cluster)
+    t = cluster.circuit_breakers.thresholds[0]
+    assert (t.max_requests.value, t.max_pending_requests.value, t.max_connections.value) == (32, 32, 32)
+    assert cluster.eds_cluster_config.service_name == "model/embedder/v1/us-east-1"
+    hooli = unpack(us, CLUSTER, "tenant/hooli/classifier/v2/us-east-1", cluster_pb2.Cluster)
+    assert hooli.circuit_breakers.thresholds[0].max_requests.value == 4  # free tier default
+
+
+def test_split_becomes_weighted_clusters_and_rules_become_headers() -> None:
+    us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
+    rc = unpack(us, ROUTE, "tenant/acme", route_pb2.RouteConfiguration)
+    vhost = rc.virtual_hosts[0]
+    split = next(r for r in vhost.routes if r.name == "embedder").route.weighted_clusters
+    assert {(c.name, c.weight.value) for c in split.clusters} == {
+        ("tenant/acme/embedder/v1/us-east-1", 90), ("tenant/acme/embedder/v2/us-east-1", 10),
+    }
+    headers = {h.header.key: h.header.value for h in vhost.request_headers_to_add}
+    assert headers["x-fairshare-region"] == "us-east-1"
+    assert headers["x-fairshare-weight"] == "4"
+    assert headers["x-fairshare-pii-redact"] == "email,ip_address,phone"
+    assert headers["x-fairshare-pii-block"] == "credit_card"
+    forbidden = [r for r in unpack(us, ROUTE, "tenant/globex", route_pb2.RouteConfiguration).virtual_hosts[0].routes
+                 if r.name == "forbidden/embedder"]
+    assert forbidden and forbidden[0].direct_response.status == 403
+
+
+def test_residency_tenant_outside_its_regions_gets_only_a_refusal() -> None:
+    eu = compile_dir(REPO_CONFIG).snapshots["eu-west-1"]
+    assert not [n for n in eu.of_type(CLUSTER) if n.startswith("tenant/globex/")]
+    rc = unpack(eu, ROUTE, "tenant/globex", route_pb2.RouteConfiguration)
+    routes = rc.virtual_hosts[0].routes
+    assert len(routes) == 1 and routes[0].direct_response.status == 403
+    scope = unpack(eu, SCOPED_ROUTE, "tenant/globex", scoped_route_pb2.ScopedRouteConfiguration)
+    assert scope.key.fragments[0].string_key == "globex"
+    # No EU cluster of any tenant points at a US-only model version.
+    assert not [n for n in eu.of_type(CLUSTER) if "/classifier/v2/" in n]
+    assert "model/classifier/v2/eu-west-1" not in eu.of_type(ENDPOINT)
+
+
+def test_endpoints_are_shared_per_model_version() -> None:
+    us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
+    assert sorted(us.of_type(ENDPOINT)) == [
+        "model/classifier/v1/us-east-1", "model/classifier/v2/us-east-1",
+        "model/embedder/v1/us-east-1", "model/embedder/v2/us-east-1",
+    ]
+
+
+def test_compile_is_deterministic() -> None:
+    a, b = compile_dir(REPO_CONFIG), compile_dir(REPO_CONFIG)
+    assert a.version == b.version
+    assert {r: s.version for r, s in a.snapshots.items()} == {r: s.version for r, s in b.snapshots.items()}
+
+
+def test_editing_one_tenant_changes_only_its_resources(cfg_dir: Path) -> None:
+    compiler = Compiler()
+    before = compile_dir(cfg_dir, compiler).snapshots["us-east-1"]
+    path = cfg_dir / "tenants" / "acme.yaml"
+    path.write_text(path.read_text().replace("{v1: 90, v2: 10}", "{v1: 50, v2: 50}"))
+    after = compile_dir(cfg_dir, compiler).snapshots["us-east-1"]
+    assert before.version != after.version
+    changed = {
+        (t, n)
+        for t in (LISTENER, CLUSTER, ENDPOINT, SCOPED_ROUTE, ROUTE)
+        for n in set(before.of_type(t)) | set(after.of_type(t))
+        if (before.of_type(t).get(n) is None) != (after.of_type(t).get(n) is None)
+        or (before.of_type(t).get(n) and after.of_type(t).get(n)
+            and before.of_type(t)[n].version != after.of_type(t)[n].version)
+    }
+    assert changed == {(ROUTE, "tenant/acme")}

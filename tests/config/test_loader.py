@@ -1,0 +1,117 @@
+"""The config model: what users rely on when they edit a tenant file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from xds_server.config import ConfigError, load_config
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
+
+
+@pytest.fixture
+def cfg_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, target)
+    return target
+
+
+def problems_of(directory: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(directory)
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_config_has_what_the_docs_promise() -> None:
+    cfg = load_config(REPO_CONFIG)
+    assert len(cfg.tenants) >= 4 and len({t.spec.tier for t in cfg.tenants.values()}) >= 3
+    assert len(cfg.regions) >= 2
+    assert len(cfg.models) >= 2 and all(len(m.versions) >= 2 for m in cfg.models.values())
+    assert "embedder" in cfg.tenants["acme"].spec.models
+    assert "embedder" in cfg.tenants["initech"].spec.models
+    assert "embedder" not in cfg.tenants["globex"].spec.models
+
+
+def test_tier_defaults_and_overrides(cfg_dir: Path) -> None:
+    cfg = load_config(cfg_dir)
+    acme = cfg.tenants["acme"]
+    tier = cfg.tiers[acme.spec.tier]
+    assert acme.quotas.concurrency == 32  # overridden in acme.yaml
+    assert acme.quotas.requests_per_second == tier.quotas.requests_per_second  # inherited
+    assert acme.weight == tier.weight
+
+
+def test_unknown_field_names_file_and_field(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "acme.yaml"
+    path.write_text(path.read_text() + "colour: red\n")
+    assert problems_of(cfg_dir) == [f"{path}: colour: unknown field"]
+
+
+def test_every_problem_in_a_file_is_reported_at_once(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "acme.yaml"
+    path.write_text(
+        "id: acme\ntier: enterprise\nbogus: 1\n"
+        "regions: {home: us-east-1, allowed: [us-east-1]}\n"
+        "quotas: {concurrency: 0}\n"
+        "models:\n  embedder: {split: {v1: 90, v2: 5}}\n"
+    )
+    found = problems_of(cfg_dir)
+    assert f"{path}: bogus: unknown field" in found
+    assert any(p.startswith(f"{path}: quotas.concurrency:") for p in found)
+    assert f"{path}: models.embedder.split: weights must add up to 100, got 95" in found
+    assert len(found) == 3
+
+
+def test_cross_references_are_checked(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "globex.yaml"
+    path.write_text(
+        "id: globex\ntier: platinum\n"
+        "regions: {home: us-east-1, allowed: [us-east-1, mars-1]}\n"
+        "models:\n  nomodel: {split: {v1: 100}}\n  classifier: {split: {v1: 50, v9: 50}}\n"
+    )
+    found = problems_of(cfg_dir)
+    assert any("tier: unknown tier 'platinum'" in p for p in found)
+    assert any("regions.allowed[1]: unknown region 'mars-1'" in p for p in found)
+    assert any("models.nomodel: unknown model 'nomodel'" in p for p in found)
+    assert any("models.classifier.split.v9: model 'classifier' has no version 'v9'" in p for p in found)
+
+
+def test_residency_of_split_versions(cfg_dir: Path) -> None:
+    # classifier v2 is deployed in us-east-1 only: an EU-allowed tenant cannot route traffic to it.
+    path = cfg_dir / "tenants" / "initech.yaml"
+    text = path.read_text().replace("classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
+    path.write_text(text)
+    assert problems_of(cfg_dir) == [
+        f"{path}: models.classifier.split.v2: classifier:v2 is not deployed in allowed region(s) eu-west-1",
+    ]
+
+
+def test_yaml_syntax_error_names_line(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "hooli.yaml"
+    path.write_text("id: hooli\n  tier: [free\n")
+    found = problems_of(cfg_dir)
+    assert len(found) == 1 and found[0].startswith(f"{path}: line 2") and "not valid YAML" in found[0]
+
+
+def test_file_name_must_match_tenant_id(cfg_dir: Path) -> None:
+    src = cfg_dir / "tenants" / "hooli.yaml"
+    (cfg_dir / "tenants" / "hooli2.yaml").write_text(src.read_text())
+    expected = f"{cfg_dir / 'tenants' / 'hooli2.yaml'}: id: must match the file name 'hooli2', got 'hooli'"
+    assert problems_of(cfg_dir) == [expected]
+
+
+def test_missing_files_and_directory(tmp_path: Path) -> None:
+    assert problems_of(tmp_path / "nope") == [f"{tmp_path / 'nope'}: config directory does not exist"]
+    (tmp_path / "empty").mkdir()
+    found = problems_of(tmp_path / "empty")
+    assert any("tiers.yaml: required file is missing" in p for p in found)
+    assert any("tenants: tenant directory is missing" in p for p in found)
+
+
+def test_regions_need_distinct_gateway_ports(cfg_dir: Path) -> None:
+    path = cfg_dir / "regions.yaml"
+    path.write_text(path.read_text().replace("gateway_port: 8081", "gateway_port: 8080"))
+    assert problems_of(cfg_dir) == [f"{path}: regions[1].gateway_port: port 8080 is already used by region 'us-east-1'"]

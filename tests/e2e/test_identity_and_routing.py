@@ -1,0 +1,123 @@
+"""Through the real Envoy: who a caller is comes only from a verified token, and what it may reach
+comes only from its tenant's routes."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench.loadgen import infer_body
+from tests.e2e.conftest import RunningPlatform, post
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import issue_token
+
+pytestmark = pytest.mark.e2e
+US, EU = "us-east-1", "eu-west-1"
+
+
+def test_real_model_answers_through_the_gateway(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/embedder/infer"), infer_body(["hello", "hi there"]),
+                 running.token("acme"))
+    assert reply.status == 200, reply.body
+    assert reply.body["model_name"] == "embedder"
+    assert reply.body["model_version"] in {"v1", "v2"}
+    out = reply.body["outputs"][0]
+    assert out["shape"] == [2, 384] and len(out["data"]) == 2 * 384
+
+
+def test_light_model_answers(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["I love this"]),
+                 running.token("globex"))
+    assert reply.status == 200, reply.body
+    assert {o["name"] for o in reply.body["outputs"]} >= {"label", "score"}
+
+
+def test_no_or_malformed_credential_is_401(running: RunningPlatform) -> None:
+    url = running.url(US, "/v2/models/classifier/infer")
+    assert post(url, infer_body(["x"])).status == 401
+    assert post(url, infer_body(["x"]), token="not-a-jwt").status == 401
+
+
+def test_expired_token_is_401(running: RunningPlatform) -> None:
+    expired = running.token("acme", now=time.time() - 7200, ttl_seconds=600)
+    assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), expired).status == 401
+
+
+def test_unsigned_token_is_401(running: RunningPlatform) -> None:
+    assert running.platform.config is not None
+    auth = running.platform.config.platform.auth
+    claims = {"iss": auth.issuer, "aud": auth.audience, auth.tenant_claim: "acme", "exp": int(time.time()) + 600}
+    unsigned = jwt.encode(claims, key=None, algorithm="none")
+    assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), unsigned).status == 401
+
+
+def test_token_signed_by_another_key_is_401(running: RunningPlatform, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert running.platform.config is not None
+    other = SigningKey(private=ec.generate_private_key(ec.SECP256R1()), kid=running.key.kid)
+    forged = issue_token(other, running.platform.config.platform.auth, "acme")
+    assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), forged).status == 401
+
+
+def test_token_for_a_tenant_not_in_config_is_refused(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("mallory"))
+    assert reply.status == 403
+    assert "tenant" in reply.body["error"]
+
+
+def test_spoofed_tenant_header_is_ignored(running: RunningPlatform) -> None:
+    url = running.url(US, "/v2/models/embedder/infer")
+    # globex may not use embedder: claiming to be acme in a header changes nothing.
+    spoof = post(url, infer_body(["x"]), running.token("globex"), {"x-fairshare-tenant": "acme"})
+    assert spoof.status == 403
+    # acme may: a header claiming globex does not take that away either.
+    assert post(url, infer_body(["x"]), running.token("acme"), {"x-fairshare-tenant": "globex"}).status == 200
+
+
+def test_spoofed_policy_headers_are_replaced(running: RunningPlatform) -> None:
+    # A client-sent region header would make the runtime refuse (403) if it reached it; Envoy strips it.
+    reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("globex"),
+                 {"x-fairshare-region": EU, "x-fairshare-weight": "1000", "x-fairshare-model-version": "v9"})
+    assert reply.status == 200, reply.body
+    assert reply.body["model_version"] in {"v1", "v2"}
+
+
+def test_model_the_tenant_may_not_use_is_403(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/embedder/infer"), infer_body(["x"]), running.token("globex"))
+    assert reply.status == 403
+    assert "may not use model embedder" in reply.body["error"]
+
+
+def test_unknown_model_is_404(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/nosuchmodel/infer"), infer_body(["x"]), running.token("acme"))
+    assert reply.status == 404
+    assert "unknown model" in reply.body["error"]
+
+
+def test_tenant_outside_its_regions_is_403(running: RunningPlatform) -> None:
+    reply = post(running.url(EU, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("globex"))
+    assert reply.status == 403
+    assert "may not be served in region eu-west-1" in reply.body["error"]
+
+
+def test_eu_tenant_served_in_eu(running: RunningPlatform) -> None:
+    reply = post(running.url(EU, "/v2/models/embedder/infer"), infer_body(["bonjour"]), running.token("initech"))
+    assert reply.status == 200, reply.body
+    assert reply.headers.get("x-fairshare-replica", "").startswith(EU)
+
+
+def test_malformed_body_is_400_with_reason(running: RunningPlatform) -> None:
+    url = running.url(US, "/v2/models/classifier/infer")
+    bad_json = post(url, b"{not json", running.token("globex"))
+    assert bad_json.status == 400 and bad_json.body.get("error")
+    mismatch = post(url, b'{"inputs":[{"name":"text","shape":[2],"datatype":"BYTES","data":["one"]}]}',
+                    running.token("globex"))
+    assert mismatch.status == 400 and "shape" in mismatch.body["error"]
+
+
+def test_explicit_version_in_path_pins_the_version(running: RunningPlatform) -> None:
+    url = running.url(US, "/v2/models/classifier/versions/v2/infer")
+    versions = {post(url, infer_body(["x"]), running.token("globex")).body.get("model_version") for _ in range(10)}
+    assert versions == {"v2"}

@@ -1,0 +1,102 @@
+"""`fairshare run` (what `make run` runs): comes up, prints where to call, and Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.loadgen import infer_body
+from tests.e2e.conftest import post
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import issue_token
+from xds_server.config import load_config
+from xds_server.local.processes import free_port
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_config(root: Path, port: int) -> Path:
+    """One region, one pool, the light model: the shape of the real config at the cost of a few processes."""
+    cfg = root / "config"
+    (cfg / "tenants").mkdir(parents=True)
+    (cfg / "tiers.yaml").write_text(
+        "tiers:\n  pro:\n    weight: 2\n"
+        "    quotas: {concurrency: 8, requests_per_second: 10, tokens_per_minute: 1000, gpus: 0}\n")
+    (cfg / "regions.yaml").write_text(
+        f"regions:\n  - id: us-east-1\n    gateway_port: {port}\n    pools: [{{name: cpu, replicas: 2}}]\n")
+    (cfg / "models.yaml").write_text(
+        "models:\n  classifier:\n    kind: classifier\n    versions:\n      v1: {pool: cpu, loader: lexicon}\n")
+    (cfg / "tenants" / "acme.yaml").write_text(
+        "id: acme\ntier: pro\nregions: {home: us-east-1, allowed: [us-east-1]}\n"
+        "models:\n  classifier: {split: {v1: 100}}\n")
+    return cfg
+
+
+def descendants(pid: int) -> set[int]:
+    out: set[int] = set()
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            for c in map(int, children):
+                if c not in out:
+                    out.add(c)
+                    stack.append(c)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_run_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    gateway = free_port()
+    cfg = small_config(tmp_path, gateway)
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xds_server", "run", "--config", str(cfg), "--state", str(state),
+         "--xds-port", str(free_port()), "--status-port", str(free_port())],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops every process" in line:
+                break
+        banner = "".join(lines)
+        assert f"http://127.0.0.1:{gateway}" in banner, banner
+        assert "fairshare token acme" in banner
+        children = descendants(proc.pid)
+        assert len(children) >= 4, children  # control plane, 2 runtimes, Envoy
+
+        token = issue_token(SigningKey.load_or_create(state), load_config(cfg).platform.auth, "acme")
+        reply = post(f"http://127.0.0.1:{gateway}/v2/models/classifier/infer", infer_body(["great"]), token)
+        assert reply.status == 200, reply.body
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        time.sleep(0.5)
+        assert not [p for p in children if alive(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,1 @@
+"""Fairshare control plane: config model, compiler, xDS server, CLI."""

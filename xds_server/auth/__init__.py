@@ -1,0 +1,1 @@
+"""Tenant identity: the signing key the gateway trusts, and the tokens it verifies."""

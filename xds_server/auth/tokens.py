@@ -1,0 +1,43 @@
+"""Issue tenant tokens the gateway accepts. Locally for `fairshare token`; in production the
+customer's identity provider issues them and only the JWKS changes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+
+from xds_server.auth.keys import SigningKey
+from xds_server.config.model import AuthSettings, PlatformConfig
+
+
+class UnknownTenant(Exception):
+    pass
+
+
+def issue_token(
+    key: SigningKey,
+    auth: AuthSettings,
+    tenant: str,
+    ttl_seconds: int | None = None,
+    now: float | None = None,
+) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "iss": auth.issuer,
+        "aud": auth.audience,
+        "sub": tenant,
+        auth.tenant_claim: tenant,
+        "iat": issued,
+        "exp": issued + (ttl_seconds if ttl_seconds is not None else auth.token_ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, key.private, algorithm="ES256", headers={"kid": key.kid})
+
+
+def issue_for_config(config: PlatformConfig, key: SigningKey, tenant: str, ttl_seconds: int | None = None) -> str:
+    if tenant not in config.tenants:
+        known = ", ".join(sorted(config.tenants))
+        raise UnknownTenant(f"unknown tenant {tenant!r} (known: {known})")
+    return issue_token(key, config.platform.auth, tenant, ttl_seconds)

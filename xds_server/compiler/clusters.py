@@ -1,0 +1,64 @@
+"""Per-tenant clusters (one per model version, with circuit breakers sized from the tenant's
+concurrency quota) and the shared per-version endpoint sets they draw from."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from xds_server.compiler.endpoints import Endpoint
+
+_ADS_SOURCE = config_source_pb2.ConfigSource(
+    ads=config_source_pb2.AggregatedConfigSource(),
+    resource_api_version=config_source_pb2.ApiVersion.V3,
+)
+
+
+def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cluster:
+    limit = wrappers_pb2.UInt32Value
+    thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        priority=base_pb2.RoutingPriority.DEFAULT,
+        max_connections=limit(value=concurrency),
+        # Requests past the tenant's concurrency wait briefly in Envoy, bounded at the same size, then
+        # get 503 with x-envoy-overloaded: the tenant's burst stays the tenant's problem.
+        max_pending_requests=limit(value=concurrency),
+        max_requests=limit(value=concurrency),
+        max_retries=limit(value=max(1, concurrency // 4)),
+        track_remaining=True,
+    )
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ADS_SOURCE, service_name=eds_name),
+        connect_timeout=duration_pb2.Duration(nanos=500_000_000),
+        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds]),
+        # Passive health: a replica that keeps failing is taken out for a while, no probe traffic per tenant.
+        outlier_detection=outlier_detection_pb2.OutlierDetection(
+            consecutive_5xx=wrappers_pb2.UInt32Value(value=5),
+            consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
+            interval=duration_pb2.Duration(seconds=2),
+            base_ejection_time=duration_pb2.Duration(seconds=5),
+            max_ejection_percent=wrappers_pb2.UInt32Value(value=50),
+        ),
+        ignore_health_on_host_removal=True,
+    )
+
+
+def endpoint_set(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.ClusterLoadAssignment:
+    lb_endpoints = [
+        endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(
+                address=address_pb2.Address(
+                    socket_address=address_pb2.SocketAddress(address=e.host, port_value=e.port),
+                ),
+            ),
+        )
+        for e in endpoints
+    ]
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
+    )

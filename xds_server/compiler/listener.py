@@ -1,0 +1,115 @@
+"""The region's gateway listener: strip spoofable headers, verify the JWT, pick the tenant's routes."""
+
+from __future__ import annotations
+
+# Imported for their descriptors: ParseDict resolves each typed_config's type URL through them.
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2  # noqa: F401
+from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
+from envoy.extensions.http.early_header_mutation.header_mutation.v3 import header_mutation_pb2  # noqa: F401
+from google.protobuf import json_format
+
+from xds_server.compiler import naming
+from xds_server.config.model import AuthSettings
+
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ADS = {"ads": {}, "resource_api_version": "V3"}
+
+# What the access log records: enough to debug and bill, never a payload or a credential.
+_ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "tenant": f"%REQ({naming.TENANT_HEADER.upper()})%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "cluster": "%UPSTREAM_CLUSTER%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+}
+
+
+def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> listener_pb2.Listener:
+    hcm = {
+        "@type": _HCM,
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "use_remote_address": True,
+        # Before routing and before any filter: a client can never choose its tenant, weight or rules.
+        "early_header_mutation_extensions": [{
+            "name": "strip-fairshare-headers",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                "mutations": [{"remove_on_match": {"key_matcher": {"prefix": naming.HEADER_PREFIX}}}],
+            },
+        }],
+        # One scope (and one RouteConfiguration) per tenant, keyed by the tenant header that only the
+        # JWT filter sets: a tenant edit re-sends that tenant's routes alone.
+        "scoped_routes": {
+            "name": naming.SCOPED_ROUTES,
+            "scope_key_builder": {"fragments": [
+                {"header_value_extractor": {"name": naming.TENANT_HEADER, "index": 0}},
+            ]},
+            "rds_config_source": _ADS,
+            "scoped_rds": {"scoped_rds_config_source": _ADS},
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.jwt_authn",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                    "providers": {
+                        "fairshare": {
+                            "issuer": auth.issuer,
+                            "audiences": [auth.audience],
+                            "local_jwks": {"inline_string": jwks},
+                            "forward": False,
+                            "claim_to_headers": [
+                                {"header_name": naming.TENANT_HEADER, "claim_name": auth.tenant_claim},
+                            ],
+                            "clear_route_cache": True,
+                        },
+                    },
+                    "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "fairshare"}}],
+                },
+            },
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            },
+        ],
+        # Every error Envoy itself returns (401, 403, 404, 503) is JSON like the runtime's.
+        "local_reply_config": {
+            # No scope matched a verified token's tenant: the tenant is not (or no longer) configured.
+            "mappers": [{
+                "filter": {"response_flag_filter": {"flags": ["NR"]}},
+                "status_code": 403,
+                "body": {"inline_string": "tenant is not served by this gateway"},
+            }],
+            "body_format": {
+                "json_format": {"error": "%LOCAL_REPLY_BODY%", "code": "%RESPONSE_CODE%"},
+                "content_type": "application/json",
+            },
+        },
+        "access_log": [{
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"json_format": _ACCESS_LOG_FORMAT},
+            },
+        }],
+    }
+    listener = {
+        "name": naming.LISTENER,
+        "address": {"socket_address": {"address": address, "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                         "typed_config": hcm}]}],
+        # Connections in flight finish on the old filter chain when a listener changes.
+        "drain_type": "DEFAULT",
+    }
+    return json_format.ParseDict(listener, listener_pb2.Listener())

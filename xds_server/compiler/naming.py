@@ -1,0 +1,41 @@
+"""The one place Envoy resource names are derived. Names are stable across snapshots, so an edit to one
+tenant changes only that tenant's resources and Envoy rebuilds nothing else."""
+
+from __future__ import annotations
+
+LISTENER = "gateway"
+SCOPED_ROUTES = "tenants"
+
+# Headers only Envoy sets. Envoy strips every client-supplied header with this prefix before routing.
+HEADER_PREFIX = "x-fairshare-"
+TENANT_HEADER = "x-fairshare-tenant"
+REGION_HEADER = "x-fairshare-region"
+WEIGHT_HEADER = "x-fairshare-weight"
+TIER_HEADER = "x-fairshare-tier"
+VERSION_HEADER = "x-fairshare-model-version"
+PII_REDACT_HEADER = "x-fairshare-pii-redact"
+PII_BLOCK_HEADER = "x-fairshare-pii-block"
+
+
+def tenant_scope(tenant: str) -> str:
+    return f"tenant/{tenant}"
+
+
+def tenant_routes(tenant: str) -> str:
+    return f"tenant/{tenant}"
+
+
+def tenant_cluster(tenant: str, model: str, version: str, region: str) -> str:
+    return f"tenant/{tenant}/{model}/{version}/{region}"
+
+
+def version_endpoints(model: str, version: str, region: str) -> str:
+    """EDS name shared by every tenant cluster of one model version: endpoints change in one place."""
+    return f"model/{model}/{version}/{region}"
+
+
+def parse_tenant_cluster(name: str) -> tuple[str, str, str, str] | None:
+    parts = name.split("/")
+    if len(parts) != 5 or parts[0] != "tenant":
+        return None
+    return parts[1], parts[2], parts[3], parts[4]

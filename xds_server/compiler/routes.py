@@ -1,0 +1,131 @@
+"""Per-tenant routes: the tenant's canary split per model, its rules as headers, and clear refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2, scoped_route_pb2
+from google.protobuf import duration_pb2, wrappers_pb2
+
+from xds_server.compiler import naming
+
+
+@dataclass(frozen=True)
+class VersionTarget:
+    version: str
+    cluster: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    model: str
+    targets: tuple[VersionTarget, ...]
+
+
+def tenant_scope(tenant: str) -> scoped_route_pb2.ScopedRouteConfiguration:
+    return scoped_route_pb2.ScopedRouteConfiguration(
+        name=naming.tenant_scope(tenant),
+        route_configuration_name=naming.tenant_routes(tenant),
+        key=scoped_route_pb2.ScopedRouteConfiguration.Key(
+            fragments=[scoped_route_pb2.ScopedRouteConfiguration.Key.Fragment(string_key=tenant)],
+        ),
+    )
+
+
+def tenant_routes(
+    tenant: str,
+    served: tuple[ModelRoute, ...],
+    forbidden_models: tuple[str, ...],
+    request_headers: Mapping[str, str],
+    timeout_seconds: float,
+) -> route_pb2.RouteConfiguration:
+    routes: list[rc.Route] = []
+    timeout = _duration(timeout_seconds)
+    for model in served:
+        # An explicit version in the path pins that version (still only one the tenant is granted).
+        for target in model.targets:
+            routes.append(rc.Route(
+                name=f"{model.model}/{target.version}",
+                match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
+                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
+                request_headers_to_add=[_header(naming.VERSION_HEADER, target.version)],
+            ))
+        live = [t for t in model.targets if t.weight > 0]
+        split = rc.WeightedCluster(clusters=[
+            rc.WeightedCluster.ClusterWeight(
+                name=t.cluster,
+                weight=wrappers_pb2.UInt32Value(value=t.weight),
+                request_headers_to_add=[_header(naming.VERSION_HEADER, t.version)],
+            )
+            for t in live
+        ])
+        routes.append(rc.Route(
+            name=model.model,
+            match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
+            route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
+        ))
+    for model_name in forbidden_models:
+        routes.append(_refuse(
+            f"forbidden/{model_name}", f"/v2/models/{model_name}", 403,
+            f"tenant {tenant} may not use model {model_name}",
+        ))
+    routes.append(_refuse("unknown-model", "/v2/models", 404, "unknown model"))
+    routes.append(rc.Route(
+        name="not-found",
+        match=rc.RouteMatch(prefix="/"),
+        direct_response=rc.DirectResponseAction(status=404, body=_body("no such endpoint")),
+    ))
+    vhost = rc.VirtualHost(
+        name=f"tenant-{tenant}",
+        domains=["*"],
+        routes=routes,
+        request_headers_to_add=[_header(k, v) for k, v in sorted(request_headers.items())],
+    )
+    return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
+
+
+def region_refusal(tenant: str, region: str) -> route_pb2.RouteConfiguration:
+    """Routes for a tenant whose data may not be served in this region: every request refused."""
+    vhost = rc.VirtualHost(name=f"tenant-{tenant}", domains=["*"], routes=[
+        rc.Route(
+            name="residency",
+            match=rc.RouteMatch(prefix="/"),
+            direct_response=rc.DirectResponseAction(
+                status=403, body=_body(f"tenant {tenant} may not be served in region {region}"),
+            ),
+        ),
+    ])
+    return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
+
+
+# Retried only when the request never reached a model: a refused or failed connection.
+_RETRY = rc.RetryPolicy(retry_on="connect-failure,refused-stream,reset-before-request",
+                        num_retries=wrappers_pb2.UInt32Value(value=2))
+
+
+def _refuse(name: str, prefix: str, status: int, message: str) -> rc.Route:
+    return rc.Route(
+        name=name,
+        match=rc.RouteMatch(path_separated_prefix=prefix),
+        direct_response=rc.DirectResponseAction(status=status, body=_body(message)),
+    )
+
+
+def _body(text: str) -> base_pb2.DataSource:
+    return base_pb2.DataSource(inline_string=text)
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))

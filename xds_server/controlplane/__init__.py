@@ -1,0 +1,1 @@
+"""The running control plane: watch config, compile, publish snapshots, report status."""

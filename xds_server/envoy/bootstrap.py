@@ -1,0 +1,97 @@
+"""Envoy bootstrap that knows nothing but where the xDS server is.
+
+Everything else (listeners, routes, clusters, endpoints) arrives over ADS, so one bootstrap serves
+every gateway of a region and a config change never needs an Envoy restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+XDS_CLUSTER = "fairshare_xds"
+
+# Reconnect quickly after the control plane restarts; Envoy's default backoff grows to 30 s.
+_RETRY_BASE = "0.1s"
+_RETRY_MAX = "2s"
+
+
+def bootstrap(
+    node_id: str,
+    region: str,
+    xds_host: str,
+    xds_port: int,
+    admin_port: int,
+    delta: bool = True,
+    cluster: str = "fairshare-gateway",
+    stats_matcher: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
+
+    `admin_port` 0 lets Envoy pick one (EnvoyProcess reads it back from --admin-address-path).
+    `stats_matcher` is an envoy.config.metrics.v3.StatsMatcher as a dict, e.g.
+    {"inclusion_list": {"patterns": [{"prefix": "cluster."}]}}, to keep stats memory down at scale.
+    """
+    ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
+    config: dict[str, Any] = {
+        "node": {"id": node_id, "cluster": cluster, "metadata": {"region": region}},
+        "admin": {"address": _socket_address("127.0.0.1", admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [
+                    {
+                        # Envoy reads the ADS reconnect backoff from envoy_grpc.retry_policy; the
+                        # GrpcService-level retry_policy is ignored for xDS streams.
+                        "envoy_grpc": {
+                            "cluster_name": XDS_CLUSTER,
+                            "retry_policy": {
+                                "retry_back_off": {"base_interval": _RETRY_BASE, "max_interval": _RETRY_MAX}
+                            },
+                        },
+                    }
+                ],
+            },
+            "lds_config": dict(ads),
+            "cds_config": dict(ads),
+        },
+        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+    }
+    if stats_matcher is not None:
+        config["stats_config"] = {"stats_matcher": stats_matcher}
+    return config
+
+
+def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+    try:
+        ipaddress.ip_address(host)
+        discovery = "STATIC"
+    except ValueError:
+        discovery = "STRICT_DNS"
+    return {
+        "name": XDS_CLUSTER,
+        "type": discovery,
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    # Pings notice a dead control plane (no RST, e.g. a vanished VM) within seconds.
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "5s"}
+                    }
+                },
+            }
+        },
+        "upstream_connection_options": {"tcp_keepalive": {}},
+    }
+
+
+def _socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}

@@ -1,0 +1,1 @@
+"""Run the whole platform on one machine: control plane, runtimes, one Envoy per region."""

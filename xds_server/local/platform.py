@@ -1,0 +1,179 @@
+"""`make run`: the whole platform on one machine, from the same config and code a cluster runs.
+
+Control plane and runtimes are child processes (restartable on their own, as in production);
+Envoy runs from the official binary with a bootstrap that only points at the xDS server.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xds_server.config import load_config
+from xds_server.config.model import PlatformConfig
+from xds_server.envoy.bootstrap import bootstrap
+from xds_server.envoy.process import EnvoyProcess
+from xds_server.local.layout import ReplicaSpec, endpoint_directory, plan_replicas, replica_count
+from xds_server.local.processes import Child, Supervisor, free_port, wait_http
+
+log = logging.getLogger("fairshare.local")
+
+_EXAMPLE_BODY = '{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["hello"]}]}'
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    config_dir: Path
+    state_dir: Path
+    xds_port: int = 18000
+    status_port: int = 18001
+    host: str = "127.0.0.1"
+    delta_xds: bool = True
+    startup_timeout: float = 180.0
+
+
+@dataclass
+class LocalPlatform:
+    opts: PlatformOptions
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    envoys: dict[str, EnvoyProcess] = field(default_factory=dict)
+    replicas: list[ReplicaSpec] = field(default_factory=list)
+    config: PlatformConfig | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.opts.state_dir / "run"
+
+    @property
+    def endpoints_file(self) -> Path:
+        return self.run_dir / "endpoints.yaml"
+
+    @property
+    def status_url(self) -> str:
+        return f"http://{self.opts.host}:{self.opts.status_port}/status"
+
+    def gateway_url(self, region: str) -> str:
+        assert self.config is not None
+        return f"http://{self.opts.host}:{self.config.regions[region].gateway_port}"
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> LocalPlatform:
+        self.config = load_config(self.opts.config_dir)  # fail fast, with every problem, before starting
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.replicas = plan_replicas(self.config, [free_port() for _ in range(replica_count(self.config))])
+        endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
+        try:
+            for replica in self.replicas:
+                self._start_replica(replica)
+            self.start_control_plane()
+            for region in self.config.regions:
+                self.start_envoy(region)
+            for replica in self.replicas:
+                child = self.supervisor.children[replica.name]
+                wait_http(f"http://{self.opts.host}:{replica.port}/v2/health/ready", self.opts.startup_timeout,
+                          proc=child.proc, log_file=child.log_file)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for envoy in self.envoys.values():
+            envoy.stop()
+        self.envoys.clear()
+        self.supervisor.stop_all()
+
+    def start_control_plane(self) -> None:
+        child = self.supervisor.start(Child(
+            name="control-plane",
+            argv=[sys.executable, "-m", "xds_server", "serve",
+                  "--config", str(self.opts.config_dir), "--state", str(self.opts.state_dir),
+                  "--endpoints", str(self.endpoints_file), "--host", self.opts.host,
+                  "--xds-port", str(self.opts.xds_port), "--status-port", str(self.opts.status_port),
+                  "--listen-address", self.opts.host],
+            log_file=self.run_dir / "control-plane.log",
+        ))
+        wait_http(f"http://{self.opts.host}:{self.opts.status_port}/healthz", 60, proc=child.proc,
+                  log_file=child.log_file)
+
+    def stop_control_plane(self) -> None:
+        self.supervisor.stop("control-plane")
+
+    def start_envoy(self, region: str) -> EnvoyProcess:
+        admin_port = free_port()
+        boot = bootstrap(node_id=f"gateway-{region}", region=region, xds_host=self.opts.host,
+                         xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds)
+        envoy = EnvoyProcess(boot, self.run_dir / f"envoy-{region}", name=f"envoy-{region}")
+        envoy.start()
+        self.envoys[region] = envoy
+        envoy.wait_ready(60)
+        return envoy
+
+    def stop_envoy(self, region: str) -> None:
+        envoy = self.envoys.pop(region, None)
+        if envoy:
+            envoy.stop()
+
+    def _start_replica(self, replica: ReplicaSpec) -> None:
+        argv = [sys.executable, "-m", "inference_images.runtime", "--region", replica.region,
+                "--pool", replica.pool, "--host", self.opts.host, "--port", str(replica.port),
+                "--replica", f"{replica.region}/{replica.pool}/{replica.replica}"]
+        for model in replica.models:
+            argv += ["--model", model.arg()]
+        self.supervisor.start(Child(
+            name=replica.name, argv=argv, log_file=self.run_dir / f"{replica.name}.log",
+            # One intra-op thread per replica: several replicas share few cores, and oversubscribed
+            # torch threads cost more than they give.
+            env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+        ))
+
+    # -- foreground ------------------------------------------------------------------------------------
+
+    def run_foreground(self) -> int:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        print("starting Fairshare (control plane, runtimes, one Envoy per region)...", flush=True)
+        try:
+            self.start()
+        except Exception as err:
+            print(f"error: platform failed to start: {err}", file=sys.stderr)
+            return 1
+        assert self.config is not None
+        print(self.banner(), flush=True)
+        try:
+            while not stop.wait(1.0):
+                dead = [c.name for c in self.supervisor.children.values() if not c.alive()]
+                dead += [f"envoy-{r}" for r, e in self.envoys.items() if not e.running]
+                if dead:
+                    print(f"error: {', '.join(dead)} exited; stopping (logs in {self.run_dir})", file=sys.stderr)
+                    return 1
+        finally:
+            print("stopping every process...", flush=True)
+            self.stop()
+            print("stopped.", flush=True)
+        return 0
+
+    def banner(self) -> str:
+        assert self.config is not None
+        lines = ["", "Fairshare is running.", ""]
+        for region in self.config.regions:
+            lines.append(f"  gateway {region:<12} {self.gateway_url(region)}")
+        lines += [f"  control plane status  {self.status_url}", f"  logs                  {self.run_dir}", "",
+                  "Credentials (tokens expire; run again for a fresh one):"]
+        flags = f" --config {self.opts.config_dir}" if str(self.opts.config_dir) != "config" else ""
+        flags += f" --state {self.opts.state_dir}" if str(self.opts.state_dir) != ".fairshare" else ""
+        for tenant in sorted(self.config.tenants):
+            lines.append(f"  {tenant:<10} $(.venv/bin/fairshare token {tenant}{flags})")
+        first_region = next(iter(self.config.regions))
+        lines += ["", "Try:",
+                  f'  curl -H "Authorization: Bearer $(.venv/bin/fairshare token acme{flags})" \\',
+                  "       -d '" + _EXAMPLE_BODY + "' \\",
+                  f"       {self.gateway_url(first_region)}/v2/models/embedder/infer",
+                  "", "Ctrl-C stops every process."]
+        return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Incremental (delta) ADS: one stream's protocol state, free of gRPC.
+
+Per type we keep what Envoy subscribed to and what we believe it holds (name -> resource version,
+seeded from initial_resource_versions on reconnect). A response carries only the difference between
+that and the snapshot, plus removals. Belief is updated when a response is sent, so a NACKed
+resource is not resent until its content changes in a later snapshot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from xds_server.snapshot import CLUSTER, ENDPOINT, WILDCARD_TYPES, Resource
+from xds_server.xds.sotw import CONTROL_PLANE, REQUIRED_TYPES, in_push_order
+from xds_server.xds.store import NodeStatus, Published, SnapshotStore, short_type
+
+log = logging.getLogger("fairshare.xds.delta")
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    version: str
+    names: frozenset[str]
+
+
+@dataclass(slots=True)
+class _TypeState:
+    wildcard: bool
+    names: set[str]
+    known: dict[str, str]
+    in_flight: dict[str, _Sent] = field(default_factory=dict)
+    # Names whose latest delivery Envoy rejected: it still runs an older version of them.
+    rejected: set[str] = field(default_factory=set)
+    # Wildcard subscriptions need one answer even when empty: Envoy's init waits for it.
+    answered: bool = False
+
+
+class DeltaStream:
+    """Protocol state of one DeltaAggregatedResources stream."""
+
+    def __init__(self, store: SnapshotStore, node: NodeStatus) -> None:
+        self._store = store
+        self._node = node
+        self._types: dict[str, _TypeState] = {}
+        self._pub: Published | None = None
+        self._nonces = itertools.count(1)
+
+    def on_request(
+        self, req: discovery_pb2.DeltaDiscoveryRequest
+    ) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        type_url = req.type_url
+        subscribe = set(req.resource_names_subscribe)
+        unsubscribe = set(req.resource_names_unsubscribe)
+        state = self._types.get(type_url)
+        if state is None:
+            wildcard = WILDCARD in subscribe or (not subscribe and type_url in WILDCARD_TYPES)
+            state = _TypeState(
+                wildcard=wildcard,
+                names=subscribe - {WILDCARD},
+                # Endpoints are always sent on subscription: a cluster Envoy warms after a reconnect may
+                # share an EDS name Envoy already holds, and would wait for an update forever otherwise.
+                known={} if type_url == ENDPOINT else dict(req.initial_resource_versions),
+            )
+            self._types[type_url] = state
+            log.debug("node %s subscribed %s %s (has %d)", self._node.node_id, short_type(type_url),
+                      "*" if wildcard else sorted(state.names), len(state.known))
+        else:
+            self._change_subscription(state, subscribe, unsubscribe)
+
+        if req.response_nonce:
+            self._on_reply(type_url, state, req)
+        return self._respond_all([type_url])
+
+    def on_snapshot(self, pub: Published) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        if self._pub is not None and pub.seq <= self._pub.seq:
+            return []
+        self._pub = pub
+        return self._respond_all(list(self._types))
+
+    @staticmethod
+    def _change_subscription(state: _TypeState, subscribe: set[str], unsubscribe: set[str]) -> None:
+        if WILDCARD in subscribe:
+            state.wildcard = True
+        if WILDCARD in unsubscribe:
+            state.wildcard = False
+        for name in subscribe - {WILDCARD}:
+            state.names.add(name)
+            # The spec wants a (re)subscribed resource sent even if we think Envoy has it.
+            state.known.pop(name, None)
+        for name in unsubscribe - {WILDCARD}:
+            state.names.discard(name)
+            if not state.wildcard:
+                state.known.pop(name, None)
+                state.rejected.discard(name)
+
+    def _on_reply(self, type_url: str, state: _TypeState, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
+        sent = state.in_flight.pop(req.response_nonce, None)
+        if sent is None:
+            log.debug("node %s: reply to unknown nonce %s for %s", self._node.node_id, req.response_nonce,
+                      short_type(type_url))
+            return
+        if req.HasField("error_detail"):
+            state.rejected |= sent.names
+            message = req.error_detail.message
+            log.warning(
+                "NACK from node %s (region %s): %s version %s rejected (%d resources in it): %s",
+                self._node.node_id, self._node.region, short_type(type_url), sent.version,
+                len(sent.names), message,
+            )
+            self._store.record_nack(self._node, type_url, sent.version, req.response_nonce, message)
+        else:
+            state.rejected -= sent.names
+            self._store.record_ack(self._node, type_url, sent.version, req.response_nonce)
+
+    def _respond_all(self, type_urls: list[str]) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        out = []
+        pending = in_push_order(type_urls)
+        while pending:
+            type_url = pending.pop(0)
+            resp = self._respond(type_url)
+            if resp is None:
+                continue
+            out.append(resp)
+            if type_url == CLUSTER and resp.resources and ENDPOINT in self._types:
+                # A new cluster whose EDS name other clusters already use adds no subscription, so
+                # Envoy asks for nothing and the cluster would stay warming: resend what it needs.
+                eds = self._types[ENDPOINT]
+                for name in eds.names:
+                    eds.known.pop(name, None)
+                if ENDPOINT not in pending:
+                    pending = in_push_order([*pending, ENDPOINT])
+        self._check_applied()
+        return out
+
+    def _respond(self, type_url: str) -> discovery_pb2.DeltaDiscoveryResponse | None:
+        if self._pub is None:
+            return None
+        state = self._types[type_url]
+        send, removed = self._diff(type_url, state)
+        if not send and not removed and (state.answered or not state.wildcard):
+            return None
+        nonce = str(next(self._nonces))
+        version = self._pub.snapshot.version
+        state.in_flight[nonce] = _Sent(version=version, names=frozenset([r.name for r in send] + removed))
+        for res in send:
+            state.known[res.name] = res.version
+        for name in removed:
+            del state.known[name]
+        state.answered = True
+        log.debug("node %s <- %s version %s (+%d -%d, nonce %s)", self._node.node_id, short_type(type_url),
+                  version, len(send), len(removed), nonce)
+        return discovery_pb2.DeltaDiscoveryResponse(
+            system_version_info=version,
+            type_url=type_url,
+            nonce=nonce,
+            resources=[
+                discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed) for r in send
+            ],
+            removed_resources=removed,
+            control_plane=CONTROL_PLANE,
+        )
+
+    def _diff(self, type_url: str, state: _TypeState) -> tuple[list[Resource], list[str]]:
+        assert self._pub is not None
+        of_type = self._pub.snapshot.of_type(type_url)
+        wanted = sorted(of_type) if state.wildcard else sorted(n for n in state.names if n in of_type)
+        send = [of_type[n] for n in wanted if state.known.get(n) != of_type[n].version]
+        removed = sorted(
+            n for n in state.known if n not in of_type and (state.wildcard or n in state.names)
+        )
+        return send, removed
+
+    def _check_applied(self) -> None:
+        if self._pub is None:
+            return
+        for type_url in set(self._types) | set(REQUIRED_TYPES):
+            state = self._types.get(type_url)
+            if state is None or state.in_flight or state.rejected:
+                return
+            if state.wildcard and not state.answered:
+                return
+            send, removed = self._diff(type_url, state)
+            if send or removed:
+                return
+        self._store.record_applied(self._node, self._pub)

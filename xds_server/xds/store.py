@@ -1,0 +1,333 @@
+"""What every region's Envoys should run, and what each Envoy has actually accepted.
+
+The store is the only state shared between the compiler and the protocol servers: the compiler
+publishes one snapshot per region, streams watch their region, and report back what their Envoy
+ACKed or NACKed. That report is what lets callers wait until config is really live (`wait_applied`)
+instead of sleeping.
+
+Everything here runs on one asyncio loop. `set_snapshot` alone may be called from another thread
+(a file watcher, a CLI worker); it hops onto the loop before touching shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from xds_server.snapshot import Snapshot
+
+log = logging.getLogger("fairshare.xds.store")
+
+SOTW = "sotw"
+DELTA = "delta"
+
+# Enough history to resolve a version a slow caller asks about; older versions are long superseded.
+_HISTORY = 256
+
+
+class ConfigRejected(Exception):
+    """An Envoy NACKed the version someone is waiting for: it will not apply it."""
+
+    def __init__(self, node_id: str, nack: Nack) -> None:
+        super().__init__(
+            f"node {node_id} rejected {short_type(nack.type_url)} version {nack.version}: {nack.message}"
+        )
+        self.node_id = node_id
+        self.nack = nack
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A snapshot as published to a region; `seq` orders publications even when versions repeat."""
+
+    seq: int
+    region: str
+    snapshot: Snapshot
+    at: float
+
+
+@dataclass(slots=True)
+class Ack:
+    version: str
+    nonce: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    type_url: str
+    version: str
+    nonce: str
+    message: str
+    at: float
+
+
+@dataclass(slots=True)
+class NodeStatus:
+    """One Envoy's stream as the protocol server sees it. A new stream gets a fresh object."""
+
+    node_id: str
+    region: str
+    protocol: str
+    stream_id: int
+    connected: bool = True
+    connected_at: float = field(default_factory=time.time)
+    disconnected_at: float | None = None
+    acks: dict[str, Ack] = field(default_factory=dict)
+    last_nack: Nack | None = None
+    nack_count: int = 0
+    applied_version: str | None = None
+    applied_at: float | None = None
+    applied_seq: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "region": self.region,
+            "protocol": self.protocol,
+            "stream_id": self.stream_id,
+            "connected": self.connected,
+            "connected_at": self.connected_at,
+            "disconnected_at": self.disconnected_at,
+            "applied_version": self.applied_version,
+            "applied_at": self.applied_at,
+            "acked": {
+                short_type(t): {"version": a.version, "nonce": a.nonce, "at": a.at}
+                for t, a in sorted(self.acks.items())
+            },
+            "last_nack": None
+            if self.last_nack is None
+            else {
+                "type": short_type(self.last_nack.type_url),
+                "version": self.last_nack.version,
+                "nonce": self.last_nack.nonce,
+                "message": self.last_nack.message,
+                "at": self.last_nack.at,
+            },
+            "nack_count": self.nack_count,
+        }
+
+
+def short_type(type_url: str) -> str:
+    """'type.googleapis.com/envoy.config.cluster.v3.Cluster' -> 'Cluster' (for logs and status)."""
+    return type_url.rsplit(".", 1)[-1]
+
+
+class SnapshotStore:
+    """One snapshot per region, plus per-node delivery status."""
+
+    def __init__(self, forget_after: float = 3600.0) -> None:
+        # Disconnected nodes stay visible in status() this long, so churn (pod restarts) can't grow it forever.
+        self.forget_after = forget_after
+        self._published: dict[str, Published] = {}
+        self._history: dict[str, deque[tuple[str, int]]] = {}
+        self._region_changed: dict[str, asyncio.Event] = {}
+        self._nodes: dict[str, NodeStatus] = {}
+        self._status_changed = asyncio.Event()
+        self._seq = 0
+        self._stream_ids = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def set_snapshot(self, region: str, snapshot: Snapshot) -> None:
+        """Publish `snapshot` to every Envoy of `region`. Safe to call from any thread."""
+        if not region:
+            raise ValueError("region must be a non-empty string")
+        loop = self._loop
+        if loop is not None and self._loop_thread != threading.get_ident() and loop.is_running():
+            loop.call_soon_threadsafe(self._publish, region, snapshot)
+        else:
+            self._publish(region, snapshot)
+
+    def get(self, region: str) -> Snapshot | None:
+        pub = self._published.get(region)
+        return None if pub is None else pub.snapshot
+
+    def published(self, region: str) -> Published | None:
+        return self._published.get(region)
+
+    def regions(self) -> list[str]:
+        return sorted(self._published)
+
+    async def watch(self, region: str) -> AsyncIterator[Published]:
+        """Yield the region's current snapshot (once there is one), then each newer one.
+
+        Publications that happen while the consumer is busy are coalesced: it only ever sees the
+        newest, which is all a stream needs to converge.
+        """
+        self._bind_loop()
+        seen = -1
+        while True:
+            changed = self._region_changed.setdefault(region, asyncio.Event())
+            pub = self._published.get(region)
+            if pub is not None and pub.seq != seen:
+                seen = pub.seq
+                yield pub
+                continue
+            await changed.wait()
+
+    def _publish(self, region: str, snapshot: Snapshot) -> None:
+        self._seq += 1
+        pub = Published(seq=self._seq, region=region, snapshot=snapshot, at=time.time())
+        self._published[region] = pub
+        self._history.setdefault(region, deque(maxlen=_HISTORY)).append((snapshot.version, pub.seq))
+        log.info(
+            "region %s: snapshot %s published (%d resources, %d bytes)",
+            region,
+            snapshot.version,
+            snapshot.count(),
+            snapshot.total_bytes(),
+        )
+        changed = self._region_changed.pop(region, None)
+        if changed is not None:
+            changed.set()
+        self._notify_status()
+
+    def _seq_of(self, region: str, version: str) -> int | None:
+        for v, seq in reversed(self._history.get(region, ())):
+            if v == version:
+                return seq
+        return None
+
+    # -- node status, reported by the protocol servers -------------------------------------------
+
+    def open_stream(self, node_id: str, region: str, protocol: str) -> NodeStatus:
+        self._bind_loop()
+        self._stream_ids += 1
+        node = NodeStatus(node_id=node_id, region=region, protocol=protocol, stream_id=self._stream_ids)
+        previous = self._nodes.get(node_id)
+        if previous is not None and previous.connected:
+            # Usually an Envoy that restarted before its old stream was torn down; the newest wins.
+            log.info("node %s opened stream %d while stream %d is open", node_id, node.stream_id,
+                     previous.stream_id)
+        self._nodes[node_id] = node
+        self._notify_status()
+        return node
+
+    def close_stream(self, node: NodeStatus) -> None:
+        node.connected = False
+        node.disconnected_at = now = time.time()
+        stale = [
+            node_id
+            for node_id, n in self._nodes.items()
+            if not n.connected and n.disconnected_at is not None and now - n.disconnected_at > self.forget_after
+        ]
+        for node_id in stale:
+            del self._nodes[node_id]
+        self._notify_status()
+
+    def record_ack(self, node: NodeStatus, type_url: str, version: str, nonce: str) -> None:
+        node.acks[type_url] = Ack(version=version, nonce=nonce, at=time.time())
+        self._notify_status()
+
+    def record_nack(self, node: NodeStatus, type_url: str, version: str, nonce: str, message: str) -> None:
+        node.last_nack = Nack(type_url=type_url, version=version, nonce=nonce, message=message, at=time.time())
+        node.nack_count += 1
+        self._notify_status()
+
+    def record_applied(self, node: NodeStatus, pub: Published) -> None:
+        if node.applied_seq == pub.seq:
+            return
+        node.applied_seq = pub.seq
+        node.applied_version = pub.snapshot.version
+        node.applied_at = time.time()
+        log.debug("node %s applied %s", node.node_id, pub.snapshot.version)
+        self._notify_status()
+
+    def nodes(self) -> list[NodeStatus]:
+        return list(self._nodes.values())
+
+    def node(self, node_id: str) -> NodeStatus | None:
+        return self._nodes.get(node_id)
+
+    def _notify_status(self) -> None:
+        self._status_changed.set()
+        self._status_changed = asyncio.Event()
+
+    # -- waiting and reporting -------------------------------------------------------------------
+
+    async def wait_applied(
+        self, region_or_node: str, version: str, timeout: float = 10.0, min_nodes: int = 1
+    ) -> list[str]:
+        """Wait until every connected node of a region (or one node, by id) has applied `version`.
+
+        A node id is matched before a region name. At least `min_nodes` nodes must be connected, so
+        waiting right after a snapshot is set does not succeed vacuously before any Envoy connects.
+        "Applied" is per publication: a node running a later snapshot has applied earlier ones too.
+        Returns the node ids that applied it; raises ConfigRejected as soon as one of them NACKs
+        that version, TimeoutError (naming the laggards) when time runs out.
+        """
+        self._bind_loop()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            changed = self._status_changed
+            done, waiting_on = self._applied_check(region_or_node, version, min_nodes)
+            if done is not None:
+                return done
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"{region_or_node}: version {version} not applied after {timeout}s; "
+                                   f"{waiting_on}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    def _applied_check(self, key: str, version: str, min_nodes: int) -> tuple[list[str] | None, str]:
+        single = self._nodes.get(key)
+        region = single.region if single is not None else key
+        target = self._seq_of(region, version)
+        if target is None:
+            return None, f"version {version} was never published to region {region!r}"
+        if single is not None:
+            nodes = [single] if single.connected else []
+            min_nodes = 1
+        else:
+            nodes = [n for n in self._nodes.values() if n.region == region and n.connected]
+        for n in nodes:
+            nack = n.last_nack
+            if nack is not None and nack.version == version and n.applied_seq < target:
+                raise ConfigRejected(n.node_id, nack)
+        behind = [n for n in nodes if n.applied_seq < target]
+        if len(nodes) >= min_nodes and not behind:
+            return [n.node_id for n in nodes], ""
+        detail = ", ".join(f"{n.node_id} at {n.applied_version}" for n in behind)
+        return None, f"{len(nodes)} connected node(s) (need {min_nodes}); behind: {detail or 'none'}"
+
+    def status(self) -> dict[str, Any]:
+        """Plain, JSON-able view for the CLI and the status page."""
+        return {
+            "regions": {
+                region: {
+                    "version": pub.snapshot.version,
+                    "published_at": pub.at,
+                    "resources": pub.snapshot.count(),
+                    "bytes": pub.snapshot.total_bytes(),
+                    "nodes_connected": sum(
+                        1 for n in self._nodes.values() if n.region == region and n.connected
+                    ),
+                    "nodes_applied": sum(
+                        1
+                        for n in self._nodes.values()
+                        if n.region == region and n.connected and n.applied_seq == pub.seq
+                    ),
+                }
+                for region, pub in sorted(self._published.items())
+            },
+            "nodes": {node_id: n.to_dict() for node_id, n in sorted(self._nodes.items())},
+        }
+
+    def _bind_loop(self) -> None:
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # driven synchronously (unit tests); nothing to bind to yet
+                return
+            self._loop_thread = threading.get_ident()
