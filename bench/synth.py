@@ -1,4 +1,5 @@
-"""Synthetic tenant configs for benchmarks: N tenants shaped like the example config."""
+"""Synthetic configs for tests and benchmarks: N tenants shaped like the example config, or the smallest
+platform that still has every part (one region, one pool, the light model)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ TIERS = ("enterprise", "pro", "free")
 
 
 def tenant_spec(i: int, split: tuple[int, int] = (90, 10)) -> dict[str, object]:
-    tier = TIERS[i % len(TIERS)]
+    """Every fourth tenant may also be served in the EU (on classifier v1, the version deployed there);
+    the rest are US-only with a canary split between v1 and v2."""
     eu = i % 4 == 0
     return {
         "id": tenant_id(i),
-        "tier": tier,
+        "tier": TIERS[i % len(TIERS)],
         "regions": {"home": "us-east-1", "allowed": ["us-east-1", "eu-west-1"] if eu else ["us-east-1"]},
         "pii": {"redact": ["email", "phone"]},
-        "models": {"embedder": {"split": {"v1": split[0], "v2": split[1]}}},
+        "models": {"classifier": {"split": {"v1": 100} if eu else {"v1": split[0], "v2": split[1]}}},
     }
 
 
@@ -52,3 +54,23 @@ def set_gateway_ports(config_dir: Path, ports: tuple[int, ...]) -> None:
     for region, port in zip(data["regions"], ports, strict=False):
         region["gateway_port"] = port
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def small_config(root: Path, port: int, replicas: int = 2, concurrency: int = 8) -> Path:
+    """One region, one pool, the light model: the shape of the real config at the cost of a few processes.
+
+    `concurrency` is tenant acme's quota, which sizes its Envoy circuit breakers: a load above it
+    measures Envoy queueing, not routing."""
+    cfg = root / "config"
+    (cfg / "tenants").mkdir(parents=True)
+    (cfg / "tiers.yaml").write_text(
+        "tiers:\n  pro:\n    weight: 2\n"
+        f"    quotas: {{concurrency: {concurrency}, requests_per_second: 10, tokens_per_minute: 1000, gpus: 0}}\n")
+    (cfg / "regions.yaml").write_text(
+        f"regions:\n  - id: us-east-1\n    gateway_port: {port}\n    pools: [{{name: cpu, replicas: {replicas}}}]\n")
+    (cfg / "models.yaml").write_text(
+        "models:\n  classifier:\n    kind: classifier\n    versions:\n      v1: {pool: cpu, loader: lexicon}\n")
+    (cfg / "tenants" / "acme.yaml").write_text(
+        "id: acme\ntier: pro\nregions: {home: us-east-1, allowed: [us-east-1]}\n"
+        "models:\n  classifier: {split: {v1: 100}}\n")
+    return cfg

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.loadgen import infer_body
+from bench.synth import small_config
 from tests.e2e.conftest import post
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
@@ -20,23 +21,6 @@ from xds_server.local.processes import free_port
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-
-
-def small_config(root: Path, port: int) -> Path:
-    """One region, one pool, the light model: the shape of the real config at the cost of a few processes."""
-    cfg = root / "config"
-    (cfg / "tenants").mkdir(parents=True)
-    (cfg / "tiers.yaml").write_text(
-        "tiers:\n  pro:\n    weight: 2\n"
-        "    quotas: {concurrency: 8, requests_per_second: 10, tokens_per_minute: 1000, gpus: 0}\n")
-    (cfg / "regions.yaml").write_text(
-        f"regions:\n  - id: us-east-1\n    gateway_port: {port}\n    pools: [{{name: cpu, replicas: 2}}]\n")
-    (cfg / "models.yaml").write_text(
-        "models:\n  classifier:\n    kind: classifier\n    versions:\n      v1: {pool: cpu, loader: lexicon}\n")
-    (cfg / "tenants" / "acme.yaml").write_text(
-        "id: acme\ntier: pro\nregions: {home: us-east-1, allowed: [us-east-1]}\n"
-        "models:\n  classifier: {split: {v1: 100}}\n")
-    return cfg
 
 
 def descendants(pid: int) -> set[int]:

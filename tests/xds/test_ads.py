@@ -146,6 +146,7 @@ def make_snapshot(
     tenants: tuple[str, ...] = ("a",),
     endpoint_port: int = 9001,
     bad_regex: bool = False,
+    clusters: tuple[str, ...] = ("backend", "backend-canary"),
 ) -> Snapshot:
     """LDS (two listeners) + SRDS (a scope per tenant) + RDS + CDS + EDS (shared by two clusters)."""
     plain = hcm.HttpConnectionManager(
@@ -164,8 +165,7 @@ def make_snapshot(
         ),
     )
     resources = [
-        Resource.pack("backend", _eds_cluster("backend", "model-v1")),
-        Resource.pack("backend-canary", _eds_cluster("backend-canary", "model-v1")),
+        *(Resource.pack(name, _eds_cluster(name, "model-v1")) for name in clusters),
         Resource.pack("model-v1", _assignment("model-v1", endpoint_port)),
         Resource.pack("plain", _listener("plain", ports.http, plain)),
         Resource.pack("scoped", _listener("scoped", ports.scoped, scoped)),
@@ -292,6 +292,43 @@ def test_each_region_gets_its_own_snapshot_and_updates(tmp_path: Path, delta: bo
                     "ScopedRouteConfiguration"} <= set(node["acked"])
 
     asyncio.run(scenario())
+
+
+@PROTOCOLS
+def test_new_cluster_sharing_known_endpoints_becomes_active(tmp_path: Path, delta: bool) -> None:
+    """A tenant's new cluster reads an EDS resource Envoy already holds: Envoy subscribes to nothing new,
+    so the server must resend those endpoints or the cluster warms forever (also after a reconnect)."""
+
+    async def active_clusters(proc: EnvoyProcess) -> set[str]:
+        dump = await asyncio.to_thread(proc.config_dump, "dynamic_active_clusters")
+        return {c["cluster"]["name"] for c in dump["configs"]}
+
+    async def scenario() -> None:
+        store = SnapshotStore()
+        ports = Ports()
+        store.set_snapshot("eu", make_snapshot("v1", ports, "v1"))
+        port = free_port()
+        async with xds_server(store, port) as server, envoy(tmp_path, "gw", "eu", port, delta) as gw:
+            await store.wait_applied("eu", "v1", timeout=10)
+            store.set_snapshot("eu", make_snapshot("v2", ports, "v2", clusters=("backend", "backend-canary", "new")))
+            await store.wait_applied("eu", "v2", timeout=10)
+            await wait_until_async(lambda: active_clusters(gw), lambda names: "new" in names, "cluster 'new' active")
+            # The control plane restarts with yet another cluster on the same endpoints.
+            await server.stop(0)
+            store.set_snapshot("eu", make_snapshot("v3", ports, "v3", clusters=("backend", "new", "newer")))
+            async with xds_server(store, port):
+                await store.wait_applied("eu", "v3", timeout=15)
+                await wait_until_async(lambda: active_clusters(gw), lambda names: "newer" in names, "'newer' active")
+
+    asyncio.run(scenario())
+
+
+async def wait_until_async(fetch, check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check(await fetch()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 @PROTOCOLS

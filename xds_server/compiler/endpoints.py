@@ -10,7 +10,7 @@ import yaml
 from pydantic import Field
 
 from xds_server.config.errors import ConfigError, Problem
-from xds_server.config.loader import validate
+from xds_server.config.loader import parse_yaml, validate
 from xds_server.config.model import Strict
 
 
@@ -31,11 +31,8 @@ class EndpointDirectory:
     def load(cls, path: str | Path) -> EndpointDirectory:
         path = Path(path)
         problems: list[Problem] = []
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as err:
-            raise ConfigError([Problem(str(path), "", f"cannot load endpoints: {err}")]) from err
-        parsed = validate(path, _EndpointsFile, data, problems)
+        data = parse_yaml(path, problems)
+        parsed = None if problems else validate(path, _EndpointsFile, data, problems)
         if parsed is None:
             raise ConfigError(problems)
         return cls({

@@ -73,6 +73,8 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
                                 {"header_name": naming.TENANT_HEADER, "claim_name": auth.tenant_claim},
                             ],
                             "clear_route_cache": True,
+                            # Clients reuse a token for many calls: skip re-verifying the ES256 signature.
+                            "jwt_cache_config": {"jwt_cache_size": 4096},
                         },
                     },
                     "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "fairshare"}}],

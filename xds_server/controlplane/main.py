@@ -50,7 +50,7 @@ async def serve(opts: ServeOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(cp.watch())
+    watcher = asyncio.create_task(cp.watch(stop))
     try:
         await stop.wait()
     finally:

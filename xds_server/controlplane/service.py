@@ -9,9 +9,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watchfiles import awatch
+
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
-from xds_server.controlplane.watch import fingerprint
+from xds_server.config.loader import TenantFileCache
 from xds_server.xds.store import SnapshotStore
 
 log = logging.getLogger("fairshare.controlplane")
@@ -33,10 +35,10 @@ class ControlPlane:
     store: SnapshotStore
     listen_address: str = "0.0.0.0"
     compiler: Compiler = field(default_factory=Compiler)
+    tenant_files: TenantFileCache = field(default_factory=TenantFileCache)
     config: PlatformConfig | None = None
     compiled: CompiledPlatform | None = None
     last: ReloadOutcome | None = None
-    _fingerprint: str = ""
     _pending_config: PlatformConfig | None = None
 
     def _watched(self) -> list[Path]:
@@ -48,9 +50,8 @@ class ControlPlane:
 
     def _build(self) -> CompiledPlatform | str:
         """The slow, pure half of a reload (safe off the event loop): a compiled platform or the reason."""
-        self._fingerprint = fingerprint(*self._watched())
         try:
-            config = load_config(self.config_dir)
+            config = load_config(self.config_dir, self.tenant_files)
             endpoints = EndpointDirectory.load(self.endpoints_file) if self.endpoints_file else EndpointDirectory()
             compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
         except ConfigError as err:
@@ -79,18 +80,12 @@ class ControlPlane:
         self.last = ReloadOutcome(ok=False, version=serving if self.compiled else None, error=reason, at=time.time())
         return self.last
 
-    def changed(self) -> bool:
-        return fingerprint(*self._watched()) != self._fingerprint
-
-    async def watch(self, interval: float = 0.25) -> None:
-        # Polling a fingerprint is simple and reliable on every filesystem (ConfigMap symlink swaps
-        # included); at 10,000 tenant files it costs a few milliseconds a poll.
-        while True:
-            await asyncio.sleep(interval)
-            if self.changed():
-                # Let an editor finish writing: reload once the tree has stopped changing.
-                await asyncio.sleep(interval / 2)
-                self._apply(await asyncio.to_thread(self._build))
+    async def watch(self, stop: asyncio.Event | None = None) -> None:
+        """Reload on every settled batch of filesystem changes (inotify through watchfiles). A short
+        debounce lets an editor or `git checkout` finish writing before we read."""
+        async for _changes in awatch(*self._watched(), debounce=150, step=50, stop_event=stop,
+                                     recursive=True, ignore_permission_denied=True):
+            self._apply(await asyncio.to_thread(self._build))
 
     def status(self) -> dict[str, object]:
         return {

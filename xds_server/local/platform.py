@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xds_server.compiler import naming
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig
 from xds_server.envoy.bootstrap import bootstrap
@@ -106,8 +107,11 @@ class LocalPlatform:
 
     def start_envoy(self, region: str) -> EnvoyProcess:
         admin_port = free_port()
+        assert self.config is not None
+        stats = None if self.config.platform.gateway.per_tenant_cluster_stats else naming.tenant_cluster_stats_off()
         boot = bootstrap(node_id=f"gateway-{region}", region=region, xds_host=self.opts.host,
-                         xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds)
+                         xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds,
+                         stats_matcher=stats)
         envoy = EnvoyProcess(boot, self.run_dir / f"envoy-{region}", name=f"envoy-{region}")
         envoy.start()
         self.envoys[region] = envoy
