@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -239,8 +240,9 @@ async def endpoint_ports(proc: EnvoyProcess) -> set[int]:
 
 
 async def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    """Poll `predicate` (plain or async) until it holds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (await result if inspect.isawaitable(result := predicate()) else result):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
@@ -299,9 +301,9 @@ def test_new_cluster_sharing_known_endpoints_becomes_active(tmp_path: Path, delt
     """A tenant's new cluster reads an EDS resource Envoy already holds: Envoy subscribes to nothing new,
     so the server must resend those endpoints or the cluster warms forever (also after a reconnect)."""
 
-    async def active_clusters(proc: EnvoyProcess) -> set[str]:
+    async def has_active(proc: EnvoyProcess, cluster: str) -> bool:
         dump = await asyncio.to_thread(proc.config_dump, "dynamic_active_clusters")
-        return {c["cluster"]["name"] for c in dump["configs"]}
+        return cluster in {c["cluster"]["name"] for c in dump["configs"]}
 
     async def scenario() -> None:
         store = SnapshotStore()
@@ -312,23 +314,15 @@ def test_new_cluster_sharing_known_endpoints_becomes_active(tmp_path: Path, delt
             await store.wait_applied("eu", "v1", timeout=10)
             store.set_snapshot("eu", make_snapshot("v2", ports, "v2", clusters=("backend", "backend-canary", "new")))
             await store.wait_applied("eu", "v2", timeout=10)
-            await wait_until_async(lambda: active_clusters(gw), lambda names: "new" in names, "cluster 'new' active")
+            await wait_until(lambda: has_active(gw, "new"), what="cluster 'new' active")
             # The control plane restarts with yet another cluster on the same endpoints.
             await server.stop(0)
             store.set_snapshot("eu", make_snapshot("v3", ports, "v3", clusters=("backend", "new", "newer")))
             async with xds_server(store, port):
                 await store.wait_applied("eu", "v3", timeout=15)
-                await wait_until_async(lambda: active_clusters(gw), lambda names: "newer" in names, "'newer' active")
+                await wait_until(lambda: has_active(gw, "newer"), what="cluster 'newer' active")
 
     asyncio.run(scenario())
-
-
-async def wait_until_async(fetch, check, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check(await fetch()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @PROTOCOLS

@@ -8,15 +8,14 @@ resource is not resent until its content changes in a later snapshot.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xds_server.snapshot import CLUSTER, ENDPOINT, WILDCARD_TYPES, Resource
-from xds_server.xds.sotw import CONTROL_PLANE, REQUIRED_TYPES, in_push_order
-from xds_server.xds.store import NodeStatus, Published, SnapshotStore, short_type
+from xds_server.snapshot import ENDPOINT, WILDCARD_TYPES, Resource
+from xds_server.xds.store import short_type
+from xds_server.xds.stream import CONTROL_PLANE, REQUIRED_TYPES, AdsStream
 
 log = logging.getLogger("fairshare.xds.delta")
 
@@ -41,15 +40,8 @@ class _TypeState:
     answered: bool = False
 
 
-class DeltaStream:
+class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryResponse]):
     """Protocol state of one DeltaAggregatedResources stream."""
-
-    def __init__(self, store: SnapshotStore, node: NodeStatus) -> None:
-        self._store = store
-        self._node = node
-        self._types: dict[str, _TypeState] = {}
-        self._pub: Published | None = None
-        self._nonces = itertools.count(1)
 
     def on_request(
         self, req: discovery_pb2.DeltaDiscoveryRequest
@@ -76,12 +68,6 @@ class DeltaStream:
         if req.response_nonce:
             self._on_reply(type_url, state, req)
         return self._respond_all([type_url])
-
-    def on_snapshot(self, pub: Published) -> list[discovery_pb2.DeltaDiscoveryResponse]:
-        if self._pub is not None and pub.seq <= self._pub.seq:
-            return []
-        self._pub = pub
-        return self._respond_all(list(self._types))
 
     @staticmethod
     def _change_subscription(state: _TypeState, subscribe: set[str], unsubscribe: set[str]) -> None:
@@ -118,25 +104,10 @@ class DeltaStream:
             state.rejected -= sent.names
             self._store.record_ack(self._node, type_url, sent.version, req.response_nonce)
 
-    def _respond_all(self, type_urls: list[str]) -> list[discovery_pb2.DeltaDiscoveryResponse]:
-        out = []
-        pending = in_push_order(type_urls)
-        while pending:
-            type_url = pending.pop(0)
-            resp = self._respond(type_url)
-            if resp is None:
-                continue
-            out.append(resp)
-            if type_url == CLUSTER and resp.resources and ENDPOINT in self._types:
-                # A new cluster whose EDS name other clusters already use adds no subscription, so
-                # Envoy asks for nothing and the cluster would stay warming: resend what it needs.
-                eds = self._types[ENDPOINT]
-                for name in eds.names:
-                    eds.known.pop(name, None)
-                if ENDPOINT not in pending:
-                    pending = in_push_order([*pending, ENDPOINT])
-        self._check_applied()
-        return out
+    def _forget_endpoints_sent(self) -> None:
+        eds = self._types[ENDPOINT]
+        for name in eds.names:
+            eds.known.pop(name, None)
 
     def _respond(self, type_url: str) -> discovery_pb2.DeltaDiscoveryResponse | None:
         if self._pub is None:

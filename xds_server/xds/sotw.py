@@ -9,22 +9,16 @@ the server waits for content that differs, i.e. the next snapshot change.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from dataclasses import dataclass, field
 
-from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, WILDCARD_TYPES, Resource
-from xds_server.xds.store import NodeStatus, Published, SnapshotStore, short_type
+from xds_server.snapshot import ENDPOINT, WILDCARD_TYPES, Resource
+from xds_server.xds.store import short_type
+from xds_server.xds.stream import CONTROL_PLANE, REQUIRED_TYPES, AdsStream
 
 log = logging.getLogger("fairshare.xds.sotw")
-
-CONTROL_PLANE = base_pb2.ControlPlane(identifier="fairshare")
-
-# Envoy subscribes to both on every stream; until they are ACKed a node has not applied anything.
-REQUIRED_TYPES = (CLUSTER, LISTENER)
 
 ContentKey = tuple[tuple[str, str], ...]
 
@@ -39,15 +33,8 @@ class _TypeState:
     unanswered: dict[str, str] = field(default_factory=dict)  # nonce -> version it carried
 
 
-class SotwStream:
+class SotwStream(AdsStream[discovery_pb2.DiscoveryResponse]):
     """Protocol state of one StreamAggregatedResources stream."""
-
-    def __init__(self, store: SnapshotStore, node: NodeStatus) -> None:
-        self._store = store
-        self._node = node
-        self._types: dict[str, _TypeState] = {}
-        self._pub: Published | None = None
-        self._nonces = itertools.count(1)
 
     def on_request(self, req: discovery_pb2.DiscoveryRequest) -> list[discovery_pb2.DiscoveryResponse]:
         type_url = req.type_url
@@ -89,25 +76,8 @@ class SotwStream:
         )
         self._store.record_nack(self._node, type_url, version, req.response_nonce, message)
 
-    def on_snapshot(self, pub: Published) -> list[discovery_pb2.DiscoveryResponse]:
-        if self._pub is not None and pub.seq <= self._pub.seq:
-            return []
-        self._pub = pub
-        return self._respond_all(list(self._types))
-
-    def _respond_all(self, type_urls: list[str]) -> list[discovery_pb2.DiscoveryResponse]:
-        out = []
-        for type_url in in_push_order(type_urls):
-            resp = self._respond(type_url)
-            if resp is None:
-                continue
-            out.append(resp)
-            if type_url == CLUSTER and ENDPOINT in self._types:
-                # New clusters sharing an EDS name already held add no new subscription; Envoy's
-                # next EDS request must be answered even if the endpoints did not change.
-                self._types[ENDPOINT].sent_key = None
-        self._check_applied()
-        return out
+    def _forget_endpoints_sent(self) -> None:
+        self._types[ENDPOINT].sent_key = None
 
     def _respond(self, type_url: str) -> discovery_pb2.DiscoveryResponse | None:
         if self._pub is None:
@@ -166,8 +136,3 @@ class SotwStream:
                 return
         self._store.record_applied(self._node, self._pub)
 
-
-def in_push_order(type_urls: list[str]) -> list[str]:
-    """PUSH_ORDER first (references before their targets' users), then anything else Envoy asked for."""
-    rank = {t: i for i, t in enumerate(PUSH_ORDER)}
-    return sorted(set(type_urls), key=lambda t: (rank.get(t, len(rank)), t))
