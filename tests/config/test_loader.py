@@ -53,16 +53,26 @@ def test_unknown_field_names_file_and_field(cfg_dir: Path) -> None:
 def test_every_problem_in_a_file_is_reported_at_once(cfg_dir: Path) -> None:
     path = cfg_dir / "tenants" / "acme.yaml"
     path.write_text(
-        "id: acme\ntier: enterprise\nbogus: 1\n"
-        "regions: {home: us-east-1, allowed: [us-east-1]}\n"
+        "id: acme\ntier: platinum\nbogus: 1\n"
+        "regions: {home: us-east-1, allowed: [us-east-1, mars-1]}\n"
         "quotas: {concurrency: 0}\n"
-        "models:\n  embedder: {split: {v1: 90, v2: 5}}\n"
+        "models:\n  embedder: {split: {v1: 90, v2: 5}}\n  nomodel: {split: {v1: 100}}\n"
     )
     found = problems_of(cfg_dir)
+    # Schema problems and references to other files, in one report.
     assert f"{path}: bogus: unknown field" in found
     assert any(p.startswith(f"{path}: quotas.concurrency:") for p in found)
     assert f"{path}: models.embedder.split: weights must add up to 100, got 95" in found
-    assert len(found) == 3
+    assert any(p.startswith(f"{path}: tier: unknown tier 'platinum'") for p in found)
+    assert f"{path}: regions.allowed[1]: unknown region 'mars-1'" in found
+    assert f"{path}: models.nomodel: unknown model 'nomodel'" in found
+    assert len(found) == 6, found
+
+
+def test_a_tenant_defined_twice_is_an_error(cfg_dir: Path) -> None:
+    src = cfg_dir / "tenants" / "hooli.yaml"
+    (cfg_dir / "tenants" / "hooli.yml").write_text(src.read_text())
+    assert problems_of(cfg_dir) == [f"{cfg_dir / 'tenants' / 'hooli.yml'}: id: tenant 'hooli' is defined twice"]
 
 
 def test_cross_references_are_checked(cfg_dir: Path) -> None:

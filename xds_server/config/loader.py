@@ -36,22 +36,64 @@ class ModelsFile(Strict):
     models: dict[str, Model]
 
 
+@dataclass(frozen=True)
+class TenantRefs:
+    """What a tenant file names in other files, read even from a file that fails validation, so one
+    pass reports a file's schema problems and its unknown tier, regions and models together."""
+
+    tier: str | None
+    home: str | None
+    allowed: tuple[str, ...]
+    splits: dict[str, dict[str, int]]
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantRefs:
+        return cls(tenant.tier, tenant.regions.home, tuple(tenant.regions.allowed),
+                   {m: dict(g.split) for m, g in tenant.models.items()})
+
+    @classmethod
+    def of_raw(cls, data: Any) -> TenantRefs | None:
+        if not isinstance(data, dict):
+            return None
+        regions = data.get("regions") if isinstance(data.get("regions"), dict) else {}
+        allowed = regions.get("allowed") if isinstance(regions.get("allowed"), list) else []
+        models = data.get("models") if isinstance(data.get("models"), dict) else {}
+        splits: dict[str, dict[str, int]] = {}
+        for name, grant in models.items():
+            split = grant.get("split") if isinstance(grant, dict) else None
+            if isinstance(name, str) and isinstance(split, dict):
+                splits[name] = {str(v): w for v, w in split.items() if isinstance(w, int)}
+        return cls(
+            tier=data.get("tier") if isinstance(data.get("tier"), str) else None,
+            home=regions.get("home") if isinstance(regions.get("home"), str) else None,
+            allowed=tuple(a for a in allowed if isinstance(a, str)),
+            splits=splits,
+        )
+
+
+@dataclass(frozen=True)
+class TenantFile:
+    path: Path
+    tenant: Tenant | None
+    refs: TenantRefs | None
+    problems: tuple[Problem, ...]
+
+
 @dataclass
 class TenantFileCache:
     """Parsed tenant files keyed by their stat, so a reload after one edit re-reads one file."""
 
-    entries: dict[Path, tuple[tuple[int, int, int], Tenant | None, tuple[Problem, ...]]] = field(default_factory=dict)
+    entries: dict[Path, tuple[tuple[int, int, int], TenantFile]] = field(default_factory=dict)
 
-    def load(self, path: Path) -> tuple[Tenant | None, list[Problem]]:
+    def load(self, path: Path) -> TenantFile:
         st = path.stat()
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
         hit = self.entries.get(path)
         if hit is not None and hit[0] == key:
-            return hit[1], list(hit[2])
-        problems: list[Problem] = []
-        tenant = _parse_tenant(path, problems)
-        self.entries[path] = (key, tenant, tuple(problems))
-        return tenant, problems
+            return hit[1]
+        parsed = _parse_tenant(path)
+        self.entries[path] = (key, parsed)
+        return parsed
 
     def forget_missing(self, present: set[Path]) -> None:
         for path in set(self.entries) - present:
@@ -77,17 +119,19 @@ def load_config(directory: str | Path, cache: TenantFileCache | None = None) -> 
         regions = {r.id: r for r in regions_file.regions}
     if models is not None and regions_file is not None:
         _check_models(root / "models.yaml", models.models, regions, problems)
-    if problems:
-        raise ConfigError(problems)
-    assert tiers is not None and models is not None  # loaded, or problems were raised above
+    if tiers is None or models is None or regions_file is None:
+        raise ConfigError(problems)  # tenants cannot be checked against files that did not load
 
     resolved: dict[str, ResolvedTenant] = {}
-    for path, tenant in tenants:
-        found = _check_tenant(path, tenant, tiers.tiers, regions, models.models, problems)
-        if found is not None:
-            if tenant.id in resolved:
-                problems.append(Problem(str(path), "id", f"tenant {tenant.id!r} is defined twice"))
-            resolved[tenant.id] = found
+    for file in tenants:
+        if file.refs is not None:
+            _check_refs(file.path, file.refs, tiers.tiers, regions, models.models, problems)
+        if file.tenant is None or file.problems or any(p.file == str(file.path) for p in problems):
+            continue
+        if file.tenant.id in resolved:  # acme.yaml beside acme.yml
+            problems.append(Problem(str(file.path), "id", f"tenant {file.tenant.id!r} is defined twice"))
+            continue
+        resolved[file.tenant.id] = _resolve(file.tenant, tiers.tiers[file.tenant.tier])
     if problems:
         raise ConfigError(problems)
     return PlatformConfig(
@@ -135,34 +179,34 @@ def validate(path: Path, schema: type[M], data: Any, problems: list[Problem]) ->
         return None
 
 
-def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCache) -> list[tuple[Path, Tenant]]:
+def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCache) -> list[TenantFile]:
     if not directory.is_dir():
         problems.append(Problem(str(directory), "", "tenant directory is missing"))
         return []
-    out: list[tuple[Path, Tenant]] = []
+    out: list[TenantFile] = []
     paths = sorted(directory.glob("*.y*ml"))
     cache.forget_missing(set(paths))
     for path in paths:
         try:
-            tenant, found = cache.load(path)
+            file = cache.load(path)
         except FileNotFoundError:
             continue  # deleted while we listed: the next reload sees the settled directory
-        problems.extend(found)
-        if tenant is not None:
-            out.append((path, tenant))
+        problems.extend(file.problems)
+        out.append(file)
     return out
 
 
-def _parse_tenant(path: Path, problems: list[Problem]) -> Tenant | None:
-    before = len(problems)
+def _parse_tenant(path: Path) -> TenantFile:
+    problems: list[Problem] = []
     data = parse_yaml(path, problems)
-    if len(problems) > before:
-        return None
+    if problems:
+        return TenantFile(path, None, None, tuple(problems))
     tenant = validate(path, Tenant, data, problems)
     if tenant is not None and tenant.id != path.stem:
         problems.append(Problem(str(path), "id", f"must match the file name {path.stem!r}, got {tenant.id!r}"))
-        return None
-    return tenant
+        tenant = None
+    refs = TenantRefs.of(tenant) if tenant is not None else TenantRefs.of_raw(data)
+    return TenantFile(path, tenant, refs, tuple(problems))
 
 
 def _check_regions(path: Path, regions: list[Region], problems: list[Problem]) -> None:
@@ -193,30 +237,28 @@ def _check_models(path: Path, models: dict[str, Model], regions: dict[str, Regio
                 problems.append(Problem(str(path), f"{where}.pool", f"pool {mv.pool!r} exists in no region"))
 
 
-def _check_tenant(
+def _check_refs(
     path: Path,
-    tenant: Tenant,
+    refs: TenantRefs,
     tiers: dict[str, Tier],
     regions: dict[str, Region],
     models: dict[str, Model],
     problems: list[Problem],
-) -> ResolvedTenant | None:
+) -> None:
     file = str(path)
-    before = len(problems)
-    tier = tiers.get(tenant.tier)
-    if tier is None:
-        problems.append(Problem(file, "tier", f"unknown tier {tenant.tier!r} (known: {', '.join(sorted(tiers))})"))
-    for i, region in enumerate(tenant.regions.allowed):
+    if refs.tier is not None and refs.tier not in tiers:
+        problems.append(Problem(file, "tier", f"unknown tier {refs.tier!r} (known: {', '.join(sorted(tiers))})"))
+    for i, region in enumerate(refs.allowed):
         if region not in regions:
             problems.append(Problem(file, f"regions.allowed[{i}]", f"unknown region {region!r}"))
-    if tenant.regions.home not in regions:
-        problems.append(Problem(file, "regions.home", f"unknown region {tenant.regions.home!r}"))
-    for model_name, grant in tenant.models.items():
+    if refs.home is not None and refs.home not in regions:
+        problems.append(Problem(file, "regions.home", f"unknown region {refs.home!r}"))
+    for model_name, split in refs.splits.items():
         model = models.get(model_name)
         if model is None:
             problems.append(Problem(file, f"models.{model_name}", f"unknown model {model_name!r}"))
             continue
-        for version, pct in grant.split.items():
+        for version, pct in split.items():
             where = f"models.{model_name}.split.{version}"
             mv = model.versions.get(version)
             if mv is None:
@@ -227,14 +269,15 @@ def _check_tenant(
             if pct == 0:
                 continue
             deployed = mv.regions if mv.regions is not None else [r for r, reg in regions.items() if reg.pool(mv.pool)]
-            missing = [r for r in tenant.regions.allowed if r in regions and r not in deployed]
+            missing = [r for r in refs.allowed if r in regions and r not in deployed]
             if missing:
                 problems.append(Problem(
                     file, where,
                     f"{model_name}:{version} is not deployed in allowed region(s) {', '.join(missing)}",
                 ))
-    if len(problems) > before or tier is None:
-        return None
+
+
+def _resolve(tenant: Tenant, tier: Tier) -> ResolvedTenant:
     overrides = tenant.quotas.model_dump(exclude_none=True)
     quotas = tier.quotas.model_copy(update=overrides)
     return ResolvedTenant(spec=tenant, weight=tenant.weight or tier.weight, quotas=quotas)
