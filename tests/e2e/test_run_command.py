@@ -84,3 +84,21 @@ def test_run_serves_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_run_refuses_clearly_when_the_gateway_port_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        cfg = small_config(tmp_path, port)
+        done = subprocess.run(
+            [sys.executable, "-m", "xds_server", "run", "--config", str(cfg), "--state", str(tmp_path / "state"),
+             "--xds-port", str(free_port()), "--status-port", str(free_port())],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"cannot bind '127.0.0.1:{port}': Address already in use" in done.stderr
+    assert "Fairshare is running" not in done.stdout

@@ -6,10 +6,13 @@ Envoy runs from the official binary with a bootstrap that only points at the xDS
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +119,26 @@ class LocalPlatform:
         envoy.start()
         self.envoys[region] = envoy
         envoy.wait_ready(60)
+        self._wait_applied(f"gateway-{region}", region, timeout=60)
         return envoy
+
+    def _wait_applied(self, node_id: str, region: str, timeout: float) -> None:
+        """Until the control plane reports the node runs its region's snapshot. Envoy refuses some
+        config only at apply time (a gateway port already in use): say so rather than claim to run."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with urllib.request.urlopen(self.status_url, timeout=5) as resp:
+                xds = json.load(resp)["xds"]
+            node = xds["nodes"].get(node_id) or {}
+            published = (xds["regions"].get(region) or {}).get("version")
+            nack = node.get("last_nack")
+            if nack and nack["version"] == published:
+                raise RuntimeError(f"Envoy for {region} rejected its config: {nack['message']}")
+            if published is not None and node.get("connected") and node.get("applied_version") == published:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Envoy for {region} did not apply config version {published} in {timeout:.0f}s")
+            time.sleep(0.1)
 
     def stop_envoy(self, region: str) -> None:
         envoy = self.envoys.pop(region, None)
