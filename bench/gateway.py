@@ -166,7 +166,7 @@ def run_level(targets: dict[str, Target], level: Level, rounds: int, pids: dict[
               f"direct p50 {row['direct']['p50_ms']:.3f} p99 {row['direct']['p99_ms']:.3f} ms  |  "
               f"envoy p50 {row['envoy']['p50_ms']:.3f} p99 {row['envoy']['p99_ms']:.3f} ms  |  "
               f"+{row['overhead_p50_ms']:.3f} ms at p50", file=sys.stderr, flush=True)
-    stats = {
+    stats: dict[str, dict[str, Any]] = {
         p: latency_stats(pooled[p]) | {
             "errors": errors[p],
             "rps": sent[p] / wall[p],

@@ -55,9 +55,9 @@ class TenantRefs:
     def of_raw(cls, data: Any) -> TenantRefs | None:
         if not isinstance(data, dict):
             return None
-        regions = data.get("regions") if isinstance(data.get("regions"), dict) else {}
-        allowed = regions.get("allowed") if isinstance(regions.get("allowed"), list) else []
-        models = data.get("models") if isinstance(data.get("models"), dict) else {}
+        regions: dict[Any, Any] = data["regions"] if isinstance(data.get("regions"), dict) else {}
+        allowed: list[Any] = regions["allowed"] if isinstance(regions.get("allowed"), list) else []
+        models: dict[Any, Any] = data["models"] if isinstance(data.get("models"), dict) else {}
         splits: dict[str, dict[str, int]] = {}
         for name, grant in models.items():
             split = grant.get("split") if isinstance(grant, dict) else None

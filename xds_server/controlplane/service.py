@@ -68,8 +68,9 @@ class ControlPlane:
             return self._rejected(built)
         for region, snapshot in built.snapshots.items():
             self.store.set_snapshot(region, snapshot)
+        assert self._pending_config is not None  # set by the _build that returned `built`
         self.config, self.compiled = self._pending_config, built
-        log.info("published config version %s (%d tenants; %s)", built.version, len(self.config.tenants),
+        log.info("published config version %s (%d tenants; %s)", built.version, len(self._pending_config.tenants),
                  ", ".join(f"{r}={s.version}" for r, s in built.snapshots.items()))
         self.last = ReloadOutcome(ok=True, version=built.version, error=None, at=time.time())
         return self.last
