@@ -91,10 +91,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(f"http://{args.host}:{args.status_port}/status", timeout=5) as resp:
-        print(json.dumps(json.load(resp), indent=2))
+    url = f"http://{args.host}:{args.status_port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            print(json.dumps(json.load(resp), indent=2))
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+        print(f"error: no control plane answers at {url} ({getattr(err, 'reason', err)}); is it running?",
+              file=sys.stderr)
+        return 1
     return 0
 
 

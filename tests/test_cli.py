@@ -1,0 +1,54 @@
+"""The `fairshare` command line: exit codes and messages users script against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+
+from xds_server.auth.keys import SigningKey
+from xds_server.cli import main
+from xds_server.local.processes import free_port
+
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config"
+
+
+def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(REPO_CONFIG)]) == 0
+    assert "config OK: 4 tenants" in capsys.readouterr().out
+
+
+def test_validate_reports_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(tmp_path / "missing")]) == 2
+    assert f"{tmp_path / 'missing'}: config directory does not exist" in capsys.readouterr().err
+
+
+def test_token_is_on_the_last_line_and_verifies_against_the_jwks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "acme", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    jwks = json.loads(SigningKey.load_or_create(tmp_path).jwks())
+    key = jwt.PyJWK(jwks["keys"][0]).key
+    claims = jwt.decode(token, key, algorithms=["ES256"], audience="fairshare-gateway")
+    assert claims["tenant"] == "acme" and claims["iss"] == "fairshare-local"
+    assert (tmp_path / "signing-key.pem").stat().st_mode & 0o077 == 0  # the key is owner-only
+
+
+def test_token_for_unknown_tenant_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "nobody", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 2
+    assert "unknown tenant 'nobody'" in capsys.readouterr().err
+
+
+def test_corrupt_signing_key_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "signing-key.pem").write_text("not a key")
+    assert main(["token", "acme", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 2
+    assert "signing-key.pem: not a readable PEM private key" in capsys.readouterr().err
+
+
+def test_status_without_a_control_plane(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    assert main(["status", "--status-port", str(port)]) == 1
+    assert f"no control plane answers at http://127.0.0.1:{port}/status" in capsys.readouterr().err
