@@ -33,6 +33,7 @@ from bench import loadgen
 from bench.loadgen import Result, Target, infer_body
 from bench.report import environment, latency_stats, markdown_table, results_dir, write_results
 from bench.synth import small_config
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.compiler import naming
@@ -95,7 +96,7 @@ def gateway_headers(platform: LocalPlatform, key: SigningKey) -> dict[str, str]:
     packed = compiled.snapshots[REGION].of_type(ROUTE)[naming.tenant_routes(TENANT)].packed
     routes = route_pb2.RouteConfiguration.FromString(packed.value)
     # The tenant header comes from the verified JWT claim, not from the route.
-    headers = {naming.TENANT_HEADER: TENANT}
+    headers = {contract.TENANT_HEADER: TENANT}
     vhost = routes.virtual_hosts[0]
     options = list(vhost.request_headers_to_add)
     model_route = next(r for r in vhost.routes if r.name == MODEL)

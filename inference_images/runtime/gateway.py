@@ -11,10 +11,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# The header contract between the gateway and the runtime, defined once, here: the control plane's
+# compiler imports these names when it writes each tenant's routes (xds_server/compiler/naming.py).
+HEADER_PREFIX = "x-fairshare-"
 TENANT_HEADER = "x-fairshare-tenant"
 REGION_HEADER = "x-fairshare-region"
 WEIGHT_HEADER = "x-fairshare-weight"
+TIER_HEADER = "x-fairshare-tier"
 MODEL_VERSION_HEADER = "x-fairshare-model-version"
+PII_REDACT_HEADER = "x-fairshare-pii-redact"
+PII_BLOCK_HEADER = "x-fairshare-pii-block"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import clusters, listener, naming, routes
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, ResolvedTenant
@@ -88,11 +89,11 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
         served.append(routes.ModelRoute(model=model_name, targets=tuple(targets)))
     forbidden = tuple(sorted(m for m in cfg.models if m not in spec.models))
     headers = {
-        naming.REGION_HEADER: region,
-        naming.WEIGHT_HEADER: f"{tenant.weight:g}",
-        naming.TIER_HEADER: spec.tier,
-        naming.PII_REDACT_HEADER: ",".join(sorted(spec.pii.redact)),
-        naming.PII_BLOCK_HEADER: ",".join(sorted(spec.pii.block)),
+        contract.REGION_HEADER: region,
+        contract.WEIGHT_HEADER: f"{tenant.weight:g}",
+        contract.TIER_HEADER: spec.tier,
+        contract.PII_REDACT_HEADER: ",".join(sorted(spec.pii.redact)),
+        contract.PII_BLOCK_HEADER: ",".join(sorted(spec.pii.block)),
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
         spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds)))

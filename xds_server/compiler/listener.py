@@ -11,6 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.http.early_header_mutation.header_mutation.v3 import header_mutation_pb2  # noqa: F401
 from google.protobuf import json_format
 
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
 from xds_server.config.model import AuthSettings
 
@@ -20,7 +21,7 @@ _ADS = {"ads": {}, "resource_api_version": "V3"}
 # What the access log records: enough to debug and bill, never a payload or a credential.
 _ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
-    "tenant": f"%REQ({naming.TENANT_HEADER.upper()})%",
+    "tenant": f"%REQ({contract.TENANT_HEADER.upper()})%",
     "method": "%REQ(:METHOD)%",
     "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
     "status": "%RESPONSE_CODE%",
@@ -45,7 +46,7 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
             "typed_config": {
                 "@type": "type.googleapis.com/"
                 "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
-                "mutations": [{"remove_on_match": {"key_matcher": {"prefix": naming.HEADER_PREFIX}}}],
+                "mutations": [{"remove_on_match": {"key_matcher": {"prefix": contract.HEADER_PREFIX}}}],
             },
         }],
         # One scope (and one RouteConfiguration) per tenant, keyed by the tenant header that only the
@@ -53,7 +54,7 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
         "scoped_routes": {
             "name": naming.SCOPED_ROUTES,
             "scope_key_builder": {"fragments": [
-                {"header_value_extractor": {"name": naming.TENANT_HEADER, "index": 0}},
+                {"header_value_extractor": {"name": contract.TENANT_HEADER, "index": 0}},
             ]},
             "rds_config_source": _ADS,
             "scoped_rds": {"scoped_rds_config_source": _ADS},
@@ -70,7 +71,7 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
                             "local_jwks": {"inline_string": jwks},
                             "forward": False,
                             "claim_to_headers": [
-                                {"header_name": naming.TENANT_HEADER, "claim_name": auth.tenant_claim},
+                                {"header_name": contract.TENANT_HEADER, "claim_name": auth.tenant_claim},
                             ],
                             "clear_route_cache": True,
                             # Clients reuse a token for many calls: skip re-verifying the ES256 signature.

@@ -6,16 +6,6 @@ from __future__ import annotations
 LISTENER = "gateway"
 SCOPED_ROUTES = "tenants"
 
-# Headers only Envoy sets. Envoy strips every client-supplied header with this prefix before routing.
-HEADER_PREFIX = "x-fairshare-"
-TENANT_HEADER = "x-fairshare-tenant"
-REGION_HEADER = "x-fairshare-region"
-WEIGHT_HEADER = "x-fairshare-weight"
-TIER_HEADER = "x-fairshare-tier"
-VERSION_HEADER = "x-fairshare-model-version"
-PII_REDACT_HEADER = "x-fairshare-pii-redact"
-PII_BLOCK_HEADER = "x-fairshare-pii-block"
-
 
 def tenant_scope(tenant: str) -> str:
     return f"tenant/{tenant}"

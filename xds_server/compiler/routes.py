@@ -10,6 +10,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
 
 
@@ -52,14 +53,14 @@ def tenant_routes(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
                 route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
-                request_headers_to_add=[_header(naming.VERSION_HEADER, target.version)],
+                request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, target.version)],
             ))
         live = [t for t in model.targets if t.weight > 0]
         split = rc.WeightedCluster(clusters=[
             rc.WeightedCluster.ClusterWeight(
                 name=t.cluster,
                 weight=wrappers_pb2.UInt32Value(value=t.weight),
-                request_headers_to_add=[_header(naming.VERSION_HEADER, t.version)],
+                request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, t.version)],
             )
             for t in live
         ])
