@@ -39,7 +39,6 @@ class ControlPlane:
     config: PlatformConfig | None = None
     compiled: CompiledPlatform | None = None
     last: ReloadOutcome | None = None
-    _pending_config: PlatformConfig | None = None
 
     def _watched(self) -> list[Path]:
         return [self.config_dir] + ([self.endpoints_file] if self.endpoints_file else [])
@@ -48,7 +47,7 @@ class ControlPlane:
         """Load, validate, compile and publish. Never raises for bad input: the outcome says why."""
         return self._apply(self._build())
 
-    def _build(self) -> CompiledPlatform | str:
+    def _build(self) -> tuple[PlatformConfig, CompiledPlatform] | str:
         """The slow, pure half of a reload (safe off the event loop): a compiled platform or the reason."""
         try:
             config = load_config(self.config_dir, self.tenant_files)
@@ -59,20 +58,19 @@ class ControlPlane:
         except Exception as err:  # a compiler bug must not take the serving config down with it
             log.exception("compile failed")
             return f"internal compiler error: {err!r}"
-        self._pending_config = config
-        return compiled
+        return config, compiled
 
-    def _apply(self, built: CompiledPlatform | str) -> ReloadOutcome:
+    def _apply(self, built: tuple[PlatformConfig, CompiledPlatform] | str) -> ReloadOutcome:
         """Publish on the event loop's thread: the store wakes streams with asyncio primitives."""
         if isinstance(built, str):
             return self._rejected(built)
-        for region, snapshot in built.snapshots.items():
+        config, compiled = built
+        for region, snapshot in compiled.snapshots.items():
             self.store.set_snapshot(region, snapshot)
-        assert self._pending_config is not None  # set by the _build that returned `built`
-        self.config, self.compiled = self._pending_config, built
-        log.info("published config version %s (%d tenants; %s)", built.version, len(self._pending_config.tenants),
-                 ", ".join(f"{r}={s.version}" for r, s in built.snapshots.items()))
-        self.last = ReloadOutcome(ok=True, version=built.version, error=None, at=time.time())
+        self.config, self.compiled = config, compiled
+        log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),
+                 ", ".join(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
+        self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time())
         return self.last
 
     def _rejected(self, reason: str) -> ReloadOutcome:

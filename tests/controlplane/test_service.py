@@ -1,0 +1,80 @@
+"""The reload loop's promises, without Envoy: publish what validates, keep the last good otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+from bench.synth import REPO_CONFIG
+from xds_server.controlplane.service import ControlPlane
+from xds_server.xds.store import SnapshotStore
+
+JWKS = '{"keys": []}'
+
+
+def make(tmp_path: Path) -> tuple[ControlPlane, SnapshotStore, Path]:
+    cfg = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, cfg)
+    store = SnapshotStore()
+    return ControlPlane(cfg, None, JWKS, store), store, cfg
+
+
+def test_valid_config_is_published_per_region(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cp, store, _ = make(tmp_path)
+        outcome = cp.reload()
+        assert outcome.ok and outcome.error is None
+        assert sorted(store.regions()) == ["eu-west-1", "us-east-1"]
+        assert cp.status()["config_version"] == outcome.version
+
+    asyncio.run(scenario())
+
+
+def test_invalid_edit_keeps_the_last_good_snapshots(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cp, store, cfg = make(tmp_path)
+        good = cp.reload()
+        before = {r: store.get(r) for r in store.regions()}
+        (cfg / "tenants" / "acme.yaml").write_text("id: acme\ntier: [\n")
+        bad = cp.reload()
+        assert not bad.ok and bad.version == good.version
+        assert bad.error is not None and "acme.yaml: line 3, column 1: not valid YAML" in bad.error
+        assert {r: store.get(r) for r in store.regions()} == before
+        status = cp.status()
+        assert status["config_version"] == good.version
+        assert status["last_reload"]["ok"] is False  # type: ignore[index]
+
+    asyncio.run(scenario())
+
+
+def test_invalid_config_at_start_publishes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cp, store, cfg = make(tmp_path)
+        (cfg / "tiers.yaml").unlink()
+        outcome = cp.reload()
+        assert not outcome.ok and outcome.version is None
+        assert outcome.error is not None and "tiers.yaml: required file is missing" in outcome.error
+        assert store.regions() == []
+
+    asyncio.run(scenario())
+
+
+def test_watch_picks_up_an_edit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        cp, _, cfg = make(tmp_path)
+        first = cp.reload()
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(cp.watch(stop))
+        await asyncio.sleep(0.3)
+        path = cfg / "tenants" / "acme.yaml"
+        path.write_text(path.read_text().replace("{v1: 90, v2: 10}", "{v1: 80, v2: 20}"))
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if cp.last is not None and cp.last.version != first.version:
+                break
+        stop.set()
+        await asyncio.wait_for(watcher, 5)
+        assert cp.last is not None and cp.last.ok and cp.last.version != first.version
+
+    asyncio.run(scenario())
