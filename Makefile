@@ -14,7 +14,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	@echo "installing pinned dependencies (requirements.lock); the first time takes a few minutes"
+	set -o pipefail; $(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements.lock 2>&1 \
+	  | awk '/^(Collecting|Installing|Successfully|ERROR)/'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
