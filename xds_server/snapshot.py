@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from google.protobuf import any_pb2
@@ -83,6 +84,10 @@ class Snapshot:
         return cached
 
     def total_bytes(self) -> int:
+        return self._total_bytes
+
+    @cached_property
+    def _total_bytes(self) -> int:
         return sum(len(r.packed.value) for by_name in self.resources.values() for r in by_name.values())
 
     def count(self) -> int:

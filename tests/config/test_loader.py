@@ -125,3 +125,33 @@ def test_regions_need_distinct_gateway_ports(cfg_dir: Path) -> None:
     path = cfg_dir / "regions.yaml"
     path.write_text(path.read_text().replace("gateway_port: 8081", "gateway_port: 8080"))
     assert problems_of(cfg_dir) == [f"{path}: regions[1].gateway_port: port 8080 is already used by region 'us-east-1'"]
+
+
+def test_cached_reload_sees_edits_deletions_and_changes_to_shared_files(cfg_dir: Path) -> None:
+    from xds_server.config.loader import TenantFileCache
+
+    cache = TenantFileCache()
+    assert load_config(cfg_dir, cache).tenants["acme"].weight == 4
+    # A tier's weight changes: tenants that inherit it are resolved again, though their files did not change.
+    tiers = cfg_dir / "tiers.yaml"
+    tiers.write_text(tiers.read_text().replace("weight: 4", "weight: 5"))
+    assert load_config(cfg_dir, cache).tenants["acme"].weight == 5
+    # An edited tenant file is read again; a deleted one is gone.
+    acme = cfg_dir / "tenants" / "acme.yaml"
+    acme.write_text(acme.read_text().replace("quotas: {concurrency: 32}", "quotas: {concurrency: 7}"))
+    (cfg_dir / "tenants" / "hooli.yaml").unlink()
+    cfg = load_config(cfg_dir, cache)
+    assert cfg.tenants["acme"].quotas.concurrency == 7
+    assert "hooli" not in cfg.tenants
+    # A broken edit is reported through the cache just as without it, every time it is loaded.
+    acme.write_text("id: acme\ntier: nope\n")
+    for _ in range(2):
+        found = problems_of_cached(cfg_dir, cache)
+        assert any("acme.yaml: regions: required field is missing" in p for p in found)
+        assert any("acme.yaml: tier: unknown tier 'nope'" in p for p in found)
+
+
+def problems_of_cached(directory: Path, cache) -> list[str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as info:
+        load_config(directory, cache)
+    return [str(p) for p in info.value.problems]

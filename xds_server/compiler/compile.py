@@ -43,6 +43,7 @@ class Compiler:
         shared_key = _shared_digest(cfg)
         fresh: dict[tuple[str, str, str], tuple[Resource, ...]] = {}
         snapshots: dict[str, Snapshot] = {}
+        specs = {t.id: t.model_dump_json() for t in cfg.tenants.values()}  # memo keys, once per compile
         for region_id, region in cfg.regions.items():
             resources: list[Resource] = [
                 Resource.pack(naming.LISTENER, listener.gateway_listener(
@@ -55,7 +56,7 @@ class Compiler:
                         resources.append(Resource.pack(
                             eds, clusters.endpoint_set(eds, inputs.endpoints.of(region_id, mv.pool))))
             for tenant in cfg.tenants.values():
-                key = (region_id, tenant.model_dump_json(), shared_key)
+                key = (region_id, specs[tenant.id], shared_key)
                 compiled = self._memo.get(key)
                 if compiled is None:
                     compiled = tuple(_compile_tenant(cfg, tenant, region_id))

@@ -82,7 +82,7 @@ class ControlPlane:
     async def watch(self, stop: asyncio.Event | None = None) -> None:
         """Reload on every settled batch of filesystem changes (inotify through watchfiles). A short
         debounce lets an editor or `git checkout` finish writing before we read."""
-        async for _changes in awatch(*self._watched(), debounce=150, step=50, stop_event=stop,
+        async for _changes in awatch(*self._watched(), debounce=50, step=25, stop_event=stop,
                                      recursive=True, ignore_permission_denied=True):
             self._apply(await asyncio.to_thread(self._build))
 
