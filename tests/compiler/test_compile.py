@@ -110,3 +110,24 @@ def test_editing_one_tenant_changes_only_its_resources(cfg_dir: Path) -> None:
             and before.of_type(t)[n].version != after.of_type(t)[n].version)
     }
     assert changed == {(ROUTE, "tenant/acme")}
+
+
+def test_versions_are_identical_across_processes(tmp_path: Path) -> None:
+    """A control-plane restart must not change any resource's version, or Envoy would rebuild (and drain)
+    its listener for nothing. Hash seeds differ between processes; serialisation must not depend on them."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from xds_server.compiler import Compiler, CompileInputs, EndpointDirectory\n"
+        "from xds_server.config import load_config\n"
+        f"p = Compiler().compile(CompileInputs(load_config({str(REPO_CONFIG)!r}), EndpointDirectory(), {JWKS!r}))\n"
+        "print(p.version, *(f'{r}={s.version}' for r, s in p.snapshots.items()))\n"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1, outputs

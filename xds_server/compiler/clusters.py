@@ -3,6 +3,8 @@ concurrency quota) and the shared per-version endpoint sets they draw from."""
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
@@ -16,7 +18,20 @@ _ADS_SOURCE = config_source_pb2.ConfigSource(
 )
 
 
-def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cluster:
+# Passive health: a replica that keeps failing is taken out for a while, no probe traffic per tenant.
+_OUTLIER_DETECTION = outlier_detection_pb2.OutlierDetection(
+    consecutive_5xx=wrappers_pb2.UInt32Value(value=5),
+    consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
+    interval=duration_pb2.Duration(seconds=2),
+    base_ejection_time=duration_pb2.Duration(seconds=5),
+    max_ejection_percent=wrappers_pb2.UInt32Value(value=50),
+)
+_CONNECT_TIMEOUT = duration_pb2.Duration(nanos=500_000_000)
+
+
+@functools.lru_cache(maxsize=256)
+def _circuit_breakers(concurrency: int) -> circuit_breaker_pb2.CircuitBreakers:
+    """Few distinct quotas among many tenants: build each once (protobuf copies it into each cluster)."""
     limit = wrappers_pb2.UInt32Value
     thresholds = circuit_breaker_pb2.CircuitBreakers.Thresholds(
         priority=base_pb2.RoutingPriority.DEFAULT,
@@ -28,21 +43,18 @@ def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cl
         max_retries=limit(value=max(1, concurrency // 4)),
         track_remaining=True,
     )
+    return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
+
+
+def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ADS_SOURCE, service_name=eds_name),
-        connect_timeout=duration_pb2.Duration(nanos=500_000_000),
+        connect_timeout=_CONNECT_TIMEOUT,
         lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
-        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds]),
-        # Passive health: a replica that keeps failing is taken out for a while, no probe traffic per tenant.
-        outlier_detection=outlier_detection_pb2.OutlierDetection(
-            consecutive_5xx=wrappers_pb2.UInt32Value(value=5),
-            consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
-            interval=duration_pb2.Duration(seconds=2),
-            base_ejection_time=duration_pb2.Duration(seconds=5),
-            max_ejection_percent=wrappers_pb2.UInt32Value(value=50),
-        ),
+        circuit_breakers=_circuit_breakers(concurrency),
+        outlier_detection=_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,
     )
 

@@ -9,7 +9,8 @@ from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2  # 
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
 from envoy.extensions.http.early_header_mutation.header_mutation.v3 import header_mutation_pb2  # noqa: F401
-from google.protobuf import json_format
+from google.protobuf import json_format, symbol_database
+from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
@@ -115,4 +116,29 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
         # Connections in flight finish on the old filter chain when a listener changes.
         "drain_type": "DEFAULT",
     }
-    return json_format.ParseDict(listener, listener_pb2.Listener())
+    return deterministic(json_format.ParseDict(listener, listener_pb2.Listener()))
+
+
+def deterministic(message: Message) -> Message:
+    """Re-pack every Any inside `message` with deterministic serialisation.
+
+    ParseDict packs typed_config with map entries (Struct fields in the access-log format) in hash
+    order, which differs between processes; the listener's version would change on every control-plane
+    restart and make Envoy drain and rebuild it.
+    """
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            values_desc = field.message_type.fields_by_name["value"]
+            items = list(value.values()) if values_desc.message_type is not None else []
+        else:
+            items = list(value) if field.is_repeated else [value]
+        for item in items:
+            if item.DESCRIPTOR.full_name == "google.protobuf.Any":
+                inner = symbol_database.Default().GetSymbol(item.TypeName())()
+                item.Unpack(inner)
+                item.Pack(deterministic(inner), deterministic=True)
+            else:
+                deterministic(item)
+    return message

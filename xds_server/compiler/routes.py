@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -120,7 +121,9 @@ def _body(text: str) -> base_pb2.DataSource:
     return base_pb2.DataSource(inline_string=text)
 
 
+@functools.lru_cache(maxsize=4096)
 def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    """Memoised: the same few (header, value) pairs recur across thousands of tenants."""
     return base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=key, value=value),
         append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
