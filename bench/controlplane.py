@@ -1,7 +1,7 @@
 """Control-plane scaling: compile, push and apply at 100, 1,000 and 10,000 tenants; one tenant edited
 among them; Envoy's memory per tenant. Every ratio is against a baseline measured in the same run.
 
-    python -m bench.controlplane [--tenants 100 1000 10000]
+    python -m bench.controlplane [--tenants 100 1000 10000] [--repeats 3]
 
 Writes bench/results/controlplane.{json,md} and controlplane_scaling.png.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -184,7 +185,7 @@ async def measure(n: int, root: Path, endpoints: Path, key: SigningKey, gateway_
         shutil.rmtree(config_dir, ignore_errors=True)
 
 
-async def run(sizes: list[int]) -> dict[str, Any]:
+async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="fairshare-bench-cp-"))
     key = SigningKey.load_or_create(root / "state")
     runtime_port, gateway_port = free_port(), free_port()
@@ -196,8 +197,11 @@ async def run(sizes: list[int]) -> dict[str, Any]:
                     root / "runtime.log").start()
     try:
         wait_http(f"http://127.0.0.1:{runtime_port}/v2/health/ready", 60, proc=runtime.proc, log_file=runtime.log_file)
-        rows = [await measure(n, root, endpoints, key, gateway_port, tenant_stats=False, with_edit=True)
-                for n in sizes]
+        rows = []
+        for n in sizes:
+            runs = [await measure(n, root, endpoints, key, gateway_port, tenant_stats=False, with_edit=True)
+                    for _ in range(repeats)]
+            rows.append(median_row(runs))
         largest = max(sizes)
         progress(f"{largest} tenants again with per-tenant cluster stats on (the setting's cost)")
         with_stats = await measure(largest, root, endpoints, key, gateway_port, tenant_stats=True, with_edit=False)
@@ -205,6 +209,18 @@ async def run(sizes: list[int]) -> dict[str, Any]:
         runtime.stop()
         shutil.rmtree(root, ignore_errors=True)
     return summarise(rows, with_stats)
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Timings are the median of the runs (this machine's neighbours make single runs noisy); sizes and
+    memory come from the last run, they do not vary."""
+    row = dict(runs[-1])
+    for key in ("build_s", "apply_s", "total_s"):
+        row[key] = statistics.median(r[key] for r in runs)
+    row["edit"] = {k: statistics.median(r["edit"][k] for r in runs) for k in runs[-1]["edit"]}
+    row["runs"] = len(runs)
+    row["total_s_each_run"] = [r["total_s"] for r in runs]
+    return row
 
 
 def summarise(rows: list[dict[str, Any]], with_stats: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +274,7 @@ def render(results: dict[str, Any]) -> str:
 One Envoy ({REGION}, 2 workers) on Fairshare's xDS server (delta ADS), fed by the real ControlPlane.
 Synthetic tenants: a quarter also allowed in the EU; the rest a 90/10 canary split (2 clusters each).
 "Envoy apply" is publish until Envoy ACKs every resource; "edit: served" is from writing one tenant's file
-until 10 requests in a row through Envoy show the new split.
+until 10 requests in a row through Envoy show the new split. Timings: median of {rows[0]['runs']} runs per size.
 
 {table}
 
@@ -306,8 +322,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per size; timings are their median")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(sorted(args.tenants)))
+    results = asyncio.run(run(sorted(args.tenants), args.repeats))
     md = render(results)
     path = write_results("controlplane", results, md)
     plot(results, results_dir() / "controlplane_scaling.png")

@@ -4,8 +4,11 @@ step is reported with every reason and the last good snapshots keep serving."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +53,10 @@ class ControlPlane:
     def _build(self) -> tuple[PlatformConfig, CompiledPlatform] | str:
         """The slow, pure half of a reload (safe off the event loop): a compiled platform or the reason."""
         try:
-            config = load_config(self.config_dir, self.tenant_files)
-            endpoints = EndpointDirectory.load(self.endpoints_file) if self.endpoints_file else EndpointDirectory()
-            compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
+            with _gc_paused():
+                config = load_config(self.config_dir, self.tenant_files)
+                endpoints = EndpointDirectory.load(self.endpoints_file) if self.endpoints_file else EndpointDirectory()
+                compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
         except ConfigError as err:
             return err.render()
         except Exception as err:  # a compiler bug must not take the serving config down with it
@@ -95,3 +99,17 @@ class ControlPlane:
             },
             "xds": self.store.status(),
         }
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A build allocates hundreds of thousands of long-lived objects (10,000 tenants); CPython's cycle
+    collector would rescan them again and again (at 10,000 tenants it doubled load time). Everything
+    here is freed by reference counting; cycles wait for the next collection."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
