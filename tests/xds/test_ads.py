@@ -526,6 +526,8 @@ def test_bootstrap_is_valid_and_only_knows_the_xds_server(tmp_path: Path) -> Non
     assert config["node"]["metadata"] == {"region": "eu"}
     assert [c["name"] for c in config["static_resources"]["clusters"]] == ["fairshare_xds"]
     assert "listeners" not in config["static_resources"]
+    [monitor] = config["overload_manager"]["resource_monitors"]
+    assert monitor["typed_config"]["max_active_downstream_connections"] == 50_000
 
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps(config))

@@ -25,6 +25,7 @@ def bootstrap(
     delta: bool = True,
     cluster: str = "fairshare-gateway",
     stats_matcher: dict[str, Any] | None = None,
+    max_downstream_connections: int = 50_000,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
 
@@ -58,10 +59,26 @@ def bootstrap(
             "cds_config": dict(ads),
         },
         "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "overload_manager": _overload_manager(max_downstream_connections),
     }
     if stats_matcher is not None:
         config["stats_config"] = {"stats_matcher": stats_matcher}
     return config
+
+
+def _overload_manager(max_connections: int) -> dict[str, Any]:
+    """A ceiling on client connections: a connection flood is refused at accept, not after it has
+    exhausted file descriptors and memory for every tenant."""
+    return {
+        "resource_monitors": [{
+            "name": "envoy.resource_monitors.global_downstream_max_connections",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                         "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                "max_active_downstream_connections": max_connections,
+            },
+        }],
+    }
 
 
 def _xds_cluster(host: str, port: int) -> dict[str, Any]:
