@@ -47,7 +47,7 @@ class Compiler:
         for region_id, region in cfg.regions.items():
             resources: list[Resource] = [
                 Resource.pack(naming.LISTENER, listener.gateway_listener(
-                    inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks)),
+                    inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id)),
             ]
             for model_name, model in cfg.models.items():
                 for version, mv in model.versions.items():
@@ -73,10 +73,11 @@ class Compiler:
 
 def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) -> list[Resource]:
     spec = tenant.spec
-    out = [Resource.pack(naming.tenant_scope(spec.id), routes.tenant_scope(spec.id))]
     if region not in spec.regions.allowed:
-        out.append(Resource.pack(naming.tenant_routes(spec.id), routes.region_refusal(spec.id, region)))
-        return out
+        # Nothing of the tenant exists here: a region's gateways carry only the tenants they may serve,
+        # and a request from any other tenant matches no scope (403 from the listener).
+        return []
+    out = [Resource.pack(naming.tenant_scope(spec.id), routes.tenant_scope(spec.id))]
     served: list[routes.ModelRoute] = []
     for model_name, grant in sorted(spec.models.items()):
         targets = []

@@ -35,7 +35,7 @@ _ACCESS_LOG_FORMAT = {
 }
 
 
-def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> listener_pb2.Listener:
+def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, region: str) -> listener_pb2.Listener:
     hcm = {
         "@type": _HCM,
         "stat_prefix": "gateway",
@@ -89,11 +89,12 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str) -> 
         ],
         # Every error Envoy itself returns (401, 403, 404, 503) is JSON like the runtime's.
         "local_reply_config": {
-            # No scope matched a verified token's tenant: the tenant is not (or no longer) configured.
+            # No scope matched a verified token's tenant: it is unknown, or its data may not be served in
+            # this region (a region's snapshot holds only the tenants allowed there).
             "mappers": [{
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
-                "body": {"inline_string": "tenant is not served by this gateway"},
+                "body": {"inline_string": f"tenant is not served in region {region}"},
             }],
             "body_format": {
                 "json_format": {"error": "%LOCAL_REPLY_BODY%", "code": "%RESPONSE_CODE%"},

@@ -90,20 +90,6 @@ def tenant_routes(
     return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
 
 
-def region_refusal(tenant: str, region: str) -> route_pb2.RouteConfiguration:
-    """Routes for a tenant whose data may not be served in this region: every request refused."""
-    vhost = rc.VirtualHost(name=f"tenant-{tenant}", domains=["*"], routes=[
-        rc.Route(
-            name="residency",
-            match=rc.RouteMatch(prefix="/"),
-            direct_response=rc.DirectResponseAction(
-                status=403, body=_body(f"tenant {tenant} may not be served in region {region}"),
-            ),
-        ),
-    ])
-    return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
-
-
 # Retried only when the request never reached a model: a refused or failed connection.
 _RETRY = rc.RetryPolicy(retry_on="connect-failure,refused-stream,reset-before-request",
                         num_retries=wrappers_pb2.UInt32Value(value=2))

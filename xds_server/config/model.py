@@ -148,6 +148,9 @@ class GatewaySettings(Strict):
     # Envoy's ~100 stats per tenant cluster cost about half its CDS time and a third of its memory at
     # 10,000 tenants; per-tenant outcomes stay visible in the access log (tenant, status, flags).
     per_tenant_cluster_stats: bool = False
+    # Run `envoy --mode validate` on what changed before publishing it, so a change Envoy would refuse
+    # is rejected whole (Envoy itself applies the valid part of a response it NACKs).
+    validate_before_publish: bool = True
 
 
 class Platform(Strict):

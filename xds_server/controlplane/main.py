@@ -13,6 +13,8 @@ from aiohttp import web
 from xds_server.auth.keys import SigningKey
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
+from xds_server.envoy.process import EnvoyError, find_envoy
+from xds_server.envoy.validate import EnvoyValidator
 from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
@@ -33,7 +35,8 @@ class ServeOptions:
 async def serve(opts: ServeOptions) -> None:
     key = SigningKey.load_or_create(opts.state_dir)
     store = SnapshotStore()
-    cp = ControlPlane(opts.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address)
+    cp = ControlPlane(opts.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
+                      validator=_validator())
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", opts.config_dir)
@@ -58,3 +61,11 @@ async def serve(opts: ServeOptions) -> None:
         await xds.stop(0.5)
         await runner.cleanup()
         log.info("control plane stopped")
+
+
+def _validator() -> EnvoyValidator | None:
+    try:
+        return EnvoyValidator(find_envoy())
+    except EnvoyError as err:
+        log.warning("changes are published without Envoy's pre-validation: %s", err)
+        return None

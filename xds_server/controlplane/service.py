@@ -9,6 +9,7 @@ import gc
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from watchfiles import awatch
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
+from xds_server.envoy.validate import EnvoyValidator
 from xds_server.xds.store import SnapshotStore
 
 log = logging.getLogger("fairshare.controlplane")
@@ -37,6 +39,7 @@ class ControlPlane:
     jwks: str
     store: SnapshotStore
     listen_address: str = "0.0.0.0"
+    validator: EnvoyValidator | None = None
     compiler: Compiler = field(default_factory=Compiler)
     tenant_files: TenantFileCache = field(default_factory=TenantFileCache)
     config: PlatformConfig | None = None
@@ -62,6 +65,19 @@ class ControlPlane:
         except Exception as err:  # a compiler bug must not take the serving config down with it
             log.exception("compile failed")
             return f"internal compiler error: {err!r}"
+        if self.validator is not None and config.platform.gateway.validate_before_publish:
+            validator, published = self.validator, self.compiled
+
+            def check(region: str) -> str | None:
+                previous = published.snapshots.get(region) if published else None
+                return validator.check(previous, compiled.snapshots[region])
+
+            # One Envoy per region, side by side: each is a separate process.
+            regions = sorted(compiled.snapshots)
+            with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
+                for region, reason in zip(regions, pool.map(check, regions), strict=True):
+                    if reason is not None:
+                        return f"Envoy would reject the new config for region {region}: {reason}"
         return config, compiled
 
     def _apply(self, built: tuple[PlatformConfig, CompiledPlatform] | str) -> ReloadOutcome:
