@@ -102,47 +102,32 @@ def _bootstrap(previous: Snapshot | None, new: Snapshot) -> bootstrap_pb2.Bootst
 
     # Scopes and routes are checked inside a copy of the listener, inlined as its scope list: a changed
     # RouteConfiguration with the scope that selects it, a changed scope with the routes it selects.
-    scope_of_route = {}
-    for res in new.of_type(SCOPED_ROUTE).values():
-        scope = _unpack(res, scoped_route_pb2.ScopedRouteConfiguration())
-        scope_of_route[scope.route_configuration_name] = (res.name, scope)
-    wanted = set(routes) | {scope_of_route_name(new, name) for name in scopes}
+    all_scopes = {name: _unpack(res, scoped_route_pb2.ScopedRouteConfiguration())
+                  for name, res in new.of_type(SCOPED_ROUTE).items()}
+    scope_of_route = {scope.route_configuration_name: scope for scope in all_scopes.values()}
+    wanted = set(routes) | {all_scopes[name].route_configuration_name for name in scopes}
+    to_check = sorted(name for name in wanted if name in scope_of_route)
     listener_res = listeners[0] if listeners else next(iter(new.of_type(LISTENER).values()), None)
     if listener_res is None:
         return boot
     listener = _unpack(listener_res, listener_pb2.Listener())
     for chain in listener.filter_chains:
         for filt in chain.filters:
-            if not filt.typed_config.Is(hcm_pb2.HttpConnectionManager.DESCRIPTOR):
-                continue
-            hcm = _unpack_any(filt.typed_config)
-            to_check = sorted(n for n in wanted if n in scope_of_route)
-            if hcm.HasField("scoped_routes") and to_check:
-                # Without scopes to check, SRDS stays as it is: validate mode fetches nothing.
-                hcm.scoped_routes.ClearField("scoped_rds")
-                inline = hcm.scoped_routes.scoped_route_configurations_list.scoped_route_configurations
-                for route_name in to_check:
-                    _, scope = scope_of_route[route_name]
-                    inline_scope = inline.add()
-                    inline_scope.CopyFrom(scope)
-                    inline_scope.ClearField("route_configuration_name")
-                    rc = _unpack(new.of_type(ROUTE)[route_name], route_pb2.RouteConfiguration())
-                    rc.validate_clusters.value = False  # unchanged clusters are not in this bootstrap
-                    inline_scope.route_configuration.CopyFrom(rc)
+            hcm = hcm_pb2.HttpConnectionManager()
+            if not filt.typed_config.Unpack(hcm) or not hcm.HasField("scoped_routes") or not to_check:
+                continue  # without scopes to check, SRDS stays as it is: validate mode fetches nothing
+            hcm.scoped_routes.ClearField("scoped_rds")
+            inline = hcm.scoped_routes.scoped_route_configurations_list.scoped_route_configurations
+            for route_name in to_check:
+                inline_scope = inline.add()
+                inline_scope.CopyFrom(scope_of_route[route_name])
+                inline_scope.ClearField("route_configuration_name")
+                rc = _unpack(new.of_type(ROUTE)[route_name], route_pb2.RouteConfiguration())
+                rc.validate_clusters.value = False  # unchanged clusters are not in this bootstrap
+                inline_scope.route_configuration.CopyFrom(rc)
             filt.typed_config.Pack(hcm)
     boot.static_resources.listeners.add().CopyFrom(listener)
     return boot
-
-
-def scope_of_route_name(snapshot: Snapshot, scope_name: str) -> str:
-    scope = _unpack(snapshot.of_type(SCOPED_ROUTE)[scope_name], scoped_route_pb2.ScopedRouteConfiguration())
-    return str(scope.route_configuration_name)
-
-
-def _unpack_any(packed: object) -> hcm_pb2.HttpConnectionManager:
-    hcm = hcm_pb2.HttpConnectionManager()
-    packed.Unpack(hcm)  # type: ignore[attr-defined]
-    return hcm
 
 
 def _reason(output: str) -> str:
