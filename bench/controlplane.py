@@ -33,6 +33,7 @@ from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyProcess, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.local.processes import Child, free_port, wait_http
+from xds_server.snapshot import CLUSTER
 from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
@@ -59,7 +60,6 @@ class Rig:
     xds: XdsServer | None = None
     envoy: EnvoyProcess | None = None
     cp: ControlPlane | None = None
-    gateway_port: int = 0
 
     async def start(self, config_dir: Path) -> None:
         self.xds = XdsServer(self.store, "127.0.0.1", 0)
@@ -180,8 +180,7 @@ async def measure(n: int, root: Path, endpoints: Path, key: SigningKey, gateway_
         row: dict[str, Any] = {
             "tenants": n, "per_tenant_cluster_stats": tenant_stats,
             "compile_s": compile_s, "build_s": build_s, "apply_s": apply_s, "total_s": build_s + apply_s,
-            "resources": snapshot.count(), "clusters": len(snapshot.of_type("type.googleapis.com/"
-                                                                             "envoy.config.cluster.v3.Cluster")),
+            "resources": snapshot.count(), "clusters": len(snapshot.of_type(CLUSTER)),
             "snapshot_bytes": snapshot.total_bytes(),
             "envoy_alloc_bytes": alloc, "envoy_rss_bytes": rss,
             "envoy_baseline_alloc_bytes": base_alloc, "envoy_baseline_rss_bytes": base_rss,

@@ -3,10 +3,9 @@ edits are rejected with the reason and traffic keeps flowing on the last good co
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -17,9 +16,8 @@ pytestmark = pytest.mark.e2e
 US = "us-east-1"
 
 
-def status(running: RunningPlatform) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(running.platform.status_url, timeout=5) as resp:
-        return json.load(resp)
+def status(running: RunningPlatform) -> dict[str, Any]:
+    return running.platform.status()
 
 
 def versions_seen(running: RunningPlatform, tenant: str, n: int = 20) -> set[str | None]:

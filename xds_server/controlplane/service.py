@@ -54,7 +54,8 @@ class ControlPlane:
         return self._apply(self._build())
 
     def _build(self) -> tuple[PlatformConfig, CompiledPlatform] | str:
-        """The slow, pure half of a reload (safe off the event loop): a compiled platform or the reason."""
+        """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
+        changed. Returns the config with its snapshots, or the reason it is rejected."""
         try:
             with _gc_paused():
                 config = load_config(self.config_dir, self.tenant_files)

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from xds_server.compiler import naming
 from xds_server.config import load_config
@@ -59,6 +60,11 @@ class LocalPlatform:
     @property
     def status_url(self) -> str:
         return f"http://{self.opts.host}:{self.opts.status_port}/status"
+
+    def status(self) -> dict[str, Any]:
+        """The control plane's status page: config version, last reload, each Envoy's ACKs and NACKs."""
+        with urllib.request.urlopen(self.status_url, timeout=5) as resp:
+            return dict(json.load(resp))
 
     def gateway_url(self, region: str) -> str:
         assert self.config is not None
@@ -127,8 +133,7 @@ class LocalPlatform:
         config only at apply time (a gateway port already in use): say so rather than claim to run."""
         deadline = time.monotonic() + timeout
         while True:
-            with urllib.request.urlopen(self.status_url, timeout=5) as resp:
-                xds = json.load(resp)["xds"]
+            xds = self.status()["xds"]
             node = xds["nodes"].get(node_id) or {}
             published = (xds["regions"].get(region) or {}).get("version")
             nack = node.get("last_nack")
