@@ -11,12 +11,15 @@ setup: $(VENV)/.installed
 
 # torch is installed first and pinned to the CPU build on disk, so nothing pulls a CUDA build;
 # requirements.lock pins every transitive dependency to what CI tested.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-opa.lock
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	@echo "installing pinned dependencies (requirements.lock); the first time takes a few minutes"
 	set -o pipefail; $(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements.lock 2>&1 \
 	  | awk '/^(Collecting|Installing|Successfully|ERROR)/'
+	# The real OPA engine's wheel declares Python >= 3.14 but runs on 3.11; it is only used to prove
+	# our policies answer the same on OPA, so it goes in on its own, without its metadata check.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --ignore-requires-python -r requirements-opa.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
