@@ -44,5 +44,8 @@ bench-controlplane: setup
 bench-gateway: setup
 	$(BIN)/python -m bench.gateway
 
+# Each concern keeps its own targets in mk/ (policy, rate limits, fairness, region, chart).
+include $(wildcard mk/*.mk)
+
 clean:
 	rm -rf .fairshare bench/results .pytest_cache .ruff_cache

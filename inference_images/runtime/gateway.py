@@ -21,6 +21,11 @@ TIER_HEADER = "x-fairshare-tier"
 MODEL_VERSION_HEADER = "x-fairshare-model-version"
 PII_REDACT_HEADER = "x-fairshare-pii-redact"
 PII_BLOCK_HEADER = "x-fairshare-pii-block"
+# The most requests of this tenant a replica may hold queued; past it the runtime answers 429 at once.
+MAX_QUEUE_HEADER = "x-fairshare-max-queue"
+# Set by the runtime on every inference response: what the request really cost, in tokens. The gateway's
+# cost-based rate limit settles its up-front reservation against it.
+COST_TOKENS_HEADER = "x-fairshare-cost-tokens"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
 

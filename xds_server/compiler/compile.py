@@ -96,6 +96,7 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
         contract.TIER_HEADER: spec.tier,
         contract.PII_REDACT_HEADER: ",".join(sorted(spec.pii.redact)),
         contract.PII_BLOCK_HEADER: ",".join(sorted(spec.pii.block)),
+        contract.MAX_QUEUE_HEADER: str(tenant.quotas.concurrency),
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
         spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds)))
