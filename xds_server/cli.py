@@ -78,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         endpoints_file=Path(args.endpoints) if args.endpoints else None,
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
+        ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
     )))
     return 0
 
@@ -86,7 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     from xds_server.local.platform import LocalPlatform, PlatformOptions
 
     opts = PlatformOptions(config_dir=Path(args.config), state_dir=Path(args.state),
-                           xds_port=args.xds_port, status_port=args.status_port)
+                           xds_port=args.xds_port, status_port=args.status_port,
+                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url)
     return LocalPlatform(opts).run_foreground()
 
 
@@ -102,6 +104,21 @@ def _status(args: argparse.Namespace) -> int:
         print(f"error: no control plane answers at {url} ({getattr(err, 'reason', err)}); is it running?",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _chart_values(args: argparse.Namespace) -> int:
+    from xds_server.deploy.helm_values import chart_values, dump_values
+
+    cfg = load_config(args.config)
+    policy = Path(args.policy) if args.policy else None
+    text = dump_values(chart_values(cfg, args.region, Path(args.config), policy))
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+        print(f"wrote Helm values for region {args.region} to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -122,6 +139,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: platform.yaml)")
     c = cmd("compile", _compile, "compile the config and print the snapshot summary")
     c.add_argument("--endpoints", default=None, help="endpoints file (as written by `fairshare run`)")
+    cv = cmd("chart-values", _chart_values, "write the Helm chart's values for one region from the config")
+    cv.add_argument("--region", required=True, help="the region the chart is installed in")
+    cv.add_argument("--policy", default="policy", help="policy directory shipped to the cluster (default: policy/)")
+    cv.add_argument("-o", "--output", default=None, help="values file to write (default: stdout)")
     for name, func, help_ in (("serve", _serve, "run the control plane (xDS + status)"),
                               ("run", _run, "run the whole platform locally"),
                               ("status", _status, "show the running control plane's status")):
@@ -132,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             sp.add_argument("--endpoints", default=None)
             sp.add_argument("--listen-address", default="0.0.0.0", help="address the gateway listener binds")
+            sp.add_argument("--ratelimit-port", type=int, default=None,
+                            help="rate-limit service port (default: platform.yaml ratelimit.port)")
+        if name in ("serve", "run"):
+            sp.add_argument("--ratelimit-redis-url", default=None,
+                            help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
+        if name == "run":
+            sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
     return p
 
 

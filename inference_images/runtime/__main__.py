@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from inference_images.runtime import logs
 from inference_images.runtime.lifecycle import serve
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
+from inference_images.runtime.scheduling import DEFAULT_MAX_QUEUE, DEFAULT_POLICY, POLICIES, BatchLimit
 from inference_images.runtime.settings import PORT_ENV, Settings
 
 log = logging.getLogger("inference_images.runtime")
@@ -85,8 +86,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="log one line per request: method, path, status, duration (default: on)",
     )
+    parser.add_argument(
+        "--scheduler",
+        default=DEFAULT_POLICY,
+        choices=sorted(POLICIES),
+        help="how tenants share the model worker: wfq (weighted fair queuing) or fifo (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-queue-default",
+        type=_positive_int,
+        default=DEFAULT_MAX_QUEUE,
+        metavar="N",
+        help="a tenant's queued-request bound when the gateway sends no x-fairshare-max-queue (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--batch",
+        dest="batches",
+        action="append",
+        type=_batch_spec,
+        default=[],
+        metavar="MODEL:SIZE[:WAIT_MS]",
+        help="batch up to SIZE requests for MODEL, the first waiting at most WAIT_MS for company; repeat per model",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
+def _batch_spec(text: str) -> tuple[str, BatchLimit]:
+    try:
+        return BatchLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _model_spec(text: str) -> ModelSpec:
@@ -111,6 +151,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         shutdown_grace_s=args.shutdown_grace,
         max_body_bytes=args.max_body_bytes,
         access_log=args.access_log,
+        scheduler=args.scheduler,
+        default_max_queue=args.max_queue_default,
+        batch_limits=tuple(args.batches),
     )
     return settings, args.log_level
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from inference_images.runtime.pii.rules import NO_RULES, PiiRules
 
 # The header contract between the gateway and the runtime, defined once, here: the control plane's
 # compiler imports these names when it writes each tenant's routes (xds_server/compiler/naming.py).
@@ -26,8 +28,14 @@ MAX_QUEUE_HEADER = "x-fairshare-max-queue"
 # Set by the runtime on every inference response: what the request really cost, in tokens. The gateway's
 # cost-based rate limit settles its up-front reservation against it.
 COST_TOKENS_HEADER = "x-fairshare-cost-tokens"
+# Set by Envoy on upstream requests when the route has a timeout: how long it will wait for the answer.
+# A request still queued when that time has passed is dropped before it reaches the model.
+EXPECTED_TIMEOUT_HEADER = "x-envoy-expected-rq-timeout-ms"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
+# Set by the runtime on an inference response whose text it changed: counts by entity type
+# ("email=1,phone=2"), never values, so a client knows the model saw placeholders.
+PII_REDACTED_HEADER = "x-fairshare-pii-redacted"
 
 # The tenant that requests without a tenant header run as, when --allow-anonymous permits them.
 ANONYMOUS_TENANT = "anonymous"
@@ -51,6 +59,8 @@ class GatewayContext:
     region: str | None
     # The version the gateway's weighted cluster picked; None lets the runtime pick its default.
     model_version: str | None
+    # The tenant's PII rules from the route that served the request (none when the headers are absent).
+    pii: PiiRules = field(default=NO_RULES)
 
 
 def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_anonymous: bool) -> GatewayContext:
@@ -84,4 +94,5 @@ def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_a
 
     # An empty version header is a gateway that had no version to set: same as none.
     version = headers.get(MODEL_VERSION_HEADER) or None
-    return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version)
+    pii = PiiRules.from_headers(headers.get(PII_REDACT_HEADER), headers.get(PII_BLOCK_HEADER))
+    return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version, pii=pii)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from inference_images.runtime.metrics import RuntimeMetrics
 from inference_images.runtime.models.registry import ModelRepository
-from inference_images.runtime.scheduling import FifoScheduler, Scheduler
+from inference_images.runtime.scheduling import Admission, BatchingConfig, Scheduler, build_scheduler
 from inference_images.runtime.server import RuntimeState, build_app
 from inference_images.runtime.settings import Settings
 
@@ -32,7 +32,12 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set, then drain and return. ``on_listening`` gets the bound port."""
     metrics = RuntimeMetrics()
-    scheduler = scheduler or FifoScheduler(observer=metrics.observe_service)
+    scheduler = scheduler or build_scheduler(
+        settings.scheduler,
+        events=metrics,
+        admission=Admission(settings.default_max_queue),
+        batching=BatchingConfig(dict(settings.batch_limits)),
+    )
     state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics)
     runner = web.AppRunner(
         build_app(state),
@@ -53,6 +58,7 @@ async def serve(
                 "region": settings.region,
                 "pool": settings.pool,
                 "replica": settings.replica,
+                "scheduler": settings.scheduler,
                 "models": [spec.key for spec in settings.models],
             },
         )

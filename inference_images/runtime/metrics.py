@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from inference_images.runtime.models.registry import ModelRepository
+from inference_images.runtime.pii.metrics import PiiMetrics
+from inference_images.runtime.scheduling import Outcome
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Stands in for the model label when the request named no served model.
@@ -46,15 +48,56 @@ class RuntimeMetrics:
             "Requests waiting on the scheduler (queued plus running).",
             registry=self.registry,
         )
+        # The scheduler's view per tenant (it reports through the SchedulerEvents methods below).
+        self.tenant_queue_depth = Gauge(
+            "fairshare_runtime_tenant_queue_depth",
+            "Requests of each tenant queued on this replica, not yet running.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "fairshare_runtime_queue_wait_seconds",
+            "Time each request waited in its tenant's queue before it was picked to run.",
+            ["tenant"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.scheduled = Counter(
+            "fairshare_runtime_scheduled_requests",
+            "Requests each tenant handed to the scheduler, by outcome: ok, error, rejected_queue_full "
+            "(429 at once), expired (deadline passed while queued), cancelled (client left).",
+            ["tenant", "outcome"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "fairshare_runtime_batch_size",
+            "Requests per forward pass, by model.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.model_ready = Gauge(
             "fairshare_runtime_model_ready",
             "1 when the model version is loaded and serving, else 0.",
             ["model", "version"],
             registry=self.registry,
         )
+        self.pii = PiiMetrics(self.registry)
 
     def observe_service(self, tenant: str, seconds: float) -> None:
         self.service_seconds.labels(tenant).inc(seconds)
+
+    def observe_wait(self, tenant: str, seconds: float) -> None:
+        self.queue_wait.labels(tenant).observe(seconds)
+
+    def observe_outcome(self, tenant: str, outcome: Outcome) -> None:
+        self.scheduled.labels(tenant, outcome.value).inc()
+
+    def observe_depth(self, tenant: str, depth: int) -> None:
+        self.tenant_queue_depth.labels(tenant).set(depth)
+
+    def observe_batch(self, model: str, size: int) -> None:
+        self.batch_size.labels(model).observe(size)
 
     def render(self, repository: ModelRepository, queue_depth: int) -> bytes:
         # Point-in-time values are read at scrape time rather than pushed on every change.

@@ -11,21 +11,32 @@ import functools
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from inference_images.runtime import __version__
+from inference_images.runtime import __version__, tokens
 from inference_images.runtime.gateway import (
+    COST_TOKENS_HEADER,
+    EXPECTED_TIMEOUT_HEADER,
+    MAX_QUEUE_HEADER,
     MODEL_VERSION_HEADER,
+    PII_REDACTED_HEADER,
     REPLICA_HEADER,
+    GatewayContext,
     GatewayHeaderError,
     read_gateway_context,
 )
 from inference_images.runtime.metrics import CONTENT_TYPE, UNKNOWN, RuntimeMetrics
+from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.models.registry import ModelEntry, ModelNotFoundError, ModelRepository
+from inference_images.runtime.pii import metrics as pii_metrics
+from inference_images.runtime.pii.entities import Entity
+from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
+from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary
 from inference_images.runtime.protocol import (
     ProtocolError,
     build_infer_response,
@@ -35,7 +46,15 @@ from inference_images.runtime.protocol import (
     model_metadata,
     parse_infer_request,
 )
-from inference_images.runtime.scheduling import Scheduler, SchedulerClosedError
+from inference_images.runtime.scheduling import (
+    BatchItem,
+    ClientGoneError,
+    DeadlineExceededError,
+    QueueFullError,
+    Scheduler,
+    SchedulerClosedError,
+)
+from inference_images.runtime.scheduling.admission import parse_deadline, parse_queue_bound
 from inference_images.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,12 +116,13 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = _error(exc.status, exc.message)
+        # Messages may quote request data (an input's name, a bad field): never echo raw PII.
+        response = _error(exc.status, scrub(exc.message))
     except web.HTTPException as exc:
         # aiohttp's own refusals (no route, wrong method, body too large) in the OIP error shape.
         if exc.status < 400:
             raise
-        response = _error(exc.status, _describe_http_error(request, exc))
+        response = _error(exc.status, scrub(_describe_http_error(request, exc)))
     except Exception as exc:
         # The message may quote request data, so only the type is logged.
         log.error("unhandled error", extra={"path": request.path, "error_type": type(exc).__name__})
@@ -132,8 +152,13 @@ def _describe_http_error(request: web.Request, exc: web.HTTPException) -> str:
     return exc.reason
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response(error_body(message), status=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(error_body(message), status=status, headers=headers)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def _live(request: web.Request) -> web.Response:
@@ -224,14 +249,31 @@ async def _infer(request: web.Request) -> web.Response:
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
 
-        inputs = infer_request.input_map()
+        # Before the scheduler, the model or any log sees the text: the tenant's PII rules.
+        inputs, pii_counts = _redact_request(state, context, infer_request.input_map())
         try:
-            outputs = await state.scheduler.submit(
+            max_queue = parse_queue_bound(request.headers.get(MAX_QUEUE_HEADER))
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        try:
+            prediction = await state.scheduler.submit(
                 context.tenant,
                 context.weight,
                 model.cost_hint(inputs),
-                functools.partial(model.predict, inputs),
+                functools.partial(tokens.predict, model, inputs),
+                max_queue=max_queue,
+                deadline=parse_deadline(request.headers.get(EXPECTED_TIMEOUT_HEADER), time.monotonic()),
+                gone=functools.partial(_client_gone, request),
+                batch=BatchItem(model, inputs),
             )
+            outputs, cost_tokens = prediction.outputs, prediction.tokens
+        except QueueFullError as exc:
+            status = 429
+            return _error(429, str(exc), {"Retry-After": str(exc.retry_after_s)})
+        except DeadlineExceededError as exc:
+            raise ApiError(504, str(exc)) from None
+        except ClientGoneError as exc:
+            raise ApiError(499, str(exc)) from None
         except SchedulerClosedError:
             raise ApiError(503, "replica is shutting down") from None
         except Exception as exc:
@@ -241,9 +283,16 @@ async def _infer(request: web.Request) -> web.Response:
             )
             raise ApiError(500, f"inference failed in model '{model.name}' version '{model.version}'") from None
 
+        outputs, out_counts = redact_outputs(outputs, context.pii)
+        state.metrics.pii.record(context.tenant, out_counts, pii_metrics.REDACTED, pii_metrics.RESPONSE)
         response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
         status = 200
-        return web.json_response(response)
+        reply = web.json_response(response)
+        reply.headers[COST_TOKENS_HEADER] = str(cost_tokens)
+        redacted = summary(pii_counts + out_counts)
+        if redacted:
+            reply.headers[PII_REDACTED_HEADER] = redacted
+        return reply
     except ApiError as exc:
         status = exc.status
         raise
@@ -251,6 +300,20 @@ async def _infer(request: web.Request) -> web.Response:
         state.metrics.requests.labels(model_label, version_label, str(status)).inc()
         if status == 200:
             state.metrics.latency.labels(model_label, version_label).observe(time.perf_counter() - start)
+
+
+def _redact_request(
+    state: RuntimeState, context: GatewayContext, inputs: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], Counter[Entity]]:
+    """Apply the tenant's PII rules to the request's text; a blocked type is a 422 naming the type only."""
+    try:
+        redacted, counts = redact_inputs(inputs, context.pii)
+    except PiiBlockedError as exc:
+        # Blocked requests count once per type: nothing past the first finding is looked at.
+        state.metrics.pii.record(context.tenant, Counter(exc.entities), pii_metrics.BLOCKED, pii_metrics.REQUEST)
+        raise ApiError(422, str(exc)) from None
+    state.metrics.pii.record(context.tenant, counts, pii_metrics.REDACTED, pii_metrics.REQUEST)
+    return redacted, counts
 
 
 async def _metrics(request: web.Request) -> web.Response:

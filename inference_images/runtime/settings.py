@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference_images.runtime.models.registry import ModelSpec
+from inference_images.runtime.scheduling import DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
 
 # The port's environment default: a container image sets it once, for the server and its health probe.
 PORT_ENV = "FAIRSHARE_PORT"
@@ -29,3 +30,9 @@ class Settings:
     # Larger bodies get 413; bounds memory per request (a 64-text MiniLM batch is a few tens of KB).
     max_body_bytes: int = 8 * 1024 * 1024
     access_log: bool = True
+    # The fairness policy (scheduling.POLICIES): "wfq" shares the worker by tenant weight, "fifo" does not.
+    scheduler: str = DEFAULT_POLICY
+    # A tenant's queue bound when the gateway sends none (x-fairshare-max-queue).
+    default_max_queue: int = DEFAULT_MAX_QUEUE
+    # Per model name: batch size and wait limits; models not named run one request per forward pass.
+    batch_limits: tuple[tuple[str, BatchLimit], ...] = ()

@@ -95,7 +95,9 @@ def test_residency_of_split_versions(cfg_dir: Path) -> None:
     text = path.read_text().replace("classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
     path.write_text(text)
     assert problems_of(cfg_dir) == [
-        f"{path}: models.classifier.split.v2: classifier:v2 is not deployed in allowed region(s) eu-west-1",
+        f"{path}: models.classifier.split.v2: classifier:v2 takes 50% of the tenant's traffic but is not deployed in "
+            "eu-west-1, where the tenant is served and its data must stay (it runs only in us-east-1) "
+            "(policy residency: split-outside-allowed-regions)",
     ]
 
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import clusters, listener, naming, routes
+from xds_server.compiler import clusters, listener, naming, ratelimits, routes
 from xds_server.compiler.endpoints import EndpointDirectory
-from xds_server.config.model import PlatformConfig, ResolvedTenant
+from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
+from xds_server.ratelimit.limits import LimitTable
 from xds_server.snapshot import Resource, Snapshot
 
 
@@ -30,6 +31,8 @@ class CompileInputs:
 class CompiledPlatform:
     version: str
     snapshots: MappingProxyType[str, Snapshot]
+    # The rate-limit service's limits, published together with the snapshots.
+    ratelimits: LimitTable = field(default_factory=LimitTable)
 
 
 @dataclass
@@ -37,18 +40,24 @@ class Compiler:
     """Holds the per-tenant memo between compiles; otherwise a pure function of its inputs."""
 
     _memo: dict[tuple[str, str, str], tuple[Resource, ...]] = field(default_factory=dict)
+    # Where Envoy reaches the rate-limit service when a launcher chose it (a free port), not the config.
+    ratelimit_address: tuple[str, int] | None = None
 
     def compile(self, inputs: CompileInputs) -> CompiledPlatform:
         cfg = inputs.config
         shared_key = _shared_digest(cfg)
         fresh: dict[tuple[str, str, str], tuple[Resource, ...]] = {}
         snapshots: dict[str, Snapshot] = {}
-        specs = {t.id: t.model_dump_json() for t in cfg.tenants.values()}  # memo keys, once per compile
+        rl = self._ratelimit_settings(cfg)
+        # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
+        specs = {t.id: t.model_dump_json() for t in cfg.tenants.values()}
         for region_id, region in cfg.regions.items():
             resources: list[Resource] = [
                 Resource.pack(naming.LISTENER, listener.gateway_listener(
-                    inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id)),
+                    inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id, rl)),
             ]
+            if rl is not None:
+                resources.append(Resource.pack(naming.RATELIMIT_CLUSTER, ratelimits.service_cluster(rl)))
             for model_name, model in cfg.models.items():
                 for version, mv in model.versions.items():
                     if region_id in cfg.version_regions(model_name, version):
@@ -68,22 +77,34 @@ class Compiler:
         overall = hashlib.blake2b(
             "".join(f"{r}:{s.version}" for r, s in sorted(snapshots.items())).encode(), digest_size=6,
         ).hexdigest()
-        return CompiledPlatform(version=overall, snapshots=MappingProxyType(snapshots))
+        return CompiledPlatform(version=overall, snapshots=MappingProxyType(snapshots),
+                                ratelimits=ratelimits.limit_table(cfg) if rl is not None else LimitTable())
+
+    def _ratelimit_settings(self, cfg: PlatformConfig) -> RateLimitSettings | None:
+        settings = cfg.platform.ratelimit
+        if not settings.enabled:
+            return None
+        if self.ratelimit_address is not None:
+            host, port = self.ratelimit_address
+            settings = settings.model_copy(update={"host": host, "port": port})
+        return settings
 
 
 def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) -> list[Resource]:
     spec = tenant.spec
-    if region not in spec.regions.allowed:
-        # Nothing of the tenant exists here: a region's gateways carry only the tenants they may serve,
-        # and a request from any other tenant matches no scope (403 from the listener).
+    allowed_here = tenant.routes.get(region)
+    if allowed_here is None:
+        # Nothing of the tenant exists here (policy/residency): a region's gateways carry only the
+        # tenants they may serve, and a request from any other tenant matches no scope (403).
         return []
     out = [Resource.pack(naming.tenant_scope(spec.id), routes.tenant_scope(spec.id))]
     served: list[routes.ModelRoute] = []
     for model_name, grant in sorted(spec.models.items()):
         targets = []
+        routable = set(allowed_here.get(model_name, ()))
         for version, weight in sorted(grant.split.items()):
-            if region not in cfg.version_regions(model_name, version):
-                continue  # only weight-0 versions get here: validation requires the rest to be deployed
+            if version not in routable:
+                continue  # policy/residency denies a split with traffic here, so only weight-0 versions
             cluster = naming.tenant_cluster(spec.id, model_name, version, region)
             eds = naming.version_endpoints(model_name, version, region)
             out.append(Resource.pack(cluster, clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency)))
@@ -94,12 +115,14 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
         contract.REGION_HEADER: region,
         contract.WEIGHT_HEADER: f"{tenant.weight:g}",
         contract.TIER_HEADER: spec.tier,
-        contract.PII_REDACT_HEADER: ",".join(sorted(spec.pii.redact)),
-        contract.PII_BLOCK_HEADER: ",".join(sorted(spec.pii.block)),
+        contract.PII_REDACT_HEADER: ",".join(sorted(tenant.pii.redact)),
+        contract.PII_BLOCK_HEADER: ",".join(sorted(tenant.pii.block)),
         contract.MAX_QUEUE_HEADER: str(tenant.quotas.concurrency),
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
-        spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds)))
+        spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds,
+        rate_limits={m.model: ratelimits.route_rate_limits(cfg, tenant, region, m.model) for m in served},
+        vhost_filters=ratelimits.local_limit(cfg, tenant))))
     return out
 
 
@@ -109,6 +132,7 @@ def _shared_digest(cfg: PlatformConfig) -> str:
         "models": {k: v.model_dump(mode="json") for k, v in cfg.models.items()},
         "regions": {k: [p.name for p in v.pools] for k, v in cfg.regions.items()},
         "gateway": cfg.platform.gateway.model_dump(mode="json"),
+        "ratelimit": ratelimits.shared_inputs(cfg),
     }
     return hashlib.blake2b(json.dumps(shared, sort_keys=True).encode(), digest_size=8).hexdigest()
 

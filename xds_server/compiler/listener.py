@@ -13,8 +13,8 @@ from google.protobuf import json_format, symbol_database
 from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import naming
-from xds_server.config.model import AuthSettings
+from xds_server.compiler import naming, ratelimits
+from xds_server.config.model import AuthSettings, RateLimitSettings
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
@@ -35,7 +35,8 @@ _ACCESS_LOG_FORMAT = {
 }
 
 
-def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, region: str) -> listener_pb2.Listener:
+def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, region: str,
+                     ratelimit: RateLimitSettings | None = None) -> listener_pb2.Listener:
     hcm = {
         "@type": _HCM,
         "stat_prefix": "gateway",
@@ -82,6 +83,8 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                     "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "fairshare"}}],
                 },
             },
+            # Per-tenant rate limits: local bucket, then the global service (after the tenant is known).
+            *(ratelimits.http_filters(ratelimit) if ratelimit is not None else []),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},

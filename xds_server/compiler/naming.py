@@ -5,6 +5,8 @@ from __future__ import annotations
 
 LISTENER = "gateway"
 SCOPED_ROUTES = "tenants"
+# The global rate-limit service (xds_server/ratelimit/), as a cluster in every region's snapshot.
+RATELIMIT_CLUSTER = "fairshare/ratelimit"
 
 
 def tenant_scope(tenant: str) -> str:

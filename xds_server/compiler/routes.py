@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2, scoped_route_pb2
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
@@ -44,16 +44,22 @@ def tenant_routes(
     forbidden_models: tuple[str, ...],
     request_headers: Mapping[str, str],
     timeout_seconds: float,
+    rate_limits: Mapping[str, Sequence[rc.RateLimit]] | None = None,
+    vhost_filters: Mapping[str, any_pb2.Any] | None = None,
 ) -> route_pb2.RouteConfiguration:
+    """`rate_limits`: per model, the descriptors of its routes; `vhost_filters`: per-filter config for the
+    whole tenant (its local rate-limit bucket), both from compiler/ratelimits.py."""
     routes: list[rc.Route] = []
     timeout = _duration(timeout_seconds)
     for model in served:
+        limits = (rate_limits or {}).get(model.model, ())
         # An explicit version in the path pins that version (still only one the tenant is granted).
         for target in model.targets:
             routes.append(rc.Route(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
-                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
+                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY,
+                                     rate_limits=limits),
                 request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, target.version)],
             ))
         live = [t for t in model.targets if t.weight > 0]
@@ -68,7 +74,8 @@ def tenant_routes(
         routes.append(rc.Route(
             name=model.model,
             match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
-            route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
+            route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY,
+                                 rate_limits=limits),
         ))
     for model_name in forbidden_models:
         routes.append(_refuse(
@@ -86,6 +93,7 @@ def tenant_routes(
         domains=["*"],
         routes=routes,
         request_headers_to_add=[_header(k, v) for k, v in sorted(request_headers.items())],
+        typed_per_filter_config=dict(vhost_filters or {}),
     )
     return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
 

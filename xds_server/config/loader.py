@@ -87,9 +87,9 @@ class TenantFileCache:
     """Parsed tenant files keyed by their stat, so a reload after one edit re-reads one file."""
 
     entries: dict[str, tuple[tuple[int, int, int], TenantFile]] = field(default_factory=dict)
-    # A file's reference check and tier resolution, valid while the file and the files it refers to
-    # (tiers, regions, models; `context`) are unchanged.
-    checked: dict[str, tuple[TenantFile, str, tuple[Problem, ...], ResolvedTenant | None]] = field(
+    # A file's reference check, valid while the file and the files it refers to (tiers, regions,
+    # models; `context`) are unchanged.
+    checked: dict[str, tuple[TenantFile, str, tuple[Problem, ...], Tenant | None]] = field(
         default_factory=dict)
 
     def load(self, entry: os.DirEntry[str]) -> TenantFile:
@@ -102,8 +102,8 @@ class TenantFileCache:
         self.entries[entry.path] = (key, parsed)
         return parsed
 
-    def check(self, file: TenantFile, context: str, run: Callable[[list[Problem]], ResolvedTenant | None],
-              problems: list[Problem]) -> ResolvedTenant | None:
+    def check(self, file: TenantFile, context: str, run: Callable[[list[Problem]], Tenant | None],
+              problems: list[Problem]) -> Tenant | None:
         hit = self.checked.get(str(file.path))
         if hit is not None and hit[0] is file and hit[1] == context:
             problems.extend(hit[2])
@@ -121,8 +121,12 @@ class TenantFileCache:
             del self.checked[path]
 
 
-def load_config(directory: str | Path, cache: TenantFileCache | None = None) -> PlatformConfig:
-    """Load and validate `directory`; raise ConfigError listing every problem found."""
+def load_config(
+    directory: str | Path, cache: TenantFileCache | None = None, policy_dir: Path | None = None,
+) -> PlatformConfig:
+    """Load and validate `directory`, then have the policies in `policy_dir` (default: the repository's
+    policy/) decide every tenant's quotas, routes and PII rules; raise ConfigError listing every problem
+    found, policy violations included."""
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError([Problem(str(root), "", "config directory does not exist")])
@@ -147,25 +151,30 @@ def load_config(directory: str | Path, cache: TenantFileCache | None = None) -> 
     context = hashlib.blake2b(
         "\0".join(m.model_dump_json() for m in (tiers, regions_file, models)).encode(), digest_size=12,
     ).hexdigest()
-    resolved: dict[str, ResolvedTenant] = {}
+    checked: dict[str, tuple[Tenant, Path]] = {}
     for file in tenants:
 
-        def check(found: list[Problem], file: TenantFile = file) -> ResolvedTenant | None:
+        def check(found: list[Problem], file: TenantFile = file) -> Tenant | None:
             if file.refs is not None:
                 _check_refs(file.path, file.refs, tiers.tiers, regions, models.models, found)
             if file.tenant is None or file.problems or found:
                 return None
-            return _resolve(file.tenant, tiers.tiers[file.tenant.tier])
+            return file.tenant
 
         tenant = cache.check(file, context, check, problems)
         if tenant is None:
             continue
-        if tenant.id in resolved:  # acme.yaml beside acme.yml
+        if tenant.id in checked:  # acme.yaml beside acme.yml
             problems.append(Problem(str(file.path), "id", f"tenant {tenant.id!r} is defined twice"))
             continue
-        resolved[tenant.id] = tenant
+        checked[tenant.id] = (tenant, file.path)
     if problems:
         raise ConfigError(problems)
+    # Only a config that is sound on its own is put to the policies: their answers are about intent
+    # (residency, capacity, privacy), not about typos.
+    from xds_server.policy.resolve import resolve_tenants  # the policy layer imports this module
+
+    resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir)
     return PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved
     )
@@ -293,29 +302,14 @@ def _check_refs(
         if model is None:
             problems.append(Problem(file, f"models.{model_name}", f"unknown model {model_name!r}"))
             continue
-        for version, pct in split.items():
+        # Whether a split may run where the tenant's data may go is policy/residency's call.
+        for version in split:
             where = f"models.{model_name}.split.{version}"
             mv = model.versions.get(version)
             if mv is None:
                 known = ", ".join(sorted(model.versions))
                 message = f"model {model_name!r} has no version {version!r} (known: {known})"
                 problems.append(Problem(file, where, message))
-                continue
-            if pct == 0:
-                continue
-            deployed = mv.regions if mv.regions is not None else [r for r, reg in regions.items() if reg.pool(mv.pool)]
-            missing = [r for r in refs.allowed if r in regions and r not in deployed]
-            if missing:
-                problems.append(Problem(
-                    file, where,
-                    f"{model_name}:{version} is not deployed in allowed region(s) {', '.join(missing)}",
-                ))
-
-
-def _resolve(tenant: Tenant, tier: Tier) -> ResolvedTenant:
-    overrides = tenant.quotas.model_dump(exclude_none=True)
-    quotas = tier.quotas.model_copy(update=overrides)
-    return ResolvedTenant(spec=tenant, weight=tenant.weight or tier.weight, quotas=quotas)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

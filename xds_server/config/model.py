@@ -40,9 +40,23 @@ class EffectiveQuotas(Strict):
     gpus: int = Field(ge=0)
 
 
+class FailureMode(StrEnum):
+    """What the gateway does with a tier's requests when the global rate-limit check cannot answer."""
+
+    OPEN = "open"  # serve them (availability first; the local limit still holds)
+    CLOSED = "closed"  # refuse them with 503 (the limit is never exceeded)
+
+
+class TierRateLimit(Strict):
+    failure_mode: FailureMode = FailureMode.OPEN
+
+
 class Tier(Strict):
     weight: float = Field(gt=0, le=1000)
     quotas: EffectiveQuotas
+    # The most a tenant of this tier may have; the quota policy clamps overrides to it.
+    limits: Quotas = Quotas()
+    rate_limit: TierRateLimit = TierRateLimit()
 
 
 class Pool(Strict):
@@ -87,6 +101,9 @@ class Model(Strict):
 class TenantRegions(Strict):
     home: Name
     allowed: list[Name] = Field(min_length=1)
+    # Where the tenant's traffic may go when its home region cannot serve; the residency policy keeps
+    # it inside `allowed`.
+    failover: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _home_is_allowed(self) -> TenantRegions:
@@ -114,8 +131,12 @@ class ModelGrant(Strict):
 
 
 class PiiRules(Strict):
+    """A tenant's own additions to what its data class requires (the PII policy decides the rest)."""
+
     redact: list[PiiEntity] = Field(default_factory=list)
     block: list[PiiEntity] = Field(default_factory=list)
+    # Models the tenant asks to receive its raw input; the PII policy refuses any it does not trust.
+    unredacted_models: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _disjoint(self) -> PiiRules:
@@ -125,14 +146,25 @@ class PiiRules(Strict):
         return self
 
 
+class TenantRateLimit(Strict):
+    # Count what the limits would refuse, refuse nothing: for rolling out a new or tighter limit.
+    shadow: bool = False
+    # No gateway rate limit at all (internal traffic); the tenant's other quotas still apply.
+    exempt: bool = False
+
+
 class Tenant(Strict):
     id: Name
     tier: Name
     weight: float | None = Field(default=None, gt=0, le=1000)
     regions: TenantRegions
     quotas: Quotas = Quotas()
+    # The kind of data the tenant sends (e.g. personal, payment, health); the PII policy maps it to the
+    # entities that must be redacted or blocked. None: the policy's default class.
+    data_class: str | None = Field(default=None, min_length=1, max_length=64)
     pii: PiiRules = PiiRules()
     models: dict[Name, ModelGrant] = Field(default_factory=dict)
+    rate_limit: TenantRateLimit = TenantRateLimit()
 
 
 class AuthSettings(Strict):
@@ -153,17 +185,79 @@ class GatewaySettings(Strict):
     validate_before_publish: bool = True
 
 
+class RateLimitBackend(StrEnum):
+    MEMORY = "memory"  # one process, one gateway: `make run`
+    REDIS = "redis"  # shared by every gateway replica
+
+
+class RateLimitSettings(Strict):
+    """The global rate-limit service (xds_server/ratelimit/): where it listens and what it counts in.
+    Backend, address and port are read when the control plane starts; the rest reloads with the config."""
+
+    enabled: bool = True
+    backend: RateLimitBackend = RateLimitBackend.MEMORY
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=18002, ge=1, le=65535)
+    # Envoy waits this long for a decision before the tier's failure mode applies; the service gives
+    # Redis half of it, so a slow Redis is answered by the service's own failure rule first.
+    timeout_ms: int = Field(default=100, ge=5, le=5000)
+    # Largest burst after idle, as a fraction of one period's limit: the GCRA bound is
+    # limit * (elapsed / period) + burst over any interval (docs/ratelimit.md).
+    burst_fraction: float = Field(default=0.2, gt=0, le=1)
+    # Tokens reserved when an inference is admitted, settled against the runtime's real cost after it.
+    token_estimate: int = Field(default=64, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _redis_has_url(self) -> RateLimitSettings:
+        if self.backend == RateLimitBackend.REDIS and not self.redis_url:
+            raise ValueError("ratelimit.backend 'redis' needs ratelimit.redis_url (e.g. redis://127.0.0.1:6379/0)")
+        return self
+
+
+class PolicyBackend(StrEnum):
+    EMBEDDED = "embedded"  # regorus in a worker process of the control plane: nothing else to run
+    OPA = "opa"  # an OPA server over its REST API (production: the same policies, OPA's own engine)
+
+
+class PolicySettings(Strict):
+    backend: PolicyBackend = PolicyBackend.EMBEDDED
+    opa_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    # Longest a policy evaluation may take; past it the change is rejected and the last good config serves.
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _url_for_opa(self) -> PolicySettings:
+        if self.backend is PolicyBackend.OPA and not self.opa_url:
+            raise ValueError("the opa backend needs opa_url (e.g. http://localhost:8181)")
+        return self
+
+
 class Platform(Strict):
     auth: AuthSettings = AuthSettings()
     gateway: GatewaySettings = GatewaySettings()
+    policy: PolicySettings = PolicySettings()
+    ratelimit: RateLimitSettings = RateLimitSettings()
+
+
+class EffectivePii(Strict):
+    """What the runtime must do with the tenant's personal data, as the PII policy decided."""
+
+    redact: list[PiiEntity]
+    block: list[PiiEntity]
+    unredacted_models: list[Name] = Field(default_factory=list)
 
 
 class ResolvedTenant(Strict):
-    """A tenant with its tier defaults applied: what every compiler stage consumes."""
+    """A tenant with the policy's decisions applied: what every compiler stage consumes. Nothing here
+    is computed outside policy/: weight and quotas (quota), routes (residency), PII rules (pii)."""
 
     spec: Tenant
     weight: float
     quotas: EffectiveQuotas
+    # region -> model -> the versions (with traffic) the tenant's routes may hold there.
+    routes: dict[Name, dict[Name, list[VersionName]]]
+    pii: EffectivePii
 
     @property
     def id(self) -> str:

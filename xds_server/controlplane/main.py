@@ -11,10 +11,13 @@ from pathlib import Path
 from aiohttp import web
 
 from xds_server.auth.keys import SigningKey
+from xds_server.compiler import Compiler
+from xds_server.config.model import RateLimitBackend, RateLimitSettings
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
 from xds_server.envoy.process import EnvoyError, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.ratelimit.server import RateLimitServer
 from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
@@ -30,20 +33,28 @@ class ServeOptions:
     xds_port: int = 18000
     status_port: int = 18001
     listen_address: str = "0.0.0.0"
+    # Override platform.yaml's ratelimit port (a launcher's free port) and backend (a shared Redis).
+    ratelimit_port: int | None = None
+    ratelimit_redis_url: str | None = None
 
 
 async def serve(opts: ServeOptions) -> None:
     key = SigningKey.load_or_create(opts.state_dir)
     store = SnapshotStore()
+    rl_address = (opts.host, opts.ratelimit_port) if opts.ratelimit_port is not None else None
     cp = ControlPlane(opts.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
-                      validator=_validator())
+                      validator=_validator(), compiler=Compiler(ratelimit_address=rl_address))
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", opts.config_dir)
+    rls = await _start_ratelimit(cp, opts)
 
     xds = XdsServer(store, opts.host, opts.xds_port)
     await xds.start()
-    runner = web.AppRunner(status_app(cp), access_log=None)
+    app = status_app(cp)
+    if rls is not None:
+        app.router.add_get("/metrics", rls.metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.status_port).start()
     log.info("control plane up: xDS on %s:%d, status on http://%s:%d/status",
@@ -59,8 +70,29 @@ async def serve(opts: ServeOptions) -> None:
     finally:
         watcher.cancel()
         await xds.stop(0.5)
+        if rls is not None:
+            await rls.stop()
         await runner.cleanup()
         log.info("control plane stopped")
+
+
+async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitServer | None:
+    """The rate-limit service beside xDS: backend and port are read once, here; its limits follow
+    every publish. Without a valid config yet, platform defaults apply until one arrives."""
+    settings = cp.config.platform.ratelimit if cp.config is not None else RateLimitSettings()
+    if not settings.enabled:
+        return None
+    update: dict[str, object] = {}
+    if opts.ratelimit_port is not None:
+        update.update(host=opts.host, port=opts.ratelimit_port)
+    if opts.ratelimit_redis_url:
+        update.update(backend=RateLimitBackend.REDIS, redis_url=opts.ratelimit_redis_url)
+    rls = RateLimitServer(settings.model_copy(update=update))
+    if cp.compiled is not None:
+        rls.publish(cp.compiled.ratelimits)
+    cp.limits_sink = rls.publish
+    await rls.start()
+    return rls
 
 
 def _validator() -> EnvoyValidator | None:

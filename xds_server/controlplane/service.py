@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpo
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.ratelimit.limits import LimitTable
 from xds_server.xds.store import SnapshotStore
 
 log = logging.getLogger("fairshare.controlplane")
@@ -45,6 +46,8 @@ class ControlPlane:
     config: PlatformConfig | None = None
     compiled: CompiledPlatform | None = None
     last: ReloadOutcome | None = None
+    # Receives each published config's rate limits (the rate-limit service's publish).
+    limits_sink: Callable[[LimitTable], None] | None = None
 
     def _watched(self) -> list[Path]:
         return [self.config_dir] + ([self.endpoints_file] if self.endpoints_file else [])
@@ -86,6 +89,9 @@ class ControlPlane:
         if isinstance(built, str):
             return self._rejected(built)
         config, compiled = built
+        # Limits first: a tenant's new routes never reach Envoy before the limits they name.
+        if self.limits_sink is not None:
+            self.limits_sink(compiled.ratelimits)
         for region, snapshot in compiled.snapshots.items():
             self.store.set_snapshot(region, snapshot)
         self.config, self.compiled = config, compiled

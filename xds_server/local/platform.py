@@ -39,6 +39,11 @@ class PlatformOptions:
     host: str = "127.0.0.1"
     delta_xds: bool = True
     startup_timeout: float = 180.0
+    # Gateways beyond the first in a region share its port (SO_REUSEPORT: the kernel spreads connections
+    # over them, as a load balancer would over replicas); they share rate limits through the service.
+    gateways_per_region: int = 1
+    ratelimit_port: int | None = None  # the rate-limit service's port; None: a free one
+    ratelimit_redis_url: str | None = None  # counters in this Redis instead of the control plane's memory
 
 
 @dataclass
@@ -48,6 +53,7 @@ class LocalPlatform:
     envoys: dict[str, EnvoyProcess] = field(default_factory=dict)
     replicas: list[ReplicaSpec] = field(default_factory=list)
     config: PlatformConfig | None = None
+    ratelimit_port: int = 0
 
     @property
     def run_dir(self) -> Path:
@@ -75,6 +81,7 @@ class LocalPlatform:
     def start(self) -> LocalPlatform:
         self.config = load_config(self.opts.config_dir)  # fail fast, with every problem, before starting
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ratelimit_port = self.opts.ratelimit_port or free_port()
         self.replicas = plan_replicas(self.config, [free_port() for _ in range(replica_count(self.config))])
         endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
         try:
@@ -82,7 +89,8 @@ class LocalPlatform:
                 self._start_replica(replica)
             self.start_control_plane()
             for region in self.config.regions:
-                self.start_envoy(region)
+                for gateway in range(self.opts.gateways_per_region):
+                    self.start_envoy(region, gateway)
             for replica in self.replicas:
                 child = self.supervisor.children[replica.name]
                 wait_http(f"http://{self.opts.host}:{replica.port}/v2/health/ready", self.opts.startup_timeout,
@@ -105,7 +113,8 @@ class LocalPlatform:
                   "--config", str(self.opts.config_dir), "--state", str(self.opts.state_dir),
                   "--endpoints", str(self.endpoints_file), "--host", self.opts.host,
                   "--xds-port", str(self.opts.xds_port), "--status-port", str(self.opts.status_port),
-                  "--listen-address", self.opts.host],
+                  "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
+                  *(["--ratelimit-redis-url", self.opts.ratelimit_redis_url] if self.opts.ratelimit_redis_url else [])],
             log_file=self.run_dir / "control-plane.log",
         ))
         wait_http(f"http://{self.opts.host}:{self.opts.status_port}/healthz", 60, proc=child.proc,
@@ -114,18 +123,22 @@ class LocalPlatform:
     def stop_control_plane(self) -> None:
         self.supervisor.stop("control-plane")
 
-    def start_envoy(self, region: str) -> EnvoyProcess:
+    def start_envoy(self, region: str, replica: int = 0) -> EnvoyProcess:
+        """The region's gateway; `replica` n > 0 is another one on the same port, `envoys[f"{region}#{n+1}"]`."""
         admin_port = free_port()
         assert self.config is not None
         stats = None if self.config.platform.gateway.per_tenant_cluster_stats else naming.tenant_cluster_stats_off()
-        boot = bootstrap(node_id=f"gateway-{region}", region=region, xds_host=self.opts.host,
+        key = region if replica == 0 else f"{region}#{replica + 1}"
+        node_id = f"gateway-{region}" if replica == 0 else f"gateway-{region}-{replica + 1}"
+        boot = bootstrap(node_id=node_id, region=region, xds_host=self.opts.host,
                          xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds,
                          stats_matcher=stats)
-        envoy = EnvoyProcess(boot, self.run_dir / f"envoy-{region}", name=f"envoy-{region}")
+        name = f"envoy-{key.replace('#', '-')}"
+        envoy = EnvoyProcess(boot, self.run_dir / name, name=name)
         envoy.start()
-        self.envoys[region] = envoy
+        self.envoys[key] = envoy
         envoy.wait_ready(60)
-        self._wait_applied(f"gateway-{region}", region, timeout=60)
+        self._wait_applied(node_id, region, timeout=60)
         return envoy
 
     def _wait_applied(self, node_id: str, region: str, timeout: float) -> None:

@@ -126,6 +126,15 @@ class MiniLMEmbedder:
         )
         return [Tensor("embedding", "FP32", (len(texts), EMBEDDING_DIM), vectors.ravel().tolist())]
 
+    def count_tokens(self, inputs: Mapping[str, Tensor]) -> int:
+        """Tokens the tokenizer produced, special tokens included, cut at the window the model reads
+        (what the gateway's token limits charge). Called on the worker thread, like predict."""
+        texts = inputs["text"].data
+        if not texts:
+            return 0
+        encoded = self._encoder.tokenizer(texts, truncation=True, max_length=self._encoder.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
     def cost_hint(self, inputs: Mapping[str, Tensor]) -> float:
         # Attention cost grows with tokens; characters are a cheap proxy (about 4 per token), capped at
         # the 256-token window the model truncates to.

@@ -88,11 +88,12 @@ class LoaderRegistry:
 
 def default_loaders() -> LoaderRegistry:
     """The loaders this runtime ships. Importing them must stay cheap: heavy imports go in load()."""
-    from inference_images.runtime.models import lexicon, minilm
+    from inference_images.runtime.models import lexicon, minilm, simulated
 
     registry = LoaderRegistry()
     lexicon.register(registry)
     minilm.register(registry)
+    simulated.register(registry)
     return registry
 
 

@@ -1,0 +1,62 @@
+{{/* Names are fixed (no release prefix): one platform per namespace, and the gateway bootstrap, generated
+     from the tenant spec, names the control plane's Service. */}}
+{{- define "fairshare.labels" -}}
+app.kubernetes.io/name: fairshare
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: fairshare
+app.kubernetes.io/component: {{ .component }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "fairshare.selector" -}}
+app.kubernetes.io/name: fairshare
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* registry/repository:tag[@digest] */}}
+{{- define "fairshare.image" -}}
+{{- $ref := printf "%s/%s:%s" .registry .repository .tag -}}
+{{- if .digest }}{{ $ref = printf "%s@%s" $ref .digest }}{{ end -}}
+{{- $ref -}}
+{{- end -}}
+
+{{/* Every container: not root, nothing to escalate to, no writes outside its volumes. */}}
+{{- define "fairshare.containerSecurity" -}}
+securityContext:
+  privileged: false
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  runAsNonRoot: true
+  capabilities:
+    drop: ["ALL"]
+{{- end -}}
+
+{{- define "fairshare.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ . }}
+  runAsGroup: {{ . }}
+  fsGroup: {{ . }}
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}
+
+{{- define "fairshare.pullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A model version's object name: DNS-1035 (versions may contain dots), at most 63 characters. */}}
+{{- define "fairshare.modelName" -}}
+{{- printf "fairshare-%s-%s" .name .version | replace "." "-" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fairshare.tenantNamespace" -}}
+{{- printf "%s%s" .root.Values.tenantNamespaces.prefix .id | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

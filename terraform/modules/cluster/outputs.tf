@@ -1,0 +1,29 @@
+output "name" {
+  description = "Cluster name (what `aws eks update-kubeconfig --name` takes)."
+  value       = aws_eks_cluster.this.name
+}
+
+output "arn" {
+  description = "Cluster ARN."
+  value       = aws_eks_cluster.this.arn
+}
+
+output "endpoint" {
+  description = "Kubernetes API endpoint."
+  value       = aws_eks_cluster.this.endpoint
+}
+
+output "certificate_authority" {
+  description = "Base64 CA certificate of the Kubernetes API."
+  value       = aws_eks_cluster.this.certificate_authority[0].data
+}
+
+output "oidc_issuer_url" {
+  description = "OIDC issuer URL of the cluster (https://...)."
+  value       = aws_eks_cluster.this.identity[0].oidc[0].issuer
+}
+
+output "oidc_provider_arn" {
+  description = "ARN of the IAM OIDC provider that lets service accounts assume roles."
+  value       = aws_iam_openid_connect_provider.this.arn
+}

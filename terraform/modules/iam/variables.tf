@@ -1,0 +1,69 @@
+variable "name" {
+  description = "Name prefix of the roles (e.g. fairshare-eu-west-1)."
+  type        = string
+}
+
+variable "oidc_provider_arn" {
+  description = "ARN of the cluster's IAM OIDC provider (cluster module output)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/", var.oidc_provider_arn))
+    error_message = "oidc_provider_arn must be an IAM OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/...)."
+  }
+}
+
+variable "oidc_issuer_url" {
+  description = "The cluster's OIDC issuer URL (https://...); the trust policy matches its host and path."
+  type        = string
+
+  validation {
+    condition     = startswith(var.oidc_issuer_url, "https://")
+    error_message = "oidc_issuer_url must start with https://."
+  }
+}
+
+variable "model_bucket_arn" {
+  description = "ARN of the region's model bucket the inference pods read."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "ARN of the KMS key the model bucket is encrypted with."
+  type        = string
+}
+
+variable "tenant_secret_name_prefix" {
+  description = "Name prefix of the tenant secrets the control plane may read (tenant_secrets module's name_prefix). A prefix, not a list of ARNs: an inline policy holds about 10 KB, far fewer than 1,000 ARNs."
+  type        = string
+  default     = "fairshare/tenants"
+
+  validation {
+    condition     = length(var.tenant_secret_name_prefix) > 0 && !strcontains(var.tenant_secret_name_prefix, "*")
+    error_message = "tenant_secret_name_prefix must be a non-empty literal prefix without wildcards."
+  }
+}
+
+variable "namespace" {
+  description = "Kubernetes namespace the platform runs in (the Helm release's namespace)."
+  type        = string
+  default     = "fairshare"
+}
+
+variable "inference_service_account" {
+  description = "Service account of the inference pods (the Helm chart's runtime service account)."
+  type        = string
+  default     = "fairshare-runtime"
+}
+
+variable "gateway_service_account" {
+  description = "Service account of the gateway/control plane pods that read tenant secrets."
+  type        = string
+  default     = "fairshare-controlplane"
+}
+
+variable "tags" {
+  description = "Tags added to every role."
+  type        = map(string)
+  default     = {}
+}

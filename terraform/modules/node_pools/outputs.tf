@@ -1,0 +1,18 @@
+output "node_role_arn" {
+  description = "IAM role the nodes run as."
+  value       = aws_iam_role.node.arn
+}
+
+output "node_groups" {
+  description = "Per pool: node group name, kind, accelerator, taint key (null when untainted) and scaling bounds."
+  value = {
+    for name, ng in aws_eks_node_group.this : name => {
+      node_group_name = ng.node_group_name
+      kind            = var.pools[name].kind
+      accelerator     = var.pools[name].accelerator
+      taint_key       = var.pools[name].kind == "gpu" ? var.gpu_taint_key : null
+      min_size        = var.pools[name].min_size
+      max_size        = var.pools[name].max_size
+    }
+  }
+}

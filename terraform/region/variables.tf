@@ -1,0 +1,134 @@
+variable "region" {
+  description = "AWS region this root builds, e.g. eu-west-1 (an id from config/regions.yaml)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as eu-west-1."
+  }
+}
+
+variable "name" {
+  description = "Platform name; resources are named <name>-<region>."
+  type        = string
+  default     = "fairshare"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name))
+    error_message = "name must be 2-21 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the region's VPC."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "Availability zones of the region to use (2 to 6), e.g. [\"eu-west-1a\", \"eu-west-1b\"]."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for az in var.availability_zones : startswith(az, var.region)])
+    error_message = "every availability zone must belong to var.region (e.g. eu-west-1a for eu-west-1)."
+  }
+}
+
+variable "enable_nat_gateway" {
+  description = "Give private nodes internet egress through one NAT gateway."
+  type        = bool
+  default     = true
+}
+
+variable "kubernetes_version" {
+  description = "Kubernetes minor version of the cluster."
+  type        = string
+  default     = "1.31"
+}
+
+variable "cluster_endpoint_public_access" {
+  description = "Expose the Kubernetes API publicly (restricted to cluster_public_access_cidrs)."
+  type        = bool
+  default     = false
+}
+
+variable "cluster_public_access_cidrs" {
+  description = "CIDRs allowed to reach a public Kubernetes API."
+  type        = list(string)
+  default     = []
+}
+
+variable "node_pools" {
+  description = "Node groups keyed by pool name; see modules/node_pools (kind system|cpu|gpu, instance types, scaling bounds). Serving pool names match config/regions.yaml."
+  type = map(object({
+    kind           = string
+    instance_types = list(string)
+    accelerator    = optional(string, "cpu")
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+    disk_size_gb   = optional(number, 100)
+    ami_type       = optional(string)
+    capacity_type  = optional(string, "ON_DEMAND")
+    labels         = optional(map(string), {})
+  }))
+}
+
+variable "tenants_dir" {
+  description = "Directory of tenant specs (config/tenants/*.yaml); every tenant allowed in this region gets a secret. Null: the repository's config/tenants."
+  type        = string
+  default     = null
+}
+
+variable "generate_tenant_seeds" {
+  description = "Write a random API key seed into each tenant secret (write-only, never in state)."
+  type        = bool
+  default     = true
+}
+
+variable "namespace" {
+  description = "Kubernetes namespace the Helm release runs in (trusted by the IRSA roles)."
+  type        = string
+  default     = "fairshare"
+}
+
+variable "kms_deletion_window_days" {
+  description = "Days a destroyed region key waits before AWS deletes it (7-30)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30
+    error_message = "kms_deletion_window_days must be between 7 and 30."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted tenant secret stays recoverable; 0 only for throwaway regions."
+  type        = number
+  default     = 30
+}
+
+variable "force_destroy" {
+  description = "Allow destroy to delete a model bucket that still holds models. Only for throwaway regions."
+  type        = bool
+  default     = false
+}
+
+variable "aws_endpoint" {
+  description = "Send every AWS API call to this endpoint (e.g. http://127.0.0.1:5000 for a moto server) with fake credentials. Null (default) is real AWS."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.aws_endpoint == null || can(regex("^https?://", var.aws_endpoint))
+    error_message = "aws_endpoint must be an http(s) URL."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource (on top of fairshare:region and fairshare:managed-by)."
+  type        = map(string)
+  default     = {}
+}

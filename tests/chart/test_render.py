@@ -1,0 +1,72 @@
+"""The chart lints and renders for its defaults, its examples and each region of the tenant spec, and every
+object is valid for the Kubernetes version the clusters run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from tests.chart.helm import CHART, EXAMPLES, KUBERNETES_VERSIONS, find, helm
+from xds_server.envoy.process import find_envoy
+
+
+def test_lint_defaults_examples_and_regions(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    runs: list[list[str]] = [[]] + [["-f", str(e)] for e in EXAMPLES]
+    runs += [["-f", str(v)] for v in spec_values.values()]
+    runs += [["-f", str(v), "-f", str(e)] for v in spec_values.values() for e in EXAMPLES]
+    for extra in runs:
+        out = helm("lint", "--strict", str(CHART), *extra, helm_bin=helm_bin)
+        assert "0 chart(s) failed" in out, (extra, out)
+
+
+def test_examples_exist() -> None:
+    assert EXAMPLES, "helm/fairshare/examples/ holds the example values files"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_kubernetes(rendered: dict[str, list[dict[str, Any]]], version: str) -> None:
+    problems = []
+    for case, manifests in rendered.items():
+        for m in manifests:
+            try:
+                kubernetes_validate.validate(m, version, strict=True)
+            except kubernetes_validate.ValidationError as err:
+                problems.append(f"{case}: {m['kind']}/{m['metadata']['name']}: {err.message}")
+    assert not problems, "\n".join(problems)
+
+
+def test_regions_render_the_whole_platform(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    manifests = rendered["region:us-east-1"]
+    for kind, name in [("Deployment", "fairshare-control-plane"), ("Deployment", "fairshare-gateway"),
+                       ("Service", "fairshare-gateway"), ("HorizontalPodAutoscaler", "fairshare-gateway"),
+                       ("PodDisruptionBudget", "fairshare-gateway"), ("Deployment", "fairshare-ratelimit"),
+                       ("Deployment", "fairshare-redis"), ("ConfigMap", "fairshare-config"),
+                       ("ConfigMap", "fairshare-policy"), ("ConfigMap", "fairshare-gateway-bootstrap")]:
+        find(manifests, kind, name)
+    assert not [m for m in manifests if m["metadata"]["name"] == "fairshare-opa"]  # opa.enabled is off
+    find(rendered["region:us-east-1+production"], "Deployment", "fairshare-opa")
+
+
+def test_every_namespaced_object_names_its_namespace(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    # The admission policy and `kubectl apply` of rendered files both read metadata.namespace.
+    for manifests in rendered.values():
+        for m in manifests:
+            if m["kind"] != "Namespace":
+                assert m["metadata"].get("namespace"), f"{m['kind']}/{m['metadata']['name']}"
+
+
+def test_gateway_bootstrap_is_accepted_by_envoy(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    for region in ("us-east-1", "eu-west-1"):
+        cm = find(rendered[f"region:{region}"], "ConfigMap", "fairshare-gateway-bootstrap")
+        bootstrap = json.loads(cm["data"]["bootstrap.json"])
+        assert bootstrap["node"]["metadata"]["region"] == region
+        path = tmp_path / f"{region}.json"
+        path.write_text(cm["data"]["bootstrap.json"])
+        proc = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path), "--service-node", "gateway-0"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,33 @@
+"""values.schema.json rejects bad values before anything renders, naming the field and the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chart.helm import CHART, HelmError, helm
+
+BAD = [
+    (["gateway.replicas=0"], "at '/gateway/replicas': minimum: got 0, want 1"),
+    (["gateway.service.type=Ingress"], "at '/gateway/service/type': value must be one of"),
+    (["gateway.autoscling.enabled=true"], "additional properties 'autoscling' not allowed"),
+    (["inference.gpuTaint.effect=Sometimes"], "at '/inference/gpuTaint/effect'"),
+    (["controlPlane.image.tag=latest!"], "at '/controlPlane/image/tag'"),
+    (["controlPlane.replicas=2"], "at '/controlPlane/replicas': maximum: got 2, want 1"),
+    (["spec.region=US_EAST"], "at '/spec/region': 'US_EAST' does not match pattern"),
+    (["spec.tenants[0].id=acme", "spec.tenants[0].tier=pro", "spec.tenants[0].weight=1",
+      "spec.tenants[0].dedicated=true", "spec.tenants[0].quotas.concurrency=1",
+      "spec.tenants[0].quotas.requestsPerSecond=1", "spec.tenants[0].quotas.tokensPerMinute=1",
+      "spec.tenants[0].quotas.gpus=-1"], "at '/spec/tenants/0/quotas/gpus': minimum: got -1, want 0"),
+    (["redis.enabled=maybe"], "at '/redis/enabled': got string, want boolean"),
+]
+
+
+@pytest.mark.parametrize(("sets", "expected"), BAD, ids=[s[0][-1] for s in BAD])
+def test_bad_values_are_rejected_with_the_field_named(helm_bin: str, sets: list[str], expected: str) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    with pytest.raises(HelmError) as lint:
+        helm("lint", "--strict", str(CHART), *args, helm_bin=helm_bin)
+    assert expected in str(lint.value)
+    with pytest.raises(HelmError) as render:
+        helm("template", "fairshare", str(CHART), *args, helm_bin=helm_bin)
+    assert expected in str(render.value)

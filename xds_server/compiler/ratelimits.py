@@ -1,0 +1,186 @@
+"""Rate limits compiled from the tenant spec, never written by hand: the service's limit table, each
+tenant route's descriptors (global check) and token bucket (local check), and the listener's filters.
+
+Every tenant route carries its tier's failure mode as a filter *stage*: the listener has one global
+rate-limit filter per stage, stage 0 failing open and stage 1 failing closed, so a tier's rule holds
+even when the service itself cannot be reached (Envoy's failure_mode_deny is per filter, not per route).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
+from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2  # noqa: F401 (descriptor for ParseDict)
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 (descriptor for ParseDict)
+from google.protobuf import any_pb2, json_format, wrappers_pb2
+
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
+from xds_server.compiler import naming
+from xds_server.config.model import FailureMode, PlatformConfig, RateLimitSettings, ResolvedTenant
+from xds_server.ratelimit import limits as lim
+
+STAGE = {FailureMode.OPEN: 0, FailureMode.CLOSED: 1}
+LOCAL_FILTER = "envoy.filters.http.local_ratelimit"
+_TENANT_PERIOD_S = {lim.Kind.REQUESTS: 1.0, lim.Kind.TOKENS: 60.0}
+
+
+def enabled(cfg: PlatformConfig) -> bool:
+    return cfg.platform.ratelimit.enabled
+
+
+def failure_mode(cfg: PlatformConfig, tenant: ResolvedTenant) -> FailureMode:
+    """The one accessor for a tenant's failure mode (its tier's)."""
+    return cfg.tiers[tenant.spec.tier].rate_limit.failure_mode
+
+
+def limited(cfg: PlatformConfig, tenant: ResolvedTenant) -> bool:
+    return enabled(cfg) and not tenant.spec.rate_limit.exempt
+
+
+def tenant_limits(cfg: PlatformConfig, tenant: ResolvedTenant) -> lim.TenantLimits:
+    settings = cfg.platform.ratelimit
+    rps, tpm = tenant.quotas.requests_per_second, float(tenant.quotas.tokens_per_minute)
+    return lim.TenantLimits(
+        tenant=tenant.id,
+        tier=tenant.spec.tier,
+        failure_mode=failure_mode(cfg, tenant),
+        shadow=tenant.spec.rate_limit.shadow,
+        requests=lim.Limit(rps, _TENANT_PERIOD_S[lim.Kind.REQUESTS], max(1.0, rps * settings.burst_fraction)),
+        # A burst must hold at least one reservation, or a low token quota could never admit a request.
+        tokens=lim.Limit(tpm, _TENANT_PERIOD_S[lim.Kind.TOKENS],
+                         max(float(settings.token_estimate), tpm * settings.burst_fraction)),
+    )
+
+
+def limit_table(cfg: PlatformConfig) -> lim.LimitTable:
+    return lim.LimitTable.build({t.id: tenant_limits(cfg, t) for t in cfg.tenants.values() if limited(cfg, t)})
+
+
+def shared_inputs(cfg: PlatformConfig) -> dict[str, Any]:
+    """What tenant routes read outside the tenant's own spec (for the compiler's memo key)."""
+    return {
+        "settings": cfg.platform.ratelimit.model_dump(mode="json"),
+        "tiers": {name: tier.rate_limit.model_dump(mode="json") for name, tier in cfg.tiers.items()},
+    }
+
+
+# -- routes ----------------------------------------------------------------------------------------------
+
+def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, model: str) -> list[rc.RateLimit]:
+    """Three descriptors on each model route, all on the tier's stage: requests (1 hit), a token
+    reservation at admission (the estimate), and its settlement when the response is done (the real
+    cost from the runtime's header, with the reservation named so the service refunds it)."""
+    if not limited(cfg, tenant):
+        return []
+    stage = wrappers_pb2.UInt32Value(value=STAGE[failure_mode(cfg, tenant)])
+    estimate = cfg.platform.ratelimit.token_estimate
+    base = [(lim.REGION, region), (lim.TENANT, tenant.id), (lim.TIER, tenant.spec.tier), (lim.MODEL, model)]
+
+    def actions(*extra: tuple[str, str]) -> list[rc.RateLimit.Action]:
+        return [rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(descriptor_key=k, descriptor_value=v))
+                for k, v in (*base, *extra)]
+
+    return [
+        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.REQUESTS))),
+        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.TOKENS)),
+                     hits_addend=rc.RateLimit.HitsAddend(number=wrappers_pb2.UInt64Value(value=estimate))),
+        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.TOKENS), (lim.RESERVED, str(estimate))),
+                     hits_addend=rc.RateLimit.HitsAddend(format=f"%RESP({contract.COST_TOKENS_HEADER})%"),
+                     apply_on_stream_done=True),
+    ]
+
+
+def local_limit(cfg: PlatformConfig, tenant: ResolvedTenant) -> dict[str, any_pb2.Any]:
+    """The tenant's virtual host's local token bucket (typed_per_filter_config): each Envoy holds the
+    tenant's whole request rate locally, a cheap first line so a flood never reaches the global service
+    at full rate; the global check does the sharing between replicas."""
+    if not limited(cfg, tenant):
+        return {}
+    rps = tenant.quotas.requests_per_second
+    fill_s = max(0.05, 1.0 / rps)  # Envoy's shortest fill interval is 50 ms
+    per_fill = max(1, math.ceil(rps * fill_s))
+    burst = math.ceil(rps * cfg.platform.ratelimit.burst_fraction) + per_fill
+    percent = {"numerator": 100, "denominator": "HUNDRED"}
+    enforced = {"numerator": 0 if tenant.spec.rate_limit.shadow else 100, "denominator": "HUNDRED"}
+    config = {
+        "stat_prefix": "tenant_local_rate_limit",
+        "token_bucket": {"max_tokens": burst, "tokens_per_fill": per_fill,
+                         "fill_interval": f"{fill_s:.3f}s"},
+        "filter_enabled": {"default_value": percent, "runtime_key": "fairshare.local_rate_limit.enabled"},
+        "filter_enforced": {"default_value": enforced, "runtime_key": "fairshare.local_rate_limit.enforced"},
+        "response_headers_to_add": [
+            {"header": {"key": "retry-after", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+            {"header": {"key": "ratelimit-policy", "value": f'"local";q={math.floor(rps)};w=1'},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        ],
+    }
+    message = json_format.ParseDict(config, local_rate_limit_pb2.LocalRateLimit())
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return {LOCAL_FILTER: packed}
+
+
+# -- listener and cluster ----------------------------------------------------------------------------
+
+def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
+    """Local first (per-vhost buckets; a pass-through where a route has none), then the global check
+    once per failure mode. Goes between jwt_authn and the router."""
+    if not settings.enabled:
+        return []
+    timeout = f"{settings.timeout_ms / 1000:.3f}s"
+    out: list[dict[str, Any]] = [{
+        "name": LOCAL_FILTER,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "tenant_local_rate_limit",
+        },
+    }]
+    for mode, stage in STAGE.items():
+        rl: dict[str, Any] = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+            "domain": lim.DOMAIN,
+            "stage": stage,
+            "timeout": timeout,
+            "failure_mode_deny": mode is FailureMode.CLOSED,
+            "stat_prefix": f"fail_{mode.value}",
+            "rate_limit_service": {
+                "grpc_service": {"envoy_grpc": {"cluster_name": naming.RATELIMIT_CLUSTER}, "timeout": timeout},
+                "transport_api_version": "V3",
+            },
+        }
+        if mode is FailureMode.CLOSED:
+            # The service cannot decide: refuse with 503 (not 429: the tenant is not over its limit).
+            rl["status_on_error"] = {"code": "ServiceUnavailable"}
+        out.append({"name": f"envoy.filters.http.ratelimit.fail_{mode.value}", "typed_config": rl})
+    return out
+
+
+def service_cluster(settings: RateLimitSettings) -> cluster_pb2.Cluster:
+    """Where Envoy finds the rate-limit service (gRPC, so HTTP/2)."""
+    try:
+        ipaddress.ip_address(settings.host)
+        discovery = "STATIC"
+    except ValueError:
+        discovery = "STRICT_DNS"
+    cluster = {
+        "name": naming.RATELIMIT_CLUSTER,
+        "type": discovery,
+        "connect_timeout": "0.25s",
+        "load_assignment": {
+            "cluster_name": naming.RATELIMIT_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": settings.host, "port_value": settings.port}}}}]}],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        },
+    }
+    return json_format.ParseDict(cluster, cluster_pb2.Cluster())

@@ -1,0 +1,78 @@
+"""Turn a structurally valid config into resolved tenants by asking the policies.
+
+Every effective value the compiler uses (weight, quotas, routes per region, PII rules) comes from the
+policies' decisions; a config the policies deny is rejected with every violation, each naming the
+tenant's file and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from xds_server.config.errors import ConfigError, Problem
+from xds_server.config.model import Model, Platform, Region, ResolvedTenant, Tenant, Tier
+from xds_server.policy.backends import decider_for
+from xds_server.policy.decide import Violation
+from xds_server.policy.engine import PolicyError
+
+
+def platform_document(tiers: dict[str, Tier], regions: dict[str, Region], models: dict[str, Model]) -> dict[str, Any]:
+    """The platform as the policies read it (data.fairshare.platform): version regions made explicit."""
+    return {
+        "tiers": {name: tier.model_dump(mode="json", exclude_none=True) for name, tier in tiers.items()},
+        "regions": {rid: {"pools": [p.model_dump(mode="json") for p in r.pools]} for rid, r in regions.items()},
+        "models": {name: {"kind": str(m.kind), "versions": {
+            v: {"pool": mv.pool, "regions": mv.regions if mv.regions is not None
+                else [rid for rid, r in regions.items() if r.pool(mv.pool)]}
+            for v, mv in m.versions.items()
+        }} for name, m in models.items()},
+    }
+
+
+def tenant_document(tenant: Tenant) -> dict[str, Any]:
+    """A tenant as the policies read it: its spec without the id (tenants that differ only in id share
+    one evaluation)."""
+    return tenant.model_dump(mode="json", exclude_none=True, exclude={"id"})
+
+
+def resolve_tenants(
+    root: Path,
+    platform: Platform,
+    tiers: dict[str, Tier],
+    regions: dict[str, Region],
+    models: dict[str, Model],
+    tenants: dict[str, tuple[Tenant, Path]],
+    policy_dir: Path | None,
+) -> dict[str, ResolvedTenant]:
+    decider = decider_for(platform.policy, policy_dir)
+    try:
+        decisions = decider.decide(platform_document(tiers, regions, models),
+                                   {tid: tenant_document(t) for tid, (t, _) in tenants.items()})
+    except PolicyError as err:
+        raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
+    problems = [_problem(v, root, tenants) for v in decisions.violations]
+    resolved: dict[str, ResolvedTenant] = {}
+    for tid, (tenant, path) in tenants.items():
+        decided = decisions.tenants[tid]
+        try:
+            resolved[tid] = ResolvedTenant(spec=tenant, weight=decided["weight"], quotas=decided["quotas"],
+                                           routes=decided["routes"], pii=decided["pii"])
+        except (ValidationError, KeyError, TypeError) as err:
+            # A policy edit that decides nonsense (a negative quota, a missing field) is the policy's
+            # fault, reported as such, and nothing built on it is served.
+            problems.append(Problem(str(path), "", f"the policies decided values the platform cannot use: {err}"))
+    if problems:
+        raise ConfigError(problems)
+    return resolved
+
+
+def _problem(v: Violation, root: Path, tenants: dict[str, tuple[Tenant, Path]]) -> Problem:
+    reason = f"{v.message} (policy {v.concern}: {v.rule})"
+    if v.subject in tenants:
+        return Problem(str(tenants[v.subject][1]), v.field, reason)
+    if v.subject in ("",):
+        return Problem(str(root), v.field, reason)
+    return Problem(str(root / "regions.yaml"), f"{v.subject}: {v.field}" if v.field else v.subject, reason)

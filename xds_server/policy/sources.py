@@ -1,0 +1,42 @@
+"""The policy directory as the engines see it: modules, their tests, and a content revision."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from xds_server.policy.engine import PolicyError
+
+TEST_SUFFIX = "_test.rego"
+
+
+@dataclass(frozen=True)
+class PolicySources:
+    root: Path
+    # Paths relative to root; the same names are used as module ids on every backend, so an error
+    # from any engine names the file the user edits.
+    modules: MappingProxyType[str, str]
+    tests: MappingProxyType[str, str]
+    revision: str
+
+    @classmethod
+    def load(cls, root: str | Path) -> PolicySources:
+        base = Path(root)
+        if not base.is_dir():
+            raise PolicyError("policy", str(base), "policy directory does not exist")
+        modules: dict[str, str] = {}
+        tests: dict[str, str] = {}
+        digest = hashlib.blake2b(digest_size=8)
+        for path in sorted(base.rglob("*.rego")):
+            rel = path.relative_to(base).as_posix()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as err:
+                raise PolicyError("policy", rel, f"cannot read: {err}") from err
+            (tests if rel.endswith(TEST_SUFFIX) else modules)[rel] = text
+            digest.update(rel.encode() + b"\0" + text.encode() + b"\0")
+        if not modules:
+            raise PolicyError("policy", str(base), "no .rego policies found")
+        return cls(base, MappingProxyType(modules), MappingProxyType(tests), digest.hexdigest())

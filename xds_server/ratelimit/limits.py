@@ -1,0 +1,90 @@
+"""The compiled limit table the service decides against, and the descriptor contract with Envoy.
+
+Envoy's routes (compiled in xds_server/compiler/ratelimits.py) send descriptors built from the keys
+below; the service looks each one up here. Nothing in this table is written by hand: it is compiled
+from each tenant's effective quotas, tier and rate-limit settings, and replaced whole on each publish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from xds_server.config.model import FailureMode
+
+DOMAIN = "fairshare"
+
+# Descriptor entry keys, in the order the routes emit them.
+REGION = "region"
+TENANT = "tenant"
+TIER = "tier"
+MODEL = "model"
+LIMIT = "limit"
+# Present only on the settlement a route sends when a response completes: the tokens reserved at
+# admission, which the service refunds while charging the real cost (the descriptor's hits_addend).
+RESERVED = "reserved"
+
+
+class Kind(StrEnum):
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """`rate` units per `period_s`, with at most `burst` units admitted at once after idle.
+
+    GCRA (the generic cell rate algorithm): each unit advances a theoretical arrival time by
+    `interval_s`; a hit is admitted if that time stays within `burst` units of now. Over any interval
+    of length t, at most `burst + rate * t / period_s` units are admitted (docs/ratelimit.md).
+    """
+
+    rate: float
+    period_s: float
+    burst: float
+
+    @property
+    def interval_s(self) -> float:
+        return self.period_s / self.rate
+
+    @property
+    def tolerance_s(self) -> float:
+        return self.burst * self.interval_s
+
+    def policy(self, kind: Kind) -> str:
+        """One item of the IETF RateLimit-Policy header: quota and window in seconds."""
+        return f'"{kind}";q={math.floor(self.rate)};w={math.ceil(self.period_s)}'
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    tenant: str
+    tier: str
+    failure_mode: FailureMode
+    shadow: bool
+    requests: Limit
+    tokens: Limit
+
+    def of(self, kind: Kind) -> Limit:
+        return self.requests if kind is Kind.REQUESTS else self.tokens
+
+
+@dataclass(frozen=True)
+class LimitTable:
+    tenants: Mapping[str, TenantLimits] = field(default_factory=lambda: MappingProxyType({}))
+    version: str = "empty"
+
+    @classmethod
+    def build(cls, tenants: Mapping[str, TenantLimits]) -> LimitTable:
+        h = hashlib.blake2b(digest_size=6)
+        for tid in sorted(tenants):
+            h.update(json.dumps(asdict(tenants[tid]), sort_keys=True).encode())
+        return cls(MappingProxyType(dict(tenants)), h.hexdigest())
+
+    def get(self, tenant: str) -> TenantLimits | None:
+        return self.tenants.get(tenant)
