@@ -94,9 +94,7 @@ def card_digits(rng: random.Random, valid: bool = True) -> str:
 
 
 def card_format(rng: random.Random, digits: str) -> str:
-    if len(digits) == 15:
-        groups = [digits[:4], digits[4:10], digits[10:]]
-    elif len(digits) == 14:
+    if len(digits) in (14, 15):  # American Express and Diners Club print 4-6-5 / 4-6-4
         groups = [digits[:4], digits[4:10], digits[10:]]
     else:
         groups = [digits[i : i + 4] for i in range(0, len(digits), 4)]

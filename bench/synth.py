@@ -21,6 +21,8 @@ def tenant_spec(i: int, split: tuple[int, int] = (90, 10)) -> dict[str, object]:
         "tier": TIERS[i % len(TIERS)],
         "regions": {"home": "us-east-1", "allowed": ["us-east-1", "eu-west-1"] if eu else ["us-east-1"]},
         "pii": {"redact": ["email", "phone"]},
+        # Best-effort tenants: no guaranteed GPUs, or thousands of them would overbook the pools (policy/quota).
+        "quotas": {"gpus": 0},
         "models": {"classifier": {"split": {"v1": 100} if eu else {"v1": split[0], "v2": split[1]}}},
     }
 

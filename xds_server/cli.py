@@ -19,6 +19,9 @@ DEFAULT_STATE = Path(os.environ.get("FAIRSHARE_STATE", ".fairshare"))
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "policy", None):
+        # Through the environment, so the processes `run` starts decide with the same policies.
+        os.environ["FAIRSHARE_POLICY_DIR"] = str(Path(args.policy).resolve())
     logging.basicConfig(
         level=os.environ.get("FAIRSHARE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -111,7 +114,9 @@ def _chart_values(args: argparse.Namespace) -> int:
     from xds_server.deploy.helm_values import chart_values, dump_values
 
     cfg = load_config(args.config)
-    policy = Path(args.policy) if args.policy else None
+    from xds_server.policy.backends import default_policy_dir
+
+    policy = Path(args.policy) if args.policy else default_policy_dir()
     text = dump_values(chart_values(cfg, args.region, Path(args.config), policy))
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -130,6 +135,8 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.add_argument("--config", default="config", help="config directory (default: config/)")
         sp.add_argument("--state", default=str(DEFAULT_STATE), help="local state: signing key, run files")
+        sp.add_argument("--policy", default=None,
+                        help="policy directory (default: $FAIRSHARE_POLICY_DIR, else the repository's policy/)")
         sp.set_defaults(func=func)
         return sp
 
@@ -141,7 +148,6 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--endpoints", default=None, help="endpoints file (as written by `fairshare run`)")
     cv = cmd("chart-values", _chart_values, "write the Helm chart's values for one region from the config")
     cv.add_argument("--region", required=True, help="the region the chart is installed in")
-    cv.add_argument("--policy", default="policy", help="policy directory shipped to the cluster (default: policy/)")
     cv.add_argument("-o", "--output", default=None, help="values file to write (default: stdout)")
     for name, func, help_ in (("serve", _serve, "run the control plane (xDS + status)"),
                               ("run", _run, "run the whole platform locally"),
@@ -160,7 +166,82 @@ def _parser() -> argparse.ArgumentParser:
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
+    _policy_parser(sub)
     return p
+
+
+def _policy_dir(args: argparse.Namespace) -> Path:
+    from xds_server.policy.backends import default_policy_dir
+
+    return Path(args.policy) if args.policy else default_policy_dir()
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from xds_server.policy.engine import PolicyError
+    from xds_server.policy.testing import run_suites
+
+    try:
+        report = run_suites(_policy_dir(args), progress=lambda line: print(line, flush=True))
+    except PolicyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(report.render())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+        print(f"wrote {args.json}")
+    return 0 if report.ok else 1
+
+
+def _policy_bundle(args: argparse.Namespace) -> int:
+    from xds_server.policy.bundle import BundleError, build_bundle, parse_s3_url, publish_bundle
+    from xds_server.policy.engine import PolicyError
+    from xds_server.policy.resolve import platform_document
+    from xds_server.policy.sources import PolicySources
+
+    policy = _policy_dir(args)
+    try:
+        if args.publish:
+            parse_s3_url(args.publish)  # a typo in the URL is reported before any work
+        sources = PolicySources.load(policy)
+        # The whole config is validated (policies included): a bundle is only built for a config they pass.
+        cfg = load_config(args.config, policy_dir=policy)
+        bundle = build_bundle(sources, platform_document(cfg.tiers, cfg.regions, cfg.models))
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(bundle.archive)
+        print(f"wrote OPA bundle {out}: revision {bundle.revision}, {len(sources.modules)} policies, "
+              f"{len(bundle.archive)} bytes")
+        if args.publish:
+            etag = publish_bundle(bundle, args.publish)
+            print(f"published to {args.publish} (ETag {etag})")
+    except (PolicyError, BundleError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`fairshare policy <command>`: one add_parser per command."""
+    group = sub.add_parser("policy", help="test, bundle and check the Rego policies (policy/)",
+                           description="test, bundle and check the Rego policies (policy/)")
+    commands = group.add_subparsers(required=True, metavar="POLICY_COMMAND")
+
+    def pcmd(name: str, func, help_: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sp = commands.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--policy", default=None,
+                        help="policy directory (default: $FAIRSHARE_POLICY_DIR, else the repository's policy/)")
+        sp.set_defaults(func=func)
+        return sp
+
+    t = pcmd("test", _policy_test, "run every _test.rego on the embedded engine and on OPA, with a coverage gate")
+    t.add_argument("--json", default=None, metavar="FILE", help="also write the full report as JSON")
+    b = pcmd("bundle", _policy_bundle, "build an OPA bundle (policies + platform data), optionally publish it to S3")
+    b.add_argument("--config", default="config", help="config directory (default: config/)")
+    b.add_argument("-o", "--output", default=str(DEFAULT_STATE / "policy-bundle.tar.gz"),
+                   help="bundle file to write (default: .fairshare/policy-bundle.tar.gz)")
+    b.add_argument("--publish", default=None, metavar="s3://BUCKET/KEY",
+                   help="upload the bundle there (boto3's credentials; AWS_ENDPOINT_URL for S3-compatible stores)")
 
 
 if __name__ == "__main__":

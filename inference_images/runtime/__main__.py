@@ -1,4 +1,4 @@
-"""Command line: ``python -m inference_images.runtime --region R --pool P --replica ID --model name:version:loader``.
+"""Command line: ``python -m inference_images.runtime --region R --pool P --model name:version:loader[:device]``.
 
 Parses arguments into ``Settings``, sets up JSON logs, builds the model set (an unknown loader is a
 configuration error and exits 2 at once), then serves until SIGTERM or SIGINT and drains.
@@ -8,17 +8,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from inference_images.runtime import logs
 from inference_images.runtime.lifecycle import serve
+from inference_images.runtime.models.artifacts import CACHE_ENV, ArtifactRef, ArtifactStore
+from inference_images.runtime.models.device import parse_device
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
-from inference_images.runtime.scheduling import DEFAULT_MAX_QUEUE, DEFAULT_POLICY, POLICIES, BatchLimit
+from inference_images.runtime.scheduling import (
+    DEFAULT_IDLE_CREDIT_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_POLICY,
+    POLICIES,
+    BatchLimit,
+)
 from inference_images.runtime.settings import PORT_ENV, Settings
 
 log = logging.getLogger("inference_images.runtime")
@@ -93,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="how tenants share the model worker: wfq (weighted fair queuing) or fifo (default: %(default)s)",
     )
     parser.add_argument(
+        "--idle-credit-ms",
+        type=float,
+        default=DEFAULT_IDLE_CREDIT_S * 1000,
+        metavar="MS",
+        help="wfq: weight-normalised service a tenant returning from idle may run ahead of the backlogged ones "
+        "(bounds its burst's head start; 0 is the Virtual Token Counter's exact lift; default: %(default)g)",
+    )
+    parser.add_argument(
         "--max-queue-default",
         type=_positive_int,
         default=DEFAULT_MAX_QUEUE,
@@ -107,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="MODEL:SIZE[:WAIT_MS]",
         help="batch up to SIZE requests for MODEL, the first waiting at most WAIT_MS for company; repeat per model",
+    )
+    parser.add_argument(
+        "--artifact",
+        dest="artifacts",
+        action="append",
+        type=_artifact_spec,
+        default=[],
+        metavar="NAME:VERSION=URI#sha256=HEX",
+        help="load that model's weights from a local path or s3://bucket/key, verified against the sha256 "
+        "(S3 endpoint from AWS_ENDPOINT_URL); repeat per model. Default: the loader's built-in weights",
+    )
+    parser.add_argument(
+        "--artifact-cache",
+        default=os.environ.get(CACHE_ENV) or None,
+        metavar="DIR",
+        help=f"where verified artifacts are kept, by checksum (default: ${CACHE_ENV} or a temp directory)",
+    )
+    parser.add_argument(
+        "--device",
+        type=_device,
+        default=None,
+        help="device for models whose spec names none: auto (CUDA when present, else CPU), cpu, cuda, cuda:N",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
@@ -129,6 +169,39 @@ def _batch_spec(text: str) -> tuple[str, BatchLimit]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _artifact_spec(text: str) -> tuple[str, ArtifactRef]:
+    key, sep, ref = text.partition("=")
+    if not sep or key.count(":") != 1:
+        raise argparse.ArgumentTypeError(f"artifact {text!r} must be NAME:VERSION=URI#sha256=HEX")
+    try:
+        return key, ArtifactRef.parse(ref)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device(text: str) -> str:
+    try:
+        return parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _resolve_models(
+    parser: argparse.ArgumentParser, models: Sequence[ModelSpec], artifacts: Sequence[tuple[str, ArtifactRef]],
+    device: str | None,
+) -> tuple[ModelSpec, ...]:
+    """Each --model with its --artifact and the --device default; an artifact for no model is an error."""
+    by_key = dict(artifacts)
+    if len(by_key) != len(artifacts):
+        parser.error("--artifact: a model may have one artifact")
+    unknown = sorted(set(by_key) - {spec.key for spec in models})
+    if unknown:
+        parser.error(f"--artifact for {', '.join(unknown)}, which no --model serves")
+    return tuple(
+        dataclasses.replace(spec, artifact=by_key.get(spec.key), device=spec.device or device) for spec in models
+    )
+
+
 def _model_spec(text: str) -> ModelSpec:
     try:
         return ModelSpec.parse(text)
@@ -138,12 +211,13 @@ def _model_spec(text: str) -> ModelSpec:
 
 def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
     """Settings and the log level from the command line."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     settings = Settings(
         region=args.region,
         pool=args.pool,
         replica=args.replica,
-        models=tuple(args.models),
+        models=_resolve_models(parser, args.models, args.artifacts, args.device),
         host=args.host,
         port=args.port,
         allow_anonymous=args.allow_anonymous,
@@ -152,8 +226,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         max_body_bytes=args.max_body_bytes,
         access_log=args.access_log,
         scheduler=args.scheduler,
+        idle_credit_s=args.idle_credit_ms / 1000.0,
         default_max_queue=args.max_queue_default,
         batch_limits=tuple(args.batches),
+        artifact_cache=args.artifact_cache,
     )
     return settings, args.log_level
 
@@ -177,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, log_level = parse_settings(argv)
     logs.configure(log_level, static={"replica": settings.replica})
     try:
-        repository = ModelRepository(settings.models, default_loaders())
+        store = ArtifactStore(Path(settings.artifact_cache)) if settings.artifact_cache else None
+        repository = ModelRepository(settings.models, default_loaders(), store)
     except (KeyError, ValueError) as exc:
         log.error("bad model configuration", extra={"reason": str(exc)})
         return 2

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from inference_images.runtime.metrics import RuntimeMetrics
 from inference_images.runtime.models.registry import ModelRepository
-from inference_images.runtime.scheduling import Admission, BatchingConfig, Scheduler, build_scheduler
+from inference_images.runtime.scheduling import Admission, BatchingConfig, PolicyOptions, Scheduler, build_scheduler
 from inference_images.runtime.server import RuntimeState, build_app
 from inference_images.runtime.settings import Settings
 
@@ -37,6 +37,7 @@ async def serve(
         events=metrics,
         admission=Admission(settings.default_max_queue),
         batching=BatchingConfig(dict(settings.batch_limits)),
+        options=PolicyOptions(idle_credit_s=settings.idle_credit_s),
     )
     state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics)
     runner = web.AppRunner(

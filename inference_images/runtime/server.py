@@ -203,7 +203,12 @@ def _resolve(request: web.Request, header_version: str | None) -> ModelEntry:
 async def _model_metadata(request: web.Request) -> web.Response:
     entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
     versions = request.app[STATE].repository.versions(entry.spec.name)
-    return web.json_response(model_metadata(entry.model, versions))
+    body = model_metadata(entry.model, versions)
+    # Beyond OIP's fields (clients ignore extras): where it runs and which verified artifact it runs from.
+    body["device"] = entry.model.device
+    if entry.spec.artifact is not None:
+        body["artifact"] = {"uri": entry.spec.artifact.uri, "sha256": entry.spec.artifact.sha256}
+    return web.json_response(body)
 
 
 async def _model_ready(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inference_images.runtime.models.registry import ModelSpec
-from inference_images.runtime.scheduling import DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
+from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S, DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
 
 # The port's environment default: a container image sets it once, for the server and its health probe.
 PORT_ENV = "FAIRSHARE_PORT"
@@ -32,7 +32,11 @@ class Settings:
     access_log: bool = True
     # The fairness policy (scheduling.POLICIES): "wfq" shares the worker by tenant weight, "fifo" does not.
     scheduler: str = DEFAULT_POLICY
+    # wfq: seconds of weight-normalised service a tenant returning from idle may run ahead of the others.
+    idle_credit_s: float = DEFAULT_IDLE_CREDIT_S
     # A tenant's queue bound when the gateway sends none (x-fairshare-max-queue).
     default_max_queue: int = DEFAULT_MAX_QUEUE
     # Per model name: batch size and wait limits; models not named run one request per forward pass.
     batch_limits: tuple[tuple[str, BatchLimit], ...] = ()
+    # Where verified model artifacts are kept by checksum; None: $FAIRSHARE_ARTIFACT_CACHE or a temp dir.
+    artifact_cache: str | None = None

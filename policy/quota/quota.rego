@@ -27,7 +27,13 @@ effective[id] := {k: v |
 # METADATA
 # title: Weight by tier
 # description: A tenant's fair-share weight is its tier's, unless it sets a lower one.
-weight[id] := object.get(t, "weight", platform.tiers[t.tier].weight) if some id, t in input.tenants
+weight[id] := w if {
+	some id, t in input.tenants
+
+	# Bound in the body, not the head: regorus drops the whole object when a head value is undefined
+	# for one key (an unknown tier), where OPA leaves out only that key.
+	w := object.get(t, "weight", platform.tiers[t.tier].weight)
+}
 
 adjustments contains a if {
 	some id, t in input.tenants

@@ -9,13 +9,14 @@ import data.fairshare.pii
 import data.fairshare.quota
 import data.fairshare.residency
 
-decisions[id] := {
-	"weight": quota.weight[id],
-	"quotas": quota.effective[id],
-	"routes": residency.routes[id],
-	"pii": pii.rules[id],
-} if {
+# Parts are bound in the body: regorus drops the whole object when a head value is undefined for one
+# tenant (no PII rules for an unknown data class), where OPA leaves out only that tenant.
+decisions[id] := {"weight": weight, "quotas": quotas, "routes": routes, "pii": rules} if {
 	some id, _ in input.tenants
+	weight := quota.weight[id]
+	quotas := quota.effective[id]
+	routes := residency.routes[id]
+	rules := pii.rules[id]
 }
 
 violations := [object.union(v, {"concern": c}) |

@@ -6,6 +6,13 @@ data "aws_caller_identity" "current" {}
 locals {
   name        = "${var.name}-${var.region}"
   tenants_dir = coalesce(var.tenants_dir, "${path.module}/../../config/tenants")
+  # The serving pools this region must have, from the same config/regions.yaml the control plane reads.
+  config_regions = yamldecode(file(coalesce(var.regions_file, "${path.module}/../../config/regions.yaml"))).regions
+  config_region  = one([for r in local.config_regions : r if r.id == var.region])
+  config_pools = local.config_region == null ? {} : {
+    for p in local.config_region.pools : p.name => (try(p.accelerator, "cpu") == "cpu" ? "cpu" : "gpu")
+  }
+  missing_pools = sort([for name, kind in local.config_pools : "${name} (${kind})" if try(var.node_pools[name].kind, "") != kind])
   tenant_specs = [
     for f in sort(fileset(local.tenants_dir, "*.yaml")) : yamldecode(file("${local.tenants_dir}/${f}"))
   ]
@@ -15,6 +22,22 @@ locals {
       home            = t.regions.home
       allowed_regions = t.regions.allowed
     } if contains(t.regions.allowed, var.region)
+  }
+}
+
+# Fails the plan, before anything is created, when this variable file and config/regions.yaml disagree.
+resource "terraform_data" "config_consistency" {
+  input = local.config_pools
+
+  lifecycle {
+    precondition {
+      condition     = local.config_region != null
+      error_message = "region ${var.region} is not in config/regions.yaml; add it there first, so the control plane serves it."
+    }
+    precondition {
+      condition     = length(local.missing_pools) == 0
+      error_message = "config/regions.yaml gives ${var.region} the pools ${join(", ", local.missing_pools)}, but node_pools has no pool of that name and kind (gpu for an accelerator other than cpu)."
+    }
   }
 }
 
@@ -63,12 +86,21 @@ module "model_store" {
   force_destroy = var.force_destroy
 }
 
+# Each tenant's API key seed exists only while Terraform runs: it goes to Secrets Manager through a
+# write-only argument, so neither the state nor a saved plan holds it.
+ephemeral "aws_secretsmanager_random_password" "seed" {
+  for_each            = var.generate_tenant_seeds ? local.tenants : {}
+  password_length     = 48
+  exclude_punctuation = true
+}
+
 module "tenant_secrets" {
   source               = "../modules/tenant_secrets"
   region               = var.region
   tenants              = local.tenants
   kms_key_arn          = aws_kms_key.region.arn
   generate_seed        = var.generate_tenant_seeds
+  seeds                = { for id, p in ephemeral.aws_secretsmanager_random_password.seed : id => p.random_password }
   recovery_window_days = var.secret_recovery_window_days
 }
 

@@ -33,15 +33,14 @@ output "tenant_secret_names" {
   value       = module.tenant_secrets.secret_names
 }
 
-output "helm_values" {
-  description = "Values the Helm chart needs from this region: pass with `helm upgrade --install -f <(terraform output -json helm_values)`."
+output "chart_inputs" {
+  description = "What the Helm install of this region needs: IRSA role ARNs for the runtime and control-plane service accounts (eks.amazonaws.com/role-arn), the model bucket, and the GPU taint the runtimes tolerate."
   value = {
-    region = var.region
-    serviceAccounts = {
-      runtime      = { roleArn = module.iam.inference_role_arn }
-      controlplane = { roleArn = module.iam.gateway_role_arn }
-    }
-    modelStore  = { bucket = module.model_store.bucket_name }
-    gpuTaintKey = "nvidia.com/gpu"
+    region                    = var.region
+    model_bucket              = module.model_store.bucket_name
+    runtime_role_arn          = module.iam.inference_role_arn
+    control_plane_role_arn    = module.iam.gateway_role_arn
+    gpu_taint                 = { key = "nvidia.com/gpu", value = "present", effect = "NoSchedule" }
+    tenant_secret_name_prefix = "fairshare/tenants"
   }
 }

@@ -81,6 +81,12 @@ variable "tenants_dir" {
   default     = null
 }
 
+variable "regions_file" {
+  description = "The platform's regions file (config/regions.yaml); this region's serving pools must all be in node_pools. Null: the repository's."
+  type        = string
+  default     = null
+}
+
 variable "generate_tenant_seeds" {
   description = "Write a random API key seed into each tenant secret (write-only, never in state)."
   type        = bool

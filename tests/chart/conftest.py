@@ -7,11 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import EXAMPLES, REPO, find_helm, template
+from tests.chart.helm import CONFIG, EXAMPLES, REPO, find_helm, template
 from xds_server.config import PlatformConfig, load_config
 from xds_server.deploy.helm_values import chart_values, dump_values
-
-CONFIG = REPO / "config"
 
 
 @pytest.fixture(scope="session")

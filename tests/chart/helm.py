@@ -13,6 +13,7 @@ import regorus
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config"
 CHART = REPO / "helm" / "fairshare"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 ADMISSION = REPO / "policy" / "admission" / "admission.rego"

@@ -44,9 +44,9 @@ def test_regions_render_the_whole_platform(rendered: dict[str, list[dict[str, An
     manifests = rendered["region:us-east-1"]
     for kind, name in [("Deployment", "fairshare-control-plane"), ("Deployment", "fairshare-gateway"),
                        ("Service", "fairshare-gateway"), ("HorizontalPodAutoscaler", "fairshare-gateway"),
-                       ("PodDisruptionBudget", "fairshare-gateway"), ("Deployment", "fairshare-ratelimit"),
-                       ("Deployment", "fairshare-redis"), ("ConfigMap", "fairshare-config"),
-                       ("ConfigMap", "fairshare-policy"), ("ConfigMap", "fairshare-gateway-bootstrap")]:
+                       ("PodDisruptionBudget", "fairshare-gateway"), ("Deployment", "fairshare-redis"),
+                       ("ConfigMap", "fairshare-config"), ("ConfigMap", "fairshare-policy"),
+                       ("ConfigMap", "fairshare-gateway-bootstrap")]:
         find(manifests, kind, name)
     assert not [m for m in manifests if m["metadata"]["name"] == "fairshare-opa"]  # opa.enabled is off
     find(rendered["region:us-east-1+production"], "Deployment", "fairshare-opa")
@@ -70,3 +70,23 @@ def test_gateway_bootstrap_is_accepted_by_envoy(rendered: dict[str, list[dict[st
         proc = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path), "--service-node", "gateway-0"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_commands_parse_with_the_real_command_lines(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The arguments the chart gives our containers are ones their programs accept (flags and model loaders)."""
+    from inference_images.runtime.__main__ import build_parser as runtime_parser
+    from xds_server.cli import _parser as cli_parser
+
+    for case in ("region:us-east-1", "region:eu-west-1+small"):
+        manifests = rendered[case]
+        (cp,) = find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]["spec"]["containers"]
+        args = [a.replace("$(POD_IP)", "10.0.0.7") for a in cp["args"]]
+        parsed = cli_parser().parse_args(args)
+        assert (parsed.host, parsed.ratelimit_port, parsed.policy) == ("10.0.0.7", 18002, "/etc/fairshare/policy")
+        runtimes = [d for d in manifests if d["kind"] == "Deployment"
+                    and d["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"]
+        assert runtimes
+        for d in runtimes:
+            (rt,) = d["spec"]["template"]["spec"]["containers"]
+            settings = runtime_parser().parse_args(rt["args"])
+            assert settings.models and settings.pool == d["metadata"]["labels"]["fairshare.io/pool"]

@@ -3,6 +3,7 @@ running from a private copy of the example config so tests can edit it live."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.local.platform import LocalPlatform, PlatformOptions
 from xds_server.local.processes import free_port
+from xds_server.policy.backends import DEFAULT_POLICY_DIR
 
 
 @dataclass
@@ -23,6 +25,7 @@ class RunningPlatform:
     platform: LocalPlatform
     config_dir: Path
     key: SigningKey
+    policy_dir: Path
 
     def token(self, tenant: str, **kwargs) -> str:  # type: ignore[no-untyped-def]
         assert self.platform.config is not None
@@ -40,25 +43,37 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfor
     root = tmp_path_factory.mktemp("platform")
     config_dir = root / "config"
     shutil.copytree(REPO_CONFIG, config_dir)
+    # A private copy of the policies too, so tests can edit a policy live; the control plane finds it
+    # through the environment it inherits.
+    policy_dir = root / "policy"
+    shutil.copytree(DEFAULT_POLICY_DIR, policy_dir)
+    previous_policy = os.environ.get("FAIRSHARE_POLICY_DIR")
+    os.environ["FAIRSHARE_POLICY_DIR"] = str(policy_dir)
     set_gateway_ports(config_dir, (free_port(), free_port()))
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(
         config_dir=config_dir, state_dir=state, xds_port=free_port(), status_port=free_port(),
     ))
-    platform.start()
     try:
-        yield RunningPlatform(platform, config_dir, SigningKey.load_or_create(state))
+        platform.start()
+        yield RunningPlatform(platform, config_dir, SigningKey.load_or_create(state), policy_dir)
     finally:
         platform.stop()
+        if previous_policy is None:
+            os.environ.pop("FAIRSHARE_POLICY_DIR", None)
+        else:
+            os.environ["FAIRSHARE_POLICY_DIR"] = previous_policy
 
 
 @pytest.fixture
 def restore_config(running: RunningPlatform) -> Iterator[Callable[[], None]]:
-    """Snapshot the live config dir; put it back (and wait for the control plane to publish it) after."""
-    saved = {p: p.read_bytes() for p in running.config_dir.rglob("*") if p.is_file()}
+    """Snapshot the live config and policy dirs; put them back (and wait for the control plane to publish
+    them) after."""
+    roots = (running.config_dir, running.policy_dir)
+    saved = {p: p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file()}
 
     def restore() -> None:
-        for p in list(running.config_dir.rglob("*")):
+        for p in [p for root in roots for p in root.rglob("*")]:
             if p.is_file() and p not in saved:
                 p.unlink()
         for p, data in saved.items():

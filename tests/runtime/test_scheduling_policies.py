@@ -48,32 +48,43 @@ def test_service_is_charged_by_cost_not_by_request() -> None:
     assert service["small"] == pytest.approx(service["big"], abs=4.0)
 
 
-def test_an_idle_tenant_earns_no_credit() -> None:
-    policy = VirtualTimePolicy()
+@pytest.mark.parametrize("credit", [0.0, 0.1])
+def test_an_idle_tenant_earns_no_more_than_the_bounded_credit(credit: float) -> None:
+    policy = VirtualTimePolicy(idle_credit_s=credit)
     policy.joined("busy", 1.0, [])
-    serve(policy, {"busy": 1.0}, 1000)  # "idle" sends nothing meanwhile
+    serve(policy, {"busy": 1.0}, 1000, cost=0.01)  # 10 s of service; "idle" sends nothing meanwhile
     policy.joined("idle", 1.0, ["busy"])
-    assert policy.counter("idle") == policy.counter("busy")
-    # From now on they alternate; without the lift "idle" would take the next 1000 picks in a row.
-    served = serve(policy, {"busy": 1.0, "idle": 1.0}, 100)
-    assert served == {"busy": 50, "idle": 50}
+    assert policy.counter("idle") == pytest.approx(policy.counter("busy") - credit)
+    # Without the lift "idle" would take the next 1000 picks in a row (10 s of credit). With it, it runs
+    # ahead by the credit (10 picks of 0.01 s), then they alternate.
+    served = serve(policy, {"busy": 1.0, "idle": 1.0}, 200, cost=0.01)
+    head_start = round(credit / 0.01)
+    assert served["idle"] - served["busy"] in (head_start, head_start + 1, head_start - 1)
+    assert served["idle"] <= 100 + head_start
 
 
-def test_a_returning_tenant_keeps_what_it_is_ahead_and_joins_an_empty_backlog_at_the_floor() -> None:
-    policy = VirtualTimePolicy()
+def test_a_returning_tenant_keeps_what_it_is_ahead_and_joins_an_empty_backlog_where_the_last_left() -> None:
+    policy = VirtualTimePolicy(idle_credit_s=1.0)
     policy.joined("a", 1.0, [])
     policy.charge("a", 1.0, 10.0)
     policy.left("a")
-    # Nobody backlogged: a newcomer starts at the floor (where "a" left), not at zero.
+    a_left_at = policy.counter("a")
+    # Nobody backlogged: a newcomer starts where "a" left (less the credit), not at zero.
     policy.joined("b", 1.0, [])
-    assert policy.counter("b") == 10.0
+    assert policy.counter("b") == a_left_at - 1.0
     policy.charge("b", 1.0, 5.0)
+    # "a" returns while "b" is backlogged: lifted to b's level less the credit, as b is now ahead of it.
     policy.joined("a", 1.0, ["b"])
-    assert policy.counter("a") == 15.0 == policy.counter("b")
+    assert policy.counter("a") == policy.counter("b") - 1.0
+    # A tenant already ahead of that keeps its counter.
+    policy.left("a")
+    policy.charge("a", 1.0, 50.0)
+    policy.joined("a", 1.0, ["b"])
+    assert policy.counter("a") > policy.counter("b") + 40.0
 
 
 def test_ties_go_to_the_shorter_queue_then_to_the_older_request() -> None:
-    policy = VirtualTimePolicy()
+    policy = VirtualTimePolicy(idle_credit_s=0.0)
     policy.joined("flood", 1.0, [])
     policy.joined("light", 1.0, ["flood"])
     heads = {"flood": Head("flood", 1.0, 1, 16), "light": Head("light", 1.0, 9, 1)}

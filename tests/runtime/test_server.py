@@ -35,6 +35,7 @@ def test_model_metadata_lists_versions_and_tensors(lexicon_server: RuntimeServer
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "score", "datatype": "FP32", "shape": [-1]},
         ],
+        "device": "cpu",
     }
     assert lexicon_server.get("/v2/models/classifier/versions/v1").status == 200
 

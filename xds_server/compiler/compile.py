@@ -121,7 +121,7 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
         spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds,
-        rate_limits={m.model: ratelimits.route_rate_limits(cfg, tenant, region, m.model) for m in served},
+        model_filters={m.model: ratelimits.route_filters(cfg, tenant, region, m.model) for m in served},
         vhost_filters=ratelimits.local_limit(cfg, tenant))))
     return out
 

@@ -1,9 +1,11 @@
 """Rate limits compiled from the tenant spec, never written by hand: the service's limit table, each
 tenant route's descriptors (global check) and token bucket (local check), and the listener's filters.
 
-Every tenant route carries its tier's failure mode as a filter *stage*: the listener has one global
-rate-limit filter per stage, stage 0 failing open and stage 1 failing closed, so a tier's rule holds
-even when the service itself cannot be reached (Envoy's failure_mode_deny is per filter, not per route).
+The listener has two global rate-limit filters, one failing open and one failing closed (Envoy's
+failure_mode_deny is per filter, not per route); each tenant route gives its descriptors to the filter of
+its tier's failure mode (per-route config), so the tier's rule holds even when the service itself cannot
+be reached. Descriptors live in the filter's per-route config, not the route's legacy `rate_limits`:
+only there does Envoy honour `hits_addend` (checked against Envoy 1.40).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2
-from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2  # noqa: F401 (descriptor for ParseDict)
+from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2  # noqa: F401 (descriptor for ParseDict)
 from google.protobuf import any_pb2, json_format, wrappers_pb2
 
@@ -24,8 +26,8 @@ from xds_server.compiler import naming
 from xds_server.config.model import FailureMode, PlatformConfig, RateLimitSettings, ResolvedTenant
 from xds_server.ratelimit import limits as lim
 
-STAGE = {FailureMode.OPEN: 0, FailureMode.CLOSED: 1}
 LOCAL_FILTER = "envoy.filters.http.local_ratelimit"
+GLOBAL_FILTER = {mode: f"envoy.filters.http.ratelimit.fail_{mode.value}" for mode in FailureMode}
 _TENANT_PERIOD_S = {lim.Kind.REQUESTS: 1.0, lim.Kind.TOKENS: 60.0}
 
 
@@ -71,13 +73,20 @@ def shared_inputs(cfg: PlatformConfig) -> dict[str, Any]:
 
 # -- routes ----------------------------------------------------------------------------------------------
 
-def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, model: str) -> list[rc.RateLimit]:
-    """Three descriptors on each model route, all on the tier's stage: requests (1 hit), a token
-    reservation at admission (the estimate), and its settlement when the response is done (the real
-    cost from the runtime's header, with the reservation named so the service refunds it)."""
+def route_filters(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, model: str) -> dict[str, any_pb2.Any]:
+    """A model route's descriptors, for the global filter of the tenant's failure mode."""
     if not limited(cfg, tenant):
-        return []
-    stage = wrappers_pb2.UInt32Value(value=STAGE[failure_mode(cfg, tenant)])
+        return {}
+    per_route = rate_limit_pb2.RateLimitPerRoute(rate_limits=route_rate_limits(cfg, tenant, region, model))
+    packed = any_pb2.Any()
+    packed.Pack(per_route, deterministic=True)
+    return {GLOBAL_FILTER[failure_mode(cfg, tenant)]: packed}
+
+
+def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, model: str) -> list[rc.RateLimit]:
+    """Three descriptors: requests (1 hit), a token reservation at admission (the estimate), and its
+    settlement when the response is done (the real cost from the runtime's header, with the reservation
+    named so the service refunds it)."""
     estimate = cfg.platform.ratelimit.token_estimate
     base = [(lim.REGION, region), (lim.TENANT, tenant.id), (lim.TIER, tenant.spec.tier), (lim.MODEL, model)]
 
@@ -86,10 +95,10 @@ def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, 
                 for k, v in (*base, *extra)]
 
     return [
-        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.REQUESTS))),
-        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.TOKENS)),
+        rc.RateLimit(actions=actions((lim.LIMIT, lim.Kind.REQUESTS))),
+        rc.RateLimit(actions=actions((lim.LIMIT, lim.Kind.TOKENS)),
                      hits_addend=rc.RateLimit.HitsAddend(number=wrappers_pb2.UInt64Value(value=estimate))),
-        rc.RateLimit(stage=stage, actions=actions((lim.LIMIT, lim.Kind.TOKENS), (lim.RESERVED, str(estimate))),
+        rc.RateLimit(actions=actions((lim.LIMIT, lim.Kind.TOKENS), (lim.RESERVED, str(estimate))),
                      hits_addend=rc.RateLimit.HitsAddend(format=f"%RESP({contract.COST_TOKENS_HEADER})%"),
                      apply_on_stream_done=True),
     ]
@@ -140,11 +149,10 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
             "stat_prefix": "tenant_local_rate_limit",
         },
     }]
-    for mode, stage in STAGE.items():
+    for mode, name in GLOBAL_FILTER.items():
         rl: dict[str, Any] = {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
             "domain": lim.DOMAIN,
-            "stage": stage,
             "timeout": timeout,
             "failure_mode_deny": mode is FailureMode.CLOSED,
             "stat_prefix": f"fail_{mode.value}",
@@ -156,7 +164,7 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
         if mode is FailureMode.CLOSED:
             # The service cannot decide: refuse with 503 (not 429: the tenant is not over its limit).
             rl["status_on_error"] = {"code": "ServiceUnavailable"}
-        out.append({"name": f"envoy.filters.http.ratelimit.fail_{mode.value}", "typed_config": rl})
+        out.append({"name": name, "typed_config": rl})
     return out
 
 

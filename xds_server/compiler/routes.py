@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
@@ -44,23 +44,24 @@ def tenant_routes(
     forbidden_models: tuple[str, ...],
     request_headers: Mapping[str, str],
     timeout_seconds: float,
-    rate_limits: Mapping[str, Sequence[rc.RateLimit]] | None = None,
+    model_filters: Mapping[str, Mapping[str, any_pb2.Any]] | None = None,
     vhost_filters: Mapping[str, any_pb2.Any] | None = None,
 ) -> route_pb2.RouteConfiguration:
-    """`rate_limits`: per model, the descriptors of its routes; `vhost_filters`: per-filter config for the
-    whole tenant (its local rate-limit bucket), both from compiler/ratelimits.py."""
+    """Per-filter config (typed_per_filter_config, from compiler/ratelimits.py): `model_filters` on each
+    model's routes (its rate-limit descriptors), `vhost_filters` on the tenant's virtual host (its local
+    rate-limit bucket)."""
     routes: list[rc.Route] = []
     timeout = _duration(timeout_seconds)
     for model in served:
-        limits = (rate_limits or {}).get(model.model, ())
+        filters = dict((model_filters or {}).get(model.model, {}))
         # An explicit version in the path pins that version (still only one the tenant is granted).
         for target in model.targets:
             routes.append(rc.Route(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
-                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY,
-                                     rate_limits=limits),
+                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
                 request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, target.version)],
+                typed_per_filter_config=filters,
             ))
         live = [t for t in model.targets if t.weight > 0]
         split = rc.WeightedCluster(clusters=[
@@ -74,8 +75,8 @@ def tenant_routes(
         routes.append(rc.Route(
             name=model.model,
             match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
-            route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY,
-                                 rate_limits=limits),
+            route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
+            typed_per_filter_config=filters,
         ))
     for model_name in forbidden_models:
         routes.append(_refuse(

@@ -18,7 +18,6 @@ from xds_server.config.model import (
     Platform,
     PlatformConfig,
     Region,
-    ResolvedTenant,
     Strict,
     Tenant,
     Tier,

@@ -194,7 +194,9 @@ class RateLimitSettings(Strict):
     """The global rate-limit service (xds_server/ratelimit/): where it listens and what it counts in.
     Backend, address and port are read when the control plane starts; the rest reloads with the config."""
 
-    enabled: bool = True
+    # Off unless the platform asks for it (config/platform.yaml does): a config without a ratelimit
+    # section (a synthetic benchmark config) gets no rate-limit filters and needs no service.
+    enabled: bool = False
     backend: RateLimitBackend = RateLimitBackend.MEMORY
     redis_url: str | None = None
     host: str = "127.0.0.1"

@@ -19,6 +19,7 @@ from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpo
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.policy.backends import default_policy_dir
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.xds.store import SnapshotStore
 
@@ -50,7 +51,8 @@ class ControlPlane:
     limits_sink: Callable[[LimitTable], None] | None = None
 
     def _watched(self) -> list[Path]:
-        return [self.config_dir] + ([self.endpoints_file] if self.endpoints_file else [])
+        # The policies are watched like the config: a merged policy change is served without a restart.
+        return [self.config_dir, default_policy_dir()] + ([self.endpoints_file] if self.endpoints_file else [])
 
     def reload(self) -> ReloadOutcome:
         """Load, validate, compile and publish. Never raises for bad input: the outcome says why."""

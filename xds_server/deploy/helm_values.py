@@ -6,7 +6,8 @@ policy/) to the cluster. It emits, from a single read of the config directory:
 * what the chart's templates iterate over (pools, model versions, tenants with effective quotas), taken
   from the validated PlatformConfig the control plane itself compiles, so the two cannot disagree;
 * the config and policy files verbatim, which the chart mounts into the control plane as ConfigMaps,
-  so the control plane in the cluster loads exactly the bytes the values were derived from.
+  so the control plane in the cluster loads exactly the bytes the values were derived from (the chart
+  adds to platform.yaml only the addresses of the cluster's own services).
 
 Operator settings (images, replica counts, HPA) live in other values files; `spec` is generated only.
 """
@@ -24,12 +25,16 @@ import yaml
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 from xds_server.envoy.bootstrap import bootstrap
+from xds_server.local.layout import plan_replicas, replica_count
 
 # The chart names the control plane's Service this (no release prefix: one platform per namespace), so the
 # gateway bootstrap, generated here by the same code as the local one, can point at it.
 CONTROL_PLANE_SERVICE = "fairshare-control-plane"
 XDS_PORT = 18000
 ENVOY_ADMIN_PORT = 9901
+PLATFORM_FILE = "platform.yaml"
+# What one ConfigMap may hold (etcd's object limit), less room for its metadata.
+CONFIGMAP_LIMIT = 1024 * 1024 - 16 * 1024
 
 # A tenant gets its own namespace (quota, limits, default-deny network) when it is promised capacity.
 DEDICATED_TIERS = frozenset({"enterprise"})
@@ -49,15 +54,14 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     if reg is None:
         raise ConfigError([Problem(str(config_dir / "regions.yaml"), "regions",
                                    f"region {region!r} is not defined; known: {', '.join(sorted(cfg.regions))}")])
+    # What each replica of a pool serves comes from the same plan `fairshare run` starts locally: every
+    # model version on the pool in the region, in one runtime (the compiler's endpoint sets are per pool).
+    served = {(r.region, r.pool): r.models for r in plan_replicas(cfg, [0] * replica_count(cfg))}  # ports unused
     pools = [
-        {"name": p.name, "accelerator": p.accelerator, "replicas": p.replicas, "gpusPerReplica": p.gpus_per_replica}
+        {"name": p.name, "accelerator": p.accelerator, "replicas": p.replicas, "gpusPerReplica": p.gpus_per_replica,
+         "models": [{"name": m.name, "version": m.version, "loader": m.loader}
+                    for m in served.get((region, p.name), ())]}
         for p in reg.pools
-    ]
-    models = [
-        {"name": name, "version": version, "kind": str(model.kind), "pool": mv.pool, "loader": mv.loader}
-        for name, model in sorted(cfg.models.items())
-        for version, mv in sorted(model.versions.items())
-        if region in cfg.version_regions(name, version)
     ]
     tenants = [
         {
@@ -83,9 +87,8 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "gatewayBootstrap": json.dumps(
                 bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT), indent=2),
             "pools": pools,
-            "models": models,
             "tenants": tenants,
-            "configFiles": _files(config_dir, _config_paths(config_dir)),
+            "configFiles": _config_files(config_dir),
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir else [],
         }
     }
@@ -101,6 +104,19 @@ def _config_paths(root: Path) -> Iterable[Path]:
 def _policy_paths(root: Path) -> Iterable[Path]:
     # Tests stay in git: the engines in the cluster need the policies, not their tests.
     return sorted(p for p in root.rglob("*.rego") if p.is_file() and not p.name.endswith("_test.rego"))
+
+
+def _config_files(root: Path) -> list[dict[str, str]]:
+    files = _files(root, _config_paths(root))
+    if not any(f["path"] == PLATFORM_FILE for f in files):
+        # Optional locally (defaults apply); the chart writes the cluster's service addresses into it.
+        files.insert(0, {"key": PLATFORM_FILE, "path": PLATFORM_FILE, "content": "{}\n"})
+    size = sum(len(f["content"].encode()) for f in files)
+    if size > CONFIGMAP_LIMIT:
+        raise ConfigError([Problem(str(root), "", (
+            f"the config is {size:,} bytes, over the {CONFIGMAP_LIMIT:,} a Kubernetes ConfigMap holds; "
+            "the chart cannot ship it (split the tenants into cells, or serve the config from a bucket)"))])
+    return files
 
 
 def _files(root: Path, paths: Iterable[Path]) -> list[dict[str, str]]:

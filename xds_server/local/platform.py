@@ -6,6 +6,7 @@ Envoy runs from the official binary with a bootstrap that only points at the xDS
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -39,6 +40,10 @@ class PlatformOptions:
     host: str = "127.0.0.1"
     delta_xds: bool = True
     startup_timeout: float = 180.0
+    # Extra command-line flags for every runtime replica (e.g. --scheduler fifo, --batch m:8).
+    runtime_args: tuple[str, ...] = ()
+    # Extra environment for every runtime replica, as (name, value) pairs.
+    runtime_env: tuple[tuple[str, str], ...] = ()
     # Gateways beyond the first in a region share its port (SO_REUSEPORT: the kernel spreads connections
     # over them, as a load balancer would over replicas); they share rate limits through the service.
     gateways_per_region: int = 1
@@ -158,6 +163,18 @@ class LocalPlatform:
                 raise TimeoutError(f"Envoy for {region} did not apply config version {published} in {timeout:.0f}s")
             time.sleep(0.1)
 
+    def restart_replicas(self, runtime_args: tuple[str, ...]) -> None:
+        """Restart every runtime replica with other flags, on the same ports (so Envoy's endpoints stay
+        valid), and wait until each is ready again."""
+        self.opts = dataclasses.replace(self.opts, runtime_args=runtime_args)
+        for replica in self.replicas:
+            self.supervisor.stop(replica.name)
+            self._start_replica(replica)
+        for replica in self.replicas:
+            child = self.supervisor.children[replica.name]
+            wait_http(f"http://{self.opts.host}:{replica.port}/v2/health/ready", self.opts.startup_timeout,
+                      proc=child.proc, log_file=child.log_file)
+
     def stop_envoy(self, region: str) -> None:
         envoy = self.envoys.pop(region, None)
         if envoy:
@@ -169,11 +186,13 @@ class LocalPlatform:
                 "--replica", f"{replica.region}/{replica.pool}/{replica.replica}"]
         for model in replica.models:
             argv += ["--model", model.arg()]
+        argv += self.opts.runtime_args
         self.supervisor.start(Child(
             name=replica.name, argv=argv, log_file=self.run_dir / f"{replica.name}.log",
             # One intra-op thread per replica: several replicas share few cores, and oversubscribed
             # torch threads cost more than they give.
-            env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+            env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+                 **dict(self.opts.runtime_env)},
         ))
 
     # -- foreground ------------------------------------------------------------------------------------

@@ -29,7 +29,12 @@ def query(path: str, input: Any) -> Any:
     if _engine is None:
         raise RuntimeError("no policies loaded")
     _engine.set_input_json(json.dumps(input))
-    return json.loads(_engine.eval_rule_as_json("data." + path.replace("/", ".")))
+    try:
+        return json.loads(_engine.eval_rule_as_json("data." + path.replace("/", ".")))
+    except RuntimeError as err:
+        if "not a valid rule path" in str(err):
+            return None  # undefined, as OPA answers it: the caller says what was missing
+        raise
 
 
 def clean_error(message: str) -> str:

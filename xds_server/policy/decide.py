@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,13 @@ class PolicyDecider:
     policy_dir: Path
     _loaded: tuple[str, str] | None = None  # (policy revision, platform digest) the engine holds
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    last_seconds: float = 0.0  # how long the last decision took: reported by the control plane and bench/
+    last_evaluated: int = 0  # distinct tenant specs the last decision evaluated
 
     def decide(self, platform: dict[str, Any], tenants: dict[str, dict[str, Any]]) -> Decisions:
         """`platform`: tiers, regions, models as the policies read them at data.fairshare.platform;
         `tenants`: id -> spec (without the id). Raises PolicyError when the policies cannot answer."""
+        started = time.perf_counter()
         with self._lock:
             sources = PolicySources.load(self.policy_dir)
             loaded = (sources.revision, _digest(platform))
@@ -74,6 +78,7 @@ class PolicyDecider:
             result = self.engine.query(DECISIONS, {"tenants": {
                 ids[0]: {**specs[key], "members": ids} for key, ids in groups.items()
             }})
+            self.last_evaluated = len(groups)
         if not isinstance(result, dict) or not isinstance(result.get("decisions"), dict):
             raise PolicyError(self.engine.name, DECISIONS,
                               "the policies gave no decisions (is policy/tenant/tenant.rego there?)")
@@ -89,8 +94,10 @@ class PolicyDecider:
             found = [Violation.of(v) for v in raw]
             return sorted({f.about(m) for f in found for m in members.get(f.subject, [f.subject])})
 
-        return Decisions(decisions, expand(result.get("violations") or []),
-                         expand(result.get("adjustments") or []), sources.revision)
+        out = Decisions(decisions, expand(result.get("violations") or []),
+                        expand(result.get("adjustments") or []), sources.revision)
+        self.last_seconds = time.perf_counter() - started
+        return out
 
 
 def _digest(value: Any) -> str:

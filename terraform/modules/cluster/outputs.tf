@@ -15,7 +15,7 @@ output "endpoint" {
 
 output "certificate_authority" {
   description = "Base64 CA certificate of the Kubernetes API."
-  value       = aws_eks_cluster.this.certificate_authority[0].data
+  value       = one(aws_eks_cluster.this.certificate_authority[*].data)
 }
 
 output "oidc_issuer_url" {

@@ -59,7 +59,7 @@ variable "inference_service_account" {
 variable "gateway_service_account" {
   description = "Service account of the gateway/control plane pods that read tenant secrets."
   type        = string
-  default     = "fairshare-controlplane"
+  default     = "fairshare-control-plane"
 }
 
 variable "tags" {

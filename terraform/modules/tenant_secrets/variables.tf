@@ -41,9 +41,16 @@ variable "name_prefix" {
 }
 
 variable "generate_seed" {
-  description = "Write a random 48-character seed into each new secret (write-only: never in state, plan or output). False leaves empty containers for an external rotation to fill."
+  description = "Write seeds[tenant] into each secret (write-only: never in state, plan or output). False leaves empty containers for an external rotation to fill."
   type        = bool
-  default     = true
+  default     = false
+}
+
+variable "seeds" {
+  description = "Seed per tenant id when generate_seed is true: an ephemeral value (e.g. from the ephemeral aws_secretsmanager_random_password), never stored."
+  type        = map(string)
+  default     = null
+  ephemeral   = true
 }
 
 variable "seed_version" {

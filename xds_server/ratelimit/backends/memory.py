@@ -4,7 +4,7 @@ processes, so a region with several gateways uses Redis."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from xds_server.ratelimit.backends.base import Decision, Hit, gcra
@@ -13,14 +13,19 @@ from xds_server.ratelimit.backends.base import Decision, Hit, gcra
 _SWEEP_AT = 100_000
 
 
+def _monotonic_us() -> float:
+    return time.monotonic_ns() / 1000
+
+
 @dataclass
 class MemoryBackend:
     name: str = "memory"
+    clock_us: Callable[[], float] = _monotonic_us
     _tats: dict[str, float] = field(default_factory=dict)
 
     async def do_limit(self, hits: Sequence[Hit]) -> list[Decision]:
         # No await between reading and writing: on the event loop this is atomic.
-        now = time.monotonic_ns() / 1000
+        now = self.clock_us()
         steps = [gcra(self._tats.get(h.key, now), now, h) for h in hits]
         admit = all(d.allowed for _, d in steps)
         for hit, (tat, _) in zip(hits, steps, strict=True):

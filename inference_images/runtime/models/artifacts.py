@@ -1,0 +1,288 @@
+"""Model artefacts: fetched from a local path or S3, verified against a sha256 before anything reads them.
+
+A reference is ``URI#sha256=HEX`` where URI is ``s3://bucket/key``, ``file:///abs/path`` or a plain path.
+What gets verified:
+
+- a file (weights, a JSON lexicon, or an archive ``.tar``, ``.tar.gz``, ``.tgz``, ``.zip``): the sha256 of
+  its bytes, as ``sha256sum`` prints it;
+- a local directory: the sha256 of its manifest, one ``<sha256 of file>  <relative path>`` line per file in
+  byte order of the paths; ``python -m inference_images.runtime.models.artifacts digest PATH`` prints it
+  for either kind.
+
+Verified content lands in a content-addressed cache (``<cache>/<sha256>/``), copied there while it is
+hashed, so the bytes a model loads are the bytes that were checked; an archive is unpacked there after its
+check (no absolute paths, no ``..``, no links or devices). A later fetch of the same checksum is served
+from the cache, whatever the source. S3 goes through boto3, which honours ``AWS_ENDPOINT_URL`` (moto in
+tests, MinIO or a VPC endpoint elsewhere) and the usual credential chain; a reason never carries a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+CACHE_ENV = "FAIRSHARE_ARTIFACT_CACHE"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
+_ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
+_CHUNK = 1 << 20
+_MARKER = ".verified.json"
+
+
+class ArtifactError(Exception):
+    """An artefact that cannot be used; the message names the artefact and what is wrong with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    uri: str
+    sha256: str
+
+    @classmethod
+    def parse(cls, text: str) -> ArtifactRef:
+        uri, sep, fragment = text.partition("#")
+        if not sep or not fragment.startswith("sha256="):
+            raise ValueError(f"artifact {text!r} must end in #sha256=<64 hex digits> (the checksum is required)")
+        digest = fragment.removeprefix("sha256=").lower()
+        if not _SHA256_RE.match(digest):
+            raise ValueError(f"artifact {uri!r}: sha256 must be 64 hex digits, got {len(digest)} characters")
+        if not uri:
+            raise ValueError(f"artifact {text!r} has no location before '#'")
+        if uri.startswith("s3://") and not _S3_RE.match(uri):
+            raise ValueError(f"artifact {uri!r}: expected s3://bucket/key")
+        if "://" in uri and not uri.startswith(("s3://", "file://")):
+            raise ValueError(f"artifact {uri!r}: only s3:// and local paths (or file://) are supported")
+        return cls(uri, digest)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.uri.startswith("s3://")
+
+    @property
+    def name(self) -> str:
+        return self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"{self.uri}#sha256={self.sha256}"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "fairshare-artifacts")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """The sha256 of a directory's manifest (see the module docstring); symlinks are refused."""
+    lines = []
+    for path in sorted(_tree_files(root), key=lambda p: p.relative_to(root).as_posix().encode()):
+        lines.append(f"{file_digest(path)}  {path.relative_to(root).as_posix()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _tree_files(root: Path) -> list[Path]:
+    files = []
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            raise ArtifactError(f"{root}: {path.relative_to(root)} is a symbolic link; artefacts hold plain files")
+        if path.is_file():
+            files.append(path)
+    return files
+
+
+class ArtifactStore:
+    """Fetches and verifies artefacts into a content-addressed cache directory."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir or default_cache_dir()
+
+    def fetch(self, ref: ArtifactRef) -> Path:
+        """The verified local path: a file, or a directory for an archive or a directory artefact."""
+        cached = self._cached(ref)
+        if cached is not None:
+            return cached
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.sha256[:12]}-", dir=self.cache_dir))
+        try:
+            content = staging / "content"
+            content.mkdir()
+            if ref.is_s3:
+                got = self._download(ref, content / ref.name)
+                kind = "file"
+            else:
+                source = _local_path(ref.uri)
+                if source.is_dir():
+                    shutil.copytree(source, content / "tree", symlinks=True)
+                    got, kind = tree_digest(content / "tree"), "tree"
+                elif source.is_file():
+                    got, kind = _copy_hashing(source, content / source.name), "file"
+                else:
+                    raise ArtifactError(f"{ref.uri}: no such file or directory")
+            if got != ref.sha256:
+                raise ArtifactError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
+            relative = self._unpack(ref, content, kind)
+            (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": relative}))
+            return self._publish(ref, content)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _cached(self, ref: ArtifactRef) -> Path | None:
+        final = self.cache_dir / ref.sha256
+        try:
+            relative = json.loads((final / _MARKER).read_text())["path"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        path = final / relative
+        return path if path.exists() else None
+
+    def _publish(self, ref: ArtifactRef, content: Path) -> Path:
+        final = self.cache_dir / ref.sha256
+        try:
+            content.rename(final)
+        except OSError:
+            # Another process published the same checksum first: same bytes, use theirs.
+            if self._cached(ref) is None:
+                raise ArtifactError(f"{ref.uri}: cannot write the verified copy to {final}") from None
+        cached = self._cached(ref)
+        assert cached is not None
+        return cached
+
+    def _unpack(self, ref: ArtifactRef, content: Path, kind: str) -> str:
+        if kind == "tree":
+            return "tree"
+        archive = content / (ref.name if ref.is_s3 else _local_path(ref.uri).name)
+        lowered = archive.name.lower()
+        if not lowered.endswith(_ARCHIVES):
+            return archive.name
+        target = content / "unpacked"
+        target.mkdir()
+        try:
+            if lowered.endswith(".zip"):
+                _unzip(archive, target)
+            else:
+                with tarfile.open(archive) as tar:
+                    # "data" refuses absolute paths, "..", links leaving the target, devices.
+                    tar.extractall(target, filter="data")
+        except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
+            raise ArtifactError(f"{ref.uri}: cannot unpack: {exc}") from None
+        archive.unlink()
+        return "unpacked"
+
+    def _download(self, ref: ArtifactRef, dest: Path) -> str:
+        match = _S3_RE.match(ref.uri)
+        assert match is not None
+        bucket, key = match.groups()
+        client = _s3_client()
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            with dest.open("wb") as raw:
+                hashing = _HashingWriter(raw)
+                client.download_fileobj(bucket, key, hashing)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "error")
+            if code in ("404", "NoSuchKey"):
+                raise ArtifactError(f"{ref.uri}: no such object (NoSuchKey)") from None
+            if code in ("NoSuchBucket",):
+                raise ArtifactError(f"{ref.uri}: no such bucket") from None
+            raise ArtifactError(f"{ref.uri}: S3 refused the download: {code} ({error.get('Message', '')})") from None
+        except BotoCoreError as exc:
+            # Connection and credential errors; their text names endpoints, never secrets.
+            raise ArtifactError(f"{ref.uri}: {type(exc).__name__}: {exc}") from None
+        return hashing.hexdigest()
+
+
+class _HashingWriter:
+    """A write-only file object that hashes what passes through (boto3 writes chunks in order)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._digest.update(data)
+        return self._raw.write(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _s3_client() -> Any:
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:  # pragma: no cover - boto3 is in both images' requirements
+        raise ArtifactError("s3:// artefacts need boto3, which is not installed") from None
+    # Retries cover a brief S3 or network hiccup at start-up; the timeouts keep a dead endpoint from
+    # holding the replica in "loading" forever.
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    return boto3.session.Session().client("s3", config=config)
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://")).expanduser()
+
+
+def _copy_hashing(source: Path, dest: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as src, dest.open("wb") as out:
+        while chunk := src.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()
+
+
+def _unzip(archive: Path, target: Path) -> None:
+    root = target.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            mode = info.external_attr >> 16
+            if (mode & 0o170000) == 0o120000:
+                raise ArtifactError(f"{archive.name}: {info.filename} is a symbolic link")
+            dest = (target / info.filename).resolve()
+            if dest != root and root not in dest.parents:
+                raise ArtifactError(f"{archive.name}: {info.filename} would land outside the unpack directory")
+        zf.extractall(target)
+
+
+def digest(path: Path) -> str:
+    """The checksum to put in a reference for this local file or directory."""
+    return tree_digest(path) if path.is_dir() else file_digest(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference_images.runtime.models.artifacts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    digest_cmd = sub.add_parser("digest", help="print the sha256 to reference a local file or directory by")
+    digest_cmd.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    if not args.path.exists():
+        print(f"error: {args.path}: no such file or directory", file=sys.stderr)
+        return 2
+    with contextlib.suppress(BrokenPipeError):
+        print(digest(args.path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+mock_provider "aws" {
+  mock_data "aws_iam_policy_document" {
+    defaults = { json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}" }
+  }
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "123456789012" }
+  }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
+}
+
+variables {
+  name              = "fairshare-eu-west-1"
+  oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  oidc_issuer_url   = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  model_bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-models-123456789012"
+  kms_key_arn       = "arn:aws:kms:eu-west-1:123456789012:key/example"
+}
+
+run "roles_named_for_the_region" {
+  command = plan
+
+  assert {
+    condition     = aws_iam_role.inference.name == "fairshare-eu-west-1-model-reader" && aws_iam_role.gateway.name == "fairshare-eu-west-1-tenant-secrets-reader"
+    error_message = "role names are <name>-model-reader and <name>-tenant-secrets-reader"
+  }
+
+  assert {
+    condition     = local.tenant_secrets_arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fairshare/tenants/*"
+    error_message = "the control plane may read only the tenant secrets of its own region and account"
+  }
+}
+
+run "a_malformed_oidc_provider_is_refused" {
+  command = plan
+
+  variables {
+    oidc_provider_arn = "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  }
+
+  expect_failures = [var.oidc_provider_arn]
+}

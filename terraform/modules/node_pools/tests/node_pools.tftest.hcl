@@ -1,0 +1,101 @@
+mock_provider "aws" {
+  mock_data "aws_iam_policy_document" {
+    defaults = {
+      json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
+    }
+  }
+}
+
+variables {
+  cluster_name = "fairshare-eu-west-1"
+  subnet_ids   = ["subnet-a", "subnet-b"]
+  pools = {
+    system      = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
+    cpu-general = { kind = "cpu", instance_types = ["c6i.2xlarge"], min_size = 1, max_size = 10, desired_size = 2 }
+    gpu-small   = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 8, desired_size = 1 }
+  }
+}
+
+run "gpu_pools_are_tainted_and_labelled_the_others_not" {
+  command = plan
+
+  assert {
+    condition     = one(aws_eks_node_group.this["gpu-small"].taint).key == "nvidia.com/gpu" && one(aws_eks_node_group.this["gpu-small"].taint).effect == "NO_SCHEDULE"
+    error_message = "a GPU pool must carry the nvidia.com/gpu NoSchedule taint"
+  }
+
+  assert {
+    condition     = length(aws_eks_node_group.this["system"].taint) == 0 && length(aws_eks_node_group.this["cpu-general"].taint) == 0
+    error_message = "system and CPU pools take any pod: no taint"
+  }
+
+  assert {
+    condition     = aws_eks_node_group.this["gpu-small"].labels["fairshare.io/accelerator"] == "nvidia-l4" && aws_eks_node_group.this["gpu-small"].labels["fairshare.io/pool"] == "gpu-small"
+    error_message = "pools are labelled with their name and accelerator"
+  }
+
+  assert {
+    condition     = aws_eks_node_group.this["gpu-small"].ami_type == "AL2023_x86_64_NVIDIA" && aws_eks_node_group.this["system"].ami_type == "AL2023_x86_64_STANDARD"
+    error_message = "GPU pools run the NVIDIA image"
+  }
+
+  assert {
+    condition     = aws_eks_node_group.this["gpu-small"].scaling_config[0].min_size == 0 && aws_eks_node_group.this["gpu-small"].scaling_config[0].max_size == 8
+    error_message = "scaling bounds come from the pool"
+  }
+}
+
+run "three_gpu_pools" {
+  command = plan
+
+  variables {
+    pools = {
+      system = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
+      gpu-a  = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 4, desired_size = 0 }
+      gpu-b  = { kind = "gpu", accelerator = "nvidia-a10g", instance_types = ["g5.xlarge"], min_size = 0, max_size = 4, desired_size = 0 }
+      gpu-c  = { kind = "gpu", accelerator = "nvidia-h100", instance_types = ["p5.48xlarge"], min_size = 0, max_size = 2, desired_size = 0 }
+    }
+  }
+
+  assert {
+    condition     = length([for k, ng in aws_eks_node_group.this : k if length(ng.taint) == 1]) == 3
+    error_message = "every GPU pool is tainted"
+  }
+}
+
+run "scaling_bounds_out_of_order_are_refused" {
+  command = plan
+
+  variables {
+    pools = {
+      system = { kind = "system", instance_types = ["m6i.large"], min_size = 3, max_size = 2, desired_size = 2 }
+    }
+  }
+
+  expect_failures = [var.pools]
+}
+
+run "a_gpu_pool_without_accelerator_is_refused" {
+  command = plan
+
+  variables {
+    pools = {
+      system = { kind = "system", instance_types = ["m6i.large"], min_size = 1, max_size = 2, desired_size = 1 }
+      gpu    = { kind = "gpu", instance_types = ["g6.xlarge"], min_size = 0, max_size = 2, desired_size = 0 }
+    }
+  }
+
+  expect_failures = [var.pools]
+}
+
+run "no_system_pool_is_refused" {
+  command = plan
+
+  variables {
+    pools = {
+      cpu = { kind = "cpu", instance_types = ["c6i.large"], min_size = 1, max_size = 2, desired_size = 1 }
+    }
+  }
+
+  expect_failures = [var.pools]
+}

@@ -1,0 +1,80 @@
+mock_provider "aws" {}
+
+variables {
+  region      = "eu-west-1"
+  kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/example"
+  tenants = {
+    acme    = { home = "us-east-1", allowed_regions = ["us-east-1", "eu-west-1"] }
+    initech = { home = "eu-west-1", allowed_regions = ["eu-west-1"] }
+  }
+}
+
+run "one_kms_encrypted_secret_per_tenant" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(aws_secretsmanager_secret.seed)) == toset(["acme", "initech"])
+    error_message = "one secret per tenant given"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.seed["initech"].name == "fairshare/tenants/initech/api-key-seed"
+    error_message = "secret names are <prefix>/<tenant>/api-key-seed"
+  }
+
+  assert {
+    condition     = alltrue([for s in aws_secretsmanager_secret.seed : s.kms_key_id == var.kms_key_arn])
+    error_message = "tenant secrets must be encrypted with the region key"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret.seed["acme"].tags["fairshare:allowed-regions"] == "us-east-1 eu-west-1"
+    error_message = "each secret records its tenant's allowed regions for the infrastructure policy"
+  }
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_version.seed) == 0
+    error_message = "no secret version when seeds are not generated"
+  }
+}
+
+run "seeds_are_written_write_only" {
+  command = plan
+
+  variables {
+    generate_seed = true
+    seeds         = { acme = "seed-a", initech = "seed-i" }
+  }
+
+  assert {
+    condition     = length(aws_secretsmanager_secret_version.seed) == 2 && aws_secretsmanager_secret_version.seed["acme"].secret_string_wo_version == 1
+    error_message = "one write-only version per tenant when seeds are generated"
+  }
+
+  assert {
+    condition     = aws_secretsmanager_secret_version.seed["acme"].secret_string == null
+    error_message = "the seed must never be a readable (stored) attribute"
+  }
+}
+
+run "a_tenant_not_allowed_in_the_region_is_refused" {
+  command = plan
+
+  variables {
+    tenants = {
+      globex = { home = "us-east-1", allowed_regions = ["us-east-1"] }
+    }
+  }
+
+  expect_failures = [var.tenants]
+}
+
+run "a_short_recovery_window_is_refused" {
+  command = plan
+
+  variables {
+    recovery_window_days = 3
+  }
+
+  expect_failures = [var.recovery_window_days]
+}

@@ -1,0 +1,106 @@
+"""Policy decisions through the running platform: what policy denies never reaches Envoy, what it
+allows goes live, and a policy edit is served without a restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.loadgen import infer_body
+from tests.e2e.conftest import RunningPlatform, eventually, post
+
+pytestmark = pytest.mark.e2e
+US, EU = "us-east-1", "eu-west-1"
+
+
+def last_reload(running: RunningPlatform) -> dict[str, Any]:
+    return dict(running.platform.status()["last_reload"])
+
+
+def clusters(running: RunningPlatform, region: str) -> dict[str, dict[str, Any]]:
+    dump = running.platform.envoys[region].config_dump("dynamic_active_clusters")
+    out = {}
+    for entry in dump.get("configs", []):
+        cluster = entry["cluster"]
+        out[cluster["name"]] = cluster
+    return out
+
+
+def max_requests(cluster: dict[str, Any]) -> int:
+    return int(cluster["circuit_breakers"]["thresholds"][0]["max_requests"])
+
+
+def edit(path, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
+    text = path.read_text()
+    assert old in text, f"{path} no longer holds {old!r}"
+    path.write_text(text.replace(old, new))
+
+
+def test_eu_only_tenant_routed_to_a_us_version_is_refused_and_envoy_never_sees_it(
+    running: RunningPlatform, restore_config,  # type: ignore[no-untyped-def]
+) -> None:
+    # classifier v2 runs only in us-east-1; initech's data may stay only in eu-west-1.
+    before = last_reload(running)["version"]
+    edit(running.tenant_file("initech"), "classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
+    assert eventually(lambda: last_reload(running)["ok"] is False, timeout=30)
+    report = last_reload(running)
+    assert "split-outside-allowed-regions" in report["error"]
+    assert "initech.yaml: models.classifier.split.v2" in report["error"]
+    assert report["version"] == before  # the last good config keeps serving
+    assert not [name for name in clusters(running, EU) if name.startswith("tenant/initech/classifier/v2")]
+    reply = post(running.url(EU, "/v2/models/classifier/infer"), infer_body(["fine"]), running.token("initech"))
+    assert reply.status == 200 and reply.body["model_version"] == "v1"
+
+
+def test_gpu_guarantees_over_capacity_are_refused(running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+    tiers = running.config_dir / "tiers.yaml"
+    edit(tiers, "tokens_per_minute: 300000, gpus: 1}", "tokens_per_minute: 300000, gpus: 3}")
+    edit(tiers, "limits: {concurrency: 64, requests_per_second: 200, gpus: 1}",
+         "limits: {concurrency: 64, requests_per_second: 200, gpus: 3}")
+    assert eventually(lambda: last_reload(running)["ok"] is False, timeout=30)
+    error = last_reload(running)["error"]
+    assert "gpu-guarantees-exceed-capacity" in error and "us-east-1 guarantees 5 GPUs" in error
+
+
+def test_quota_edit_within_bounds_changes_envoys_circuit_breakers_live(
+    running: RunningPlatform, restore_config,  # type: ignore[no-untyped-def]
+) -> None:
+    name = "tenant/globex/classifier/v1/us-east-1"
+    assert max_requests(clusters(running, US)[name]) == 16  # pro tier's default concurrency
+    path = running.tenant_file("globex")
+    path.write_text(path.read_text() + "quotas: {concurrency: 48}\n")
+    assert eventually(lambda: max_requests(clusters(running, US)[name]) == 48, timeout=30)
+    # Past the tier's limit the quota policy clamps rather than refuses: the tier caps what it sells.
+    path.write_text(path.read_text().replace("concurrency: 48", "concurrency: 500"))
+    assert eventually(lambda: max_requests(clusters(running, US)[name]) == 64, timeout=30)
+    assert last_reload(running)["ok"] is True
+
+
+def redact_header(running: RunningPlatform, tenant: str) -> str | None:
+    """The PII rule Envoy's route for `tenant` hands the runtime."""
+    dump = running.platform.envoys[US].config_dump("dynamic_route_configs")
+    for entry in dump.get("configs", []):
+        config = entry["route_config"]
+        if config["name"] == f"tenant/{tenant}":
+            for h in config["virtual_hosts"][0].get("request_headers_to_add", []):
+                if h["header"]["key"] == "x-fairshare-pii-redact":
+                    return str(h["header"].get("value", ""))
+    return None
+
+
+def test_policy_edit_is_picked_up_live(running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+    # hooli's data class is "public" and its file asks for nothing: no redaction.
+    assert redact_header(running, "hooli") == ""
+    # The platform's stance changes: "public" data now needs IP addresses redacted too.
+    edit(running.policy_dir / "pii" / "pii.rego", '"public": {"redact": set(), "block": set()}',
+         '"public": {"redact": {"ip_address"}, "block": set()}')
+    assert eventually(lambda: redact_header(running, "hooli") == "ip_address", timeout=30)
+    assert last_reload(running)["ok"] is True
+    # A broken policy is refused with the file at fault, and the last good config keeps serving.
+    served = running.platform.status()["config_version"]
+    (running.policy_dir / "pii" / "pii.rego").write_text("package fairshare.pii\n\nrules[id] := {\n")
+    assert eventually(lambda: last_reload(running)["ok"] is False, timeout=30)
+    assert "pii/pii.rego" in last_reload(running)["error"]
+    assert running.platform.status()["config_version"] == served
+    assert redact_header(running, "hooli") == "ip_address"

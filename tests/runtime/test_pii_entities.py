@@ -1,0 +1,124 @@
+"""Detectors and the redactor on their own: checksums, shapes, near-misses, rules and placeholders."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference_images.runtime.pii import Entity, PiiBlockedError, PiiRules, find, redact, scrub
+from inference_images.runtime.pii.entities import card_network_ok, iban_ok, luhn_ok, ssn_ok
+from inference_images.runtime.pii.rules import _warned
+from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary
+from inference_images.runtime.models.base import Tensor
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(f.entity.value, text[f.start : f.end]) for f in find(text)]
+
+
+def test_checksums() -> None:
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert card_network_ok("4111111111111111") and not card_network_ok("1234567890123452")
+    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
+    assert iban_ok("gb82west12345698765432")  # case does not matter
+    assert not iban_ok("XX89370400440532013000")  # no such country
+    assert not iban_ok("DE8937040044053201300")  # Germany's IBANs are 22 long
+    assert ssn_ok("536904399")
+    for bad in ("000123456", "666123456", "900123456", "123001234", "123450000", "078051120"):
+        assert not ssn_ok(bad), bad
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jo.doe+x@mail.example.co.uk now", [("email", "jo.doe+x@mail.example.co.uk")]),
+        ("card 4111-1111-1111-1111.", [("credit_card", "4111-1111-1111-1111")]),
+        ("amex 3782 822463 10005 ok", [("credit_card", "3782 822463 10005")]),
+        ("IBAN DE89 3704 0044 0532 0130 00 THANKS", [("iban", "DE89 3704 0044 0532 0130 00")]),
+        ("ssn: 536904399", [("national_id", "536904399")]),
+        ("NINO JT 48 21 67 B.", [("national_id", "JT 48 21 67 B")]),
+        ("from 203.0.113.9/32 and 2001:db8::1", [("ip_address", "203.0.113.9/32"), ("ip_address", "2001:db8::1")]),
+        ("ring (415) 555-0132 or +44 20 7946 0958", [("phone", "(415) 555-0132"), ("phone", "+44 20 7946 0958")]),
+        ("tel: 4155550132", [("phone", "4155550132")]),
+    ],
+)
+def test_finds_each_type(text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 4111 1111 1111 1112 shipped",  # fails Luhn
+        "tracking 1234 5678 9012 3456",  # no card network starts with 12
+        "IBAN DE89 3704 0044 0532 0130 01 bounced",  # wrong check digits
+        "SSNs 000-12-3456, 666-12-3456 and 078-05-1120 are never issued",
+        "upgrade to version 1.2.3.4, firmware 10.4.2.1",
+        "256.1.1.1 and 1.2.3 and 10:30:45 and 00:1A:2B:3C:4D:5E",
+        "order 4155550132 and invoice INV-415-555-0132, part 0041-2231-77",
+        "on 2024-03-15, 15.03.2024 or 03/15/2024; ISBN 978-3-16-148410-0; zip 90210-1234",
+        "icon@2x.png, @handle, admin@localhost, requests@2.31.0",
+        "std::vector and Foo::bar",
+    ],
+)
+def test_near_misses_are_left_alone(text: str) -> None:
+    assert found(text) == []
+
+
+def test_a_card_is_not_also_a_phone() -> None:
+    # The digits of a card hold phone-shaped runs; the card's checksum wins and nothing else is reported.
+    assert found("pay 4012 8888 8888 1881 today") == [("credit_card", "4012 8888 8888 1881")]
+    rules = PiiRules(redact=frozenset({Entity.PHONE}))
+    assert redact("pay 4012 8888 8888 1881 today", rules).text == "pay 4012 8888 8888 1881 today"
+
+
+def test_redact_applies_only_the_rules_types() -> None:
+    text = "mail bob@example.com or call (415) 555-0132 from 203.0.113.9"
+    result = redact(text, PiiRules(redact=frozenset({Entity.EMAIL, Entity.IP_ADDRESS})))
+    assert result.text == "mail [EMAIL] or call (415) 555-0132 from [IP_ADDRESS]"
+    assert dict(result.counts) == {Entity.EMAIL: 1, Entity.IP_ADDRESS: 1}
+    assert redact(text, PiiRules()).text == text
+
+
+def test_block_reports_the_type_and_changes_nothing() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL}), block=frozenset({Entity.CREDIT_CARD}))
+    result = redact("bob@example.com paid with 4111 1111 1111 1111", rules)
+    assert result.blocked == {Entity.CREDIT_CARD} and not result.counts
+    # A model output cannot be refused: blocked types are redacted there instead.
+    cleaned = redact("bob@example.com paid with 4111 1111 1111 1111", rules, enforce_block=False)
+    assert cleaned.text == "[EMAIL] paid with [CREDIT_CARD]"
+
+
+def test_block_wins_over_redact() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL, Entity.PHONE}), block=frozenset({Entity.PHONE}))
+    assert rules.redact == {Entity.EMAIL} and rules.block == {Entity.PHONE}
+
+
+def test_rules_from_headers(caplog: pytest.LogCaptureFixture) -> None:
+    _warned.discard("passport")
+    rules = PiiRules.from_headers(" email,phone ,passport,", "credit_card")
+    assert rules.redact == {Entity.EMAIL, Entity.PHONE} and rules.block == {Entity.CREDIT_CARD}
+    assert [r.entity for r in caplog.records] == ["passport"]  # type: ignore[attr-defined]
+    # Warned once per name, not once per request.
+    PiiRules.from_headers("passport", None)
+    assert len(caplog.records) == 1
+    assert not PiiRules.from_headers("", None).active and not PiiRules.from_headers(None, None).active
+
+
+def test_tensors_inputs_outputs_and_summary() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL}), block=frozenset({Entity.IBAN}))
+    inputs = {"text": Tensor("text", "BYTES", (2,), ["a@example.com b@example.com", "plain"]),
+              "ids": Tensor("ids", "INT64", (1,), [4111111111111111])}
+    redacted, counts = redact_inputs(inputs, rules)
+    assert redacted["text"].data == ["[EMAIL] [EMAIL]", "plain"] and redacted["ids"] is inputs["ids"]
+    assert summary(counts) == "email=2"
+    with pytest.raises(PiiBlockedError) as caught:
+        redact_inputs({"text": Tensor("text", "BYTES", (1,), ["GB82WEST12345698765432"])}, rules)
+    assert str(caught.value).startswith("input 'text' contains iban") and "GB82" not in str(caught.value)
+    outputs, out_counts = redact_outputs([Tensor("label", "BYTES", (1,), ["to GB82WEST12345698765432"]),
+                                          Tensor("score", "FP32", (1,), [0.5])], rules)
+    assert outputs[0].data == ["to [IBAN]"] and outputs[1].data == [0.5] and summary(out_counts) == "iban=1"
+
+
+def test_scrub_replaces_every_type() -> None:
+    assert scrub("input 'bob@example.com' from 10.0.0.7 is missing") == "input '[EMAIL]' from [IP_ADDRESS] is missing"
+    assert scrub("nothing here") == "nothing here"

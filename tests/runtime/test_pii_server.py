@@ -1,0 +1,130 @@
+"""PII rules through the runtime's HTTP API: what the model sees, what the client gets, what is counted.
+
+The echo model below answers with the text it was given, so the response shows exactly what reached the
+model; the leaky model always answers with personal data, to show the response scan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from inference_images.runtime.logs import JsonFormatter
+from inference_images.runtime.models.base import ANY_DIM, Tensor, TensorSpec
+from inference_images.runtime.models.lexicon import LexiconSentimentModel
+from inference_images.runtime.models.registry import default_loaders
+from tests.runtime.conftest import RuntimeServer, start_server, text_request
+
+HEADERS = {
+    "x-fairshare-tenant": "acme",
+    "x-fairshare-pii-redact": "email,ip_address,phone",
+    "x-fairshare-pii-block": "credit_card",
+}
+CARD = "4111 1111 1111 1111"
+
+
+class EchoModel(LexiconSentimentModel):
+    outputs = (TensorSpec("label", "BYTES", (ANY_DIM,)), TensorSpec("score", "FP32", (ANY_DIM,)))
+
+    def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        texts = list(inputs["text"].data)
+        return [Tensor("label", "BYTES", (len(texts),), texts), Tensor("score", "FP32", (len(texts),), [0.0] * len(texts))]
+
+
+class LeakyModel(LexiconSentimentModel):
+    def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        n = len(inputs["text"].data)
+        return [Tensor("label", "BYTES", (n,), ["ask support@example.com or 4111 1111 1111 1111"] * n),
+                Tensor("score", "FP32", (n,), [0.0] * n)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RuntimeServer]:
+    loaders = default_loaders()
+    loaders.register("echo", lambda name, version: EchoModel(name, version, negation=False))
+    loaders.register("leaky", lambda name, version: LeakyModel(name, version, negation=False))
+    running = start_server("echo:v1:echo", "leaky:v1:leaky", loaders=loaders)
+    running.wait_ready(10)
+    yield running
+    running.stop()
+
+
+def metric(server: RuntimeServer, entity: str, action: str, stage: str) -> float:
+    prefix = f'fairshare_runtime_pii_findings_total{{action="{action}",entity="{entity}",stage="{stage}",tenant="acme"}}'
+    for line in server.get("/metrics").body.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_the_model_sees_placeholders_and_the_client_is_told(server: RuntimeServer) -> None:
+    before = metric(server, "email", "redacted", "request")
+    reply = server.infer(
+        "/v2/models/echo/infer",
+        text_request("mail bob@example.com or jo@example.org", "from 203.0.113.9, call (415) 555-0132", "hello"),
+        headers=HEADERS,
+    )
+    assert reply.status == 200, reply.body
+    assert reply.body["outputs"][0]["data"] == [
+        "mail [EMAIL] or [EMAIL]", "from [IP_ADDRESS], call [PHONE]", "hello"
+    ]
+    assert reply.headers["x-fairshare-pii-redacted"] == "email=2,ip_address=1,phone=1"
+    assert metric(server, "email", "redacted", "request") == before + 2
+
+
+def test_types_outside_the_rules_pass(server: RuntimeServer) -> None:
+    text = "IBAN GB82WEST12345698765432 and SSN 536-90-4399"
+    reply = server.infer("/v2/models/echo/infer", text_request(text), headers=HEADERS)
+    assert reply.body["outputs"][0]["data"] == [text] and "x-fairshare-pii-redacted" not in reply.headers
+    # No rules at all (a tenant without `pii:`): nothing is touched.
+    plain = server.infer("/v2/models/echo/infer", text_request("bob@example.com"), headers={"x-fairshare-tenant": "x"})
+    assert plain.body["outputs"][0]["data"] == ["bob@example.com"]
+
+
+def test_blocked_type_is_refused_naming_the_type_not_the_value(server: RuntimeServer) -> None:
+    before = metric(server, "credit_card", "blocked", "request")
+    reply = server.infer("/v2/models/echo/infer", text_request("ok", f"bob@example.com pays {CARD}"), headers=HEADERS)
+    assert reply.status == 422
+    assert reply.error == (
+        "input 'text' contains credit_card, which this tenant's PII rules do not allow; nothing was processed"
+    )
+    assert CARD not in json.dumps(reply.body) and "bob@example.com" not in json.dumps(reply.body)
+    assert metric(server, "credit_card", "blocked", "request") == before + 1
+
+
+def test_model_output_is_scanned(server: RuntimeServer) -> None:
+    reply = server.infer("/v2/models/leaky/infer", text_request("anything"), headers=HEADERS)
+    assert reply.status == 200
+    # Email is redacted; the blocked card type is redacted too, since an answer cannot be refused.
+    assert reply.body["outputs"][0]["data"] == ["ask [EMAIL] or [CREDIT_CARD]"]
+    assert reply.headers["x-fairshare-pii-redacted"] == "credit_card=1,email=1"
+    assert metric(server, "email", "redacted", "response") >= 1
+
+
+def test_error_messages_never_echo_raw_pii(server: RuntimeServer) -> None:
+    body = {"inputs": [{"name": "bob@example.com", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
+    reply = server.infer("/v2/models/echo/infer", body, headers=HEADERS)
+    assert reply.status == 400
+    assert "bob@example.com" not in reply.error and "'[EMAIL]'" in reply.error
+
+
+def test_unknown_entity_name_from_the_gateway_is_ignored(server: RuntimeServer) -> None:
+    headers = {**HEADERS, "x-fairshare-pii-redact": "email,passport_number"}
+    reply = server.infer("/v2/models/echo/infer", text_request("bob@example.com"), headers=headers)
+    assert reply.status == 200 and reply.body["outputs"][0]["data"] == ["[EMAIL]"]
+
+
+def test_log_lines_are_scrubbed() -> None:
+    formatter = JsonFormatter({"replica": "r1"})
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "bad input from %s", ("bob@example.com",), None)
+    record.path = "/v2/models/4111-1111-1111-1111/infer"
+    record.reasons = {"m:v1": "fetch from 10.1.2.3 failed"}
+    record.host = "127.0.0.1"  # the listen address is ours, not personal data
+    line = json.loads(formatter.format(record))
+    assert line["msg"] == "bad input from [EMAIL]"
+    assert line["path"] == "/v2/models/[CREDIT_CARD]/infer"
+    assert line["reasons"] == {"m:v1": "fetch from [IP_ADDRESS] failed"}
+    assert line["host"] == "127.0.0.1" and line["replica"] == "r1"

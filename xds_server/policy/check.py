@@ -1,0 +1,146 @@
+"""`fairshare policy check`: put a change to the policies before it merges.
+
+Evaluates the tenant config, rendered Kubernetes manifests and a Terraform plan (each when given) and
+reports every violated rule in plain words: what, which field, which rule, why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xds_server.config.errors import ConfigError
+from xds_server.config.loader import load_config
+from xds_server.policy.backends import default_policy_dir, make_engine
+from xds_server.policy.decide import Violation
+from xds_server.policy.engine import PolicyError
+from xds_server.policy.resolve import PolicyViolations
+from xds_server.policy.sources import PolicySources
+
+ADMISSION = "fairshare/admission/violations"
+INFRASTRUCTURE = "fairshare/infrastructure/violations"
+
+
+@dataclass
+class Section:
+    name: str  # config, manifests or plan
+    source: str
+    violations: list[Violation] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # could not be evaluated: a failure, not a pass
+    checked: int = 0  # tenants, manifests or planned resources looked at
+    locations: dict[str, str] = field(default_factory=dict)  # subject -> file, where known
+
+
+@dataclass
+class Report:
+    sections: list[Section]
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.violations or s.errors for s in self.sections)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "sections": [
+            {**asdict(s), "violations": [asdict(v) for v in s.violations]} for s in self.sections]}
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for s in self.sections:
+            state = "error" if s.errors else (f"{len(s.violations)} violation(s)" if s.violations else "ok")
+            lines.append(f"{s.name} ({s.source}): {s.checked} checked, {state}")
+            lines += [f"  error: {e}" for e in s.errors]
+            for v in s.violations:
+                where = f" [{s.locations[v.subject]}]" if v.subject in s.locations else ""
+                lines.append(f"  - {v.subject}{where}")
+                lines.append(f"      field: {v.field or '-'}")
+                lines.append(f"      rule:  {v.concern}/{v.rule}")
+                lines.append(f"      why:   {v.message}")
+        total = sum(len(s.violations) for s in self.sections)
+        lines.append("policy check passed" if self.ok else f"policy check FAILED: {total} violation(s)")
+        return "\n".join(lines)
+
+
+def check_config(config_dir: Path) -> Section:
+    section = Section("config", str(config_dir))
+    try:
+        cfg = load_config(config_dir)
+        section.checked = len(cfg.tenants)
+    except PolicyViolations as err:
+        section.violations, section.locations = err.violations, err.files
+        section.checked = len(err.files)
+    except ConfigError as err:
+        section.errors = [str(p) for p in err.problems]
+    return section
+
+
+def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Section:
+    section = Section("manifests", ", ".join(map(str, paths)))
+    manifests: list[Any] = []
+    for path in paths:
+        for file in sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]:
+            try:
+                manifests += [d for d in yaml.safe_load_all(file.read_text()) if isinstance(d, dict)]
+            except (OSError, yaml.YAMLError) as err:
+                section.errors.append(f"{file}: cannot read manifests: {err}")
+    section.checked = len(manifests)
+    _evaluate(section, ADMISSION, {"manifests": manifests}, policy_dir)
+    return section
+
+
+def check_plan(plan_file: Path, config_dir: Path | None, policy_dir: Path | None = None) -> Section:
+    section = Section("plan", str(plan_file))
+    try:
+        plan = json.loads(plan_file.read_text())
+    except (OSError, ValueError) as err:
+        section.errors.append(f"{plan_file}: not a `terraform show -json` plan: {err}")
+        return section
+    section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
+        + sum(len(m.get("resources", [])) for m in _child_modules(plan))
+    _evaluate(section, INFRASTRUCTURE, {**plan, "tenants": _tenant_regions(config_dir)}, policy_dir)
+    return section
+
+
+def _evaluate(section: Section, query: str, input: Any, policy_dir: Path | None) -> None:
+    if section.errors:
+        return
+    from xds_server.config.model import PolicySettings
+
+    engine = make_engine(PolicySettings())
+    try:
+        engine.load(PolicySources.load(policy_dir or default_policy_dir()), {})
+        found = engine.query(query, input)
+    except PolicyError as err:
+        section.errors.append(str(err))
+        return
+    finally:
+        engine.close()
+    if found is None:
+        section.errors.append(f"no policy answers data.{query.replace('/', '.')}")
+        return
+    concern = query.split("/")[1]
+    section.violations = sorted({Violation.of(v, concern) for v in found})
+
+
+def _child_modules(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    stack = list(plan.get("planned_values", {}).get("root_module", {}).get("child_modules", []))
+    while stack:
+        module = stack.pop()
+        out.append(module)
+        stack += module.get("child_modules", [])
+    return out
+
+
+def _tenant_regions(config_dir: Path | None) -> dict[str, Any]:
+    """The regions each tenant allows, for checks of where its data may be stored."""
+    if config_dir is None:
+        return {}
+    try:
+        cfg = load_config(config_dir)
+    except ConfigError:
+        return {}  # the config section reports why
+    return {t.id: {"regions": t.spec.regions.model_dump(mode="json")} for t in cfg.tenants.values()}

@@ -1,0 +1,374 @@
+"""Run every `_test.rego` under a policy directory on both Rego engines, with a coverage gate.
+
+Each test rule (`test_<what>` in a `_test.rego` file) is evaluated on its own, as `opa test` does,
+on the embedded engine (regorus) and on OPA's own Go engine. A test passes when it evaluates to
+`true`; `false`, undefined or an error is a failure, and so is a test the two engines judge
+differently: the policies are OPA policies, so a disagreement means one of them is relying on a
+dialect.
+
+Coverage gate: a line of a policy module (not a `_test.rego`) is uncovered when, over the whole run,
+the embedded engine never evaluated it; for a rule's head line that means the rule never produced a
+value in any test. So a rule no test reaches, a rule whose body never succeeds under any test, and an
+expression of a body that no test gets to are each reported by file and line, and fail the run. OPA's
+coverage (same idea, per evaluation, merged here) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from xds_server.policy.sources import PolicySources
+
+EMBEDDED, OPA = "embedded", "opa"
+ENGINES = (EMBEDDED, OPA)
+
+_PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+# Test rules start at column 0, as `opa fmt` writes them; `todo_test_` rules are skipped, as in OPA.
+_TEST_RULE = re.compile(r"^(test_\w*)\b", re.MULTILINE)
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    detail: str = ""  # for a failure: what the test evaluated to, or the engine's error
+
+
+@dataclass(frozen=True)
+class TestCase:
+    file: str  # relative to the policy directory
+    package: str
+    name: str
+    line: int
+
+    @property
+    def rule(self) -> str:
+        return f"data.{self.package}.{self.name}"
+
+
+@dataclass
+class TestResult:
+    case: TestCase
+    outcomes: dict[str, Outcome]
+
+    @property
+    def agree(self) -> bool:
+        return len({o.status for o in self.outcomes.values()}) <= 1
+
+    @property
+    def passed(self) -> bool:
+        return self.agree and all(o.status is Status.PASS for o in self.outcomes.values())
+
+
+@dataclass(frozen=True)
+class LoadError:
+    engine: str
+    file: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Uncovered:
+    file: str
+    line: int
+    text: str  # the source line
+    rule: str  # the head of the rule the line belongs to
+
+
+@dataclass
+class FileCoverage:
+    covered: set[int] = field(default_factory=set)
+    not_covered: set[int] = field(default_factory=set)
+
+    def merge(self, covered: Iterable[int], not_covered: Iterable[int]) -> None:
+        self.covered.update(covered)
+        self.not_covered.update(not_covered)
+        self.not_covered -= self.covered
+
+    @property
+    def percent(self) -> float:
+        total = len(self.covered) + len(self.not_covered)
+        return 100.0 * len(self.covered) / total if total else 100.0
+
+
+@dataclass
+class SuiteReport:
+    policy_dir: str
+    engines: tuple[str, ...]
+    tests: list[TestResult]
+    load_errors: list[LoadError]
+    coverage: dict[str, dict[str, FileCoverage]]  # engine -> policy module -> lines
+    uncovered: list[Uncovered]  # the gate: lines of policy modules some engine never evaluated in any test
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for t in self.tests if t.passed)
+
+    @property
+    def failed(self) -> int:
+        return len(self.tests) - self.passed
+
+    @property
+    def ok(self) -> bool:
+        return not self.load_errors and not self.uncovered and self.failed == 0 and bool(self.tests)
+
+    def coverage_percent(self, engine: str) -> float:
+        files = self.coverage.get(engine, {})
+        covered = sum(len(f.covered) for f in files.values())
+        total = covered + sum(len(f.not_covered) for f in files.values())
+        return 100.0 * covered / total if total else 100.0
+
+    def summary(self) -> str:
+        cover = ", ".join(f"{self.coverage_percent(e):.1f}% {e}" for e in self.engines)
+        return (f"{self.passed} passed, {self.failed} failed, {len(self.load_errors)} load errors; "
+                f"coverage {cover}; {len(self.uncovered)} uncovered policy lines ({self.seconds:.1f}s)")
+
+    def render(self) -> str:
+        """The readable report: what failed and why, load errors, uncovered lines, the summary."""
+        lines: list[str] = []
+        for err in self.load_errors:
+            lines.append(f"LOAD ERROR ({err.engine}) {err.file}: {err.message}")
+        for t in self.tests:
+            if t.passed:
+                continue
+            head = "DISAGREE" if not t.agree else "FAIL"
+            lines.append(f"{head} {t.case.file}:{t.case.line} {t.case.name}")
+            for engine, o in t.outcomes.items():
+                lines.append(f"    {engine}: {o.status}" + (f": {_indent(o.detail)}" if o.detail else ""))
+        if self.uncovered:
+            lines.append("UNCOVERED policy lines (no test evaluates them, or the rule never holds):")
+            for u in self.uncovered:
+                rule = "" if u.rule == u.text else f"    (in rule: {u.rule.strip()})"
+                lines.append(f"    {u.file}:{u.line}: {u.text.strip()}{rule}")
+        for engine in self.engines:
+            per_file = ", ".join(f"{name} {cov.percent:.0f}%" for name, cov in sorted(self.coverage.get(engine, {}).items()))
+            lines.append(f"coverage {engine}: {per_file}")
+        if not self.tests:
+            lines.append(f"no test rules found under {self.policy_dir}")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy_dir": self.policy_dir,
+            "ok": self.ok,
+            "summary": {"passed": self.passed, "failed": self.failed, "load_errors": len(self.load_errors),
+                        "uncovered_lines": len(self.uncovered), "seconds": round(self.seconds, 3),
+                        "coverage_percent": {e: round(self.coverage_percent(e), 2) for e in self.engines}},
+            "tests": [{**asdict(t.case), "passed": t.passed, "agree": t.agree,
+                       "outcomes": {e: {"status": str(o.status), "detail": o.detail} for e, o in t.outcomes.items()}}
+                      for t in self.tests],
+            "load_errors": [asdict(e) for e in self.load_errors],
+            "uncovered": [asdict(u) for u in self.uncovered],
+            "coverage": {e: {name: {"covered": sorted(c.covered), "not_covered": sorted(c.not_covered),
+                                    "percent": round(c.percent, 2)} for name, c in sorted(files.items())}
+                         for e, files in self.coverage.items()},
+        }
+
+
+class _Runner(Protocol):
+    name: str
+
+    def add(self, file: str, text: str) -> str | None:
+        """Load one module; the engine's error message when it cannot."""
+        ...
+
+    def run(self, rule: str) -> Outcome: ...
+
+    def coverage(self) -> dict[str, FileCoverage]: ...
+
+    def close(self) -> None: ...
+
+
+def clean_error(message: str) -> str:
+    """regorus appends a native stack backtrace to its errors; people need the Rego location and reason."""
+    return message.split("Stack backtrace:")[0].strip()
+
+
+def _judge(value: Any) -> Outcome:
+    if value is True:
+        return Outcome(Status.PASS)
+    if value is None:
+        return Outcome(Status.FAIL, "undefined (a condition in the test did not hold)")
+    return Outcome(Status.FAIL, f"evaluated to {json.dumps(value)[:200]}, not true")
+
+
+class _Regorus:
+    name = EMBEDDED
+
+    def __init__(self) -> None:
+        import regorus
+
+        self._engine = regorus.Engine()
+        self._engine.set_enable_coverage(True)  # accumulates over every evaluation of the run
+
+    def add(self, file: str, text: str) -> str | None:
+        try:
+            self._engine.add_policy(file, text)
+        except Exception as err:  # regorus raises plain RuntimeError/ValueError with the Rego location
+            return clean_error(str(err))
+        return None
+
+    def run(self, rule: str) -> Outcome:
+        try:
+            return _judge(self._engine.eval_rule(rule))
+        except Exception as err:
+            return Outcome(Status.ERROR, clean_error(str(err)))
+
+    def coverage(self) -> dict[str, FileCoverage]:
+        report = json.loads(self._engine.get_coverage_report_as_json())
+        found: dict[str, FileCoverage] = {}
+        for f in report.get("files", []):
+            found.setdefault(f["path"], FileCoverage()).merge(f.get("covered", []), f.get("not_covered", []))
+        # regorus leaves out a module no evaluation entered at all: every rule of it is uncovered.
+        for module in json.loads(self._engine.get_ast_as_json()):
+            path = module["source"]["file"]
+            if path not in found:
+                heads = [next(iter(r.values()))["span"]["line"] for r in module["ast"]["rules"]]
+                found[path] = FileCoverage(not_covered=set(heads))
+        return found
+
+    def close(self) -> None:
+        pass
+
+
+class _Opa:
+    name = OPA
+
+    def __init__(self) -> None:
+        from opa_bindings import OpaEngine
+
+        self._engine = OpaEngine()
+        self._engine.print_handler = lambda message, location: None  # prints would interleave the report
+        self._coverage: dict[str, FileCoverage] = {}
+
+    def add(self, file: str, text: str) -> str | None:
+        from opa_bindings.engine import OpaError
+
+        try:
+            self._engine.add_policy(file, text)
+        except OpaError as err:
+            return err.message
+        return None
+
+    def run(self, rule: str) -> Outcome:
+        from opa_bindings.engine import OpaError, OpaUndefinedError
+
+        try:
+            value = self._engine.eval_document(rule.removeprefix("data."), coverage=True)
+            outcome = _judge(value)
+        except OpaUndefinedError:
+            outcome = _judge(None)
+        except OpaError as err:
+            outcome = Outcome(Status.ERROR, err.message)
+        # OPA reports coverage per evaluation (kept even when the test is undefined): merge the run's.
+        for path, cov in ((self._engine.last_coverage or {}).get("files") or {}).items():
+            self._coverage.setdefault(path, FileCoverage()).merge(_rows(cov.get("covered")), _rows(cov.get("not_covered")))
+        return outcome
+
+    def coverage(self) -> dict[str, FileCoverage]:
+        return self._coverage
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def _rows(ranges: list[dict[str, Any]] | None) -> set[int]:
+    return {row for r in ranges or [] for row in range(r["start"]["row"], r["end"]["row"] + 1)}
+
+
+_RUNNERS: dict[str, Callable[[], _Runner]] = {EMBEDDED: _Regorus, OPA: _Opa}
+
+
+def discover(file: str, text: str) -> list[TestCase]:
+    """The test rules of one `_test.rego`, in source order (a rule defined twice is one test)."""
+    package = _PACKAGE.search(text)
+    if package is None:
+        return []
+    seen: dict[str, TestCase] = {}
+    for m in _TEST_RULE.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        seen.setdefault(m.group(1), TestCase(file, package.group(1), m.group(1), line))
+    return list(seen.values())
+
+
+def run_suites(
+    policy_dir: str | Path,
+    engines: Iterable[str] = ENGINES,
+    progress: Callable[[str], None] | None = None,
+) -> SuiteReport:
+    """Run every test under `policy_dir` on each engine. Raises PolicyError when the directory has no
+    policies at all; every other problem (a file that does not parse, a failing test) is in the report."""
+    started = time.monotonic()
+    sources = PolicySources.load(policy_dir)
+    names = tuple(engines)
+    runners = [_RUNNERS[n]() for n in names]
+    try:
+        load_errors: list[LoadError] = []
+        for runner in runners:
+            for file, text in [*sources.modules.items(), *sources.tests.items()]:
+                message = runner.add(file, text)
+                if message is not None:
+                    load_errors.append(LoadError(runner.name, file, message))
+        broken = {e.file for e in load_errors}
+        results: list[TestResult] = []
+        for file, text in sources.tests.items():
+            cases = discover(file, text)
+            if file in broken:
+                _say(progress, f"{file}: not run, it does not load")
+                continue
+            file_started = time.monotonic()
+            file_results = [TestResult(c, {r.name: r.run(c.rule) for r in runners}) for c in cases]
+            results.extend(file_results)
+            failed = sum(1 for t in file_results if not t.passed)
+            verdict = "ok" if cases and not failed else ("no test rules" if not cases else f"{failed} FAILED")
+            _say(progress, f"{file}: {len(cases)} tests, {verdict} ({time.monotonic() - file_started:.1f}s)")
+        coverage = {r.name: {f: c for f, c in r.coverage().items() if f in sources.modules} for r in runners}
+    finally:
+        for runner in runners:
+            runner.close()
+    gate: dict[str, set[int]] = {}
+    for per_engine in coverage.values():
+        for file, cov in per_engine.items():
+            gate.setdefault(file, set()).update(cov.not_covered)
+    uncovered = [Uncovered(file, line, _line(sources.modules[file], line), _rule_of(sources.modules[file], line))
+                 for file, lines in sorted(gate.items()) for line in sorted(lines)]
+    return SuiteReport(str(policy_dir), names, results, load_errors, coverage, uncovered,
+                       time.monotonic() - started)
+
+
+def _say(progress: Callable[[str], None] | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _line(text: str, line: int) -> str:
+    lines = text.splitlines()
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def _rule_of(text: str, line: int) -> str:
+    """The head of the rule a line belongs to: the nearest line above it that starts a rule."""
+    lines = text.splitlines()
+    for i in range(min(line, len(lines)) - 1, -1, -1):
+        candidate = lines[i]
+        if candidate and not candidate[0].isspace() and not candidate.startswith(("#", "}", "]", ")")):
+            return candidate
+    return ""
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n      ")
