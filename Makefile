@@ -30,7 +30,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup tools lint
 	$(BIN)/pytest -q -ra
 
 test-fast: setup

@@ -5,8 +5,10 @@ does, which hides exactly the queueing a fairness benchmark has to show."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,13 +63,18 @@ async def _arrivals(session: aiohttp.ClientSession, stream: Stream, t0: float, d
         next_at += rng.expovariate(stream.rate_per_s)
 
 
-async def run(streams: list[Stream], duration_s: float, seed: int = 1, timeout_s: float = 60.0) -> list[Sample]:
-    """Offer every stream for ``duration_s`` seconds; wait for the answers; return one sample per request."""
+async def run(streams: list[Stream], duration_s: float, seed: int = 1, timeout_s: float = 60.0,
+              start_at: float | None = None) -> list[Sample]:
+    """Offer every stream for ``duration_s`` seconds; wait for the answers; return one sample per request.
+
+    ``start_at`` (a ``time.perf_counter()`` value, which is system-wide) lines up several processes."""
     out: list[Sample] = []
     tasks: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
-        t0 = time.perf_counter()
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        t0 = time.perf_counter() if start_at is None else start_at
         await asyncio.gather(*(
             _arrivals(session, stream, t0, duration_s, random.Random(f"{seed}/{stream.tenant}"), out, tasks)
             for stream in streams
@@ -77,5 +84,18 @@ async def run(streams: list[Stream], duration_s: float, seed: int = 1, timeout_s
     return out
 
 
-def run_sync(streams: list[Stream], duration_s: float, seed: int = 1) -> list[Sample]:
-    return asyncio.run(run(streams, duration_s, seed))
+def run_sync(streams: list[Stream], duration_s: float, seed: int = 1, start_at: float | None = None) -> list[Sample]:
+    return asyncio.run(run(streams, duration_s, seed, start_at=start_at))
+
+
+async def run_apart(streams: list[Stream], duration_s: float, seed: int = 1) -> list[Sample]:
+    """Each stream from its own process, as separate customers would send. In one process, a flood's
+    answers would queue in the same client event loop as everyone else's and add its own delay to the
+    latencies the others measure."""
+    start_at = time.perf_counter() + 1.0  # time for the processes to start
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(len(streams), mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = await asyncio.gather(*(
+            loop.run_in_executor(pool, run_sync, [stream], duration_s, seed, start_at) for stream in streams
+        ))
+    return [sample for part in parts for sample in part]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pii_corpus import TYPES, load, score
+from bench.pii_corpus import TYPES, Case, heldout, load, score
 from bench.report import environment, markdown_table, results_dir, write_results
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 from inference_images.runtime.pii import Entity, PiiRules, find, redact
@@ -55,8 +55,9 @@ def timed(work: Callable[[], Any], seconds: float) -> float:
 
 def cost(texts: Sequence[str], seconds: float) -> dict[str, float]:
     """Redaction against the baseline request work, on the same texts."""
-    body = json.dumps({"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES",
-                                   "data": list(texts)}]}).encode()
+    body = json.dumps(
+        {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": list(texts)}]}
+    ).encode()
     model = LexiconSentimentModel("classifier", "v1", negation=False)
     kib = sum(len(t.encode()) for t in texts) / 1024
 
@@ -80,12 +81,18 @@ def cost(texts: Sequence[str], seconds: float) -> dict[str, float]:
     }
 
 
-def quality() -> dict[str, dict[str, float]]:
-    cases = load()
+def quality(cases: list[Case]) -> dict[str, dict[str, Any]]:
     scores = score(cases, lambda t: [(f.start, f.end, f.entity.value) for f in find(t)])
     return {
-        kind: {"precision": s.precision, "recall": s.recall, "tp": s.tp, "fp": s.fp, "fn": s.fn,
-               "misses": s.misses[:5], "false_alarms": s.false_alarms[:5]}  # type: ignore[dict-item]
+        kind: {
+            "precision": s.precision,
+            "recall": s.recall,
+            "tp": s.tp,
+            "fp": s.fp,
+            "fn": s.fn,
+            "misses": s.misses[:5],
+            "false_alarms": s.false_alarms[:5],
+        }
         for kind, s in scores.items()
     }
 
@@ -108,13 +115,22 @@ def plot(results: dict[str, Any], path: Path) -> None:
     left.legend(loc="lower left")
     c = results["cost"]
     names = list(c)
-    right.bar([x - 0.2 for x in range(len(names))], [c[n]["baseline_us_per_kib"] for n in names], width=0.4,
-              label="baseline: parse + lexicon predict")
-    right.bar([x + 0.2 for x in range(len(names))], [c[n]["redact_us_per_kib"] for n in names], width=0.4,
-              label="PII redaction")
+    right.bar(
+        [x - 0.2 for x in range(len(names))],
+        [c[n]["baseline_us_per_kib"] for n in names],
+        width=0.4,
+        label="baseline: parse + lexicon predict",
+    )
+    right.bar(
+        [x + 0.2 for x in range(len(names))],
+        [c[n]["redact_us_per_kib"] for n in names],
+        width=0.4,
+        label="PII redaction",
+    )
     for x, n in enumerate(names):
-        right.annotate(f"{c[n]['ratio_to_baseline']:.2f}x", (x + 0.2, c[n]["redact_us_per_kib"]), ha="center",
-                       va="bottom")
+        right.annotate(
+            f"{c[n]['ratio_to_baseline']:.2f}x", (x + 0.2, c[n]["redact_us_per_kib"]), ha="center", va="bottom"
+        )
     right.set_xticks(list(range(len(names))), names)
     right.set_ylabel("microseconds per KiB of text")
     right.set_title("Cost per KiB, same run")
@@ -125,23 +141,50 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    q = results["quality"]
-    quality_rows = [(k, f"{q[k]['precision']:.3f}", f"{q[k]['recall']:.3f}", q[k]["tp"], q[k]["fp"], q[k]["fn"])
-                    for k in (*TYPES, "overall")]
+    q, h = results["quality"], results["heldout"]["quality"]
+    quality_rows = [
+        (
+            k,
+            f"{q[k]['precision']:.3f}",
+            f"{q[k]['recall']:.3f}",
+            q[k]["tp"],
+            q[k]["fp"],
+            q[k]["fn"],
+            f"{h[k]['precision']:.3f} / {h[k]['recall']:.3f} ({h[k]['tp'] + h[k]['fn']})",
+        )
+        for k in (*TYPES, "overall")
+    ]
     c = results["cost"]
-    cost_rows = [(n, c[n]["kib"], c[n]["redact_us_per_kib"], c[n]["baseline_us_per_kib"],
-                  c[n]["redact_us_per_text"], f"{c[n]['ratio_to_baseline']:.2f}x") for n in c]
-    return "\n\n".join([
-        "# PII detection and redaction",
-        f"Corpus: {results['corpus']['texts']} texts, {results['corpus']['entities']} labelled entities "
-        "(generated with a fixed seed + hand-written, near-misses included).",
-        markdown_table(("type", "precision", "recall", "tp", "fp", "fn"), quality_rows),
-        "Cost of `redact` (acme's rules) against the baseline a light request already pays on the same "
-        "texts (OIP JSON decode + validation + lexicon predict), measured in the same run:",
-        markdown_table(("text", "KiB", "redact us/KiB", "baseline us/KiB", "redact us/text", "redact/baseline"),
-                       cost_rows),
-        "![pii](pii.png)",
-    ])
+    cost_rows = [
+        (
+            n,
+            c[n]["kib"],
+            c[n]["redact_us_per_kib"],
+            c[n]["baseline_us_per_kib"],
+            c[n]["redact_us_per_text"],
+            f"{c[n]['ratio_to_baseline']:.2f}x",
+        )
+        for n in c
+    ]
+    return "\n\n".join(
+        [
+            "# PII detection and redaction",
+            f"Corpus: {results['corpus']['texts']} texts, {results['corpus']['entities']} labelled entities "
+            "(generated with a fixed seed + hand-written, near-misses included).",
+            f"Held-out: {results['heldout']['texts']} hand-written texts ({results['heldout']['entities']} "
+            "entities) written after tuning and never tuned on (tests/runtime/pii_corpus/heldout.txt).",
+            markdown_table(
+                ("type", "precision", "recall", "tp", "fp", "fn", "held-out precision / recall (entities)"),
+                quality_rows,
+            ),
+            "Cost of `redact` (acme's rules) against the baseline a light request already pays on the same "
+            "texts (OIP JSON decode + validation + lexicon predict), measured in the same run:",
+            markdown_table(
+                ("text", "KiB", "redact us/KiB", "baseline us/KiB", "redact us/text", "redact/baseline"), cost_rows
+            ),
+            "![pii](pii.png)",
+        ]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,15 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     print("pii: scoring the labelled corpus...", flush=True)
-    cases = load()
+    cases, held = load(), heldout()
     results: dict[str, Any] = {
         "environment": environment(),
         "corpus": {"texts": len(cases), "entities": sum(len(c.spans) for c in cases)},
-        "quality": quality(),
+        "quality": quality(cases),
+        "heldout": {"texts": len(held), "entities": sum(len(c.spans) for c in held), "quality": quality(held)},
         "cost": {},
     }
     overall = results["quality"]["overall"]
     print(f"  overall precision {overall['precision']:.3f}, recall {overall['recall']:.3f}", flush=True)
+    held_overall = results["heldout"]["quality"]["overall"]
+    print(
+        f"  held-out ({len(held)} texts never tuned on): precision {held_overall['precision']:.3f}, "
+        f"recall {held_overall['recall']:.3f}",
+        flush=True,
+    )
     samples = {
         "prose": [PROSE] * 20,
         "support": [SUPPORT] * 20,
@@ -168,8 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pii: cost on {name} text ({len(texts)} texts)...", flush=True)
         results["cost"][name] = cost(texts, args.seconds)
         row = results["cost"][name]
-        print(f"  {row['redact_us_per_kib']:.1f} us/KiB redaction vs {row['baseline_us_per_kib']:.1f} us/KiB "
-              f"baseline ({row['ratio_to_baseline']:.2f}x)", flush=True)
+        print(
+            f"  {row['redact_us_per_kib']:.1f} us/KiB redaction vs {row['baseline_us_per_kib']:.1f} us/KiB "
+            f"baseline ({row['ratio_to_baseline']:.2f}x)",
+            flush=True,
+        )
     plot(results, results_dir() / f"{NAME}.png")
     path = write_results(NAME, results, markdown(results))
     print(f"wrote {path} and {path.with_suffix('.md').name}, {NAME}.png")

@@ -221,6 +221,26 @@ def _policy_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    from xds_server.policy.check import Report, check_config, check_manifests, check_plan
+
+    policy = _policy_dir(args)
+    sections = [] if args.no_config else [check_config(Path(args.config))]
+    if args.manifests:
+        sections.append(check_manifests([Path(p) for p in args.manifests], policy))
+    if args.plan:
+        sections.append(check_plan(Path(args.plan), None if args.no_config else Path(args.config), policy))
+    if not sections:
+        print("error: nothing to check (give --manifests or --plan with --no-config)", file=sys.stderr)
+        return 2
+    report = Report(sections)
+    print(report.render())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+    return 0 if report.ok else 1
+
+
 def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`fairshare policy <command>`: one add_parser per command."""
     group = sub.add_parser("policy", help="test, bundle and check the Rego policies (policy/)",
@@ -236,6 +256,15 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
     t = pcmd("test", _policy_test, "run every _test.rego on the embedded engine and on OPA, with a coverage gate")
     t.add_argument("--json", default=None, metavar="FILE", help="also write the full report as JSON")
+    c = pcmd("check", _policy_check, "check the tenant config, rendered manifests and a Terraform plan against "
+             "the policies; exits 1 on any violation")
+    c.add_argument("--config", default="config", help="config directory (default: config/)")
+    c.add_argument("--manifests", nargs="*", default=[], metavar="PATH",
+                   help="rendered Kubernetes manifests (files or directories of YAML) for policy/admission")
+    c.add_argument("--plan", default=None, metavar="FILE",
+                   help="`terraform show -json` of a plan, for policy/infrastructure")
+    c.add_argument("--no-config", action="store_true", help="skip the tenant config (manifests or plan only)")
+    c.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON for machines")
     b = pcmd("bundle", _policy_bundle, "build an OPA bundle (policies + platform data), optionally publish it to S3")
     b.add_argument("--config", default="config", help="config directory (default: config/)")
     b.add_argument("-o", "--output", default=str(DEFAULT_STATE / "policy-bundle.tar.gz"),

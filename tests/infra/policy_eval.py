@@ -3,6 +3,7 @@ in `input.tenants` (the shape `fairshare policy check --plan` passes)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,5 +25,6 @@ def violations(plan: dict[str, Any], tenants: dict[str, Any] | None = None) -> s
     engine = regorus.Engine()
     engine.add_policy_from_file(str(POLICY))
     engine.set_input({**plan, "tenants": tenant_regions() if tenants is None else tenants})
-    found = engine.eval_rule("data.fairshare.infrastructure.violations")
+    # As JSON: a Rego set of objects has no Python set to become.
+    found = json.loads(engine.eval_rule_as_json("data.fairshare.infrastructure.violations"))
     return {(v["rule"], v["subject"]) for v in found}

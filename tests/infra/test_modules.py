@@ -17,7 +17,7 @@ from tests.infra.tf import MODULES, REPO, TERRAFORM_DIR, Terraform, TerraformErr
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_terraform()
     if plugin_dir() is None:
-        pytest.skip("no local provider mirror (/opt/tf-plugins or $TF_PLUGIN_DIR); `terraform init` would need the registry")
+        pytest.skip("no local provider mirror (/opt/tf-plugins or $TF_PLUGIN_DIR): init would need the registry")
     return copy_tree(tmp_path_factory.mktemp("modules"))
 
 

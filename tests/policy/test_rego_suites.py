@@ -44,7 +44,9 @@ test_one_is_allowed if {
 }
 """
 
-DEMO_TEST_FULL = DEMO_TEST_ALLOWED_ONLY + """
+DEMO_TEST_FULL = (
+    DEMO_TEST_ALLOWED_ONLY
+    + """
 test_two_is_not_allowed if {
 	not demo.allowed with input as {"x": 2}
 }
@@ -53,6 +55,7 @@ test_big_is_denied if {
 	demo.denied == {"too big"} with input as {"x": 11}
 }
 """
+)
 
 
 def test_every_policy_has_a_test_file_beside_it() -> None:
@@ -62,8 +65,11 @@ def test_every_policy_has_a_test_file_beside_it() -> None:
 
 
 def test_repository_suites_pass_and_agree_on_both_engines(repo_report: SuiteReport) -> None:
-    failing = [(t.case.file, t.case.name, {e: (o.status, o.detail) for e, o in t.outcomes.items()})
-               for t in repo_report.tests if not t.passed]
+    failing = [
+        (t.case.file, t.case.name, {e: (o.status, o.detail) for e, o in t.outcomes.items()})
+        for t in repo_report.tests
+        if not t.passed
+    ]
     assert failing == [] and repo_report.load_errors == [], repo_report.render()
     assert all(set(t.outcomes) == {EMBEDDED, OPA} for t in repo_report.tests)
     assert repo_report.uncovered == [], repo_report.render()
@@ -99,19 +105,28 @@ def test_uncovered_rule_fails_naming_file_and_line(tmp_path: Path) -> None:
 
 def test_rule_whose_body_never_succeeds_is_uncovered(tmp_path: Path) -> None:
     # The denied rule is evaluated (its body line runs) but no test makes it hold: its deny path is untested.
-    only_allow_paths = DEMO_TEST_ALLOWED_ONLY + """
+    only_allow_paths = (
+        DEMO_TEST_ALLOWED_ONLY
+        + """
 test_small_is_not_denied if {
 	count(demo.denied) == 0 with input as {"x": 2}
 }
 """
+    )
     report = run_suites(write(tmp_path, {"demo/demo.rego": DEMO, "demo/demo_test.rego": only_allow_paths}))
     assert report.failed == 0
     assert [(u.file, u.line) for u in report.uncovered] == [("demo/demo.rego", 5)]
 
 
 def test_module_without_tests_is_wholly_uncovered(tmp_path: Path) -> None:
-    root = write(tmp_path, {"demo/demo.rego": DEMO, "demo/demo_test.rego": DEMO_TEST_FULL,
-                            "other/other.rego": "package fairshare.other\n\nlimit := 3\n"})
+    root = write(
+        tmp_path,
+        {
+            "demo/demo.rego": DEMO,
+            "demo/demo_test.rego": DEMO_TEST_FULL,
+            "other/other.rego": "package fairshare.other\n\nlimit := 3\n",
+        },
+    )
     report = run_suites(root)
     assert [(u.file, u.line) for u in report.uncovered] == [("other/other.rego", 3)]
 
@@ -124,7 +139,9 @@ def test_full_coverage_and_passing_tests_are_ok(tmp_path: Path) -> None:
 
 
 def test_failing_and_erroring_tests_are_reported(tmp_path: Path) -> None:
-    broken = DEMO_TEST_FULL + """
+    broken = (
+        DEMO_TEST_FULL
+        + """
 test_wrong_expectation if {
 	demo.denied == {"too small"} with input as {"x": 11}
 }
@@ -133,6 +150,7 @@ test_divides_by_zero if {
 	1 / 0 == 1
 }
 """
+    )
     report = run_suites(write(tmp_path, {"demo/demo.rego": DEMO, "demo/demo_test.rego": broken}))
     assert not report.ok
     by_name = {t.case.name: t for t in report.tests}
@@ -151,9 +169,11 @@ def test_engines_disagreeing_is_a_failure(tmp_path: Path) -> None:
     # A partial object whose value is undefined for one key: OPA leaves that key out, regorus (pinned
     # version) drops the whole object. Exactly the dialect gap the double run exists to catch.
     policy = "package fairshare.gap\n\nlookup[k] := input.m[k] if some k, _ in input.keys\n"
-    test = ('package fairshare.gap_test\n\nimport data.fairshare.gap\n\n'
-            'test_missing_key_is_left_out if {\n'
-            '\tgap.lookup == {"a": 1} with input as {"keys": {"a": 0, "b": 0}, "m": {"a": 1}}\n}\n')
+    test = (
+        "package fairshare.gap_test\n\nimport data.fairshare.gap\n\n"
+        "test_missing_key_is_left_out if {\n"
+        '\tgap.lookup == {"a": 1} with input as {"keys": {"a": 0, "b": 0}, "m": {"a": 1}}\n}\n'
+    )
     report = run_suites(write(tmp_path, {"gap/gap.rego": policy, "gap/gap_test.rego": test}))
     [result] = report.tests
     assert result.outcomes[OPA].status is Status.PASS
@@ -163,8 +183,14 @@ def test_engines_disagreeing_is_a_failure(tmp_path: Path) -> None:
 
 
 def test_syntax_error_is_reported_naming_the_file(tmp_path: Path) -> None:
-    root = write(tmp_path, {"demo/demo.rego": DEMO, "demo/demo_test.rego": DEMO_TEST_FULL,
-                            "bad/bad.rego": "package fairshare.bad\n\nx := if {\n"})
+    root = write(
+        tmp_path,
+        {
+            "demo/demo.rego": DEMO,
+            "demo/demo_test.rego": DEMO_TEST_FULL,
+            "bad/bad.rego": "package fairshare.bad\n\nx := if {\n",
+        },
+    )
     report = run_suites(root)
     assert not report.ok
     assert {(e.engine, e.file) for e in report.load_errors} == {(EMBEDDED, "bad/bad.rego"), (OPA, "bad/bad.rego")}
@@ -173,8 +199,9 @@ def test_syntax_error_is_reported_naming_the_file(tmp_path: Path) -> None:
     assert "LOAD ERROR (embedded) bad/bad.rego" in report.render()
 
 
-def test_cli_exit_status_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_exit_status_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FAIRSHARE_POLICY_DIR", str(DEFAULT_POLICY_DIR))  # main() points it at --policy
     good = write(tmp_path / "good", {"demo/demo.rego": DEMO, "demo/demo_test.rego": DEMO_TEST_FULL})
     assert main(["policy", "test", "--policy", str(good)]) == 0
@@ -188,8 +215,10 @@ def test_cli_exit_status_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert report["ok"] is False
     assert report["summary"]["passed"] == 1
     assert [(u["file"], u["line"]) for u in report["uncovered"]] == [("demo/demo.rego", 5), ("demo/demo.rego", 6)]
-    assert report["tests"][0]["outcomes"] == {EMBEDDED: {"status": "pass", "detail": ""},
-                                              OPA: {"status": "pass", "detail": ""}}
+    assert report["tests"][0]["outcomes"] == {
+        EMBEDDED: {"status": "pass", "detail": ""},
+        OPA: {"status": "pass", "detail": ""},
+    }
 
     assert main(["policy", "test", "--policy", str(tmp_path / "missing")]) == 2
     assert "policy directory does not exist" in capsys.readouterr().err

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii import Entity, PiiBlockedError, PiiRules, find, redact, scrub
 from inference_images.runtime.pii.entities import card_network_ok, iban_ok, luhn_ok, ssn_ok
-from inference_images.runtime.pii.rules import _warned
+from inference_images.runtime.pii.rules import _parse, _warned
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary
-from inference_images.runtime.models.base import Tensor
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -95,6 +95,7 @@ def test_block_wins_over_redact() -> None:
 
 def test_rules_from_headers(caplog: pytest.LogCaptureFixture) -> None:
     _warned.discard("passport")
+    _parse.cache_clear()
     rules = PiiRules.from_headers(" email,phone ,passport,", "credit_card")
     assert rules.redact == {Entity.EMAIL, Entity.PHONE} and rules.block == {Entity.CREDIT_CARD}
     assert [r.entity for r in caplog.records] == ["passport"]  # type: ignore[attr-defined]
@@ -106,16 +107,19 @@ def test_rules_from_headers(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_tensors_inputs_outputs_and_summary() -> None:
     rules = PiiRules(redact=frozenset({Entity.EMAIL}), block=frozenset({Entity.IBAN}))
-    inputs = {"text": Tensor("text", "BYTES", (2,), ["a@example.com b@example.com", "plain"]),
-              "ids": Tensor("ids", "INT64", (1,), [4111111111111111])}
+    inputs = {
+        "text": Tensor("text", "BYTES", (2,), ["a@example.com b@example.com", "plain"]),
+        "ids": Tensor("ids", "INT64", (1,), [4111111111111111]),
+    }
     redacted, counts = redact_inputs(inputs, rules)
     assert redacted["text"].data == ["[EMAIL] [EMAIL]", "plain"] and redacted["ids"] is inputs["ids"]
     assert summary(counts) == "email=2"
     with pytest.raises(PiiBlockedError) as caught:
         redact_inputs({"text": Tensor("text", "BYTES", (1,), ["GB82WEST12345698765432"])}, rules)
     assert str(caught.value).startswith("input 'text' contains iban") and "GB82" not in str(caught.value)
-    outputs, out_counts = redact_outputs([Tensor("label", "BYTES", (1,), ["to GB82WEST12345698765432"]),
-                                          Tensor("score", "FP32", (1,), [0.5])], rules)
+    outputs, out_counts = redact_outputs(
+        [Tensor("label", "BYTES", (1,), ["to GB82WEST12345698765432"]), Tensor("score", "FP32", (1,), [0.5])], rules
+    )
     assert outputs[0].data == ["to [IBAN]"] and outputs[1].data == [0.5] and summary(out_counts) == "iban=1"
 
 

@@ -31,14 +31,19 @@ class EchoModel(LexiconSentimentModel):
 
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         texts = list(inputs["text"].data)
-        return [Tensor("label", "BYTES", (len(texts),), texts), Tensor("score", "FP32", (len(texts),), [0.0] * len(texts))]
+        return [
+            Tensor("label", "BYTES", (len(texts),), texts),
+            Tensor("score", "FP32", (len(texts),), [0.0] * len(texts)),
+        ]
 
 
 class LeakyModel(LexiconSentimentModel):
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         n = len(inputs["text"].data)
-        return [Tensor("label", "BYTES", (n,), ["ask support@example.com or 4111 1111 1111 1111"] * n),
-                Tensor("score", "FP32", (n,), [0.0] * n)]
+        return [
+            Tensor("label", "BYTES", (n,), ["ask support@example.com or 4111 1111 1111 1111"] * n),
+            Tensor("score", "FP32", (n,), [0.0] * n),
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,9 @@ def server() -> Iterator[RuntimeServer]:
 
 
 def metric(server: RuntimeServer, entity: str, action: str, stage: str) -> float:
-    prefix = f'fairshare_runtime_pii_findings_total{{action="{action}",entity="{entity}",stage="{stage}",tenant="acme"}}'
+    prefix = (
+        f'fairshare_runtime_pii_findings_total{{action="{action}",entity="{entity}",stage="{stage}",tenant="acme"}}'
+    )
     for line in server.get("/metrics").body.splitlines():
         if line.startswith(prefix):
             return float(line.split()[-1])
@@ -68,11 +75,16 @@ def test_the_model_sees_placeholders_and_the_client_is_told(server: RuntimeServe
         headers=HEADERS,
     )
     assert reply.status == 200, reply.body
-    assert reply.body["outputs"][0]["data"] == [
-        "mail [EMAIL] or [EMAIL]", "from [IP_ADDRESS], call [PHONE]", "hello"
-    ]
+    assert reply.body["outputs"][0]["data"] == ["mail [EMAIL] or [EMAIL]", "from [IP_ADDRESS], call [PHONE]", "hello"]
     assert reply.headers["x-fairshare-pii-redacted"] == "email=2,ip_address=1,phone=1"
     assert metric(server, "email", "redacted", "request") == before + 2
+
+
+def test_large_text_is_redacted_too(server: RuntimeServer) -> None:
+    # Past the inline limit redaction runs on a thread; the result must be the same.
+    filler = "the quick brown fox jumps over the lazy dog " * 1000
+    reply = server.infer("/v2/models/echo/infer", text_request(filler + "bob@example.com"), headers=HEADERS)
+    assert reply.status == 200 and reply.body["outputs"][0]["data"] == [filler + "[EMAIL]"]
 
 
 def test_types_outside_the_rules_pass(server: RuntimeServer) -> None:

@@ -114,7 +114,10 @@ def publish_bundle(bundle: Bundle, url: str) -> str:
     bucket, key = parse_s3_url(url)
     try:
         answer = boto3.client("s3").put_object(
-            Bucket=bucket, Key=key, Body=bundle.archive, ContentType=CONTENT_TYPE,
+            Bucket=bucket,
+            Key=key,
+            Body=bundle.archive,
+            ContentType=CONTENT_TYPE,
             Metadata={"revision": bundle.revision},
         )
     except ClientError as err:

@@ -82,10 +82,13 @@ class PolicyDecider:
         if not isinstance(result, dict) or not isinstance(result.get("decisions"), dict):
             raise PolicyError(self.engine.name, DECISIONS,
                               "the policies gave no decisions (is policy/tenant/tenant.rego there?)")
+        accused = {str(v.get("subject")) for v in result.get("violations") or [] if isinstance(v, dict)}
         decisions: dict[str, dict[str, Any]] = {}
         for first, ids in members.items():
             decided = result["decisions"].get(first)
             if decided is None:
+                if first in accused:
+                    continue  # denied anyway: its violations say why, which "no decision" would hide
                 raise PolicyError(self.engine.name, DECISIONS, f"no decision for tenant {first}")
             decisions.update(dict.fromkeys(ids, decided))
 

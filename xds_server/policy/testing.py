@@ -1,16 +1,18 @@
 """Run every `_test.rego` under a policy directory on both Rego engines, with a coverage gate.
 
-Each test rule (`test_<what>` in a `_test.rego` file) is evaluated on its own, as `opa test` does,
-on the embedded engine (regorus) and on OPA's own Go engine. A test passes when it evaluates to
+Each test rule (`test_<what>` in a `_test.rego` file) is evaluated on the embedded engine (regorus)
+and on OPA's own Go engine, with the same meaning as `opa test`. A test passes when it evaluates to
 `true`; `false`, undefined or an error is a failure, and so is a test the two engines judge
 differently: the policies are OPA policies, so a disagreement means one of them is relying on a
 dialect.
 
-Coverage gate: a line of a policy module (not a `_test.rego`) is uncovered when, over the whole run,
-the embedded engine never evaluated it; for a rule's head line that means the rule never produced a
-value in any test. So a rule no test reaches, a rule whose body never succeeds under any test, and an
-expression of a body that no test gets to are each reported by file and line, and fail the run. OPA's
-coverage (same idea, per evaluation, merged here) is reported beside it.
+Coverage gate ("a rule that no test covers"): a line of a policy module (not a `_test.rego`) is
+uncovered when, over the whole run, an engine never evaluated it; for a rule's head line that means
+the rule never produced a value in any test. So a rule no test reaches, a rule whose body never holds
+under any test (its deny path untested), an `else` never taken and a body expression no test gets to
+are each reported by file and line, and fail the run. Both engines' coverage counts: OPA's is the
+precise one (regorus also evaluates sibling rules of a queried package, marking their bodies run),
+and regorus leaves out modules no evaluation entered, which are then wholly uncovered.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from xds_server.policy._regorus_worker import clean_error
 from xds_server.policy.sources import PolicySources
 
 EMBEDDED, OPA = "embedded", "opa"
@@ -133,8 +136,10 @@ class SuiteReport:
 
     def summary(self) -> str:
         cover = ", ".join(f"{self.coverage_percent(e):.1f}% {e}" for e in self.engines)
-        return (f"{self.passed} passed, {self.failed} failed, {len(self.load_errors)} load errors; "
-                f"coverage {cover}; {len(self.uncovered)} uncovered policy lines ({self.seconds:.1f}s)")
+        return (
+            f"{self.passed} passed, {self.failed} failed, {len(self.load_errors)} load errors; "
+            f"coverage {cover}; {len(self.uncovered)} uncovered policy lines ({self.seconds:.1f}s)"
+        )
 
     def render(self) -> str:
         """The readable report: what failed and why, load errors, uncovered lines, the summary."""
@@ -154,7 +159,9 @@ class SuiteReport:
                 rule = "" if u.rule == u.text else f"    (in rule: {u.rule.strip()})"
                 lines.append(f"    {u.file}:{u.line}: {u.text.strip()}{rule}")
         for engine in self.engines:
-            per_file = ", ".join(f"{name} {cov.percent:.0f}%" for name, cov in sorted(self.coverage.get(engine, {}).items()))
+            per_file = ", ".join(
+                f"{name} {cov.percent:.0f}%" for name, cov in sorted(self.coverage.get(engine, {}).items())
+            )
             lines.append(f"coverage {engine}: {per_file}")
         if not self.tests:
             lines.append(f"no test rules found under {self.policy_dir}")
@@ -165,17 +172,36 @@ class SuiteReport:
         return {
             "policy_dir": self.policy_dir,
             "ok": self.ok,
-            "summary": {"passed": self.passed, "failed": self.failed, "load_errors": len(self.load_errors),
-                        "uncovered_lines": len(self.uncovered), "seconds": round(self.seconds, 3),
-                        "coverage_percent": {e: round(self.coverage_percent(e), 2) for e in self.engines}},
-            "tests": [{**asdict(t.case), "passed": t.passed, "agree": t.agree,
-                       "outcomes": {e: {"status": str(o.status), "detail": o.detail} for e, o in t.outcomes.items()}}
-                      for t in self.tests],
+            "summary": {
+                "passed": self.passed,
+                "failed": self.failed,
+                "load_errors": len(self.load_errors),
+                "uncovered_lines": len(self.uncovered),
+                "seconds": round(self.seconds, 3),
+                "coverage_percent": {e: round(self.coverage_percent(e), 2) for e in self.engines},
+            },
+            "tests": [
+                {
+                    **asdict(t.case),
+                    "passed": t.passed,
+                    "agree": t.agree,
+                    "outcomes": {e: {"status": str(o.status), "detail": o.detail} for e, o in t.outcomes.items()},
+                }
+                for t in self.tests
+            ],
             "load_errors": [asdict(e) for e in self.load_errors],
             "uncovered": [asdict(u) for u in self.uncovered],
-            "coverage": {e: {name: {"covered": sorted(c.covered), "not_covered": sorted(c.not_covered),
-                                    "percent": round(c.percent, 2)} for name, c in sorted(files.items())}
-                         for e, files in self.coverage.items()},
+            "coverage": {
+                e: {
+                    name: {
+                        "covered": sorted(c.covered),
+                        "not_covered": sorted(c.not_covered),
+                        "percent": round(c.percent, 2),
+                    }
+                    for name, c in sorted(files.items())
+                }
+                for e, files in self.coverage.items()
+            },
         }
 
 
@@ -186,16 +212,13 @@ class _Runner(Protocol):
         """Load one module; the engine's error message when it cannot."""
         ...
 
-    def run(self, rule: str) -> Outcome: ...
+    def run(self, cases: list[TestCase]) -> list[Outcome]:
+        """One outcome per test case, in order."""
+        ...
 
     def coverage(self) -> dict[str, FileCoverage]: ...
 
     def close(self) -> None: ...
-
-
-def clean_error(message: str) -> str:
-    """regorus appends a native stack backtrace to its errors; people need the Rego location and reason."""
-    return message.split("Stack backtrace:")[0].strip()
 
 
 def _judge(value: Any) -> Outcome:
@@ -222,7 +245,10 @@ class _Regorus:
             return clean_error(str(err))
         return None
 
-    def run(self, rule: str) -> Outcome:
+    def run(self, cases: list[TestCase]) -> list[Outcome]:
+        return [self._run_one(c.rule) for c in cases]
+
+    def _run_one(self, rule: str) -> Outcome:
         try:
             return _judge(self._engine.eval_rule(rule))
         except Exception as err:
@@ -233,12 +259,6 @@ class _Regorus:
         found: dict[str, FileCoverage] = {}
         for f in report.get("files", []):
             found.setdefault(f["path"], FileCoverage()).merge(f.get("covered", []), f.get("not_covered", []))
-        # regorus leaves out a module no evaluation entered at all: every rule of it is uncovered.
-        for module in json.loads(self._engine.get_ast_as_json()):
-            path = module["source"]["file"]
-            if path not in found:
-                heads = [next(iter(r.values()))["span"]["line"] for r in module["ast"]["rules"]]
-                found[path] = FileCoverage(not_covered=set(heads))
         return found
 
     def close(self) -> None:
@@ -264,20 +284,40 @@ class _Opa:
             return err.message
         return None
 
-    def run(self, rule: str) -> Outcome:
+    def run(self, cases: list[TestCase]) -> list[Outcome]:
+        # OPA prepares each distinct query once (~0.1-0.3 s here), so a test file's package is evaluated
+        # as one document; only when that fails (a test errs) is each test evaluated on its own, so the
+        # error is pinned on the test that raised it.
+        by_package: dict[str, list[TestCase]] = {}
+        for case in cases:
+            by_package.setdefault(case.package, []).append(case)
+        results: dict[TestCase, Outcome] = {}
+        for package, group in by_package.items():
+            document = self._eval(package)
+            for case in group:
+                if isinstance(document, dict):
+                    results[case] = _judge(document.get(case.name))
+                else:
+                    one = self._eval(f"{package}.{case.name}")
+                    results[case] = one if isinstance(one, Outcome) else _judge(one)
+        return [results[c] for c in cases]
+
+    def _eval(self, path: str) -> Any:
+        """The document at data.<path>: its value, None when undefined, or an ERROR outcome."""
         from opa_bindings.engine import OpaError, OpaUndefinedError
 
         try:
-            value = self._engine.eval_document(rule.removeprefix("data."), coverage=True)
-            outcome = _judge(value)
+            value: Any = self._engine.eval_document(path, coverage=True)
         except OpaUndefinedError:
-            outcome = _judge(None)
+            value = None
         except OpaError as err:
-            outcome = Outcome(Status.ERROR, err.message)
-        # OPA reports coverage per evaluation (kept even when the test is undefined): merge the run's.
-        for path, cov in ((self._engine.last_coverage or {}).get("files") or {}).items():
-            self._coverage.setdefault(path, FileCoverage()).merge(_rows(cov.get("covered")), _rows(cov.get("not_covered")))
-        return outcome
+            value = Outcome(Status.ERROR, err.message)
+        # OPA reports coverage per evaluation (kept even when the document is undefined): merge them.
+        for file, cov in ((self._engine.last_coverage or {}).get("files") or {}).items():
+            self._coverage.setdefault(file, FileCoverage()).merge(
+                _rows(cov.get("covered")), _rows(cov.get("not_covered"))
+            )
+        return value
 
     def coverage(self) -> dict[str, FileCoverage]:
         return self._coverage
@@ -331,7 +371,10 @@ def run_suites(
                 _say(progress, f"{file}: not run, it does not load")
                 continue
             file_started = time.monotonic()
-            file_results = [TestResult(c, {r.name: r.run(c.rule) for r in runners}) for c in cases]
+            per_engine = {r.name: r.run(cases) for r in runners}
+            file_results = [
+                TestResult(c, {name: outcomes[i] for name, outcomes in per_engine.items()}) for i, c in enumerate(cases)
+            ]
             results.extend(file_results)
             failed = sum(1 for t in file_results if not t.passed)
             verdict = "ok" if cases and not failed else ("no test rules" if not cases else f"{failed} FAILED")
@@ -340,14 +383,22 @@ def run_suites(
     finally:
         for runner in runners:
             runner.close()
+    for files in coverage.values():
+        # An engine leaves out a module no evaluation entered (regorus), or that never compiled (OPA):
+        # every rule of it is uncovered. A module that does not parse is reported as a load error only.
+        for module, text in sources.modules.items():
+            if module not in broken:
+                files.setdefault(module, FileCoverage(not_covered=_rule_heads(text)))
     gate: dict[str, set[int]] = {}
-    for per_engine in coverage.values():
-        for file, cov in per_engine.items():
+    for files in coverage.values():
+        for file, cov in files.items():
             gate.setdefault(file, set()).update(cov.not_covered)
-    uncovered = [Uncovered(file, line, _line(sources.modules[file], line), _rule_of(sources.modules[file], line))
-                 for file, lines in sorted(gate.items()) for line in sorted(lines)]
-    return SuiteReport(str(policy_dir), names, results, load_errors, coverage, uncovered,
-                       time.monotonic() - started)
+    uncovered = [
+        Uncovered(file, line, _line(sources.modules[file], line), _rule_of(sources.modules[file], line))
+        for file, lines in sorted(gate.items())
+        for line in sorted(lines)
+    ]
+    return SuiteReport(str(policy_dir), names, results, load_errors, coverage, uncovered, time.monotonic() - started)
 
 
 def _say(progress: Callable[[str], None] | None, message: str) -> None:
@@ -360,13 +411,21 @@ def _line(text: str, line: int) -> str:
     return lines[line - 1] if 0 < line <= len(lines) else ""
 
 
+def _starts_rule(line: str) -> bool:
+    # Rules start at column 0 (`opa fmt` style); so do their closing brackets, comments and headers.
+    return bool(line) and not line[0].isspace() and not line.startswith(("#", "}", "]", ")", "package ", "import "))
+
+
+def _rule_heads(text: str) -> set[int]:
+    return {i for i, line in enumerate(text.splitlines(), start=1) if _starts_rule(line)}
+
+
 def _rule_of(text: str, line: int) -> str:
     """The head of the rule a line belongs to: the nearest line above it that starts a rule."""
     lines = text.splitlines()
     for i in range(min(line, len(lines)) - 1, -1, -1):
-        candidate = lines[i]
-        if candidate and not candidate[0].isspace() and not candidate.startswith(("#", "}", "]", ")")):
-            return candidate
+        if _starts_rule(lines[i]):
+            return lines[i]
     return ""
 
 

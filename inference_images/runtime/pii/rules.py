@@ -9,6 +9,7 @@ is in both lists.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ class PiiRules:
 NO_RULES = PiiRules()
 
 
+@functools.lru_cache(maxsize=256)
 def _parse(value: str | None) -> frozenset[Entity]:
+    # Cached: every request of a route carries the same few header values.
     if not value:
         return frozenset()
     found: set[Entity] = set()

@@ -62,6 +62,11 @@ def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules) -> tuple[list[Ten
     return out, counts
 
 
+def text_volume(inputs: Mapping[str, Tensor]) -> int:
+    """Characters of text across the BYTES inputs: what redaction has to scan."""
+    return sum(len(text) for tensor in inputs.values() if tensor.datatype == "BYTES" for text in tensor.data)
+
+
 def summary(counts: Counter[Entity]) -> str:
     """``email=2,phone=1``: the response header and access-log form of a redaction count."""
     return ",".join(f"{entity.value}={n}" for entity, n in sorted(counts.items()) if n)

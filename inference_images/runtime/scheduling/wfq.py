@@ -27,7 +27,7 @@ from typing import ClassVar
 from inference_images.runtime.scheduling.interface import Head
 
 # Seconds of weight-normalised service a returning tenant may run ahead of the backlogged ones.
-DEFAULT_IDLE_CREDIT_S = 0.1
+DEFAULT_IDLE_CREDIT_S = 0.5
 # Idle tenants' counters are forgotten in bulk once there are this many more of them than backlogged ones.
 _PRUNE_AFTER = 4096
 

@@ -1,0 +1,64 @@
+"""`fairshare policy check`, what a pull request runs: every broken rule in plain words, non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.synth import REPO_CONFIG
+from xds_server.cli import main
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+
+
+def test_a_clean_config_passes(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "check", "--config", str(config)]) == 0
+    assert "policy check passed" in capsys.readouterr().out
+
+
+def test_every_violation_is_named_with_tenant_field_rule_and_reason(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    initech = config / "tenants" / "initech.yaml"
+    initech.write_text(initech.read_text().replace("classifier: {split: {v1: 100}}",
+                                                   "classifier: {split: {v1: 50, v2: 50}}"))
+    hooli = config / "tenants" / "hooli.yaml"
+    hooli.write_text(hooli.read_text() + "weight: 3\n")
+    report_file = tmp_path / "report.json"
+    assert main(["policy", "check", "--config", str(config), "--json", str(report_file)]) == 1
+    out = capsys.readouterr().out
+    assert f"- initech [{initech}]" in out
+    assert "field: models.classifier.split.v2" in out
+    assert "rule:  residency/split-outside-allowed-regions" in out
+    assert "why:   classifier:v2 takes 50% of the tenant's traffic but is not deployed in eu-west-1" in out
+    assert "rule:  quota/weight-above-tier" in out
+    assert "policy check FAILED: 2 violation(s)" in out
+    report = json.loads(report_file.read_text())
+    assert report["ok"] is False
+    assert {(v["subject"], v["rule"]) for v in report["sections"][0]["violations"]} == {
+        ("initech", "split-outside-allowed-regions"), ("hooli", "weight-above-tier")}
+
+
+def test_manifests_are_checked_by_the_admission_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evil", "namespace": "fairshare"},
+           "spec": {"containers": [{"name": "c", "image": "docker.io/evil/miner:1",
+                                    "securityContext": {"privileged": True}}]}}
+    manifests = tmp_path / "m.yaml"
+    manifests.write_text(yaml.safe_dump(pod))
+    assert main(["policy", "check", "--no-config", "--manifests", str(manifests)]) == 1
+    out = capsys.readouterr().out
+    assert "Pod/fairshare/evil" in out and "privileged" in out
+
+
+def test_an_unreadable_plan_is_an_error_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.json"
+    plan.write_text("{not json")
+    assert main(["policy", "check", "--no-config", "--plan", str(plan)]) == 1
+    assert "not a `terraform show -json` plan" in capsys.readouterr().out
