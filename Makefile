@@ -30,7 +30,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup tools lint
+# What CI runs on every pull request: lint, the policy suites and the policy check of the config and the
+# rendered chart (mk/policy.mk), then every test.
+test: setup tools lint policy-test policy-check
 	$(BIN)/pytest -q -ra
 
 test-fast: setup

@@ -4,10 +4,13 @@ Three tenants, weights 1:1:2, share ONE runtime replica behind the real Envoy. T
 the worker for a fixed time per request (a simulated accelerator; see docs/fairness.md for why), so the
 pool's capacity is known: 1000 / service_ms requests a second. In one run:
 
-1. isolated baselines: each tenant alone at its offered load (A: 10x its share; B and C: their share);
+1. isolated baselines: each tenant alone at its offered load (A: 10x its share; B and C: within their
+   share, by default half of it, ``--light``), then B and C together without A;
 2. contention: all three at once, under WFQ and then under FIFO (the replica restarted with the flag);
 3. saturation: all three backlogged (closed loop at their concurrency quota), under WFQ and FIFO,
    where the worker's time should split 1:1:2.
+
+Load comes open-loop (Poisson arrivals), each tenant from its own process.
 
 Writes bench/results/fairness.{json,md} and fairness.png (latency over time, service share over time).
 """
@@ -28,6 +31,7 @@ from bench import fairness_analysis as fa
 from bench import loadgen, openloop
 from bench.fairness_setup import TENANTS, FairnessPlatform, fairness_platform, share
 from bench.report import environment, markdown_table, results_dir, write_results
+from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S
 
 WARMUP_S = 1.0
 SCRAPE_S = 0.2
@@ -90,6 +94,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with fairness_platform(Path(tmp), service_ms=args.service_ms, concurrency=args.concurrency,
                                scheduler="wfq") as fp:
             extra = tuple(arg for spec in args.batch for arg in ("--batch", spec))
+            if args.idle_credit_ms is not None:
+                extra += ("--idle-credit-ms", f"{args.idle_credit_ms:g}")
             fp.use_scheduler("wfq", extra)
             for tenant in (*light, heavy):
                 phases.append(_run_phase(fp, f"alone:{tenant}", "wfq", args.duration, next(steps),
@@ -116,6 +122,7 @@ def _summarise(args: argparse.Namespace, rates: dict[str, float], weights: dict[
             "weights": weights, "offered_rps": rates, "concurrency_quota": args.concurrency,
             "duration_s": args.duration, "saturate_duration_s": args.saturate_duration, "warmup_s": WARMUP_S,
             "batch": list(args.batch),
+            "idle_credit_ms": args.idle_credit_ms if args.idle_credit_ms is not None else DEFAULT_IDLE_CREDIT_S * 1000,
         },
         "alone": {}, "contention": {}, "saturation": {},
     }
@@ -168,7 +175,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"offered load (req/s): " + ", ".join(f"{t} {v:.1f}" for t, v in setup["offered_rps"].items())
         + f"; every tenant's concurrency quota {setup['concurrency_quota']}; {setup['duration_s']:g} s per phase, "
         f"first {setup['warmup_s']:g} s not counted."
-        + (f" Batching: {', '.join(setup['batch'])}." if setup["batch"] else " No batching."), "",
+        + (f" Batching: {', '.join(setup['batch'])}." if setup["batch"] else " No batching.")
+        + f" WFQ idle credit {setup['idle_credit_ms']:g} ms.", "",
         "## Latency under contention vs each tenant alone (answered requests)", "",
     ]
     rows = []
@@ -216,7 +224,7 @@ def _plot(phases: list[Phase], weights: dict[str, float]) -> str | None:
         return None
     colours = dict(zip(weights, ("tab:red", "tab:blue", "tab:green"), strict=False))
     by = {(p.name, p.policy): p for p in phases}
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex="col")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
     for col, policy in enumerate(("fifo", "wfq")):
         ax = axes[0][col]
         p = by[("contention", policy)]
@@ -251,12 +259,14 @@ def _plot(phases: list[Phase], weights: dict[str, float]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fairness", description=__doc__.splitlines()[0])
     parser.add_argument("--service-ms", type=float, default=20.0, help="device time per request (default 20)")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per load phase (default 15)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per load phase (default 20)")
     parser.add_argument("--saturate-duration", type=float, default=8.0, help="seconds per saturation phase")
     parser.add_argument("--flood", type=float, default=10.0, help="tenant A's offered load, in multiples of its share")
-    parser.add_argument("--light", type=float, default=1.0,
+    parser.add_argument("--light", type=float, default=0.5,
                         help="B's and C's offered load, as a fraction of their share")
     parser.add_argument("--concurrency", type=int, default=16, help="every tenant's concurrency quota")
+    parser.add_argument("--idle-credit-ms", type=float, default=None,
+                        help="wfq's idle credit (default: the runtime's default)")
     parser.add_argument("--batch", action="append", default=[], metavar="MODEL:SIZE[:WAIT_MS]",
                         help="runtime batching (default: none)")
     args = parser.parse_args(argv)

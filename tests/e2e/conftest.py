@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bench.synth import REPO_CONFIG, set_gateway_ports
 from xds_server.auth.keys import SigningKey
@@ -50,6 +51,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfor
     previous_policy = os.environ.get("FAIRSHARE_POLICY_DIR")
     os.environ["FAIRSHARE_POLICY_DIR"] = str(policy_dir)
     set_gateway_ports(config_dir, (free_port(), free_port()))
+    # These tests drive single tenants far past their quotas; rate limits have their own (tests/ratelimit).
+    platform_yaml = config_dir / "platform.yaml"
+    settings = yaml.safe_load(platform_yaml.read_text())
+    settings["ratelimit"]["enabled"] = False
+    platform_yaml.write_text(yaml.safe_dump(settings))
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(
         config_dir=config_dir, state_dir=state, xds_port=free_port(), status_port=free_port(),

@@ -147,6 +147,7 @@ class Region:
     region: str
     moto: MotoServer
     extra_vars: dict[str, str] = field(default_factory=dict)
+    var_files: list[Path] = field(default_factory=list)  # after the region's own, so they override it
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -160,6 +161,7 @@ class Region:
         throwaway = {"aws_endpoint": self.moto.url, "force_destroy": "true", "secret_recovery_window_days": "0",
                      "kms_deletion_window_days": "7"}
         args = [f"-var-file={self.tf.workdir.parent / 'regions' / f'{self.region}.tfvars'}"]
+        args += [f"-var-file={f}" for f in self.var_files]
         return args + [f"-var={k}={v}" for k, v in {**throwaway, **self.extra_vars}.items()]
 
     def init(self, remote_state: bool = True) -> None:

@@ -43,7 +43,9 @@ def test_tenant_at_3x_is_held_to_its_limit_and_a_neighbour_at_half_sees_no_429(l
     flood = Target(limited.infer_url, limited.token("flood"), infer_body(["flood"]))
     calm = Target(limited.infer_url, limited.token("calm"), infer_body(["calm"]))
     calm_answers: list[Answer] = []
-    neighbour = threading.Thread(target=lambda: calm_answers.extend(offer_sync(calm, rps("calm") / 2, 5)))
+    # A well-behaved neighbour: half its rate, never faster, even if this loaded machine stalls the sender.
+    neighbour = threading.Thread(
+        target=lambda: calm_answers.extend(offer_sync(calm, rps("calm") / 2, 5, catch_up=False)))
     neighbour.start()
     flood_answers = offer_sync(flood, rps("flood") * 3, 5)
     neighbour.join()
@@ -112,8 +114,9 @@ def test_token_cost_is_charged_after_the_response(limited: LimitedPlatform) -> N
     refused = post(limited.infer_url, small, token)
     assert refused.status == 429 and int(refused.headers["retry-after"]) >= 10, refused.headers
     assert '"tokens";r=0' in refused.headers["ratelimit"]
-    charged = 20 + 300  # plus any small request admitted while the settlement was in flight
-    assert limited.metric("fairshare_ratelimit_settled_tokens_total", tenant="costly") >= charged
+    # The big request's settlement was applied (the refusal above depends on it); a small one's may be
+    # dropped if Envoy's call times out on a loaded machine, which leaves its reservation charged.
+    assert limited.metric("fairshare_ratelimit_settled_tokens_total", tenant="costly") >= 300
     assert TOKEN_ESTIMATE < 300
 
 

@@ -92,18 +92,20 @@ def test_refused_request_spends_nothing_on_its_other_limits() -> None:
 def test_settlement_charges_real_cost_and_refunds_reservation() -> None:
     clock = Clock()
     backend = MemoryBackend(clock_us=clock)
-    tokens = {"rate": 600, "period": 60, "burst": 120}  # 10 tokens/s
+
+    def tokens(cost: float, settle: bool = False) -> Hit:  # 600 a minute (10 a second), burst 120
+        return hit("t", rate=600, period=60, burst=120, cost=cost, settle=settle)
 
     async def go() -> tuple[bool, bool, int]:
-        assert (await backend.do_limit([hit("t", cost=16, **tokens)]))[0].allowed
+        assert (await backend.do_limit([tokens(16)]))[0].allowed
         # Settled at 110 tokens: +94 beyond the reservation, always applied (a burst holds 120).
-        settled = (await backend.do_limit([hit("t", cost=110 - 16, settle=True, **tokens)]))[0]
-        after_big = (await backend.do_limit([hit("t", cost=16, **tokens)]))[0]
+        settled = (await backend.do_limit([tokens(110 - 16, settle=True)]))[0]
+        after_big = (await backend.do_limit([tokens(16)]))[0]
         # A refund (real cost below the reservation) gives the tenant its tokens back.
         clock.advance(60)
-        await backend.do_limit([hit("t", cost=16, **tokens)])
-        await backend.do_limit([hit("t", cost=1 - 16, settle=True, **tokens)])
-        remaining = (await backend.do_limit([hit("t", cost=1, **tokens)]))[0].remaining
+        await backend.do_limit([tokens(16)])
+        await backend.do_limit([tokens(1 - 16, settle=True)])
+        remaining = (await backend.do_limit([tokens(1)]))[0].remaining
         return settled.allowed, after_big.allowed, remaining
 
     settled, after_big, remaining = run(go())
@@ -240,14 +242,14 @@ def test_grpc_status_for_closed_tier_is_unavailable() -> None:
     """Through a real gRPC server: what Envoy sees when the backend is down for a closed tier."""
     from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
-    from xds_server.config.model import RateLimitSettings
+    from xds_server.config.model import RateLimitBackend, RateLimitSettings
     from xds_server.ratelimit.server import RateLimitServer
 
     async def go() -> grpc.StatusCode:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             dead = s.getsockname()[1]
-        settings = RateLimitSettings(enabled=True, backend="redis", redis_url=f"redis://127.0.0.1:{dead}/0")
+        settings = RateLimitSettings(enabled=True, backend=RateLimitBackend.REDIS, redis_url=f"redis://127.0.0.1:{dead}/0")
         server = RateLimitServer(settings.model_copy(update={"port": 0}))
         server.publish(table(mode=FailureMode.CLOSED))
         await server.start()

@@ -61,7 +61,9 @@ def test_model_spec_parsing() -> None:
 
 
 def test_loaders_by_name() -> None:
-    assert default_loaders().names() == ["lexicon", "lexicon-negation", "minilm", "minilm-normalized"]
+    assert default_loaders().names() == [
+        "lexicon", "lexicon-negation", "lexicon-simulated", "minilm", "minilm-normalized"
+    ]
     with pytest.raises(KeyError, match="unknown loader 'onnx'"):
         default_loaders().create(ModelSpec("m", "v1", "onnx"))
     with pytest.raises(ValueError, match="registered"):

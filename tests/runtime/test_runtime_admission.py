@@ -13,6 +13,7 @@ from inference_images.runtime.__main__ import parse_settings
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 from inference_images.runtime.models.registry import default_loaders
+from inference_images.runtime.scheduling import BatchLimit
 from tests.runtime.conftest import RuntimeServer, start_server, text_request
 
 GATE = threading.Event()
@@ -87,7 +88,9 @@ def test_a_tenant_past_its_queue_bound_gets_429_at_once_and_others_still_get_in(
 
 def test_a_malformed_queue_bound_is_400(gated_server: RuntimeServer) -> None:
     reply = gated_server.infer(
-        "/v2/models/classifier/infer", text_request("good"), {"x-fairshare-tenant": "t", "x-fairshare-max-queue": "lots"}
+        "/v2/models/classifier/infer",
+        text_request("good"),
+        {"x-fairshare-tenant": "t", "x-fairshare-max-queue": "lots"},
     )
     assert reply.status == 400 and "x-fairshare-max-queue" in reply.error
 
@@ -109,3 +112,36 @@ def test_policy_batches_and_queue_bound_from_the_command_line() -> None:
     for bad in (["--scheduler", "random"], ["--batch", "c:0"], ["--batch", "c"], ["--max-queue-default", "0"]):
         with pytest.raises(SystemExit):
             parse_settings([*base, *bad])
+
+
+def test_batched_requests_each_get_their_own_answer_and_token_count() -> None:
+    loaders = default_loaders()
+    loaders.register("gated", lambda name, version: GatedModel(name, version, negation=False))
+    GATE.clear()
+    server = start_server("slow:v1:gated", loaders=loaders, batch_limits=(("slow", BatchLimit(8)),))
+    try:
+        server.wait_ready(10)
+        texts = [("great", "positive"), ("awful awful", "negative"), ("a plain table", "neutral")]
+        with ThreadPoolExecutor(8) as pool:
+            first = pool.submit(
+                server.infer, "/v2/models/slow/infer", text_request("hold"), {"x-fairshare-tenant": "t0"}
+            )
+            wait_for(lambda: metric_lines(server, "fairshare_runtime_queue_depth 1.0") != [])
+            # Three tenants' requests queue behind the first and then share one forward pass.
+            futures = [
+                pool.submit(server.infer, "/v2/models/slow/infer", text_request(text), {"x-fairshare-tenant": f"t{i}"})
+                for i, (text, _) in enumerate(texts, start=1)
+            ]
+            wait_for(lambda: metric_lines(server, "fairshare_runtime_queue_depth 4.0") != [])
+            GATE.set()
+            replies = [first.result(30), *(f.result(30) for f in futures)]
+        assert [r.status for r in replies] == [200] * 4
+        for reply, (text, label) in zip(replies[1:], texts, strict=True):
+            assert reply.body["outputs"][0]["data"] == [label] and reply.body["outputs"][0]["shape"] == [1]
+            assert reply.headers["x-fairshare-cost-tokens"] == str(len(text.split()))
+        text = server.get("/metrics").body
+        assert 'fairshare_runtime_batch_size_bucket{le="4.0",model="slow"} 2.0' in text  # [1] then [3]
+        assert 'fairshare_runtime_batch_size_count{model="slow"} 2.0' in text
+    finally:
+        GATE.set()
+        server.stop()

@@ -137,7 +137,9 @@ def test_a_full_queue_refuses_at_once_and_only_that_tenant() -> None:
         with pytest.raises(QueueFullError) as refused:
             await scheduler.submit("flood", 1.0, 1.0, lambda: ran.append("extra"), max_queue=3)
         # Another tenant is admitted; without a bound from the gateway the default (2) applies.
-        others = [asyncio.ensure_future(scheduler.submit("calm", 1.0, 1.0, lambda: ran.append("calm"))) for _ in range(2)]
+        others = [
+            asyncio.ensure_future(scheduler.submit("calm", 1.0, 1.0, lambda: ran.append("calm"))) for _ in range(2)
+        ]
         await until(lambda: scheduler.tenant_depths().get("calm") == 2)
         with pytest.raises(QueueFullError):
             await scheduler.submit("calm", 1.0, 1.0, lambda: ran.append("extra"))
@@ -229,14 +231,17 @@ def test_batches_mix_tenants_in_policy_order_and_split_results_and_service() -> 
         # "flood" queued 6 single-row requests first; "light" one 2-row request; "other" model meanwhile.
         for i in range(6):
             inputs = {"x": Tensor("x", "FP32", (1,), [float(i)])}
-            submissions.append(scheduler.submit("flood", 1.0, 1.0, lambda i=inputs: predict(model, i),
-                                                batch=BatchItem(model, inputs)))
+            submissions.append(
+                scheduler.submit("flood", 1.0, 1.0, lambda i=inputs: predict(model, i), batch=BatchItem(model, inputs))
+            )
         light = {"x": Tensor("x", "FP32", (2,), [10.0, 20.0])}
-        submissions.append(scheduler.submit("light", 1.0, 2.0, lambda: predict(model, light),
-                                            batch=BatchItem(model, light)))
+        submissions.append(
+            scheduler.submit("light", 1.0, 2.0, lambda: predict(model, light), batch=BatchItem(model, light))
+        )
         odd = {"x": Tensor("x", "FP32", (1,), [7.0])}
-        submissions.append(scheduler.submit("light", 1.0, 1.0, lambda: predict(other, odd),
-                                            batch=BatchItem(other, odd)))
+        submissions.append(
+            scheduler.submit("light", 1.0, 1.0, lambda: predict(other, odd), batch=BatchItem(other, odd))
+        )
         tasks = [asyncio.ensure_future(s) for s in submissions]
         await until(lambda: sum(scheduler.tenant_depths().values()) == 8)
         gate.set()

@@ -10,6 +10,7 @@ only there does Envoy honour `hits_addend` (checked against Envoy 1.40).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from typing import Any
@@ -46,21 +47,37 @@ def limited(cfg: PlatformConfig, tenant: ResolvedTenant) -> bool:
 
 def tenant_limits(cfg: PlatformConfig, tenant: ResolvedTenant) -> lim.TenantLimits:
     settings = cfg.platform.ratelimit
-    rps, tpm = tenant.quotas.requests_per_second, float(tenant.quotas.tokens_per_minute)
+    return _tenant_limits(tenant.id, tenant.spec.tier, failure_mode(cfg, tenant), tenant.spec.rate_limit.shadow,
+                          tenant.quotas.requests_per_second, tenant.quotas.tokens_per_minute,
+                          settings.burst_fraction, settings.token_estimate)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _tenant_limits(tenant: str, tier: str, mode: FailureMode, shadow: bool, rps: float, tpm: int,
+                   burst_fraction: float, token_estimate: int) -> lim.TenantLimits:
+    """Memoised on plain values: a compile of 10,000 tenants rebuilds only the limits that changed."""
     return lim.TenantLimits(
-        tenant=tenant.id,
-        tier=tenant.spec.tier,
-        failure_mode=failure_mode(cfg, tenant),
-        shadow=tenant.spec.rate_limit.shadow,
-        requests=lim.Limit(rps, _TENANT_PERIOD_S[lim.Kind.REQUESTS], max(1.0, rps * settings.burst_fraction)),
+        tenant=tenant, tier=tier, failure_mode=mode, shadow=shadow,
+        requests=lim.Limit(rps, _TENANT_PERIOD_S[lim.Kind.REQUESTS], max(1.0, rps * burst_fraction)),
         # A burst must hold at least one reservation, or a low token quota could never admit a request.
-        tokens=lim.Limit(tpm, _TENANT_PERIOD_S[lim.Kind.TOKENS],
-                         max(float(settings.token_estimate), tpm * settings.burst_fraction)),
+        tokens=lim.Limit(float(tpm), _TENANT_PERIOD_S[lim.Kind.TOKENS],
+                         max(float(token_estimate), tpm * burst_fraction)),
     )
 
 
 def limit_table(cfg: PlatformConfig) -> lim.LimitTable:
-    return lim.LimitTable.build({t.id: tenant_limits(cfg, t) for t in cfg.tenants.values() if limited(cfg, t)})
+    """Every limited tenant's limits. One tight loop: it runs on every compile, over every tenant."""
+    settings = cfg.platform.ratelimit
+    modes = {name: tier.rate_limit.failure_mode for name, tier in cfg.tiers.items()}
+    out: dict[str, lim.TenantLimits] = {}
+    for tid, tenant in cfg.tenants.items():
+        spec, quotas = tenant.spec, tenant.quotas
+        if spec.rate_limit.exempt:
+            continue
+        out[tid] = _tenant_limits(tid, spec.tier, modes[spec.tier], spec.rate_limit.shadow,
+                                  quotas.requests_per_second, quotas.tokens_per_minute,
+                                  settings.burst_fraction, settings.token_estimate)
+    return lim.LimitTable.build(out)
 
 
 def shared_inputs(cfg: PlatformConfig) -> dict[str, Any]:
@@ -77,22 +94,34 @@ def route_filters(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, mode
     """A model route's descriptors, for the global filter of the tenant's failure mode."""
     if not limited(cfg, tenant):
         return {}
-    per_route = rate_limit_pb2.RateLimitPerRoute(rate_limits=route_rate_limits(cfg, tenant, region, model))
-    packed = any_pb2.Any()
-    packed.Pack(per_route, deterministic=True)
+    # From a template shared by every tenant of the tier (10,000 tenants compile in a fraction of the time
+    # building each from scratch takes): only the tenant entry differs.
+    per_route = rate_limit_pb2.RateLimitPerRoute.FromString(
+        _template(region, tenant.spec.tier, model, cfg.platform.ratelimit.token_estimate))
+    for rate_limit in per_route.rate_limits:
+        rate_limit.actions[_TENANT_ACTION].generic_key.descriptor_value = tenant.id
+    packed = any_pb2.Any(type_url=_PER_ROUTE_TYPE, value=per_route.SerializeToString(deterministic=True))
     return {GLOBAL_FILTER[failure_mode(cfg, tenant)]: packed}
 
 
-def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, model: str) -> list[rc.RateLimit]:
+_TENANT_ACTION = 1  # index of the tenant entry in each descriptor (see route_rate_limits)
+_PER_ROUTE_TYPE = "type.googleapis.com/" + rate_limit_pb2.RateLimitPerRoute.DESCRIPTOR.full_name
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(region: str, tier: str, model: str, estimate: int) -> bytes:
+    per_route = rate_limit_pb2.RateLimitPerRoute(rate_limits=route_rate_limits(region, "", tier, model, estimate))
+    return per_route.SerializeToString(deterministic=True)
+
+
+def route_rate_limits(region: str, tenant: str, tier: str, model: str, estimate: int) -> list[rc.RateLimit]:
     """Three descriptors: requests (1 hit), a token reservation at admission (the estimate), and its
     settlement when the response is done (the real cost from the runtime's header, with the reservation
     named so the service refunds it)."""
-    estimate = cfg.platform.ratelimit.token_estimate
-    base = [(lim.REGION, region), (lim.TENANT, tenant.id), (lim.TIER, tenant.spec.tier), (lim.MODEL, model)]
+    base = [(lim.REGION, region), (lim.TENANT, tenant), (lim.TIER, tier), (lim.MODEL, model)]
 
     def actions(*extra: tuple[str, str]) -> list[rc.RateLimit.Action]:
-        return [rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(descriptor_key=k, descriptor_value=v))
-                for k, v in (*base, *extra)]
+        return [_action(k, v) for k, v in (*base, *extra)]
 
     return [
         rc.RateLimit(actions=actions((lim.LIMIT, lim.Kind.REQUESTS))),
@@ -104,18 +133,31 @@ def route_rate_limits(cfg: PlatformConfig, tenant: ResolvedTenant, region: str, 
     ]
 
 
+@functools.lru_cache(maxsize=4096)
+def _action(key: str, value: str) -> rc.RateLimit.Action:
+    """Memoised: the same region, tier, model and limit entries recur across thousands of tenants."""
+    return rc.RateLimit.Action(generic_key=rc.RateLimit.Action.GenericKey(descriptor_key=key, descriptor_value=value))
+
+
 def local_limit(cfg: PlatformConfig, tenant: ResolvedTenant) -> dict[str, any_pb2.Any]:
     """The tenant's virtual host's local token bucket (typed_per_filter_config): each Envoy holds the
     tenant's whole request rate locally, a cheap first line so a flood never reaches the global service
     at full rate; the global check does the sharing between replicas."""
     if not limited(cfg, tenant):
         return {}
-    rps = tenant.quotas.requests_per_second
+    packed = _local_bucket(tenant.quotas.requests_per_second, cfg.platform.ratelimit.burst_fraction,
+                           tenant.spec.rate_limit.shadow)
+    return {LOCAL_FILTER: packed}
+
+
+@functools.lru_cache(maxsize=1024)
+def _local_bucket(rps: float, burst_fraction: float, shadow: bool) -> any_pb2.Any:
+    """Memoised: few distinct quotas among many tenants (the map assignment copies it into each route)."""
     fill_s = max(0.05, 1.0 / rps)  # Envoy's shortest fill interval is 50 ms
     per_fill = max(1, math.ceil(rps * fill_s))
-    burst = math.ceil(rps * cfg.platform.ratelimit.burst_fraction) + per_fill
+    burst = math.ceil(rps * burst_fraction) + per_fill
     percent = {"numerator": 100, "denominator": "HUNDRED"}
-    enforced = {"numerator": 0 if tenant.spec.rate_limit.shadow else 100, "denominator": "HUNDRED"}
+    enforced = {"numerator": 0 if shadow else 100, "denominator": "HUNDRED"}
     config = {
         "stat_prefix": "tenant_local_rate_limit",
         "token_bucket": {"max_tokens": burst, "tokens_per_fill": per_fill,
@@ -131,7 +173,7 @@ def local_limit(cfg: PlatformConfig, tenant: ResolvedTenant) -> dict[str, any_pb
     message = json_format.ParseDict(config, local_rate_limit_pb2.LocalRateLimit())
     packed = any_pb2.Any()
     packed.Pack(message, deterministic=True)
-    return {LOCAL_FILTER: packed}
+    return packed
 
 
 # -- listener and cluster ----------------------------------------------------------------------------

@@ -203,7 +203,7 @@ class RateLimitSettings(Strict):
     port: int = Field(default=18002, ge=1, le=65535)
     # Envoy waits this long for a decision before the tier's failure mode applies; the service gives
     # Redis half of it, so a slow Redis is answered by the service's own failure rule first.
-    timeout_ms: int = Field(default=100, ge=5, le=5000)
+    timeout_ms: int = Field(default=200, ge=5, le=5000)
     # Largest burst after idle, as a fraction of one period's limit: the GCRA bound is
     # limit * (elapsed / period) + burst over any interval (docs/ratelimit.md).
     burst_fraction: float = Field(default=0.2, gt=0, le=1)

@@ -8,10 +8,9 @@ from each tenant's effective quotas, tier and rate-limit settings, and replaced 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -69,6 +68,13 @@ class TenantLimits:
     shadow: bool
     requests: Limit
     tokens: Limit
+    fingerprint: str = field(default="", compare=False)  # computed once: the table's version hashes 10,000
+
+    def __post_init__(self) -> None:
+        r, t = self.requests, self.tokens
+        object.__setattr__(self, "fingerprint", (
+            f"{self.tenant}|{self.tier}|{self.failure_mode}|{self.shadow}|{r.rate!r}/{r.period_s!r}/{r.burst!r}"
+            f"|{t.rate!r}/{t.period_s!r}/{t.burst!r};"))
 
     def of(self, kind: Kind) -> Limit:
         return self.requests if kind is Kind.REQUESTS else self.tokens
@@ -83,7 +89,7 @@ class LimitTable:
     def build(cls, tenants: Mapping[str, TenantLimits]) -> LimitTable:
         h = hashlib.blake2b(digest_size=6)
         for tid in sorted(tenants):
-            h.update(json.dumps(asdict(tenants[tid]), sort_keys=True).encode())
+            h.update(tenants[tid].fingerprint.encode())
         return cls(MappingProxyType(dict(tenants)), h.hexdigest())
 
     def get(self, tenant: str) -> TenantLimits | None:

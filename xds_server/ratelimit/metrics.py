@@ -33,7 +33,7 @@ class RateLimitMetrics:
             ["tenant"], registry=self.registry)
         self.latency = Histogram(
             "fairshare_ratelimit_decision_seconds", "Time to decide one ShouldRateLimit call", ["backend"],
-            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1),
             registry=self.registry)
         self.backend_up = Gauge(
             "fairshare_ratelimit_backend_up", "1 while the counters' backend answers", ["backend"],

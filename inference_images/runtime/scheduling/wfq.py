@@ -9,12 +9,13 @@ cannot hide behind a small request count.
 
 Idle time earns only a bounded credit. A tenant that (re)joins the backlog is lifted to the system's
 virtual time (the smallest counter among the tenants backlogged, as it has risen; if none is, the
-counter of the last tenant whose queue emptied) minus ``idle_credit_s``. With no lift, a tenant idle for an hour would return with an hour
-of credit and starve everyone else until it had spent it. With VTC's exact lift (credit 0), a tenant that
-stays within its share but arrives in bursts is served at only its share during each burst, which under
-a flood is several times slower than alone. The small credit (like the bounded "sleeper credit" of fair
-CPU schedulers) lets such a burst run ahead by at most ``idle_credit_s`` of weight-normalised service;
-a tenant that stays backlogged (a flood) never rejoins, so it never gets any.
+counter of the last tenant whose queue emptied) minus ``idle_credit_s``. With no lift, a tenant idle for
+an hour would return with an hour of credit and starve everyone else until it had spent it. With VTC's
+exact lift (credit 0), a tenant that stays within its share but arrives in bursts is served at only its
+share during each burst, which under a flood is several times slower than alone. The small credit (like
+the bounded "sleeper credit" of fair CPU schedulers) lets such a burst run ahead by at most
+``idle_credit_s`` of weight-normalised service; a tenant that stays backlogged (a flood) never rejoins,
+so it never gets any.
 
 Ties go to the tenant with fewer requests queued, then to the older request.
 """
@@ -27,7 +28,7 @@ from typing import ClassVar
 from inference_images.runtime.scheduling.interface import Head
 
 # Seconds of weight-normalised service a returning tenant may run ahead of the backlogged ones.
-DEFAULT_IDLE_CREDIT_S = 0.5
+DEFAULT_IDLE_CREDIT_S = 0.1
 # Idle tenants' counters are forgotten in bulk once there are this many more of them than backlogged ones.
 _PRUNE_AFTER = 4096
 
