@@ -1,6 +1,7 @@
 # A serving region with Terraform (terraform/region, one variable file per region in terraform/regions/).
 #   make region-plan REGION=eu-west-1 TF_STATE_BUCKET=my-tfstate     init on the region's remote state, plan,
-#                                                                    save plan + JSON under .fairshare/terraform/
+#                                                                    check it with the policies, save plan + JSON
+#                                                                    under .fairshare/terraform/
 #   make region-apply REGION=eu-west-1                               apply exactly that saved plan
 #   make region-destroy REGION=eu-west-1 TF_STATE_BUCKET=my-tfstate  destroy the region (asks unless AUTO_APPROVE=1)
 #   make bench-region                                                plan/apply/destroy timings against moto
@@ -40,9 +41,13 @@ region-init: setup
 	@mkdir -p $(TF_WORK) && touch $(TF_WORK)/empty.tfrc
 	$(TF) init -input=false -reconfigure $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR)) $(TF_BACKEND)
 
+# A plan the policies refuse (policy/infrastructure, with the tenant config) is not kept, so region-apply
+# cannot apply it.
 region-plan: region-init
 	$(TF) plan -input=false -out=$(CURDIR)/$(TF_PLAN) $(TF_VARS)
 	$(TF) show -json $(CURDIR)/$(TF_PLAN) > $(TF_WORK)/$(REGION).plan.json
+	$(BIN)/fairshare policy check --config $(CONFIG) --plan $(TF_WORK)/$(REGION).plan.json \
+	  || { rm -f $(TF_PLAN); echo "plan refused by policy/infrastructure; nothing saved to apply"; exit 1; }
 	@echo "plan saved: $(TF_PLAN) (JSON: $(TF_WORK)/$(REGION).plan.json); apply it with make region-apply REGION=$(REGION)"
 
 region-apply:

@@ -119,13 +119,17 @@ versioned(b) if {
 # description: Each bucket needs an aws_s3_bucket_public_access_block with all four flags true.
 violations contains v if {
 	some b in buckets
-	count(settings("aws_s3_bucket_public_access_block", b.change.after.bucket)) == 0
+	not has_public_access_block(b)
 	v := {
 		"rule": "bucket-public-access-not-blocked",
 		"subject": b.address,
 		"field": "aws_s3_bucket_public_access_block",
 		"message": sprintf("bucket %s has no public access block; %s must all be true so no ACL or policy can make models public", [bucket_label(b), concat(", ", public_access_flags)]),
 	}
+}
+
+has_public_access_block(b) if {
+	some _ in settings("aws_s3_bucket_public_access_block", b.change.after.bucket)
 }
 
 violations contains v if {

@@ -171,3 +171,12 @@ test_a_prefer_no_schedule_taint_is_not_enough if {
 test_cpu_node_groups_need_no_taint if {
 	rules(plan([node_group("cpu", {"ami_type": "AL2023_x86_64_STANDARD", "instance_types": ["c6i.2xlarge", "m6g.large"], "labels": {"fairshare.io/pool-kind": "cpu"}})])) == set()
 }
+
+test_a_bucket_whose_name_is_unknown_until_apply_fails_closed if {
+	prefixed := {"address": "aws_s3_bucket.prefixed", "type": "aws_s3_bucket", "change": {"actions": ["create"], "after": {"bucket_prefix": "models-"}, "after_unknown": {"bucket": true}}}
+	vs := infrastructure.violations with input as plan([prefixed, sse("aws:kms", "k"), versioning("Enabled"), pab(true)])
+	{v.rule | some v in vs} == {"bucket-not-kms-encrypted", "bucket-not-versioned", "bucket-public-access-not-blocked"}
+	every v in vs {
+		contains(v.message, "aws_s3_bucket.prefixed")
+	}
+}

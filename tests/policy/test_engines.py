@@ -137,3 +137,14 @@ def test_an_opa_server_that_is_down_is_named(policy_copy: Path, tmp_path: Path) 
     with pytest.raises(ConfigError) as err:
         load_config(config, policy_dir=policy_copy)
     assert "policy (opa)" in err.value.render() and f"OPA at {url} is unreachable" in err.value.render()
+
+
+def test_the_pii_policy_knows_exactly_the_entities_the_runtime_finds() -> None:
+    from inference_images.runtime.pii.entities import Entity
+
+    engine = EmbeddedEngine()
+    try:
+        engine.load(PolicySources.load(DEFAULT_POLICY_DIR), {})
+        assert sorted(engine.query("fairshare/pii/entities", {})) == sorted(e.value for e in Entity)
+    finally:
+        engine.close()

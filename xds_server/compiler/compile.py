@@ -40,8 +40,17 @@ class Compiler:
     """Holds the per-tenant memo between compiles; otherwise a pure function of its inputs."""
 
     _memo: dict[tuple[str, str, str], tuple[Resource, ...]] = field(default_factory=dict)
+    # A tenant's memo key, kept while the config hands back the same ResolvedTenant object (the policy
+    # layer reuses it for an unchanged tenant): serialising 10,000 tenants on every edit costs 0.1 s.
+    _keys: dict[str, tuple[ResolvedTenant, str]] = field(default_factory=dict)
     # Where Envoy reaches the rate-limit service when a launcher chose it (a free port), not the config.
     ratelimit_address: tuple[str, int] | None = None
+
+    def _key(self, tenant: ResolvedTenant) -> str:
+        hit = self._keys.get(tenant.id)
+        if hit is None or hit[0] is not tenant:
+            hit = self._keys[tenant.id] = (tenant, tenant.model_dump_json())
+        return hit[1]
 
     def compile(self, inputs: CompileInputs) -> CompiledPlatform:
         cfg = inputs.config
@@ -50,7 +59,8 @@ class Compiler:
         snapshots: dict[str, Snapshot] = {}
         rl = self._ratelimit_settings(cfg)
         # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
-        specs = {t.id: t.model_dump_json() for t in cfg.tenants.values()}
+        specs = {t.id: self._key(t) for t in cfg.tenants.values()}
+        self._keys = {tid: self._keys[tid] for tid in specs}
         for region_id, region in cfg.regions.items():
             resources: list[Resource] = [
                 Resource.pack(naming.LISTENER, listener.gateway_listener(

@@ -7,6 +7,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The runtime finds the entities, so it owns their names (as it owns the gateway header names).
+from inference_images.runtime.pii.entities import Entity as PiiEntity
+
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")]
 VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
 
@@ -14,14 +17,6 @@ VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class PiiEntity(StrEnum):
-    EMAIL = "email"
-    PHONE = "phone"
-    CREDIT_CARD = "credit_card"
-    IBAN = "iban"
-    NATIONAL_ID = "national_id"
-    IP_ADDRESS = "ip_address"
 
 
 class Quotas(Strict):

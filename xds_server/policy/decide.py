@@ -57,13 +57,15 @@ class PolicyDecider:
     last_seconds: float = 0.0  # how long the last decision took: reported by the control plane and bench/
     last_evaluated: int = 0  # distinct tenant specs the last decision evaluated
 
-    def decide(self, platform: dict[str, Any], tenants: dict[str, dict[str, Any]]) -> Decisions:
+    def decide(self, platform: dict[str, Any], tenants: dict[str, dict[str, Any]],
+               digests: dict[str, str] | None = None) -> Decisions:
         """`platform`: tiers, regions, models as the policies read them at data.fairshare.platform;
-        `tenants`: id -> spec (without the id). Raises PolicyError when the policies cannot answer."""
+        `tenants`: id -> spec (without the id); `digests`: their `spec_digest`s where the caller keeps
+        them. Raises PolicyError when the policies cannot answer."""
         started = time.perf_counter()
         with self._lock:
             sources = PolicySources.load(self.policy_dir)
-            loaded = (sources.revision, _digest(platform))
+            loaded = (sources.revision, spec_digest(platform))
             if self._loaded != loaded:
                 self._loaded = None  # a failed load must not leave a half-loaded engine marked current
                 self.engine.load(sources, platform)
@@ -71,7 +73,7 @@ class PolicyDecider:
             groups: dict[str, list[str]] = {}
             specs: dict[str, dict[str, Any]] = {}
             for tenant_id, spec in tenants.items():
-                key = _digest(spec)
+                key = digests[tenant_id] if digests is not None else spec_digest(spec)
                 groups.setdefault(key, []).append(tenant_id)
                 specs.setdefault(key, spec)
             members = {ids[0]: ids for ids in groups.values()}
@@ -103,6 +105,7 @@ class PolicyDecider:
         return out
 
 
-def _digest(value: Any) -> str:
+def spec_digest(value: Any) -> str:
+    """A content key for a JSON document: equal documents, equal keys."""
     return hashlib.blake2b(json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
                            digest_size=12).hexdigest()

@@ -1,9 +1,9 @@
 output "secret_arns" {
   description = "ARN of each tenant's secret, keyed by tenant id (the values are never output)."
-  value       = { for id, s in aws_secretsmanager_secret.seed : id => s.arn }
+  value       = { for id, t in module.tenant : id => t.arn }
 }
 
 output "secret_names" {
   description = "Name of each tenant's secret, keyed by tenant id."
-  value       = { for id, s in aws_secretsmanager_secret.seed : id => s.name }
+  value       = { for id, t in module.tenant : id => t.name }
 }
