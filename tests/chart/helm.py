@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import regorus
 import yaml
+
+from xds_server.policy.check import ADMISSION as ADMISSION_QUERY
+from xds_server.policy.check import violations
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config"
@@ -65,11 +66,9 @@ def template(helm_bin: str, *values: Path, sets: tuple[str, ...] = ()) -> list[d
 
 
 def admission_violations(manifests: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The admission policy's answer on the embedded engine (what `fairshare policy check` will run)."""
-    engine = regorus.Engine()
-    engine.add_policy_from_file(str(ADMISSION))
-    engine.set_input({"manifests": manifests})
-    return sorted(json.loads(engine.eval_rule_as_json("data.fairshare.admission.violations")),
+    """The admission policy's answer, as `fairshare policy check --manifests` finds it."""
+    found = violations(ADMISSION_QUERY, {"manifests": manifests})
+    return sorted(({"rule": v.rule, "subject": v.subject, "field": v.field, "message": v.message} for v in found),
                   key=lambda v: (v["rule"], v["subject"]))
 
 

@@ -100,29 +100,39 @@ def check_plan(plan_file: Path, config_dir: Path | None, policy_dir: Path | None
         return section
     section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
         + sum(len(m.get("resources", [])) for m in _child_modules(plan))
-    _evaluate(section, INFRASTRUCTURE, {**plan, "tenants": _tenant_regions(config_dir)}, policy_dir)
+    _evaluate(section, INFRASTRUCTURE, plan_input(plan, config_dir), policy_dir)
     return section
 
 
-def _evaluate(section: Section, query: str, input: Any, policy_dir: Path | None) -> None:
-    if section.errors:
-        return
+def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[Violation]:
+    """Every violation the policies find in `input` at `query` (ADMISSION or INFRASTRUCTURE), on the
+    embedded engine. Raises PolicyError when they cannot answer."""
     from xds_server.config.model import PolicySettings
 
     engine = make_engine(PolicySettings())
     try:
         engine.load(PolicySources.load(policy_dir or default_policy_dir()), {})
         found = engine.query(query, input)
-    except PolicyError as err:
-        section.errors.append(str(err))
-        return
     finally:
         engine.close()
     if found is None:
-        section.errors.append(f"no policy answers data.{query.replace('/', '.')}")
-        return
+        raise PolicyError(engine.name, query, f"no policy answers data.{query.replace('/', '.')}")
     concern = query.split("/")[1]
-    section.violations = sorted({Violation.of(v, concern) for v in found})
+    return sorted({Violation.of(v, concern) for v in found})
+
+
+def plan_input(plan: dict[str, Any], config_dir: Path | None) -> dict[str, Any]:
+    """A `terraform show -json` plan with the regions each tenant allows, as policy/infrastructure reads it."""
+    return {**plan, "tenants": _tenant_regions(config_dir)}
+
+
+def _evaluate(section: Section, query: str, input: Any, policy_dir: Path | None) -> None:
+    if section.errors:
+        return
+    try:
+        section.violations = violations(query, input, policy_dir)
+    except PolicyError as err:
+        section.errors.append(str(err))
 
 
 def _child_modules(plan: dict[str, Any]) -> list[dict[str, Any]]:
