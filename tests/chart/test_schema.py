@@ -19,6 +19,7 @@ BAD = [
       "spec.tenants[0].quotas.requestsPerSecond=1", "spec.tenants[0].quotas.tokensPerMinute=1",
       "spec.tenants[0].quotas.gpus=-1"], "at '/spec/tenants/0/quotas/gpus': minimum: got -1, want 0"),
     (["redis.enabled=maybe"], "at '/redis/enabled': got string, want boolean"),
+    (["inference.roleArn=my-role"], "at '/inference/roleArn': 'my-role' does not match pattern"),
 ]
 
 
