@@ -63,24 +63,36 @@ def test_limit_table_comes_from_effective_quotas_tier_and_tenant_settings(cfg_di
     assert table.tenants["costly"].tokens.burst == 120
 
 
-def test_each_model_route_sends_its_descriptors_to_its_tiers_filter(cfg_dir: Path) -> None:
+def test_each_tenant_sends_its_descriptors_to_its_tiers_filter(cfg_dir: Path) -> None:
     snapshot, _ = compile_dir(cfg_dir)
     for tenant, mode in (("openco", "open"), ("closedco", "closed")):
         vhost = routes_of(snapshot, tenant).virtual_hosts[0]
+        # Once per virtual host; each model route names its model in its metadata.
         model_routes = [r for r in vhost.routes if r.name.startswith("classifier")]
         assert len(model_routes) == 2  # the split and the pinned version
         for route in model_routes:
-            assert set(route.typed_per_filter_config) == {f"envoy.filters.http.ratelimit.fail_{mode}"}
-            per_route = rate_limit_pb2.RateLimitPerRoute()
-            route.typed_per_filter_config[f"envoy.filters.http.ratelimit.fail_{mode}"].Unpack(per_route)
-            entries = [[(a.generic_key.descriptor_key, a.generic_key.descriptor_value) for a in rl.actions]
-                       for rl in per_route.rate_limits]
-            base = [("region", REGION), ("tenant", tenant), ("tier", mode), ("model", "classifier")]
-            assert entries == [[*base, ("limit", "requests")], [*base, ("limit", "tokens")],
-                               [*base, ("limit", "tokens"), ("reserved", "16")]]
-            reserve, settle = per_route.rate_limits[1], per_route.rate_limits[2]
-            assert reserve.hits_addend.number.value == 16 and not reserve.apply_on_stream_done
-            assert settle.hits_addend.format == "%RESP(x-fairshare-cost-tokens)%" and settle.apply_on_stream_done
+            assert not route.typed_per_filter_config
+            assert dict(route.metadata.filter_metadata["fairshare"]) == {"model": "classifier"}
+        refusals = [r for r in vhost.routes if r.HasField("direct_response")]
+        assert refusals and not any(r.HasField("metadata") for r in refusals)  # refusals spend nothing
+        filter_name = f"envoy.filters.http.ratelimit.fail_{mode}"
+        assert set(vhost.typed_per_filter_config) == {filter_name, "envoy.filters.http.local_ratelimit"}
+        per_route = rate_limit_pb2.RateLimitPerRoute()
+        vhost.typed_per_filter_config[filter_name].Unpack(per_route)
+
+        def entry(action) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+            if action.HasField("metadata"):
+                key = action.metadata.metadata_key
+                return (action.metadata.descriptor_key, f"route:{key.key}.{key.path[0].key}")
+            return (action.generic_key.descriptor_key, action.generic_key.descriptor_value)
+
+        entries = [[entry(a) for a in rl.actions] for rl in per_route.rate_limits]
+        base = [("region", REGION), ("tenant", tenant), ("tier", mode), ("model", "route:fairshare.model")]
+        assert entries == [[*base, ("limit", "requests")], [*base, ("limit", "tokens")],
+                           [*base, ("limit", "tokens"), ("reserved", "16")]]
+        reserve, settle = per_route.rate_limits[1], per_route.rate_limits[2]
+        assert reserve.hits_addend.number.value == 16 and not reserve.apply_on_stream_done
+        assert settle.hits_addend.format == "%RESP(x-fairshare-cost-tokens)%" and settle.apply_on_stream_done
         bucket = local_rate_limit_pb2.LocalRateLimit()
         vhost.typed_per_filter_config["envoy.filters.http.local_ratelimit"].Unpack(bucket)
         # 50/s: 3 tokens every 50 ms (Envoy's shortest interval), room for 20% more at once.

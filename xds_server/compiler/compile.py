@@ -131,8 +131,8 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
         spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds,
-        model_filters={m.model: ratelimits.route_filters(cfg, tenant, region, m.model) for m in served},
-        vhost_filters=ratelimits.local_limit(cfg, tenant))))
+        vhost_filters={**ratelimits.local_limit(cfg, tenant), **ratelimits.global_limits(cfg, tenant, region)},
+        model_metadata=ratelimits.model_metadata if ratelimits.limited(cfg, tenant) else None)))
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import base_pb2
@@ -44,16 +44,16 @@ def tenant_routes(
     forbidden_models: tuple[str, ...],
     request_headers: Mapping[str, str],
     timeout_seconds: float,
-    model_filters: Mapping[str, Mapping[str, any_pb2.Any]] | None = None,
     vhost_filters: Mapping[str, any_pb2.Any] | None = None,
+    model_metadata: Callable[[str], base_pb2.Metadata] | None = None,
 ) -> route_pb2.RouteConfiguration:
-    """Per-filter config (typed_per_filter_config, from compiler/ratelimits.py): `model_filters` on each
-    model's routes (its rate-limit descriptors), `vhost_filters` on the tenant's virtual host (its local
-    rate-limit bucket)."""
+    """`vhost_filters`: per-filter config on the tenant's virtual host (its rate limits, from
+    compiler/ratelimits.py); `model_metadata`: each model route's metadata (the model its requests count
+    against, which the rate-limit descriptors read)."""
     routes: list[rc.Route] = []
     timeout = _duration(timeout_seconds)
     for model in served:
-        filters = dict((model_filters or {}).get(model.model, {}))
+        metadata = model_metadata(model.model) if model_metadata is not None else None
         # An explicit version in the path pins that version (still only one the tenant is granted).
         for target in model.targets:
             routes.append(rc.Route(
@@ -61,7 +61,7 @@ def tenant_routes(
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
                 route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
                 request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, target.version)],
-                typed_per_filter_config=filters,
+                metadata=metadata,
             ))
         live = [t for t in model.targets if t.weight > 0]
         split = rc.WeightedCluster(clusters=[
@@ -76,7 +76,7 @@ def tenant_routes(
             name=model.model,
             match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
             route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
-            typed_per_filter_config=filters,
+            metadata=metadata,
         ))
     for model_name in forbidden_models:
         routes.append(_refuse(
