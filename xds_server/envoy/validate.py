@@ -43,6 +43,8 @@ class EnvoyValidator:
 
     def check(self, previous: Snapshot | None, new: Snapshot) -> str | None:
         """None if Envoy accepts every new or changed resource of `new`, else Envoy's reason."""
+        if previous is not None and previous.version == new.version:
+            return None  # versions are content hashes: nothing changed in this region
         changed = sum(len(_changed(previous, new, t)) for t in (CLUSTER, ENDPOINT, LISTENER, SCOPED_ROUTE, ROUTE))
         if changed > self.max_changed:
             log.warning("%d resources changed (> %d): published without pre-validation", changed, self.max_changed)
@@ -67,8 +69,10 @@ class EnvoyValidator:
 
 def _changed(previous: Snapshot | None, new: Snapshot, type_url: str) -> list[Resource]:
     before = previous.of_type(type_url) if previous is not None else {}
-    return [r for name, r in sorted(new.of_type(type_url).items())
-            if name not in before or before[name].version != r.version]
+    # Sorted after filtering: sorting every resource of a 10,000-tenant snapshot cost 0.35 s an edit.
+    changed = [r for name, r in new.of_type(type_url).items()
+               if name not in before or before[name].version != r.version]
+    return sorted(changed, key=lambda r: r.name)
 
 
 def _unpack(resource: Resource, message: Message) -> Message:
@@ -102,11 +106,8 @@ def _bootstrap(previous: Snapshot | None, new: Snapshot) -> bootstrap_pb2.Bootst
 
     # Scopes and routes are checked inside a copy of the listener, inlined as its scope list: a changed
     # RouteConfiguration with the scope that selects it, a changed scope with the routes it selects.
-    all_scopes = {name: _unpack(res, scoped_route_pb2.ScopedRouteConfiguration())
-                  for name, res in new.of_type(SCOPED_ROUTE).items()}
-    scope_of_route = {scope.route_configuration_name: scope for scope in all_scopes.values()}
-    wanted = set(routes) | {all_scopes[name].route_configuration_name for name in scopes}
-    to_check = sorted(name for name in wanted if name in scope_of_route)
+    scope_of_route = _scopes_of(new, set(routes), scopes)
+    to_check = sorted(scope_of_route)
     listener_res = listeners[0] if listeners else next(iter(new.of_type(LISTENER).values()), None)
     if listener_res is None:
         return boot
@@ -128,6 +129,32 @@ def _bootstrap(previous: Snapshot | None, new: Snapshot) -> bootstrap_pb2.Bootst
             filt.typed_config.Pack(hcm)
     boot.static_resources.listeners.add().CopyFrom(listener)
     return boot
+
+
+def _scopes_of(new: Snapshot, routes: set[str],
+               scopes: dict[str, Resource]) -> dict[str, scoped_route_pb2.ScopedRouteConfiguration]:
+    """The scope selecting each changed route, and the route of each changed scope, as route name -> scope.
+    A tenant's scope and routes share a name (compiler/naming.py), so one lookup usually finds it; only a
+    route whose scope is named otherwise costs a scan of every scope (10,000 unpacks at 10,000 tenants)."""
+    all_scopes = new.of_type(SCOPED_ROUTE)
+    found: dict[str, scoped_route_pb2.ScopedRouteConfiguration] = {}
+    for res in scopes.values():
+        scope = _unpack(res, scoped_route_pb2.ScopedRouteConfiguration())
+        found[scope.route_configuration_name] = scope
+    missing: set[str] = set()
+    for name in routes - set(found):
+        same = all_scopes.get(name)
+        scope = _unpack(same, scoped_route_pb2.ScopedRouteConfiguration()) if same is not None else None
+        if scope is not None and scope.route_configuration_name == name:
+            found[name] = scope
+        else:
+            missing.add(name)
+    if missing:
+        for res in all_scopes.values():
+            scope = _unpack(res, scoped_route_pb2.ScopedRouteConfiguration())
+            if scope.route_configuration_name in missing:
+                found[scope.route_configuration_name] = scope
+    return found
 
 
 def _reason(output: str) -> str:
