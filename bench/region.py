@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.report import environment, markdown_table, results_dir, write_results
 from bench.synth import write_tenant
-from tests.infra.tf import MotoServer, Region, plugin_dir, terraform_bin
+from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
 
 REGION = "us-east-1"  # every synthetic tenant allows us-east-1, so N tenants are N secrets
 TARGET_APPLY_1000_S = 120.0

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.tf import MotoServer, Region, plugin_dir, terraform_bin
+from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
 
 REGION = "eu-west-1"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.terraform_driver import MODULES, REPO, TERRAFORM_DIR, Terraform, TerraformError, copy_tree, plugin_dir
 from tests.infra.conftest import require_terraform
-from tests.infra.tf import MODULES, REPO, TERRAFORM_DIR, Terraform, TerraformError, copy_tree, plugin_dir
 
 
 @pytest.fixture(scope="module")

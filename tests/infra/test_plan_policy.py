@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.terraform_driver import MotoServer, Region
 from tests.infra.conftest import REGION, PlannedRegion
 from tests.infra.policy_eval import violations
-from tests.infra.tf import MotoServer, Region
 
 BUCKET = "module.model_store.aws_s3_bucket.this"
 GPU_POOL = 'module.node_pools.aws_eks_node_group.this["gpu-small"]'

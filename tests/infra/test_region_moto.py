@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.terraform_driver import STATE_BUCKET, MotoServer
 from tests.infra.conftest import REGION, PlannedRegion
-from tests.infra.tf import STATE_BUCKET, MotoServer
 
 CLUSTER = f"fairshare-{REGION}"
 EU_TENANTS = {"acme", "initech"}  # config/tenants: the tenants that allow eu-west-1

@@ -17,7 +17,7 @@ from typing import Any
 
 from xds_server.local.processes import Child, free_port, wait_http
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 TERRAFORM_DIR = REPO / "terraform"
 MODULES = ("network", "cluster", "node_pools", "model_store", "tenant_secrets", "iam")
 PLUGIN_DIRS = (os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins")
