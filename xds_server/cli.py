@@ -222,14 +222,19 @@ def _policy_bundle(args: argparse.Namespace) -> int:
 
 
 def _policy_check(args: argparse.Namespace) -> int:
-    from xds_server.policy.check import Report, check_config, check_manifests, check_plan
+    from xds_server.config.model import PlatformConfig
+    from xds_server.policy.check import Report, Section, check_config, check_manifests, check_plan
 
     policy = _policy_dir(args)
-    sections = [] if args.no_config else [check_config(Path(args.config))]
+    sections: list[Section] = []
+    config: PlatformConfig | None = None
+    if not args.no_config:
+        section, config = check_config(Path(args.config))
+        sections.append(section)
     if args.manifests:
         sections.append(check_manifests([Path(p) for p in args.manifests], policy))
     if args.plan:
-        sections.append(check_plan(Path(args.plan), None if args.no_config else Path(args.config), policy))
+        sections.append(check_plan(Path(args.plan), config, policy))
     if not sections:
         print("error: nothing to check (give --manifests or --plan with --no-config)", file=sys.stderr)
         return 2

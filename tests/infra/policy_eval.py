@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from xds_server.config import load_config
 from xds_server.policy.check import INFRASTRUCTURE, plan_input
 from xds_server.policy.check import violations as policy_violations
 
@@ -13,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def tenant_regions(config_dir: Path = REPO / "config") -> dict[str, Any]:
-    return dict(plan_input({}, config_dir)["tenants"])
+    return dict(plan_input({}, load_config(config_dir))["tenants"])
 
 
 def violations(plan: dict[str, Any], tenants: dict[str, Any] | None = None) -> set[tuple[str, str]]:

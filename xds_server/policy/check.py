@@ -15,6 +15,7 @@ import yaml
 
 from xds_server.config.errors import ConfigError
 from xds_server.config.loader import load_config
+from xds_server.config.model import PlatformConfig
 from xds_server.policy.backends import default_policy_dir, make_engine
 from xds_server.policy.decide import Violation
 from xds_server.policy.engine import PolicyError
@@ -64,17 +65,20 @@ class Report:
         return "\n".join(lines)
 
 
-def check_config(config_dir: Path) -> Section:
+def check_config(config_dir: Path) -> tuple[Section, PlatformConfig | None]:
+    """The config's section, and the config itself when it is valid (for the plan check's tenant regions)."""
     section = Section("config", str(config_dir))
     try:
         cfg = load_config(config_dir)
-        section.checked = len(cfg.tenants)
     except PolicyViolations as err:
         section.violations, section.locations = err.violations, err.files
         section.checked = len(err.files)
     except ConfigError as err:
         section.errors = [str(p) for p in err.problems]
-    return section
+    else:
+        section.checked = len(cfg.tenants)
+        return section, cfg
+    return section, None
 
 
 def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Section:
@@ -91,7 +95,7 @@ def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Sectio
     return section
 
 
-def check_plan(plan_file: Path, config_dir: Path | None, policy_dir: Path | None = None) -> Section:
+def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path | None = None) -> Section:
     section = Section("plan", str(plan_file))
     try:
         plan = json.loads(plan_file.read_text())
@@ -100,7 +104,7 @@ def check_plan(plan_file: Path, config_dir: Path | None, policy_dir: Path | None
         return section
     section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
         + sum(len(m.get("resources", [])) for m in _child_modules(plan))
-    _evaluate(section, INFRASTRUCTURE, plan_input(plan, config_dir), policy_dir)
+    _evaluate(section, INFRASTRUCTURE, plan_input(plan, config), policy_dir)
     return section
 
 
@@ -121,9 +125,12 @@ def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[V
     return sorted({Violation.of(v, concern) for v in found})
 
 
-def plan_input(plan: dict[str, Any], config_dir: Path | None) -> dict[str, Any]:
-    """A `terraform show -json` plan with the regions each tenant allows, as policy/infrastructure reads it."""
-    return {**plan, "tenants": _tenant_regions(config_dir)}
+def plan_input(plan: dict[str, Any], config: PlatformConfig | None) -> dict[str, Any]:
+    """A `terraform show -json` plan with the regions each tenant allows, as policy/infrastructure reads it.
+    Without a valid config the policy sees no tenants and fails closed (the config section says why)."""
+    tenants = {} if config is None else {
+        t.id: {"regions": t.spec.regions.model_dump(mode="json")} for t in config.tenants.values()}
+    return {**plan, "tenants": tenants}
 
 
 def _evaluate(section: Section, query: str, input: Any, policy_dir: Path | None) -> None:
@@ -144,13 +151,3 @@ def _child_modules(plan: dict[str, Any]) -> list[dict[str, Any]]:
         stack += module.get("child_modules", [])
     return out
 
-
-def _tenant_regions(config_dir: Path | None) -> dict[str, Any]:
-    """The regions each tenant allows, for checks of where its data may be stored."""
-    if config_dir is None:
-        return {}
-    try:
-        cfg = load_config(config_dir)
-    except ConfigError:
-        return {}  # the config section reports why
-    return {t.id: {"regions": t.spec.regions.model_dump(mode="json")} for t in cfg.tenants.values()}
