@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import shutil
 import statistics
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import report
 from bench.loadgen import Target, infer_body, one
 from bench.report import environment, markdown_table, results_dir, write_results
 from bench.synth import tenant_id, write_config, write_tenant
@@ -44,8 +46,7 @@ TARGET_EDIT_S = 1.0  # one tenant's edit served
 EDITED = 1  # a US-only tenant with a 90/10 split
 
 
-def progress(msg: str) -> None:
-    print(f"[controlplane] {msg}", file=sys.stderr, flush=True)
+progress = functools.partial(report.progress, "controlplane")
 
 
 @dataclass

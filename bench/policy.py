@@ -14,6 +14,7 @@ override, so no two specs are alike and every tenant is evaluated.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from bench import report
 from bench.report import environment, latency_stats, markdown_table, write_results
 from bench.synth import REPO_CONFIG, write_config
 from xds_server.compiler import CompileInputs, Compiler, EndpointDirectory
@@ -39,8 +41,7 @@ from xds_server.policy.resolve import platform_document, tenant_document
 TARGET_OVERHEAD = 0.5  # policy adds under 50% to compile time at 10,000 tenants
 
 
-def progress(msg: str) -> None:
-    print(f"[policy] {msg}", file=sys.stderr, flush=True)
+progress = functools.partial(report.progress, "policy")
 
 
 def decision_latency(calls: int) -> dict[str, dict[str, float]]:

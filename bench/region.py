@@ -11,6 +11,7 @@ moto's reset, to keep the run under five minutes). Writes bench/results/region.{
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import report
 from bench.report import environment, markdown_table, results_dir, write_results
 from bench.synth import write_tenant
 from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
@@ -35,8 +37,7 @@ GPU_POOLS = [("gpu-small", "nvidia-l4", "g6.xlarge"), ("gpu-medium", "nvidia-a10
              ("gpu-large", "nvidia-h100", "p5.48xlarge")]
 
 
-def progress(msg: str) -> None:
-    print(f"[region] {msg}", file=sys.stderr, flush=True)
+progress = functools.partial(report.progress, "region")
 
 
 @dataclass

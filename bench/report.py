@@ -18,6 +18,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PERCENTILES = (50, 90, 99)
 
 
+def progress(bench: str, message: str) -> None:
+    """A benchmark's progress line, on stderr so that what it prints as results stays clean."""
+    print(f"[{bench}] {message}", file=sys.stderr, flush=True)
+
+
 def results_dir() -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     return RESULTS_DIR
