@@ -7,7 +7,24 @@ CONFIG ?= config
 
 .PHONY: setup run test test-fast lint bench bench-controlplane bench-gateway clean
 
-setup: $(VENV)/.installed
+setup: system-packages $(VENV)/.installed
+
+# System packages the tests and `make run --gateways N` need (Debian names). Installed through apt when we
+# may (root, or passwordless sudo); otherwise the one command to run is printed and setup stops.
+SYSTEM_PACKAGES := redis-server
+SYSTEM_BINARIES := redis-server
+
+.PHONY: system-packages
+system-packages:
+	@missing=""; for b in $(SYSTEM_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; \
+	else echo "error: missing$$missing; install with: sudo apt-get install -y $(SYSTEM_PACKAGES)" >&2; exit 2; fi; \
+	command -v apt-get >/dev/null || { echo "error: missing$$missing and no apt-get here; install the package(s)" \
+	  "$(SYSTEM_PACKAGES) with this system's package manager" >&2; exit 2; }; \
+	echo "installing system packages: $(SYSTEM_PACKAGES) (apt-get)"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends \
+	  $(SYSTEM_PACKAGES) >/dev/null
 
 # torch is installed first and pinned to the CPU build on disk, so nothing pulls a CUDA build;
 # requirements.lock pins every transitive dependency to what CI tested.
