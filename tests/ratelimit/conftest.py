@@ -33,6 +33,8 @@ TENANTS: dict[str, tuple[str, float, int, dict[str, object]]] = {
     "shadowy": ("open", 5, 1_000_000, {"rate_limit": {"shadow": True}}),
     "openco": ("open", 50, 1_000_000, {}),
     "closedco": ("closed", 50, 1_000_000, {}),
+    "low1": ("open", 1, 1_000_000, {}),
+    "low5": ("open", 5, 1_000_000, {}),
 }
 
 

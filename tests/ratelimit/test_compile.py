@@ -59,8 +59,10 @@ def test_limit_table_comes_from_effective_quotas_tier_and_tenant_settings(cfg_di
     assert table.tenants["closedco"].failure_mode is FailureMode.CLOSED
     assert table.tenants["openco"].failure_mode is FailureMode.OPEN
     assert table.tenants["shadowy"].shadow and not flood.shadow
-    # A burst holds at least one reservation, however low the token quota.
+    # A burst holds at least two reservations, however low the token quota (one to admit, one of slack).
     assert table.tenants["costly"].tokens.burst == 120
+    # And at least two requests: a burst of one leaves GCRA no slack, and a low limit lost a third of its rate.
+    assert table.tenants["low1"].requests.burst == 2
 
 
 def test_each_tenant_sends_its_descriptors_to_its_tiers_filter(cfg_dir: Path) -> None:
@@ -95,9 +97,10 @@ def test_each_tenant_sends_its_descriptors_to_its_tiers_filter(cfg_dir: Path) ->
         assert settle.hits_addend.format == "%RESP(x-fairshare-cost-tokens)%" and settle.apply_on_stream_done
         bucket = local_rate_limit_pb2.LocalRateLimit()
         vhost.typed_per_filter_config["envoy.filters.http.local_ratelimit"].Unpack(bucket)
-        # 50/s: 3 tokens every 50 ms (Envoy's shortest interval), room for 20% more at once.
+        # A flood guard at twice the tenant's 50/s, never a second limiter at its rate: 5 tokens every 50 ms
+        # (Envoy's shortest interval), room for twice the global burst (10) and one refill at once.
         assert (bucket.token_bucket.tokens_per_fill.value, bucket.token_bucket.fill_interval.ToMilliseconds(),
-                bucket.token_bucket.max_tokens) == (3, 50, 10 + 3)
+                bucket.token_bucket.max_tokens) == (5, 50, 20 + 5)
         assert bucket.filter_enforced.default_value.numerator == 100
     shadow = local_rate_limit_pb2.LocalRateLimit()
     routes_of(snapshot, "shadowy").virtual_hosts[0].typed_per_filter_config[

@@ -34,6 +34,18 @@ from xds_server.ratelimit import limits as lim
 LOCAL_FILTER = "envoy.filters.http.local_ratelimit"
 GLOBAL_FILTER = {mode: f"envoy.filters.http.ratelimit.fail_{mode.value}" for mode in FailureMode}
 _TENANT_PERIOD_S = {lim.Kind.REQUESTS: 1.0, lim.Kind.TOKENS: 60.0}
+# The smallest GCRA burst, in units of one hit. A burst of one leaves no slack: a hit is admitted only at
+# or after its theoretical arrival time, so every request that reaches the service a little early is
+# refused and the time until the next one is lost for good; a saturating tenant at 1 or 5 requests/s
+# was admitted 0.65-0.8x its limit. Two units carry the phase error between arrivals and the counter,
+# so a saturating tenant is admitted exactly its rate (docs/ratelimit.md).
+MIN_BURST = 2.0
+# The local bucket is a flood guard, not a limiter: this many times the tenant's rate and burst per
+# gateway. At the tenant's own rate it was a second limiter in series with the global one, out of phase
+# with it, and a request it passed that the global check refused had spent its token: a saturating
+# tenant at 1 or 5 requests/s got about two thirds of its limit. With headroom it never binds for a
+# tenant the global check holds to its limit, and still caps what a flood sends to the service.
+LOCAL_HEADROOM = 2.0
 
 
 def enabled(cfg: PlatformConfig) -> bool:
@@ -62,10 +74,10 @@ def _tenant_limits(tenant: str, tier: str, mode: FailureMode, shadow: bool, rps:
     """Memoised on plain values: a compile of 10,000 tenants rebuilds only the limits that changed."""
     return lim.TenantLimits(
         tenant=tenant, tier=tier, failure_mode=mode, shadow=shadow,
-        requests=lim.Limit(rps, _TENANT_PERIOD_S[lim.Kind.REQUESTS], max(1.0, rps * burst_fraction)),
-        # A burst must hold at least one reservation, or a low token quota could never admit a request.
+        requests=lim.Limit(rps, _TENANT_PERIOD_S[lim.Kind.REQUESTS], max(MIN_BURST, rps * burst_fraction)),
+        # At least two reservations: one to admit a request at all, one of slack (MIN_BURST).
         tokens=lim.Limit(float(tpm), _TENANT_PERIOD_S[lim.Kind.TOKENS],
-                         max(float(token_estimate), tpm * burst_fraction)),
+                         max(MIN_BURST * token_estimate, tpm * burst_fraction)),
     )
 
 
@@ -166,9 +178,9 @@ def _action(key: str, value: str) -> rc.RateLimit.Action:
 
 
 def local_limit(cfg: PlatformConfig, tenant: ResolvedTenant) -> dict[str, any_pb2.Any]:
-    """The tenant's virtual host's local token bucket (typed_per_filter_config): each Envoy holds the
-    tenant's whole request rate locally, a cheap first line so a flood never reaches the global service
-    at full rate; the global check does the sharing between replicas."""
+    """The tenant's virtual host's local token bucket (typed_per_filter_config): a per-gateway flood
+    guard at LOCAL_HEADROOM times the tenant's rate and burst, so a flood never reaches the global
+    service at full rate; the global check alone decides the tenant's limit."""
     if not limited(cfg, tenant):
         return {}
     packed = _local_bucket(tenant.quotas.requests_per_second, cfg.platform.ratelimit.burst_fraction,
@@ -179,9 +191,11 @@ def local_limit(cfg: PlatformConfig, tenant: ResolvedTenant) -> dict[str, any_pb
 @functools.lru_cache(maxsize=1024)
 def _local_bucket(rps: float, burst_fraction: float, shadow: bool) -> any_pb2.Any:
     """Memoised: few distinct quotas among many tenants (the map assignment copies it into each route)."""
-    fill_s = max(0.05, 1.0 / rps)  # Envoy's shortest fill interval is 50 ms
-    per_fill = max(1, math.ceil(rps * fill_s))
-    burst = math.ceil(rps * burst_fraction) + per_fill
+    rate = rps * LOCAL_HEADROOM
+    fill_s = max(0.05, 1.0 / rate)  # Envoy's shortest fill interval is 50 ms
+    per_fill = max(1, math.ceil(rate * fill_s))
+    # Room for the global burst from every gateway at once, and a refill's worth on top.
+    burst = math.ceil(LOCAL_HEADROOM * max(MIN_BURST, rps * burst_fraction)) + per_fill
     percent = {"numerator": 100, "denominator": "HUNDRED"}
     enforced = {"numerator": 0 if shadow else 100, "denominator": "HUNDRED"}
     config = {
@@ -192,7 +206,7 @@ def _local_bucket(rps: float, burst_fraction: float, shadow: bool) -> any_pb2.An
         "filter_enforced": {"default_value": enforced, "runtime_key": "fairshare.local_rate_limit.enforced"},
         "response_headers_to_add": [
             {"header": {"key": "retry-after", "value": "1"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
-            {"header": {"key": "ratelimit-policy", "value": f'"local";q={math.floor(rps)};w=1'},
+            {"header": {"key": "ratelimit-policy", "value": f'"local";q={math.floor(rate)};w=1'},
              "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
         ],
     }
