@@ -31,6 +31,7 @@ test_decision_composes_every_concern if {
 		"quotas": {"concurrency": 16, "requests_per_second": 50, "tokens_per_minute": 300000, "gpus": 1},
 		"routes": {"us": {"embedder": ["v1"]}},
 		"pii": {"block": [], "redact": ["email", "phone"], "unredacted_models": []},
+		"own_routes": {"us": []},
 	}
 	r.violations == []
 	r.adjustments == []
@@ -45,12 +46,18 @@ test_every_tenant_gets_a_decision if {
 }
 
 test_violations_of_every_concern_are_tagged if {
-	bad := object.union(good, {"weight": 5, "regions": {"home": "eu"}, "pii": {"unredacted_models": ["embedder"]}})
+	bad := object.union(good, {
+		"weight": 5, "regions": {"home": "eu"}, "pii": {"unredacted_models": ["embedder"]},
+		# tier pro of this fixture allows no own models
+		"own_models": {"m": {"format": "head", "base": "embedder/v1", "pool": "gpu", "versions": {}}},
+	})
 	r := result({"a": bad})
 	{[v.concern, v.rule] | some v in r.violations} == {
 		["quota", "weight-above-tier"],
 		["residency", "home-outside-allowed-regions"],
 		["pii", "unredacted-input-to-untrusted-model"],
+		["models", "own-models-over-tier-cap"],
+		["models", "own-model-format-not-allowed"],
 	}
 	every v in r.violations {
 		v.subject == "a"

@@ -15,12 +15,16 @@ from pydantic import BaseModel, ValidationError
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import (
     Model,
+    ModelVersion,
+    OwnModel,
+    OwnModelVersion,
     Platform,
     PlatformConfig,
     Region,
     Strict,
     Tenant,
     Tier,
+    is_s3,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -47,11 +51,12 @@ class TenantRefs:
     home: str | None
     allowed: tuple[str, ...]
     splits: dict[str, dict[str, int]]
+    own: tuple[str, ...] = ()  # the tenant's own model names (they may not shadow a catalog model)
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantRefs:
         return cls(tenant.tier, tenant.regions.home, tuple(tenant.regions.allowed),
-                   {m: dict(g.split) for m, g in tenant.models.items()})
+                   {m: dict(g.split) for m, g in tenant.models.items()}, tuple(tenant.own_models))
 
     @classmethod
     def of_raw(cls, data: Any) -> TenantRefs | None:
@@ -65,11 +70,13 @@ class TenantRefs:
             split = grant.get("split") if isinstance(grant, dict) else None
             if isinstance(name, str) and isinstance(split, dict):
                 splits[name] = {str(v): w for v, w in split.items() if isinstance(w, int)}
+        own: dict[Any, Any] = data["own_models"] if isinstance(data.get("own_models"), dict) else {}
         return cls(
             tier=data.get("tier") if isinstance(data.get("tier"), str) else None,
             home=regions.get("home") if isinstance(regions.get("home"), str) else None,
             allowed=tuple(a for a in allowed if isinstance(a, str)),
             splits=splits,
+            own=tuple(n for n in own if isinstance(n, str)),
         )
 
 
@@ -144,6 +151,8 @@ def load_config(
         regions = {r.id: r for r in regions_file.regions}
     if models is not None and regions_file is not None:
         _check_models(root / "models.yaml", models.models, regions, problems)
+    if models is not None:
+        models = ModelsFile(models=_resolve_catalog_artifacts(root / "models.yaml", models.models, problems))
     if tiers is None or models is None or regions_file is None:
         raise ConfigError(problems)  # tenants cannot be checked against files that did not load
 
@@ -248,8 +257,58 @@ def _parse_tenant(path: Path) -> TenantFile:
     if tenant is not None and tenant.id != path.stem:
         problems.append(Problem(str(path), "id", f"must match the file name {path.stem!r}, got {tenant.id!r}"))
         tenant = None
+    if tenant is not None and tenant.own_models:
+        tenant = _resolve_own_artifacts(path, tenant, problems)
     refs = TenantRefs.of(tenant) if tenant is not None else TenantRefs.of_raw(data)
     return TenantFile(path, tenant, refs, tuple(problems))
+
+
+def _local_artifact(file: Path, where: str, artifact: str, declared: int | None,
+                    problems: list[Problem]) -> tuple[str, int | None]:
+    """A local artifact as the runtime will read it (absolute: relative to `file`'s folder) and its size.
+    The digest is the runtime's to check, on every load; existence and size are checked here, so a
+    typo is refused with the config rather than found at the first request."""
+    if is_s3(artifact):
+        return artifact, declared
+    resolved = Path(artifact) if Path(artifact).is_absolute() else (file.parent / artifact)
+    resolved = Path(os.path.normpath(resolved.absolute()))
+    try:
+        size = resolved.stat().st_size
+    except OSError as err:
+        problems.append(Problem(str(file), f"{where}.artifact", f"cannot read {resolved}: {err.strerror}"))
+        return str(resolved), declared
+    if declared is not None and declared != size:
+        problems.append(Problem(str(file), f"{where}.bytes", f"declares {declared} bytes but {resolved} has {size}"))
+    return str(resolved), size
+
+
+def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem]) -> Tenant | None:
+    before = len(problems)
+    own: dict[str, OwnModel] = {}
+    for name, model in tenant.own_models.items():
+        versions: dict[str, OwnModelVersion] = {}
+        for version, ov in model.versions.items():
+            artifact, size = _local_artifact(path, f"own_models.{name}.versions.{version}", ov.artifact, ov.bytes,
+                                             problems)
+            versions[version] = ov.model_copy(update={"artifact": artifact, "bytes": size})
+        own[name] = model.model_copy(update={"versions": versions})
+    if len(problems) > before:
+        return None
+    return tenant.model_copy(update={"own_models": own})
+
+
+def _resolve_catalog_artifacts(path: Path, models: dict[str, Model], problems: list[Problem]) -> dict[str, Model]:
+    """`loader: onnx` catalog versions with a local artifact: made absolute, relative to models.yaml."""
+    out: dict[str, Model] = {}
+    for name, model in models.items():
+        versions: dict[str, ModelVersion] = {}
+        for version, mv in model.versions.items():
+            if mv.artifact is not None:
+                artifact, _ = _local_artifact(path, f"models.{name}.versions.{version}", mv.artifact, None, problems)
+                mv = mv.model_copy(update={"artifact": artifact})
+            versions[version] = mv
+        out[name] = model.model_copy(update={"versions": versions})
+    return out
 
 
 def _check_regions(path: Path, regions: list[Region], problems: list[Problem]) -> None:
@@ -296,6 +355,11 @@ def _check_refs(
             problems.append(Problem(file, f"regions.allowed[{i}]", f"unknown region {region!r}"))
     if refs.home is not None and refs.home not in regions:
         problems.append(Problem(file, "regions.home", f"unknown region {refs.home!r}"))
+    for own in refs.own:
+        if own in models:
+            message = (f"own model {own!r} has the name of a catalog model; a tenant's own model names may not "
+                       "shadow the catalog's (rename it)")
+            problems.append(Problem(file, f"own_models.{own}", message))
     for model_name, split in refs.splits.items():
         model = models.get(model_name)
         if model is None:

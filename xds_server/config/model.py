@@ -12,6 +12,8 @@ from inference_images.runtime.pii.entities import Entity as PiiEntity
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")]
 VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
+BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Strict(BaseModel):
@@ -46,12 +48,29 @@ class TierRateLimit(Strict):
     failure_mode: FailureMode = FailureMode.OPEN
 
 
+class ModelFormat(StrEnum):
+    """How a tenant's own model (or an `onnx` catalog model) is run by the runtime (docs/design/0003)."""
+
+    ONNX = "onnx"  # any ONNX graph: tensors in, tensors out
+    HEAD = "head"  # a small ONNX graph over a catalog model's output (text -> base -> head)
+
+
+class TierOwnModels(Strict):
+    """What a tier's tenants may bring of their own models (policy/models enforces it). Apart from
+    `limits`: these are not tenant quotas a tenant file can override, only caps. The default allows none."""
+
+    max_per_tenant: int = Field(default=0, ge=0, le=100_000)
+    max_bytes_per_model: int = Field(default=0, ge=0)
+    formats: list[ModelFormat] = Field(default_factory=list)
+
+
 class Tier(Strict):
     weight: float = Field(gt=0, le=1000)
     quotas: EffectiveQuotas
     # The most a tenant of this tier may have; the quota policy clamps overrides to it.
     limits: Quotas = Quotas()
     rate_limit: TierRateLimit = TierRateLimit()
+    own_models: TierOwnModels = TierOwnModels()
 
 
 class Pool(Strict):
@@ -59,12 +78,18 @@ class Pool(Strict):
     accelerator: str = "cpu"
     replicas: int = Field(default=2, ge=1, le=1000)
     gpus_per_replica: int = Field(default=0, ge=0, le=16)
+    # Each replica's model-cache budget for tenants' own models (the runtime's --cache-budget-mb);
+    # None: the runtime's default.
+    model_cache_mb: int | None = Field(default=None, ge=1, le=4_000_000)
 
 
 class Region(Strict):
     id: Name
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     pools: list[Pool] = Field(min_length=1)
+    # The region's model bucket (terraform/region names its model_store after it): tenants' S3
+    # artifacts must sit in the bucket of a region they allow (policy/models).
+    model_bucket: BucketName | None = None
 
     @field_validator("pools")
     @classmethod
@@ -76,10 +101,45 @@ class Region(Strict):
         return next((p for p in self.pools if p.name == name), None)
 
 
+def check_artifact(artifact: str) -> str:
+    """An artifact is `s3://bucket/key` or a local path (the loader makes a relative one absolute)."""
+    if artifact.startswith("s3://"):
+        bucket, _, key = artifact.removeprefix("s3://").partition("/")
+        if not bucket or not key or key.endswith("/"):
+            raise ValueError(f"an S3 artifact must be s3://BUCKET/KEY naming one object, got {artifact!r}")
+    elif "://" in artifact:
+        raise ValueError(f"an artifact is an s3:// URI or a local path, got {artifact!r}")
+    if any(c in artifact for c in "\r\n\0"):
+        raise ValueError("an artifact may not contain control characters")
+    return artifact
+
+
+def is_s3(artifact: str) -> bool:
+    return artifact.startswith("s3://")
+
+
 class ModelVersion(Strict):
     pool: Name
     loader: str = Field(min_length=1)
     regions: list[Name] | None = None  # None: every region that has the pool
+    # For `loader: onnx` (a platform team's own ONNX model): where its bytes are and their digest.
+    artifact: str | None = Field(default=None, min_length=1, max_length=1024)
+    sha256: Sha256 | None = None
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, artifact: str | None) -> str | None:
+        return None if artifact is None else check_artifact(artifact)
+
+    @model_validator(mode="after")
+    def _onnx_has_artifact(self) -> ModelVersion:
+        if self.loader == ModelFormat.ONNX:
+            if self.artifact is None or self.sha256 is None:
+                raise ValueError("loader 'onnx' needs an artifact (s3://BUCKET/KEY or a path) and its sha256")
+        elif self.artifact is not None or self.sha256 is not None:
+            raise ValueError(
+                f"artifact and sha256 are for loader 'onnx'; loader {self.loader!r} brings its own weights")
+        return self
 
 
 class ModelKind(StrEnum):
@@ -116,13 +176,67 @@ class ModelGrant(Strict):
     @field_validator("split")
     @classmethod
     def _split_is_percentages(cls, split: dict[str, int]) -> dict[str, int]:
-        for version, pct in split.items():
-            if not 0 <= pct <= 100:
-                raise ValueError(f"weight of {version!r} must be between 0 and 100, got {pct}")
-        total = sum(split.values())
-        if total != 100:
-            raise ValueError(f"weights must add up to 100, got {total}")
-        return split
+        return check_split(split)
+
+
+def check_split(split: dict[str, int]) -> dict[str, int]:
+    for version, pct in split.items():
+        if not 0 <= pct <= 100:
+            raise ValueError(f"weight of {version!r} must be between 0 and 100, got {pct}")
+    total = sum(split.values())
+    if total != 100:
+        raise ValueError(f"weights must add up to 100, got {total}")
+    return split
+
+
+class OwnModelVersion(Strict):
+    artifact: str = Field(min_length=1, max_length=1024)
+    sha256: Sha256
+    # The artifact's size: measured by the loader for a local path; for s3:// the tenant may declare
+    # it (the config load reads no bucket), and policy/models holds it to the tier's cap.
+    bytes: int | None = Field(default=None, ge=1)
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, artifact: str) -> str:
+        return check_artifact(artifact)
+
+
+class OwnModel(Strict):
+    """A model the tenant brings (docs/design/0003): its name lives in the tenant's namespace."""
+
+    format: ModelFormat
+    # For `head`: the catalog model and version it runs over, as `model/version` (embedder/v1).
+    base: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,40}[a-z0-9]/[a-z0-9][a-z0-9.-]{0,20}$")
+    pool: Name
+    versions: dict[VersionName, OwnModelVersion] = Field(min_length=1)
+    # Percent per version, adding up to 100; may be left out when there is one version.
+    split: dict[VersionName, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OwnModel:
+        if self.format is ModelFormat.HEAD and self.base is None:
+            raise ValueError("a head model needs base: the catalog model and version it runs over (e.g. embedder/v1)")
+        if self.format is not ModelFormat.HEAD and self.base is not None:
+            raise ValueError(f"base is only for format 'head', not {str(self.format)!r}")
+        if not self.split:
+            if len(self.versions) > 1:
+                versions = ", ".join(sorted(self.versions))
+                raise ValueError(f"split is required with more than one version (versions: {versions})")
+            object.__setattr__(self, "split", {next(iter(self.versions)): 100})
+        check_split(self.split)
+        unknown = sorted(set(self.split) - set(self.versions))
+        if unknown:
+            raise ValueError(f"split names versions that are not declared: {', '.join(unknown)} "
+                             f"(versions: {', '.join(sorted(self.versions))})")
+        return self
+
+    @property
+    def base_model(self) -> tuple[str, str] | None:
+        if self.base is None:
+            return None
+        model, _, version = self.base.partition("/")
+        return model, version
 
 
 class PiiRules(Strict):
@@ -159,6 +273,8 @@ class Tenant(Strict):
     data_class: str | None = Field(default=None, min_length=1, max_length=64)
     pii: PiiRules = PiiRules()
     models: dict[Name, ModelGrant] = Field(default_factory=dict)
+    # Models the tenant brings itself; relative local artifact paths are relative to the tenant file.
+    own_models: dict[Name, OwnModel] = Field(default_factory=dict)
     rate_limit: TenantRateLimit = TenantRateLimit()
 
 
@@ -255,6 +371,9 @@ class ResolvedTenant(Strict):
     # region -> model -> the versions (with traffic) the tenant's routes may hold there.
     routes: dict[Name, dict[Name, list[VersionName]]]
     pii: EffectivePii
+    # region -> the tenant's own models routed there (policy/models: only regions it allows whose
+    # pools hold them).
+    own_routes: dict[Name, list[Name]] = Field(default_factory=dict)
 
     @property
     def id(self) -> str:

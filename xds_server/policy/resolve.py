@@ -34,7 +34,9 @@ def platform_document(tiers: dict[str, Tier], regions: dict[str, Region], models
     """The platform as the policies read it (data.fairshare.platform): version regions made explicit."""
     return {
         "tiers": {name: tier.model_dump(mode="json", exclude_none=True) for name, tier in tiers.items()},
-        "regions": {rid: {"pools": [p.model_dump(mode="json") for p in r.pools]} for rid, r in regions.items()},
+        "regions": {rid: {"pools": [p.model_dump(mode="json", exclude_none=True) for p in r.pools],
+                          **({"model_bucket": r.model_bucket} if r.model_bucket else {})}
+                    for rid, r in regions.items()},
         "models": {name: {"kind": str(m.kind), "versions": {
             v: {"pool": mv.pool, "regions": mv.regions if mv.regions is not None
                 else [rid for rid, r in regions.items() if r.pool(mv.pool)]}
@@ -45,8 +47,9 @@ def platform_document(tiers: dict[str, Tier], regions: dict[str, Region], models
 
 def tenant_document(tenant: Tenant) -> dict[str, Any]:
     """A tenant as the policies read it: its spec without the id (tenants that differ only in id share
-    one evaluation)."""
-    return tenant.model_dump(mode="json", exclude_none=True, exclude={"id"})
+    one evaluation). A tenant with own models keeps its id: whether an artifact is under the tenant's
+    own prefix depends on who the tenant is, so two such tenants never share a decision."""
+    return tenant.model_dump(mode="json", exclude_none=True, exclude=None if tenant.own_models else {"id"})
 
 
 @dataclass
@@ -73,7 +76,8 @@ class _Memo:
         if hit is not None and hit[0] is tenant and hit[1] == decided:
             return hit[2]
         resolved = ResolvedTenant(spec=tenant, weight=decided["weight"], quotas=decided["quotas"],
-                                  routes=decided["routes"], pii=decided["pii"])
+                                  routes=decided["routes"], pii=decided["pii"],
+                                  own_routes=decided.get("own_routes", {}))
         self.resolved[tid] = (tenant, decided, resolved)
         return resolved
 
