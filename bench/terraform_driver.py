@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xds_server.local.aws import MOTO_ENV, STATE_BUCKET, STATE_REGION, ensure_bucket, moto_argv
 from xds_server.local.processes import Child, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 TERRAFORM_DIR = REPO / "terraform"
 MODULES = ("network", "cluster", "node_pools", "model_store", "tenant_secrets", "iam")
 PLUGIN_DIRS = (os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins")
-STATE_BUCKET = "fairshare-tfstate"
-# Moto's region for the state bucket; the serving region comes from the variable file.
-STATE_REGION = "us-east-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 def terraform_bin() -> str | None:
@@ -100,10 +97,7 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
-        binary = REPO / ".venv" / "bin" / "moto_server"
-        argv = [str(binary) if binary.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.child = Child("moto", argv, self.log_dir / "moto.log",
-                           env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true", **FAKE_CREDENTIALS}).start()
+        self.child = Child("moto", moto_argv(self.port), self.log_dir / "moto.log", env=MOTO_ENV).start()
         wait_http(f"{self.url}/moto-api/", timeout=60, proc=self.child.proc, log_file=self.child.log_file)
         return self
 
@@ -134,9 +128,7 @@ class MotoServer:
         }
 
     def create_state_bucket(self) -> None:
-        s3 = self.client("s3", STATE_REGION)
-        if STATE_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
-            s3.create_bucket(Bucket=STATE_BUCKET)
+        ensure_bucket(self.url, STATE_BUCKET)
 
 
 @dataclass
