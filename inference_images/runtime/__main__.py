@@ -20,6 +20,7 @@ from pathlib import Path
 from inference_images.runtime import logs
 from inference_images.runtime.lifecycle import serve
 from inference_images.runtime.models.artifacts import CACHE_ENV, ArtifactRef, ArtifactStore
+from inference_images.runtime.models.base import RequestLimits
 from inference_images.runtime.models.device import parse_device
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
 from inference_images.runtime.scheduling import (
@@ -127,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="batch up to SIZE requests for MODEL, the first waiting at most WAIT_MS for company; repeat per model",
     )
     parser.add_argument(
+        "--request-limit",
+        dest="request_limits",
+        action="append",
+        type=_request_limit,
+        default=[],
+        metavar="MODEL:MAX_ROWS[:MAX_BYTES]",
+        help="rows (first axis) and bytes of data one request to MODEL may carry, instead of what the model "
+        "declares; larger requests get 413 before they are queued. Repeat per model",
+    )
+    parser.add_argument(
         "--artifact",
         dest="artifacts",
         action="append",
@@ -165,6 +176,13 @@ def _positive_int(text: str) -> int:
 def _batch_spec(text: str) -> tuple[str, BatchLimit]:
     try:
         return BatchLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _request_limit(text: str) -> tuple[str, RequestLimits]:
+    try:
+        return RequestLimits.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -230,6 +248,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         default_max_queue=args.max_queue_default,
         batch_limits=tuple(args.batches),
         artifact_cache=args.artifact_cache,
+        request_limits=tuple(args.request_limits),
     )
     return settings, args.log_level
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inference_images.runtime.models.base import ANY_DIM, Model, Tensor, TensorSpec
+from inference_images.runtime.models.base import ANY_DIM, Model, RequestLimits, Tensor, TensorSpec
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "UINT8": (0, 2**8 - 1),
@@ -30,10 +31,19 @@ _FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 DATATYPES = frozenset({"BOOL", "BYTES", *_INT_RANGES, *_FLOAT_TYPES})
 # Nested data deeper than this is not a tensor anyone sends; the bound keeps flattening cheap and safe.
 _MAX_RANK = 16
+# Arrays and objects in a request body nest at most this deep: a request object, its inputs, a tensor, and
+# its data at _MAX_RANK, with room for parameters. Deeper bodies are refused before anything walks them.
+MAX_JSON_DEPTH = 32
+_ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2,
+                  "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}  # fmt: skip
 
 
 class ProtocolError(ValueError):
     """A request that breaks the protocol or the model's contract. ``str()`` is the client-facing reason."""
+
+
+class RequestTooLargeError(ProtocolError):
+    """A well-formed request larger than the model takes per request (answered 413, naming the limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +68,65 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode_json(body: bytes) -> Any:
-    """Parse a request body; NaN and Infinity are refused because they are not JSON."""
+def decode_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a request body; NaN and Infinity are refused because they are not JSON, and arrays or
+    objects nested deeper than ``max_depth`` because no request needs them."""
     if not body.strip():
         raise ProtocolError("request body is empty; expected a JSON object")
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        # Python's decoder recurses per level: a body nested past the interpreter's limit never parses.
+        raise ProtocolError(_too_deep(max_depth, _deep_offset(body, max_depth))) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"request body is not valid JSON: {exc}") from None
+    path = _deep_path(doc, max_depth)
+    if path is not None:
+        raise ProtocolError(_too_deep(max_depth, f"at {path}"))
+    return doc
+
+
+def _too_deep(max_depth: int, where: str) -> str:
+    return f"request body nests arrays and objects more than {max_depth} levels deep ({where})"
+
+
+# Strings (which may hold brackets) or a bracket, for finding where a body too deep to parse goes too deep.
+_STRUCTURE_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _deep_offset(body: bytes, max_depth: int) -> str:
+    depth = 0
+    for match in _STRUCTURE_RE.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                return f"at byte {match.start()}"
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return "somewhere in the body"
+
+
+def _deep_path(doc: Any, max_depth: int) -> str | None:
+    """Where ``doc`` first nests deeper than ``max_depth`` (a JSON path like ``inputs[0].data``), or None.
+
+    Iterative, and it only descends into containers, so it costs what reading the body already did."""
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "the body")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > max_depth:
+            return path
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1, _member(path, k)) for k, v in node.items() if isinstance(v, list | dict))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(node) if isinstance(v, list | dict))
+    return None
+
+
+def _member(path: str, key: str) -> str:
+    # Keys are client data: quote only short plain ones, so a message never carries a long or odd string.
+    name = key if len(key) <= 32 and key.isidentifier() else "..."
+    return name if path == "the body" else f"{path}.{name}"
 
 
 def parse_infer_request(doc: Any) -> InferenceRequest:
@@ -233,6 +294,33 @@ def _check_tensor(tensor: Tensor, spec: TensorSpec) -> None:
         want != ANY_DIM and got != want for got, want in zip(tensor.shape, spec.shape, strict=True)
     ):
         raise ProtocolError(f"{where}: field 'shape' {list(tensor.shape)} does not fit {_shape_text(spec)}")
+
+
+def check_limits(request: InferenceRequest, model: Model, limits: RequestLimits) -> None:
+    """Hold the request to the rows and bytes the model takes per request (RequestTooLargeError, a 413).
+
+    Runs before the request is redacted or queued, so a request too large costs neither."""
+    for tensor in request.inputs:
+        rows = tensor.shape[0] if tensor.shape else 1
+        if rows > limits.max_rows:
+            raise RequestTooLargeError(
+                f"input '{tensor.name}' has {rows} rows; model '{model.name}' accepts at most "
+                f"{limits.max_rows} rows per request (split it into several requests)"
+            )
+    if limits.max_bytes is not None:
+        size = sum(tensor_bytes(tensor) for tensor in request.inputs)
+        if size > limits.max_bytes:
+            raise RequestTooLargeError(
+                f"inputs hold {size} bytes of data; model '{model.name}' accepts at most "
+                f"{limits.max_bytes} bytes per request (split it into several requests)"
+            )
+
+
+def tensor_bytes(tensor: Tensor) -> int:
+    """The tensor's data size as the model holds it: UTF-8 bytes of text, else element size times count."""
+    if tensor.datatype == "BYTES":
+        return sum(len(item.encode("utf-8", "surrogatepass")) for item in tensor.data)
+    return _ELEMENT_BYTES[tensor.datatype] * len(tensor.data)
 
 
 def _shape_text(spec: TensorSpec) -> str:

@@ -40,8 +40,10 @@ from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary, text_volume
 from inference_images.runtime.protocol import (
     ProtocolError,
+    RequestTooLargeError,
     build_infer_response,
     check_against_model,
+    check_limits,
     decode_json,
     error_body,
     model_metadata,
@@ -250,8 +252,12 @@ async def _infer(request: web.Request) -> web.Response:
         entry = state.repository.resolve(entry.spec.name, entry.spec.version)
         if not entry.ready:
             raise ApiError(503, f"model '{model.name}' version '{model.version}' is not ready ({entry.describe()})")
+        limits = state.settings.limits_for(model)
         try:
             check_against_model(infer_request, model)
+            check_limits(infer_request, model, limits)
+        except RequestTooLargeError as exc:
+            raise ApiError(413, str(exc)) from None
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
 
@@ -270,7 +276,7 @@ async def _infer(request: web.Request) -> web.Response:
                 max_queue=max_queue,
                 deadline=parse_deadline(request.headers.get(EXPECTED_TIMEOUT_HEADER), time.monotonic()),
                 gone=functools.partial(_client_gone, request),
-                batch=BatchItem(model, inputs),
+                batch=BatchItem(model, inputs, limits.chunk_rows),
             )
             outputs, cost_tokens = prediction.outputs, prediction.tokens
         except QueueFullError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference_images.runtime.models.base import RequestLimits, request_limits
 from inference_images.runtime.models.registry import ModelSpec
 from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S, DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
 
@@ -40,3 +41,14 @@ class Settings:
     batch_limits: tuple[tuple[str, BatchLimit], ...] = ()
     # Where verified model artifacts are kept by checksum; None: $FAIRSHARE_ARTIFACT_CACHE or a temp dir.
     artifact_cache: str | None = None
+    # Per model name: rows and bytes one request may carry, replacing what the model declares.
+    request_limits: tuple[tuple[str, RequestLimits], ...] = ()
+
+    def limits_for(self, model: object) -> RequestLimits:
+        """What one request to ``model`` may carry: its declared limits (or the default), overridden by
+        ``request_limits`` for its name."""
+        declared = request_limits(model)
+        for name, override in self.request_limits:
+            if name == getattr(model, "name", None):
+                return declared.overridden_by(override)
+        return declared

@@ -160,13 +160,14 @@ def test_a_full_queue_refuses_at_once_and_only_that_tenant() -> None:
 def test_expired_gone_and_withdrawn_requests_never_reach_the_model() -> None:
     ran: list[str] = []
     now = [100.0]
+    left = [False]
 
     async def main() -> Events:
         events = Events()
         scheduler = WfqScheduler(events=events, clock=lambda: now[0])
         gate, held = await hold_worker(scheduler)
         expired = asyncio.ensure_future(scheduler.submit("t", 1.0, 1.0, lambda: ran.append("expired"), deadline=101.0))
-        gone = asyncio.ensure_future(scheduler.submit("t", 1.0, 1.0, lambda: ran.append("gone"), gone=lambda: True))
+        gone = asyncio.ensure_future(scheduler.submit("t", 1.0, 1.0, lambda: ran.append("gone"), gone=lambda: left[0]))
         withdrawn = asyncio.ensure_future(scheduler.submit("u", 1.0, 1.0, lambda: ran.append("withdrawn")))
         alive = asyncio.ensure_future(scheduler.submit("t", 1.0, 1.0, lambda: ran.append("alive"), deadline=200.0))
         await until(lambda: scheduler.queue_depth() == 5)
@@ -174,6 +175,7 @@ def test_expired_gone_and_withdrawn_requests_never_reach_the_model() -> None:
         await until(lambda: scheduler.queue_depth() == 4)
         assert "u" not in scheduler.tenant_depths()
         now[0] = 150.0  # past the first deadline, before the last
+        left[0] = True  # the second one's client leaves while it waits
         gate.set()
         await held
         with pytest.raises(DeadlineExceededError):

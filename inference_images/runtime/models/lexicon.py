@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference_images.runtime.models.base import ANY_DIM, LoadOptions, Tensor, TensorSpec
+from inference_images.runtime.models.base import ANY_DIM, LoadOptions, RequestLimits, Tensor, TensorSpec
 
 if TYPE_CHECKING:
     from inference_images.runtime.models.registry import LoaderRegistry
@@ -53,6 +53,9 @@ _NEGATION_SCOPE = 3
 # Words, and clause punctuation that ends a negation's scope.
 _TOKEN_RE = re.compile(r"[a-z]+(?:'[a-z]+)?|[.,;:!?]")
 _SCOPE_BREAKS = frozenset(".,;:!?")
+# A few microseconds per short text: 8,192 texts are milliseconds of work, and 4 MiB of text (about a
+# second of scanning, and of PII redaction before it) bounds the long ones.
+LIMITS = RequestLimits(max_rows=8192, max_bytes=4 * 1024 * 1024, chunk_rows=2048)
 
 
 def _polarity_plain(tokens: list[str], table: Mapping[str, float]) -> float:
@@ -89,6 +92,7 @@ class LexiconSentimentModel:
     inputs = (TensorSpec("text", "BYTES", (ANY_DIM,)),)
     outputs = (TensorSpec("label", "BYTES", (ANY_DIM,)), TensorSpec("score", "FP32", (ANY_DIM,)))
     device = "cpu"
+    request_limits = LIMITS
 
     def __init__(self, name: str, version: str, *, negation: bool) -> None:
         self.name = name

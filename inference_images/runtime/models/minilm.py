@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inference_images.runtime.models.base import ANY_DIM, LoadOptions, Tensor, TensorSpec
+from inference_images.runtime.models.base import ANY_DIM, LoadOptions, RequestLimits, Tensor, TensorSpec
 from inference_images.runtime.models.device import select_device
 
 if TYPE_CHECKING:
@@ -40,6 +40,12 @@ EMBEDDING_DIM = 384
 MODEL_PATH_ENV = "FAIRSHARE_MINILM_PATH"
 # Texts per forward pass inside one predict call; bounds activation memory for large requests.
 _ENCODE_BATCH = 64
+# Per request: 1,024 texts (OpenAI's embeddings API takes 2,048, Cohere's 96) run about 1.5 s on one CPU
+# core and far less on a GPU, so one request cannot hold a replica for long; the model reads at most 256
+# tokens (about 1 KiB) of a text, so 2 MiB leaves long texts room without paying PII redaction for
+# megabytes nobody embeds. A predict call gets 4 encode batches, so a request whose client left or whose
+# deadline passed stops within about a quarter of a second of CPU time.
+LIMITS = RequestLimits(max_rows=1024, max_bytes=2 * 1024 * 1024, chunk_rows=4 * _ENCODE_BATCH)
 
 _encoders: dict[tuple[str, str], Any] = {}
 _encoders_lock = threading.Lock()
@@ -105,6 +111,7 @@ class MiniLMEmbedder:
     platform = "sentence-transformers"
     inputs = (TensorSpec("text", "BYTES", (ANY_DIM,)),)
     outputs = (TensorSpec("embedding", "FP32", (ANY_DIM, EMBEDDING_DIM)),)
+    request_limits = LIMITS
 
     def __init__(self, name: str, version: str, *, normalize: bool, device: str | None = None) -> None:
         self.name = name

@@ -15,7 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from inference_images.runtime.models.base import Tensor
+from inference_images.runtime.models.base import RequestLimits, Tensor
+from inference_images.runtime.models.lexicon import LIMITS as LEXICON_LIMITS
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ def _ms(env: str, default: float) -> float:
 
 class SimulatedDeviceModel(LexiconSentimentModel):
     platform = "fairshare-simulated-device"
+    # Rows here cost device time (ROW_MS each), so a request runs in calls of 64 rows, between which the
+    # runtime may stop it, as it would between kernel launches on a real device.
+    request_limits = RequestLimits(LEXICON_LIMITS.max_rows, LEXICON_LIMITS.max_bytes, chunk_rows=64)
 
     def __init__(self, name: str, version: str) -> None:
         super().__init__(name, version, negation=False)

@@ -10,10 +10,16 @@ requests are then concatenated along it and the outputs cut back by each request
 measured time is later split among its requests by their cost hints, so each tenant pays for its rows.
 A request that may join a batch must submit ``tokens.predict(model, inputs)`` as its work, so that run
 alone or in a batch it yields the same ``Prediction``.
+
+The same merging also cuts a large request (or batch) into ``predict`` calls of at most the model's
+``chunk_rows`` rows (``RequestLimits``). Between two calls the worker asks whether each request is still
+wanted (deadline not passed, client still there) and skips the rows of those that are not, so a request
+nobody waits for any more stops holding the device within one call's time.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from math import prod
@@ -70,6 +76,8 @@ class BatchItem:
 
     model: Model
     inputs: Mapping[str, Tensor]
+    # Rows per predict call for this model (RequestLimits.chunk_rows); None: all rows in one call.
+    chunk_rows: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,6 +95,8 @@ def batchable(model: Model) -> bool:
 
 def _concat(tensors: Sequence[Tensor]) -> Tensor:
     first = tensors[0]
+    if len(tensors) == 1:
+        return first  # a request run whole: the model gets its tensors as they came, parameters included
     data: list[Any] = []
     for tensor in tensors:
         data.extend(tensor.data)
@@ -94,6 +104,8 @@ def _concat(tensors: Sequence[Tensor]) -> Tensor:
 
 
 def _split(tensor: Tensor, rows: Sequence[int]) -> list[Tensor]:
+    if len(rows) == 1:
+        return [tensor]
     per_row = prod(tensor.shape[1:])
     out, start = [], 0
     for n in rows:
@@ -103,21 +115,74 @@ def _split(tensor: Tensor, rows: Sequence[int]) -> list[Tensor]:
     return out
 
 
-def run_batch(items: Sequence[BatchItem]) -> list[Prediction]:
-    """One ``predict`` over the rows of every item (same model), outputs cut back per item, each with
-    its own token count.
+def _rows(tensor: Tensor, start: int, end: int) -> Tensor:
+    if start == 0 and end == tensor.shape[0]:
+        return tensor
+    per_row = prod(tensor.shape[1:])
+    return Tensor(tensor.name, tensor.datatype, (end - start, *tensor.shape[1:]),
+                  tensor.data[start * per_row:end * per_row])
 
-    Runs on the worker thread. An error fails every request of the batch, as a failed forward pass would.
+
+# (item index, first row, end row): a run of one item's rows still to compute.
+_Segment = tuple[int, int, int]
+
+
+def _take(pending: deque[_Segment], room: int) -> list[_Segment]:
+    """The next call's rows: whole segments in order while they fit, then part of the next one."""
+    taken: list[_Segment] = []
+    while pending:
+        i, start, end = pending[0]
+        if end - start > room:
+            if room > 0:
+                taken.append((i, start, start + room))
+                pending[0] = (i, start + room, end)
+            break
+        taken.append(pending.popleft())
+        room -= end - start
+    return taken
+
+
+def _always(index: int) -> bool:
+    return True
+
+
+def run_batch(items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always) -> list[Prediction | None]:
+    """The rows of every item (same model) in ``predict`` calls of at most ``chunk_rows`` rows, outputs
+    cut back per item, each with its own token count.
+
+    Before each call, ``wanted(i)`` says whether item ``i`` is still worth computing; an item that is not
+    gets no more calls and None as its result. Runs on the worker thread. An error fails every request
+    of the batch, as a failed forward pass would.
     """
     model = items[0].model
-    merged = {name: _concat([item.inputs[name] for item in items]) for name in items[0].inputs}
-    outputs = model.predict(merged)
-    rows = [item.rows for item in items]
-    per_output = [_split(tensor, rows) for tensor in outputs]
+    chunk = min((item.chunk_rows for item in items if item.chunk_rows is not None), default=None)
+    pending: deque[_Segment] = deque((i, 0, item.rows) for i, item in enumerate(items))
+    room = chunk if chunk is not None else sum(item.rows for item in items) or 1
+    pieces: list[list[list[Tensor]]] = [[] for _ in items]  # per item: its outputs from each call
+    dropped: set[int] = set()
+    while pending:
+        dropped.update(i for i in {s[0] for s in pending} if not wanted(i))
+        pending = deque(s for s in pending if s[0] not in dropped)
+        if not pending:
+            break
+        taken = _take(pending, room)
+        merged = {
+            name: _concat([_rows(items[i].inputs[name], start, end) for i, start, end in taken])
+            for name in items[0].inputs
+        }
+        per_output = [_split(tensor, [end - start for _, start, end in taken]) for tensor in model.predict(merged)]
+        for k, (i, _, _) in enumerate(taken):
+            pieces[i].append([parts[k] for parts in per_output])
     return [
-        Prediction([parts[i] for parts in per_output], count_tokens(model, item.inputs)) for i, item in enumerate(items)
+        None if i in dropped else Prediction(
+            [_concat([call[j] for call in pieces[i]]) for j in range(len(pieces[i][0]))],
+            count_tokens(model, item.inputs),
+        )
+        for i, item in enumerate(items)
     ]
 
 
-def batch_runner(items: Sequence[BatchItem]) -> Callable[[], list[Prediction]]:
-    return lambda: run_batch(items)
+def batch_runner(
+    items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always
+) -> Callable[[], list[Prediction | None]]:
+    return lambda: run_batch(items, wanted)

@@ -5,6 +5,12 @@ it asks the ``FairnessPolicy`` whose head request runs next (and, for batchable 
 remaining slots of the batch), drops requests whose deadline passed or whose client left, runs the work
 and charges each tenant for the time it really used.
 
+Deadlines are kept at three points. A request is refused before it is queued when its deadline has
+passed, its client is gone, or its cost is known and larger than the time it has left (the estimate is
+the model's cheapest measured time per unit of cost hint among its recent runs, so it errs towards
+running); it is dropped when picked for the same reasons; and a large request runs in calls of the
+model's ``chunk_rows`` (``batching.run_batch``), between which it stops once nobody waits for it.
+
 One worker because a model on one device gains nothing from concurrent forward passes (they contend for
 the same cores or GPU) and because ordering is then entirely the policy's choice. Decisions are made as
 late as possible, when the worker frees up, so a request that arrives while another runs can still
@@ -53,6 +59,10 @@ T = TypeVar("T")
 _INITIAL_JOB_S = 0.005
 # Weight of the newest measurement in the running estimates.
 _EWMA_ALPHA = 0.2
+# A model's cost counts as known (for refusing work that cannot finish in time) after this many runs; its
+# floor estimate is the cheapest rate among the last _RECENT_RUNS.
+_MIN_RUNS = 3
+_RECENT_RUNS = 32
 
 
 @dataclass(eq=False, slots=True)
@@ -71,6 +81,8 @@ class _Job:
     charged: float = 0.0
     # Set (under the lock) when its submitter was cancelled: never run it.
     withdrawn: bool = False
+    # Set by the worker when it stopped the job between two predict calls: why.
+    dropped: tuple[Outcome, Exception] | None = None
 
 
 class _NoEvents:
@@ -96,10 +108,22 @@ class _Estimates:
 
     job_s: float = _INITIAL_JOB_S
     per_unit: dict[Any, float] = field(default_factory=dict)
+    recent: dict[Any, deque[float]] = field(default_factory=dict)
 
     def estimate(self, job: _Job) -> float:
         rate = self.per_unit.get(_key(job))
         return self.job_s if rate is None else rate * max(job.cost, 1.0)
+
+    def floor(self, job: _Job) -> float | None:
+        """Worker seconds the job needs at the least, when its model's cost is known; else None.
+
+        The cheapest recent rate is the one with the most of a call's fixed overhead spread over its
+        rows, so for a large request it is the estimate least likely to refuse work that would finish."""
+        key = _key(job)
+        rates = self.recent.get(key)
+        if key is None or rates is None or len(rates) < _MIN_RUNS:
+            return None
+        return min(rates) * max(job.cost, 1.0)
 
     def update(self, jobs: Sequence[_Job], elapsed: float) -> None:
         self.job_s += _EWMA_ALPHA * (elapsed / len(jobs) - self.job_s)
@@ -107,6 +131,8 @@ class _Estimates:
         rate = elapsed / sum(max(job.cost, 1.0) for job in jobs)
         old = self.per_unit.get(key)
         self.per_unit[key] = rate if old is None else old + _EWMA_ALPHA * (rate - old)
+        if key is not None:
+            self.recent.setdefault(key, deque(maxlen=_RECENT_RUNS)).append(rate)
 
 
 def _key(job: _Job) -> Any:
@@ -184,9 +210,12 @@ class QueueScheduler:
             if self._closed:
                 raise SchedulerClosedError("scheduler is closed")
             self._start(loop)
+            refusal = self._drop_reason(job, queued=False)
             queue = self._queues.get(tenant)
             queued = len(queue) if queue is not None else 0
-            if queued >= limit:
+            if refusal is not None:
+                retry = None
+            elif queued >= limit:
                 retry = self._admission.retry_after(queued, self._estimates.job_s, self._share(tenant, weight))
             else:
                 retry = None
@@ -197,6 +226,9 @@ class QueueScheduler:
                 queue.append(job)
                 self._events.observe_depth(tenant, len(queue))
                 self._cond.notify()
+        if refusal is not None:
+            self._events.observe_outcome(tenant, refusal[0])
+            raise refusal[1]
         if retry is not None:
             self._events.observe_outcome(tenant, Outcome.REJECTED_QUEUE_FULL)
             raise QueueFullError(tenant, limit, retry)
@@ -218,6 +250,10 @@ class QueueScheduler:
     def tenant_depths(self) -> dict[str, int]:
         with self._cond:
             return {tenant: len(queue) for tenant, queue in self._queues.items()}
+
+    def charge(self, tenant: str, seconds: float, weight: float) -> None:
+        with self._cond:
+            self.policy.charge(tenant, weight, seconds)
 
     async def close(self) -> None:
         with self._cond:
@@ -257,14 +293,42 @@ class QueueScheduler:
         self._remove_if_empty(job.tenant)
         return True
 
-    def _drop_reason(self, job: _Job) -> tuple[Outcome, Exception] | None:
+    def _drop_reason(self, job: _Job, queued: bool = True) -> tuple[Outcome, Exception] | None:
+        """Why the job must not start (callers hold the lock): withdrawn, past or too near its deadline
+        for its known cost, or its client gone."""
+        where = "while it was queued" if queued else "before it was queued"
         if job.withdrawn:
             return Outcome.CANCELLED, ClientGoneError("request was withdrawn")
-        if job.deadline is not None and self._clock() >= job.deadline:
-            return Outcome.EXPIRED, DeadlineExceededError("the request's deadline passed while it was queued")
+        if job.deadline is not None:
+            left = job.deadline - self._clock()
+            if left <= 0:
+                return Outcome.EXPIRED, DeadlineExceededError(f"the request's deadline passed {where}")
+            needs = self._estimates.floor(job)
+            if needs is not None and needs > left and job.batch is not None:
+                return Outcome.EXPIRED, DeadlineExceededError(
+                    f"the request cannot finish before its deadline: model '{job.batch.model.name}' needs "
+                    f"about {needs:.3g} s for it (measured on its recent requests) and {left:.3g} s are left"
+                )
         if job.gone is not None and job.gone():
-            return Outcome.CANCELLED, ClientGoneError("the client disconnected while the request was queued")
+            return Outcome.CANCELLED, ClientGoneError(f"the client disconnected {where}")
         return None
+
+    def _still_wanted(self, job: _Job) -> bool:
+        """Between two predict calls (worker thread): whether the job is worth its next call."""
+        if job.withdrawn:
+            job.dropped = Outcome.CANCELLED, ClientGoneError("request was withdrawn")
+        elif job.deadline is not None and self._clock() >= job.deadline:
+            job.dropped = Outcome.EXPIRED, DeadlineExceededError(
+                "the request's deadline passed while it ran; it was stopped before its remaining rows"
+            )
+        elif job.gone is not None and job.gone():
+            job.dropped = Outcome.CANCELLED, ClientGoneError(
+                "the client disconnected while the request ran; it was stopped before its remaining rows"
+            )
+        return job.dropped is None
+
+    def _still_wanted_at(self, jobs: list[_Job], index: int) -> bool:
+        return self._still_wanted(jobs[index])
 
     def _pop_next(
         self, dropped: list[tuple[_Job, Outcome, Exception]], key: Any = None, match: bool = False
@@ -333,10 +397,14 @@ class QueueScheduler:
                 return
             if not jobs:
                 continue
-            if len(jobs) == 1:
-                runner: Callable[[], Any] = jobs[0].work
+            first = jobs[0].batch
+            if first is not None and batchable(first.model):
+                # Batches, and requests that may run in several calls: stoppable between two calls.
+                items = [job.batch for job in jobs if job.batch is not None]
+                wanted = functools.partial(self._still_wanted_at, jobs)
+                runner: Callable[[], Any] = batch_runner(items, wanted)
             else:
-                runner = batch_runner([job.batch for job in jobs if job.batch is not None])
+                runner = jobs[0].work
             elapsed, result, error = _timed(runner)
             self._charge(jobs, elapsed)
             self._hand_back(functools.partial(self._settle, jobs, result, error))
@@ -356,7 +424,9 @@ class QueueScheduler:
             self._running = 0
             for job, share in zip(jobs, shares, strict=True):
                 self.policy.charge(job.tenant, job.weight, share - job.charged)
-            self._estimates.update(jobs, elapsed)
+            if not any(job.dropped for job in jobs):
+                # A run cut short measures less than its jobs would cost: it would skew the estimates.
+                self._estimates.update(jobs, elapsed)
         for job, share in zip(jobs, shares, strict=True):
             if self._observer is not None:
                 self._observer(job.tenant, share)
@@ -373,13 +443,17 @@ class QueueScheduler:
                 job.future.set_exception(error)
 
     def _settle(self, jobs: list[_Job], result: Any, error: BaseException | None) -> None:
+        batched = jobs[0].batch is not None and batchable(jobs[0].batch.model)
         for i, job in enumerate(jobs):
             if job.future.done():
                 outcome = Outcome.CANCELLED  # its client left while it ran
             elif error is not None:
                 job.future.set_exception(error)
                 outcome = Outcome.ERROR
+            elif job.dropped is not None:
+                outcome, dropped = job.dropped
+                job.future.set_exception(dropped)
             else:
-                job.future.set_result(result if len(jobs) == 1 else result[i])
+                job.future.set_result(result[i] if batched else result)
                 outcome = Outcome.OK
             self._events.observe_outcome(job.tenant, outcome)
