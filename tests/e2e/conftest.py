@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,11 +52,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfor
     previous_policy = os.environ.get("FAIRSHARE_POLICY_DIR")
     os.environ["FAIRSHARE_POLICY_DIR"] = str(policy_dir)
     set_gateway_ports(config_dir, (free_port(), free_port()))
-    # These tests drive single tenants far past their quotas; rate limits have their own (tests/ratelimit).
-    platform_yaml = config_dir / "platform.yaml"
-    settings = yaml.safe_load(platform_yaml.read_text())
-    settings["ratelimit"]["enabled"] = False
-    platform_yaml.write_text(yaml.safe_dump(settings))
+    # The default filter chain, rate limits included, as `make run` serves it: a test that drives a
+    # tenant past its quota says so (the `unthrottled` fixture); the limits themselves have their own
+    # tests (tests/ratelimit).
+    assert yaml.safe_load((config_dir / "platform.yaml").read_text())["ratelimit"]["enabled"] is True
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(
         config_dir=config_dir, state_dir=state, xds_port=free_port(), status_port=free_port(),
@@ -71,24 +71,83 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfor
             os.environ["FAIRSHARE_POLICY_DIR"] = previous_policy
 
 
+def applied(running: RunningPlatform, *, after: float, version: str | None = None, other_than: str | None = None,
+            timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until a reload that finished after `after` (time.time()) is published and every connected
+    Envoy has applied it; `version`: and it is that config version; `other_than`: and it is not that one.
+    Returns the status then. The timeout is a hang guard, not a performance target.
+
+    Fails at once, with the reason, if that reload was rejected and no version is awaited."""
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.clear()
+        seen.update(running.platform.status())
+        last = seen["last_reload"]
+        if last is None or last["at"] < after:
+            return False
+        if not last["ok"] and version is None:
+            raise AssertionError(f"the control plane rejected the change: {last['error']}")
+        if not last["ok"] or seen["config_version"] in {None, other_than}:
+            return False
+        if version is not None and seen["config_version"] != version:
+            return False
+        return all(r["nodes_connected"] >= 1 and r["nodes_applied"] == r["nodes_connected"]
+                   for r in seen["xds"]["regions"].values())
+
+    assert eventually(done, timeout=timeout), f"config never applied (want {version or 'a new one'}): {seen}"
+    return seen
+
+
 @pytest.fixture
 def restore_config(running: RunningPlatform) -> Iterator[Callable[[], None]]:
-    """Snapshot the live config and policy dirs; put them back (and wait for the control plane to publish
-    them) after."""
+    """Snapshot the live config and policy dirs; put them back after, and wait until the control plane
+    has published the restored config (the version it served before the test) and every Envoy applied
+    it, so the next test starts from it, not from a reload still in flight."""
     roots = (running.config_dir, running.policy_dir)
     saved = {p: p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file()}
+    serving = running.platform.status()["config_version"]
 
-    def restore() -> None:
+    def restore() -> bool:
+        """Put every file back; whether anything had to change."""
+        changed = False
         for p in [p for root in roots for p in root.rglob("*")]:
             if p.is_file() and p not in saved:
                 p.unlink()
+                changed = True
         for p, data in saved.items():
-            if p.read_bytes() != data:
+            if not p.is_file() or p.read_bytes() != data:
                 p.write_bytes(data)
+                changed = True
+        return changed
 
     yield restore
-    restore()
-    time.sleep(1.0)
+    restored_at = time.time()
+    if restore():
+        # A reload after the restore must have run: one in flight may still carry the test's edit.
+        applied(running, after=restored_at, version=serving)
+    else:
+        applied(running, after=0.0, version=serving)
+
+
+@pytest.fixture
+def unthrottled(running: RunningPlatform, restore_config: Callable[[], bool]) -> Callable[..., None]:
+    """For a test that drives a tenant past its quota on purpose (thousands of requests for a split's
+    statistics): `unthrottled("acme", ...)` puts those tenants' rate limits in shadow mode (every check
+    still runs through the rate-limit filters and the service, nothing is refused; `exempt=True`: no
+    check at all) until the test ends, and waits until Envoy serves that."""
+
+    def apply(*tenants: str, exempt: bool = False) -> None:
+        mode = "exempt" if exempt else "shadow"
+        at, before = time.time(), running.platform.status()["config_version"]
+        for tenant in tenants:
+            path = running.tenant_file(tenant)
+            text = path.read_text()
+            assert "rate_limit:" not in text, f"{path} already sets rate_limit"
+            path.write_text(text.rstrip("\n") + f"\nrate_limit: {{{mode}: true}}\n")
+        applied(running, after=at, other_than=before)
+
+    return apply
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:

@@ -61,6 +61,28 @@ def test_token_signed_by_another_key_is_401(running: RunningPlatform, tmp_path) 
     assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), forged).status == 401
 
 
+# Envoy's JWT filter answers an audience it does not accept with 403, every other bad token with 401; both
+# say why in the body and in WWW-Authenticate (invalid_token), and neither reaches a runtime.
+@pytest.mark.parametrize(("claim", "status", "reason"), [
+    ("audience", 403, "Audiences in Jwt are not allowed"),
+    ("issuer", 401, "Jwt issuer is not configured"),
+])
+def test_token_signed_with_our_key_for_another_audience_or_issuer_is_refused(
+    running: RunningPlatform, claim: str, status: int, reason: str,
+) -> None:
+    # Signed with the platform's own key, so only the audience or issuer check can refuse it.
+    assert running.platform.config is not None
+    auth = running.platform.config.platform.auth
+    url = running.url(US, "/v2/models/classifier/infer")
+    other = issue_token(running.key, auth.model_copy(update={claim: "someone-else"}), "acme")
+    reply = post(url, infer_body(["x"]), other)
+    assert (reply.status, reply.body.get("error")) == (status, reason), reply
+    assert "invalid_token" in reply.headers.get("www-authenticate", "")
+    assert "x-fairshare-replica" not in reply.headers
+    # The same token with the right claim passes: the refusal above is the claim's doing, not the key's.
+    assert post(url, infer_body(["x"]), issue_token(running.key, auth, "acme")).status == 200
+
+
 def test_token_for_a_tenant_not_in_config_is_refused(running: RunningPlatform) -> None:
     reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("mallory"))
     assert reply.status == 403
@@ -82,6 +104,33 @@ def test_spoofed_policy_headers_are_replaced(running: RunningPlatform) -> None:
                  {"x-fairshare-region": EU, "x-fairshare-weight": "1000", "x-fairshare-model-version": "v9"})
     assert reply.status == 200, reply.body
     assert reply.body["model_version"] in {"v1", "v2"}
+
+
+EMAIL, CARD = "jane.doe@example.com", "4111 1111 1111 1111"
+
+
+def test_a_client_cannot_switch_its_own_redaction_off(running: RunningPlatform) -> None:
+    # acme's rules (redact email, block credit_card) come from its route, whatever the client sends.
+    url, token = running.url(US, "/v2/models/classifier/infer"), running.token("acme")
+    off = {"x-fairshare-pii-redact": "", "X-Fairshare-Pii-Block": "", "x-fairshare-max-queue": "not-a-number"}
+    reply = post(url, infer_body([f"write to {EMAIL}"]), token, off)
+    assert reply.status == 200, reply.body
+    assert reply.headers.get("x-fairshare-pii-redacted") == "email=1"
+    blocked = post(url, infer_body([f"card {CARD}"]), token, off)
+    assert blocked.status == 422 and "credit_card" in blocked.body["error"], blocked.body
+
+
+def test_client_pii_and_queue_headers_never_reach_the_runtime(running: RunningPlatform) -> None:
+    # hooli's data class needs no rules, so its route sets no PII header and nothing would overwrite a
+    # client's: only Envoy's stripping keeps them from the runtime, which would block the email (422) or
+    # redact it if they reached it. (The route also overwrites the queue bound, and the JWT filter the
+    # tenant; a malformed bound would be a 400.)
+    url, token = running.url(US, "/v2/models/classifier/infer"), running.token("hooli")
+    spoofed = {"x-fairshare-pii-block": "email", "x-fairshare-pii-redact": "email",
+               "x-fairshare-max-queue": "not-a-number", "x-fairshare-tenant": "acme"}
+    reply = post(url, infer_body([f"write to {EMAIL}"]), token, spoofed)
+    assert reply.status == 200, reply.body
+    assert "x-fairshare-pii-redacted" not in reply.headers
 
 
 def test_model_the_tenant_may_not_use_is_403(running: RunningPlatform) -> None:

@@ -3,6 +3,7 @@ allows goes live, and a policy edit is served without a restart."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -37,20 +38,28 @@ def edit(path, old: str, new: str) -> None:  # type: ignore[no-untyped-def]
     path.write_text(text.replace(old, new))
 
 
-def test_eu_only_tenant_routed_to_a_us_version_is_refused_and_envoy_never_sees_it(
+def test_split_onto_a_version_missing_from_an_allowed_region_is_refused_where_it_would_compile(
     running: RunningPlatform, restore_config,  # type: ignore[no-untyped-def]
 ) -> None:
-    # classifier v2 runs only in us-east-1; initech's data may stay only in eu-west-1.
+    # acme is served in us-east-1 and eu-west-1; classifier v2 runs only in us-east-1. In us-east-1 the
+    # compiler alone would give acme a v2 cluster (deployed there, acme allowed there): only the
+    # residency policy refuses the split, since half of acme's EU traffic would have to leave the EU.
+    name = "tenant/acme/classifier/v2/us-east-1"
+    assert name not in clusters(running, US)
     before = last_reload(running)["version"]
-    edit(running.tenant_file("initech"), "classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
-    assert eventually(lambda: last_reload(running)["ok"] is False, timeout=30)
+    at = time.time()
+    edit(running.tenant_file("acme"), "classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
+    assert eventually(lambda: last_reload(running)["at"] >= at, timeout=30)
     report = last_reload(running)
+    assert report["ok"] is False, f"the split was accepted: {US} gets {name}, which only the policy keeps out"
     assert "split-outside-allowed-regions" in report["error"]
-    assert "initech.yaml: models.classifier.split.v2" in report["error"]
+    assert "acme.yaml: models.classifier.split.v2" in report["error"]
+    assert "not deployed in eu-west-1" in report["error"]
     assert report["version"] == before  # the last good config keeps serving
-    assert not [name for name in clusters(running, EU) if name.startswith("tenant/initech/classifier/v2")]
-    reply = post(running.url(EU, "/v2/models/classifier/infer"), infer_body(["fine"]), running.token("initech"))
-    assert reply.status == 200 and reply.body["model_version"] == "v1"
+    assert name not in clusters(running, US)
+    versions = {post(running.url(US, "/v2/models/classifier/infer"), infer_body(["fine"]),
+                     running.token("acme")).body.get("model_version") for _ in range(5)}
+    assert versions == {"v1"}
 
 
 def test_gpu_guarantees_over_capacity_are_refused(running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
