@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import clusters, listener, naming, ratelimits, routes
+from xds_server.compiler import clusters, listener, naming, own, ratelimits, routes
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
 from xds_server.ratelimit.limits import LimitTable
@@ -74,6 +74,13 @@ class Compiler:
                         eds = naming.version_endpoints(model_name, version, region_id)
                         resources.append(Resource.pack(
                             eds, clusters.endpoint_set(eds, inputs.endpoints.of(region_id, mv.pool))))
+            # Tenants' own models: a few hashed clusters per pool, however many models and tenants.
+            for pool, slots in sorted(own.slots_per_pool(cfg, region_id).items()):
+                eds = naming.pool_endpoints(pool, region_id)
+                resources.append(Resource.pack(eds, clusters.endpoint_set(eds, inputs.endpoints.of(region_id, pool))))
+                for slot in range(slots):
+                    name = naming.own_cluster(pool, slot)
+                    resources.append(Resource.pack(name, own.own_cluster(name, eds)))
             for tenant in cfg.tenants.values():
                 key = (region_id, specs[tenant.id], shared_key)
                 compiled = self._memo.get(key)
@@ -132,7 +139,8 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(
         spec.id, tuple(served), forbidden, headers, cfg.platform.gateway.request_timeout_seconds,
         vhost_filters={**ratelimits.local_limit(cfg, tenant), **ratelimits.global_limits(cfg, tenant, region)},
-        model_metadata=ratelimits.model_metadata if ratelimits.limited(cfg, tenant) else None)))
+        model_metadata=ratelimits.model_metadata if ratelimits.limited(cfg, tenant) else None,
+        own=own.own_routes(tenant, region))))
     return out
 
 

@@ -35,6 +35,22 @@ def version_endpoints(model: str, version: str, region: str) -> str:
     return f"model/{model}/{version}/{region}"
 
 
+OWN_CLUSTER_PREFIX = "own."
+
+
+def own_cluster(pool: str, slot: int) -> str:
+    """One of a pool's shared clusters for tenants' own models (docs/design/0003): slot i carries the
+    i-th live version of every split on the pool, so a split needs distinct weighted-cluster names and
+    the count of clusters grows with the longest split, never with models or tenants. The snapshot is
+    the region's, so the name needs no region."""
+    return f"{OWN_CLUSTER_PREFIX}{pool}.{slot}"
+
+
+def pool_endpoints(pool: str, region: str) -> str:
+    """EDS name of a pool's replicas in a region, which every own-model cluster of the pool reads."""
+    return f"pool/{pool}/{region}"
+
+
 def parse_tenant_cluster(name: str) -> tuple[str, str, str, str] | None:
     parts = name.split("/")
     if len(parts) != 5 or parts[0] != "tenant":

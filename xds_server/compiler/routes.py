@@ -13,6 +13,7 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
+from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,12 @@ def tenant_routes(
     timeout_seconds: float,
     vhost_filters: Mapping[str, any_pb2.Any] | None = None,
     model_metadata: Callable[[str], base_pb2.Metadata] | None = None,
+    own: tuple[OwnModelRoute, ...] = (),
 ) -> route_pb2.RouteConfiguration:
     """`vhost_filters`: per-filter config on the tenant's virtual host (its rate limits, from
     compiler/ratelimits.py); `model_metadata`: each model route's metadata (the model its requests count
-    against, which the rate-limit descriptors read)."""
+    against, which the rate-limit descriptors read); `own`: the tenant's own models (compiler/own.py),
+    only ever in this tenant's RouteConfiguration, so to every other tenant they do not exist."""
     routes: list[rc.Route] = []
     timeout = _duration(timeout_seconds)
     for model in served:
@@ -78,6 +81,8 @@ def tenant_routes(
             route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
             metadata=metadata,
         ))
+    for model in own:
+        routes.extend(_own_model_routes(model, timeout, model_metadata))
     for model_name in forbidden_models:
         routes.append(_refuse(
             f"forbidden/{model_name}", f"/v2/models/{model_name}", 403,
@@ -97,6 +102,49 @@ def tenant_routes(
         typed_per_filter_config=dict(vhost_filters or {}),
     )
     return route_pb2.RouteConfiguration(name=naming.tenant_routes(tenant), virtual_hosts=[vhost])
+
+
+def _own_model_routes(model: OwnModelRoute, timeout: duration_pb2.Duration,
+                      model_metadata: Callable[[str], base_pb2.Metadata] | None) -> list[rc.Route]:
+    """Like a catalog model's routes (an explicit version pins it; the rest follow the split), onto the
+    pool's hashed clusters, with what to load as headers: the model's on the route, each version's on
+    its weighted cluster."""
+    metadata = model_metadata(model.model) if model_metadata is not None else None
+    model_headers = [_own_header(k, v) for k, v in model.headers]
+    out: list[rc.Route] = []
+    for target in model.targets:
+        out.append(rc.Route(
+            name=f"{model.model}/{target.version}",
+            match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
+            route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY,
+                                 hash_policy=HASH_POLICY),
+            request_headers_to_add=model_headers + [_own_header(k, v) for k, v in target.headers],
+            metadata=metadata,
+        ))
+    split = rc.WeightedCluster(clusters=[
+        rc.WeightedCluster.ClusterWeight(
+            name=t.cluster,
+            weight=wrappers_pb2.UInt32Value(value=t.weight),
+            request_headers_to_add=[_own_header(k, v) for k, v in t.headers],
+        )
+        for t in model.targets if t.weight > 0
+    ])
+    out.append(rc.Route(
+        name=model.model,
+        match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
+        route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY, hash_policy=HASH_POLICY),
+        request_headers_to_add=model_headers,
+        metadata=metadata,
+    ))
+    return out
+
+
+def _own_header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    """Not memoised like _header: artifacts and digests are distinct per model version."""
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=value),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+    )
 
 
 # Retried only when the request never reached a model: a refused or failed connection.

@@ -1,0 +1,141 @@
+"""Tenants' own models in Envoy (docs/design/0003): shared, hashed clusters per pool, and each tenant's
+own-model routes, which carry what the runtime must load as headers.
+
+No cluster per model or per tenant: at ~95 KiB of Envoy memory per tenant cluster, 10,000 own models
+would cost a gigabyte on every gateway. Per region and pool, `own.<pool>.<slot>` clusters all read the
+pool's one endpoint set with RING_HASH and bounded load; a tenant's route hashes on the tenant header
+(set by the JWT filter) and on the model name taken from `:path`, both present before the router runs,
+so every call for one model lands on the replica that holds it warm, and a hot model spills onto the
+next replica on the ring once its replica carries more than the balance factor allows.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.type.matcher.v3 import regex_pb2
+from google.protobuf import wrappers_pb2
+
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
+from xds_server.compiler import naming
+from xds_server.compiler.clusters import _ADS_SOURCE, _CONNECT_TIMEOUT, _OUTLIER_DETECTION
+from xds_server.config.model import PlatformConfig, ResolvedTenant
+
+
+def _name(constant: str, default: str) -> str:
+    # The runtime's gateway module defines these (docs/design/0003); the defaults are the same names,
+    # so the compiler builds while the runtime side of the contract is being written.
+    return str(getattr(contract, constant, default))
+
+
+OWNER_HEADER = _name("MODEL_OWNER_HEADER", "x-fairshare-model-owner")
+FORMAT_HEADER = _name("MODEL_FORMAT_HEADER", "x-fairshare-model-format")
+BASE_HEADER = _name("MODEL_BASE_HEADER", "x-fairshare-model-base")
+ARTIFACT_HEADER = _name("MODEL_ARTIFACT_HEADER", "x-fairshare-model-artifact")
+SHA256_HEADER = _name("MODEL_SHA256_HEADER", "x-fairshare-model-sha256")
+
+# Bounded load (Envoy's consistent_hashing_lb_config.hash_balance_factor, in percent): a replica takes
+# at most 1.5x the pool's average outstanding requests before the ring sends its next request onward,
+# so a hot model spills onto a second replica instead of queueing on one.
+HASH_BALANCE_FACTOR = 150
+# The ring's size per replica: 1,024 entries spread models evenly over a handful of replicas.
+MIN_RING_SIZE = 1024
+# The shared cluster's breaker is the pool's, not a tenant's (a tenant's concurrency is held by the
+# runtime's per-tenant queue bound, x-fairshare-max-queue): high enough never to be the limit.
+POOL_CONCURRENCY = 100_000
+# The model name, as the ring hashes it: /v2/models/<m>/infer, /v2/models/<m>, /v2/models/<m>/ready and
+# /v2/models/<m>/versions/<v>/... all give <m>, so one model's calls share a replica.
+MODEL_FROM_PATH = r"^/v2/models/([^/]+).*$"
+
+
+@dataclass(frozen=True)
+class OwnTarget:
+    version: str
+    cluster: str  # own.<pool>.<slot>: slot i for the i-th live version of the split, 0 for weight 0
+    weight: int
+    headers: tuple[tuple[str, str], ...]  # version, artifact, sha256
+
+
+@dataclass(frozen=True)
+class OwnModelRoute:
+    model: str
+    headers: tuple[tuple[str, str], ...]  # owner, format, base (head only)
+    targets: tuple[OwnTarget, ...]  # every version, sorted
+
+
+def own_routes(tenant: ResolvedTenant, region: str) -> tuple[OwnModelRoute, ...]:
+    """The tenant's own models routed in `region` (policy/models decided which)."""
+    out: list[OwnModelRoute] = []
+    spec = tenant.spec
+    for name in tenant.own_routes.get(region, []):
+        model = spec.own_models.get(name)
+        if model is None:
+            continue
+        headers = [(OWNER_HEADER, spec.id), (FORMAT_HEADER, str(model.format))]
+        if model.base is not None:
+            headers.append((BASE_HEADER, model.base))
+        live = [v for v in sorted(model.split) if model.split[v] > 0]
+        targets = tuple(
+            OwnTarget(version=v, cluster=naming.own_cluster(model.pool, live.index(v) if v in live else 0),
+                      weight=model.split.get(v, 0),
+                      headers=((contract.MODEL_VERSION_HEADER, v), (ARTIFACT_HEADER, ov.artifact),
+                               (SHA256_HEADER, ov.sha256)))
+            for v, ov in sorted(model.versions.items())
+        )
+        out.append(OwnModelRoute(model=name, headers=tuple(headers), targets=targets))
+    return tuple(out)
+
+
+def slots_per_pool(cfg: PlatformConfig, region: str) -> dict[str, int]:
+    """Per pool of `region`, the own-model clusters its routes need: the longest live split there."""
+    slots: dict[str, int] = {}
+    pools = {p.name for p in cfg.regions[region].pools}
+    for tenant in cfg.tenants.values():
+        for name in tenant.own_routes.get(region, ()):
+            model = tenant.spec.own_models.get(name)
+            if model is None or model.pool not in pools:
+                continue
+            live = sum(1 for w in model.split.values() if w > 0)
+            slots[model.pool] = max(slots.get(model.pool, 1), live)
+    return slots
+
+
+@functools.lru_cache(maxsize=1)
+def _pool_breakers() -> circuit_breaker_pb2.CircuitBreakers:
+    limit = wrappers_pb2.UInt32Value(value=POOL_CONCURRENCY)
+    return circuit_breaker_pb2.CircuitBreakers(thresholds=[circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        priority=base_pb2.RoutingPriority.DEFAULT, max_connections=limit, max_pending_requests=limit,
+        max_requests=limit, max_retries=wrappers_pb2.UInt32Value(value=POOL_CONCURRENCY // 4),
+    )])
+
+
+def own_cluster(name: str, eds_name: str) -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.EDS,
+        eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ADS_SOURCE, service_name=eds_name),
+        connect_timeout=_CONNECT_TIMEOUT,
+        lb_policy=cluster_pb2.Cluster.RING_HASH,
+        ring_hash_lb_config=cluster_pb2.Cluster.RingHashLbConfig(
+            minimum_ring_size=wrappers_pb2.UInt64Value(value=MIN_RING_SIZE)),
+        common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
+            consistent_hashing_lb_config=cluster_pb2.Cluster.CommonLbConfig.ConsistentHashingLbConfig(
+                hash_balance_factor=wrappers_pb2.UInt32Value(value=HASH_BALANCE_FACTOR))),
+        circuit_breakers=_pool_breakers(),
+        outlier_detection=_OUTLIER_DETECTION,
+        ignore_health_on_host_removal=True,
+    )
+
+
+HASH_POLICY = (
+    rc.RouteAction.HashPolicy(header=rc.RouteAction.HashPolicy.Header(header_name=contract.TENANT_HEADER)),
+    rc.RouteAction.HashPolicy(header=rc.RouteAction.HashPolicy.Header(
+        header_name=":path",
+        regex_rewrite=regex_pb2.RegexMatchAndSubstitute(
+            pattern=regex_pb2.RegexMatcher(regex=MODEL_FROM_PATH), substitution=r"\1"),
+    )),
+)
