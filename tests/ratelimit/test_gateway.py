@@ -12,9 +12,17 @@ from collections import Counter
 import pytest
 
 from bench.loadgen import Target, infer_body
-from bench.ratelimit import Answer, offer_sync
+from bench.ratelimit import Answer, offer, offer_sync
 from tests.e2e.conftest import eventually, post
-from tests.ratelimit.conftest import BURST_FRACTION, TENANTS, TOKEN_ESTIMATE, LimitedPlatform
+from tests.ratelimit.conftest import (
+    BURST_FRACTION,
+    LOCAL_REFUSED,
+    TENANTS,
+    TOKEN_ESTIMATE,
+    LimitedPlatform,
+    decisions,
+    gateway_stat,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -24,7 +32,7 @@ def rps(tenant: str) -> float:
 
 
 def burst(tenant: str) -> float:
-    return max(1.0, rps(tenant) * BURST_FRACTION)
+    return max(2.0, rps(tenant) * BURST_FRACTION)
 
 
 def admitted(answers: list[Answer]) -> list[Answer]:
@@ -68,32 +76,77 @@ def test_tenant_at_3x_is_held_to_its_limit_and_a_neighbour_at_half_sees_no_429(l
                           outcome="limited") == 0
 
 
+def global_refusal(answer: Answer) -> bool:
+    """A 429 from the shared limiter: only the service writes a remaining count of 0 (a local bucket's
+    refusal names the "local" policy and no remaining count)."""
+    return answer.status == 429 and answer.headers.get("ratelimit", "").startswith('"requests";r=0')
+
+
 def test_two_gateways_share_one_tenants_limit(limited: LimitedPlatform) -> None:
+    """1.6x the limit over two gateways: each gets about 0.8x, which its own local bucket (2x) passes
+    whole. Every refusal, on both gateways, is the shared limiter's."""
     assert len(limited.platform.envoys) == 2
-    before = limited.gateway_2xx()
+    before = (limited.gateway_2xx(), gateway_stat(limited.platform, "http.gateway.downstream_rq_4xx"),
+              gateway_stat(limited.platform, LOCAL_REFUSED), decisions(limited.platform, "pair"))
     pair = Target(limited.infer_url, limited.token("pair"), infer_body(["pair"]))
     # A new connection per request: the kernel spreads them over both gateways on the shared port.
-    answers = offer_sync(pair, rps("pair") * 3, 5, new_connections=True)
-    after = limited.gateway_2xx()
-    served = {name: after[name] - before[name] for name in after}
-    assert all(n > 0 for n in served.values()), served
-    # Each gateway's local bucket alone would pass the full limit: only the shared count holds both to it.
+    answers = offer_sync(pair, rps("pair") * 1.6, 5, new_connections=True)
+    after = (limited.gateway_2xx(), gateway_stat(limited.platform, "http.gateway.downstream_rq_4xx"),
+             gateway_stat(limited.platform, LOCAL_REFUSED), decisions(limited.platform, "pair"))
+    served, refused, local, counted = ({k: a[k] - b[k] for k in a} for a, b in zip(after, before, strict=True))
     ok = len(admitted(answers))
-    assert ok <= ceiling("pair", answers), (ok, served)
+    assert all(n > 0 for n in served.values()), served
     assert sum(served.values()) == ok
+    # Both gateways refused, and not by their local buckets: the shared count reached 0 for each.
+    assert all(n > 0 for n in refused.values()) and not any(local.values()), (refused, local)
+    assert Counter(a.status for a in answers) == Counter({200: ok, 429: sum(refused.values())})
+    assert all(global_refusal(a) for a in answers if a.status == 429)
+    assert counted == {"allowed": ok, "limited": sum(refused.values())}, counted
+    assert ok <= ceiling("pair", answers), (ok, served)
 
 
 def test_burst_at_a_window_edge_passes_no_more_than_the_limit_allows(limited: LimitedPlatform) -> None:
     """A fixed one-second window admits a full limit just before its edge and another just after: 2x
-    the limit within a fraction of a second. Here: 3x the limit, sent in 0.6 s across a second edge."""
+    the limit within a fraction of a second. Here: 3x the limit, sent in 0.6 s across a second edge.
+    A gateway's local bucket alone would pass about 17 of them (twice the burst, at twice the rate):
+    only the shared limiter holds them to burst + rate * 0.6."""
     import time
 
     edge = Target(limited.infer_url, limited.token("edge"), infer_body(["edge"]))
+    before = decisions(limited.platform, "edge")
     time.sleep(1 - (time.time() % 1) + 0.7)  # start 0.3 s before a wall-clock second
     answers = offer_sync(edge, rps("edge") * 3 / 0.6, 0.6)
+    counted = {k: v - before[k] for k, v in decisions(limited.platform, "edge").items()}
     ok = len(admitted(answers))
     assert ok <= ceiling("edge", answers), ok
     assert ok < rps("edge"), ok  # not even one window's worth, let alone two
+    # The service admitted exactly what was served, and refused what reached it beyond the bound.
+    assert counted["allowed"] == ok and counted["limited"] > 0, counted
+    assert sum(global_refusal(a) for a in answers) == counted["limited"], counted
+
+
+def test_low_limits_are_admitted_their_whole_rate(limited: LimitedPlatform) -> None:
+    """1 and 5 requests/s at 3x, over both gateways: admitted within 5% of the limit, not below it. The
+    count is taken after the first 2 s (the burst is spent by then), over 25 s: at 1/s, one request
+    either way is 4%."""
+    import asyncio
+
+    warmup_s, window_s = 2.0, 25.0
+
+    async def both() -> list[list[Answer]]:
+        return await asyncio.gather(*(
+            offer(Target(limited.infer_url, limited.token(t), infer_body([t])), rps(t) * 3, warmup_s + window_s,
+                  new_connections=True) for t in ("low1", "low5")))
+
+    before = limited.gateway_2xx()
+    runs = asyncio.run(both())
+    served = {k: v - before[k] for k, v in limited.gateway_2xx().items()}
+    assert all(n > 0 for n in served.values()), served
+    for tenant, answers in zip(("low1", "low5"), runs, strict=True):
+        steady = [a for a in answers if a.started_s >= warmup_s]
+        span = answers[-1].started_s - warmup_s + 1 / (rps(tenant) * 3)
+        ratio = len(admitted(steady)) / (rps(tenant) * span)
+        assert abs(ratio - 1) <= 0.05, (tenant, ratio, Counter(a.status for a in steady))
 
 
 def test_token_cost_is_charged_after_the_response(limited: LimitedPlatform) -> None:
