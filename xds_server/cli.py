@@ -110,6 +110,37 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from xds_server.compiler import EndpointDirectory
+    from xds_server.controlplane import inventory
+
+    cfg = load_config(args.config)
+    if args.tenant is not None and args.tenant not in cfg.tenants:
+        print(f"error: unknown tenant {args.tenant!r} (known: {', '.join(sorted(cfg.tenants))})", file=sys.stderr)
+        return 2
+    # Where the replicas are: the running control plane's status, else the endpoints file `run` wrote.
+    endpoints, source = EndpointDirectory(), "no running platform found"
+    url = f"http://{args.host}:{args.status_port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            endpoints, source = inventory.endpoints_from_status(json.load(resp)), url
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        path = Path(args.endpoints) if args.endpoints else Path(args.state) / "run" / "endpoints.yaml"
+        if path.is_file():
+            endpoints, source = EndpointDirectory.load(path), str(path)
+    found = inventory.build(cfg, endpoints, args.tenant)
+    if args.json:
+        print(json.dumps({**found.to_json(), "replicas_from": source}, indent=2))
+    else:
+        print(found.render())
+        if not endpoints.by_pool:
+            print(f"(residency unknown: {source}; start the platform with `fairshare run`)")
+    return 0
+
+
 def _chart_values(args: argparse.Namespace) -> int:
     from xds_server.deploy.helm_values import chart_values, dump_values
 
@@ -146,6 +177,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: platform.yaml)")
     c = cmd("compile", _compile, "compile the config and print the snapshot summary")
     c.add_argument("--endpoints", default=None, help="endpoints file (as written by `fairshare run`)")
+    mo = cmd("models", _models, "list every model (catalog and tenants' own): format, pool, versions, where it "
+             "is resident now and its hit rate")
+    mo.add_argument("--tenant", default=None, help="only the models this tenant may call (its own and its grants)")
+    mo.add_argument("--json", action="store_true", help="machine-readable output")
+    mo.add_argument("--host", default="127.0.0.1", help="the control plane's host (for the replicas)")
+    mo.add_argument("--status-port", type=int, default=18001, help="the control plane's status port")
+    mo.add_argument("--endpoints", default=None, help="endpoints file, when no control plane answers "
+                    "(default: <state>/run/endpoints.yaml)")
     cv = cmd("chart-values", _chart_values, "write the Helm chart's values for one region from the config")
     cv.add_argument("--region", required=True, help="the region the chart is installed in")
     cv.add_argument("-o", "--output", default=None, help="values file to write (default: stdout)")

@@ -3,7 +3,8 @@ pool Services. Kept apart from the tenant spec: endpoints change with scaling, t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import yaml
@@ -18,11 +19,19 @@ from xds_server.config.model import Strict
 class Endpoint:
     host: str
     port: int
+    # The replica's admin port (the OIP model-repository extension): for the control plane's unload
+    # requests and `fairshare models`, never for Envoy. Not part of the endpoint's identity.
+    admin_port: int | None = dc_field(default=None, compare=False)
+    name: str | None = dc_field(default=None, compare=False)  # the replica, for people
+
+    @property
+    def admin_url(self) -> str | None:
+        return None if self.admin_port is None else f"http://{self.host}:{self.admin_port}"
 
 
 @dataclass(frozen=True)
 class EndpointDirectory:
-    by_pool: dict[tuple[str, str], tuple[Endpoint, ...]] = field(default_factory=dict)
+    by_pool: dict[tuple[str, str], tuple[Endpoint, ...]] = dc_field(default_factory=dict)
 
     def of(self, region: str, pool: str) -> tuple[Endpoint, ...]:
         return self.by_pool.get((region, pool), ())
@@ -36,7 +45,7 @@ class EndpointDirectory:
         if parsed is None:
             raise ConfigError(problems)
         return cls({
-            (region, pool): tuple(sorted(Endpoint(e.host, e.port) for e in eps))
+            (region, pool): tuple(sorted(Endpoint(e.host, e.port, e.admin_port, e.name) for e in eps))
             for region, pools in parsed.regions.items()
             for pool, eps in pools.items()
         })
@@ -44,13 +53,19 @@ class EndpointDirectory:
     def dump(self, path: str | Path) -> None:
         regions: dict[str, dict[str, list[dict[str, object]]]] = {}
         for (region, pool), eps in sorted(self.by_pool.items()):
-            regions.setdefault(region, {})[pool] = [{"host": e.host, "port": e.port} for e in eps]
+            regions.setdefault(region, {})[pool] = [
+                {"host": e.host, "port": e.port,
+                 **({"admin_port": e.admin_port} if e.admin_port is not None else {}),
+                 **({"name": e.name} if e.name is not None else {})}
+                for e in eps]
         Path(path).write_text(yaml.safe_dump({"regions": regions}, sort_keys=True))
 
 
 class _EndpointModel(Strict):
     host: str = Field(min_length=1)
     port: int = Field(ge=1, le=65535)
+    admin_port: int | None = Field(default=None, ge=1, le=65535)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class _EndpointsFile(Strict):

@@ -81,8 +81,8 @@ def tenant_routes(
             route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
             metadata=metadata,
         ))
-    for model in own:
-        routes.extend(_own_model_routes(model, timeout, model_metadata))
+    for own_model in own:
+        routes.extend(_own_model_routes(own_model, timeout, model_metadata))
     for model_name in forbidden_models:
         routes.append(_refuse(
             f"forbidden/{model_name}", f"/v2/models/{model_name}", 403,

@@ -18,6 +18,7 @@ from watchfiles import awatch
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
+from xds_server.controlplane import repository
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.policy.backends import default_policy_dir
 from xds_server.ratelimit.limits import LimitTable
@@ -49,6 +50,8 @@ class ControlPlane:
     last: ReloadOutcome | None = None
     # Receives each published config's rate limits (the rate-limit service's publish).
     limits_sink: Callable[[LimitTable], None] | None = None
+    # The replicas (with their admin ports) the last published config was compiled against.
+    endpoints: EndpointDirectory = field(default_factory=EndpointDirectory)
 
     def _watched(self) -> list[Path]:
         # The policies are watched like the config: a merged policy change is served without a restart.
@@ -58,7 +61,7 @@ class ControlPlane:
         """Load, validate, compile and publish. Never raises for bad input: the outcome says why."""
         return self._apply(self._build())
 
-    def _build(self) -> tuple[PlatformConfig, CompiledPlatform] | str:
+    def _build(self) -> tuple[PlatformConfig, CompiledPlatform, EndpointDirectory] | str:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
         changed. Returns the config with its snapshots, or the reason it is rejected."""
         try:
@@ -84,19 +87,23 @@ class ControlPlane:
                 for region, reason in zip(regions, pool.map(check, regions), strict=True):
                     if reason is not None:
                         return f"Envoy would reject the new config for region {region}: {reason}"
-        return config, compiled
+        return config, compiled, endpoints
 
-    def _apply(self, built: tuple[PlatformConfig, CompiledPlatform] | str) -> ReloadOutcome:
+    def _apply(self, built: tuple[PlatformConfig, CompiledPlatform, EndpointDirectory] | str) -> ReloadOutcome:
         """Publish on the event loop's thread: the store wakes streams with asyncio primitives."""
         if isinstance(built, str):
             return self._rejected(built)
-        config, compiled = built
+        config, compiled, endpoints = built
+        gone = repository.removed(self.config, config)
         # Limits first: a tenant's new routes never reach Envoy before the limits they name.
         if self.limits_sink is not None:
             self.limits_sink(compiled.ratelimits)
         for region, snapshot in compiled.snapshots.items():
             self.store.set_snapshot(region, snapshot)
-        self.config, self.compiled = config, compiled
+        self.config, self.compiled, self.endpoints = config, compiled, endpoints
+        # Removed own models already answer 404 at the gateway; their bytes are freed on the replicas
+        # that held them, best effort, off the publish path.
+        repository.unload_in_background(gone, endpoints)
         log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),
                  ", ".join(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time())
@@ -123,6 +130,13 @@ class ControlPlane:
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
             },
             "xds": self.store.status(),
+            # Every runtime replica with its admin address (the repository extension), for operators'
+            # tools (`fairshare models`); never routed to by Envoy.
+            "replicas": [
+                {"region": region, "pool": pool, "name": e.name, "address": f"{e.host}:{e.port}",
+                 "admin": e.admin_url}
+                for (region, pool), eps in sorted(self.endpoints.by_pool.items()) for e in eps
+            ],
         }
 
 

@@ -87,7 +87,9 @@ class LocalPlatform:
         self.config = load_config(self.opts.config_dir)  # fail fast, with every problem, before starting
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ratelimit_port = self.opts.ratelimit_port or free_port()
-        self.replicas = plan_replicas(self.config, [free_port() for _ in range(replica_count(self.config))])
+        count = replica_count(self.config)
+        self.replicas = plan_replicas(self.config, [free_port() for _ in range(count)],
+                                      [free_port() for _ in range(count)])
         endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
         try:
             for replica in self.replicas:
@@ -185,7 +187,11 @@ class LocalPlatform:
                 "--pool", replica.pool, "--host", self.opts.host, "--port", str(replica.port),
                 "--replica", f"{replica.region}/{replica.pool}/{replica.replica}"]
         for model in replica.models:
-            argv += ["--model", model.arg()]
+            argv += model.args()
+        if replica.admin_port is not None:
+            argv += ["--admin-port", str(replica.admin_port)]
+        if replica.cache_budget_mb is not None:
+            argv += ["--cache-budget-mb", str(replica.cache_budget_mb)]
         argv += self.opts.runtime_args
         self.supervisor.start(Child(
             name=replica.name, argv=argv, log_file=self.run_dir / f"{replica.name}.log",
