@@ -86,14 +86,18 @@ def test_two_gateways_share_one_tenants_limit(limited: LimitedPlatform) -> None:
     """1.6x the limit over two gateways: each gets about 0.8x, which its own local bucket (2x) passes
     whole. Every refusal, on both gateways, is the shared limiter's."""
     assert len(limited.platform.envoys) == 2
-    before = (limited.gateway_2xx(), gateway_stat(limited.platform, "http.gateway.downstream_rq_4xx"),
-              gateway_stat(limited.platform, LOCAL_REFUSED), decisions(limited.platform, "pair"))
+    def counters() -> dict[str, dict[str, float]]:
+        return {"served": dict(limited.gateway_2xx()),
+                "refused": dict(gateway_stat(limited.platform, "http.gateway.downstream_rq_4xx")),
+                "local": dict(gateway_stat(limited.platform, LOCAL_REFUSED)),
+                "counted": decisions(limited.platform, "pair")}
+
+    before = counters()
     pair = Target(limited.infer_url, limited.token("pair"), infer_body(["pair"]))
     # A new connection per request: the kernel spreads them over both gateways on the shared port.
     answers = offer_sync(pair, rps("pair") * 1.6, 5, new_connections=True)
-    after = (limited.gateway_2xx(), gateway_stat(limited.platform, "http.gateway.downstream_rq_4xx"),
-             gateway_stat(limited.platform, LOCAL_REFUSED), decisions(limited.platform, "pair"))
-    served, refused, local, counted = ({k: a[k] - b[k] for k in a} for a, b in zip(after, before, strict=True))
+    delta = {name: {k: v - before[name][k] for k, v in now.items()} for name, now in counters().items()}
+    served, refused, local, counted = delta["served"], delta["refused"], delta["local"], delta["counted"]
     ok = len(admitted(answers))
     assert all(n > 0 for n in served.values()), served
     assert sum(served.values()) == ok
