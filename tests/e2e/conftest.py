@@ -100,7 +100,7 @@ def applied(running: RunningPlatform, *, after: float, version: str | None = Non
 
 
 @pytest.fixture
-def restore_config(running: RunningPlatform) -> Iterator[Callable[[], None]]:
+def restore_config(running: RunningPlatform) -> Iterator[Callable[[], bool]]:
     """Snapshot the live config and policy dirs; put them back after, and wait until the control plane
     has published the restored config (the version it served before the test) and every Envoy applied
     it, so the next test starts from it, not from a reload still in flight."""
