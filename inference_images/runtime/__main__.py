@@ -30,7 +30,7 @@ from inference_images.runtime.scheduling import (
     POLICIES,
     BatchLimit,
 )
-from inference_images.runtime.settings import PORT_ENV, Settings
+from inference_images.runtime.settings import ADMIN_PORT_ENV, PORT_ENV, Settings
 
 log = logging.getLogger("inference_images.runtime")
 
@@ -159,8 +159,48 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="device for models whose spec names none: auto (CUDA when present, else CPU), cpu, cuda, cuda:N",
     )
+    parser.add_argument(
+        "--cache-budget-mb",
+        type=_non_negative_float,
+        default=1024.0,
+        metavar="MB",
+        help="memory for tenants' own models on this replica, by measured footprint; past it the fair eviction "
+        "rule makes room (default: %(default)g; the pool's model_cache_mb)",
+    )
+    parser.add_argument(
+        "--loader-threads",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="threads that fetch, verify and build own models; never the serving loop or worker (default: 2)",
+    )
+    parser.add_argument(
+        "--min-residency-s",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="an own model younger than this is never evicted, so the cache cannot thrash (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=int(os.environ[ADMIN_PORT_ENV]) if os.environ.get(ADMIN_PORT_ENV) else None,
+        metavar="PORT",
+        help="serve the OIP model-repository extension (index, load, unload) on this port, never on the "
+        f"data-plane one; 0 picks a free one (default: ${ADMIN_PORT_ENV}, else not served)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative number")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -248,6 +288,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         default_max_queue=args.max_queue_default,
         batch_limits=tuple(args.batches),
         artifact_cache=args.artifact_cache,
+        cache_budget_mb=args.cache_budget_mb,
+        loader_threads=args.loader_threads,
+        min_residency_s=args.min_residency_s,
+        admin_port=args.admin_port,
         request_limits=tuple(args.request_limits),
     )
     return settings, args.log_level

@@ -31,6 +31,14 @@ COST_TOKENS_HEADER = "x-fairshare-cost-tokens"
 # Set by Envoy on upstream requests when the route has a timeout: how long it will wait for the answer.
 # A request still queued when that time has passed is dropped before it reaches the model.
 EXPECTED_TIMEOUT_HEADER = "x-envoy-expected-rq-timeout-ms"
+# A tenant's own model (docs/design/0003): set by the compiler on the tenant's own-model route (owner,
+# format, base) and on each weighted cluster of its split (version above, artifact and digest). The
+# owner header's presence marks the request as an own model, served from the model cache.
+MODEL_OWNER_HEADER = "x-fairshare-model-owner"
+MODEL_FORMAT_HEADER = "x-fairshare-model-format"
+MODEL_BASE_HEADER = "x-fairshare-model-base"
+MODEL_ARTIFACT_HEADER = "x-fairshare-model-artifact"
+MODEL_SHA256_HEADER = "x-fairshare-model-sha256"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
 # Set by the runtime on an inference response whose text it changed: counts by entity type
@@ -53,6 +61,17 @@ class GatewayHeaderError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class OwnModelHeaders:
+    """The own-model headers as the gateway sent them; ``models.own.OwnModelRef.parse`` checks them."""
+
+    owner: str
+    format: str | None
+    base: str | None
+    artifact: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayContext:
     tenant: str
     weight: float
@@ -61,6 +80,8 @@ class GatewayContext:
     model_version: str | None
     # The tenant's PII rules from the route that served the request (none when the headers are absent).
     pii: PiiRules = field(default=NO_RULES)
+    # Set when the route is a tenant's own model (x-fairshare-model-owner present).
+    own_model: OwnModelHeaders | None = None
 
 
 def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_anonymous: bool) -> GatewayContext:
@@ -95,4 +116,14 @@ def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_a
     # An empty version header is a gateway that had no version to set: same as none.
     version = headers.get(MODEL_VERSION_HEADER) or None
     pii = PiiRules.from_headers(headers.get(PII_REDACT_HEADER), headers.get(PII_BLOCK_HEADER))
-    return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version, pii=pii)
+    owner = headers.get(MODEL_OWNER_HEADER)
+    own = None
+    if owner is not None:
+        own = OwnModelHeaders(
+            owner=owner,
+            format=headers.get(MODEL_FORMAT_HEADER) or None,
+            base=headers.get(MODEL_BASE_HEADER) or None,
+            artifact=headers.get(MODEL_ARTIFACT_HEADER) or None,
+            sha256=headers.get(MODEL_SHA256_HEADER) or None,
+        )
+    return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version, pii=pii, own_model=own)

@@ -7,13 +7,18 @@ killed) while readiness stays 503 with reasons until every model is loaded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable
 
 from aiohttp import web
 
+from inference_images.runtime.admin import AdminState, build_admin_app
 from inference_images.runtime.metrics import RuntimeMetrics
+from inference_images.runtime.models import onnx_format
+from inference_images.runtime.models.cache import MIB, ModelCache
+from inference_images.runtime.models.own import OwnModelLoader
 from inference_images.runtime.models.registry import ModelRepository
 from inference_images.runtime.scheduling import Admission, BatchingConfig, PolicyOptions, Scheduler, build_scheduler
 from inference_images.runtime.server import RuntimeState, build_app
@@ -29,8 +34,10 @@ async def serve(
     *,
     scheduler: Scheduler | None = None,
     on_listening: Callable[[int], None] | None = None,
+    on_admin_listening: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set, then drain and return. ``on_listening`` gets the bound port."""
+    """Serve until ``stop`` is set, then drain and return. ``on_listening`` gets the bound port, and
+    ``on_admin_listening`` the repository extension's (when ``settings.admin_port`` is set)."""
     metrics = RuntimeMetrics()
     scheduler = scheduler or build_scheduler(
         settings.scheduler,
@@ -39,7 +46,17 @@ async def serve(
         batching=BatchingConfig(dict(settings.batch_limits)),
         options=PolicyOptions(idle_credit_s=settings.idle_credit_s),
     )
-    state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics)
+    cache = ModelCache(
+        OwnModelLoader(repository.store, repository),
+        budget_bytes=int(settings.cache_budget_mb * MIB),
+        loader_threads=settings.loader_threads,
+        min_residency_s=settings.min_residency_s,
+        charge=scheduler.charge,
+        events=metrics,
+        pinned_bytes=functools.partial(_catalog_bytes, repository),
+    )
+    state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics, cache=cache)
+    admin = web.AppRunner(build_admin_app(AdminState(repository, cache)), access_log=None, handle_signals=False)
     runner = web.AppRunner(
         build_app(state),
         access_log=None,  # the app logs requests itself, without payloads
@@ -47,6 +64,7 @@ async def serve(
         shutdown_timeout=settings.shutdown_grace_s,
     )
     await runner.setup()
+    await admin.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -65,9 +83,16 @@ async def serve(
         )
         if on_listening is not None:
             on_listening(port)
+        if settings.admin_port is not None:
+            # Same address as the data plane; only the port differs, and no Envoy cluster points at it.
+            await web.TCPSite(admin, settings.host, settings.admin_port).start()
+            admin_port = _bound_port(admin, settings.admin_port)
+            log.info("repository extension listening", extra={"host": settings.host, "port": admin_port})
+            if on_admin_listening is not None:
+                on_admin_listening(admin_port)
 
         # Daemon: a process told to stop mid-load exits without waiting for the load to finish.
-        threading.Thread(target=repository.load_all, name="model-loader", daemon=True).start()
+        threading.Thread(target=_load_catalog, args=(repository,), name="model-loader", daemon=True).start()
         await stop.wait()
 
         state.draining = True
@@ -78,8 +103,25 @@ async def serve(
     finally:
         # Closes the listener, lets in-flight requests finish within the grace period, cancels the rest.
         await runner.cleanup()
+        await admin.cleanup()
         await scheduler.close()
+        await cache.close()
     log.info("stopped")
+
+
+def _load_catalog(repository: ModelRepository) -> None:
+    try:
+        # onnxruntime's one-time set-up, spent before any tenant's load is measured and charged for it.
+        onnx_format.warm_up()
+    except Exception as exc:  # a replica without onnxruntime still serves its catalog
+        log.warning("onnxruntime unavailable: own models will fail to load", extra={"reason": str(exc)})
+    repository.load_all()
+
+
+def _catalog_bytes(repository: ModelRepository) -> int:
+    """What the pinned catalog models hold, off the cache's budget (those whose footprint is measured: the
+    onnx loader's; the built-in loaders' weights are part of the image's fixed cost)."""
+    return sum(int(getattr(entry.model, "footprint_bytes", 0) or 0) for entry in repository.entries())
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from inference_images.runtime.models.cache import ModelCache
 from inference_images.runtime.models.registry import ModelRepository
 from inference_images.runtime.pii.metrics import PiiMetrics
 from inference_images.runtime.scheduling import Outcome
@@ -17,6 +18,10 @@ from inference_images.runtime.scheduling import Outcome
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Stands in for the model label when the request named no served model.
 UNKNOWN = "unknown"
+# The model label of every request for a tenant's own model: thousands of them must not each be a series.
+# Per model only the top ones by traffic are named (fairshare_runtime_own_model_*), TOP_MODELS of them.
+OWN_MODEL = "own"
+TOP_MODELS = 50
 
 
 class RuntimeMetrics:
@@ -83,6 +88,46 @@ class RuntimeMetrics:
             registry=self.registry,
         )
         self.pii = PiiMetrics(self.registry)
+        # The model cache (tenants' own models): per tenant, so cardinality is the tenants routed here.
+        self.cache_hits = Counter(
+            "fairshare_runtime_cache_hits", "Own-model requests served by a resident model.", ["tenant"],
+            registry=self.registry,
+        )
+        self.cache_misses = Counter(
+            "fairshare_runtime_cache_misses", "Own-model requests that had to wait for a load (or found it failed).",
+            ["tenant"], registry=self.registry,
+        )
+        self.cache_load_seconds = Counter(
+            "fairshare_runtime_cache_load_seconds",
+            "Seconds spent loading each tenant's own models (fetch, sha256 check, build), charged to its fair share.",
+            ["tenant"], registry=self.registry,
+        )
+        self.cache_loads = Counter(
+            "fairshare_runtime_cache_loads", "Own-model loads by result (ok, failed).", ["tenant", "result"],
+            registry=self.registry,
+        )
+        self.cache_evictions = Counter(
+            "fairshare_runtime_cache_evictions", "Own models evicted to make room, by owning tenant.", ["tenant"],
+            registry=self.registry,
+        )
+        self.cache_resident_bytes = Gauge(
+            "fairshare_runtime_cache_resident_bytes", "Measured bytes of each tenant's resident own models.",
+            ["tenant"], registry=self.registry,
+        )
+        self.cache_budget_bytes = Gauge(
+            "fairshare_runtime_cache_budget_bytes", "The model cache's memory budget on this replica.",
+            registry=self.registry,
+        )
+        self.top_model_requests = Gauge(
+            "fairshare_runtime_own_model_requests",
+            f"Requests (hits plus misses) of the {TOP_MODELS} own models with the most traffic on this replica.",
+            ["model", "version"], registry=self.registry,
+        )
+        self.top_model_bytes = Gauge(
+            "fairshare_runtime_own_model_resident_bytes",
+            f"Resident bytes of the {TOP_MODELS} own models with the most traffic on this replica.",
+            ["model", "version"], registry=self.registry,
+        )
 
     def observe_service(self, tenant: str, seconds: float) -> None:
         self.service_seconds.labels(tenant).inc(seconds)
@@ -99,9 +144,36 @@ class RuntimeMetrics:
     def observe_batch(self, model: str, size: int) -> None:
         self.batch_size.labels(model).observe(size)
 
-    def render(self, repository: ModelRepository, queue_depth: int) -> bytes:
+    def cache_hit(self, tenant: str) -> None:
+        self.cache_hits.labels(tenant).inc()
+
+    def cache_miss(self, tenant: str) -> None:
+        self.cache_misses.labels(tenant).inc()
+
+    def cache_load(self, tenant: str, seconds: float, ok: bool) -> None:
+        self.cache_load_seconds.labels(tenant).inc(seconds)
+        self.cache_loads.labels(tenant, "ok" if ok else "failed").inc()
+
+    def cache_eviction(self, tenant: str) -> None:
+        self.cache_evictions.labels(tenant).inc()
+
+    def render(self, repository: ModelRepository, queue_depth: int, cache: ModelCache | None = None) -> bytes:
         # Point-in-time values are read at scrape time rather than pushed on every change.
         self.queue_depth.set(queue_depth)
         for entry in repository.entries():
             self.model_ready.labels(entry.spec.name, entry.spec.version).set(1 if entry.ready else 0)
+        if cache is not None:
+            self._render_cache(cache)
         return generate_latest(self.registry)
+
+    def _render_cache(self, cache: ModelCache) -> None:
+        self.cache_budget_bytes.set(cache.budget_bytes)
+        # Cleared first: a tenant whose last model went reads 0 by absence, and the top set changes.
+        self.cache_resident_bytes.clear()
+        for tenant, size in cache.resident_bytes_by_tenant().items():
+            self.cache_resident_bytes.labels(tenant).set(size)
+        self.top_model_requests.clear()
+        self.top_model_bytes.clear()
+        for row in cache.top_models(TOP_MODELS):
+            self.top_model_requests.labels(row.name, row.version).set(row.hits + row.misses)
+            self.top_model_bytes.labels(row.name, row.version).set(row.bytes if row.state == "ready" else 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 import uuid
 from collections import Counter
@@ -24,6 +25,7 @@ from inference_images.runtime.gateway import (
     COST_TOKENS_HEADER,
     EXPECTED_TIMEOUT_HEADER,
     MAX_QUEUE_HEADER,
+    MODEL_OWNER_HEADER,
     MODEL_VERSION_HEADER,
     PII_REDACTED_HEADER,
     REPLICA_HEADER,
@@ -31,8 +33,11 @@ from inference_images.runtime.gateway import (
     GatewayHeaderError,
     read_gateway_context,
 )
-from inference_images.runtime.metrics import CONTENT_TYPE, UNKNOWN, RuntimeMetrics
-from inference_images.runtime.models.base import Tensor
+from inference_images.runtime.metrics import CONTENT_TYPE, OWN_MODEL, UNKNOWN, RuntimeMetrics
+from inference_images.runtime.models.base import Model, Tensor
+from inference_images.runtime.models.cache import ModelCache, ModelUnavailableError
+from inference_images.runtime.models.head_format import HeadModel
+from inference_images.runtime.models.own import BaseUnavailableError, OwnModelRef, resolve_base
 from inference_images.runtime.models.registry import ModelEntry, ModelNotFoundError, ModelRepository
 from inference_images.runtime.pii import metrics as pii_metrics
 from inference_images.runtime.pii.entities import Entity
@@ -59,6 +64,7 @@ from inference_images.runtime.scheduling import (
 )
 from inference_images.runtime.scheduling.admission import parse_deadline, parse_queue_bound
 from inference_images.runtime.settings import Settings
+from inference_images.runtime.tokens import Prediction
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("inference_images.runtime.access")
@@ -71,10 +77,11 @@ _QUIET_PATHS = ("/v2/health/", "/metrics")
 class ApiError(Exception):
     """An error response: status plus the client-facing message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass(slots=True)
@@ -83,6 +90,8 @@ class RuntimeState:
     repository: ModelRepository
     scheduler: Scheduler
     metrics: RuntimeMetrics
+    # Tenants' own models, loaded on first use (None: this replica serves the catalog only).
+    cache: ModelCache | None = None
     # Set on shutdown so readiness fails and the gateway stops sending while in-flight work finishes.
     draining: bool = False
 
@@ -120,7 +129,7 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ApiError as exc:
         # Messages may quote request data (an input's name, a bad field): never echo raw PII.
-        response = _error(exc.status, scrub(exc.message))
+        response = _error(exc.status, scrub(exc.message), exc.headers)
     except web.HTTPException as exc:
         # aiohttp's own refusals (no route, wrong method, body too large) in the OIP error shape.
         if exc.status < 400:
@@ -203,7 +212,79 @@ def _resolve(request: web.Request, header_version: str | None) -> ModelEntry:
         raise ApiError(404, str(exc)) from None
 
 
+def _own_ref(request: web.Request, context: GatewayContext | None = None) -> tuple[OwnModelRef, float] | None:
+    """The tenant's own model this request addresses (with the tenant's weight), or None for the catalog.
+
+    Everything comes from the route's headers (docs/design/0003); a version in the path must be the one
+    the route's split picked, since the artefact header is that version's."""
+    state = request.app[STATE]
+    if context is None:
+        if MODEL_OWNER_HEADER not in request.headers:
+            return None  # a catalog model's metadata needs no gateway headers
+        context = _gateway_context(request)
+    own = context.own_model
+    if own is None:
+        return None
+    name = request.match_info["model"]
+    path_version = request.match_info.get("version")
+    if path_version is not None and context.model_version is not None and path_version != context.model_version:
+        raise ApiError(404, f"unknown version '{path_version}' of model '{name}'")
+    try:
+        ref = OwnModelRef.parse(
+            owner=own.owner,
+            name=name,
+            version=context.model_version or path_version,
+            format=own.format,
+            artifact=own.artifact,
+            sha256=own.sha256,
+            base=own.base,
+        )
+    except ValueError as exc:
+        raise ApiError(400, f"gateway headers for an own model: {exc}") from None
+    if state.cache is None:
+        raise ApiError(503, f"model '{name}': this replica has no model cache for tenants' own models")
+    return ref, context.weight
+
+
+def _gateway_context(request: web.Request) -> GatewayContext:
+    state = request.app[STATE]
+    try:
+        return read_gateway_context(
+            request.headers, own_region=state.settings.region, allow_anonymous=state.settings.allow_anonymous
+        )
+    except GatewayHeaderError as exc:
+        raise ApiError(exc.status, exc.message) from None
+
+
+async def _acquire(state: RuntimeState, ref: OwnModelRef, weight: float) -> Model:
+    """The resident own model, loaded if needed: the request waits here, holding no scheduler slot."""
+    assert state.cache is not None
+    try:
+        if ref.base is not None:
+            resolve_base(state.repository, ref)  # a head over a base this replica cannot run: 503 at once
+        return await state.cache.acquire(ref, weight)
+    except BaseUnavailableError as exc:
+        raise ApiError(503, str(exc)) from None
+    except ModelUnavailableError as exc:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if exc.retry_after_s else None
+        raise ApiError(503, exc.reason, headers) from None
+
+
+async def _own_model_metadata(request: web.Request, ref: OwnModelRef, weight: float) -> web.Response:
+    model = await _acquire(request.app[STATE], ref, weight)
+    body = model_metadata(model, [ref.version])
+    body["name"] = ref.name  # the tenant's own name, not the cache's qualified one
+    body["device"] = model.device
+    body["artifact"] = {"uri": ref.artifact.uri, "sha256": ref.artifact.sha256}
+    if ref.base is not None:
+        body["base"] = str(ref.base)
+    return web.json_response(body)
+
+
 async def _model_metadata(request: web.Request) -> web.Response:
+    own = _own_ref(request)
+    if own is not None:
+        return await _own_model_metadata(request, *own)
     entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
     versions = request.app[STATE].repository.versions(entry.spec.name)
     body = model_metadata(entry.model, versions)
@@ -215,6 +296,19 @@ async def _model_metadata(request: web.Request) -> web.Response:
 
 
 async def _model_ready(request: web.Request) -> web.Response:
+    own = _own_ref(request)
+    if own is not None:
+        ref, weight = own
+        # Ready means "can serve now": a cold model is loaded first, so a client's readiness check before
+        # its first call (tritonclient's is_model_ready) does not fail for a model that would serve.
+        try:
+            await _acquire(request.app[STATE], ref, weight)
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            return web.json_response({"name": ref.name, "version": ref.version, "ready": False, "reason": exc.message},
+                                     status=503, headers=exc.headers)
+        return web.json_response({"name": ref.name, "version": ref.version, "ready": True})
     entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
     body: dict[str, Any] = {"name": entry.spec.name, "version": entry.spec.version, "ready": entry.ready}
     if not entry.ready:
@@ -228,17 +322,15 @@ async def _infer(request: web.Request) -> web.Response:
     model_label, version_label = UNKNOWN, UNKNOWN
     status = 500
     try:
-        try:
-            context = read_gateway_context(
-                request.headers,
-                own_region=state.settings.region,
-                allow_anonymous=state.settings.allow_anonymous,
-            )
-        except GatewayHeaderError as exc:
-            raise ApiError(exc.status, exc.message) from None
-        entry = _resolve(request, context.model_version)
-        model = entry.model
-        model_label, version_label = entry.spec.name, entry.spec.version
+        context = _gateway_context(request)
+        own = _own_ref(request, context)
+        if own is None:
+            entry = _resolve(request, context.model_version)
+            model = entry.model
+            model_label, version_label = entry.spec.name, entry.spec.version
+        else:
+            # One label for every own model: per model only the top ones are named (metrics.TOP_MODELS).
+            model_label = version_label = OWN_MODEL
 
         try:
             body = await request.read()
@@ -248,10 +340,14 @@ async def _infer(request: web.Request) -> web.Response:
             infer_request = parse_infer_request(decode_json(body))
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
-        # Re-read: the entry above is a snapshot and loading may have finished since.
-        entry = state.repository.resolve(entry.spec.name, entry.spec.version)
-        if not entry.ready:
-            raise ApiError(503, f"model '{model.name}' version '{model.version}' is not ready ({entry.describe()})")
+        if own is None:
+            # Re-read: the entry above is a snapshot and loading may have finished since.
+            entry = state.repository.resolve(entry.spec.name, entry.spec.version)
+            if not entry.ready:
+                raise ApiError(503, f"model '{model.name}' version '{model.version}' is not ready ({entry.describe()})")
+        else:
+            # After the body parsed: a malformed request never costs a load.
+            model = await _acquire(state, *own)
         limits = state.settings.limits_for(model)
         try:
             check_against_model(infer_request, model)
@@ -268,15 +364,15 @@ async def _infer(request: web.Request) -> web.Response:
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         try:
-            prediction = await state.scheduler.submit(
-                context.tenant,
-                context.weight,
-                model.cost_hint(inputs),
-                functools.partial(tokens.predict, model, inputs),
+            prediction = await _run(
+                state,
+                context,
+                model,
+                inputs,
                 max_queue=max_queue,
                 deadline=parse_deadline(request.headers.get(EXPECTED_TIMEOUT_HEADER), time.monotonic()),
                 gone=functools.partial(_client_gone, request),
-                batch=BatchItem(model, inputs, limits.chunk_rows),
+                chunk_rows=limits.chunk_rows,
             )
             outputs, cost_tokens = prediction.outputs, prediction.tokens
         except QueueFullError as exc:
@@ -298,6 +394,8 @@ async def _infer(request: web.Request) -> web.Response:
         outputs, out_counts = redact_outputs(outputs, context.pii)
         state.metrics.pii.record(context.tenant, out_counts, pii_metrics.REDACTED, pii_metrics.RESPONSE)
         response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
+        if own is not None:
+            response["model_name"] = own[0].name  # the tenant's own name, not the cache's qualified one
         status = 200
         reply = web.json_response(response)
         reply.headers[COST_TOKENS_HEADER] = str(cost_tokens)
@@ -312,6 +410,44 @@ async def _infer(request: web.Request) -> web.Response:
         state.metrics.requests.labels(model_label, version_label, str(status)).inc()
         if status == 200:
             state.metrics.latency.labels(model_label, version_label).observe(time.perf_counter() - start)
+
+
+async def _run(
+    state: RuntimeState,
+    context: GatewayContext,
+    model: Model,
+    inputs: dict[str, Tensor],
+    *,
+    max_queue: int | None,
+    deadline: float | None,
+    gone: Callable[[], bool],
+    chunk_rows: int | None,
+) -> Prediction:
+    """Queue the request's model work. A head model is two pieces of work for the tenant: its base,
+    batched with every other request for that base (catalog or head, any tenant), then its head."""
+    base = model.base if isinstance(model, HeadModel) else model
+    prediction: Prediction = await state.scheduler.submit(
+        context.tenant,
+        context.weight,
+        base.cost_hint(inputs),
+        functools.partial(tokens.predict, base, inputs),
+        max_queue=max_queue,
+        deadline=deadline,
+        gone=gone,
+        batch=BatchItem(base, inputs, chunk_rows),
+    )
+    if not isinstance(model, HeadModel):
+        return prediction
+    outputs: list[Tensor] = await state.scheduler.submit(
+        context.tenant,
+        context.weight,
+        model.head_cost(prediction.outputs),
+        functools.partial(model.apply_head, prediction.outputs),
+        max_queue=max_queue,
+        deadline=deadline,
+        gone=gone,
+    )
+    return Prediction(outputs, prediction.tokens)
 
 
 # Past this many characters, redaction (about 1 ms per KiB of PII-dense text) runs on a thread, so one
@@ -341,5 +477,5 @@ async def _redact_request(
 
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = state.metrics.render(state.repository, state.scheduler.queue_depth())
+    body = state.metrics.render(state.repository, state.scheduler.queue_depth(), state.cache)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

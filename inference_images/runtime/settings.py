@@ -10,6 +10,8 @@ from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S, DEFAULT_M
 
 # The port's environment default: a container image sets it once, for the server and its health probe.
 PORT_ENV = "FAIRSHARE_PORT"
+# The repository extension's port default (--admin-port), set by the images.
+ADMIN_PORT_ENV = "FAIRSHARE_ADMIN_PORT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,14 @@ class Settings:
     artifact_cache: str | None = None
     # Per model name: rows and bytes one request may carry, replacing what the model declares.
     request_limits: tuple[tuple[str, RequestLimits], ...] = ()
+    # The model cache for tenants' own models (models.cache): memory budget, loader threads, and how long a
+    # model stays before it may be evicted. Catalog models are loaded at start and never evicted.
+    cache_budget_mb: float = 1024.0
+    loader_threads: int = 2
+    min_residency_s: float = 30.0
+    # The OIP model-repository extension (index, load, unload) listens here; None: not served. Never the
+    # data-plane port: Envoy has no cluster for it.
+    admin_port: int | None = None
 
     def limits_for(self, model: object) -> RequestLimits:
         """What one request to ``model`` may carry: its declared limits (or the default), overridden by

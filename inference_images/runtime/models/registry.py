@@ -32,6 +32,11 @@ Loader = Callable[[str, str], Model]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
+def valid_name(text: str) -> bool:
+    """Whether ``text`` fits the model name and version alphabet (tenants' own models share it)."""
+    return bool(_NAME_RE.match(text))
+
+
 class UnknownLoaderError(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
@@ -108,11 +113,12 @@ class LoaderRegistry:
 
 def default_loaders() -> LoaderRegistry:
     """The loaders this runtime ships. Importing them must stay cheap: heavy imports go in load()."""
-    from inference_images.runtime.models import lexicon, minilm, simulated
+    from inference_images.runtime.models import lexicon, minilm, onnx_format, simulated
 
     registry = LoaderRegistry()
     lexicon.register(registry)
     minilm.register(registry)
+    onnx_format.register(registry)
     simulated.register(registry)
     return registry
 
@@ -159,6 +165,11 @@ class ModelRepository:
             self._entries[(spec.name, spec.version)] = ModelEntry(spec, loaders.create(spec), ModelState.PENDING)
         if not self._entries:
             raise ValueError("no models configured")
+
+    @property
+    def store(self) -> ArtifactStore:
+        """Where this process fetches and verifies artefacts (the model cache shares it)."""
+        return self._store
 
     def load_all(self) -> None:
         """Load every model in order, recording failures instead of raising: one broken model keeps the

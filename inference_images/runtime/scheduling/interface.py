@@ -137,6 +137,11 @@ class Scheduler(Protocol):
         """Requests queued (not running) per tenant that has any."""
         ...
 
+    def charge(self, tenant: str, seconds: float, weight: float) -> None:
+        """Bill ``tenant`` for ``seconds`` of work done outside the worker on its behalf (loading one of its
+        own models), as if its requests had used the worker that long. FIFO ignores it."""
+        ...
+
     async def close(self) -> None:
         """Refuse new work, let what is queued finish, and release the worker."""
         ...

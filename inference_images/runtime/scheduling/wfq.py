@@ -18,6 +18,10 @@ the bounded "sleeper credit" of fair CPU schedulers) lets such a burst run ahead
 so it never gets any.
 
 Ties go to the tenant with fewer requests queued, then to the older request.
+
+Work done for a tenant off the worker is charged the same way (``Scheduler.charge``): the seconds it took
+to load one of the tenant's own models, so a tenant cycling through cold models pays for its loads in
+later service, and nobody else does.
 """
 
 from __future__ import annotations
@@ -78,4 +82,10 @@ class VirtualTimePolicy:
         return min(heads.values(), key=lambda h: (self.counter(h.tenant), h.queued, h.seq)).tenant
 
     def charge(self, tenant: str, weight: float, service: float) -> None:
-        self._counters[tenant] = self.counter(tenant) + service / weight
+        counter = self.counter(tenant)
+        if service > 0 and tenant not in self._backlogged:
+            # Work billed while the tenant has nothing queued (loading its own model): start from where it
+            # would rejoin, or the lift on its next request would absorb the charge.
+            self._advance()
+            counter = max(counter, self._vtime - self.idle_credit_s)
+        self._counters[tenant] = counter + service / weight
