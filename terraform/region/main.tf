@@ -80,8 +80,10 @@ module "node_pools" {
 }
 
 module "model_store" {
-  source        = "../modules/model_store"
-  bucket_name   = "${local.name}-models-${data.aws_caller_identity.current.account_id}"
+  source = "../modules/model_store"
+  # config/regions.yaml's model_bucket when it names one: the policies (policy/models) hold tenants'
+  # artifacts to that name, so the bucket Terraform creates must be the one the config names.
+  bucket_name   = coalesce(try(local.config_region.model_bucket, null), "${local.name}-models-${data.aws_caller_identity.current.account_id}")
   kms_key_arn   = aws_kms_key.region.arn
   force_destroy = var.force_destroy
 }

@@ -8,6 +8,12 @@ locals {
     "arn", data.aws_partition.current.partition, "secretsmanager", data.aws_region.current.name,
     data.aws_caller_identity.current.account_id, "secret", "${var.tenant_secret_name_prefix}/*",
   ])
+  # What the inference pods may read: the tenants' prefixes (and any other prefix the platform adds,
+  # e.g. catalog/ for its own ONNX models), never the whole bucket.
+  model_read_arns = [for p in var.model_read_prefixes : "${var.model_bucket_arn}/${p}*"]
+  # Each tenant's pipeline writes under tenants/<tenant>/ only: the prefix policy/models requires of
+  # the tenant's artifacts, so no other tenant's (or the platform's) role can put bytes a tenant serves.
+  tenant_write_arns = { for t, _ in var.tenant_writers : t => "${var.model_bucket_arn}/${var.tenant_prefix}${t}/*" }
 }
 
 # Only the named service account in the named namespace may assume each role (IRSA).
@@ -38,13 +44,23 @@ data "aws_iam_policy_document" "trust" {
 data "aws_iam_policy_document" "read_models" {
   statement {
     sid       = "ListModels"
-    actions   = ["s3:ListBucket", "s3:GetBucketLocation"]
+    actions   = ["s3:ListBucket"]
+    resources = [var.model_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for p in var.model_read_prefixes : "${p}*"]
+    }
+  }
+  statement {
+    sid       = "LocateBucket"
+    actions   = ["s3:GetBucketLocation"]
     resources = [var.model_bucket_arn]
   }
   statement {
     sid       = "ReadModels"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
-    resources = ["${var.model_bucket_arn}/*"]
+    resources = local.model_read_arns
   }
   statement {
     sid       = "DecryptModels"
@@ -55,7 +71,7 @@ data "aws_iam_policy_document" "read_models" {
 
 resource "aws_iam_role" "inference" {
   name               = "${var.name}-model-reader"
-  description        = "Inference pods read model artifacts (read-only) from the region's model bucket."
+  description        = "Inference pods read model artifacts (read-only) under the tenant prefixes of the region's model bucket."
   assume_role_policy = data.aws_iam_policy_document.trust["inference"].json
   tags               = var.tags
 }
@@ -90,4 +106,57 @@ resource "aws_iam_role_policy" "gateway" {
   name   = "read-tenant-secrets"
   role   = aws_iam_role.gateway.id
   policy = data.aws_iam_policy_document.read_tenant_secrets.json
+}
+
+# One writer role per tenant pipeline: only the principals the tenant's entry names may assume it, and it
+# may write only under tenants/<tenant>/. No other role of the platform writes there (the model reader
+# is read-only), so the bytes a tenant's route points at are the bytes its own pipeline put there.
+data "aws_iam_policy_document" "writer_trust" {
+  for_each = var.tenant_writers
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = each.value.principal_arns
+    }
+  }
+}
+
+data "aws_iam_policy_document" "write_tenant_models" {
+  for_each = var.tenant_writers
+  statement {
+    sid       = "WriteOwnPrefix"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject", "s3:DeleteObject"]
+    resources = [local.tenant_write_arns[each.key]]
+  }
+  statement {
+    sid       = "ListOwnPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [var.model_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.tenant_prefix}${each.key}/*"]
+    }
+  }
+  statement {
+    sid       = "EncryptModels"
+    actions   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role" "tenant_writer" {
+  for_each           = var.tenant_writers
+  name               = "${var.name}-${each.key}-writer"
+  description        = "Tenant ${each.key}'s pipeline writes its own models under ${var.tenant_prefix}${each.key}/ of the model bucket."
+  assume_role_policy = data.aws_iam_policy_document.writer_trust[each.key].json
+  tags               = merge(var.tags, { "fairshare:tenant" = each.key })
+}
+
+resource "aws_iam_role_policy" "tenant_writer" {
+  for_each = var.tenant_writers
+  name     = "write-own-models"
+  role     = aws_iam_role.tenant_writer[each.key].id
+  policy   = data.aws_iam_policy_document.write_tenant_models[each.key].json
 }

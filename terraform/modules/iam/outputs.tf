@@ -7,3 +7,8 @@ output "gateway_role_arn" {
   description = "Role the control plane's service account is annotated with to read tenant secrets."
   value       = aws_iam_role.gateway.arn
 }
+
+output "tenant_writer_role_arns" {
+  description = "Per tenant, the role its model pipeline assumes to write under tenants/<tenant>/ of the model bucket."
+  value       = { for t, r in aws_iam_role.tenant_writer : t => r.arn }
+}

@@ -28,6 +28,41 @@ variable "model_bucket_arn" {
   type        = string
 }
 
+variable "tenant_prefix" {
+  description = "Prefix of the model bucket under which each tenant's own models live, as tenants/<tenant>/ (policy/models requires artifacts there)."
+  type        = string
+  default     = "tenants/"
+
+  validation {
+    condition     = endswith(var.tenant_prefix, "/") && !strcontains(var.tenant_prefix, "*")
+    error_message = "tenant_prefix must end in / and hold no wildcard."
+  }
+}
+
+variable "model_read_prefixes" {
+  description = "Prefixes of the model bucket the inference pods may read (list and get). Tenants' prefixes by default; add e.g. catalog/ for the platform's own ONNX catalog models. Never the whole bucket."
+  type        = list(string)
+  default     = ["tenants/"]
+
+  validation {
+    condition     = length(var.model_read_prefixes) > 0 && alltrue([for p in var.model_read_prefixes : length(p) > 1 && endswith(p, "/") && !strcontains(p, "*")])
+    error_message = "model_read_prefixes must be non-empty prefixes ending in / without wildcards (an empty prefix would be the whole bucket)."
+  }
+}
+
+variable "tenant_writers" {
+  description = "Per tenant id, the principals of its model pipeline (IAM role or account ARNs) that may assume its writer role: write under tenants/<tenant>/ only."
+  type = map(object({
+    principal_arns = list(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for t, w in var.tenant_writers : can(regex("^[a-z][a-z0-9-]{0,40}[a-z0-9]$", t)) && length(w.principal_arns) > 0])
+    error_message = "tenant_writers keys must be tenant ids and each must name at least one principal ARN."
+  }
+}
+
 variable "kms_key_arn" {
   description = "ARN of the KMS key the model bucket is encrypted with."
   type        = string

@@ -44,3 +44,48 @@ run "a_malformed_oidc_provider_is_refused" {
 
   expect_failures = [var.oidc_provider_arn]
 }
+
+run "the_runtime_reads_tenant_prefixes_only" {
+  command = plan
+
+  assert {
+    condition     = local.model_read_arns == ["arn:aws:s3:::fairshare-eu-west-1-models-123456789012/tenants/*"]
+    error_message = "the model reader may get objects under tenants/ only, never the whole bucket"
+  }
+
+  assert {
+    condition     = length(aws_iam_role.tenant_writer) == 0
+    error_message = "no tenant writer role unless a tenant pipeline is named"
+  }
+}
+
+run "each_tenant_pipeline_writes_its_own_prefix_only" {
+  command = plan
+
+  variables {
+    tenant_writers = {
+      acme   = { principal_arns = ["arn:aws:iam::111111111111:role/acme-ci"] }
+      globex = { principal_arns = ["arn:aws:iam::222222222222:role/globex-ci"] }
+    }
+  }
+
+  assert {
+    condition     = local.tenant_write_arns == { acme = "arn:aws:s3:::fairshare-eu-west-1-models-123456789012/tenants/acme/*", globex = "arn:aws:s3:::fairshare-eu-west-1-models-123456789012/tenants/globex/*" }
+    error_message = "a tenant's writer may write under tenants/<tenant>/ only"
+  }
+
+  assert {
+    condition     = aws_iam_role.tenant_writer["acme"].name == "fairshare-eu-west-1-acme-writer"
+    error_message = "writer roles are <name>-<tenant>-writer"
+  }
+}
+
+run "reading_the_whole_bucket_is_refused" {
+  command = plan
+
+  variables {
+    model_read_prefixes = [""]
+  }
+
+  expect_failures = [var.model_read_prefixes]
+}
