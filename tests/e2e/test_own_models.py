@@ -1,0 +1,234 @@
+"""Tenants' own models through the real Envoy (docs/design/0003): acme's ONNX ticket router and globex's
+head over the shared embedder, both trained by tools/example_models/train.py and declared in the example
+config; isolation between tenants, the repository extension out of the gateway's reach, digest checks,
+warm routing, and add / split / remove / refusal live."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+import urllib.request
+from collections import Counter
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.e2e.conftest import RunningPlatform, eventually, post
+from tools.example_models.train import featurize
+
+pytestmark = pytest.mark.e2e
+US = "us-east-1"
+MODELS = Path(__file__).resolve().parents[2] / "config" / "models"
+FEATURES = json.loads((MODELS / "acme/ticket-router/features.json").read_text())
+TICKETS = ["I was charged twice, please refund my invoice", "my parcel never arrived, tracking is stuck",
+           "the app crashes with a 500 error on upload", "I forgot my password and cannot log in"]
+
+
+def features(texts: list[str]) -> np.ndarray:
+    return featurize(texts, FEATURES["vocabulary"])
+
+
+def tensor_body(x: np.ndarray) -> bytes:
+    return json.dumps({"inputs": [{"name": "features", "shape": list(x.shape), "datatype": "FP32",
+                                   "data": x.ravel().tolist()}]}).encode()
+
+
+def text_body(texts: list[str]) -> bytes:
+    return json.dumps({"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES",
+                                   "data": texts}]}).encode()
+
+
+def outputs(body: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in body["outputs"]}
+
+
+def get(url: str, token: str) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def edit_tenant(running: RunningPlatform, tenant: str, change) -> None:  # type: ignore[no-untyped-def]
+    path = running.tenant_file(tenant)
+    spec = yaml.safe_load(path.read_text())
+    change(spec)
+    # Relative artifacts stay relative to the tenant file; write absolute ones for clarity in tests.
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def published(running: RunningPlatform, before: str | None) -> bool:
+    status = running.platform.status()
+    return bool(status["last_reload"]["ok"]) and status["config_version"] != before
+
+
+def fairshare_models(running: RunningPlatform, *extra: str) -> dict[str, Any]:
+    from xds_server.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["models", "--config", str(running.config_dir), "--json",
+                     "--status-port", str(running.platform.opts.status_port), *extra]) == 0
+    return dict(json.loads(out.getvalue()))
+
+
+def test_onnx_model_answers_exactly_what_onnxruntime_computes(running: RunningPlatform) -> None:
+    import onnxruntime as ort
+
+    x = features(TICKETS)
+    reply = post(running.url(US, "/v2/models/ticket-router/versions/1/infer"), tensor_body(x), running.token("acme"))
+    assert reply.status == 200, reply.body
+    assert reply.body["model_version"] == "1"
+    got = outputs(reply.body)
+    session = ort.InferenceSession(str(MODELS / "acme/ticket-router/1/model.onnx"), providers=["CPUExecutionProvider"])
+    label, probabilities = session.run(["label", "probabilities"], {"features": x})
+    np.testing.assert_array_equal(got["label"], label)
+    np.testing.assert_array_equal(got["probabilities"].astype(np.float32), probabilities)
+    assert [FEATURES["classes"][i] for i in label] == ["billing", "shipping", "technical", "account"]
+
+
+def test_metadata_is_the_graphs_signature(running: RunningPlatform) -> None:
+    status, meta = get(running.url(US, "/v2/models/ticket-router"), running.token("acme"))
+    assert status == 200, meta
+    assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
+        ("features", "FP32", [-1, len(FEATURES["vocabulary"])])]
+    assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"label": "INT64", "probabilities": "FP32"}
+
+
+def test_head_over_the_embedder_answers(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/intent/infer"), text_body(TICKETS), running.token("globex"))
+    assert reply.status == 200, reply.body
+    got = outputs(reply.body)
+    classes = ["billing", "shipping", "technical", "account"]
+    assert [classes[i] for i in got["label"]] == classes
+    np.testing.assert_allclose(got["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_tritonclient_calls_a_tenants_model(running: RunningPlatform) -> None:
+    import tritonclient.http as httpclient
+
+    url = running.platform.gateway_url(US).removeprefix("http://")
+    headers = {"Authorization": f"Bearer {running.token('acme')}"}
+    client = httpclient.InferenceServerClient(url=url)
+    meta = client.get_model_metadata("ticket-router", headers=headers)
+    assert meta["inputs"][0]["name"] == "features"
+    x = features(TICKETS[:2])
+    tensor = httpclient.InferInput("features", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    result = client.infer("ticket-router", [tensor], model_version="1", headers=headers,
+                          outputs=[httpclient.InferRequestedOutput("label")])
+    assert result.as_numpy("label").tolist() == [0, 1]
+
+
+def test_another_tenant_gets_the_404_of_an_unknown_model(running: RunningPlatform) -> None:
+    x = tensor_body(features(TICKETS[:1]))
+    for tenant in ("hooli", "globex"):
+        theirs = post(running.url(US, "/v2/models/ticket-router/infer"), x, running.token(tenant))
+        unknown = post(running.url(US, "/v2/models/no-such-model/infer"), x, running.token(tenant))
+        assert (theirs.status, theirs.body) == (unknown.status, unknown.body) == (404, unknown.body)
+        assert "ticket-router" not in json.dumps(theirs.body)
+    # acme's own name space: acme has no model called intent (globex's).
+    assert post(running.url(US, "/v2/models/intent/infer"), text_body(["x"]), running.token("acme")).status == 404
+
+
+def test_repository_extension_is_not_reachable_through_the_gateway(running: RunningPlatform) -> None:
+    for path in ("/v2/repository/index", "/v2/repository/models/acme:ticket-router/unload",
+                 "/v2/repository/models/ticket-router/load"):
+        reply = post(running.url(US, path), b"{}", running.token("acme"))
+        assert reply.status == 404, (path, reply.body)
+
+
+def test_one_model_lands_on_one_replica(running: RunningPlatform) -> None:
+    x = tensor_body(features(TICKETS[:1]))
+    replicas = Counter(
+        post(running.url(US, "/v2/models/ticket-router/versions/1/infer"), x, running.token("acme"))
+        .headers.get("x-fairshare-replica") for _ in range(30))
+    assert len(replicas) == 1 and None not in replicas, replicas
+    # Metadata and ready calls for the model hash to the same replica (the model name from :path).
+    req = urllib.request.Request(running.url(US, "/v2/models/ticket-router/versions/1"),
+                                 headers={"authorization": f"Bearer {running.token('acme')}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.headers.get("x-fairshare-replica") in replicas
+
+
+def test_digest_mismatch_is_503_with_the_reason_and_failed_in_fairshare_models(
+        running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+    before = running.platform.status()["config_version"]
+    artifact = str(MODELS / "acme/ticket-router/1/model.onnx")
+    edit_tenant(running, "acme", lambda s: s["own_models"].update({"tampered": {
+        "format": "onnx", "pool": "cpu-general",
+        "versions": {"1": {"artifact": artifact, "sha256": "ab" * 32}}}}))
+    assert eventually(lambda: published(running, before), timeout=30)
+    reply = post(running.url(US, "/v2/models/tampered/infer"), tensor_body(features(TICKETS[:1])),
+                 running.token("acme"))
+    assert reply.status == 503, reply.body
+    error = reply.body["error"]
+    assert "acme:tampered" in error and "sha256" in error
+    # Other models keep serving.
+    ok = post(running.url(US, "/v2/models/ticket-router/versions/1/infer"), tensor_body(features(TICKETS[:1])),
+              running.token("acme"))
+    assert ok.status == 200
+    row = next(m for m in fairshare_models(running, "--tenant", "acme")["models"] if m["model"] == "acme:tampered")
+    assert any(r["state"].upper() == "FAILED" and "sha256" in r["reason"] for r in row["resident"]), row
+
+
+def test_add_split_and_remove_live(running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+    token, x = running.token("acme"), tensor_body(features(TICKETS[:1]))
+    url = running.url(US, "/v2/models/router-b/infer")
+    assert post(url, x, token).status == 404
+    before = running.platform.status()["config_version"]
+    router = yaml.safe_load(running.tenant_file("acme").read_text())["own_models"]["ticket-router"]
+
+    def add(spec: dict[str, Any]) -> None:
+        spec["own_models"]["router-b"] = {**router, "split": {"1": 100, "2": 0}}
+
+    edit_tenant(running, "acme", add)
+    assert eventually(lambda: post(url, x, token).status == 200, timeout=30)
+    assert {post(url, x, token).body["model_version"] for _ in range(10)} == {"1"}
+
+    # Canary: all traffic to version 2, without a restart.
+    edit_tenant(running, "acme", lambda s: s["own_models"]["router-b"].update({"split": {"1": 0, "2": 100}}))
+    assert eventually(lambda: {post(url, x, token).body.get("model_version") for _ in range(10)} == {"2"},
+                      timeout=30)
+
+    # Removal: 404 at once at the gateway, and unloaded from the replicas that held it.
+    assert any(r["state"].upper() == "READY" for m in fairshare_models(running)["models"]
+               if m["model"] == "acme:router-b" for r in m["resident"])
+    current = running.platform.status()["config_version"]
+    edit_tenant(running, "acme", lambda s: s["own_models"].pop("router-b"))
+    assert eventually(lambda: published(running, current), timeout=30)
+    assert post(url, x, token).status == 404
+    assert before != current
+
+    def unloaded() -> bool:
+        from xds_server.controlplane import inventory, repository
+
+        eps = inventory.endpoints_from_status(running.platform.status())
+        return not any(e.get("name") == "acme:router-b" and str(e.get("state", "")).upper() == "READY"
+                       for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep))
+
+    assert eventually(unloaded, timeout=30)
+
+
+def test_policy_refusal_is_rejected_whole_and_the_last_good_config_serves(
+        running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+    serving = running.platform.status()["config_version"]
+    edit_tenant(running, "globex", lambda s: s["own_models"].update({"stolen": {
+        "format": "onnx", "pool": "cpu-general",
+        "versions": {"1": {"artifact": "s3://fairshare-us-east-1-models/tenants/acme/ticket-router/1/model.onnx",
+                           "sha256": "ab" * 32}}}}))
+    assert eventually(lambda: running.platform.status()["last_reload"]["ok"] is False, timeout=30)
+    status = running.platform.status()
+    error = status["last_reload"]["error"]
+    assert "globex.yaml: own_models.stolen.versions.1.artifact" in error
+    assert "own-model-artifact-outside-tenant-prefix" in error
+    assert status["config_version"] == serving
+    reply = post(running.url(US, "/v2/models/intent/infer"), text_body(["refund please"]), running.token("globex"))
+    assert reply.status == 200
