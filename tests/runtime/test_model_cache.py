@@ -307,7 +307,13 @@ def test_budget_full_evicts_by_the_rule_through_the_cache() -> None:
         await cache.acquire(ref("initech", "big"))  # needs 40 of the 30 free: shares are 33 each
         # acme (40 of 33) was the most above its share: its LRU model m2 went, nothing of globex's.
         assert resident(cache) == {
-            "acme:m1/1", "acme:m3/1", "acme:m4/1", "globex:m1/1", "globex:m2/1", "globex:m3/1", "initech:big/1"
+            "acme:m1/1",
+            "acme:m3/1",
+            "acme:m4/1",
+            "globex:m1/1",
+            "globex:m2/1",
+            "globex:m3/1",
+            "initech:big/1",
         }
         evicted = [row for row in cache.index() if row.state == "evicted"]
         assert [(row.name, row.reason) for row in evicted] == [("acme:m2", "evicted to make room")]
