@@ -62,10 +62,10 @@ def test_model_spec_parsing() -> None:
 
 def test_loaders_by_name() -> None:
     assert default_loaders().names() == [
-        "lexicon", "lexicon-negation", "lexicon-simulated", "minilm", "minilm-normalized"
+        "lexicon", "lexicon-negation", "lexicon-simulated", "minilm", "minilm-normalized", "onnx"
     ]
-    with pytest.raises(KeyError, match="unknown loader 'onnx'"):
-        default_loaders().create(ModelSpec("m", "v1", "onnx"))
+    with pytest.raises(KeyError, match="unknown loader 'tflite'"):
+        default_loaders().create(ModelSpec("m", "v1", "tflite"))
     with pytest.raises(ValueError, match="registered"):
         default_loaders().register("lexicon", lambda n, v: LexiconSentimentModel(n, v, negation=False))
 
