@@ -121,9 +121,10 @@ def test_tritonclient_calls_a_tenants_model(running: RunningPlatform) -> None:
     assert meta["inputs"][0]["name"] == "features"
     x = features(TICKETS[:2])
     tensor = httpclient.InferInput("features", list(x.shape), "FP32")
-    tensor.set_data_from_numpy(x)
+    # JSON tensors: the runtime does not speak Triton's binary tensor extension (binary_data=True).
+    tensor.set_data_from_numpy(x, binary_data=False)
     result = client.infer("ticket-router", [tensor], model_version="1", headers=headers,
-                          outputs=[httpclient.InferRequestedOutput("label")])
+                          outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
     assert result.as_numpy("label").tolist() == [0, 1]
 
 

@@ -25,18 +25,11 @@ from xds_server.compiler import naming
 from xds_server.compiler.clusters import _ADS_SOURCE, _CONNECT_TIMEOUT, _OUTLIER_DETECTION
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 
-
-def _name(constant: str, default: str) -> str:
-    # The runtime's gateway module defines these (docs/design/0003); the defaults are the same names,
-    # so the compiler builds while the runtime side of the contract is being written.
-    return str(getattr(contract, constant, default))
-
-
-OWNER_HEADER = _name("MODEL_OWNER_HEADER", "x-fairshare-model-owner")
-FORMAT_HEADER = _name("MODEL_FORMAT_HEADER", "x-fairshare-model-format")
-BASE_HEADER = _name("MODEL_BASE_HEADER", "x-fairshare-model-base")
-ARTIFACT_HEADER = _name("MODEL_ARTIFACT_HEADER", "x-fairshare-model-artifact")
-SHA256_HEADER = _name("MODEL_SHA256_HEADER", "x-fairshare-model-sha256")
+OWNER_HEADER = contract.MODEL_OWNER_HEADER
+FORMAT_HEADER = contract.MODEL_FORMAT_HEADER
+BASE_HEADER = contract.MODEL_BASE_HEADER
+ARTIFACT_HEADER = contract.MODEL_ARTIFACT_HEADER
+SHA256_HEADER = contract.MODEL_SHA256_HEADER
 
 # Bounded load (Envoy's consistent_hashing_lb_config.hash_balance_factor, in percent): a replica takes
 # at most 1.5x the pool's average outstanding requests before the ring sends its next request onward,
