@@ -52,3 +52,18 @@ def test_status_without_a_control_plane(capsys: pytest.CaptureFixture[str]) -> N
     port = free_port()
     assert main(["status", "--status-port", str(port)]) == 1
     assert f"no control plane answers at http://127.0.0.1:{port}/status" in capsys.readouterr().err
+
+
+def test_models_lists_catalog_and_own_models_without_a_platform(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "--config", str(REPO_CONFIG), "--status-port", "1", "--state", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    assert "acme:ticket-router  onnx" in out and "1=90% 2=10%" in out
+    assert "globex:intent" in out and "head" in out
+    assert "residency unknown" in out
+    assert main(["models", "--config", str(REPO_CONFIG), "--tenant", "globex", "--json", "--status-port", "1",
+                 "--state", "/nonexistent"]) == 0
+    rows = {m["model"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    # globex sees its own model and the catalog models it is granted; not acme's model nor the embedder.
+    assert set(rows) == {"classifier", "globex:intent"}
+    assert rows["globex:intent"]["versions"] == {"1": 100} and rows["globex:intent"]["regions"] == ["us-east-1"]
+    assert main(["models", "--config", str(REPO_CONFIG), "--tenant", "nobody", "--status-port", "1"]) == 2
