@@ -6,15 +6,26 @@ import math
 
 import pytest
 
-from inference_images.runtime.models.base import TensorSpec
+from inference_images.runtime.models.base import (
+    DEFAULT_MAX_ROWS,
+    DEFAULT_REQUEST_LIMITS,
+    RequestLimits,
+    Tensor,
+    TensorSpec,
+    request_limits,
+)
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 from inference_images.runtime.protocol import (
+    MAX_JSON_DEPTH,
     InferenceRequest,
     ProtocolError,
+    RequestTooLargeError,
     build_infer_response,
     check_against_model,
+    check_limits,
     decode_json,
     parse_infer_request,
+    tensor_bytes,
 )
 
 
@@ -138,3 +149,102 @@ def test_response_keeps_requested_outputs_in_order() -> None:
     body = build_infer_response(model, "id-1", model.predict(request.input_map()), request.outputs)
     assert body["model_name"] == "classifier" and body["model_version"] == "v2" and body["id"] == "id-1"
     assert [o["name"] for o in body["outputs"]] == ["score"]
+
+
+# -- depth and size limits ---------------------------------------------------------------------------------
+
+
+def decode_reason(body: bytes) -> str:
+    with pytest.raises(ProtocolError) as caught:
+        decode_json(body)
+    return str(caught.value)
+
+
+def test_a_body_nested_past_the_interpreters_limit_is_refused_naming_where() -> None:
+    # The shape that used to escape as a RecursionError (a 500): far past what Python's decoder recurses.
+    reason = decode_reason(b"[" * 20_000 + b"]" * 20_000)
+    assert reason == f"request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep (at byte 32)"
+
+
+def test_the_depth_limit_counts_arrays_and_objects_and_names_the_path() -> None:
+    def body(depth: int) -> bytes:
+        return b'{"inputs": [{"parameters": ' + b"[" * (depth - 3) + b"]" * (depth - 3) + b"}]}"
+
+    assert isinstance(decode_json(body(MAX_JSON_DEPTH)), dict)
+    reason = decode_reason(body(MAX_JSON_DEPTH + 1))
+    assert f"more than {MAX_JSON_DEPTH} levels deep (at inputs[0].parameters[0]" in reason
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = '"' + "[" * 100 + '\\"{' + '"'
+    assert decode_json(('{"inputs": [' + text + "]}").encode()) == {"inputs": ["[" * 100 + '"{']}
+    # Past the interpreter's limit, the offset reported skips strings too.
+    assert "(at byte 39)" in decode_reason(b'["[[[["' + b"," + b"[" * 20_000 + b"]" * 20_000 + b"]")
+
+
+def test_odd_keys_are_not_quoted_in_the_reason() -> None:
+    secret = "jane.doe@example.com"
+    body = b'{"' + secret.encode() + b'": ' + b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH + b"}"
+    reason = decode_reason(body)
+    assert secret not in reason and "(at ...[0]" in reason
+
+
+def limited(*tensors: Tensor) -> InferenceRequest:
+    return InferenceRequest(None, {}, tensors, None)
+
+
+def test_rows_past_the_models_limit_are_refused_naming_the_limit() -> None:
+    model = LexiconSentimentModel("classifier", "v1", negation=False)
+    ok = limited(Tensor("text", "BYTES", (3,), ["a", "b", "c"]))
+    check_limits(ok, model, RequestLimits(max_rows=3))
+    with pytest.raises(RequestTooLargeError) as caught:
+        check_limits(ok, model, RequestLimits(max_rows=2))
+    assert str(caught.value) == (
+        "input 'text' has 3 rows; model 'classifier' accepts at most 2 rows per request "
+        "(split it into several requests)"
+    )
+
+
+def test_bytes_past_the_models_limit_are_refused_naming_the_limit() -> None:
+    model = LexiconSentimentModel("classifier", "v1", negation=False)
+    request = limited(Tensor("text", "BYTES", (2,), ["é", "ab"]), Tensor("x", "FP32", (2, 2), [0.0] * 4))
+    assert [tensor_bytes(t) for t in request.inputs] == [4, 16]
+    check_limits(request, model, RequestLimits(max_bytes=20))
+    expected = "inputs hold 20 bytes of data; model 'classifier' accepts at most 19 bytes"
+    with pytest.raises(RequestTooLargeError, match=expected):
+        check_limits(request, model, RequestLimits(max_bytes=19))
+
+
+def test_a_model_that_declares_no_limits_gets_the_default() -> None:
+    class Plain:
+        name = "plain"
+
+    assert request_limits(Plain()) == DEFAULT_REQUEST_LIMITS
+    assert DEFAULT_REQUEST_LIMITS.max_rows == DEFAULT_MAX_ROWS and DEFAULT_REQUEST_LIMITS.max_bytes is None
+    assert request_limits(LexiconSentimentModel("c", "v1", negation=False)).max_rows == 8192
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("embedder:100", ("embedder", RequestLimits(100))),
+        ("embedder:100:2048", ("embedder", RequestLimits(100, 2048))),
+    ],
+)
+def test_request_limit_specs_parse(text: str, expected: tuple[str, RequestLimits]) -> None:
+    assert RequestLimits.parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("embedder", "must be MODEL:MAX_ROWS"),
+        ("embedder:1:2:3", "must be MODEL:MAX_ROWS"),
+        ("embedder:lots", "must be integers"),
+        ("embedder:0", "max_rows must be a positive integer"),
+        ("embedder:5:0", "max_bytes must be a positive integer"),
+    ],
+)
+def test_bad_request_limit_specs_name_the_problem(text: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        RequestLimits.parse(text)
