@@ -58,7 +58,7 @@ def test_example_tenants_bring_an_onnx_model_and_a_head() -> None:
 
 
 def test_committed_artifacts_match_their_digests() -> None:
-    """tools/example_models/train.py writes the artifacts; the tenant files must carry their digests."""
+    """bench/example_models/train.py writes the artifacts; the tenant files must carry their digests."""
     cfg = load_config(REPO_CONFIG)
     for tenant in cfg.tenants.values():
         for name, model in tenant.spec.own_models.items():

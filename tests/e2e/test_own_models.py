@@ -1,5 +1,5 @@
 """Tenants' own models through the real Envoy (docs/design/0003): acme's ONNX ticket router and globex's
-head over the shared embedder, both trained by tools/example_models/train.py and declared in the example
+head over the shared embedder, both trained by bench/example_models/train.py and declared in the example
 config; isolation between tenants, the repository extension out of the gateway's reach, digest checks,
 warm routing, and add / split / remove / refusal live."""
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import RunningPlatform, eventually, post
-from tools.example_models.train import featurize
+from bench.example_models.train import featurize
 
 pytestmark = pytest.mark.e2e
 US = "us-east-1"

@@ -1,6 +1,6 @@
 """Train the example config's own models from tickets.tsv and export them with skl2onnx.
 
-    .venv/bin/python -m tools.example_models.train [--out config/models] [--check]
+    .venv/bin/python -m bench.example_models.train [--out config/models] [--check]
 
 Two tenants' models, both real training runs on the same 200 labelled support tickets
 (billing / shipping / technical / account):
@@ -117,7 +117,7 @@ def export(model: object, input_name: str, width: int) -> bytes:
 
     onx = to_onnx(model, initial_types=[(input_name, FloatTensorType([None, width]))],
                   options={id(model): {"zipmap": False}}, target_opset=OPSET)
-    onx.doc_string = "Fairshare example model: tools/example_models/train.py"
+    onx.doc_string = "Fairshare example model: bench/example_models/train.py"
     data: bytes = onx.SerializeToString()
     return data
 
