@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.e2e.conftest import RunningPlatform, eventually, post
 from bench.example_models.train import featurize
+from tests.e2e.conftest import RunningPlatform, eventually, post
 
 pytestmark = pytest.mark.e2e
 US = "us-east-1"
