@@ -4,6 +4,7 @@ it is queued, and work whose deadline passed (504) or whose client left (499) ne
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -136,6 +137,14 @@ def wait_for(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-d
         time.sleep(0.01)
 
 
+def loop_turns(server: RuntimeServer, turns: int = 3) -> None:
+    """Let the server's event loop run a few iterations, so it has read what the kernel already holds for
+    it (a closed connection): each turn is one round trip through the loop's ready queue."""
+    assert server._loop is not None
+    for _ in range(turns):
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), server._loop).result(10)
+
+
 def requests_with_code(server: RuntimeServer, code: int) -> float:
     prefix = f'fairshare_runtime_requests_total{{code="{code}",model="held",version="v1"}}'
     lines = [line for line in server.get("/metrics").body.splitlines() if line.startswith(prefix)]
@@ -181,7 +190,8 @@ def test_a_request_whose_client_left_while_queued_never_runs_and_counts_as_499(h
             f"x-fairshare-tenant: leaver\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
         )
         wait_for(lambda: queued(held_server, "leaver"))
-    # The client is gone; the worker frees up only now.
+    # The client is gone; once the server has seen it go, the worker frees up.
+    loop_turns(held_server)
     HeldModel.gate.set()
     holder.join(30)
     wait_for(lambda: requests_with_code(held_server, 499) == 1)
