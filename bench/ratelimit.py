@@ -1,10 +1,15 @@
 """Rate-limit benchmark: does the gateway hold a tenant to its limit, and what does the check cost?
 
-Run with `make bench-ratelimit` or `python -m bench.ratelimit` (about 2 minutes). In one run:
+Run with `make bench-ratelimit` or `python -m bench.ratelimit` (about 5 minutes). In one run:
 
-1. Admitted rate against the configured limit at 1.5x, 3x and 10x offered load (open loop, 10 s each)
-   through 2 Envoy gateways sharing one port and a real Redis. Target: within +-5%. Baseline: an exempt
-   tenant (no limit) at 3x, which is admitted at its offered rate.
+1. Admitted rate against the configured limit, for request limits of 1, 5, 50 and 500 per second and a
+   token limit (tokens_per_minute), each at 2x, 3x and 10x offered load (open loop), through one gateway
+   with the in-memory counters (`make run`'s shape) and through 2 Envoy gateways sharing one port and a
+   real Redis. Target: within +-5%. The rate is counted after a warm-up that spends the tenant's burst
+   (GCRA admits its burst once, then exactly the rate), over a window long enough that one request
+   either way is under 5% at 1/s. Low limits and the token cells run at once, as separate tenants; the
+   offered rate actually reached is reported beside each cell (this machine cannot offer 5,000/s).
+   Baseline: an exempt tenant (no limit) at 3x, which is admitted at its offered rate.
 2. Decision latency of the rate-limit service over gRPC, Redis and in-memory backends (p50, p99), against
    a call the service answers without touching a counter (the gRPC round trip alone).
 3. The latency a request pays for the global check: a limited tenant (never over its limit) against an
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ import aiohttp
 import yaml
 
 from bench.loadgen import Target, infer_body
-from bench.report import environment, latency_stats, markdown_table, results_dir, write_results
+from bench.report import environment, latency_stats, markdown_table, progress, results_dir, write_results
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.local.platform import LocalPlatform, PlatformOptions
@@ -39,11 +45,16 @@ from xds_server.ratelimit.local_redis import RedisServer
 
 NAME = "ratelimit"
 REGION = "us-east-1"
-LIMIT_RPS = 20.0
-LOADS = (1.5, 3.0, 10.0)
-LOAD_SECONDS = 10.0
+LIMITS = (1.0, 5.0, 50.0, 500.0)  # requests per second
+LOADS = (2.0, 3.0, 10.0)  # offered / limit
+BASELINE_RPS = 20.0  # the exempt tenant's notional limit (offered 3x)
+TOKENS_PER_MINUTE = 6000  # the token cells' limit: 100 tokens a second
+TOKEN_ESTIMATE = 16  # reserved per request (write_config's default), settled with the real cost
+TOKEN_COSTS = (10, 40)  # tokens per request: below the reservation (refunded), above it (charged after)
+BURST_FRACTION = 0.2
 TARGET_ACCURACY = 0.05
 TARGET_P50_ADDED_MS = 1.0
+TOPOLOGIES = ("1 gateway, memory", "2 gateways, Redis")
 
 # Response headers a rate-limit check reads back.
 _KEEP = ("retry-after", "ratelimit", "ratelimit-policy", "x-fairshare-cost-tokens")
@@ -59,11 +70,14 @@ class Answer:
 
 
 async def offer(target: Target, rate: float, duration_s: float, *, new_connections: bool = False,
-                catch_up: bool = True, max_in_flight: int = 64, timeout_s: float = 30) -> list[Answer]:
+                catch_up: bool = True, max_in_flight: int = 64, timeout_s: float = 30,
+                hard_stop: bool = False) -> list[Answer]:
     """Offer `rate` requests a second for `duration_s`, open loop: request i starts at i / rate whatever
     the answers, as clients over their limit do (a closed loop slows down when refused). `new_connections`:
     one connection per request, so gateways sharing a port (SO_REUSEPORT) each get a share. `catch_up`
-    False: a well-behaved client, never two requests closer than 1 / rate, even after this process stalls."""
+    False: a well-behaved client, never two requests closer than 1 / rate, even after this process stalls.
+    `hard_stop`: nothing starts after `duration_s` (a rate this machine cannot reach sends fewer
+    requests rather than taking longer)."""
     answers: list[Answer] = []
     gate = asyncio.Semaphore(max_in_flight)
     connector = aiohttp.TCPConnector(limit=max_in_flight, force_close=new_connections)
@@ -73,6 +87,8 @@ async def offer(target: Target, rate: float, duration_s: float, *, new_connectio
         async def send() -> None:
             async with gate:
                 started = time.perf_counter() - t0
+                if hard_stop and started >= duration_s:
+                    return
                 try:
                     async with session.post(target.url, data=target.body, headers=target.all_headers()) as resp:
                         await resp.read()
@@ -84,6 +100,8 @@ async def offer(target: Target, rate: float, duration_s: float, *, new_connectio
         tasks = []
         next_at = t0
         for _ in range(int(rate * duration_s)):
+            if hard_stop and time.perf_counter() - t0 >= duration_s:
+                break
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -126,44 +144,153 @@ def _quota(rps: float, tpm: int = 100_000_000) -> dict[str, Any]:
     return {"quotas": {"requests_per_second": rps, "tokens_per_minute": tpm}}
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One tenant offered `load` times its limit: `kind` requests (limit per second) or tokens (limit per
+    minute, `cost` tokens a request). Counted from `warmup_s` (its burst spent) for `window_s`."""
+
+    kind: str
+    limit: float  # requests per second, or tokens per minute
+    load: float
+    cost: int = 1
+    window_s: float = 10.0
+
+    @property
+    def tenant(self) -> str:
+        what = f"r{self.limit:g}" if self.kind == "requests" else f"tok{self.cost}"
+        return f"{what}-{self.load:g}x"
+
+    @property
+    def rate_per_s(self) -> float:
+        """The limit in units a second."""
+        return self.limit if self.kind == "requests" else self.limit / 60
+
+    @property
+    def offered_rps(self) -> float:
+        return self.rate_per_s * self.load / self.cost
+
+    @property
+    def warmup_s(self) -> float:
+        """Long enough to spend the burst (GCRA's one-off allowance) at the excess offered rate."""
+        burst_s = (1.0 if self.kind == "requests" else 60.0) * BURST_FRACTION
+        return max(2.0, burst_s / (self.load - 1) + 2.0)
+
+    def spec(self) -> dict[str, Any]:
+        return _quota(self.limit) if self.kind == "requests" else _quota(1_000_000, int(self.limit))
+
+    def body(self) -> bytes:
+        return infer_body([" ".join(["bench"] * self.cost)])  # the classifier charges a token a word
+
+
+# Phases, each run at once (separate tenants): low limits and the token cells together (little traffic,
+# long windows: at 1/s, 30 s for one request either way to be 3%), then 50/s and 500/s one load at a time.
+PHASES: tuple[tuple[Cell, ...], ...] = (
+    (*(Cell("requests", r, x, window_s=30.0) for r in LIMITS[:2] for x in LOADS),
+     *(Cell("tokens", TOKENS_PER_MINUTE, x, cost=c, window_s=18.0) for c in TOKEN_COSTS for x in LOADS
+       if c == TOKEN_COSTS[0] or x == 3.0)),
+    *((Cell("requests", LIMITS[2], x, window_s=10.0),) for x in LOADS),
+    *((Cell("requests", LIMITS[3], x, window_s=6.0),) for x in LOADS),
+)
+BASELINE = Cell("requests", BASELINE_RPS, 3.0, window_s=5.0)
+
 BENCH_TENANTS: dict[str, dict[str, Any]] = {
-    **{f"load-{str(x).replace('.', '-')}x": _quota(LIMIT_RPS) for x in LOADS},
+    **{cell.tenant: cell.spec() for phase in PHASES for cell in phase},
     "nolimit": {"rate_limit": {"exempt": True}},
     "checked": _quota(1_000_000),  # checked on every request, never over
 }
 
 
-# -- 1. admitted rate ------------------------------------------------------------------------------------
+def gateway_stat(platform: LocalPlatform, name: str) -> dict[str, int]:
+    """One counter of each gateway process's admin /stats, by gateway (also used by tests/ratelimit)."""
+    out = {}
+    for gateway, envoy in platform.envoys.items():
+        stats = envoy.admin_get(f"/stats?filter=^{re.escape(name)}$")
+        out[gateway] = int(stats.split(":")[-1].strip() or 0)
+    return out
 
-def admitted_rates(platform: LocalPlatform, key: SigningKey) -> list[dict[str, Any]]:
+
+def service_metric(platform: LocalPlatform, name: str, **labels: str) -> float:
+    """One sample of the control plane's /metrics (the rate-limit service's), 0 if absent."""
+    url = f"http://{platform.opts.host}:{platform.opts.status_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
+        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
+            return float(m.group(3))
+    return 0.0
+
+
+# Checks Envoy gave up on (timeout_ms): the tier's failure mode decided them, not the limiter.
+RLS_TIMEOUTS = "cluster.fairshare/ratelimit.upstream_rq_timeout"
+
+
+def admitted_rates(platform: LocalPlatform, key: SigningKey, topology: str) -> list[dict[str, Any]]:
     url = platform.gateway_url(REGION) + "/v2/models/classifier/infer"
     assert platform.config is not None
+    auth = platform.config.platform.auth
+    spread = len(platform.envoys) > 1
     rows = []
-    for x in LOADS:
-        tenant = f"load-{str(x).replace('.', '-')}x"
-        target = Target(url, issue_token(key, platform.config.platform.auth, tenant), infer_body(["bench"]))
-        print(f"  {tenant}: offering {LIMIT_RPS * x:.0f}/s for {LOAD_SECONDS:.0f} s (limit {LIMIT_RPS:.0f}/s)...",
-              flush=True)
-        rows.append(_rate_row(tenant, x, LIMIT_RPS, offer_sync(target, LIMIT_RPS * x, LOAD_SECONDS)))
-    target = Target(url, issue_token(key, platform.config.platform.auth, "nolimit"), infer_body(["bench"]))
-    print("  baseline: exempt tenant at 3x for 5 s...", flush=True)
-    rows.append(_rate_row("nolimit (baseline)", 3.0, LIMIT_RPS, offer_sync(target, LIMIT_RPS * 3, 5.0)))
+    phases = [*PHASES, *(((BASELINE,),) if spread else ())]
+    for phase in phases:
+        names = ", ".join(f"{c.tenant} ({c.offered_rps:g}/s)" for c in phase)
+        seconds = max(c.warmup_s + c.window_s for c in phase)
+        progress(NAME, f"{topology}: {names} for {seconds:.0f} s")
+        # A new connection per request spreads a low rate over both gateways (one kept-alive
+        # connection would stay on one); at hundreds a second the connection pool spreads it.
+        new_connections = spread and sum(c.offered_rps for c in phase) <= 300
+        before = gateway_stat(platform, "http.gateway.downstream_rq_2xx")
+        timeouts_before = sum(gateway_stat(platform, RLS_TIMEOUTS).values())
+
+        async def run(cells: tuple[Cell, ...] = phase, fresh: bool = new_connections) -> list[list[Answer]]:
+            return await asyncio.gather(*(
+                offer(Target(url, issue_token(key, auth, "nolimit" if c is BASELINE else c.tenant), c.body()),
+                      c.offered_rps, c.warmup_s + c.window_s, new_connections=fresh, max_in_flight=128,
+                      hard_stop=True)
+                for c in cells))
+
+        results = asyncio.run(run())
+        after = gateway_stat(platform, "http.gateway.downstream_rq_2xx")
+        split = {gw: after[gw] - before[gw] for gw in after}
+        timeouts = sum(gateway_stat(platform, RLS_TIMEOUTS).values()) - timeouts_before
+        for cell, answers in zip(phase, results, strict=True):
+            row = _rate_row(cell, answers, topology, split, baseline=cell is BASELINE)
+            row["checks_timed_out_in_phase"] = timeouts
+            row["service_failed_open"] = service_metric(
+                platform, "fairshare_ratelimit_decisions_total", tenant=cell.tenant, limit=cell.kind,
+                outcome="failure_open")
+            rows.append(row)
     return rows
 
 
-def _rate_row(tenant: str, load: float, limit: float, answers: list[Answer]) -> dict[str, Any]:
-    span = answers[-1].started_s - answers[0].started_s + 1 / (limit * load)
-    ok = sum(a.status == 200 for a in answers)
-    other = sum(a.status not in (200, 429) for a in answers)
-    rate = ok / span
-    return {"tenant": tenant, "load": load, "offered_rps": len(answers) / span, "admitted_rps": rate,
-            "limit_rps": limit, "ratio": rate / limit, "refused_429": sum(a.status == 429 for a in answers),
-            "errors": other, "seconds": span}
+def _rate_row(cell: Cell, answers: list[Answer], topology: str, split: dict[str, int],
+              baseline: bool = False) -> dict[str, Any]:
+    steady = [a for a in answers if a.started_s >= cell.warmup_s]
+    span = answers[-1].started_s - cell.warmup_s + 1 / cell.offered_rps
+    ok = [a for a in steady if a.status == 200]
+    units = len(ok) if cell.kind == "requests" else sum(int(a.headers.get("x-fairshare-cost-tokens", 0)) for a in ok)
+    rate = units / span
+    offered = len(steady) * cell.cost / span
+    ratio = rate / cell.rate_per_s
+    if baseline:
+        verdict = "baseline (exempt)"
+    elif offered < cell.rate_per_s * 1.05:
+        verdict = "not judged: offered below the limit"
+    else:
+        verdict = "met" if abs(ratio - 1) <= TARGET_ACCURACY else "not met"
+    return {"topology": topology, "tenant": "nolimit (baseline)" if baseline else cell.tenant, "kind": cell.kind,
+            "limit": cell.limit, "limit_per_s": cell.rate_per_s, "cost": cell.cost, "load": cell.load,
+            "offered_target_per_s": cell.rate_per_s * cell.load, "offered_per_s": offered,
+            "offered_load": offered / cell.rate_per_s, "admitted_per_s": rate, "ratio": ratio,
+            "refused_429": sum(a.status == 429 for a in steady),
+            "errors": sum(a.status not in (200, 429) for a in steady),
+            "warmup_s": cell.warmup_s, "window_s": span, "gateway_2xx_in_phase": split, "verdict": verdict}
 
 
 # -- 2. decision latency ---------------------------------------------------------------------------------
 
-def decision_latency(cfg: Path, redis_url: str, calls: int = 3000) -> dict[str, Any]:
+def decision_latency(cfg: Path, redis_url: str, calls: int = 2000) -> dict[str, Any]:
     """Each backend in its own service process (as in the control plane), called over gRPC one at a time."""
     out: dict[str, Any] = {}
     for backend in ("memory", "redis"):
@@ -173,7 +300,7 @@ def decision_latency(cfg: Path, redis_url: str, calls: int = 3000) -> dict[str, 
             argv += ["--redis-url", redis_url]
         proc = subprocess.Popen(argv)
         try:
-            print(f"  {backend}: {calls} decisions, and {calls} answered without a counter...", flush=True)
+            progress(NAME, f"{backend}: {calls} decisions, and {calls} answered without a counter")
             out[backend] = asyncio.run(_time_decisions(port, calls))
         finally:
             proc.terminate()
@@ -234,7 +361,7 @@ def serve(cfg: Path, port: int, redis_url: str | None) -> None:
 
 # -- 3. latency added at the gateway ---------------------------------------------------------------------
 
-def added_latency(platform: LocalPlatform, key: SigningKey, rounds: int = 6, per_round: int = 300) -> dict[str, Any]:
+def added_latency(platform: LocalPlatform, key: SigningKey, rounds: int = 4, per_round: int = 300) -> dict[str, Any]:
     """Interleaved rounds, one request at a time, of the same request on two routes that differ only in
     the global check. Also: how long Envoy itself waited on the service (its cluster's upstream_rq_time)."""
     url = platform.gateway_url(REGION) + "/v2/models/classifier/infer"
@@ -247,7 +374,7 @@ def added_latency(platform: LocalPlatform, key: SigningKey, rounds: int = 6, per
         order = list(targets) if r % 2 == 0 else list(reversed(targets))
         for name in order:
             samples[name].extend(asyncio.run(_sequential(targets[name], per_round))[10:])
-        print(f"  round {r + 1}/{rounds} done", flush=True)
+        progress(NAME, f"round {r + 1}/{rounds} done")
     out: dict[str, Any] = {name: latency_stats(s) for name, s in samples.items()}
     out["envoy_rls_rq_time"] = {name: _rls_rq_time(envoy.admin_get(
         "/stats?filter=^cluster\\.fairshare/ratelimit\\.upstream_rq_time$")) for name, envoy in platform.envoys.items()}
@@ -276,6 +403,12 @@ async def _sequential(target: Target, n: int) -> list[float]:
 
 # -- report ----------------------------------------------------------------------------------------------
 
+def _cell_label(row: dict[str, Any]) -> str:
+    if row["kind"] == "requests":
+        return f"{row['limit']:g}/s"
+    return f"tokens {row['limit']:g}/min\n({row['cost']}/request)"
+
+
 def plot(rates: list[dict[str, Any]], decisions: dict[str, Any], added: dict[str, Any],
          path: Path) -> None:
     import matplotlib
@@ -283,17 +416,32 @@ def plot(rates: list[dict[str, Any]], decisions: dict[str, Any], added: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
-    limited = [r for r in rates if "baseline" not in r["tenant"]]
-    xs = [f"{r['load']:g}x offered\n({r['offered_rps']:.0f}/s)" for r in limited]
-    ax1.axhspan(1 - TARGET_ACCURACY, 1 + TARGET_ACCURACY, color="#2ca02c", alpha=0.25, label="target: limit +-5%")
-    ax1.bar(xs, [r["ratio"] for r in limited], color="#3b7dd8", width=0.5, label="admitted / limit")
-    for x, r in zip(xs, limited, strict=True):
-        ax1.annotate(f"{r['ratio']:.3f}", (x, r["ratio"]), ha="center", va="bottom")
-    ax1.set_ylim(0.8, 1.2)
-    ax1.set_ylabel(f"admitted rate / limit ({LIMIT_RPS:.0f}/s)")
-    ax1.set_title("one tenant through 2 gateways + Redis, 10 s each")
-    ax1.legend(loc="lower right")
+    fig = plt.figure(figsize=(15, 9))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1.2, 1))
+    colours = {2.0: "#9ecae1", 3.0: "#3b7dd8", 10.0: "#08306b"}
+    for i, topology in enumerate(TOPOLOGIES):
+        ax = fig.add_subplot(grid[0, i])
+        rows = [r for r in rates if r["topology"] == topology and not r["tenant"].startswith("nolimit")]
+        labels = list(dict.fromkeys(_cell_label(r) for r in rows))
+        ax.axhspan(1 - TARGET_ACCURACY, 1 + TARGET_ACCURACY, color="#2ca02c", alpha=0.2, label="target: limit +-5%")
+        width = 0.8 / len(LOADS)
+        for j, load in enumerate(LOADS):
+            for r in rows:
+                if r["load"] != load:
+                    continue
+                x = labels.index(_cell_label(r)) - 0.4 + width * (j + 0.5)
+                judged = not r["verdict"].startswith("not judged")
+                ax.bar(x, r["ratio"], width=width * 0.9, color=colours[load], hatch="" if judged else "//",
+                       label=f"{load:g}x offered" if r is next(q for q in rows if q["load"] == load) else None)
+                ax.annotate(f"{r['ratio']:.2f}\n{r['offered_load']:.1f}x", (x, r["ratio"]), ha="center",
+                            va="bottom", fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(0, 1.35)
+        ax.set_ylabel("admitted rate / limit")
+        ax.set_title(f"{topology}: admitted / limit (label: ratio, offered load reached; hatched: not saturated)",
+                     fontsize=8)
+        ax.legend(loc="lower left", fontsize=7)
+    ax2 = fig.add_subplot(grid[1, :])
     labels, p50, p99 = [], [], []
     for backend, stats in decisions.items():
         for kind in ("decision", "no_counter"):
@@ -305,11 +453,11 @@ def plot(rates: list[dict[str, Any]], decisions: dict[str, Any], added: dict[str
         p50.append(added[name]["p50_ms"])
         p99.append(added[name]["p99_ms"])
     pos = range(len(labels))
-    ax2.bar([p - 0.2 for p in pos], p50, width=0.4, label="p50")
-    ax2.bar([p + 0.2 for p in pos], p99, width=0.4, label="p99")
-    ax2.set_xticks(list(pos), labels, fontsize=6)
+    ax2.bar([q - 0.2 for q in pos], p50, width=0.4, label="p50")
+    ax2.bar([q + 0.2 for q in pos], p99, width=0.4, label="p99")
+    ax2.set_xticks(list(pos), labels, fontsize=7)
     ax2.set_ylabel("ms")
-    ax2.set_title("decision latency and request latency")
+    ax2.set_title("decision latency and request latency (2 gateways, Redis)")
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -320,19 +468,36 @@ def added_deltas(added: dict[str, Any]) -> dict[str, float]:
 
 
 def markdown(rates: list[dict[str, Any]], decisions: dict[str, Any], added: dict[str, Any]) -> str:
-    rate_rows = [[r["tenant"], f"{r['load']:g}x", f"{r['offered_rps']:.1f}", f"{r['admitted_rps']:.2f}",
-                  f"{r['limit_rps']:.0f}", f"{r['ratio']:.3f}", r["refused_429"], r["errors"]] for r in rates]
+    parts = ["# Rate limits",
+             f"Admitted rate / limit (target within +-{TARGET_ACCURACY:.0%}), counted after each tenant's burst is "
+             "spent; in brackets the offered load actually reached (offered / limit). Low limits and token "
+             "cells ran at once as separate tenants; 500/s one load at a time."]
+    for topology in TOPOLOGIES:
+        rows = [r for r in rates if r["topology"] == topology and not r["tenant"].startswith("nolimit")]
+        grid_rows = []
+        for label in dict.fromkeys(_cell_label(r) for r in rows):
+            cells = {r["load"]: r for r in rows if _cell_label(r) == label}
+            grid_rows.append([label.replace("\n", " "), *(
+                f"{cells[x]['ratio']:.3f} ({cells[x]['offered_load']:.1f}x)"
+                + ("" if cells[x]["verdict"] == "met" else f" {cells[x]['verdict']}") if x in cells else "-"
+                for x in LOADS)])
+        parts += [f"**{topology}**", markdown_table(["limit", *(f"{x:g}x offered" for x in LOADS)], grid_rows)]
+    detail = [[r["topology"], r["tenant"], f"{r['limit_per_s']:g}", f"{r['load']:g}x",
+               f"{r['offered_per_s']:.1f}", f"{r['admitted_per_s']:.2f}", f"{r['ratio']:.3f}", r["refused_429"],
+               r["errors"], f"{r['window_s']:.1f}",
+               " / ".join(str(v) for v in r["gateway_2xx_in_phase"].values()), r["checks_timed_out_in_phase"],
+               r["verdict"]] for r in rates]
+    parts += ["Every cell (units a second: requests, or tokens for the token cells; 2xx per gateway and checks "
+              "Envoy gave up on after `timeout_ms` (decided by the tier's failure mode, open here, not by the "
+              "limiter) over the whole phase, all cells of that phase together):",
+              markdown_table(["topology", "tenant", "limit/s", "load", "offered/s", "admitted/s", "admitted/limit",
+                              "429", "errors", "window s", "2xx per gateway", "checks timed out", "verdict"], detail)]
     dec_rows = [[b, k.replace("_", " "), s[k]["p50_ms"], s[k]["p99_ms"], s[k]["count"]]
                 for b, s in decisions.items() for k in ("decision", "no_counter")]
     add_rows = [[n, added[n]["p50_ms"], added[n]["p99_ms"], added[n]["count"]] for n in ("no limit", "global check")]
     d = added_deltas(added)
     rls = ", ".join(f"{gw}: p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms" for gw, t in added["envoy_rls_rq_time"].items())
-    return "\n\n".join([
-        "# Rate limits",
-        f"Admitted rate against the limit ({LIMIT_RPS:.0f}/s; target within +-{TARGET_ACCURACY:.0%}), "
-        "2 Envoy gateways sharing one port, Redis:",
-        markdown_table(["tenant", "load", "offered/s", "admitted/s", "limit/s", "admitted/limit", "429", "errors"],
-                       rate_rows),
+    parts += [
         "Rate-limit service decision latency over gRPC (ms), one call at a time; `no counter` is a call the "
         "service answers without touching a counter (the gRPC round trip alone, the baseline):",
         markdown_table(["backend", "call", "p50", "p99", "calls"], dec_rows),
@@ -341,7 +506,8 @@ def markdown(rates: list[dict[str, Any]], decisions: dict[str, Any], added: dict
         f"the service (its calls, checks and settlements; whole ms): {rls}.",
         markdown_table(["route", "p50", "p99", "requests"], add_rows),
         "![rate limits](ratelimit.png)",
-    ])
+    ]
+    return "\n\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,26 +525,32 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="fairshare-bench-ratelimit-"))
     redis = RedisServer(root / "redis").start()
     cfg = write_config(root, free_port(), BENCH_TENANTS)
-    platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=root / "state", xds_port=free_port(),
-                                             status_port=free_port(), gateways_per_region=2,
-                                             ratelimit_redis_url=redis.url))
+    rates: list[dict[str, Any]] = []
     try:
-        print("starting control plane, runtime, 2 Envoy gateways and Redis...", flush=True)
-        platform.start()
-        key = SigningKey.load_or_create(root / "state")
-        print("1/3 admitted rate against the limit", flush=True)
-        rates = admitted_rates(platform, key)
-        print("2/3 decision latency of the service", flush=True)
+        for topology, gateways, redis_url in ((TOPOLOGIES[0], 1, None), (TOPOLOGIES[1], 2, redis.url)):
+            state = root / f"state-{gateways}"
+            platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=state, xds_port=free_port(),
+                                                     status_port=free_port(), gateways_per_region=gateways,
+                                                     ratelimit_redis_url=redis_url))
+            try:
+                progress(NAME, f"starting control plane, runtime and {topology}...")
+                platform.start()
+                key = SigningKey.load_or_create(state)
+                progress(NAME, f"1/3 admitted rate against the limit, {topology}")
+                rates += admitted_rates(platform, key, topology)
+                if gateways == 2:
+                    progress(NAME, "3/3 latency added by the global check at the gateway")
+                    added = added_latency(platform, key)
+            finally:
+                platform.stop()
+        progress(NAME, "2/3 decision latency of the service")
         decisions = decision_latency(cfg, redis.url)
-        print("3/3 latency added by the global check at the gateway", flush=True)
-        added = added_latency(platform, key)
     finally:
-        platform.stop()
         redis.stop()
         shutil.rmtree(root, ignore_errors=True)
-    results = {"environment": environment(), "limit_rps": LIMIT_RPS, "admitted": rates,
-               "decision_latency": decisions, "gateway_latency": added,
-               "added_ms": added_deltas(added)}
+    results = {"environment": environment(), "limits_rps": LIMITS, "loads": LOADS,
+               "tokens_per_minute": TOKENS_PER_MINUTE, "token_estimate": TOKEN_ESTIMATE, "admitted": rates,
+               "decision_latency": decisions, "gateway_latency": added, "added_ms": added_deltas(added)}
     plot(rates, decisions, added, results_dir() / "ratelimit.png")
     path = write_results(NAME, results, markdown(rates, decisions, added))
     print(markdown(rates, decisions, added))

@@ -4,14 +4,13 @@ rate-limit service in the control plane, and a real Redis, from a small config o
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bench.ratelimit import gateway_stat, service_metric
 from bench.ratelimit import write_config as bench_config
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
@@ -66,19 +65,6 @@ class LimitedPlatform:
         return gateway_stat(self.platform, "http.gateway.downstream_rq_2xx")
 
 
-def service_metric(platform: LocalPlatform, name: str, **labels: str) -> float:
-    """One sample of the control plane's /metrics (the rate-limit service's), 0 if absent."""
-    url = f"http://{platform.opts.host}:{platform.opts.status_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        text = resp.read().decode()
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        m = re.match(r"^(\w+)\{([^}]*)\} (\S+)$", line)
-        if m and m.group(1) == name and ",".join(sorted(m.group(2).split(","))) == want:
-            return float(m.group(3))
-    return 0.0
-
-
 def decisions(platform: LocalPlatform, tenant: str) -> dict[str, float]:
     """The service's request decisions for one tenant: allowed and limited (what only it can refuse)."""
     return {outcome: service_metric(platform, "fairshare_ratelimit_decisions_total", tenant=tenant,
@@ -87,15 +73,6 @@ def decisions(platform: LocalPlatform, tenant: str) -> dict[str, float]:
 
 # Per gateway: requests its local bucket refused (every tenant's; each test reads its own delta).
 LOCAL_REFUSED = "tenant_local_rate_limit.http_local_rate_limit.rate_limited"
-
-
-def gateway_stat(platform: LocalPlatform, name: str) -> dict[str, int]:
-    """One counter of each gateway process's admin /stats, by gateway."""
-    out = {}
-    for gateway, envoy in platform.envoys.items():
-        stats = envoy.admin_get(f"/stats?filter=^{re.escape(name)}$")
-        out[gateway] = int(stats.split(":")[-1].strip() or 0)
-    return out
 
 
 @pytest.fixture(scope="session")
