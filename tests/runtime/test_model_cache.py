@@ -108,7 +108,7 @@ def test_32_concurrent_first_calls_make_one_load_on_a_loader_thread() -> None:
         await asyncio.sleep(0.05)
         assert cache.state(r)[0] is CacheState.LOADING
         loader.gate.set()
-        models = await asyncio.gather(*calls)
+        models = await asyncio.wait_for(asyncio.gather(*calls), 30)  # a lost waiter fails, not hangs
         assert len(loader.calls) == 1
         assert all(m is models[0] for m in models)
         assert loader.threads == {t for t in loader.threads if t.startswith("model-loader")}

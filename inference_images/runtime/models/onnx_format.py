@@ -69,10 +69,25 @@ class OnnxFormatError(ValueError):
     """A graph that cannot be served; the message names the graph and what is wrong."""
 
 
+_preloaded = False
+
+
 def _ort() -> Any:
     import onnxruntime
 
     return onnxruntime
+
+
+def _preload_cuda(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries that pip installed (onnxruntime-gpu's extras) before the first
+    CUDA session, so the provider finds them without LD_LIBRARY_PATH. Once; harmless where absent."""
+    global _preloaded
+    if not _preloaded:
+        _preloaded = True
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # older builds, or libraries elsewhere on the path: let the provider look
+            log.warning("onnxruntime could not preload CUDA libraries", extra={"reason": str(exc)})
 
 
 def warm_up() -> None:
@@ -114,6 +129,7 @@ def _providers(requested: str) -> list[Any]:
                 f"(available: {', '.join(available)})"
             )
         return [CPU_PROVIDER]
+    _preload_cuda(_ort())
     index = int(requested.partition(":")[2] or 0)
     # kSameAsRequested: the device arena grows by what a session asks for, so its footprint is its own.
     cuda = (CUDA_PROVIDER, {"device_id": index, "arena_extend_strategy": "kSameAsRequested"})
