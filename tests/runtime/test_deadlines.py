@@ -72,7 +72,7 @@ def submit(
 
 def test_a_large_request_runs_in_chunks_and_stops_once_its_deadline_passes() -> None:
     model = Recorder()
-    model.gate = threading.Event()
+    model.gate = opened = threading.Event()
     now = [100.0]
 
     async def main() -> tuple[Events, BaseException | None]:
@@ -81,7 +81,7 @@ def test_a_large_request_runs_in_chunks_and_stops_once_its_deadline_passes() -> 
         job = submit(scheduler, model, "t", rows(1, 2, 3, 4, 5, 6), chunk=2, deadline=110.0)
         await asyncio.to_thread(model.entered.wait, 30)
         now[0] = 120.0  # the deadline passes during the first call
-        model.gate.set()
+        opened.set()
         error = None
         try:
             await job
@@ -98,7 +98,7 @@ def test_a_large_request_runs_in_chunks_and_stops_once_its_deadline_passes() -> 
 
 def test_a_batch_skips_the_rows_of_a_request_whose_client_left_and_finishes_the_others() -> None:
     model = Recorder()
-    model.gate = threading.Event()
+    model.gate = opened = threading.Event()
     left = [False]
 
     async def main() -> tuple[Events, Prediction, BaseException | None]:
@@ -112,7 +112,7 @@ def test_a_batch_skips_the_rows_of_a_request_whose_client_left_and_finishes_the_
         await held
         await asyncio.to_thread(model.entered.wait, 30)
         left[0] = True  # a's client leaves during the first call
-        model.gate.set()
+        opened.set()
         result = await staying
         error = None
         try:
