@@ -4,6 +4,12 @@ Everything a client can get wrong is caught here and reported as a ``ProtocolErr
 the input and the field, so the server answers 400 ``{"error": message}`` (the OIP error format).
 Validation runs in two steps: the request on its own (``parse_infer_request``), then against the model's
 declared tensors (``check_against_model``), so a model's ``predict`` only ever sees inputs it declared.
+
+Triton's binary tensor data extension, which tritonclient uses by default, is read and written here too: a
+request whose ``Inference-Header-Content-Length`` is N has N bytes of JSON, then each binary input's bytes
+in input order (``parameters.binary_data_size`` long; BYTES elements each behind a 4-byte little-endian
+length). Binary inputs decode into the same flat lists JSON ones do, so nothing past this module can tell
+them apart: limits, PII redaction and models see one kind of tensor.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +43,16 @@ _MAX_RANK = 16
 MAX_JSON_DEPTH = 32
 _ELEMENT_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2,
                   "UINT32": 4, "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}  # fmt: skip
+# struct codes of the fixed-size datatypes: binary tensors are little-endian whatever the host is.
+_STRUCT_CODES = {"BOOL": "?", "UINT8": "B", "INT8": "b", "UINT16": "H", "INT16": "h", "FP16": "e",
+                 "UINT32": "I", "INT32": "i", "FP32": "f", "UINT64": "Q", "INT64": "q", "FP64": "d"}  # fmt: skip
+
+# Triton's binary tensor data extension: the request or response header that says how many bytes of the
+# body are JSON (the rest is binary tensor data), and the name the server metadata lists it under.
+HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
+BINARY_EXTENSION = "binary_tensor_data"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+_BINARY_SIZE = "binary_data_size"
 
 
 class ProtocolError(ValueError):
@@ -133,21 +150,81 @@ def _member(path: str, key: str) -> str:
     return name if path == "the body" else f"{path}.{name}"
 
 
-def parse_infer_request(doc: Any) -> InferenceRequest:
-    """Validate an inference request body (already decoded from JSON) on its own terms."""
+def parse_request_body(body: bytes, header_length: str | None, max_depth: int = MAX_JSON_DEPTH) -> InferenceRequest:
+    """An inference request from its HTTP body: all JSON, or (with ``header_length``, the value of
+    ``Inference-Header-Content-Length``) that many bytes of JSON followed by binary tensor data."""
+    if header_length is None:
+        try:
+            return parse_infer_request(decode_json(body, max_depth))
+        except ProtocolError as exc:
+            if b'"binary_data_size"' in body and "not valid JSON" in str(exc):
+                # Binary tensors sent without the header (or a proxy dropped it): say so, not only "bad JSON".
+                raise ProtocolError(
+                    f"{exc} (inputs with parameters.{_BINARY_SIZE} need the {HEADER_LENGTH_HEADER} header "
+                    "saying where the JSON part ends)"
+                ) from None
+            raise
+    text = header_length.strip()
+    if not text.isdigit():
+        raise ProtocolError(f"header {HEADER_LENGTH_HEADER} must be a byte count, got {header_length[:32]!r}")
+    length = int(text)
+    if length > len(body):
+        raise ProtocolError(
+            f"header {HEADER_LENGTH_HEADER} says the JSON part is {length} bytes but the body has only {len(body)}"
+        )
+    view = memoryview(body)
+    return parse_infer_request(decode_json(bytes(view[:length]), max_depth), binary=view[length:])
+
+
+class _BinaryData:
+    """The binary part of a request body, handed out in input order."""
+
+    def __init__(self, data: memoryview) -> None:
+        self._data = data
+        self._offset = 0
+
+    @property
+    def left(self) -> int:
+        return len(self._data) - self._offset
+
+    def take(self, size: int, where: str) -> memoryview:
+        if size > self.left:
+            raise ProtocolError(
+                f"{where}: parameters.{_BINARY_SIZE} is {size} but only {self.left} bytes of binary data are "
+                f"left in the body (after the JSON part and the inputs before this one)"
+            )
+        chunk = self._data[self._offset : self._offset + size]
+        self._offset += size
+        return chunk
+
+
+def parse_infer_request(doc: Any, binary: memoryview | None = None) -> InferenceRequest:
+    """Validate an inference request body (already decoded from JSON) on its own terms; ``binary`` is what
+    followed the JSON part in the body (the binary tensor data extension), None when there was none."""
     if not isinstance(doc, dict):
         raise ProtocolError(f"request body must be a JSON object, not {_json_type(doc)}")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(f"field 'id' must be a string, not {_json_type(request_id)}")
     parameters = _parameters(doc.get("parameters"), "field 'parameters'")
+    output_default = parameters.get("binary_data_output", False)
+    if not isinstance(output_default, bool):
+        raise ProtocolError(
+            f"field 'parameters': binary_data_output must be a boolean, not {_json_type(output_default)}"
+        )
 
     raw_inputs = doc.get("inputs")
     if raw_inputs is None:
         raise ProtocolError("field 'inputs' is missing; expected a non-empty list of input tensors")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("field 'inputs' must be a non-empty list of input tensors")
-    inputs = tuple(_parse_input(i, raw) for i, raw in enumerate(raw_inputs))
+    data = _BinaryData(binary) if binary is not None else None
+    inputs = tuple(_parse_input(i, raw, data) for i, raw in enumerate(raw_inputs))
+    if data is not None and data.left:
+        raise ProtocolError(
+            f"the body has {data.left} bytes after the JSON part that no input's parameters.{_BINARY_SIZE} "
+            f"accounts for (header {HEADER_LENGTH_HEADER} or the sizes are wrong)"
+        )
     seen: set[str] = set()
     for tensor in inputs:
         if tensor.name in seen:
@@ -157,7 +234,7 @@ def parse_infer_request(doc: Any) -> InferenceRequest:
     return InferenceRequest(request_id, parameters, inputs, _parse_outputs(doc.get("outputs")))
 
 
-def _parse_input(index: int, raw: Any) -> Tensor:
+def _parse_input(index: int, raw: Any, binary: _BinaryData | None) -> Tensor:
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
         raise ProtocolError(f"{where} must be an object, not {_json_type(raw)}")
@@ -165,8 +242,10 @@ def _parse_input(index: int, raw: Any) -> Tensor:
     if not isinstance(name, str) or not name:
         raise ProtocolError(f"{where}: field 'name' must be a non-empty string")
     where = f"input '{name}'"
+    parameters = _parameters(raw.get("parameters"), f"{where}: field 'parameters'")
+    binary_size = _binary_size(parameters, where)
 
-    for required in ("shape", "datatype", "data"):
+    for required in ("shape", "datatype") if binary_size is not None else ("shape", "datatype", "data"):
         if required not in raw:
             raise ProtocolError(f"{where}: field '{required}' is missing")
 
@@ -182,18 +261,82 @@ def _parse_input(index: int, raw: Any) -> Tensor:
             f"{where}: field 'datatype' {datatype!r} is not a known datatype (one of {', '.join(sorted(DATATYPES))})"
         )
 
+    expected = math.prod(shape)
+    if binary_size is not None:
+        if "data" in raw:
+            raise ProtocolError(f"{where}: has both field 'data' and parameters.{_BINARY_SIZE}; send one")
+        if binary is None:
+            raise ProtocolError(
+                f"{where}: parameters.{_BINARY_SIZE} is set but the request has no {HEADER_LENGTH_HEADER} "
+                "header saying where its binary data starts"
+            )
+        chunk = binary.take(binary_size, where)
+        flat = _decode_binary(chunk, datatype, shape, expected, where)
+        return Tensor(name, datatype, tuple(shape), flat, parameters)
+
     data = raw["data"]
     if not isinstance(data, list):
         raise ProtocolError(f"{where}: field 'data' must be a list, not {_json_type(data)}")
     flat = _flatten(data, where)
-    expected = math.prod(shape)
     if len(flat) != expected:
         raise ProtocolError(
             f"{where}: field 'shape' {shape} holds {expected} elements but field 'data' has {len(flat)}"
         )
     _check_elements(flat, datatype, where)
-    parameters = _parameters(raw.get("parameters"), f"{where}: field 'parameters'")
     return Tensor(name, datatype, tuple(shape), flat, parameters)
+
+
+def _binary_size(parameters: Mapping[str, Any], where: str) -> int | None:
+    size = parameters.get(_BINARY_SIZE)
+    if size is not None and not (_is_int(size) and size >= 0):
+        raise ProtocolError(f"{where}: parameters.{_BINARY_SIZE} must be a non-negative integer, got {size!r}")
+    return size
+
+
+def _decode_binary(chunk: memoryview, datatype: str, shape: list[int], count: int, where: str) -> list[Any]:
+    """One input's binary data as the flat list a JSON ``data`` would have given."""
+    if datatype == "BYTES":
+        return _decode_strings(chunk, shape, count, where)
+    size = _ELEMENT_BYTES[datatype]
+    if len(chunk) != count * size:
+        raise ProtocolError(
+            f"{where}: field 'shape' {shape} holds {count} {datatype} elements ({count * size} bytes) but "
+            f"parameters.{_BINARY_SIZE} is {len(chunk)}"
+        )
+    return list(struct.unpack(f"<{count}{_STRUCT_CODES[datatype]}", chunk))
+
+
+def _decode_strings(chunk: memoryview, shape: list[int], count: int, where: str) -> list[Any]:
+    """BYTES elements, each a 4-byte little-endian length and that many bytes, as text: every BYTES tensor
+    here is text (what PII redaction scans and the text models read), so each must be UTF-8."""
+    texts: list[str] = []
+    offset, end = 0, len(chunk)
+    while offset < end:
+        i = len(texts)
+        if i == count:
+            raise ProtocolError(
+                f"{where}: field 'shape' {shape} holds {count} elements but its binary BYTES data has "
+                f"{end - offset} bytes left after element {count - 1}"
+            )
+        if end - offset < 4:
+            raise ProtocolError(f"{where}: element {i} of its binary BYTES data is cut off in its 4-byte length")
+        (length,) = struct.unpack_from("<I", chunk, offset)
+        offset += 4
+        if length > end - offset:
+            raise ProtocolError(
+                f"{where}: element {i} of its binary BYTES data says {length} bytes but only {end - offset} "
+                f"are left in its parameters.{_BINARY_SIZE}"
+            )
+        try:
+            texts.append(str(chunk[offset : offset + length], "utf-8"))
+        except UnicodeDecodeError:
+            raise ProtocolError(f"{where}: element {i} of its binary BYTES data is not UTF-8 text") from None
+        offset += length
+    if len(texts) != count:
+        raise ProtocolError(
+            f"{where}: field 'shape' {shape} holds {count} elements but its binary BYTES data has {len(texts)}"
+        )
+    return texts
 
 
 def _flatten(data: list[Any], where: str) -> list[Any]:
@@ -254,7 +397,13 @@ def _parse_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ProtocolError(f"outputs[{i}] must be an object with a non-empty string 'name'")
-        outputs.append(RequestedOutput(item["name"], _parameters(item.get("parameters"), f"outputs[{i}]")))
+        parameters = _parameters(item.get("parameters"), f"outputs[{i}]")
+        binary = parameters.get("binary_data", False)
+        if not isinstance(binary, bool):
+            raise ProtocolError(f"outputs[{i}]: parameters.binary_data must be a boolean, not {_json_type(binary)}")
+        if parameters.get("classification"):
+            raise ProtocolError(f"outputs[{i}]: parameters.classification is not supported (no classification)")
+        outputs.append(RequestedOutput(item["name"], parameters))
     return tuple(outputs)
 
 
@@ -348,6 +497,54 @@ def build_infer_response(
         "id": request_id,
         "outputs": [tensor.to_json() for tensor in produced],
     }
+
+
+def binary_outputs(request: InferenceRequest, names: Iterable[str]) -> frozenset[str]:
+    """Which of the response's outputs (``names``) go as binary data: those whose requested output says
+    ``binary_data``, else as the request's ``binary_data_output`` says (tritonclient asks for binary both
+    ways by default)."""
+    default = bool(request.parameters.get("binary_data_output", False))
+    if request.outputs is None:
+        return frozenset(names) if default else frozenset()
+    return frozenset(o.name for o in request.outputs if o.parameters.get("binary_data", default))
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedResponse:
+    """A response body; ``header_length`` is the JSON part's size when binary data follows it, else None."""
+
+    body: bytes
+    content_type: str
+    header_length: int | None
+
+
+def encode_infer_response(response: Mapping[str, Any], binary: frozenset[str]) -> EncodedResponse:
+    """The body of ``response`` (``build_infer_response``'s), the outputs named in ``binary`` as binary
+    tensor data after the JSON part, each with its ``parameters.binary_data_size``, in output order."""
+    if not binary:
+        return EncodedResponse(json.dumps(response).encode(), "application/json", None)
+    chunks: list[bytes] = []
+    outputs = []
+    for output in response["outputs"]:
+        if output["name"] not in binary:
+            outputs.append(output)
+            continue
+        chunk = _encode_binary(output["datatype"], output["data"])
+        chunks.append(chunk)
+        parameters = {**output.get("parameters", {}), _BINARY_SIZE: len(chunk)}
+        outputs.append({k: v for k, v in output.items() if k != "data"} | {"parameters": parameters})
+    header = json.dumps({**response, "outputs": outputs}).encode()
+    return EncodedResponse(header + b"".join(chunks), BINARY_CONTENT_TYPE, len(header))
+
+
+def _encode_binary(datatype: str, data: Sequence[Any]) -> bytes:
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for item in data:
+            raw = item.encode("utf-8", "surrogatepass") if isinstance(item, str) else bytes(item)
+            parts += (struct.pack("<I", len(raw)), raw)
+        return b"".join(parts)
+    return struct.pack(f"<{len(data)}{_STRUCT_CODES[datatype]}", *data)
 
 
 def model_metadata(model: Model, versions: Sequence[str]) -> dict[str, Any]:

@@ -44,15 +44,18 @@ from inference_images.runtime.pii.entities import Entity
 from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary, text_volume
 from inference_images.runtime.protocol import (
+    BINARY_EXTENSION,
+    HEADER_LENGTH_HEADER,
     ProtocolError,
     RequestTooLargeError,
+    binary_outputs,
     build_infer_response,
     check_against_model,
     check_limits,
-    decode_json,
+    encode_infer_response,
     error_body,
     model_metadata,
-    parse_infer_request,
+    parse_request_body,
 )
 from inference_images.runtime.scheduling import (
     BatchItem,
@@ -193,7 +196,7 @@ async def _server_metadata(request: web.Request) -> web.Response:
         {
             "name": SERVER_NAME,
             "version": __version__,
-            "extensions": [],
+            "extensions": [BINARY_EXTENSION],
             "region": settings.region,
             "pool": settings.pool,
             "replica": settings.replica,
@@ -337,7 +340,7 @@ async def _infer(request: web.Request) -> web.Response:
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(413, f"request body is larger than {state.settings.max_body_bytes} bytes") from None
         try:
-            infer_request = parse_infer_request(decode_json(body))
+            infer_request = parse_request_body(body, request.headers.get(HEADER_LENGTH_HEADER))
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
         if own is None:
@@ -396,8 +399,11 @@ async def _infer(request: web.Request) -> web.Response:
         response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
         if own is not None:
             response["model_name"] = own[0].name  # the tenant's own name, not the cache's qualified one
+        encoded = encode_infer_response(response, binary_outputs(infer_request, (o.name for o in outputs)))
         status = 200
-        reply = web.json_response(response)
+        reply = web.Response(body=encoded.body, content_type=encoded.content_type)
+        if encoded.header_length is not None:
+            reply.headers[HEADER_LENGTH_HEADER] = str(encoded.header_length)
         reply.headers[COST_TOKENS_HEADER] = str(cost_tokens)
         redacted = summary(pii_counts + out_counts)
         if redacted:

@@ -85,23 +85,32 @@ def test_a_request_that_does_not_fit_the_graph_is_a_400_naming_the_input(
     assert message in reply.error
 
 
-def test_tritonclient_calls_a_tenants_model(server: AdminRuntimeServer, graph: tuple[Path, str]) -> None:
+@pytest.mark.parametrize("binary", [True, False], ids=["binary-tensors", "json-tensors"])
+def test_tritonclient_calls_a_tenants_model(server: AdminRuntimeServer, graph: tuple[Path, str], binary: bool) -> None:
     import tritonclient.http as httpclient
 
     path, sha = graph
-    headers = own_headers("acme", path, sha)
     client = httpclient.InferenceServerClient(f"127.0.0.1:{server.port}")
     try:
-        assert client.is_model_ready("router", headers=headers)
-        metadata = client.get_model_metadata("router", headers=headers)
+        # A fresh dict per call: tritonclient writes Inference-Header-Content-Length into the one it is given.
+        assert client.is_model_ready("router", headers=own_headers("acme", path, sha))
+        metadata = client.get_model_metadata("router", headers=own_headers("acme", path, sha))
         assert metadata["inputs"][0]["name"] == "x"
-        x = np.ones((2, 4), dtype=np.float32)
-        request = httpclient.InferInput("x", [2, 4], "FP32")
-        request.set_data_from_numpy(x, binary_data=False)
-        result = client.infer("router", [request], headers=headers)
-        np.testing.assert_array_equal(
-            result.as_numpy("probabilities"), onnx_graphs.run(path, {"x": x})["probabilities"]
+        x = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+        request = httpclient.InferInput("x", [3, 4], "FP32")
+        # tritonclient's defaults (binary inputs, every output binary), or JSON tensors throughout.
+        request.set_data_from_numpy(x, binary_data=binary)
+        outputs = (
+            None
+            if binary
+            else [httpclient.InferRequestedOutput(o, binary_data=False) for o in ("logits", "probabilities", "label")]
         )
+        result = client.infer("router", [request], headers=own_headers("acme", path, sha), outputs=outputs)
+        assert all(("binary_data_size" in o.get("parameters", {})) == binary for o in result.get_response()["outputs"])
+        for name, want in onnx_graphs.run(path, {"x": x}).items():
+            got = result.as_numpy(name)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
     finally:
         client.close()
 

@@ -19,7 +19,7 @@ def test_server_metadata(lexicon_server: RuntimeServer) -> None:
     reply = lexicon_server.get("/v2")
     assert reply.status == 200
     assert reply.body["name"] == "fairshare-runtime"
-    assert reply.body["extensions"] == []
+    assert reply.body["extensions"] == ["binary_tensor_data"]
     assert (reply.body["region"], reply.body["pool"], reply.body["replica"]) == ("us-east-1", "cpu-a", "r-test")
 
 
