@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         dest="models",
         action="append",
         type=_model_spec,
-        required=True,
+        default=[],
         metavar="NAME:VERSION:LOADER",
-        help="a model to serve; repeat for more. Loaders: " + ", ".join(default_loaders().names()),
+        help="a catalog model to serve; repeat for more; none for a pool that hosts only tenants' own models. "
+        "Loaders: " + ", ".join(default_loaders().names()),
     )
     parser.add_argument(
         "--host",

@@ -70,7 +70,8 @@ class RuntimeMetrics:
         self.scheduled = Counter(
             "fairshare_runtime_scheduled_requests",
             "Requests each tenant handed to the scheduler, by outcome: ok, error, rejected_queue_full "
-            "(429 at once), expired (deadline passed while queued), cancelled (client left).",
+            "(429 at once), expired (the deadline: refused before queueing, cannot finish in time, stopped "
+            "mid-run), cancelled (client left).",
             ["tenant", "outcome"],
             registry=self.registry,
         )

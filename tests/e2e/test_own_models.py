@@ -112,20 +112,45 @@ def test_head_over_the_embedder_answers(running: RunningPlatform) -> None:
 
 
 def test_tritonclient_calls_a_tenants_model(running: RunningPlatform) -> None:
+    import onnxruntime as ort
     import tritonclient.http as httpclient
 
     url = running.platform.gateway_url(US).removeprefix("http://")
-    headers = {"Authorization": f"Bearer {running.token('acme')}"}
+
+    def auth(tenant: str) -> dict[str, str]:
+        # A fresh dict per call: tritonclient writes Inference-Header-Content-Length into the one given.
+        return {"Authorization": f"Bearer {running.token(tenant)}"}
+
     client = httpclient.InferenceServerClient(url=url)
-    meta = client.get_model_metadata("ticket-router", headers=headers)
-    assert meta["inputs"][0]["name"] == "features"
-    x = features(TICKETS[:2])
-    tensor = httpclient.InferInput("features", list(x.shape), "FP32")
-    # JSON tensors: the runtime does not speak Triton's binary tensor extension (binary_data=True).
-    tensor.set_data_from_numpy(x, binary_data=False)
-    result = client.infer("ticket-router", [tensor], model_version="1", headers=headers,
-                          outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
-    assert result.as_numpy("label").tolist() == [0, 1]
+    try:
+        meta = client.get_model_metadata("ticket-router", headers=auth("acme"))
+        assert meta["inputs"][0]["name"] == "features"
+        x = features(TICKETS)
+        tensor = httpclient.InferInput("features", list(x.shape), "FP32")
+        # tritonclient's defaults: binary tensor data in the request and for every output of the response.
+        tensor.set_data_from_numpy(x)
+        result = client.infer("ticket-router", [tensor], model_version="1", headers=auth("acme"))
+        assert all("binary_data_size" in o["parameters"] for o in result.get_response()["outputs"])
+        session = ort.InferenceSession(str(MODELS / "acme/ticket-router/1/model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        label, probabilities = session.run(["label", "probabilities"], {"features": x})
+        np.testing.assert_array_equal(result.as_numpy("label"), label)
+        np.testing.assert_array_equal(result.as_numpy("probabilities"), probabilities)
+
+        # Text as binary BYTES, to globex's head over the embedder.
+        text = httpclient.InferInput("text", [len(TICKETS)], "BYTES")
+        text.set_data_from_numpy(np.array(TICKETS, dtype=np.object_))
+        intent = client.infer("intent", [text], headers=auth("globex"))
+        assert intent.as_numpy("label").tolist() == [0, 1, 2, 3]
+
+        # JSON tensors throughout still work.
+        tensor.set_shape(list(x[:2].shape))
+        tensor.set_data_from_numpy(x[:2], binary_data=False)
+        plain = client.infer("ticket-router", [tensor], model_version="1", headers=auth("acme"),
+                             outputs=[httpclient.InferRequestedOutput("label", binary_data=False)])
+        assert plain.get_output("label")["data"] == [0, 1]
+    finally:
+        client.close()
 
 
 def test_another_tenant_gets_the_404_of_an_unknown_model(running: RunningPlatform) -> None:

@@ -83,11 +83,14 @@ def test_repository_resolves_versions_in_natural_order() -> None:
     assert version_key("2024-01") < version_key("2024-02")
 
 
-def test_repository_refuses_duplicates_and_empty() -> None:
+def test_repository_refuses_duplicates_and_an_empty_one_is_ready() -> None:
     with pytest.raises(ValueError, match="twice"):
         ModelRepository([ModelSpec("c", "v1", "lexicon")] * 2, default_loaders())
-    with pytest.raises(ValueError, match="no models"):
-        ModelRepository([], default_loaders())
+    # A replica of a pool that hosts only tenants' own models has no catalog model to wait for.
+    empty = ModelRepository([], default_loaders())
+    assert empty.is_ready() and empty.not_ready() == {}
+    with pytest.raises(ModelNotFoundError, match="no catalog models"):
+        empty.resolve("c")
 
 
 def test_light_process_never_imports_torch() -> None:

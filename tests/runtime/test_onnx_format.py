@@ -206,3 +206,35 @@ def test_catalog_onnx_without_an_artifact_is_not_ready_with_the_reason() -> None
         )
     finally:
         server.stop()
+
+
+def test_a_replica_of_an_own_models_only_pool_is_ready_once_up_and_serves_them(
+    tmp_path: Path, graph: tuple[Path, str]
+) -> None:
+    # What the local launcher and the chart start for a pool that hosts only tenants' own models: no --model.
+    settings, _ = parse_settings(
+        ["--region", "us-east-1", "--pool", "own-only", "--port", "0", "--admin-port", "0", "--no-access-log"]
+    )
+    assert settings.models == ()
+    server = AdminRuntimeServer(settings, ModelRepository((), default_loaders(), ArtifactStore(tmp_path))).start()
+    try:
+        # Ready with no catalog model to wait for, before any own model was asked for.
+        ready = server.get("/v2/health/ready")
+        assert (ready.status, ready.body) == (200, {"ready": True})
+        assert server.index() == []
+        path, sha = graph
+        x = np.full((2, 4), 0.25, dtype=np.float32)
+        reply = server.infer(
+            "/v2/models/router/infer",
+            {"inputs": [tensor("x", "FP32", [2, 4], x.ravel().tolist())]},
+            headers=own_headers("acme", path, sha),
+        )
+        assert reply.status == 200, reply.body
+        label = next(o for o in reply.body["outputs"] if o["name"] == "label")
+        assert label["data"] == onnx_graphs.run(path, {"x": x})["label"].tolist()
+        assert server.get("/v2/health/ready").status == 200
+        # A catalog name this replica does not serve is the usual 404, saying it serves none.
+        unknown = server.infer("/v2/models/classifier/infer", {"inputs": [tensor("text", "BYTES", [1], ["hi"])]})
+        assert unknown.status == 404 and "no catalog models" in unknown.error
+    finally:
+        server.stop()

@@ -163,8 +163,8 @@ class ModelRepository:
             if (spec.name, spec.version) in self._entries:
                 raise ValueError(f"model {spec.key} is configured twice")
             self._entries[(spec.name, spec.version)] = ModelEntry(spec, loaders.create(spec), ModelState.PENDING)
-        if not self._entries:
-            raise ValueError("no models configured")
+        # No catalog model is a replica of a pool that hosts only tenants' own models (loaded on first use,
+        # by the model cache): it is ready as soon as it is up, with nothing to wait for.
 
     @property
     def store(self) -> ArtifactStore:
@@ -235,7 +235,8 @@ class ModelRepository:
         """The entry for (name, version), or for the highest version when none is asked for."""
         versions = self.versions(name)
         if not versions:
-            raise ModelNotFoundError(f"unknown model '{name}' (served here: {', '.join(self.names())})")
+            served = ", ".join(self.names()) or "no catalog models"
+            raise ModelNotFoundError(f"unknown model '{name}' (served here: {served})")
         if version is None:
             version = versions[-1]
         elif version not in versions:
