@@ -224,23 +224,32 @@ def test_add_split_and_remove_live(running: RunningPlatform, restore_config) -> 
     assert eventually(lambda: {post(url, x, token).body.get("model_version") for _ in range(10)} == {"2"},
                       timeout=30)
 
+    # Removing a version the model no longer splits to: that version is unloaded, the other keeps serving.
+    assert resident_versions(running, "acme:router-b") == {"1", "2"}
+    current = running.platform.status()["config_version"]
+    edit_tenant(running, "acme", lambda s: (s["own_models"]["router-b"]["versions"].pop("1"),
+                                            s["own_models"]["router-b"].update({"split": {"2": 100}})))
+    assert eventually(lambda: published(running, current), timeout=30)
+    assert eventually(lambda: resident_versions(running, "acme:router-b") == {"2"}, timeout=30)
+    assert post(running.url(US, "/v2/models/router-b/versions/1/infer"), x, token).status == 404
+    assert post(url, x, token).body["model_version"] == "2"
+
     # Removal: 404 at once at the gateway, and unloaded from the replicas that held it.
-    assert any(r["state"].upper() == "READY" for m in fairshare_models(running)["models"]
-               if m["model"] == "acme:router-b" for r in m["resident"])
     current = running.platform.status()["config_version"]
     edit_tenant(running, "acme", lambda s: s["own_models"].pop("router-b"))
     assert eventually(lambda: published(running, current), timeout=30)
     assert post(url, x, token).status == 404
     assert before != current
+    assert eventually(lambda: not resident_versions(running, "acme:router-b"), timeout=30)
 
-    def unloaded() -> bool:
-        from xds_server.controlplane import inventory, repository
 
-        eps = inventory.endpoints_from_status(running.platform.status())
-        return not any(e.get("name") == "acme:router-b" and str(e.get("state", "")).upper() == "READY"
-                       for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep))
+def resident_versions(running: RunningPlatform, qualified: str) -> set[str]:
+    """The versions of an own model READY on any replica, as each replica's repository index says."""
+    from xds_server.controlplane import inventory, repository
 
-    assert eventually(unloaded, timeout=30)
+    eps = inventory.endpoints_from_status(running.platform.status())
+    return {str(e["version"]) for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep)
+            if e.get("name") == qualified and str(e.get("state", "")).upper() == "READY"}
 
 
 def test_policy_refusal_is_rejected_whole_and_the_last_good_config_serves(

@@ -1,6 +1,6 @@
 """The control plane's side of the runtimes' OIP model-repository extension (docs/design/0003): list
-what a replica holds (`POST /v2/repository/index`) and ask it to unload a tenant's model that left the
-config (`POST /v2/repository/models/<owner>:<name>/unload`). Replicas are found through the endpoints
+what a replica holds (`POST /v2/repository/index`) and ask it to unload a tenant's model, or one version of
+it, that left the config (`POST /v2/repository/models/<owner>:<name>/unload`). Replicas are found through the endpoints
 file, which records each replica's admin port beside its serving port.
 
 Every call is best effort with a short timeout: a replica that is down or slow is logged and skipped, and
@@ -29,30 +29,47 @@ TIMEOUT_S = 2.0
 
 @dataclass(frozen=True, order=True)
 class Placement:
-    """One tenant's own model as routed in one region, on one pool."""
+    """One tenant's own model as routed in one region, on one pool; with ``version``, only that version
+    of it (None: every version, the whole model)."""
 
     region: str
     pool: str
     owner: str
     name: str
+    version: str | None = None
 
     @property
     def qualified(self) -> str:
         return f"{self.owner}:{self.name}"
 
+    @property
+    def model(self) -> Placement:
+        return Placement(self.region, self.pool, self.owner, self.name)
 
-def placements(cfg: PlatformConfig | None) -> set[Placement]:
+    def __str__(self) -> str:
+        return self.qualified if self.version is None else f"{self.qualified} version {self.version}"
+
+
+def placements(cfg: PlatformConfig | None, *, versions: bool = False) -> set[Placement]:
+    """Where each own model is routed; ``versions``: one placement per declared version instead."""
     if cfg is None:
         return set()
-    return {Placement(region, t.spec.own_models[m].pool, t.id, m)
+    return {Placement(region, t.spec.own_models[m].pool, t.id, m, v)
             for t in cfg.tenants.values() for region, names in t.own_routes.items() for m in names
-            if m in t.spec.own_models}
+            if m in t.spec.own_models
+            for v in (t.spec.own_models[m].versions if versions else (None,))}
 
 
 def removed(before: PlatformConfig | None, after: PlatformConfig) -> list[Placement]:
-    """Own models routed before and not now (removed, their tenant offboarded, or moved off a pool or
-    region), which the replicas of their old pool should unload."""
-    return sorted(placements(before) - placements(after))
+    """What the replicas of a pool should unload: own models routed before and not now (removed, their
+    tenant offboarded, or moved off a pool or region), and versions removed from a model that stays there.
+    A version is addressable (``/versions/<v>``) while it is declared, even at 0% of a split, so only a
+    version gone from ``versions`` is unloaded."""
+    models_after = placements(after)
+    gone = placements(before) - models_after
+    gone_versions = {p for p in placements(before, versions=True) - placements(after, versions=True)
+                     if p.model in models_after}
+    return sorted(gone | gone_versions, key=lambda p: (p.model, p.version or ""))
 
 
 def _post(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> Any:
@@ -63,13 +80,14 @@ def _post(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT
     return json.loads(raw) if raw else None
 
 
-def unload(endpoint: Endpoint, qualified: str) -> str | None:
-    """Ask one replica to unload `owner:name`. None when it did (or never held it), else why not."""
+def unload(endpoint: Endpoint, qualified: str, version: str | None = None) -> str | None:
+    """Ask one replica to unload `owner:name` (every version, or only ``version``). None when it did (or
+    never held it), else why not."""
     if endpoint.admin_url is None:
         return "no admin port known for this replica"
     url = f"{endpoint.admin_url}/v2/repository/models/{urllib.parse.quote(qualified, safe=':')}/unload"
     try:
-        _post(url)
+        _post(url, {"parameters": {"version": version}} if version is not None else None)
     except urllib.error.HTTPError as err:
         if err.code == 404:
             return None  # not loaded there: nothing to unload
@@ -82,13 +100,13 @@ def unload(endpoint: Endpoint, qualified: str) -> str | None:
 def unload_everywhere(gone: Iterable[Placement], endpoints: EndpointDirectory) -> None:
     for p in gone:
         for endpoint in endpoints.of(p.region, p.pool):
-            reason = unload(endpoint, p.qualified)
+            reason = unload(endpoint, p.qualified, p.version)
             where = endpoint.name or f"{endpoint.host}:{endpoint.port}"
             if reason is None:
-                log.info("asked %s to unload %s (removed from the config)", where, p.qualified)
+                log.info("asked %s to unload %s (removed from the config)", where, p)
             else:
                 log.warning("could not ask %s to unload %s: %s (it is evicted when the cache needs room)",
-                            where, p.qualified, reason)
+                            where, p, reason)
 
 
 def unload_in_background(gone: list[Placement], endpoints: EndpointDirectory) -> threading.Thread | None:
