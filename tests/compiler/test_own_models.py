@@ -58,10 +58,19 @@ def add_own_models(cfg_dir: Path, tenant: str, models: dict[str, dict]) -> None:
     path.write_text(yaml.safe_dump(spec))
 
 
+def _router_digests() -> dict[str, str]:
+    """The digests acme's tenant file declares (bench/example_models/train.py writes both)."""
+    spec = yaml.safe_load((REPO_CONFIG / "tenants" / "acme.yaml").read_text())
+    return {v: d["sha256"] for v, d in spec["own_models"]["ticket-router"]["versions"].items()}
+
+
+ROUTER_SHA = _router_digests()
+
+
 def router_copy(n_versions: int = 1) -> dict:  # type: ignore[type-arg]
     """An own model like acme's ticket-router version 1, with n versions of the same bytes."""
     artifact = str(REPO_CONFIG / "models/acme/ticket-router/1/model.onnx")
-    sha = "da7d9c3d5b427e57a8590e7bc28f08ad75cb43cd696290ee89649e6b509d1b56"
+    sha = ROUTER_SHA["1"]
     versions = {str(i): {"artifact": artifact, "sha256": sha} for i in range(1, n_versions + 1)}
     split = {v: 100 // n_versions + (100 % n_versions if v == "1" else 0) for v in versions}
     return {"format": "onnx", "pool": "cpu-general", "versions": versions, "split": split}
@@ -80,13 +89,13 @@ def test_own_model_route_splits_over_the_pools_hashed_clusters_with_what_to_load
     assert v1 == {
         "x-fairshare-model-version": "1",
         "x-fairshare-model-artifact": str(REPO_CONFIG / "models/acme/ticket-router/1/model.onnx"),
-        "x-fairshare-model-sha256": "da7d9c3d5b427e57a8590e7bc28f08ad75cb43cd696290ee89649e6b509d1b56",
+        "x-fairshare-model-sha256": ROUTER_SHA["1"],
     }
     assert headers(weighted["own.cpu-general.1"].request_headers_to_add)["x-fairshare-model-version"] == "2"
     # An explicit version pins it, with every header on the route.
     pinned = routes["ticket-router/2"]
     assert pinned.match.path_separated_prefix == "/v2/models/ticket-router/versions/2"
-    assert headers(pinned.request_headers_to_add)["x-fairshare-model-sha256"].startswith("949ab51c")
+    assert headers(pinned.request_headers_to_add)["x-fairshare-model-sha256"] == ROUTER_SHA["2"]
     assert headers(pinned.request_headers_to_add)["x-fairshare-model-owner"] == "acme"
     # The own routes come before the refusals, so /v2/models/ticket-router is not "unknown model".
     names = [r.name for r in vhost(us, "acme").routes]
