@@ -92,12 +92,17 @@ def test_pools_run_their_model_versions_with_the_pools_gpus(
         manifests = rendered[f"region:{region_id}"]
         runtimes = {d["metadata"]["labels"]["fairshare.io/pool"]: d for d in by_kind(manifests, "Deployment")
                     if d["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"}
-        # Every model version deployed in the region runs on its pool, and nothing else runs.
+        # Every model version deployed in the region runs on its pool, pools with tenants' own models routed
+        # there run too (own models load on first request), and nothing else runs.
         expected: dict[str, set[str]] = {}
         for name, model in config.models.items():
             for version, mv in model.versions.items():
                 if region_id in config.version_regions(name, version):
                     expected.setdefault(mv.pool, set()).add(f"{name}:{version}:{mv.loader}")
+        for t in config.tenants.values():
+            for m in t.own_routes.get(region_id, ()):
+                if m in t.spec.own_models:
+                    expected.setdefault(t.spec.own_models[m].pool, set())
         assert set(runtimes) == set(expected), region_id
         gpus_total = 0
         for pool_name, d in runtimes.items():

@@ -89,4 +89,5 @@ def test_commands_parse_with_the_real_command_lines(rendered: dict[str, list[dic
         for d in runtimes:
             (rt,) = d["spec"]["template"]["spec"]["containers"]
             settings = runtime_parser().parse_args(rt["args"])
-            assert settings.models and settings.pool == d["metadata"]["labels"]["fairshare.io/pool"]
+            assert settings.pool == d["metadata"]["labels"]["fairshare.io/pool"]
+            assert settings.admin_port and settings.cache_budget_mb

@@ -57,10 +57,15 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     # What each replica of a pool serves comes from the same plan `fairshare run` starts locally: every
     # model version on the pool in the region, in one runtime (the compiler's endpoint sets are per pool).
     served = {(r.region, r.pool): r.models for r in plan_replicas(cfg, [0] * replica_count(cfg))}  # ports unused
+    own = _own_models_per_pool(cfg, region)
     pools = [
         {"name": p.name, "accelerator": p.accelerator, "replicas": p.replicas, "gpusPerReplica": p.gpus_per_replica,
          "models": [{"name": m.name, "version": m.version, "loader": m.loader}
-                    for m in served.get((region, p.name), ())]}
+                    for m in served.get((region, p.name), ())],
+         # Tenants' own models routed to the pool here: a pool with some runs replicas even with no catalog
+         # model (they load on first request), and each replica's cache budget is the pool's.
+         "ownModels": own.get(p.name, 0),
+         "modelCacheMb": p.model_cache_mb}
         for p in reg.pools
     ]
     tenants = [
@@ -92,6 +97,18 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir else [],
         }
     }
+
+
+def _own_models_per_pool(cfg: PlatformConfig, region: str) -> dict[str, int]:
+    """How many tenants' own models each pool of ``region`` is routed: the same own routes the compiler
+    and the local launcher read, so the chart runs replicas exactly where they would."""
+    counts: dict[str, int] = {}
+    for t in cfg.tenants.values():
+        for name in t.own_routes.get(region, ()):
+            if name in t.spec.own_models:
+                pool = t.spec.own_models[name].pool
+                counts[pool] = counts.get(pool, 0) + 1
+    return counts
 
 
 def _config_paths(root: Path) -> Iterable[Path]:
