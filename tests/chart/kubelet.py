@@ -4,6 +4,7 @@ writes a new directory and swaps `..data` with one rename (atomic), as the kubel
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from pathlib import Path
@@ -17,16 +18,22 @@ def items(deployment: dict[str, Any], volume: str) -> list[dict[str, str]]:
     raise AssertionError(f"no volume {volume!r}")
 
 
-def project(target: Path, data: dict[str, str], paths: list[dict[str, str]]) -> None:
-    """Write (or atomically replace) the volume's contents at `target`."""
+def project(target: Path, data: dict[str, str], paths: list[dict[str, str]],
+            binary_data: dict[str, str] | None = None) -> None:
+    """Write (or atomically replace) the volume's contents at `target`: `data` as text, `binary_data`
+    (base64, as in a ConfigMap's binaryData) as the bytes it encodes."""
+    binary = {k: base64.b64decode(v) for k, v in (binary_data or {}).items()}
     target.mkdir(parents=True, exist_ok=True)
     stamp = target / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
     stamp.mkdir()
-    projected = paths or [{"key": k, "path": k} for k in data]
+    projected = paths or [{"key": k, "path": k} for k in (*data, *binary)]
     for item in projected:
         dest = stamp / item["path"]
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(data[item["key"]])
+        if item["key"] in binary:
+            dest.write_bytes(binary[item["key"]])
+        else:
+            dest.write_text(data[item["key"]])
     data_link = target / "..data"
     old = data_link.resolve() if data_link.is_symlink() else None
     tmp = target / "..data_tmp"

@@ -4,6 +4,7 @@ manifests were generated from, and the tenants, quotas and GPU limits in the man
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ Manifests = list[dict[str, Any]]
 def _config_volume(manifests: Manifests, target: Path) -> Path:
     cm = find(manifests, "ConfigMap", "fairshare-config")
     cp = find(manifests, "Deployment", "fairshare-control-plane")
-    kubelet.project(target, cm["data"], kubelet.items(cp, "config"))
+    kubelet.project(target, cm["data"], kubelet.items(cp, "config"), cm.get("binaryData"))
     return target
 
 
@@ -32,7 +33,39 @@ def test_control_plane_in_the_cluster_loads_the_same_config(
     rendered: dict[str, Manifests], config: PlatformConfig, tmp_path: Path
 ) -> None:
     for region in config.regions:
-        assert load_config(_config_volume(rendered[f"region:{region}"], tmp_path / region)) == config
+        mounted = _config_volume(rendered[f"region:{region}"], tmp_path / region)
+        # The same config, but for where it lies: local artifacts resolve under the mount, not the repo.
+        assert _relative(load_config(mounted), mounted) == _relative(config, CONFIG)
+
+
+def _relative(cfg: PlatformConfig, root: Path) -> str:
+    return cfg.model_dump_json().replace(f'"{root}/', '"<config>/')
+
+
+def test_runtimes_find_local_artifacts_where_the_control_plane_resolved_them(
+    rendered: dict[str, Manifests], config: PlatformConfig, tmp_path: Path
+) -> None:
+    manifests = rendered["region:us-east-1"]
+    cm = find(manifests, "ConfigMap", "fairshare-config")
+    cp = find(manifests, "Deployment", "fairshare-control-plane")
+    (cp_mount,) = [m["mountPath"] for m in cp["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+                   if m["name"] == "config"]
+    local = {ov.artifact: ov.sha256 for t in config.tenants.values() for m in t.spec.own_models.values()
+             for ov in m.versions.values() if not ov.artifact.startswith("s3://")}
+    assert local, "the example config has own models with local artifacts"
+    runtimes = [d for d in by_kind(manifests, "Deployment")
+                if d["metadata"]["labels"]["app.kubernetes.io/component"] == "inference"]
+    for d in runtimes:
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "model-files"]
+        assert mount["mountPath"] == cp_mount and mount["readOnly"] is True
+        volume = tmp_path / d["metadata"]["name"]
+        kubelet.project(volume, {}, kubelet.items(d, "model-files"), cm["binaryData"])
+        for artifact, sha in local.items():
+            # The path the control plane puts on the route, read inside the runtime's mount.
+            inside = volume / Path(artifact).relative_to(CONFIG)
+            assert hashlib.sha256(inside.read_bytes()).hexdigest() == sha, artifact
+        assert not (volume / "tenants").exists()  # the runtimes get the model files, not the tenant files
 
 
 def test_opa_server_is_the_policy_backend_when_enabled(rendered: dict[str, Manifests], tmp_path: Path) -> None:
@@ -150,7 +183,7 @@ def test_config_map_update_is_hot_reloaded(rendered: dict[str, Manifests], tmp_p
         await asyncio.sleep(0.5)
         edited = dict(cm["data"])
         edited["tenants.acme.yaml"] = edited["tenants.acme.yaml"].replace("{v1: 90, v2: 10}", "{v1: 70, v2: 30}")
-        kubelet.project(mounted, edited, items)
+        kubelet.project(mounted, edited, items, cm.get("binaryData"))
         for _ in range(400):
             await asyncio.sleep(0.05)
             if cp.last is not None and cp.last.version != first.version:

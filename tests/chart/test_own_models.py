@@ -5,6 +5,7 @@ Service; a pool that hosts only own models still runs replicas; the admission po
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from inference_images.runtime.__main__ import parse_settings
 from tests.chart.helm import CONFIG, REPO, admission_violations, by_kind, find, template
 from xds_server.config import PlatformConfig, load_config
+from xds_server.config.errors import ConfigError
 from xds_server.deploy.helm_values import chart_values, dump_values
 
 Manifests = list[dict[str, Any]]
@@ -123,3 +125,20 @@ def test_a_pool_with_no_work_runs_nothing(own_only: tuple[PlatformConfig, Manife
 
 def test_admission_admits_the_own_models_chart(own_only: tuple[PlatformConfig, Manifests]) -> None:
     assert admission_violations(own_only[1]) == []
+
+
+def test_an_artifact_outside_the_config_cannot_ship_and_says_so(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG, config_dir)
+    outside = tmp_path / "elsewhere" / "model.onnx"
+    outside.parent.mkdir()
+    shutil.copy(config_dir / "models/acme/ticket-router/1/model.onnx", outside)
+    acme_file = config_dir / "tenants" / "acme.yaml"
+    acme = yaml.safe_load(acme_file.read_text())
+    acme["own_models"]["ticket-router"]["versions"]["1"]["artifact"] = str(outside)
+    acme_file.write_text(yaml.safe_dump(acme, sort_keys=False))
+    with pytest.raises(ConfigError) as caught:
+        chart_values(load_config(config_dir), "us-east-1", config_dir)
+    message = str(caught.value)
+    assert "tenants/acme.yaml" in message and "own_models.ticket-router.versions.1.artifact" in message
+    assert "outside the config directory" in message and "s3://" in message

@@ -7,14 +7,19 @@ policy/) to the cluster. It emits, from a single read of the config directory:
   from the validated PlatformConfig the control plane itself compiles, so the two cannot disagree;
 * the config and policy files verbatim, which the chart mounts into the control plane as ConfigMaps,
   so the control plane in the cluster loads exactly the bytes the values were derived from (the chart
-  adds to platform.yaml only the addresses of the cluster's own services).
+  adds to platform.yaml only the addresses of the cluster's own services);
+* the model artifacts the config names by local path (tenants' own models, catalog `onnx` models), as
+  binary keys of the same ConfigMap, mounted at the same path in the runtimes, so a local artifact is at
+  the path the control plane resolved it to in both. Anything larger belongs on S3.
 
 Operator settings (images, replica counts, HPA) live in other values files; `spec` is generated only.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,7 +28,7 @@ from typing import Any
 import yaml
 
 from xds_server.config.errors import ConfigError, Problem
-from xds_server.config.model import PlatformConfig, ResolvedTenant
+from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.local.layout import plan_replicas, replica_count
 
@@ -33,6 +38,9 @@ CONTROL_PLANE_SERVICE = "fairshare-control-plane"
 XDS_PORT = 18000
 ENVOY_ADMIN_PORT = 9901
 PLATFORM_FILE = "platform.yaml"
+# Where the chart mounts the config in the control plane and the model files in the runtimes (the same path
+# in both, so the absolute artifact path the control plane resolves is the runtimes' too).
+CONFIG_MOUNT = "/etc/fairshare/config"
 # What one ConfigMap may hold (etcd's object limit), less room for its metadata.
 CONFIGMAP_LIMIT = 1024 * 1024 - 16 * 1024
 
@@ -58,9 +66,14 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     # model version on the pool in the region, in one runtime (the compiler's endpoint sets are per pool).
     served = {(r.region, r.pool): r.models for r in plan_replicas(cfg, [0] * replica_count(cfg))}  # ports unused
     own = _own_models_per_pool(cfg, region)
+    root = Path(os.path.normpath(config_dir.absolute()))
+    config_files = _config_files(config_dir)
+    model_files = _model_files(cfg, root)
+    _check_configmap_size(config_dir, config_files, model_files)
     pools = [
         {"name": p.name, "accelerator": p.accelerator, "replicas": p.replicas, "gpusPerReplica": p.gpus_per_replica,
-         "models": [{"name": m.name, "version": m.version, "loader": m.loader}
+         "models": [{"name": m.name, "version": m.version, "loader": m.loader,
+                     **({"artifact": _in_cluster(m.artifact, root), "sha256": m.sha256} if m.artifact else {})}
                     for m in served.get((region, p.name), ())],
          # Tenants' own models routed to the pool here: a pool with some runs replicas even with no catalog
          # model (they load on first request), and each replica's cache budget is the pool's.
@@ -93,7 +106,8 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
                 bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT), indent=2),
             "pools": pools,
             "tenants": tenants,
-            "configFiles": _config_files(config_dir),
+            "configFiles": config_files,
+            "modelFiles": model_files,
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir else [],
         }
     }
@@ -128,15 +142,58 @@ def _config_files(root: Path) -> list[dict[str, str]]:
     if not any(f["path"] == PLATFORM_FILE for f in files):
         # Optional locally (defaults apply); the chart writes the cluster's service addresses into it.
         files.insert(0, {"key": PLATFORM_FILE, "path": PLATFORM_FILE, "content": "{}\n"})
-    size = sum(len(f["content"].encode()) for f in files)
-    if size > CONFIGMAP_LIMIT:
-        raise ConfigError([Problem(str(root), "", (
-            f"the config is {size:,} bytes, over the {CONFIGMAP_LIMIT:,} a Kubernetes ConfigMap holds; "
-            "the chart cannot ship it (split the tenants into cells, or serve the config from a bucket)"))])
     return files
 
 
-def _files(root: Path, paths: Iterable[Path]) -> list[dict[str, str]]:
+def _local_artifacts(cfg: PlatformConfig) -> Iterable[tuple[str, str, str]]:
+    """(absolute path, the file that names it, its field there) of every artifact given as a local path."""
+    for name, model in sorted(cfg.models.items()):
+        for version, mv in sorted(model.versions.items()):
+            if mv.artifact is not None and not is_s3(mv.artifact):
+                yield mv.artifact, "models.yaml", f"{name}.versions.{version}.artifact"
+    for t in sorted(cfg.tenants.values(), key=lambda t: t.id):
+        for name, own in sorted(t.spec.own_models.items()):
+            for version, ov in sorted(own.versions.items()):
+                if not is_s3(ov.artifact):
+                    yield ov.artifact, f"tenants/{t.id}.yaml", f"own_models.{name}.versions.{version}.artifact"
+
+
+def _model_files(cfg: PlatformConfig, root: Path) -> list[dict[str, str]]:
+    """The local artifacts as ConfigMap binary keys (content base64), each at its path under the config."""
+    paths: set[Path] = set()
+    for artifact, file, field in _local_artifacts(cfg):
+        path = Path(artifact)
+        if not path.is_relative_to(root):
+            raise ConfigError([Problem(str(root / file), field, (
+                f"{artifact} is outside the config directory, so the chart cannot ship it to the cluster; "
+                "put it under the config directory, or on S3 (s3://<region's model_bucket>/tenants/<tenant>/...)"))])
+        paths.add(path)
+    return _files(root, sorted(paths), binary=True)
+
+
+def _in_cluster(artifact: str, root: Path) -> str:
+    """A local artifact's path where the chart mounts it (s3:// URIs are the same everywhere)."""
+    if is_s3(artifact):
+        return artifact
+    return f"{CONFIG_MOUNT}/{Path(artifact).relative_to(root).as_posix()}"
+
+
+def _check_configmap_size(root: Path, config: list[dict[str, str]], models: list[dict[str, str]]) -> None:
+    keys = {f["key"] for f in config}
+    for f in models:
+        if f["key"] in keys:
+            raise ConfigError([Problem(str(root / f["path"]), "", f"its ConfigMap key {f['key']!r} is also that of a "
+                                                                   "config file; rename one of them")])
+    text = sum(len(f["content"].encode()) for f in config)
+    binary = sum(len(base64.b64decode(f["content"])) for f in models)
+    if text + binary > CONFIGMAP_LIMIT:
+        raise ConfigError([Problem(str(root), "", (
+            f"the config is {text:,} bytes and its local model artifacts {binary:,}, over the {CONFIGMAP_LIMIT:,} "
+            "a Kubernetes ConfigMap holds; the chart cannot ship it (put model artifacts on S3, split the tenants "
+            "into cells, or serve the config from a bucket)"))])
+
+
+def _files(root: Path, paths: Iterable[Path], *, binary: bool = False) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     keys: dict[str, str] = {}
     for path in paths:
@@ -146,7 +203,8 @@ def _files(root: Path, paths: Iterable[Path]) -> list[dict[str, str]]:
             raise ConfigError([Problem(str(path), "", f"its ConfigMap key {key!r} is also that of {keys[key]!r}; "
                                                       "rename one of the files")])
         keys[key] = rel
-        out.append({"key": key, "path": rel, "content": path.read_text()})
+        content = base64.b64encode(path.read_bytes()).decode() if binary else path.read_text()
+        out.append({"key": key, "path": rel, "content": content})
     return out
 
 
