@@ -86,6 +86,8 @@ module "model_store" {
   bucket_name   = coalesce(try(local.config_region.model_bucket, null), "${local.name}-models-${data.aws_caller_identity.current.account_id}")
   kms_key_arn   = aws_kms_key.region.arn
   force_destroy = var.force_destroy
+  # The iam module names each tenant's writer role <name>-model-writer-<tenant>.
+  tenant_writer_role_pattern = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/${local.name}-model-writer-*"
 }
 
 # Each tenant's API key seed exists only while Terraform runs: it goes to Secrets Manager through a

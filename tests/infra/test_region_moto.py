@@ -3,6 +3,7 @@ AWS APIs, no cloud), checked from the outside with boto3, the way an operator wo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bench.terraform_driver import STATE_BUCKET, MotoServer
@@ -42,6 +43,15 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
                                                           "KMSMasterKeyID": outputs["kms_key_arn"]}
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    # Nothing but a tenant's pipeline writes tenants' models: the bucket policy refuses every other
+    # principal's writes under tenants/ (each writer role's own policy keeps it to its prefix).
+    statements = {st["Sid"]: st for st in json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]}
+    guard = statements["OnlyTenantPipelinesWriteTenantModels"]
+    assert guard["Effect"] == "Deny" and "s3:PutObject" in guard["Action"]
+    assert guard["Resource"] == f"arn:aws:s3:::{bucket}/tenants/*"
+    assert guard["Condition"] == {"ArnNotLike": {
+        "aws:PrincipalArn": f"arn:aws:iam::123456789012:role/{CLUSTER}-model-writer-*"}}
+    assert "DenyInsecureTransport" in statements
 
     # One secret per tenant allowed here (none for US-only tenants), KMS-encrypted, holding a seed that
     # never reached the state.

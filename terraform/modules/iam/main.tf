@@ -148,7 +148,7 @@ data "aws_iam_policy_document" "write_tenant_models" {
 
 resource "aws_iam_role" "tenant_writer" {
   for_each           = var.tenant_writers
-  name               = "${var.name}-${each.key}-writer"
+  name               = "${var.name}-model-writer-${each.key}"
   description        = "Tenant ${each.key}'s pipeline writes its own models under ${var.tenant_prefix}${each.key}/ of the model bucket."
   assume_role_policy = data.aws_iam_policy_document.writer_trust[each.key].json
   tags               = merge(var.tags, { "fairshare:tenant" = each.key })

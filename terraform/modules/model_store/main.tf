@@ -57,9 +57,35 @@ data "aws_iam_policy_document" "tls_only" {
   }
 }
 
+# Nothing but a tenant's own pipeline writes its models: every principal that is not a tenant writer role
+# (or a named admin) is refused writes and deletes under the tenants' prefix, whatever its IAM policies
+# allow; each writer role's own policy then keeps it to its tenant's prefix (iam module).
+data "aws_iam_policy_document" "tenant_writes" {
+  statement {
+    sid    = "OnlyTenantPipelinesWriteTenantModels"
+    effect = "Deny"
+    actions = ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectTagging",
+    "s3:RestoreObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.this.arn}/${var.tenant_prefix}*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "ArnNotLike"
+      variable = "aws:PrincipalArn"
+      values   = concat([var.tenant_writer_role_pattern], var.admin_principal_arns)
+    }
+  }
+}
+
+data "aws_iam_policy_document" "bucket" {
+  source_policy_documents = [data.aws_iam_policy_document.tls_only.json, data.aws_iam_policy_document.tenant_writes.json]
+}
+
 resource "aws_s3_bucket_policy" "this" {
   bucket = aws_s3_bucket.this.bucket
-  policy = data.aws_iam_policy_document.tls_only.json
+  policy = data.aws_iam_policy_document.bucket.json
   # A bucket policy is refused while the public access block is being written.
   depends_on = [aws_s3_bucket_public_access_block.this]
 }

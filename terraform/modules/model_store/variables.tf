@@ -29,3 +29,30 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "tenant_prefix" {
+  description = "Prefix under which each tenant's own models live (tenants/<tenant>/). Only the tenants' model-writer roles may write there (bucket policy), each limited to its own prefix by its IAM policy."
+  type        = string
+  default     = "tenants/"
+
+  validation {
+    condition     = endswith(var.tenant_prefix, "/") && length(var.tenant_prefix) > 1 && !strcontains(var.tenant_prefix, "*")
+    error_message = "tenant_prefix must be a non-empty prefix ending in / without wildcards."
+  }
+}
+
+variable "tenant_writer_role_pattern" {
+  description = "ARN pattern (ArnLike) of the roles that may write under tenant_prefix: the iam module's per-tenant writer roles, <name>-model-writer-<tenant>."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9*]+:role/", var.tenant_writer_role_pattern))
+    error_message = "tenant_writer_role_pattern must be an IAM role ARN pattern (arn:aws:iam::<account>:role/...)."
+  }
+}
+
+variable "admin_principal_arns" {
+  description = "Principals besides the tenants' pipelines that may write or delete under tenant_prefix (break-glass and offboarding). Empty by default: nothing but a tenant's pipeline writes its models."
+  type        = list(string)
+  default     = []
+}

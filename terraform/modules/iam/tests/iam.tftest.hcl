@@ -75,8 +75,8 @@ run "each_tenant_pipeline_writes_its_own_prefix_only" {
   }
 
   assert {
-    condition     = aws_iam_role.tenant_writer["acme"].name == "fairshare-eu-west-1-acme-writer"
-    error_message = "writer roles are <name>-<tenant>-writer"
+    condition     = aws_iam_role.tenant_writer["acme"].name == "fairshare-eu-west-1-model-writer-acme"
+    error_message = "writer roles are <name>-model-writer-<tenant> (the model bucket policy admits only that name to tenant prefixes)"
   }
 }
 

@@ -12,8 +12,9 @@ mock_provider "aws" {
 }
 
 variables {
-  bucket_name = "fairshare-eu-west-1-models-123456789012"
-  kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/example"
+  bucket_name                = "fairshare-eu-west-1-models-123456789012"
+  kms_key_arn                = "arn:aws:kms:eu-west-1:123456789012:key/example"
+  tenant_writer_role_pattern = "arn:aws:iam::123456789012:role/fairshare-eu-west-1-model-writer-*"
 }
 
 run "bucket_is_kms_encrypted_versioned_and_private" {
