@@ -52,6 +52,13 @@ def tenant_document(tenant: Tenant) -> dict[str, Any]:
     return tenant.model_dump(mode="json", exclude_none=True, exclude=None if tenant.own_models else {"id"})
 
 
+def shared_document(tenant: Tenant) -> dict[str, Any]:
+    """A tenant with own models as the policies read it once its own-model decision is remembered
+    (policy/decide.py): the document of the same tenant without own models (so without its id), which
+    shares an evaluation with every tenant of that spec."""
+    return tenant_document(tenant.model_copy(update={"own_models": {}}))
+
+
 @dataclass
 class _Memo:
     """What a reload can reuse for a tenant whose file did not change (the loader hands back the same
@@ -59,6 +66,7 @@ class _Memo:
     same. At 10,000 tenants this is most of what an edit of one tenant costs."""
 
     documents: dict[str, tuple[Tenant, dict[str, Any], str]] = field(default_factory=dict)
+    shared: dict[str, tuple[Tenant, dict[str, Any], str]] = field(default_factory=dict)
     resolved: dict[str, tuple[Tenant, dict[str, Any], ResolvedTenant]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -69,6 +77,15 @@ class _Memo:
         doc = tenant_document(tenant)
         digest = spec_digest(doc)
         self.documents[tid] = (tenant, doc, digest)
+        return doc, digest
+
+    def shared_document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
+        hit = self.shared.get(tid)
+        if hit is not None and hit[0] is tenant:
+            return hit[1], hit[2]
+        doc = shared_document(tenant)
+        digest = spec_digest(doc)
+        self.shared[tid] = (tenant, doc, digest)
         return doc, digest
 
     def resolve(self, tid: str, tenant: Tenant, decided: dict[str, Any]) -> ResolvedTenant:
@@ -82,7 +99,7 @@ class _Memo:
         return resolved
 
     def keep_only(self, present: set[str]) -> None:
-        for table in (self.documents, self.resolved):
+        for table in (self.documents, self.shared, self.resolved):
             for tid in set(table) - present:
                 del table[tid]
 
@@ -103,10 +120,11 @@ def resolve_tenants(
     with _memo.lock:
         _memo.keep_only(set(tenants))
         documents = {tid: _memo.document(tid, t) for tid, (t, _) in tenants.items()}
+        shared = {tid: _memo.shared_document(tid, t) for tid, (t, _) in tenants.items() if t.own_models}
     try:
         decisions = decider.decide(platform_document(tiers, regions, models),
                                    {tid: doc for tid, (doc, _) in documents.items()},
-                                   {tid: digest for tid, (_, digest) in documents.items()})
+                                   {tid: digest for tid, (_, digest) in documents.items()}, shared)
     except PolicyError as err:
         raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
     if decisions.violations:
