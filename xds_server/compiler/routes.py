@@ -106,13 +106,17 @@ def tenant_routes(
 
 def _own_model_routes(model: OwnModelRoute, timeout: duration_pb2.Duration,
                       model_metadata: Callable[[str], base_pb2.Metadata] | None) -> list[rc.Route]:
-    """Like a catalog model's routes (an explicit version pins it; the rest follow the split), onto the
-    pool's hashed clusters, with what to load as headers: the model's on the route, each version's on
-    its weighted cluster."""
+    """Like a catalog model's routes (an explicit version pins it, where there is more than one; the
+    rest follow the split), onto the pool's hashed clusters, with what to load as headers: the model's
+    on the route, each version's on its weighted cluster."""
     metadata = model_metadata(model.model) if model_metadata is not None else None
     model_headers = [_own_header(k, v) for k, v in model.headers]
     out: list[rc.Route] = []
-    for target in model.targets:
+    # A model of one version gets no pinned route: its split route already matches
+    # /v2/models/<m>/versions/<v> and sends it to the same slot with the same headers (a version the
+    # path names that is not the header's is the runtime's 404, behind either route). One route per such
+    # model instead of two halves what Envoy validates, applies and holds for it.
+    for target in model.targets if len(model.targets) > 1 else ():
         out.append(rc.Route(
             name=f"{model.model}/{target.version}",
             match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
