@@ -10,7 +10,7 @@ that tenant's document and the platform, so it is remembered by the document's d
 the policies and the platform stay the same; the next reload puts the tenant to the policies without
 its own models and id, shared with every tenant of the same spec, and adds what was remembered. A
 tenant whose own-model spec did not change is therefore not evaluated again (at 100 such tenants an
-unrelated edit cost 0.1 s more than without them; at 1,000, a second).
+unrelated edit cost 0.1 s more than without them).
 """
 
 from __future__ import annotations
