@@ -1,9 +1,9 @@
 """`make bench-models`: tenants' own models (docs/models.md), every target a ratio against a baseline measured
 in the same run.
 
-    python -m bench.models [--requests 120000] [--cycles 10000] [--tenants 10000] [--skip PART ...]
+    python -m bench.models [--requests 120000] [--cycles 10000] [--tenants 10000] [--skip PART ...] [--only PART ...]
 
-Parts (``--skip`` takes their names):
+Parts (``--skip`` and ``--only`` take their names):
 
 - ``hitrate`` (simulation on the real cache code, bench/models_sim.py): 10,000 models of 1,000 tenants,
   20 KB-20 MB log-uniform, Zipf(1.1), Poisson; 2 replicas; ring hash with bounded load vs least-request vs a
@@ -16,13 +16,17 @@ Parts (``--skip`` takes their names):
 - ``controlplane`` (real Envoy + control plane): 1,000 own models onboarded among N tenants vs one edit;
   Envoy memory per own model.
 
-Writes bench/results/models.{json,md} and models_hitrate.png, models_rss.png.
+Writes bench/results/models.{json,md} and models_hitrate.png, models_rss.png. A run of some parts only
+(``--only``/``--skip``) keeps the other parts' results from the last results file, each marked with the
+time it was run, so the file always reports every part.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
+import json
 import multiprocessing
 import shutil
 import sys
@@ -134,8 +138,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out["wall_s"] = time.perf_counter() - started
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    out["part_run_at"] = {part: now for part in parts}
+    _carry_over(out)
     out["targets"] = targets(parts)
     return out
+
+
+def _carry_over(out: dict[str, Any]) -> None:
+    """Parts not run this time keep their results (and when they ran) from the last results file."""
+    previous_path = results_dir() / "models.json"
+    if not previous_path.exists():
+        return
+    try:
+        previous = json.loads(previous_path.read_text())
+    except ValueError:
+        return
+    earlier = previous.get("part_run_at") or {}
+    for part in PARTS:
+        if part not in out["parts"] and part in previous.get("parts", {}):
+            out["parts"][part] = previous["parts"][part]
+            out["part_run_at"][part] = earlier.get(part, "an earlier run")
 
 
 def _target(value: float, target: float, met: bool, unit: str = "") -> dict[str, Any]:
@@ -270,7 +293,11 @@ def render(results: dict[str, Any]) -> str:
             f"{c['envoy_alloc_before_bytes'] / 1e6:.0f} MB -> {c['envoy_alloc_after_bytes'] / 1e6:.0f} MB, "
             f"{c['envoy_alloc_per_own_model_bytes'] / 1024:.2f} KiB per own model (vs ~{TENANT_CLUSTER_KIB:g} KiB "
             "per tenant cluster).\n")
-    sections.append(f"Whole run: {results['wall_s']:.0f}s. Machine: {results['environment']}\n")
+    runs = results.get("part_run_at") or {}
+    if len(set(runs.values())) > 1:
+        sections.append("Parts by when they ran (a run of some parts keeps the others' last results): "
+                        + "; ".join(f"{part} {at}" for part, at in runs.items()) + ".\n")
+    sections.append(f"This run: {results['wall_s']:.0f}s. Machine: {results['environment']}\n")
     return "\n".join(sections)
 
 
@@ -313,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=10_000, help="load/unload cycles for the RSS check")
     parser.add_argument("--tenants", type=int, default=10_000, help="tenants in the control-plane part")
     parser.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts not to run")
+    parser.add_argument("--only", nargs="*", default=[], choices=PARTS, help="run only these parts")
     args = parser.parse_args(argv)
+    if args.only:
+        args.skip = sorted(set(args.skip) | (set(PARTS) - set(args.only)))
     results = run(args)
     md = render(results)
     path = write_results("models", results, md)

@@ -85,7 +85,7 @@ class Clock:
         return self.now
 
 
-def make_cache(loader: FakeLoader, clock: Clock | None = None, **kwargs: object) -> ModelCache:
+def make_cache(loader: FakeLoader | GatedLoader, clock: Clock | None = None, **kwargs: object) -> ModelCache:
     options: dict[str, object] = {"budget_bytes": 100, "min_residency_s": 0.0, "clock": clock or Clock()}
     options.update(kwargs)
     return ModelCache(loader, **options)  # type: ignore[arg-type]
@@ -420,6 +420,129 @@ def test_own_model_answers_what_onnxruntime_computes(tmp_path: Path) -> None:
             np.testing.assert_array_equal(got[name].astype(want.dtype), want)
         row = cache.index()[0]
         assert row.bytes >= path.stat().st_size and row.load_seconds > 0
+        await cache.close()
+
+    asyncio.run(main())
+
+
+# -- fair loading: one load in flight per tenant, tenants served by virtual time -------------------------
+
+
+class GatedLoader:
+    """Records the order loads start in, and holds each until its model's gate opens."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gates: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def gate(self, name: str) -> threading.Event:
+        with self._lock:
+            return self.gates.setdefault(name, threading.Event())
+
+    def __call__(self, r: OwnModelRef) -> LoadedModel:
+        with self._lock:
+            self.started.append(f"{r.owner}:{r.name}")
+        self.gate(r.name).wait(10)
+        return LoadedModel(FakeModel(r.qualified), 10)
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_a_tenant_has_at_most_one_load_in_flight_so_a_cold_cycler_cannot_hold_every_loader() -> None:
+    async def main() -> None:
+        loader = GatedLoader()
+        cache = make_cache(loader, loader_threads=2)
+        cold = [asyncio.ensure_future(cache.acquire(ref("globex", f"cold{i}"))) for i in range(3)]
+        await _until(lambda: loader.started == ["globex:cold0"])
+        await asyncio.sleep(0.1)  # a second thread is free, yet globex's next load waits for its first
+        assert loader.started == ["globex:cold0"]
+        # acme's first load takes the free thread at once, not after globex's backlog.
+        warm = asyncio.ensure_future(cache.acquire(ref("acme", "router")))
+        await _until(lambda: len(loader.started) == 2)
+        assert loader.started == ["globex:cold0", "acme:router"]
+        loader.gate("router").set()
+        await asyncio.wait_for(warm, 10)
+        loader.gate("cold0").set()
+        await _until(lambda: len(loader.started) == 3)
+        assert loader.started[2] == "globex:cold1"  # one at a time: cold1 only once cold0 is done
+        loader.gate("cold1").set()
+        loader.gate("cold2").set()
+        await asyncio.wait_for(asyncio.gather(*cold), 10)
+        assert loader.started == ["globex:cold0", "acme:router", "globex:cold1", "globex:cold2"]
+        await cache.close()
+
+    asyncio.run(main())
+
+
+def test_loads_are_admitted_in_fair_order_not_arrival_order() -> None:
+    async def main() -> None:
+        loader = GatedLoader()
+        cache = make_cache(loader, loader_threads=1)
+        # globex queues three cold loads, then acme and initech one each, all while the thread is busy.
+        calls = [asyncio.ensure_future(cache.acquire(ref("globex", f"cold{i}"))) for i in range(3)]
+        await _until(lambda: loader.started == ["globex:cold0"])
+        calls.append(asyncio.ensure_future(cache.acquire(ref("acme", "a"))))
+        await asyncio.sleep(0.02)
+        calls.append(asyncio.ensure_future(cache.acquire(ref("initech", "i"))))
+        await asyncio.sleep(0.02)
+        for gate in ("cold0", "cold1", "cold2", "a", "i"):
+            loader.gate(gate).set()
+        await asyncio.wait_for(asyncio.gather(*calls), 10)
+        # Arrival order would be cold0, cold1, cold2, a, i. globex was charged for cold0, so the tenants
+        # that have loaded nothing go first, then globex's backlog.
+        assert loader.started == ["globex:cold0", "acme:a", "initech:i", "globex:cold1", "globex:cold2"]
+        await cache.close()
+
+    asyncio.run(main())
+
+
+def test_closing_the_cache_fails_queued_loads_instead_of_leaving_them_waiting() -> None:
+    async def main() -> None:
+        loader = GatedLoader()
+        cache = make_cache(loader, loader_threads=1)
+        first = asyncio.ensure_future(cache.acquire(ref("globex", "busy")))
+        await _until(lambda: loader.started == ["globex:busy"])
+        queued = asyncio.ensure_future(cache.acquire(ref("acme", "queued")))
+        await asyncio.sleep(0.02)
+        await cache.close()
+        with pytest.raises(ModelUnavailableError, match="closing"):
+            await asyncio.wait_for(queued, 5)
+        loader.gate("busy").set()
+        with pytest.raises(ModelUnavailableError, match="closing"):
+            await asyncio.wait_for(first, 5)
+        assert loader.started == ["globex:busy"]
+
+    asyncio.run(main())
+
+
+def test_resident_bytes_follow_admission_eviction_failure_and_unload() -> None:
+    async def main() -> None:
+        clock = Clock()
+        loader = FakeLoader(sizes={"big": 60}, fail=lambda r: "model 'x': broken" if r.name == "bad" else None)
+        cache = make_cache(loader, clock, budget_bytes=100)
+        for name in ("m1", "m2", "m3"):
+            clock.now += 1
+            await cache.acquire(ref("acme", name))
+        await cache.acquire(ref("globex", "m1"))
+        assert cache.resident_bytes_by_tenant() == {"acme": 30, "globex": 10}
+        with pytest.raises(ModelUnavailableError):
+            await cache.acquire(ref("globex", "bad"))
+        assert cache.resident_bytes() == 40
+        clock.now += 1
+        await cache.acquire(ref("initech", "big"))  # needs 60 of the 60 free: nothing goes
+        clock.now += 1
+        await cache.acquire(ref("initech", "m1"))  # 10 more: initech is furthest over its share
+        assert cache.resident_bytes_by_tenant() == {"acme": 30, "globex": 10, "initech": 10}
+        cache.unload("acme", "m2")
+        assert cache.resident_bytes_by_tenant() == {"acme": 20, "globex": 10, "initech": 10}
+        assert cache.resident_bytes() == sum(row.bytes for row in cache.index() if row.state == "ready")
         await cache.close()
 
     asyncio.run(main())

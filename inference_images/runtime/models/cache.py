@@ -12,6 +12,11 @@ Rules (docs/design/0003):
 - **Loader pool**: loads (download, sha256 check, session build) run on a bounded ``ThreadPoolExecutor``,
   never on the event loop or the scheduler's worker. The cache's own state lives on the event loop, like
   the scheduler's policies, so it needs no locks.
+- **Fair loading**: loads wait in a queue per tenant, and a free loader thread takes the next load of the
+  tenant with the least load time so far relative to its weight (virtual time, ``scheduling.wfq``'s
+  policy, charged with each load's seconds), at most one load in flight per tenant. A tenant cycling
+  through cold models therefore holds one loader thread at most, and another tenant's first load waits
+  for at most the load in flight, not behind the cycler's backlog.
 - **Failures**: the model is FAILED with a reason naming it and the check; requests answer 503 with it
   until an exponential backoff has passed, then the next request retries the load.
 - **Budget**: resident models are sized by their measured footprint (``models.footprint``); a model larger
@@ -31,9 +36,11 @@ Rules (docs/design/0003):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +49,8 @@ from typing import Protocol
 
 from inference_images.runtime.models.base import Model
 from inference_images.runtime.models.own import ModelLoader, OwnModelKey, OwnModelRef
+from inference_images.runtime.scheduling.interface import Head
+from inference_images.runtime.scheduling.wfq import VirtualTimePolicy
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +62,10 @@ DEFAULT_MIN_RESIDENCY_S = 30.0
 DEFAULT_DEMAND_WINDOW_S = 120.0
 DEFAULT_BACKOFF_S = 1.0
 DEFAULT_MAX_BACKOFF_S = 300.0
-# Records of models no longer resident (their counts, last footprint, failure) kept for the index.
+# Records of models no longer resident (their counts, last footprint, failure) kept for the index; once
+# past it, the oldest go down to 90% of it in one sweep, so the sweep's cost is spread over many admissions.
 _MAX_RECORDS = 50_000
+_RECORDS_AFTER_SWEEP = _MAX_RECORDS * 9 // 10
 
 
 class CacheState(StrEnum):
@@ -119,6 +130,16 @@ class _Entry:
     failures: int = 0
     retry_at: float = 0.0
     pending: asyncio.Future[Model] | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _LoadTicket:
+    """A load waiting for a loader thread: ``go`` is set when it may start."""
+
+    tenant: str
+    weight: float
+    seq: int
+    go: asyncio.Future[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +242,18 @@ class ModelCache:
         self._pinned_bytes = pinned_bytes
         self._clock = clock
         self._entries: dict[OwnModelKey, _Entry] = {}
+        # The READY entries by owner, and their bytes: what eviction looks at, O(resident) not O(records).
+        self._resident: dict[str, dict[OwnModelKey, _Entry]] = {}
+        self._resident_bytes: dict[str, int] = {}
         # tenant -> (last request time, weight it came with)
         self._demand: dict[str, tuple[float, float]] = {}
+        # Fair loading: per-tenant queues of loads waiting for a thread, the tenants with a load in flight,
+        # and the order between tenants (virtual time of load seconds per weight).
+        self._free_loaders = loader_threads
+        self._load_queues: dict[str, deque[_LoadTicket]] = {}
+        self._loading: set[str] = set()
+        self._load_order = VirtualTimePolicy()
+        self._load_seq = itertools.count()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -277,6 +308,7 @@ class ModelCache:
             entry = self._entries.pop(key)
             if entry.state in (CacheState.READY, CacheState.LOADING):
                 dropped += 1
+            self._not_resident(entry)
             entry.model = None
             log.info("model unloaded", extra={"model": key.qualified, "version": key.version})
         return dropped
@@ -303,14 +335,10 @@ class ModelCache:
         ]
 
     def resident_bytes(self) -> int:
-        return sum(e.bytes for e in self._entries.values() if e.state is CacheState.READY)
+        return sum(self._resident_bytes.values())
 
     def resident_bytes_by_tenant(self) -> dict[str, int]:
-        usage: dict[str, int] = {}
-        for key, entry in self._entries.items():
-            if entry.state is CacheState.READY:
-                usage[key.owner] = usage.get(key.owner, 0) + entry.bytes
-        return usage
+        return dict(self._resident_bytes)
 
     def top_models(self, k: int) -> list[IndexRow]:
         """The ``k`` models with the most requests (hits + misses): the only ones metrics name."""
@@ -345,6 +373,9 @@ class ModelCache:
         pending = entry.pending
         try:
             model = await self._load_and_admit(entry, weight)
+        except asyncio.CancelledError:  # the cache is closing: nobody must wait for this load forever
+            pending.set_exception(ModelUnavailableError(f"model '{ref.qualified}': the model cache is closing"))
+            raise
         except ModelUnavailableError as exc:
             pending.set_exception(exc)
         except Exception as exc:  # a bug in a format must not leave waiters hanging
@@ -365,6 +396,7 @@ class ModelCache:
             return self._too_large(entry, what, entry.bytes, budget)
         if entry.bytes and self._victims(ref, entry.bytes, budget) is None:
             return self._refuse(entry, what, entry.bytes, budget)
+        await self._loader_slot(ref.owner, weight)
         log.info("model loading", extra={"model": ref.qualified, "version": ref.version, "artifact": ref.artifact.uri})
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -372,6 +404,7 @@ class ModelCache:
             loaded = await loop.run_in_executor(self._pool, self._loader, ref)
         except Exception as exc:
             seconds = time.perf_counter() - start
+            self._release_slot(ref.owner)
             self._account(entry, seconds, weight, ok=False)
             # Loader messages name the model and the check (artifacts, formats); never tensor data.
             reason = str(exc) if str(exc).startswith(("model '", "head model '", "base model '")) else f"{what}: {exc}"
@@ -380,7 +413,11 @@ class ModelCache:
                 "model failed to load", extra={"model": ref.qualified, "version": ref.version, "reason": reason}
             )
             raise ModelUnavailableError(reason, entry.retry_at - self._clock()) from None
+        except BaseException:  # cancelled (closing): the thread finishes on its own, the slot is moot
+            self._release_slot(ref.owner)
+            raise
         seconds = time.perf_counter() - start
+        self._release_slot(ref.owner)
         self._account(entry, seconds, weight, ok=True)
         if self._entries.get(ref.key) is not entry:
             return loaded.model  # unloaded while it loaded: serve those who waited, keep nothing
@@ -395,25 +432,94 @@ class ModelCache:
         now = self._clock()
         entry.state, entry.reason, entry.model = CacheState.READY, None, loaded.model
         entry.bytes, entry.loaded_at, entry.last_used, entry.failures = size, now, now, 0
+        self._now_resident(entry)
         log.info(
             "model ready",
             extra={"model": ref.qualified, "version": ref.version, "bytes": size, "seconds": round(seconds, 4),
-                   "evicted": len(victims)},
+                   "evicted": len(victims), **{f"{step}_seconds": round(t, 4) for step, t in loaded.steps.items()}},
         )
         return loaded.model
+
+    # -- fair loading ---------------------------------------------------------------------------------------
+
+    async def _loader_slot(self, tenant: str, weight: float) -> None:
+        """Wait until this load may take a loader thread (module docstring: fair loading)."""
+        ticket = _LoadTicket(tenant, weight, next(self._load_seq), asyncio.get_running_loop().create_future())
+        queue = self._load_queues.get(tenant)
+        if queue is None:
+            self._load_order.joined(tenant, weight, list(self._load_queues))
+            queue = self._load_queues[tenant] = deque()
+        queue.append(ticket)
+        self._dispatch_loads()
+        try:
+            await ticket.go
+        except asyncio.CancelledError:
+            if ticket.go.done() and not ticket.go.cancelled():
+                self._release_slot(tenant)  # granted as it was cancelled: hand the slot on
+            elif ticket in queue:
+                queue.remove(ticket)
+                if not queue and self._load_queues.get(tenant) is queue:
+                    del self._load_queues[tenant]
+                    self._load_order.left(tenant)
+            raise
+
+    def _release_slot(self, tenant: str) -> None:
+        self._free_loaders += 1
+        self._loading.discard(tenant)
+        self._dispatch_loads()
+
+    def _dispatch_loads(self) -> None:
+        while self._free_loaders > 0:
+            heads = {
+                tenant: Head(tenant, queue[0].weight, queue[0].seq, len(queue))
+                for tenant, queue in self._load_queues.items()
+                if tenant not in self._loading
+            }
+            if not heads:
+                return
+            tenant = self._load_order.pick(heads)
+            queue = self._load_queues[tenant]
+            ticket = queue.popleft()
+            if not queue:
+                del self._load_queues[tenant]
+                self._load_order.left(tenant)
+            if ticket.go.done():  # its load was cancelled (closing) before it got here
+                continue
+            self._free_loaders -= 1
+            self._loading.add(tenant)
+            ticket.go.set_result(None)
+
+    # -- residency and eviction -------------------------------------------------------------------------
+
+    def _now_resident(self, entry: _Entry) -> None:
+        owner = entry.ref.owner
+        self._resident.setdefault(owner, {})[entry.ref.key] = entry
+        self._resident_bytes[owner] = self._resident_bytes.get(owner, 0) + entry.bytes
+
+    def _not_resident(self, entry: _Entry) -> None:
+        owner = entry.ref.owner
+        models = self._resident.get(owner)
+        if models is None or models.pop(entry.ref.key, None) is not entry:
+            return
+        if models:
+            self._resident_bytes[owner] -= entry.bytes
+        else:
+            del self._resident[owner]
+            del self._resident_bytes[owner]
 
     def _victims(self, ref: OwnModelRef, need: int, budget: int) -> list[OwnModelKey] | None:
         now = self._clock()
         resident = [
             Resident(key, e.bytes, e.loaded_at, e.last_used)
-            for key, e in self._entries.items()
-            if e.state is CacheState.READY
+            for models in self._resident.values()
+            for key, e in models.items()
         ]
         demand = {t: w for t, (seen, w) in self._demand.items() if now - seen <= self.demand_window_s}
         demand.setdefault(ref.owner, 1.0)
         return choose_victims(resident, demand, ref.owner, need, budget, now, self.min_residency_s)
 
     def _refuse(self, entry: _Entry, what: str, size: int, budget: int) -> Model:
+        self._not_resident(entry)
         entry.state = CacheState.EVICTED
         entry.reason = (
             f"{what} ({_size(size)}) does not fit: the cache budget of {_size(budget)} is held by models "
@@ -431,6 +537,7 @@ class ModelCache:
 
     def _evict(self, key: OwnModelKey) -> None:
         entry = self._entries[key]
+        self._not_resident(entry)
         entry.state, entry.model, entry.reason = CacheState.EVICTED, None, "evicted to make room"
         self._events.cache_eviction(key.owner)
         log.info("model evicted", extra={"model": key.qualified, "version": key.version, "bytes": entry.bytes})
@@ -438,11 +545,13 @@ class ModelCache:
     def _fail(self, entry: _Entry, reason: str) -> None:
         entry.failures += 1
         backoff = min(self._backoff_s * 2 ** (entry.failures - 1), self._max_backoff_s)
+        self._not_resident(entry)
         entry.state, entry.reason, entry.model = CacheState.FAILED, reason, None
         entry.retry_at = self._clock() + backoff
 
     def _account(self, entry: _Entry, seconds: float, weight: float, *, ok: bool) -> None:
         entry.load_seconds += seconds
+        self._load_order.charge(entry.ref.owner, weight, seconds)
         self._events.cache_load(entry.ref.owner, seconds, ok)
         if self._charge is not None:
             self._charge(entry.ref.owner, seconds, weight)
@@ -452,7 +561,7 @@ class ModelCache:
             return
         gone = [k for k, e in self._entries.items() if e.state is CacheState.EVICTED and e.pending is None]
         gone.sort(key=lambda k: self._entries[k].last_used)
-        for key in gone[: len(self._entries) - _MAX_RECORDS]:
+        for key in gone[: len(self._entries) - _RECORDS_AFTER_SWEEP]:
             del self._entries[key]
 
 

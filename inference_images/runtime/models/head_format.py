@@ -90,9 +90,12 @@ class HeadModel:
         self._feed = feed
 
     @classmethod
-    def build(cls, name: str, version: str, base: Model, path: Path, device: str | None = None) -> HeadModel:
+    def build(
+        cls, name: str, version: str, base: Model, source: Path | bytes, device: str | None = None
+    ) -> HeadModel:
+        """``source``: the head graph's file, or its verified bytes (``onnx_format.load_graph``)."""
         what = f"head model '{name}' version '{version}'"
-        graph = load_graph(path, device, what)
+        graph = load_graph(source, device, what)
         if len(graph.inputs) != 1:
             raise OnnxFormatError(
                 f"{what}: a head graph takes exactly one input (the base's output), this one takes "

@@ -158,22 +158,25 @@ class LoadedGraph:
     footprint_bytes: int
 
 
-def load_graph(path: Path, device: str | None, what: str) -> LoadedGraph:
-    """Build a session for the ONNX file at ``path``; ``what`` names the model in every error."""
+def load_graph(source: Path | bytes, device: str | None, what: str) -> LoadedGraph:
+    """Build a session for an ONNX graph: a file, a directory holding one, or the verified bytes themselves
+    (``ArtifactStore.fetch_bytes``: no copy read back from disk); ``what`` names the model in every error."""
     requested = parse_device(device or AUTO)
-    if path.is_dir():
-        graphs = sorted(path.glob("*.onnx"))
+    if isinstance(source, Path) and source.is_dir():
+        graphs = sorted(source.glob("*.onnx"))
         if len(graphs) != 1:
             raise OnnxFormatError(
                 f"{what}: the artefact directory must hold exactly one .onnx file, found {len(graphs)}"
             )
-        path = graphs[0]
+        source = graphs[0]
+    model: str | bytes = source if isinstance(source, bytes) else str(source)
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
     providers = _providers(requested)
     ort = _ort()
     measure_on = "cuda" if providers[0] != CPU_PROVIDER else "cpu"
     try:
         session, grown = footprint.measured(
-            lambda: ort.InferenceSession(str(path), _session_options(), providers=providers), measure_on
+            lambda: ort.InferenceSession(model, _session_options(), providers=providers), measure_on
         )
     except Exception as exc:  # onnxruntime raises its own types (InvalidGraph, Fail, ...) for bad files
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -187,7 +190,6 @@ def load_graph(path: Path, device: str | None, what: str) -> LoadedGraph:
         raise OnnxFormatError(f"{what}: the graph has no inputs or no outputs")
     on_device = f"cuda:{requested.partition(':')[2] or 0}" if CUDA_PROVIDER in used else "cpu"
     # The floor: a reading disturbed by another thread freeing memory must not make a model look free.
-    size = path.stat().st_size
     return LoadedGraph(session, inputs, outputs, on_device, max(grown, size))
 
 
@@ -236,10 +238,20 @@ class OnnxModel:
 
     platform = PLATFORM
 
-    def __init__(self, name: str, version: str, *, artifact: Path | None = None, device: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        *,
+        artifact: Path | None = None,
+        content: bytes | None = None,
+        device: str | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self._artifact = artifact
+        # The verified graph itself (a tenant's model, fetched into memory), dropped once the session holds it.
+        self._content = content
         self._requested_device = device
         self._graph: LoadedGraph | None = None
 
@@ -270,13 +282,15 @@ class OnnxModel:
         return self._graph
 
     def load(self) -> None:
-        if self._artifact is None:
+        source: Path | bytes | None = self._content if self._content is not None else self._artifact
+        if source is None:
             raise OnnxFormatError(
                 f"model '{self.name}' version '{self.version}': the onnx loader needs an artifact "
                 "(--artifact NAME:VERSION=URI#sha256=HEX)"
             )
         what = f"model '{self.name}' version '{self.version}'"
-        self._graph = load_graph(self._artifact, self._requested_device, what)
+        self._graph = load_graph(source, self._requested_device, what)
+        self._content = None
 
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         return run_graph(self.graph, inputs, f"model '{self.name}'")
