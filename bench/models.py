@@ -14,7 +14,7 @@ Parts (``--skip`` and ``--only`` take their names):
 - ``platform`` (real Envoy, 2 replicas): warm p99 own vs catalog; routing hit rate per replica, ring hash
   vs least-request, and the simulator's ring against Envoy's choice;
 - ``controlplane`` (real Envoy + control plane): 1,000 own models onboarded among N tenants vs one edit;
-  Envoy memory per own model.
+  then up to 10,000 own models in all; Envoy memory per own model at 10,000.
 
 Writes bench/results/models.{json,md} and models_hitrate.png, models_rss.png. A run of some parts only
 (``--only``/``--skip``) keeps the other parts' results from the last results file, each marked with the
@@ -289,8 +289,13 @@ def render(results: dict[str, Any]) -> str:
             f"{c['tenants']:,} tenants. One tenant's edit: {c['edit_s']:.2f}s from reload to Envoy's ACK (median "
             f"of 3). {c['onboard_models']:,} own models onboarded across {c['onboard_tenants']} tenants in one "
             f"change: {c['onboard_s']:.2f}s (**{c['ratio']:.2f}x**); sampled calls through Envoy afterwards: "
-            f"{c['servable_sample']['ok']}/{c['servable_sample']['called']} answered 200. Envoy memory: "
-            f"{c['envoy_alloc_before_bytes'] / 1e6:.0f} MB -> {c['envoy_alloc_after_bytes'] / 1e6:.0f} MB, "
+            f"{c['servable_sample']['ok']}/{c['servable_sample']['called']} answered 200. "
+            + (f"A second change took it to {c['scale_models']:,} own models of {c['scale_tenants']:,} tenants in "
+               f"{c['scale_build_s'] + c['scale_apply_s']:.2f}s; sampled: {c['servable_sample_scale']['ok']}/"
+               f"{c['servable_sample_scale']['called']} answered 200. " if "scale_models" in c else "")
+            + f"Envoy memory: {c['envoy_alloc_before_bytes'] / 1e6:.0f} MB -> "
+            f"{c['envoy_alloc_after_bytes'] / 1e6:.0f} MB at {c.get('scale_models', c['onboard_models']):,} own "
+            "models, "
             f"{c['envoy_alloc_per_own_model_bytes'] / 1024:.2f} KiB per own model (vs ~{TENANT_CLUSTER_KIB:g} KiB "
             "per tenant cluster).\n")
     runs = results.get("part_run_at") or {}
