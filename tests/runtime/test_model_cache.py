@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference_images.runtime.models.artifacts import ArtifactStore
+from inference_images.runtime.models.artifacts import BACKGROUND_NICE, ArtifactStore
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.models.cache import (
     CacheState,
@@ -120,6 +122,25 @@ def test_32_concurrent_first_calls_make_one_load_on_a_loader_thread() -> None:
         await cache.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_loads_run_at_a_lower_cpu_priority_than_the_serving_threads() -> None:
+    seen: list[int] = []
+
+    def loader(r: OwnModelRef) -> LoadedModel:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return LoadedModel(FakeModel(r.qualified), 10)
+
+    async def main() -> None:
+        cache = ModelCache(loader, budget_bytes=100, min_residency_s=0)
+        await cache.acquire(ref("acme", "m"))
+        await cache.close()
+
+    serving = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    asyncio.run(main())
+    assert seen and seen[0] >= max(serving, BACKGROUND_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == serving  # only the loader's own
 
 
 def test_a_caller_that_goes_away_does_not_cancel_the_load_others_wait_for() -> None:

@@ -16,7 +16,8 @@ Rules (docs/design/0003):
   tenant with the least load time so far relative to its weight (virtual time, ``scheduling.wfq``'s
   policy, charged with each load's seconds), at most one load in flight per tenant. A tenant cycling
   through cold models therefore holds one loader thread at most, and another tenant's first load waits
-  for at most the load in flight, not behind the cycler's backlog.
+  for at most the load in flight, not behind the cycler's backlog. Loader threads run at a lower CPU
+  priority (``artifacts.background_priority``), so on a contended CPU the serving path wins the cores.
 - **Failures**: the model is FAILED with a reason naming it and the check; requests answer 503 with it
   until an exponential backoff has passed, then the next request retries the load.
 - **Budget**: resident models are sized by their measured footprint (``models.footprint``); a model larger
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from inference_images.runtime.models.artifacts import background_priority
 from inference_images.runtime.models.base import Model
 from inference_images.runtime.models.own import ModelLoader, OwnModelKey, OwnModelRef
 from inference_images.runtime.scheduling.interface import Head
@@ -234,7 +236,10 @@ class ModelCache:
         self.min_residency_s = min_residency_s
         self.demand_window_s = demand_window_s
         self._loader = loader
-        self._pool = ThreadPoolExecutor(max_workers=loader_threads, thread_name_prefix="model-loader")
+        # At a lower CPU priority than the serving threads: a load yields the cores to inference.
+        self._pool = ThreadPoolExecutor(
+            max_workers=loader_threads, thread_name_prefix="model-loader", initializer=background_priority
+        )
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._charge = charge
