@@ -30,6 +30,7 @@ elsewhere) and the usual credential chain; a reason never carries a secret.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -146,6 +147,7 @@ class ArtifactStore:
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = cache_dir or default_cache_dir()
         self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[concurrent.futures.Future[None]] = []
         self._writer_lock = threading.Lock()
         self._pending_write_bytes = 0
 
@@ -186,14 +188,14 @@ class ArtifactStore:
                 self._writer = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="artifact-writer", initializer=background_priority
                 )
-            self._writer.submit(self._write_copy, ref, data)
+            self._writes = [w for w in self._writes if not w.done()]
+            self._writes.append(self._writer.submit(self._write_copy, ref, data))
 
     def flush(self) -> None:
-        """Wait for the copies ``keep`` queued to be written (tests, shutdown)."""
+        """Wait for the copies ``keep`` queued so far to be written (tests, the benchmark)."""
         with self._writer_lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.shutdown(wait=True)
+            writes, self._writes = self._writes, []
+        concurrent.futures.wait(writes)
 
     def _write_copy(self, ref: ArtifactRef, data: bytes) -> None:
         try:
