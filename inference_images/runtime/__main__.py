@@ -19,7 +19,7 @@ from pathlib import Path
 
 from inference_images.runtime import logs
 from inference_images.runtime.lifecycle import serve
-from inference_images.runtime.models.artifacts import CACHE_ENV, ArtifactRef, ArtifactStore
+from inference_images.runtime.models.artifacts import CACHE_ENV, DEFAULT_DISK_BUDGET_MB, ArtifactRef, ArtifactStore
 from inference_images.runtime.models.base import RequestLimits
 from inference_images.runtime.models.device import parse_device
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
@@ -153,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(CACHE_ENV) or None,
         metavar="DIR",
         help=f"where verified artifacts are kept, by checksum (default: ${CACHE_ENV} or a temp directory)",
+    )
+    parser.add_argument(
+        "--artifact-cache-mb",
+        type=_non_negative_float,
+        default=float(DEFAULT_DISK_BUDGET_MB),
+        metavar="MB",
+        help="disk for those verified copies; past it the least recently used are removed (a later load "
+        "downloads and verifies again); 0 keeps none (default: %(default)g)",
     )
     parser.add_argument(
         "--device",
@@ -289,6 +297,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         default_max_queue=args.max_queue_default,
         batch_limits=tuple(args.batches),
         artifact_cache=args.artifact_cache,
+        artifact_cache_mb=args.artifact_cache_mb,
         cache_budget_mb=args.cache_budget_mb,
         loader_threads=args.loader_threads,
         min_residency_s=args.min_residency_s,
@@ -317,7 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, log_level = parse_settings(argv)
     logs.configure(log_level, static={"replica": settings.replica})
     try:
-        store = ArtifactStore(Path(settings.artifact_cache)) if settings.artifact_cache else None
+        store = ArtifactStore(
+            Path(settings.artifact_cache) if settings.artifact_cache else None,
+            budget_bytes=int(settings.artifact_cache_mb * 1024 * 1024),
+        )
         repository = ModelRepository(settings.models, default_loaders(), store)
     except (KeyError, ValueError) as exc:
         log.error("bad model configuration", extra={"reason": str(exc)})

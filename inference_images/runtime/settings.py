@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inference_images.runtime.models.artifacts import DEFAULT_DISK_BUDGET_MB
 from inference_images.runtime.models.base import RequestLimits, request_limits
 from inference_images.runtime.models.registry import ModelSpec
 from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S, DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
@@ -43,6 +44,8 @@ class Settings:
     batch_limits: tuple[tuple[str, BatchLimit], ...] = ()
     # Where verified model artifacts are kept by checksum; None: $FAIRSHARE_ARTIFACT_CACHE or a temp dir.
     artifact_cache: str | None = None
+    # Disk for those copies (MiB); past it the least recently used go, 0 keeps none (models.artifacts).
+    artifact_cache_mb: float = float(DEFAULT_DISK_BUDGET_MB)
     # Per model name: rows and bytes one request may carry, replacing what the model declares.
     request_limits: tuple[tuple[str, RequestLimits], ...] = ()
     # The model cache for tenants' own models (models.cache): memory budget, loader threads, and how long a

@@ -23,6 +23,13 @@ use of the bytes is done (a 20 MB write measured 10-75 ms here once the kernel t
 something a load should wait for). A local file is read once while hashed and not copied at all: the
 bytes in memory are the bytes that were checked.
 
+The cache is bounded (``budget_bytes``, the runtime's ``--artifact-cache-mb``): after each write the least
+recently used copies (by their directory's mtime, touched on each hit, so the order survives a restart) are
+removed until the copies this store knows of fit; 0 keeps none. A copy is never removed while this process
+reads it; a reader in another process that loses the race finds nothing and downloads again, verified as
+always. Copies whose path ``fetch`` handed out stay while the store lives (their caller reads them when it
+likes: a catalog model's weights). A new store removes the staging folders a dead process left mid-write.
+
 S3 goes through boto3, which honours ``AWS_ENDPOINT_URL`` (moto in tests, MinIO or a VPC endpoint
 elsewhere) and the usual credential chain; a reason never carries a secret.
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -42,7 +50,9 @@ import sys
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +61,8 @@ from typing import IO, Any
 
 CACHE_ENV = "FAIRSHARE_ARTIFACT_CACHE"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# What _staging creates (and _enforce_budget renames a removed copy to): ".<sha12>-<suffix>".
+_STAGING_RE = re.compile(r"^\.[0-9a-f]{12}-")
 _S3_RE = re.compile(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(.+)$")
 _ARCHIVES = (".tar", ".tar.gz", ".tgz", ".zip")
 _CHUNK = 1 << 20
@@ -58,6 +70,13 @@ _MARKER = ".verified.json"
 # Verified copies waiting for the background writer beyond this many bytes are not written: the copy only
 # spares a later download, and memory held for it must stay bounded under a flood of cold loads.
 _MAX_PENDING_WRITE_BYTES = 256 << 20
+# The disk cache's default byte budget (the runtime's --artifact-cache-mb): ~150 of the largest own models.
+DEFAULT_DISK_BUDGET_MB = 4096
+# A staging folder younger than this is never swept, even unlocked: it may be between its creation and its
+# writer's lock.
+_STAGING_GRACE_S = 60.0
+# How many digest prefixes one eviction log line names; the count and bytes cover the rest.
+_LOGGED_DIGESTS = 20
 # The nice value of the threads that load models and write artefact copies (background_priority).
 BACKGROUND_NICE = 10
 
@@ -144,21 +163,49 @@ class Verified:
 class ArtifactStore:
     """Fetches and verifies artefacts into a content-addressed cache directory."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, budget_bytes: int = DEFAULT_DISK_BUDGET_MB << 20) -> None:
+        if budget_bytes < 0:
+            raise ValueError(f"artifact cache budget must be >= 0 bytes, got {budget_bytes}")
         self.cache_dir = cache_dir or default_cache_dir()
+        self.budget_bytes = budget_bytes
         self._writer: ThreadPoolExecutor | None = None
         self._writes: list[concurrent.futures.Future[None]] = []
         self._writer_lock = threading.Lock()
         self._pending_write_bytes = 0
+        # The copies on disk this store knows of, least recently used first, with their sizes; the digests
+        # being read now (count of readers), and those whose path ``fetch`` handed out (never removed).
+        self._disk_lock = threading.Lock()
+        self._copies: OrderedDict[str, int] = OrderedDict()
+        self._used_bytes = 0
+        self._reading: dict[str, int] = {}
+        self._handed_out: set[str] = set()
+        self._sweep_staging()
+        self._index_copies()
+        self._enforce_budget()
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes of the verified copies this store knows of on disk."""
+        with self._disk_lock:
+            return self._used_bytes
 
     def fetch_bytes(self, ref: ArtifactRef) -> Verified | None:
         """The verified content of a single-file artefact, in memory; None for an archive or a directory
         (their content is a tree on disk: ``fetch`` it). Raises ArtifactError like ``fetch``."""
         if ref.name.lower().endswith(_ARCHIVES):
             return None
-        cached = self._cached(ref)
-        if cached is not None:
-            return None if cached.is_dir() else Verified(ref, cached.read_bytes(), on_disk=True)
+        with self._reading_copy(ref):
+            cached = self._cached(ref)
+            if cached is not None:
+                if cached.is_dir():
+                    return None
+                try:
+                    data = cached.read_bytes()
+                except OSError:  # removed by another process sharing the directory: download it again
+                    data = None
+                if data is not None:
+                    self._touch(ref)
+                    return Verified(ref, data, on_disk=True)
         if ref.is_s3:
             data, got = self._get(ref)
         else:
@@ -177,7 +224,8 @@ class ArtifactStore:
         """Write a downloaded artefact's verified copy to the cache, in the background, so a later fetch of
         the same checksum needs no download. Skipped when already on disk, or when the writes waiting
         already hold too many bytes (the copy only saves a later download)."""
-        if verified.on_disk:
+        # A copy over the whole budget would be removed as soon as written.
+        if verified.on_disk or len(verified.data) > self.budget_bytes:
             return
         ref, data = verified.ref, verified.data
         with self._writer_lock:
@@ -201,15 +249,13 @@ class ArtifactStore:
         try:
             if self._cached(ref) is None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
-                staging = Path(tempfile.mkdtemp(prefix=f".{ref.sha256[:12]}-", dir=self.cache_dir))
-                try:
+                with self._staging(ref) as staging:
                     content = staging / "content"
                     content.mkdir()
                     (content / ref.name).write_bytes(data)
                     (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": ref.name}))
                     self._publish(ref, content)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+            self._enforce_budget()
         except (OSError, ArtifactError) as exc:  # only a later download's saving is lost
             log.warning("verified artefact copy not written", extra={"artifact": ref.uri, "reason": str(exc)})
         finally:
@@ -218,12 +264,15 @@ class ArtifactStore:
 
     def fetch(self, ref: ArtifactRef) -> Path:
         """The verified local path: a file, or a directory for an archive or a directory artefact."""
+        with self._disk_lock:
+            # Before the lookup, so the budget never removes it between the lookup and the caller's read.
+            self._handed_out.add(ref.sha256)
         cached = self._cached(ref)
         if cached is not None:
+            self._touch(ref)
             return cached
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{ref.sha256[:12]}-", dir=self.cache_dir))
-        try:
+        with self._staging(ref) as staging:
             content = staging / "content"
             content.mkdir()
             if ref.is_s3:
@@ -242,9 +291,9 @@ class ArtifactStore:
                 raise ArtifactError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
             relative = self._unpack(ref, content, kind)
             (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": relative}))
-            return self._publish(ref, content)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            path = self._publish(ref, content)
+        self._enforce_budget()
+        return path
 
     def _cached(self, ref: ArtifactRef) -> Path | None:
         final = self.cache_dir / ref.sha256
@@ -265,7 +314,141 @@ class ArtifactStore:
                 raise ArtifactError(f"{ref.uri}: cannot write the verified copy to {final}") from None
         cached = self._cached(ref)
         assert cached is not None
+        self._remember(ref.sha256, final)
         return cached
+
+    # The disk budget. Only the writer thread and loads that publish a copy call _enforce_budget; readers
+    # only pin (``_reading_copy``) and touch.
+
+    @contextlib.contextmanager
+    def _staging(self, ref: ArtifactRef) -> Iterator[Path]:
+        """A fresh staging folder, locked (flock) while this process fills it, removed afterwards: a new store
+        sweeps only the staging folders nobody holds, i.e. those a dead process left."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{ref.sha256[:12]}-", dir=self.cache_dir))
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            os.close(fd)
+
+    def _sweep_staging(self) -> None:
+        """Remove staging folders (``.<sha12>-*``) older than the grace that no live process holds locked."""
+        try:
+            entries = list(os.scandir(self.cache_dir))
+        except OSError:
+            return
+        swept = 0
+        now = time.time()
+        for entry in entries:
+            if not _STAGING_RE.match(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime < _STAGING_GRACE_S:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live writer holds it
+                os.close(fd)
+                continue
+            try:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                swept += 1
+            finally:
+                os.close(fd)
+        if swept:
+            log.info("stale artefact staging folders removed", extra={"count": swept, "cache": str(self.cache_dir)})
+
+    def _index_copies(self) -> None:
+        """Learn the copies already on disk (a previous process's), oldest use first."""
+        try:
+            entries = [e for e in os.scandir(self.cache_dir) if _SHA256_RE.match(e.name) and e.is_dir()]
+        except OSError:
+            return
+        found = []
+        for entry in entries:
+            try:
+                found.append((entry.stat().st_mtime, entry.name, _tree_bytes(Path(entry.path))))
+            except OSError:
+                continue
+        with self._disk_lock:
+            for _, sha, size in sorted(found):
+                if sha not in self._copies:
+                    self._copies[sha] = size
+                    self._used_bytes += size
+
+    def _remember(self, sha: str, final: Path) -> None:
+        try:
+            size = _tree_bytes(final)
+        except OSError:
+            return
+        with self._disk_lock:
+            self._used_bytes += size - self._copies.pop(sha, 0)
+            self._copies[sha] = size
+
+    @contextlib.contextmanager
+    def _reading_copy(self, ref: ArtifactRef) -> Iterator[None]:
+        with self._disk_lock:
+            self._reading[ref.sha256] = self._reading.get(ref.sha256, 0) + 1
+        try:
+            yield
+        finally:
+            with self._disk_lock:
+                left = self._reading.pop(ref.sha256) - 1
+                if left:
+                    self._reading[ref.sha256] = left
+
+    def _touch(self, ref: ArtifactRef) -> None:
+        """Mark a copy just used: last in the eviction order, and its mtime now (the order after a restart)."""
+        with self._disk_lock:
+            if ref.sha256 in self._copies:
+                self._copies.move_to_end(ref.sha256)
+        with contextlib.suppress(OSError):
+            os.utime(self.cache_dir / ref.sha256)
+
+    def _enforce_budget(self) -> None:
+        """Remove least recently used copies, never one being read or handed out, until within the budget."""
+        removed: list[tuple[str, Path, int]] = []
+        with self._disk_lock:
+            if self._used_bytes <= self.budget_bytes:
+                return
+            for sha in list(self._copies):
+                if self._used_bytes <= self.budget_bytes:
+                    break
+                if sha in self._reading or sha in self._handed_out:
+                    continue
+                # Renamed away under the lock, so a lookup sees the whole copy or none of it.
+                trash = self.cache_dir / f".{sha[:12]}-removed-{os.getpid()}-{time.monotonic_ns()}"
+                try:
+                    (self.cache_dir / sha).rename(trash)
+                except FileNotFoundError:  # another process removed it
+                    trash = Path()
+                except OSError as exc:
+                    log.warning("artefact copy not removed", extra={"digest": sha[:12], "reason": str(exc)})
+                    continue
+                size = self._copies.pop(sha)
+                self._used_bytes -= size
+                removed.append((sha, trash, size))
+            used = self._used_bytes
+        for _, trash, _ in removed:
+            if trash != Path():
+                shutil.rmtree(trash, ignore_errors=True)
+        if removed:
+            log.info(
+                "artefact copies removed from the disk cache (least recently used first)",
+                extra={
+                    "count": len(removed),
+                    "digests": [sha[:12] for sha, _, _ in removed[:_LOGGED_DIGESTS]],
+                    "freed_bytes": sum(size for _, _, size in removed),
+                    "used_bytes": used,
+                    "budget_bytes": self.budget_bytes,
+                },
+            )
 
     def _unpack(self, ref: ArtifactRef, content: Path, kind: str) -> str:
         if kind == "tree":
@@ -395,6 +578,16 @@ def background_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), BACKGROUND_NICE))
     except OSError as exc:  # a sandbox refusing it: loads still run, at normal priority
         log.warning("could not lower a background thread's priority", extra={"reason": str(exc)})
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes of the files under ``root`` (a copy's directory), links not followed."""
+    total = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 def _local_path(uri: str) -> Path:
