@@ -97,6 +97,11 @@ class TenantFileCache:
     # models; `context`) are unchanged.
     checked: dict[str, tuple[TenantFile, str, tuple[Problem, ...], Tenant | None]] = field(
         default_factory=dict)
+    # What the policy layer remembers of these tenants between loads (policy/resolve.py), kept with the
+    # files it was computed from: another load in the same process (a CLI command, a benchmark minting a
+    # token) neither reuses nor replaces it. Shared by every load, one load of 10,000 tenants beside the
+    # control plane's made its next edit redo every tenant's policy document.
+    policy_memo: Any = None
 
     def load(self, entry: os.DirEntry[str]) -> TenantFile:
         st = entry.stat()
@@ -182,7 +187,7 @@ def load_config(
     # (residency, capacity, privacy), not about typos.
     from xds_server.policy.resolve import resolve_tenants  # the policy layer imports this module
 
-    resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir)
+    resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
     return PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved
     )

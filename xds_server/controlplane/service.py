@@ -159,7 +159,10 @@ def _gc_paused() -> Iterator[None]:
     try:
         yield
     finally:
-        gc.collect()  # frozen objects are not scanned: this costs what the build allocated, not the heap
+        # The young generations only: they hold what the build allocated (the collector was off). A full
+        # collection would also rescan whatever else became long-lived since the last freeze (another
+        # config loaded beside the control plane's: 140 ms on each edit among 10,000 tenants).
+        gc.collect(1)
         gc.freeze()
         if was_enabled:
             gc.enable()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -19,6 +19,9 @@ from xds_server.config.model import Model, Platform, Region, ResolvedTenant, Ten
 from xds_server.policy.backends import decider_for
 from xds_server.policy.decide import Violation, spec_digest
 from xds_server.policy.engine import PolicyError
+
+if TYPE_CHECKING:
+    from xds_server.config.loader import TenantFileCache  # the loader imports this module
 
 
 class PolicyViolations(ConfigError):
@@ -104,7 +107,13 @@ class _Memo:
                 del table[tid]
 
 
-_memo = _Memo()
+def _memo_of(files: TenantFileCache | None) -> _Memo:
+    """The memo kept with these tenant files (a fresh one without them: nothing to reuse)."""
+    if files is None:
+        return _Memo()
+    if not isinstance(files.policy_memo, _Memo):
+        files.policy_memo = _Memo()
+    return files.policy_memo
 
 
 def resolve_tenants(
@@ -115,12 +124,15 @@ def resolve_tenants(
     models: dict[str, Model],
     tenants: dict[str, tuple[Tenant, Path]],
     policy_dir: Path | None,
+    files: TenantFileCache | None = None,
 ) -> dict[str, ResolvedTenant]:
+    """`files`: the cache the tenants were loaded through, whose memo this reload may reuse."""
     decider = decider_for(platform.policy, policy_dir)
-    with _memo.lock:
-        _memo.keep_only(set(tenants))
-        documents = {tid: _memo.document(tid, t) for tid, (t, _) in tenants.items()}
-        shared = {tid: _memo.shared_document(tid, t) for tid, (t, _) in tenants.items() if t.own_models}
+    memo = _memo_of(files)
+    with memo.lock:
+        memo.keep_only(set(tenants))
+        documents = {tid: memo.document(tid, t) for tid, (t, _) in tenants.items()}
+        shared = {tid: memo.shared_document(tid, t) for tid, (t, _) in tenants.items() if t.own_models}
     try:
         decisions = decider.decide(platform_document(tiers, regions, models),
                                    {tid: doc for tid, (doc, _) in documents.items()},
@@ -134,8 +146,8 @@ def resolve_tenants(
     resolved: dict[str, ResolvedTenant] = {}
     for tid, (tenant, path) in tenants.items():
         try:
-            with _memo.lock:
-                resolved[tid] = _memo.resolve(tid, tenant, decisions.tenants[tid])
+            with memo.lock:
+                resolved[tid] = memo.resolve(tid, tenant, decisions.tenants[tid])
         except (ValidationError, KeyError, TypeError) as err:
             # A policy edit that decides nonsense (a negative quota, a missing field) is the policy's
             # fault, reported as such, and nothing built on it is served.
