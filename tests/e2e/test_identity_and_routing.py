@@ -169,5 +169,6 @@ def test_malformed_body_is_400_with_reason(running: RunningPlatform) -> None:
 def test_explicit_version_in_path_pins_the_version(running: RunningPlatform) -> None:
     url = running.url(US, "/v2/models/classifier/versions/v2/infer")
     replies = [post(url, infer_body(["x"]), running.token("globex")) for _ in range(10)]
-    assert {r.status for r in replies} == {200}, [(r.status, r.body, dict(r.headers)) for r in replies if r.status != 200]
+    refused = [(r.status, r.body, dict(r.headers)) for r in replies if r.status != 200]
+    assert not refused, refused
     assert {r.body.get("model_version") for r in replies} == {"v2"}
