@@ -278,7 +278,9 @@ async def _own_model_metadata(request: web.Request, ref: OwnModelRef, weight: fl
     body = model_metadata(model, [ref.version])
     body["name"] = ref.name  # the tenant's own name, not the cache's qualified one
     body["device"] = model.device
-    body["artifact"] = {"uri": ref.artifact.uri, "sha256": ref.artifact.sha256}
+    # The digest lets the tenant confirm which bytes serve it; the URI would show the platform's bucket
+    # layout or a replica's file paths, which are the operators' business (`fairshare models`).
+    body["artifact"] = {"sha256": ref.artifact.sha256}
     if ref.base is not None:
         body["base"] = str(ref.base)
     return web.json_response(body)

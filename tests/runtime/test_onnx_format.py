@@ -67,6 +67,8 @@ def test_own_model_answers_exactly_what_onnxruntime_computes(
     assert metadata.body["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
     assert [o["name"] for o in metadata.body["outputs"]] == ["logits", "probabilities", "label"]
     assert metadata.body["platform"] == "onnxruntime" and metadata.body["artifact"]["sha256"] == sha
+    # The tenant sees which bytes serve it, never where the platform keeps them.
+    assert metadata.body["artifact"] == {"sha256": sha}
 
 
 @pytest.mark.parametrize(
