@@ -8,6 +8,7 @@ tenant's file and field.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,18 @@ def shared_document(tenant: Tenant) -> dict[str, Any]:
     return tenant_document(tenant.model_copy(update={"own_models": {}}))
 
 
+def _digested(table: dict[str, tuple[Tenant, dict[str, Any], str]], tid: str, tenant: Tenant,
+              build: Callable[[Tenant], dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """`build(tenant)` and its digest, reused while the loader hands back the same Tenant object."""
+    hit = table.get(tid)
+    if hit is not None and hit[0] is tenant:
+        return hit[1], hit[2]
+    doc = build(tenant)
+    digest = spec_digest(doc)
+    table[tid] = (tenant, doc, digest)
+    return doc, digest
+
+
 @dataclass
 class _Memo:
     """What a reload can reuse for a tenant whose file did not change (the loader hands back the same
@@ -74,22 +87,10 @@ class _Memo:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
-        hit = self.documents.get(tid)
-        if hit is not None and hit[0] is tenant:
-            return hit[1], hit[2]
-        doc = tenant_document(tenant)
-        digest = spec_digest(doc)
-        self.documents[tid] = (tenant, doc, digest)
-        return doc, digest
+        return _digested(self.documents, tid, tenant, tenant_document)
 
     def shared_document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
-        hit = self.shared.get(tid)
-        if hit is not None and hit[0] is tenant:
-            return hit[1], hit[2]
-        doc = shared_document(tenant)
-        digest = spec_digest(doc)
-        self.shared[tid] = (tenant, doc, digest)
-        return doc, digest
+        return _digested(self.shared, tid, tenant, shared_document)
 
     def resolve(self, tid: str, tenant: Tenant, decided: dict[str, Any]) -> ResolvedTenant:
         hit = self.resolved.get(tid)

@@ -108,7 +108,7 @@ class OwnModelRef:
 
     @property
     def qualified(self) -> str:
-        return f"{self.owner}:{self.name}"
+        return self.key.qualified
 
 
 @dataclass(frozen=True, slots=True)
