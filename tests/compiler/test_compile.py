@@ -131,3 +131,19 @@ def test_versions_are_identical_across_processes(tmp_path: Path) -> None:
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1, outputs
+
+
+def test_an_endpoint_change_rebuilds_only_endpoint_sets_and_equals_a_full_compile() -> None:
+    cfg = load_config(REPO_CONFIG)
+    before = EndpointDirectory({("us-east-1", "cpu-general"): (Endpoint("127.0.0.1", 9001),)})
+    after = EndpointDirectory({("us-east-1", "cpu-general"): (Endpoint("127.0.0.1", 9001), Endpoint("10.0.0.7", 9001))})
+    compiled = Compiler().compile(CompileInputs(cfg, before, JWKS))
+    fast = Compiler.with_endpoints(compiled, cfg, after)
+    full = Compiler().compile(CompileInputs(cfg, after, JWKS))
+    assert fast.version == full.version != compiled.version
+    for region, snap in full.snapshots.items():
+        assert fast.snapshots[region].version == snap.version
+        changed = {(t, n) for t, by_name in snap.resources.items() for n, r in by_name.items()
+                   if compiled.snapshots[region].of_type(t).get(n) != r}
+        assert all(t == ENDPOINT for t, _ in changed)
+        assert bool(changed) == (region == "us-east-1")

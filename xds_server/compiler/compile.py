@@ -13,10 +13,11 @@ from types import MappingProxyType
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import clusters, listener, naming, own, ratelimits, routes
+from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
 from xds_server.ratelimit.limits import LimitTable
-from xds_server.snapshot import Resource, Snapshot
+from xds_server.snapshot import ENDPOINT, Resource, Snapshot
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,10 @@ class Compiler:
             ]
             if rl is not None:
                 resources.append(Resource.pack(naming.RATELIMIT_CLUSTER, ratelimits.service_cluster(rl)))
-            for model_name, model in cfg.models.items():
-                for version, mv in model.versions.items():
-                    if region_id in cfg.version_regions(model_name, version):
-                        eds = naming.version_endpoints(model_name, version, region_id)
-                        resources.append(Resource.pack(
-                            eds, clusters.endpoint_set(eds, inputs.endpoints.of(region_id, mv.pool))))
+            resources.extend(endpoint_resources(cfg, inputs.endpoints, region_id))
             # Tenants' own models: a few hashed clusters per pool, however many models and tenants.
             for pool, slots in sorted(own.slots_per_pool(cfg, region_id).items()):
                 eds = naming.pool_endpoints(pool, region_id)
-                resources.append(Resource.pack(eds, clusters.endpoint_set(eds, inputs.endpoints.of(region_id, pool))))
                 for slot in range(slots):
                     name = naming.own_cluster(pool, slot)
                     resources.append(Resource.pack(name, own.own_cluster(name, eds)))
@@ -91,11 +86,22 @@ class Compiler:
             snapshots[region_id] = Snapshot.build(_version(resources), resources)
         # Keep only what this config used: the memo never outgrows the current tenant set.
         self._memo = fresh
-        overall = hashlib.blake2b(
-            "".join(f"{r}:{s.version}" for r, s in sorted(snapshots.items())).encode(), digest_size=6,
-        ).hexdigest()
-        return CompiledPlatform(version=overall, snapshots=MappingProxyType(snapshots),
+        return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
                                 ratelimits=ratelimits.limit_table(cfg) if rl is not None else LimitTable())
+
+    @staticmethod
+    def with_endpoints(compiled: CompiledPlatform, cfg: PlatformConfig,
+                       endpoints: EndpointDirectory) -> CompiledPlatform:
+        """The same compiled config over new endpoints: only the endpoint sets are rebuilt, every other
+        resource is reused as is, so a pod change costs the endpoint sets, not the tenants. The result is
+        identical to a full compile over the same inputs (versions are content digests)."""
+        snapshots: dict[str, Snapshot] = {}
+        for region_id, snap in compiled.snapshots.items():
+            resources = [r for t, by_name in snap.resources.items() if t != ENDPOINT for r in by_name.values()]
+            resources.extend(endpoint_resources(cfg, endpoints, region_id))
+            snapshots[region_id] = Snapshot.build(_version(resources), resources)
+        return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
+                                ratelimits=compiled.ratelimits)
 
     def _ratelimit_settings(self, cfg: PlatformConfig) -> RateLimitSettings | None:
         settings = cfg.platform.ratelimit
@@ -153,6 +159,12 @@ def _shared_digest(cfg: PlatformConfig) -> str:
         "ratelimit": ratelimits.shared_inputs(cfg),
     }
     return hashlib.blake2b(json.dumps(shared, sort_keys=True).encode(), digest_size=8).hexdigest()
+
+
+def _overall(snapshots: dict[str, Snapshot]) -> str:
+    return hashlib.blake2b(
+        "".join(f"{r}:{s.version}" for r, s in sorted(snapshots.items())).encode(), digest_size=6,
+    ).hexdigest()
 
 
 def _version(resources: list[Resource]) -> str:
