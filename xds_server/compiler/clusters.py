@@ -67,6 +67,8 @@ def endpoint_set(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.Clu
                     socket_address=address_pb2.SocketAddress(address=e.host, port_value=e.port),
                 ),
             ),
+            # A draining endpoint takes no new requests; in-flight ones finish on their connection.
+            health_status=base_pb2.HealthStatus.DRAINING if e.draining else base_pb2.HealthStatus.UNKNOWN,
         )
         for e in endpoints
     ]

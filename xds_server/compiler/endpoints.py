@@ -23,6 +23,9 @@ class Endpoint:
     # requests and `fairshare models`, never for Envoy. Not part of the endpoint's identity.
     admin_port: int | None = dc_field(default=None, compare=False)
     name: str | None = dc_field(default=None, compare=False)  # the replica, for people
+    # Terminating but still serving (Kubernetes' `terminating` + `serving`): Envoy sends it no new
+    # requests while in-flight ones finish. Part of identity: draining is a change Envoy must see.
+    draining: bool = False
 
     @property
     def admin_url(self) -> str | None:
