@@ -16,12 +16,14 @@ locals {
   tenant_specs = [
     for f in sort(fileset(local.tenants_dir, "*.yaml")) : yamldecode(file("${local.tenants_dir}/${f}"))
   ]
-  # Residency: a tenant's secret exists only in regions the tenant allows.
+  # Residency: a tenant's secret exists only in regions the tenant allows. An offboarded tenant
+  # (`offboard: true`) has none: the next apply schedules its secret for deletion after
+  # var.secret_recovery_window_days, as `fairshare tenant offboard` does at once.
   tenants = {
     for t in local.tenant_specs : t.id => {
       home            = t.regions.home
       allowed_regions = t.regions.allowed
-    } if contains(t.regions.allowed, var.region)
+    } if contains(t.regions.allowed, var.region) && !try(t.offboard, false)
   }
 }
 

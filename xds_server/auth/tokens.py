@@ -37,6 +37,8 @@ def issue_token(
 
 
 def issue_for_config(config: PlatformConfig, key: SigningKey, tenant: str, ttl_seconds: int | None = None) -> str:
+    if tenant in config.offboarded:
+        raise UnknownTenant(f"tenant {tenant!r} is offboarded: no tokens are issued for it")
     if tenant not in config.tenants:
         known = ", ".join(sorted(config.tenants))
         raise UnknownTenant(f"unknown tenant {tenant!r} (known: {known})")

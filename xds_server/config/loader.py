@@ -165,6 +165,7 @@ def load_config(
         "\0".join(m.model_dump_json() for m in (tiers, regions_file, models)).encode(), digest_size=12,
     ).hexdigest()
     checked: dict[str, tuple[Tenant, Path]] = {}
+    offboarded: set[str] = set()
     for file in tenants:
 
         def check(found: list[Problem], file: TenantFile = file) -> Tenant | None:
@@ -180,6 +181,10 @@ def load_config(
         if tenant.id in checked:  # acme.yaml beside acme.yml
             problems.append(Problem(str(file.path), "id", f"tenant {tenant.id!r} is defined twice"))
             continue
+        if tenant.offboard:
+            # Offboarded: never put to the policies, so it gets no routes, limits or secrets anywhere.
+            offboarded.add(tenant.id)
+            continue
         checked[tenant.id] = (tenant, file.path)
     if problems:
         raise ConfigError(problems)
@@ -189,7 +194,8 @@ def load_config(
 
     resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
     return PlatformConfig(
-        platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved
+        platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved,
+        offboarded=frozenset(offboarded),
     )
 
 

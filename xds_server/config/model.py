@@ -276,6 +276,9 @@ class Tenant(Strict):
     # Models the tenant brings itself; relative local artifact paths are relative to the tenant file.
     own_models: dict[Name, OwnModel] = Field(default_factory=dict)
     rate_limit: TenantRateLimit = TenantRateLimit()
+    # Set by an offboarding (`fairshare tenant offboard`, or by hand in the pull request): the tenant gets
+    # no routes anywhere and no tokens. None, not False, by default: policy documents stay as they were.
+    offboard: bool | None = None
 
 
 class AuthSettings(Strict):
@@ -388,6 +391,8 @@ class PlatformConfig(Strict):
     regions: dict[Name, Region]
     models: dict[Name, Model]
     tenants: dict[Name, ResolvedTenant]
+    # Tenants whose file says `offboard: true`: known, but served nowhere (not in `tenants`).
+    offboarded: frozenset[str] = frozenset()
 
     def version_regions(self, model: str, version: str) -> list[str]:
         """Regions in which a model version is deployed (its pool exists there)."""

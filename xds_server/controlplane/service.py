@@ -126,6 +126,8 @@ class ControlPlane:
         return {
             "config_version": self.compiled.version if self.compiled else None,
             "tenants": len(self.config.tenants) if self.config else 0,
+            # Marked `offboard: true` and served by no gateway (what `fairshare tenant offboard` waits for).
+            "offboarded": sorted(self.config.offboarded) if self.config else [],
             "last_reload": None if self.last is None else {
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
             },
