@@ -34,7 +34,8 @@ FORBIDDEN_KEYS = frozenset({
     "prompt", "request", "response", "inputs", "outputs", "text",
 })
 # A JWT (three base64url segments, the first a JSON header) or a PEM block anywhere in a value.
-_SECRET_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.|-----BEGIN [A-Z ]*(?:PRIVATE )?KEY-----")
+_SECRET_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+                           r"|-----BEGIN [A-Z ]*(?:PRIVATE )?KEY-----")
 KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
@@ -57,6 +58,11 @@ def digest_of(record: dict[str, Any]) -> str:
 def rfc3339(ts: float | None = None) -> str:
     at = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with anything that looks like a JWT or PEM key replaced (for reasons quoted from elsewhere)."""
+    return _SECRET_VALUE.sub("[redacted]", text)
 
 
 def log_files(path: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from watchfiles import awatch
 
+from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
@@ -52,6 +53,8 @@ class ControlPlane:
     limits_sink: Callable[[LimitTable], None] | None = None
     # The replicas (with their admin ports) the last published config was compiled against.
     endpoints: EndpointDirectory = field(default_factory=EndpointDirectory)
+    # Every applied or refused change is recorded here (xds_server/audit); None: no audit trail.
+    audit: ControlPlaneAudit | None = None
 
     def _watched(self) -> list[Path]:
         # The policies are watched like the config: a merged policy change is served without a restart.
@@ -95,6 +98,7 @@ class ControlPlane:
             return self._rejected(built)
         config, compiled, endpoints = built
         gone = repository.removed(self.config, config)
+        before, previous = self.config, self.compiled.version if self.compiled else None
         # Limits first: a tenant's new routes never reach Envoy before the limits they name.
         if self.limits_sink is not None:
             self.limits_sink(compiled.ratelimits)
@@ -104,6 +108,8 @@ class ControlPlane:
         # Removed own models already answer 404 at the gateway; their bytes are freed on the replicas
         # that held them, best effort, off the publish path.
         repository.unload_in_background(gone, endpoints)
+        if self.audit is not None:
+            self.audit.applied(before, config, compiled.version, previous)
         log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),
                  ", ".join(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time())
@@ -112,6 +118,8 @@ class ControlPlane:
     def _rejected(self, reason: str) -> ReloadOutcome:
         serving = self.compiled.version if self.compiled else "none"
         log.error("config change rejected; still serving version %s\n%s", serving, reason)
+        if self.audit is not None:
+            self.audit.refused(reason, serving if self.compiled else None)
         self.last = ReloadOutcome(ok=False, version=serving if self.compiled else None, error=reason, at=time.time())
         return self.last
 

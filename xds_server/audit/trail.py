@@ -1,0 +1,146 @@
+"""The control plane's side of the audit trail: one record per applied or refused change.
+
+An applied change records where it came from (source, revision, author), the config versions, the
+tenants it touched, and for each of them a decision entry modelled on OPA's decision log
+(decision_id, path, input digest instead of the input, result, timestamp) whose result holds only what
+changed in the tenant's effective spec (weight and quotas, routes, own-model routes, PII rules), before
+and after. Those are config values; a record never holds a request, a token or a key.
+
+The diff is cheap: the policy layer hands back the same ResolvedTenant object for a tenant whose file
+and decision did not change, so an identity check skips it and only changed tenants are compared."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xds_server.audit.log import AuditError, AuditLog, redact_secrets, rfc3339
+from xds_server.config.model import PlatformConfig, ResolvedTenant
+
+log = logging.getLogger("fairshare.audit")
+
+# The document the control plane queries for every tenant (xds_server/policy/engine.py DECISIONS), and
+# the policy package that decides each part of it.
+DECISION_PATH = "fairshare/tenant/result"
+DECIDED_BY = {"quotas": "fairshare/quota", "routes": "fairshare/residency", "own_routes": "fairshare/models",
+              "pii": "fairshare/pii"}
+_TENANT_FILE = re.compile(r"/tenants/([a-z][a-z0-9-]{0,40}[a-z0-9])\.ya?ml\b")
+
+
+def git_source(directory: Path) -> dict[str, Any]:
+    """`source: local` with the git commit (and its author) of the checkout holding `directory`, when
+    it is one; `modified` says the working tree differs from that commit under `directory`."""
+    out: dict[str, Any] = {"source": "local", "revision": None, "author": None}
+    try:
+        head = subprocess.run(["git", "-C", str(directory), "log", "-1", "--format=%H%x00%an <%ae>"],
+                              capture_output=True, text=True, timeout=5)
+        if head.returncode != 0 or "\0" not in head.stdout:
+            return out
+        out["revision"], out["author"] = head.stdout.strip().split("\0", 1)
+        dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10)
+        out["modified"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def _effective(t: ResolvedTenant) -> dict[str, Any]:
+    return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.model_dump()},
+            "routes": t.routes, "own_routes": t.own_routes, "pii": t.pii.model_dump()}
+
+
+def _input_digest(t: ResolvedTenant, memo: Any) -> str:
+    """The digest of the document the policies were asked about (OPA logs the input; we log its
+    digest): the policy layer's own, when its memo has it for this very spec."""
+    hit = getattr(memo, "documents", {}).get(t.id) if memo is not None else None
+    if hit is not None and hit[0] is t.spec:
+        return f"blake2b-96:{hit[2]}"
+    from xds_server.policy.decide import spec_digest
+    from xds_server.policy.resolve import tenant_document
+
+    return f"blake2b-96:{spec_digest(tenant_document(t.spec))}"
+
+
+def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo: Any = None,
+                     at: str | None = None) -> list[dict[str, Any]]:
+    """One decision entry per tenant whose effective spec changed (added and removed included)."""
+    at = at or rfc3339()
+    old = before.tenants if before is not None else {}
+    decisions: list[dict[str, Any]] = []
+
+    def entry(tid: str, result: dict[str, Any], digest: str | None) -> None:
+        decisions.append({"decision_id": str(uuid.uuid4()), "path": DECISION_PATH, "tenant": tid,
+                          "input_digest": digest, "result": result, "timestamp": at})
+
+    for tid, new in after.tenants.items():
+        prior = old.get(tid)
+        if prior is new:
+            continue  # the same object: neither its file nor its decision changed
+        now = _effective(new)
+        was = _effective(prior) if prior is not None else None
+        result = {part: {"policy": DECIDED_BY[part], "before": None if was is None else was[part],
+                         "after": value}
+                  for part, value in now.items() if was is None or was[part] != value}
+        if result or prior is None or prior.spec != new.spec:
+            entry(tid, result, _input_digest(new, memo))
+    for tid in old.keys() - after.tenants.keys():
+        was = _effective(old[tid])
+        entry(tid, {part: {"policy": DECIDED_BY[part], "before": value, "after": None}
+                    for part, value in was.items()}, None)
+    decisions.sort(key=lambda d: d["tenant"])
+    return decisions
+
+
+@dataclass
+class ControlPlaneAudit:
+    """What the reload loop calls; never raises (a full disk is logged, the platform keeps serving).
+
+    `describe` says where the config came from ({source, revision, author, ...}); a config source
+    (S3 bundle, git) passes its own; the default reads the config folder's git checkout."""
+
+    log: AuditLog
+    config_dir: Path
+    describe: Callable[[], dict[str, Any]] | None = None
+    memo: Callable[[], Any] = field(default=lambda: None)
+
+    def _source(self) -> dict[str, Any]:
+        try:
+            return self.describe() if self.describe is not None else git_source(self.config_dir)
+        except Exception as err:  # a source that cannot say where it is must not stop the record
+            return {"source": "unknown", "revision": None, "author": None, "source_error": str(err)}
+
+    def applied(self, before: PlatformConfig | None, after: PlatformConfig, version: str,
+                previous_version: str | None) -> dict[str, Any] | None:
+        if version == previous_version:
+            return None  # nothing was applied: the same snapshots are serving
+        try:
+            at = rfc3339()
+            decisions = tenant_decisions(before, after, self.memo(), at)
+            old = before.tenants if before is not None else {}
+            added = sorted(t for t in after.tenants if t not in old)
+            removed = sorted(t for t in old if t not in after.tenants)
+            return self.log.append(
+                "config.applied", **self._source(), config_version=version, previous_version=previous_version,
+                tenants=[d["tenant"] for d in decisions], added=added, removed=removed, decisions=decisions)
+        except (AuditError, OSError) as err:
+            log.error("audit record of applied config %s not written: %s", version, err)
+            return None
+
+    def refused(self, reason: str, serving: str | None) -> dict[str, Any] | None:
+        lines = [redact_secrets(line.strip()) for line in reason.splitlines() if line.strip()]
+        summary, reasons = (lines[0], [r.removeprefix("- ") for r in lines[1:]]) if len(lines) > 1 else (
+            lines[0] if lines else "refused", lines)
+        tenants = sorted({m.group(1) for r in reasons for m in _TENANT_FILE.finditer(r)})
+        try:
+            return self.log.append("config.refused", **self._source(), serving_version=serving,
+                                   summary=summary, reasons=reasons, tenants=tenants)
+        except (AuditError, OSError) as err:
+            log.error("audit record of a refused change not written: %s", err)
+            return None
