@@ -75,14 +75,23 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from xds_server.controlplane.main import ServeOptions, serve
+    from xds_server.endpoints.source import EndpointSourceError
 
-    asyncio.run(serve(ServeOptions(
+    opts = ServeOptions(
         config_dir=Path(args.config), state_dir=Path(args.state),
         endpoints_file=Path(args.endpoints) if args.endpoints else None,
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
         ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
-    )))
+        endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        namespace=args.namespace,
+        upstream_tls_dir=args.upstream_tls_dir,
+    )
+    try:
+        asyncio.run(serve(opts))
+    except EndpointSourceError as err:
+        print(f"error: --endpoints-from {args.endpoints_from}: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -197,9 +206,19 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--status-port", type=int, default=18001)
         if name == "serve":
             sp.add_argument("--endpoints", default=None)
+            sp.add_argument("--endpoints-from", choices=("file", "kubernetes"), default="file",
+                            help="where the runtime replicas come from: the --endpoints file (default) or "
+                                 "the pool Services' EndpointSlices")
+            sp.add_argument("--kubeconfig", default=None, help="with --endpoints-from kubernetes, outside a "
+                            "cluster (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)")
+            sp.add_argument("--namespace", default=None, help="with --endpoints-from kubernetes: the pools' "
+                            "namespace (default: the pod's own, else the kubeconfig context's)")
             sp.add_argument("--listen-address", default="0.0.0.0", help="address the gateway listener binds")
             sp.add_argument("--ratelimit-port", type=int, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
+            sp.add_argument("--upstream-tls-dir", default=None,
+                            help="the gateways' upstream-TLS SDS directory (default: platform.yaml "
+                                 "gateway.upstream_tls.sds_dir)")
         if name in ("serve", "run"):
             sp.add_argument("--ratelimit-redis-url", default=None,
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")

@@ -15,6 +15,7 @@ from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
+from xds_server.endpoints import open_source
 from xds_server.envoy.process import EnvoyError, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.ratelimit.server import RateLimitServer
@@ -36,14 +37,26 @@ class ServeOptions:
     # Override platform.yaml's ratelimit port (a launcher's free port) and backend (a shared Redis).
     ratelimit_port: int | None = None
     ratelimit_redis_url: str | None = None
+    # Override platform.yaml's gateway.upstream_tls.sds_dir (a launcher's local CA).
+    upstream_tls_dir: str | None = None
+    # Where the replicas come from: "file" (endpoints_file) or "kubernetes" (EndpointSlices).
+    endpoints_from: str = "file"
+    kubeconfig: Path | None = None  # kubernetes: None is in-cluster config (or $KUBECONFIG outside a pod)
+    namespace: str | None = None  # kubernetes: None is the pod's own namespace
 
 
 async def serve(opts: ServeOptions) -> None:
     key = SigningKey.load_or_create(opts.state_dir)
     store = SnapshotStore()
     rl_address = (opts.host, opts.ratelimit_port) if opts.ratelimit_port is not None else None
+    source = open_source(opts.endpoints_from, opts.endpoints_file, opts.kubeconfig, opts.namespace)
+    if source is not None:
+        # Before the first compile: publishing without the endpoints would take every pool out of service.
+        await source.start()
     cp = ControlPlane(opts.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
-                      validator=_validator(), compiler=Compiler(ratelimit_address=rl_address))
+                      endpoint_source=source,
+                      validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
+                                        upstream_tls_dir=opts.upstream_tls_dir))
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", opts.config_dir)
@@ -54,6 +67,9 @@ async def serve(opts: ServeOptions) -> None:
     app = status_app(cp)
     if rls is not None:
         app.router.add_get("/metrics", rls.metrics_handler)
+        from xds_server.offboard import counters  # the offboarding's one step that needs this process
+
+        counters.add_route(app, rls.service.backend, lambda: cp.config.offboarded if cp.config else frozenset())
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.status_port).start()
@@ -69,6 +85,8 @@ async def serve(opts: ServeOptions) -> None:
         await stop.wait()
     finally:
         watcher.cancel()
+        if source is not None:
+            await source.close()
         await xds.stop(0.5)
         if rls is not None:
             await rls.stop()

@@ -1,0 +1,404 @@
+"""`fairshare tenant offboard TENANT`: the steps, in order, each idempotent and recorded in a state file
+(`<state>/offboard/<tenant>.json`) when it completes, so a run that stops at a step is run again as it
+was: the completed steps are skipped and the failed one is retried.
+
+1. mark      the tenant file says `offboard: true` (written here, or merged before with --from-config)
+2. routes    the control plane serves a config without the tenant and every Envoy has ACKed it
+3. tokens    no token is issued for it; a token still held gets 403 (no route scope holds the tenant)
+4. models    its own models are unloaded from every runtime replica (repository extension)
+5. artifacts every version of every object under `tenants/<tenant>/` in each region's model bucket
+6. counters  its rate-limit counters (the control plane holds the backend: memory or Redis)
+7. secrets   its secrets in Secrets Manager scheduled for deletion after the recovery window
+8. receipt   the signed deletion receipt
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import UnknownTenant, issue_for_config
+from xds_server.config import ConfigError, PlatformConfig, load_config
+from xds_server.config.model import is_s3
+from xds_server.controlplane import inventory, repository
+from xds_server.offboard import receipt, storage
+
+STEPS = ("mark", "routes", "tokens", "models", "artifacts", "counters", "secrets", "receipt")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")
+_MARK = re.compile(r"^offboard:.*$", re.MULTILINE)
+
+
+class OffboardError(Exception):
+    """Offboarding refused before any step (`step` None) or stopped at `step`; the message says why."""
+
+    def __init__(self, message: str, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass(frozen=True)
+class Options:
+    tenant: str
+    config_dir: Path
+    state_dir: Path
+    status_url: str = "http://127.0.0.1:18001"
+    # The config-change flow: the tenant file must already say `offboard: true` (merged in a pull
+    # request); nothing here writes the config.
+    from_config: bool = False
+    # AWS steps skipped (a local platform without an AWS account: nothing of the tenant is stored there).
+    no_aws: bool = False
+    recovery_window_days: int = 30
+    secret_prefix: str = storage.SECRET_PREFIX
+    # How long to wait for the control plane to publish and every Envoy to ACK: a hang guard.
+    timeout_s: float = 120.0
+
+
+@dataclass
+class State:
+    """What completed, step by step, with what each removed: the receipt is written from it."""
+
+    path: Path
+    tenant: str
+    started_at: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, tenant: str) -> State:
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                return cls(path, tenant, str(data["started_at"]), dict(data["steps"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise OffboardError(f"{path}: not a readable offboarding state ({err}); move it away to "
+                                    "start over (every step is safe to repeat)") from err
+        return cls(path, tenant, _now())
+
+    def done(self, step: str, result: dict[str, Any]) -> None:
+        self.steps[step] = {"at": _now(), **result}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tenant": self.tenant, "started_at": self.started_at, "steps": self.steps},
+                                  indent=2))
+        os.replace(tmp, self.path)  # a crash leaves the old state or the new one, never half of one
+
+
+def state_path(state_dir: Path, tenant: str) -> Path:
+    return state_dir / "offboard" / f"{tenant}.json"
+
+
+def receipt_path(state_dir: Path, tenant: str) -> Path:
+    return state_dir / "offboard" / f"{tenant}.receipt.jws"
+
+
+@dataclass
+class Offboarding:
+    opts: Options
+    progress: Callable[[str], None] = lambda _line: None
+    config: PlatformConfig | None = None
+    marked_at: float = 0.0
+
+    @property
+    def tenant(self) -> str:
+        return self.opts.tenant
+
+    @property
+    def tenant_file(self) -> Path:
+        for suffix in (".yaml", ".yml"):
+            path = self.opts.config_dir / "tenants" / f"{self.tenant}{suffix}"
+            if path.is_file():
+                return path
+        return self.opts.config_dir / "tenants" / f"{self.tenant}.yaml"
+
+    def run(self) -> tuple[dict[str, Any], Path]:
+        """Every step not yet done; returns the receipt and where its signed form is."""
+        state = State.load(state_path(self.opts.state_dir, self.tenant), self.tenant)
+        self.preflight(state)
+        for step in STEPS:
+            if step in state.steps:
+                self.progress(f"  {step:<10} done before ({state.steps[step]['at']})")
+                continue
+            try:
+                result = getattr(self, f"_{step}")(state)
+            except OffboardError as err:
+                raise OffboardError(str(err), step) from err
+            except Exception as err:  # a bug or an outage must still say which step and how to go on
+                raise OffboardError(f"{type(err).__name__}: {err}", step) from err
+            state.done(step, result)
+            self.progress(f"  {step:<10} {_summary(step, result)}")
+        signed = receipt_path(self.opts.state_dir, self.tenant)
+        return receipt.verify(signed.read_text(), json.loads(self._jwks())), signed
+
+    # -- before any step: the refusals -------------------------------------------------------------
+
+    def preflight(self, state: State) -> None:
+        if not _NAME.match(self.tenant):
+            raise OffboardError(f"{self.tenant!r} is not a tenant id (lowercase letters, digits and dashes)")
+        path = self.tenant_file
+        if not path.is_file():
+            if "receipt" in state.steps:
+                return  # offboarded earlier and the file since removed: nothing left to do
+            known = sorted(p.stem for p in (self.opts.config_dir / "tenants").glob("*.y*ml"))
+            raise OffboardError(f"unknown tenant {self.tenant!r}: there is no {path} "
+                                f"(known: {', '.join(known) or 'none'})")
+        raw = yaml.safe_load(path.read_text()) or {}
+        marked = isinstance(raw, dict) and raw.get("offboard") is True
+        if self.opts.from_config and not marked:
+            raise OffboardError(f"{path} does not say `offboard: true`: with --from-config the change that "
+                                "marks it must be merged first (or run without --from-config to mark it here)")
+        try:
+            self.config = load_config(self.opts.config_dir)
+        except ConfigError as err:
+            raise OffboardError(f"the config does not load, so no change to it would be served:\n"
+                                f"{err.render()}") from err
+        if self.tenant not in self.config.tenants and self.tenant not in self.config.offboarded:
+            raise OffboardError(f"tenant {self.tenant!r} is not in the loaded config")
+        pinned = self.pinned()
+        if pinned:
+            raise OffboardError(f"tenant {self.tenant!r} still has traffic pinned to it, which offboarding "
+                                f"would break: {'; '.join(pinned)}. Move those artifacts out of "
+                                f"tenants/{self.tenant}/ first")
+
+    def pinned(self) -> list[str]:
+        """What others serve from the tenant's storage: a catalog model version, or another tenant's own
+        model, whose artifact is under `tenants/<tenant>/` of a model bucket. Deleting the prefix would
+        break their traffic, so the offboarding is refused until they move. (Nothing else can reference a
+        tenant: own model names live in the owner's namespace, and grants name catalog models only.)"""
+        assert self.config is not None
+        prefixes = tuple(f"s3://{r.model_bucket}/{storage.tenant_prefix(self.tenant)}"
+                         for r in self.config.regions.values() if r.model_bucket)
+        if not prefixes:
+            return []
+        found = [f"catalog model {m} version {v} ({mv.artifact})"
+                 for m, model in sorted(self.config.models.items()) for v, mv in sorted(model.versions.items())
+                 if mv.artifact and is_s3(mv.artifact) and mv.artifact.startswith(prefixes)]
+        found += [f"tenant {t.id}'s own model {m} version {v} ({ov.artifact})"
+                  for t in self.config.tenants.values() if t.id != self.tenant
+                  for m, om in sorted(t.spec.own_models.items()) for v, ov in sorted(om.versions.items())
+                  if ov.artifact.startswith(prefixes)]
+        return found
+
+    # -- the steps -----------------------------------------------------------------------------------
+
+    def _mark(self, _state: State) -> dict[str, Any]:
+        path = self.tenant_file
+        text = path.read_text()
+        raw = yaml.safe_load(text) or {}
+        self.marked_at = time.time()
+        if raw.get("offboard") is not True:
+            # An edit of one line, not a re-dump: the file keeps its comments and layout for review.
+            text = _MARK.sub("offboard: true", text) if _MARK.search(text) else text.rstrip("\n") + "\noffboard: true\n"
+            tmp = path.with_name(f".{path.name}.offboard")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            written = True
+        else:
+            written = False
+        try:
+            self.config = load_config(self.opts.config_dir)
+        except ConfigError as err:
+            raise OffboardError(f"the config with {path.name} marked does not load:\n{err.render()}") from err
+        return {"file": str(path), "written": written}
+
+    def _routes(self, _state: State) -> dict[str, Any]:
+        """Wait until the serving config has the tenant offboarded and every connected Envoy of every
+        region has ACKed that config (the control plane's status counts each node's applied version)."""
+        deadline = time.monotonic() + self.opts.timeout_s
+        last: dict[str, Any] = {}
+        while True:
+            try:
+                last = self._status()
+            except OffboardError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            reload = last.get("last_reload") or {}
+            if self.tenant in last.get("offboarded", []):
+                regions = last.get("xds", {}).get("regions", {})
+                if all(r["nodes_applied"] == r["nodes_connected"] for r in regions.values()):
+                    return {
+                        "config_version": last.get("config_version"),
+                        "gateways": {name: {"version": r["version"], "envoys_acked": r["nodes_applied"]}
+                                     for name, r in sorted(regions.items())},
+                        "seconds_since_mark": round(time.time() - self.marked_at, 3) if self.marked_at else None,
+                    }
+            elif reload and not reload.get("ok") and reload.get("at", 0) >= self.marked_at:
+                raise OffboardError(f"the control plane rejected the config that offboards {self.tenant}: "
+                                    f"{reload.get('error')}")
+            if time.monotonic() > deadline:
+                raise OffboardError(f"the control plane at {self.opts.status_url} did not serve the tenant as "
+                                    f"offboarded with every Envoy's ACK within {self.opts.timeout_s:.0f} s "
+                                    f"(last status: version {last.get('config_version')}, "
+                                    f"offboarded {last.get('offboarded')})")
+            time.sleep(0.02)
+
+    def _tokens(self, _state: State) -> dict[str, Any]:
+        assert self.config is not None
+        key = SigningKey.load_or_create(self.opts.state_dir)
+        try:
+            issue_for_config(self.config, key, self.tenant)
+        except UnknownTenant:
+            pass
+        else:
+            raise OffboardError(f"tokens are still issued for {self.tenant}: the config does not offboard it")
+        ttl = self.config.platform.auth.token_ttl_seconds
+        return {"issuing": "refused", "gateway": "a token still held is refused with 403: no route scope holds "
+                f"the tenant on any gateway (tokens expire within {ttl} s of issue)"}
+
+    def _models(self, _state: State) -> dict[str, Any]:
+        endpoints = inventory.endpoints_from_status(self._status())
+        prefix = f"{self.tenant}:"
+        out: list[dict[str, Any]] = []
+        for (region, pool), eps in sorted(endpoints.by_pool.items()):
+            for ep in eps:
+                where = ep.name or f"{ep.host}:{ep.port}"
+                try:
+                    held = _held(ep, prefix)
+                except (OSError, ValueError) as err:
+                    raise OffboardError(f"replica {where} ({region}/{pool}) cannot be asked what it holds: "
+                                        f"{err}") from err
+                for qualified in sorted(held):
+                    reason = repository.unload(ep, qualified)
+                    if reason is not None:
+                        raise OffboardError(f"replica {where} did not unload {qualified}: {reason}")
+                left = _held(ep, prefix)
+                if left:
+                    raise OffboardError(f"replica {where} still holds {', '.join(sorted(left))} after unloading")
+                out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held)})
+        return {"replicas": out}
+
+    def _artifacts(self, _state: State) -> dict[str, Any]:
+        assert self.config is not None
+        if self.opts.no_aws:
+            return {"skipped": "--no-aws: no AWS account, nothing stored in a model bucket"}
+        buckets = [storage.delete_artifacts(r.model_bucket, r.id, self.tenant)
+                   for r in self.config.regions.values() if r.model_bucket]
+        spec = self._spec()
+        local = sorted({ov.artifact for om in (spec.own_models.values() if spec else ())
+                        for ov in om.versions.values() if not is_s3(ov.artifact)})
+        return {"buckets": [b.to_json() for b in buckets], "local_files_not_deleted": local}
+
+    def _counters(self, _state: State) -> dict[str, Any]:
+        url = f"{self.opts.status_url}/offboard/{self.tenant}/counters"
+        req = urllib.request.Request(url, method="DELETE")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return dict(json.load(resp))
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return {"backend": None, "deleted": 0, "note": "rate limiting is off: no counters kept"}
+            raise OffboardError(f"{url}: HTTP {err.code} {err.read().decode(errors='replace')[:300]}") from err
+        except (urllib.error.URLError, OSError) as err:
+            raise OffboardError(f"no control plane answers at {url}: {getattr(err, 'reason', err)}") from err
+
+    def _secrets(self, _state: State) -> dict[str, Any]:
+        assert self.config is not None
+        if self.opts.no_aws:
+            return {"skipped": "--no-aws: no AWS account, no secrets stored"}
+        found = [s.to_json() for region in sorted(self.config.regions)
+                 for s in storage.schedule_secret_deletion(region, self.tenant, self.opts.recovery_window_days,
+                                                           self.opts.secret_prefix)]
+        return {"recovery_window_days": self.opts.recovery_window_days, "secrets": found}
+
+    def _receipt(self, state: State) -> dict[str, Any]:
+        key = SigningKey.load_or_create(self.opts.state_dir)
+        jwks = json.loads(self._jwks())
+        if key.kid not in {k.get("kid") for k in jwks.get("keys", [])}:
+            raise OffboardError(f"the platform key in {self.opts.state_dir} (kid {key.kid}) is not the one the "
+                                f"control plane serves at {self.opts.status_url}/.well-known/jwks.json: a "
+                                "receipt signed with it would not verify; run with the control plane's --state")
+        body = {
+            "type": "fairshare.deletion-receipt/v1",
+            "tenant": self.tenant,
+            "started_at": state.started_at,
+            "completed_at": _now(),
+            "steps": [{"step": s, **state.steps[s]} for s in STEPS if s in state.steps],
+            "remains": [
+                {"what": "audit records", "where": "the control plane's audit log",
+                 "why": "kept on purpose: they record changes and decisions by tenant id, never request data, "
+                        "model bytes or secrets"},
+                {"what": f"the tenant file, marked offboard: true ({self.tenant_file.name})",
+                 "where": "the config repository",
+                 "why": "keeps the tenant out of every gateway and Terraform until a later change removes it"},
+                {"what": "access-log lines with the tenant id and outcomes (never payloads)",
+                 "where": "gateway and runtime logs", "why": "deleted by the retention policy (policy/retention)"},
+            ],
+            "signed_by": {"kid": key.kid, "jwks": f"{self.opts.status_url}/.well-known/jwks.json"},
+        }
+        signed = receipt_path(self.opts.state_dir, self.tenant)
+        signed.parent.mkdir(parents=True, exist_ok=True)
+        signed.write_text(receipt.sign(body, key) + "\n")
+        # AUDIT: the audit trail (xds_server/audit, issue 15) records the offboarding here, once its
+        # append API exists: tenant id, the steps and the receipt's digest (no tenant data).
+        return {"file": str(signed)}
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _spec(self) -> Any:
+        cfg = self.config
+        if cfg is None:
+            return None
+        if self.tenant in cfg.tenants:
+            return cfg.tenants[self.tenant].spec
+        raw = yaml.safe_load(self.tenant_file.read_text()) if self.tenant_file.is_file() else None
+        from xds_server.config.model import Tenant
+
+        try:
+            return Tenant.model_validate(raw) if isinstance(raw, dict) else None
+        except ValueError:
+            return None
+
+    def _status(self) -> dict[str, Any]:
+        url = f"{self.opts.status_url}/status"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return dict(json.load(resp))
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise OffboardError(f"no control plane answers at {url} ({getattr(err, 'reason', err)}); "
+                                "start it, or pass --status-port") from err
+
+    def _jwks(self) -> str:
+        url = f"{self.opts.status_url}/.well-known/jwks.json"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                return str(resp.read().decode())
+        except (urllib.error.URLError, OSError) as err:
+            raise OffboardError(f"no control plane answers at {url}: {getattr(err, 'reason', err)}") from err
+
+
+def _held(endpoint: Any, prefix: str) -> set[str]:
+    return {str(e.get("name")) for e in repository.index(endpoint) if str(e.get("name", "")).startswith(prefix)}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _summary(step: str, result: dict[str, Any]) -> str:
+    if "skipped" in result:
+        return f"skipped ({result['skipped']})"
+    if step == "routes":
+        return f"gone from every gateway (config {result['config_version']}, {result['gateways']})"
+    if step == "models":
+        n = sum(len(r["unloaded"]) for r in result["replicas"])
+        return f"{n} unloads on {len(result['replicas'])} replicas"
+    if step == "artifacts":
+        return ", ".join(f"s3://{b['bucket']}/{b['prefix']}: {b['versions_deleted']} versions"
+                         for b in result["buckets"]) or "no model buckets"
+    if step == "counters":
+        return f"{result.get('deleted', 0)} deleted ({result.get('backend')})"
+    if step == "secrets":
+        return f"{len(result['secrets'])} scheduled for deletion in {result['recovery_window_days']} days"
+    return json.dumps(result)
