@@ -349,11 +349,31 @@ class PolicySettings(Strict):
         return self
 
 
+class ControlPlaneSettings(Strict):
+    """How many control-plane replicas serve the region (`fairshare chart-values` carries it into the chart,
+    so the chart and the config cannot disagree). Unset: the launcher decides (`fairshare run`: one, or
+    --control-planes; the chart: controlPlane.replicas)."""
+
+    replicas: int | None = Field(default=None, ge=1, le=16)
+
+
 class Platform(Strict):
     auth: AuthSettings = AuthSettings()
     gateway: GatewaySettings = GatewaySettings()
     policy: PolicySettings = PolicySettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
+    controlplane: ControlPlaneSettings = ControlPlaneSettings()
+
+    @model_validator(mode="after")
+    def _shared_counters(self) -> Platform:
+        # Each replica would count alone: a tenant spread over N replicas would get N times its limit.
+        replicas = self.controlplane.replicas or 1
+        if replicas > 1 and self.ratelimit.enabled and self.ratelimit.backend == RateLimitBackend.MEMORY:
+            raise ValueError(
+                f"ratelimit.backend 'memory' with controlplane.replicas {replicas}: each replica would count "
+                "a tenant's requests alone (up to that many times its limit); set ratelimit.backend: redis "
+                "(with ratelimit.redis_url), or controlplane.replicas: 1")
+        return self
 
 
 class EffectivePii(Strict):
