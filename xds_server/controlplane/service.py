@@ -20,6 +20,8 @@ from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpo
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane import repository
+from xds_server.endpoints.source import EndpointSource
+from xds_server.endpoints.static import StaticEndpoints
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.policy.backends import default_policy_dir
 from xds_server.ratelimit.limits import LimitTable
@@ -55,10 +57,17 @@ class ControlPlane:
     endpoints: EndpointDirectory = field(default_factory=EndpointDirectory)
     # Every applied or refused change is recorded here (xds_server/audit); None: no audit trail.
     audit: ControlPlaneAudit | None = None
+    # Where the replicas come from (xds_server/endpoints); None: the endpoints file above, if any.
+    endpoint_source: EndpointSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.endpoint_source is None and self.endpoints_file is not None:
+            self.endpoint_source = StaticEndpoints(self.endpoints_file)
 
     def _watched(self) -> list[Path]:
         # The policies are watched like the config: a merged policy change is served without a restart.
-        return [self.config_dir, default_policy_dir()] + ([self.endpoints_file] if self.endpoints_file else [])
+        # Endpoints are not: their source announces changes itself (`_follow_endpoints`).
+        return [self.config_dir, default_policy_dir()]
 
     def reload(self) -> ReloadOutcome:
         """Load, validate, compile and publish. Never raises for bad input: the outcome says why."""
@@ -70,7 +79,8 @@ class ControlPlane:
         try:
             with _gc_paused():
                 config = load_config(self.config_dir, self.tenant_files)
-                endpoints = EndpointDirectory.load(self.endpoints_file) if self.endpoints_file else EndpointDirectory()
+                source = self.endpoint_source
+                endpoints = source.for_reload() if source is not None else EndpointDirectory()
                 compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
         except ConfigError as err:
             return err.render()
@@ -97,6 +107,9 @@ class ControlPlane:
         if isinstance(built, str):
             return self._rejected(built)
         config, compiled, endpoints = built
+        if self.endpoint_source is not None and (latest := self.endpoint_source.current()) is not endpoints:
+            # Pods changed while this reload compiled: publish it over the newest endpoints, never older ones.
+            compiled, endpoints = Compiler.with_endpoints(compiled, config, latest), latest
         gone = repository.removed(self.config, config)
         before, previous = self.config, self.compiled.version if self.compiled else None
         # Limits first: a tenant's new routes never reach Envoy before the limits they name.
@@ -126,9 +139,35 @@ class ControlPlane:
     async def watch(self, stop: asyncio.Event | None = None) -> None:
         """Reload on every settled batch of filesystem changes (inotify through watchfiles). A short
         debounce lets an editor or `git checkout` finish writing before we read."""
-        async for _changes in awatch(*self._watched(), debounce=50, step=25, stop_event=stop,
-                                     recursive=True, ignore_permission_denied=True):
-            self._apply(await asyncio.to_thread(self._build))
+        follower = asyncio.create_task(self._follow_endpoints())
+        try:
+            async for _changes in awatch(*self._watched(), debounce=50, step=25, stop_event=stop,
+                                         recursive=True, ignore_permission_denied=True):
+                self._apply(await asyncio.to_thread(self._build))
+        finally:
+            follower.cancel()
+
+    async def _follow_endpoints(self) -> None:
+        source = self.endpoint_source
+        if source is None:
+            return
+        await source.start()  # at once when already started (serve starts it before the first reload)
+        async for directory in source.changes():
+            self.apply_endpoints(directory)
+
+    def apply_endpoints(self, endpoints: EndpointDirectory) -> None:
+        """A pod came, went or began draining: republish the endpoint sets alone over the serving config
+        (`Compiler.with_endpoints`, equal to a full compile), not a reload of the tenants."""
+        if self.config is None or self.compiled is None:
+            self.endpoints = endpoints  # no config yet: the first reload compiles against the source
+            return
+        compiled = Compiler.with_endpoints(self.compiled, self.config, endpoints)
+        for region, snapshot in compiled.snapshots.items():
+            self.store.set_snapshot(region, snapshot)
+        self.compiled, self.endpoints = compiled, endpoints
+        log.info("published endpoints: %d replicas (%d draining); config version %s",
+                 sum(len(eps) for eps in endpoints.by_pool.values()),
+                 sum(e.draining for eps in endpoints.by_pool.values() for e in eps), compiled.version)
 
     def status(self) -> dict[str, object]:
         return {

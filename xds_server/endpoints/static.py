@@ -1,0 +1,61 @@
+"""The endpoints file `fairshare run` writes (endpoints.yaml), watched for edits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from watchfiles import awatch
+
+from xds_server.compiler.endpoints import EndpointDirectory
+from xds_server.config.errors import ConfigError
+from xds_server.endpoints.source import EndpointSource
+
+log = logging.getLogger("fairshare.endpoints")
+
+
+class StaticEndpoints(EndpointSource):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def _start(self) -> None:
+        self._bind()
+        self.reload()
+        self._task = asyncio.create_task(self._watch())
+
+    def for_reload(self) -> EndpointDirectory:
+        """Re-read the file, as a full reload does today: a bad file refuses the reload with every problem."""
+        directory = EndpointDirectory.load(self.path)
+        self.error = None
+        self._publish(directory)
+        return self.current()
+
+    def reload(self) -> EndpointDirectory:
+        """Read the file again after an edit. A bad file is reported (with every problem) and the last good
+        endpoints keep serving."""
+        try:
+            return self.for_reload()
+        except ConfigError as err:
+            self.error = err.render()
+            log.error("endpoints file rejected; keeping the last good endpoints\n%s", self.error)
+            return self.current()
+
+    async def _watch(self) -> None:
+        # The parent folder: an editor or `fairshare run` may replace the file rather than write it.
+        async for changes in awatch(self.path.parent, debounce=50, step=25, stop_event=self._stop,
+                                    ignore_permission_denied=True):
+            if any(Path(p) == self.path for _, p in changes):
+                self.reload()
+
+    async def close(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
