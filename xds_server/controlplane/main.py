@@ -67,9 +67,10 @@ async def serve(opts: ServeOptions) -> None:
     app = status_app(cp)
     if rls is not None:
         app.router.add_get("/metrics", rls.metrics_handler)
-        from xds_server.offboard import counters  # the offboarding's one step that needs this process
+    # The offboarding's steps only this process can do: delete counters, append to the audit chain.
+    from xds_server.offboard import http as offboard_http
 
-        counters.add_route(app, rls.service.backend, lambda: cp.config.offboarded if cp.config else frozenset())
+    offboard_http.add_routes(app, cp, rls.service.backend if rls is not None else None)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.status_port).start()

@@ -291,17 +291,7 @@ class Offboarding:
         return {"buckets": [b.to_json() for b in buckets], "local_files_not_deleted": local}
 
     def _counters(self, _state: State) -> dict[str, Any]:
-        url = f"{self.opts.status_url}/offboard/{self.tenant}/counters"
-        req = urllib.request.Request(url, method="DELETE")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return dict(json.load(resp))
-        except urllib.error.HTTPError as err:
-            if err.code == 404:
-                return {"backend": None, "deleted": 0, "note": "rate limiting is off: no counters kept"}
-            raise OffboardError(f"{url}: HTTP {err.code} {err.read().decode(errors='replace')[:300]}") from err
-        except (urllib.error.URLError, OSError) as err:
-            raise OffboardError(f"no control plane answers at {url}: {getattr(err, 'reason', err)}") from err
+        return self._post(f"/offboard/{self.tenant}/counters", None, method="DELETE")
 
     def _secrets(self, _state: State) -> dict[str, Any]:
         assert self.config is not None
@@ -339,10 +329,14 @@ class Offboarding:
         }
         signed = receipt_path(self.opts.state_dir, self.tenant)
         signed.parent.mkdir(parents=True, exist_ok=True)
-        signed.write_text(receipt.sign(body, key) + "\n")
-        # AUDIT: the audit trail (xds_server/audit, issue 15) records the offboarding here, once its
-        # append API exists: tenant id, the steps and the receipt's digest (no tenant data).
-        return {"file": str(signed)}
+        token = receipt.sign(body, key)
+        signed.write_text(token + "\n")
+        # Recorded by the control plane, the audit chain's one writer: the tenant id, the steps and the
+        # receipt's digest (no tenant data). A re-run after a failure here records it again: the trail
+        # then shows the retry, which is what happened.
+        recorded = self._post(f"/offboard/{self.tenant}/audit",
+                              {"receipt": token, "steps": [s for s in STEPS if s in state.steps] + ["receipt"]})
+        return {"file": str(signed), "audit": recorded}
 
     # -- helpers ---------------------------------------------------------------------------------------
 
@@ -368,6 +362,18 @@ class Offboarding:
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise OffboardError(f"no control plane answers at {url} ({getattr(err, 'reason', err)}); "
                                 "start it, or pass --status-port") from err
+
+    def _post(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> dict[str, Any]:
+        url = f"{self.opts.status_url}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return dict(json.load(resp))
+        except urllib.error.HTTPError as err:
+            raise OffboardError(f"{url}: HTTP {err.code} {err.read().decode(errors='replace')[:300]}") from err
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise OffboardError(f"no control plane answers at {url}: {getattr(err, 'reason', err)}") from err
 
     def _jwks(self) -> str:
         url = f"{self.opts.status_url}/.well-known/jwks.json"
