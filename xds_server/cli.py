@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from xds_server.audit import cli as audit_cli
+from xds_server.audit.log import AuditError
 from xds_server.auth.keys import SigningKey, SigningKeyError
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, load_config
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
         return 2
-    except (UnknownTenant, SigningKeyError) as err:
+    except (UnknownTenant, SigningKeyError, AuditError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -83,6 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
         ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
+        audit_log=audit_cli.open_from_args(args),
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,
         upstream_tls_dir=args.upstream_tls_dir,
@@ -214,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--namespace", default=None, help="with --endpoints-from kubernetes: the pools' "
                             "namespace (default: the pod's own, else the kubeconfig context's)")
             sp.add_argument("--listen-address", default="0.0.0.0", help="address the gateway listener binds")
+            audit_cli.add_serve_arguments(sp)
             sp.add_argument("--ratelimit-port", type=int, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
             sp.add_argument("--upstream-tls-dir", default=None,
@@ -225,6 +229,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
     _policy_parser(sub)
+    audit_cli.add_commands(sub, str(DEFAULT_STATE))
     return p
 
 

@@ -110,6 +110,11 @@ class ControlPlaneAudit:
     describe: Callable[[], dict[str, Any]] | None = None
     memo: Callable[[], Any] = field(default=lambda: None)
 
+    @classmethod
+    def of(cls, cp: Any, audit_log: AuditLog) -> ControlPlaneAudit:
+        """The trail of a ControlPlane: its config folder, and its policy memo's input digests."""
+        return cls(audit_log, Path(cp.config_dir), memo=lambda: cp.tenant_files.policy_memo)
+
     def _source(self) -> dict[str, Any]:
         try:
             return self.describe() if self.describe is not None else git_source(self.config_dir)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from google.protobuf import duration_pb2, wrappers_pb2
 
@@ -19,11 +19,20 @@ _ADS_SOURCE = config_source_pb2.ConfigSource(
 
 
 # Passive health: a replica that keeps failing is taken out for a while, no probe traffic per tenant.
+# A dead replica (connection refused, reset, timeout: errors Envoy sees itself, counted apart from the
+# model's 5xx) is ejected at its second failure, whose request the route retries on another host; it is
+# let back after 2 s (its n-th ejection n x 2 s, at most 3 s) at the next 1 s sweep, so a replica that
+# recovers takes traffic again, and a failed-over tenant returns home, within max_ejection_time +
+# interval = 4 s (docs/design/0004). A dead one costs two retried connection attempts per 3 s.
 _OUTLIER_DETECTION = outlier_detection_pb2.OutlierDetection(
+    split_external_local_origin_errors=True,
+    consecutive_local_origin_failure=wrappers_pb2.UInt32Value(value=2),
     consecutive_5xx=wrappers_pb2.UInt32Value(value=5),
     consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=3),
-    interval=duration_pb2.Duration(seconds=2),
-    base_ejection_time=duration_pb2.Duration(seconds=5),
+    enforcing_consecutive_gateway_failure=wrappers_pb2.UInt32Value(value=100),
+    interval=duration_pb2.Duration(seconds=1),
+    base_ejection_time=duration_pb2.Duration(seconds=2),
+    max_ejection_time=duration_pb2.Duration(seconds=3),
     max_ejection_percent=wrappers_pb2.UInt32Value(value=50),
 )
 _CONNECT_TIMEOUT = duration_pb2.Duration(nanos=500_000_000)
@@ -40,7 +49,9 @@ def _circuit_breakers(concurrency: int) -> circuit_breaker_pb2.CircuitBreakers:
         # get 503 with x-envoy-overloaded: the tenant's burst stays the tenant's problem.
         max_pending_requests=limit(value=concurrency),
         max_requests=limit(value=concurrency),
-        max_retries=limit(value=max(1, concurrency // 4)),
+        # Retries go to another host after a connection failure (compiler/routes.py): Envoy's default of
+        # 3 at once at least, so a small tenant's requests in flight when a replica dies are all retried.
+        max_retries=limit(value=max(3, concurrency // 4)),
         track_remaining=True,
     )
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
@@ -59,6 +70,9 @@ def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cl
     )
 
 
+_DRAINING, _UNKNOWN = health_check_pb2.HealthStatus.DRAINING, health_check_pb2.HealthStatus.UNKNOWN
+
+
 def endpoint_set(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.ClusterLoadAssignment:
     lb_endpoints = [
         endpoint_components_pb2.LbEndpoint(
@@ -68,7 +82,7 @@ def endpoint_set(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.Clu
                 ),
             ),
             # A draining endpoint takes no new requests; in-flight ones finish on their connection.
-            health_status=base_pb2.HealthStatus.DRAINING if e.draining else base_pb2.HealthStatus.UNKNOWN,
+            health_status=_DRAINING if e.draining else _UNKNOWN,
         )
         for e in endpoints
     ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import clusters, listener, naming, own, ratelimits, routes
+from xds_server.compiler import clusters, failover, listener, naming, own, ratelimits, routes
 from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
@@ -129,9 +129,13 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
             if version not in routable:
                 continue  # policy/residency denies a split with traffic here, so only weight-0 versions
             cluster = naming.tenant_cluster(spec.id, model_name, version, region)
-            eds = naming.version_endpoints(model_name, version, region)
-            out.append(Resource.pack(cluster, clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency)))
-            targets.append(routes.VersionTarget(version=version, cluster=cluster, weight=weight))
+            # With failover regions the policy routes this version in, the cluster reads that chain's set.
+            chain = failover.chain(tenant, model_name, version, region)
+            eds = (naming.failover_endpoints(model_name, version, region, chain) if chain
+                   else naming.version_endpoints(model_name, version, region))
+            built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency)
+            out.append(Resource.pack(cluster, failover.failover_cluster(built) if chain else built))
+            targets.append(routes.VersionTarget(version=version, cluster=cluster, weight=weight, failover=chain))
         served.append(routes.ModelRoute(model=model_name, targets=tuple(targets)))
     forbidden = tuple(sorted(m for m in cfg.models if m not in spec.models))
     headers = {

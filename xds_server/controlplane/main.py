@@ -10,6 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from xds_server.audit import AuditLog
+from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
@@ -37,6 +39,8 @@ class ServeOptions:
     # Override platform.yaml's ratelimit port (a launcher's free port) and backend (a shared Redis).
     ratelimit_port: int | None = None
     ratelimit_redis_url: str | None = None
+    # The audit trail (xds_server/audit): every applied or refused change is appended there; None: none.
+    audit_log: AuditLog | None = None
     # Override platform.yaml's gateway.upstream_tls.sds_dir (a launcher's local CA).
     upstream_tls_dir: str | None = None
     # Where the replicas come from: "file" (endpoints_file) or "kubernetes" (EndpointSlices).
@@ -57,6 +61,8 @@ async def serve(opts: ServeOptions) -> None:
                       endpoint_source=source,
                       validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
                                         upstream_tls_dir=opts.upstream_tls_dir))
+    if opts.audit_log is not None:
+        cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", opts.config_dir)
