@@ -4,7 +4,7 @@ alone (`Compiler.with_endpoints`), without loading or compiling the tenants agai
 
 from __future__ import annotations
 
-from xds_server.compiler import clusters, naming, own
+from xds_server.compiler import clusters, failover, naming, own
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig
 from xds_server.snapshot import Resource
@@ -17,6 +17,8 @@ def endpoint_resources(cfg: PlatformConfig, endpoints: EndpointDirectory, region
             if region in cfg.version_regions(model_name, version):
                 eds = naming.version_endpoints(model_name, version, region)
                 out.append(Resource.pack(eds, clusters.endpoint_set(eds, endpoints.of(region, mv.pool))))
+    # Tenants with failover (docs/design/0004): one set per model version and distinct failover chain.
+    out.extend(Resource.pack(eds, cla) for eds, cla in failover.endpoint_resources_for(cfg, endpoints, region))
     # Tenants' own models: one endpoint set per pool that carries any, read by the pool's own clusters.
     for pool in sorted(own.slots_per_pool(cfg, region)):
         eds = naming.pool_endpoints(pool, region)

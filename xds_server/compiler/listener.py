@@ -13,7 +13,7 @@ from google.protobuf import json_format, symbol_database
 from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import naming, ratelimits
+from xds_server.compiler import failover, naming, ratelimits
 from xds_server.config.model import AuthSettings, RateLimitSettings
 
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -98,7 +98,9 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
                 "body": {"inline_string": f"tenant is not served in region {region}"},
-            }],
+            },
+                # No replica could take it: say where none was, and that no other region may serve it.
+                *failover.local_reply_mappers(region)],
             "body_format": {
                 "json_format": {"error": "%LOCAL_REPLY_BODY%", "code": "%RESPONSE_CODE%"},
                 "content_type": "application/json",

@@ -35,6 +35,12 @@ def version_endpoints(model: str, version: str, region: str) -> str:
     return f"model/{model}/{version}/{region}"
 
 
+def failover_endpoints(model: str, version: str, region: str, chain: tuple[str, ...]) -> str:
+    """EDS name of a version's endpoints in `region` (priority 0) then in each region of a failover chain
+    (docs/design/0004): shared by every tenant with that chain, so sets grow with distinct chains only."""
+    return f"{version_endpoints(model, version, region)}/failover/{','.join(chain)}"
+
+
 OWN_CLUSTER_PREFIX = "own."
 
 

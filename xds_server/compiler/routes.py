@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2, scoped_route_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
+from xds_server.compiler.failover import FAILOVER_HEADER
 from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 
 
@@ -21,6 +25,8 @@ class VersionTarget:
     version: str
     cluster: str
     weight: int
+    # The regions its requests fail over to (compiler/failover.py), named to the gateway's local reply.
+    failover: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def tenant_routes(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
                 route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
-                request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, target.version)],
+                request_headers_to_add=_target_headers(target),
                 metadata=metadata,
             ))
         live = [t for t in model.targets if t.weight > 0]
@@ -71,7 +77,7 @@ def tenant_routes(
             rc.WeightedCluster.ClusterWeight(
                 name=t.cluster,
                 weight=wrappers_pb2.UInt32Value(value=t.weight),
-                request_headers_to_add=[_header(contract.MODEL_VERSION_HEADER, t.version)],
+                request_headers_to_add=_target_headers(t),
             )
             for t in live
         ])
@@ -151,9 +157,34 @@ def _own_header(key: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
-# Retried only when the request never reached a model: a refused or failed connection.
-_RETRY = rc.RetryPolicy(retry_on="connect-failure,refused-stream,reset-before-request",
-                        num_retries=wrappers_pb2.UInt32Value(value=2))
+def _target_headers(target: VersionTarget) -> list[base_pb2.HeaderValueOption]:
+    out = [_header(contract.MODEL_VERSION_HEADER, target.version)]
+    if target.failover:
+        out.append(_header(FAILOVER_HEADER, ",".join(target.failover)))
+    return out
+
+
+def _typed(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return packed
+
+
+# Retried only when the request never reached a model: a refused or failed connection. Each retry goes to
+# another host (a dead replica is not tried twice) and, where the cluster has failover priorities, to a
+# priority not tried yet, so a request that found its home pool dead is served by the next region before
+# outlier detection has ejected the home replicas (docs/design/0004). One priority: the plugin is a no-op.
+_RETRY = rc.RetryPolicy(
+    retry_on="connect-failure,refused-stream,reset-before-request",
+    num_retries=wrappers_pb2.UInt32Value(value=2),
+    retry_host_predicate=[rc.RetryPolicy.RetryHostPredicate(
+        name="envoy.retry_host_predicates.previous_hosts",
+        typed_config=_typed(previous_hosts_pb2.PreviousHostsPredicate()))],
+    host_selection_retry_max_attempts=3,
+    retry_priority=rc.RetryPolicy.RetryPriority(
+        name="envoy.retry_priorities.previous_priorities",
+        typed_config=_typed(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))),
+)
 
 
 def _refuse(name: str, prefix: str, status: int, message: str) -> rc.Route:

@@ -1,0 +1,186 @@
+"""Failover inside residency (docs/design/0004): a tenant's catalog-model traffic spills from its
+gateway's region to the regions its `regions.failover` lists, in order, and only to those where the
+policy routes the same version (ResolvedTenant.routes), through Envoy's own priorities.
+
+One endpoint set per (model, version, region, chain): priority 0 holds the gateway region's replicas,
+priority i the i-th failover region's. Envoy sends everything to priority 0 while enough of it is healthy
+and spills to the next priority as its hosts are ejected (outlier detection) or leave EDS. Tenants share
+a set when their chains agree, so the number of sets is the number of distinct chains, small however
+many tenants there are; a tenant without failover keeps today's shared set and cluster.
+
+The served region travels on the upstream request: each endpoint of a failover set carries its region in
+its metadata, and an upstream HTTP filter on the tenant's cluster writes it into `x-fairshare-region`
+after the host is picked (a route's request_headers_to_add is evaluated before host selection and sees no
+upstream metadata in Envoy 1.40), so the runtime's region check still holds: a failed-over request
+carries the region that serves it, and nothing else can put another region's replica in the set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
+from envoy.config.core.v3 import base_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
+from envoy.extensions.filters.http.upstream_codec.v3 import upstream_codec_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
+from google.protobuf.message import Message
+
+from inference_images.runtime import gateway as contract  # the runtime owns the header names
+from xds_server.compiler import clusters, naming
+from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
+from xds_server.config.model import PlatformConfig, ResolvedTenant
+
+# Endpoint metadata namespace and key holding the replica's region.
+METADATA_NAMESPACE = "fairshare"
+METADATA_REGION = "region"
+# On the response of a failover tenant's request: the region whose replica served it.
+SERVED_REGION_HEADER = "x-fairshare-served-region"
+# On the request (from the route): the failover regions of the version it targets. The gateway's local
+# reply names them when no region can serve; the runtime ignores it.
+FAILOVER_HEADER = "x-fairshare-failover"
+
+_REGION_FORMAT = f"%UPSTREAM_METADATA({METADATA_NAMESPACE}:{METADATA_REGION})%"
+
+
+def chain(tenant: ResolvedTenant, model: str, version: str, region: str) -> tuple[str, ...]:
+    """The regions a tenant's requests for `model` `version` served by `region`'s gateway fail over to, in
+    order: its failover list, less this region, less any region where the policy does not route that
+    version for the tenant (not allowed, or not deployed there). Empty: no failover."""
+    out: list[str] = []
+    for other in tenant.spec.regions.failover:
+        if other == region or other in out:
+            continue
+        if version in tenant.routes.get(other, {}).get(model, ()):
+            out.append(other)
+    return tuple(out)
+
+
+def chains(cfg: PlatformConfig, region: str) -> dict[tuple[str, str], set[tuple[str, ...]]]:
+    """Per (model, version), the distinct non-empty chains of the tenants `region`'s gateway serves."""
+    out: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+    for tenant in cfg.tenants.values():
+        if not tenant.spec.regions.failover:
+            continue  # most tenants: one attribute read
+        here = tenant.routes.get(region)
+        if here is None:
+            continue
+        for model, versions in here.items():
+            for version in versions:
+                ch = chain(tenant, model, version, region)
+                if ch:
+                    out.setdefault((model, version), set()).add(ch)
+    return out
+
+
+def endpoint_resources_for(cfg: PlatformConfig, endpoints: EndpointDirectory, region: str,
+                           ) -> Iterable[tuple[str, endpoint_pb2.ClusterLoadAssignment]]:
+    """Every failover endpoint set of `region`'s snapshot (compiler/endpoint_sets.py publishes them)."""
+    for (model, version), found in sorted(chains(cfg, region).items()):
+        pool = cfg.models[model].versions[version].pool
+        for ch in sorted(found):
+            eds = naming.failover_endpoints(model, version, region, ch)
+            yield eds, endpoint_set(eds, [(r, endpoints.of(r, pool)) for r in (region, *ch)])
+
+
+def endpoint_set(name: str, by_region: list[tuple[str, tuple[Endpoint, ...]]]) -> endpoint_pb2.ClusterLoadAssignment:
+    """Priority i: the i-th region's endpoints, each tagged with its region. Built from the plain set of
+    each region (clusters.endpoint_set) so an endpoint's health (draining) is published the same way."""
+    out = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    for priority, (region, eps) in enumerate(by_region):
+        meta = _region_metadata(region)
+        locality = endpoint_components_pb2.LocalityLbEndpoints(
+            priority=priority, locality=base_pb2.Locality(region=region))
+        for plain in clusters.endpoint_set(name, eps).endpoints:
+            for lb in plain.lb_endpoints:
+                lb.metadata.CopyFrom(meta)
+                locality.lb_endpoints.append(lb)
+        out.endpoints.append(locality)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _region_metadata(region: str) -> base_pb2.Metadata:
+    meta = base_pb2.Metadata()
+    meta.filter_metadata[METADATA_NAMESPACE].CopyFrom(
+        struct_pb2.Struct(fields={METADATA_REGION: struct_pb2.Value(string_value=region)}))
+    return meta
+
+
+def failover_cluster(base: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+    """A tenant cluster (clusters.tenant_cluster, read from its failover set) that writes the served
+    region onto the upstream request and the response, and may eject every host of a dead region."""
+    out = cluster_pb2.Cluster()
+    out.CopyFrom(base)
+    # The default 50% would keep one of a dead two-replica home pool in rotation among four hosts less
+    # often than needed; a wholly dead region must leave the load balancer entirely.
+    out.outlier_detection.max_ejection_percent.CopyFrom(wrappers_pb2.UInt32Value(value=100))
+    out.typed_extension_protocol_options[_HTTP_OPTIONS].CopyFrom(_protocol_options())
+    return out
+
+
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+@functools.lru_cache(maxsize=1)
+def _protocol_options() -> any_pb2.Any:
+    mutation = header_mutation_pb2.HeaderMutation(mutations=header_mutation_pb2.Mutations(
+        request_mutations=[_overwrite(contract.REGION_HEADER)],
+        response_mutations=[_overwrite(SERVED_REGION_HEADER)],
+    ))
+    options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http_protocol_options=protocol_pb2.Http1ProtocolOptions()),
+        http_filters=[
+            _filter("fairshare.served-region", mutation),
+            _filter("envoy.filters.http.upstream_codec", upstream_codec_pb2.UpstreamCodec()),
+        ],
+    )
+    return _pack(options)
+
+
+def _overwrite(key: str) -> mutation_rules_pb2.HeaderMutation:
+    return mutation_rules_pb2.HeaderMutation(append=base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=key, value=_REGION_FORMAT),
+        append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD))
+
+
+def _filter(name: str, config: Message) -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=name, typed_config=_pack(config))
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return packed
+
+
+def local_reply_mappers(region: str) -> list[dict[str, object]]:
+    """The gateway's 503 when no host can take a request (UH: none healthy; UF: every try failed to
+    connect), naming the region and the tenant's failover regions, or saying it has none allowed: never a
+    route elsewhere. For the listener's local_reply_config, before its other mappers."""
+    no_host = {"response_flag_filter": {"flags": ["UH", "UF"]}}
+    tenant = f"%REQ({contract.TENANT_HEADER})%"
+    return [
+        {
+            "filter": {"and_filter": {"filters": [
+                no_host, {"header_filter": {"header": {"name": FAILOVER_HEADER, "present_match": True}}}]}},
+            "body_format_override": _json(
+                f"no healthy upstream in {region} nor in its failover regions %REQ({FAILOVER_HEADER})% "
+                f"for tenant {tenant}"),
+        },
+        {
+            "filter": no_host,
+            "body_format_override": _json(
+                f"no healthy upstream in {region} and no failover region allowed for tenant {tenant}"),
+        },
+    ]
+
+
+def _json(error: str) -> dict[str, object]:
+    return {"json_format": {"error": error, "code": "%RESPONSE_CODE%"}, "content_type": "application/json"}
