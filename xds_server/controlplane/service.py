@@ -13,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watchfiles import awatch
-
 from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
@@ -23,8 +21,8 @@ from xds_server.controlplane import repository
 from xds_server.endpoints.source import EndpointSource
 from xds_server.endpoints.static import StaticEndpoints
 from xds_server.envoy.validate import EnvoyValidator
-from xds_server.policy.backends import default_policy_dir
 from xds_server.ratelimit.limits import LimitTable
+from xds_server.sources.config import ConfigSource, LocalSource, Revision, SourceError
 from xds_server.xds.store import SnapshotStore
 
 log = logging.getLogger("fairshare.controlplane")
@@ -36,6 +34,9 @@ class ReloadOutcome:
     version: str | None
     error: str | None
     at: float
+    # Which revision of the config source this was about (S3 version, git commit; where it came from, who
+    # made it): what the audit log records of each applied or refused change.
+    revision: Revision | None = None
 
 
 @dataclass
@@ -59,31 +60,47 @@ class ControlPlane:
     audit: ControlPlaneAudit | None = None
     # Where the replicas come from (xds_server/endpoints); None: the endpoints file above, if any.
     endpoint_source: EndpointSource | None = None
+    # Where the config and policies come from (xds_server/sources/config); None: the local config_dir.
+    config_source: ConfigSource | None = None
+    # The revision of the change being applied or refused (then, of the last one): for the audit record.
+    revision: Revision | None = None
 
     def __post_init__(self) -> None:
+        if self.config_source is None:
+            self.config_source = LocalSource(self.config_dir)
         if self.endpoint_source is None and self.endpoints_file is not None:
             self.endpoint_source = StaticEndpoints(self.endpoints_file)
 
-    def _watched(self) -> list[Path]:
-        # The policies are watched like the config: a merged policy change is served without a restart.
-        # Endpoints are not: their source announces changes itself (`_follow_endpoints`).
-        return [self.config_dir, default_policy_dir()]
+    def _source(self) -> ConfigSource:
+        assert self.config_source is not None  # set in __post_init__
+        return self.config_source
 
     def reload(self) -> ReloadOutcome:
         """Load, validate, compile and publish. Never raises for bad input: the outcome says why."""
         return self._apply(self._build())
+
+    async def reload_off_loop(self) -> ReloadOutcome:
+        """reload() with its slow half on a thread: the loop keeps answering probes and xDS meanwhile."""
+        return self._apply(await asyncio.to_thread(self._build))
 
     def _build(self) -> tuple[PlatformConfig, CompiledPlatform, EndpointDirectory] | str:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
         changed. Returns the config with its snapshots, or the reason it is rejected."""
         try:
             with _gc_paused():
-                config = load_config(self.config_dir, self.tenant_files)
+                given = self._source()
+                revision = given.checkout()
+                config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir)
                 source = self.endpoint_source
                 endpoints = source.for_reload() if source is not None else EndpointDirectory()
                 compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
+            moved = given.verify(revision)
+            if moved is not None:
+                return moved
         except ConfigError as err:
             return err.render()
+        except SourceError as err:  # the revision could not be fetched, or is corrupt
+            return str(err)
         except Exception as err:  # a compiler bug must not take the serving config down with it
             log.exception("compile failed")
             return f"internal compiler error: {err!r}"
@@ -112,6 +129,7 @@ class ControlPlane:
             compiled, endpoints = Compiler.with_endpoints(compiled, config, latest), latest
         gone = repository.removed(self.config, config)
         before, previous = self.config, self.compiled.version if self.compiled else None
+        self.revision = self._source().settle(True)
         # Limits first: a tenant's new routes never reach Envoy before the limits they name.
         if self.limits_sink is not None:
             self.limits_sink(compiled.ratelimits)
@@ -125,24 +143,26 @@ class ControlPlane:
             self.audit.applied(before, config, compiled.version, previous)
         log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),
                  ", ".join(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
-        self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time())
+        self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time(),
+                                  revision=self.revision)
         return self.last
 
     def _rejected(self, reason: str) -> ReloadOutcome:
         serving = self.compiled.version if self.compiled else "none"
+        self.revision = self._source().settle(False)
         log.error("config change rejected; still serving version %s\n%s", serving, reason)
         if self.audit is not None:
             self.audit.refused(reason, serving if self.compiled else None)
-        self.last = ReloadOutcome(ok=False, version=serving if self.compiled else None, error=reason, at=time.time())
+        self.last = ReloadOutcome(ok=False, version=serving if self.compiled else None, error=reason, at=time.time(),
+                                  revision=self.revision)
         return self.last
 
     async def watch(self, stop: asyncio.Event | None = None) -> None:
-        """Reload on every settled batch of filesystem changes (inotify through watchfiles). A short
-        debounce lets an editor or `git checkout` finish writing before we read."""
+        """Reload whenever the config source may have a new revision (a local folder's or a git checkout's
+        changes through inotify, an S3 object's new version by polling)."""
         follower = asyncio.create_task(self._follow_endpoints())
         try:
-            async for _changes in awatch(*self._watched(), debounce=50, step=25, stop_event=stop,
-                                         recursive=True, ignore_permission_denied=True):
+            async for _ in self._source().changes([], stop):
                 self._apply(await asyncio.to_thread(self._build))
         finally:
             follower.cancel()
@@ -177,7 +197,10 @@ class ControlPlane:
             "offboarded": sorted(self.config.offboarded) if self.config else [],
             "last_reload": None if self.last is None else {
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
+                "revision": self.last.revision.to_json() if self.last.revision else None,
             },
+            # Where the config comes from, the revision serving and the last refused one.
+            "config_source": self._source().status(),
             "xds": self.store.status(),
             # Every runtime replica with its admin address (the repository extension), for operators'
             # tools (`fairshare models`); never routed to by Envoy.

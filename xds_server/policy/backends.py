@@ -32,7 +32,9 @@ def make_engine(settings: PolicySettings) -> PolicyEngine:
 
 
 def decider_for(settings: PolicySettings, policy_dir: Path | None = None) -> PolicyDecider:
-    directory = (policy_dir or default_policy_dir()).resolve()
+    # By path, symlinks not followed: a config source presents each revision's policies at one stable path
+    # (a flipped link), so a new revision reuses the engine (a worker process) instead of starting another.
+    directory = Path(os.path.abspath(policy_dir or default_policy_dir()))
     key = (str(directory), settings.model_dump_json())
     with _lock:
         decider = _deciders.get(key)

@@ -16,7 +16,7 @@ import io
 import json
 import re
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +26,7 @@ ROOT = "fairshare"
 MANIFEST = ".manifest"
 DATA = "data.json"
 CONTENT_TYPE = "application/gzip"
+CONFIG_PREFIX = "config/"  # where a config bundle carries the tenant config
 
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 
@@ -45,6 +46,7 @@ class BundleContents:
     manifest: dict[str, Any]
     modules: dict[str, str]  # path inside the bundle (no leading slash) -> Rego source
     data: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)  # every regular file, raw (a config bundle's config)
 
 
 def bundle_revision(sources: PolicySources, platform: dict[str, Any]) -> str:
@@ -53,14 +55,24 @@ def bundle_revision(sources: PolicySources, platform: dict[str, Any]) -> str:
     return f"{sources.revision}-{digest.hexdigest()}"
 
 
-def build_bundle(sources: PolicySources, platform: dict[str, Any]) -> Bundle:
-    """`platform`: the platform context as the policies read it (resolve.platform_document)."""
+def build_bundle(sources: PolicySources, platform: dict[str, Any], config: dict[str, bytes] | None = None) -> Bundle:
+    """`platform`: the platform context as the policies read it (resolve.platform_document). `config`: the
+    tenant config's files (path under the config directory -> bytes), carried under `/config/` for a
+    control plane that reads its config from the bundle (xds_server/sources/config); OPA ignores them.
+    With it, the manifest's `metadata.fairshare` holds a digest of every file, which that reader checks."""
     revision = bundle_revision(sources, platform)
     files: dict[str, bytes] = {
-        MANIFEST: _json({"revision": revision, "roots": [ROOT], "rego_version": 1}),
         DATA: _json({ROOT: {"platform": platform}}),
         **{path: text.encode() for path, text in sources.modules.items()},
     }
+    manifest: dict[str, Any] = {"revision": revision, "roots": [ROOT], "rego_version": 1}
+    if config is not None:
+        files.update({f"{CONFIG_PREFIX}{path}": raw for path, raw in config.items()})
+        digest = content_digest(files)
+        manifest["revision"] = f"{revision}-{digest[:16]}"
+        manifest["metadata"] = {ROOT: {"digest": digest, "config_files": len(config)}}
+    files[MANIFEST] = _json(manifest)
+    revision = manifest["revision"]
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(files):
@@ -69,6 +81,15 @@ def build_bundle(sources: PolicySources, platform: dict[str, Any]) -> Bundle:
             info.size, info.mode, info.mtime = len(files[path]), 0o644, 0
             tar.addfile(info, io.BytesIO(files[path]))
     return Bundle(revision, gzip.compress(tar_bytes.getvalue(), mtime=0))
+
+
+def content_digest(files: dict[str, bytes]) -> str:
+    """sha256 over every file but the manifest (path and bytes): what a config bundle's manifest records."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        if path != MANIFEST:
+            digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+    return digest.hexdigest()
 
 
 def read_bundle(archive: bytes) -> BundleContents:
@@ -102,7 +123,7 @@ def read_bundle(archive: bytes) -> BundleContents:
         if not _under(package.group(1).replace(".", "/"), roots):
             raise BundleError(f"/{path}: package {package.group(1)} is outside the bundle's roots {roots}")
         modules[path] = text
-    return BundleContents(manifest, modules, data)
+    return BundleContents(manifest, modules, data, files)
 
 
 def publish_bundle(bundle: Bundle, url: str) -> str:
