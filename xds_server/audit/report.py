@@ -170,7 +170,7 @@ def residency(cfg: PlatformConfig, t: ResolvedTenant) -> dict[str, Any]:
 
 
 def models(cfg: PlatformConfig, t: ResolvedTenant) -> dict[str, Any]:
-    catalog = []
+    catalog: list[dict[str, Any]] = []
     for name, grant in sorted(t.spec.models.items()):
         versions = []
         for version, pct in sorted(grant.split.items()):
@@ -183,7 +183,7 @@ def models(cfg: PlatformConfig, t: ResolvedTenant) -> dict[str, Any]:
                 {"kind": "runtime-image", "loader": mv.loader},
                 "held_by": _holders(cfg, routed, mv.pool)})
         catalog.append({"model": name, "kind": str(cfg.models[name].kind), "versions": versions})
-    own = []
+    own: list[dict[str, Any]] = []
     for name, om in sorted(t.spec.own_models.items()):
         routed = sorted(r for r, names in t.own_routes.items() if name in names)
         own.append({"model": f"{t.id}:{name}", "format": str(om.format), "base": om.base, "pool": om.pool,

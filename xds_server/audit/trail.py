@@ -112,8 +112,19 @@ class ControlPlaneAudit:
 
     @classmethod
     def of(cls, cp: Any, audit_log: AuditLog) -> ControlPlaneAudit:
-        """The trail of a ControlPlane: its config folder, and its policy memo's input digests."""
-        return cls(audit_log, Path(cp.config_dir), memo=lambda: cp.tenant_files.policy_memo)
+        """The trail of a ControlPlane: where each change came from (its config source's revision: an S3
+        version, a git commit with its author; for a local folder, that folder's git checkout), and its
+        policy memo's input digests."""
+        config_dir = Path(cp.config_dir)
+
+        def describe() -> dict[str, Any]:
+            rev = getattr(cp, "revision", None)
+            if rev is None or (rev.kind == "local" and rev.id is None):
+                return git_source(config_dir)
+            return {"source": rev.kind, "revision": rev.id, "author": rev.author, "source_location": rev.source,
+                    "source_detail": dict(rev.detail)}
+
+        return cls(audit_log, config_dir, describe=describe, memo=lambda: cp.tenant_files.policy_memo)
 
     def _source(self) -> dict[str, Any]:
         try:
