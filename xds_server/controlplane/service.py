@@ -178,6 +178,8 @@ class ControlPlane:
     def apply_endpoints(self, endpoints: EndpointDirectory) -> None:
         """A pod came, went or began draining: republish the endpoint sets alone over the serving config
         (`Compiler.with_endpoints`, equal to a full compile), not a reload of the tenants."""
+        if endpoints is self.endpoints:
+            return  # already published (a reload compiled against it)
         if self.config is None or self.compiled is None:
             self.endpoints = endpoints  # no config yet: the first reload compiles against the source
             return

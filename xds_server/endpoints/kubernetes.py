@@ -20,6 +20,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import ReadTimeoutError
 
 from xds_server.endpoints.slices import POOL_LABEL, REGION_LABEL, SlicePorts, directory
 from xds_server.endpoints.source import EndpointSource, EndpointSourceError
@@ -56,6 +57,7 @@ class WatchStats:
     watches: int = 0
     expired: int = 0  # 410 Gone: the resourceVersion was compacted away, so a relist
     errors: int = 0
+    stalls: int = 0  # watches restarted after going quiet
     bookmarks: int = 0
     events: int = 0
     resource_version: str | None = None
@@ -123,7 +125,13 @@ class KubernetesEndpoints(EndpointSource):
                     continue
                 failures += 1
                 self._failed(f"HTTP {err.status} {err.reason}", failures)
-            except Exception as err:  # connection refused or dropped, a stalled read, a bad answer
+            except ReadTimeoutError:
+                # Quiet for longer than a bookmark's interval: the connection has stalled. Resume at once
+                # from the last version (the timeout itself paces a server that keeps stalling).
+                self.stats.stalls += 1
+                log.info("EndpointSlice watch quiet for %.0fs; restarting it", self.settings.idle_timeout_s)
+                continue
+            except Exception as err:  # connection refused or dropped, a bad answer
                 if self._stopping.is_set():
                     break
                 failures += 1
@@ -225,7 +233,7 @@ class KubernetesEndpoints(EndpointSource):
         s = self.stats
         return {"source": "kubernetes", "namespace": self.namespace, "synced": s.synced,
                 "resource_version": s.resource_version, "lists": s.lists, "watches": s.watches,
-                "expired": s.expired, "errors": s.errors, "last_error": s.last_error}
+                "expired": s.expired, "errors": s.errors, "stalls": s.stalls, "last_error": s.last_error}
 
 
 def _connect(settings: KubernetesSettings) -> tuple[client.ApiClient, str]:
