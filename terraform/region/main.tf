@@ -12,6 +12,9 @@ locals {
   config_pools = local.config_region == null ? {} : {
     for p in local.config_region.pools : p.name => (try(p.accelerator, "cpu") == "cpu" ? "cpu" : "gpu")
   }
+  config_gpus = local.config_region == null ? {} : {
+    for p in local.config_region.pools : p.name => try(p.gpus_per_replica, 1)
+  }
   missing_pools = sort([for name, kind in local.config_pools : "${name} (${kind})" if try(var.node_pools[name].kind, "") != kind])
   tenant_specs = [
     for f in sort(fileset(local.tenants_dir, "*.yaml")) : yamldecode(file("${local.tenants_dir}/${f}"))
@@ -37,22 +40,88 @@ resource "terraform_data" "config_consistency" {
       error_message = "region ${var.region} is not in config/regions.yaml; add it there first, so the control plane serves it."
     }
     precondition {
+      condition     = !local.eks_addons || length(var.cluster_admin_principal_arns) > 0
+      error_message = "set cluster_admin_principal_arns in terraform/regions/${var.region}.tfvars to the IAM role(s) that administer the cluster: it uses access entries only, so without one nobody can reach its API."
+    }
+    precondition {
       condition     = length(local.missing_pools) == 0
       error_message = "config/regions.yaml gives ${var.region} the pools ${join(", ", local.missing_pools)}, but node_pools has no pool of that name and kind (gpu for an accelerator other than cpu)."
     }
   }
 }
 
-# The region's key: model objects, tenant secrets and Kubernetes Secrets are all encrypted with it.
-resource "aws_kms_key" "region" {
-  description             = "${local.name}: models, tenant secrets, Kubernetes secrets"
-  enable_key_rotation     = true
-  deletion_window_in_days = var.kms_deletion_window_days
+# One key per service that holds the region's data, each usable only through that service
+# (kms:ViaService): model objects (S3), tenant secrets (Secrets Manager), Kubernetes Secrets (EKS).
+# A principal allowed to read a bucket or a secret cannot take the key elsewhere and decrypt with it.
+locals {
+  kms_services = {
+    models  = { service = "s3", what = "model objects" }
+    secrets = { service = "secretsmanager", what = "tenant secrets" }
+    cluster = { service = "eks", what = "Kubernetes Secrets" }
+  }
+  account_root = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
+  # local.emulated (providers.tf): aws_endpoint is set, so every call goes to an emulator with fake keys.
+  eks_addons = coalesce(var.install_eks_addons, !local.emulated)
 }
 
-resource "aws_kms_alias" "region" {
-  name          = "alias/${local.name}"
-  target_key_id = aws_kms_key.region.key_id
+data "aws_partition" "current" {}
+
+data "aws_iam_policy_document" "kms" {
+  for_each = local.kms_services
+  # Administration by the account's IAM (so a key is never orphaned), without any use of the key.
+  statement {
+    sid = "AdministerWithoutUse"
+    actions = ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+      "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource",
+    "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.account_root]
+    }
+  }
+  # Use, for principals of this account that IAM allows, only through the key's own service.
+  statement {
+    sid       = "UseOnlyThrough${title(each.value.service)}"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.account_root]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["${each.value.service}.${var.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "kms:CallerAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_kms_key" "service" {
+  for_each                = local.kms_services
+  description             = "${local.name}: ${each.value.what} (through ${each.value.service} only)"
+  enable_key_rotation     = true
+  deletion_window_in_days = var.kms_deletion_window_days
+  policy                  = data.aws_iam_policy_document.kms[each.key].json
+  tags                    = { "fairshare:key-for" = each.value.service }
+}
+
+resource "aws_kms_alias" "service" {
+  for_each      = local.kms_services
+  name          = "alias/${local.name}-${each.key}"
+  target_key_id = aws_kms_key.service[each.key].key_id
+}
+
+# The one region key of earlier versions encrypted Kubernetes Secrets, which EKS cannot move to another key:
+# it becomes the cluster key, and S3 and Secrets Manager move to new keys (see docs/region-rollout.md).
+moved {
+  from = aws_kms_key.region
+  to   = aws_kms_key.service["cluster"]
 }
 
 module "network" {
@@ -61,6 +130,7 @@ module "network" {
   cidr_block         = var.vpc_cidr
   availability_zones = var.availability_zones
   enable_nat_gateway = var.enable_nat_gateway
+  nat_gateway_per_az = var.nat_gateway_per_az
   cluster_name       = local.name
 }
 
@@ -69,16 +139,53 @@ module "cluster" {
   name                   = local.name
   kubernetes_version     = var.kubernetes_version
   subnet_ids             = module.network.private_subnet_ids
-  kms_key_arn            = aws_kms_key.region.arn
+  kms_key_arn            = aws_kms_key.service["cluster"].arn
   endpoint_public_access = var.cluster_endpoint_public_access
   public_access_cidrs    = var.cluster_public_access_cidrs
+  log_retention_days     = var.cluster_log_retention_days
+  admin_principal_arns   = local.eks_addons ? var.cluster_admin_principal_arns : []
 }
 
 module "node_pools" {
   source       = "../modules/node_pools"
   cluster_name = module.cluster.name
   subnet_ids   = module.network.private_subnet_ids
-  pools        = var.node_pools
+  # A GPU pool's replica asks for its config pool's gpus_per_replica GPUs and the chart's GPU runtime
+  # requests (gpu_replica_request, equal to helm/fairshare values inference.resources.gpu.requests).
+  pools = { for name, p in var.node_pools : name => merge(p, p.kind != "gpu" ? {} : {
+    replica_request = {
+      gpus       = try(local.config_gpus[name], 1)
+      cpu        = var.gpu_replica_request.cpu
+      memory_mib = var.gpu_replica_request.memory_gib * 1024
+    }
+  }) }
+}
+
+# EKS add-ons, installed and upgraded by EKS itself. Against an emulator (aws_endpoint) they are left out:
+# none implements the add-on API; policy/infrastructure then excuses only the missing VPC CNI add-on.
+locals {
+  addons = !local.eks_addons ? {} : {
+    # Network policy enforcement: without it every NetworkPolicy the chart renders does nothing.
+    vpc-cni = jsonencode({ enableNetworkPolicy = "true" })
+    # Pods get AWS credentials from the agent (EKS Pod Identity), not from the node's metadata service.
+    eks-pod-identity-agent = null
+    kube-proxy             = null
+    coredns                = null
+    # The resource metrics API, without which no HorizontalPodAutoscaler ever moves (EKS community add-on).
+    metrics-server = null
+  }
+}
+
+resource "aws_eks_addon" "this" {
+  for_each                    = local.addons
+  cluster_name                = module.cluster.name
+  addon_name                  = each.key
+  addon_version               = lookup(var.eks_addon_versions, each.key, null)
+  configuration_values        = each.value
+  resolve_conflicts_on_create = "OVERWRITE"
+  resolve_conflicts_on_update = "OVERWRITE"
+  # CoreDNS and metrics-server run as pods: they need nodes to become active.
+  depends_on = [module.node_pools]
 }
 
 module "model_store" {
@@ -86,7 +193,7 @@ module "model_store" {
   # config/regions.yaml's model_bucket when it names one: the policies (policy/models) hold tenants'
   # artifacts to that name, so the bucket Terraform creates must be the one the config names.
   bucket_name   = coalesce(try(local.config_region.model_bucket, null), "${local.name}-models-${data.aws_caller_identity.current.account_id}")
-  kms_key_arn   = aws_kms_key.region.arn
+  kms_key_arn   = aws_kms_key.service["models"].arn
   force_destroy = var.force_destroy
   # The iam module names each tenant's writer role <name>-model-writer-<tenant>.
   tenant_writer_role_pattern = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/${local.name}-model-writer-*"
@@ -104,18 +211,19 @@ module "tenant_secrets" {
   source               = "../modules/tenant_secrets"
   region               = var.region
   tenants              = local.tenants
-  kms_key_arn          = aws_kms_key.region.arn
+  kms_key_arn          = aws_kms_key.service["secrets"].arn
   generate_seed        = var.generate_tenant_seeds
   seeds                = { for id, p in ephemeral.aws_secretsmanager_random_password.seed : id => p.random_password }
   recovery_window_days = var.secret_recovery_window_days
 }
 
 module "iam" {
-  source            = "../modules/iam"
-  name              = local.name
-  oidc_provider_arn = module.cluster.oidc_provider_arn
-  oidc_issuer_url   = module.cluster.oidc_issuer_url
-  model_bucket_arn  = module.model_store.bucket_arn
-  kms_key_arn       = aws_kms_key.region.arn
-  namespace         = var.namespace
+  source              = "../modules/iam"
+  name                = local.name
+  oidc_provider_arn   = module.cluster.oidc_provider_arn
+  oidc_issuer_url     = module.cluster.oidc_issuer_url
+  model_bucket_arn    = module.model_store.bucket_arn
+  kms_key_arn         = aws_kms_key.service["models"].arn
+  secrets_kms_key_arn = aws_kms_key.service["secrets"].arn
+  namespace           = var.namespace
 }

@@ -23,9 +23,9 @@ output "model_bucket" {
   value       = module.model_store.bucket_name
 }
 
-output "kms_key_arn" {
-  description = "The region's KMS key."
-  value       = aws_kms_key.region.arn
+output "kms_key_arns" {
+  description = "The region's KMS keys by what they encrypt: models (S3), secrets (Secrets Manager), cluster (Kubernetes Secrets)."
+  value       = { for k, key in aws_kms_key.service : k => key.arn }
 }
 
 output "tenant_secret_names" {
@@ -34,12 +34,16 @@ output "tenant_secret_names" {
 }
 
 output "chart_inputs" {
-  description = "What the Helm install of this region needs: IRSA role ARNs for the runtime and control-plane service accounts (eks.amazonaws.com/role-arn), the model bucket, and the GPU taint the runtimes tolerate."
+  description = "What the Helm installs of this region need: IRSA role ARNs for the runtime and control-plane service accounts and for the Cluster Autoscaler and AWS Load Balancer Controller releases (eks.amazonaws.com/role-arn), the model bucket, and the GPU taint the runtimes tolerate."
   value = {
     region                    = var.region
     model_bucket              = module.model_store.bucket_name
     runtime_role_arn          = module.iam.inference_role_arn
     control_plane_role_arn    = module.iam.gateway_role_arn
+    cluster_autoscaler_role   = module.iam.cluster_autoscaler_role_arn
+    load_balancer_role        = module.iam.load_balancer_controller_role_arn
+    cluster_name              = module.cluster.name
+    vpc_id                    = module.network.vpc_id
     gpu_taint                 = { key = "nvidia.com/gpu", value = "present", effect = "NoSchedule" }
     tenant_secret_name_prefix = "fairshare/tenants"
   }

@@ -21,6 +21,7 @@ provider "aws" {
       eks            = endpoints.value
       iam            = endpoints.value
       kms            = endpoints.value
+      logs           = endpoints.value
       s3             = endpoints.value
       secretsmanager = endpoints.value
       sts            = endpoints.value

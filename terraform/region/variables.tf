@@ -36,15 +36,54 @@ variable "availability_zones" {
 }
 
 variable "enable_nat_gateway" {
-  description = "Give private nodes internet egress through one NAT gateway."
+  description = "Give private nodes internet egress through NAT gateways (image, model and credential traffic also has VPC endpoints)."
+  type        = bool
+  default     = true
+}
+
+variable "nat_gateway_per_az" {
+  description = "One NAT gateway per availability zone (default), so losing a zone stops only its own egress; false keeps one, cheaper, in the first zone."
   type        = bool
   default     = true
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version of the cluster."
+  description = "Kubernetes minor version of the cluster: one in EKS standard support (policy/infrastructure keeps the table and refuses others)."
   type        = string
-  default     = "1.31"
+  default     = "1.35"
+}
+
+variable "cluster_admin_principal_arns" {
+  description = "IAM roles or users that administer the cluster (EKS access entries with AmazonEKSClusterAdminPolicy). Required on AWS: the cluster uses access entries only and grants whoever ran Terraform nothing."
+  type        = list(string)
+  default     = []
+}
+
+variable "cluster_log_retention_days" {
+  description = "Days CloudWatch keeps the control-plane logs (api, audit, authenticator)."
+  type        = number
+  default     = 365
+}
+
+variable "install_eks_addons" {
+  description = "Install the EKS add-ons (VPC CNI with network policy enforcement, kube-proxy, CoreDNS, Pod Identity agent, metrics-server) and the admin access entries. Null (default): yes on AWS, no with aws_endpoint, whose emulator implements neither API."
+  type        = bool
+  default     = null
+}
+
+variable "eks_addon_versions" {
+  description = "Add-on version pins by add-on name (e.g. { vpc-cni = \"v1.20.0-eksbuild.1\" }); an add-on not named gets EKS's default for the cluster's Kubernetes version."
+  type        = map(string)
+  default     = {}
+}
+
+variable "gpu_replica_request" {
+  description = "CPU cores and memory (GiB) one GPU serving replica requests: the chart's inference.resources.gpu.requests (helm/fairshare/values.yaml). Its GPUs come from config/regions.yaml gpus_per_replica. Every GPU pool's instance types must hold it (policy/infrastructure)."
+  type = object({
+    cpu        = number
+    memory_gib = number
+  })
+  default = { cpu = 4, memory_gib = 16 }
 }
 
 variable "cluster_endpoint_public_access" {

@@ -2,7 +2,9 @@
 region             = "eu-west-1"
 vpc_cidr           = "10.41.0.0/16"
 availability_zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
-kubernetes_version = "1.31"
+kubernetes_version = "1.35"
+# The roles that administer the cluster (EKS access entries): set to your platform team's role(s).
+# cluster_admin_principal_arns = ["arn:aws:iam::<account>:role/platform-admin"]
 
 node_pools = {
   system = {
@@ -20,9 +22,11 @@ node_pools = {
     desired_size   = 2
   }
   gpu-small = {
-    kind           = "gpu"
-    accelerator    = "nvidia-l4"
-    instance_types = ["g6.xlarge"]
+    kind        = "gpu"
+    accelerator = "nvidia-l4"
+    # A replica asks 2 GPUs (config/regions.yaml), 4 CPU, 16 GiB: g6.12xlarge (4 L4, 48 vCPU, 192 GiB)
+    # holds two; g6.xlarge (1 GPU, 4 vCPU, 16 GiB before reservations) holds none.
+    instance_types = ["g6.12xlarge"]
     min_size       = 2
     max_size       = 8
     desired_size   = 2

@@ -27,3 +27,13 @@ output "oidc_provider_arn" {
   description = "ARN of the IAM OIDC provider that lets service accounts assume roles."
   value       = aws_iam_openid_connect_provider.this.arn
 }
+
+output "log_group_name" {
+  description = "CloudWatch log group of the control-plane logs (audit among them)."
+  value       = aws_cloudwatch_log_group.cluster.name
+}
+
+output "cluster_security_group_id" {
+  description = "Security group EKS created for the control plane and managed nodes."
+  value       = aws_eks_cluster.this.vpc_config[0].cluster_security_group_id
+}

@@ -9,12 +9,12 @@ variable "name" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version of the control plane, e.g. \"1.31\"."
+  description = "Kubernetes minor version of the control plane, e.g. \"1.35\" (one in EKS standard support: policy/infrastructure refuses others)."
   type        = string
 
   validation {
     condition     = can(regex("^1\\.[0-9]{2}$", var.kubernetes_version))
-    error_message = "kubernetes_version must look like 1.31."
+    error_message = "kubernetes_version must look like 1.35."
   }
 }
 
@@ -52,6 +52,34 @@ variable "public_access_cidrs" {
   validation {
     condition     = alltrue([for c in var.public_access_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
     error_message = "public_access_cidrs must be valid CIDRs and must not open the API to 0.0.0.0/0."
+  }
+}
+
+variable "log_types" {
+  description = "Control-plane log types sent to CloudWatch Logs; audit is required (who changed what through the API)."
+  type        = list(string)
+  default     = ["api", "audit", "authenticator"]
+
+  validation {
+    condition     = contains(var.log_types, "audit") && alltrue([for t in var.log_types : contains(["api", "audit", "authenticator", "controllerManager", "scheduler"], t)])
+    error_message = "log_types must include audit, and only api, audit, authenticator, controllerManager or scheduler."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch keeps the control-plane logs (a CloudWatch retention value, e.g. 90, 365)."
+  type        = number
+  default     = 365
+}
+
+variable "admin_principal_arns" {
+  description = "IAM roles or users that administer the cluster (an access entry with AmazonEKSClusterAdminPolicy each). The cluster uses access entries only, and whoever runs Terraform gets no implicit admin rights."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.admin_principal_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/", a))])
+    error_message = "admin_principal_arns must be IAM role or user ARNs (arn:aws:iam::<account>:role/...)."
   }
 }
 

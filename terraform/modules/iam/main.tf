@@ -14,6 +14,15 @@ locals {
   # Each tenant's pipeline writes under tenants/<tenant>/ only: the prefix policy/models requires of
   # the tenant's artifacts, so no other tenant's (or the platform's) role can put bytes a tenant serves.
   tenant_write_arns = { for t, _ in var.tenant_writers : t => "${var.model_bucket_arn}/${var.tenant_prefix}${t}/*" }
+  # Every KMS permission holds only through the service that owns the key's data (kms:ViaService): a
+  # role that may decrypt model objects through S3 cannot call kms:Decrypt on the key itself.
+  via_s3             = "s3.${data.aws_region.current.name}.amazonaws.com"
+  via_secretsmanager = "secretsmanager.${data.aws_region.current.name}.amazonaws.com"
+  # Cluster Autoscaler and the AWS Load Balancer Controller run in kube-system with these accounts.
+  addon_service_accounts = {
+    cluster_autoscaler = var.cluster_autoscaler_service_account
+    load_balancer      = var.load_balancer_controller_service_account
+  }
 }
 
 # Only the named service account in the named namespace may assume each role (IRSA).
@@ -66,6 +75,11 @@ data "aws_iam_policy_document" "read_models" {
     sid       = "DecryptModels"
     actions   = ["kms:Decrypt"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.via_s3]
+    }
   }
 }
 
@@ -91,7 +105,12 @@ data "aws_iam_policy_document" "read_tenant_secrets" {
   statement {
     sid       = "DecryptTenantSecrets"
     actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
+    resources = [var.secrets_kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.via_secretsmanager]
+    }
   }
 }
 
@@ -143,6 +162,11 @@ data "aws_iam_policy_document" "write_tenant_models" {
     sid       = "EncryptModels"
     actions   = ["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]
     resources = [var.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.via_s3]
+    }
   }
 }
 
@@ -159,4 +183,175 @@ resource "aws_iam_role_policy" "tenant_writer" {
   name     = "write-own-models"
   role     = aws_iam_role.tenant_writer[each.key].id
   policy   = data.aws_iam_policy_document.write_tenant_models[each.key].json
+}
+
+# Cluster add-ons that call AWS: each an IRSA role trusted for its one kube-system service account.
+data "aws_iam_policy_document" "addon_trust" {
+  for_each = local.addon_service_accounts
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:sub"
+      values   = ["system:serviceaccount:kube-system:${each.value}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+  }
+}
+
+# Cluster Autoscaler: reads every group, resizes only this cluster's (EKS tags a managed node group's
+# Auto Scaling group k8s.io/cluster-autoscaler/<cluster> = owned).
+data "aws_iam_policy_document" "cluster_autoscaler" {
+  statement {
+    sid = "Discover"
+    actions = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
+      "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "ResizeOwnGroups"
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.name}"
+      values   = ["owned"]
+    }
+  }
+}
+
+resource "aws_iam_role" "cluster_autoscaler" {
+  name               = "${var.name}-cluster-autoscaler"
+  description        = "Cluster Autoscaler resizes this cluster's node groups within their bounds."
+  assume_role_policy = data.aws_iam_policy_document.addon_trust["cluster_autoscaler"].json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  name   = "resize-node-groups"
+  role   = aws_iam_role.cluster_autoscaler.id
+  policy = data.aws_iam_policy_document.cluster_autoscaler.json
+}
+
+# AWS Load Balancer Controller: creates and changes only load balancers, target groups and security
+# groups it tagged elbv2.k8s.aws/cluster = <this cluster>.
+data "aws_iam_policy_document" "load_balancer_controller" {
+  statement {
+    sid       = "ServiceLinkedRole"
+    actions   = ["iam:CreateServiceLinkedRole"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:AWSServiceName"
+      values   = ["elasticloadbalancing.amazonaws.com"]
+    }
+  }
+  statement {
+    sid = "Read"
+    actions = ["ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+      "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections", "ec2:DescribeSubnets",
+      "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags",
+      "ec2:DescribeCoipPools", "ec2:GetCoipPoolUsage", "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools",
+      "ec2:DescribeRouteTables", "elasticloadbalancing:Describe*", "acm:ListCertificates", "acm:DescribeCertificate",
+      "iam:ListServerCertificates", "iam:GetServerCertificate", "wafv2:GetWebACL", "wafv2:GetWebACLForResource",
+    "shield:GetSubscriptionState", "shield:DescribeProtection"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "CreateTaggedSecurityGroups"
+    actions   = ["ec2:CreateSecurityGroup"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "TagSecurityGroupsAtCreation"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:aws:ec2:*:*:security-group/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateSecurityGroup"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = [var.name]
+    }
+  }
+  statement {
+    sid       = "ChangeOwnSecurityGroups"
+    actions   = ["ec2:CreateTags", "ec2:DeleteTags", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = [var.name]
+    }
+  }
+  statement {
+    sid       = "OpenNodeSecurityGroupsToOwnLoadBalancers"
+    actions   = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/kubernetes.io/cluster/${var.name}"
+      values   = ["owned"]
+    }
+  }
+  statement {
+    sid       = "CreateTaggedLoadBalancers"
+    actions   = ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:AddTags"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/elbv2.k8s.aws/cluster"
+      values   = [var.name]
+    }
+  }
+  statement {
+    sid = "ChangeOwnLoadBalancers"
+    actions = ["elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
+      "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets", "elasticloadbalancing:DeleteLoadBalancer",
+      "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+      "elasticloadbalancing:DeleteTargetGroup", "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets",
+      "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags", "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:CreateRule", "elasticloadbalancing:ModifyListenerAttributes"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+      values   = [var.name]
+    }
+  }
+  statement {
+    # Listeners and rules carry no cluster tag of their own; they live under the load balancers above.
+    sid = "Listeners"
+    actions = ["elasticloadbalancing:ModifyListener", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:ModifyRule",
+      "elasticloadbalancing:DeleteRule", "elasticloadbalancing:AddListenerCertificates",
+    "elasticloadbalancing:RemoveListenerCertificates", "elasticloadbalancing:SetWebAcl"]
+    resources = ["arn:aws:elasticloadbalancing:*:*:listener/*", "arn:aws:elasticloadbalancing:*:*:listener-rule/*",
+    "arn:aws:elasticloadbalancing:*:*:loadbalancer/*"]
+  }
+}
+
+resource "aws_iam_role" "load_balancer_controller" {
+  name               = "${var.name}-load-balancer-controller"
+  description        = "AWS Load Balancer Controller provisions the gateway's load balancer (the chart's Service of type LoadBalancer)."
+  assume_role_policy = data.aws_iam_policy_document.addon_trust["load_balancer"].json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "load_balancer_controller" {
+  name   = "manage-own-load-balancers"
+  role   = aws_iam_role.load_balancer_controller.id
+  policy = data.aws_iam_policy_document.load_balancer_controller.json
 }

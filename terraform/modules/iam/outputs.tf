@@ -12,3 +12,13 @@ output "tenant_writer_role_arns" {
   description = "Per tenant, the role its model pipeline assumes to write under tenants/<tenant>/ of the model bucket."
   value       = { for t, r in aws_iam_role.tenant_writer : t => r.arn }
 }
+
+output "cluster_autoscaler_role_arn" {
+  description = "Role Cluster Autoscaler's service account (kube-system) is annotated with."
+  value       = aws_iam_role.cluster_autoscaler.arn
+}
+
+output "load_balancer_controller_role_arn" {
+  description = "Role the AWS Load Balancer Controller's service account (kube-system) is annotated with."
+  value       = aws_iam_role.load_balancer_controller.arn
+}

@@ -64,8 +64,25 @@ variable "tenant_writers" {
 }
 
 variable "kms_key_arn" {
-  description = "ARN of the KMS key the model bucket is encrypted with."
+  description = "ARN of the KMS key the model bucket is encrypted with (used only through S3: kms:ViaService)."
   type        = string
+}
+
+variable "secrets_kms_key_arn" {
+  description = "ARN of the KMS key the tenant secrets are encrypted with (used only through Secrets Manager: kms:ViaService)."
+  type        = string
+}
+
+variable "cluster_autoscaler_service_account" {
+  description = "Service account (in kube-system) Cluster Autoscaler runs as; trusted by its role."
+  type        = string
+  default     = "cluster-autoscaler"
+}
+
+variable "load_balancer_controller_service_account" {
+  description = "Service account (in kube-system) the AWS Load Balancer Controller runs as; trusted by its role."
+  type        = string
+  default     = "aws-load-balancer-controller"
 }
 
 variable "tenant_secret_name_prefix" {

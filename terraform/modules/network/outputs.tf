@@ -17,3 +17,13 @@ output "private_subnet_cidrs" {
   description = "CIDR of each private subnet, keyed by availability zone."
   value       = { for az, s in aws_subnet.private : az => s.cidr_block }
 }
+
+output "nat_gateway_ids" {
+  description = "NAT gateway ID per zone that has one (every zone by default)."
+  value       = { for az, n in aws_nat_gateway.this : az => n.id }
+}
+
+output "vpc_endpoint_ids" {
+  description = "VPC endpoint ID per service (s3 gateway and the interface endpoints)."
+  value       = merge({ for s, e in aws_vpc_endpoint.interface : s => e.id }, { for e in aws_vpc_endpoint.s3 : "s3" => e.id })
+}

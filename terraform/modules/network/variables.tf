@@ -34,9 +34,32 @@ variable "availability_zones" {
 }
 
 variable "enable_nat_gateway" {
-  description = "Create one NAT gateway so private nodes can pull images and models; false for fully private regions with VPC endpoints."
+  description = "Give private nodes internet egress through NAT; false for fully private regions (the VPC endpoints still serve image pulls, model pulls and STS)."
   type        = bool
   default     = true
+}
+
+variable "nat_gateway_per_az" {
+  description = "One NAT gateway per zone, each zone's private subnet routed through its own (default: losing a zone stops only its egress). False: one NAT gateway in the first zone, cheaper, a single point of failure."
+  type        = bool
+  default     = true
+}
+
+variable "enable_vpc_endpoints" {
+  description = "Create the S3 gateway endpoint and the interface endpoints (interface_endpoints), so image pulls, model pulls and credential refresh do not depend on NAT."
+  type        = bool
+  default     = true
+}
+
+variable "interface_endpoints" {
+  description = "AWS services reached through interface endpoints in the private subnets (com.amazonaws.<region>.<service>)."
+  type        = list(string)
+  default     = ["sts", "ecr.api", "ecr.dkr"]
+
+  validation {
+    condition     = alltrue([for s in var.interface_endpoints : can(regex("^[a-z0-9.-]+$", s))])
+    error_message = "interface_endpoints must be service names such as sts or ecr.dkr."
+  }
 }
 
 variable "cluster_name" {

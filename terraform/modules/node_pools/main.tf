@@ -1,6 +1,11 @@
 locals {
-  # GPU nodes need the NVIDIA driver image; others run the standard AL2023 image.
-  default_ami = { system = "AL2023_x86_64_STANDARD", cpu = "AL2023_x86_64_STANDARD", gpu = "AL2023_x86_64_NVIDIA" }
+  # GPU nodes run Bottlerocket's NVIDIA variant: driver, container toolkit and the NVIDIA Kubernetes device
+  # plugin are part of the OS image, so `nvidia.com/gpu` is advertised as soon as a node joins, with nothing
+  # to install or upgrade beside the node. The others run the standard AL2023 image.
+  default_ami = { system = "AL2023_x86_64_STANDARD", cpu = "AL2023_x86_64_STANDARD", gpu = "BOTTLEROCKET_x86_64_NVIDIA" }
+  ami_type    = { for name, p in var.pools : name => coalesce(p.ami_type, local.default_ami[p.kind]) }
+  # Bottlerocket keeps the OS on /dev/xvda and containers and images on /dev/xvdb; AL2023 has one volume.
+  data_device = { for name, t in local.ami_type : name => startswith(t, "BOTTLEROCKET") ? "/dev/xvdb" : "/dev/xvda" }
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -29,6 +34,40 @@ resource "aws_iam_role_policy_attachment" "node" {
   policy_arn = each.value
 }
 
+# Every pool launches from its own template, so the instance metadata service is IMDSv2 only with a hop
+# limit of 1: a pod (one hop further than the node) cannot reach it and so cannot take the node role's
+# credentials. Node groups without a template get EKS's default hop limit of 2.
+resource "aws_launch_template" "this" {
+  for_each = var.pools
+
+  name                   = "${var.cluster_name}-${each.key}" # known at plan: the policy ties node groups to it
+  update_default_version = true
+
+  metadata_options {
+    http_endpoint               = "enabled"
+    http_tokens                 = "required"
+    http_put_response_hop_limit = 1
+    instance_metadata_tags      = "disabled"
+  }
+
+  block_device_mappings {
+    device_name = local.data_device[each.key]
+    ebs {
+      volume_size           = each.value.disk_size_gb
+      volume_type           = "gp3"
+      encrypted             = true
+      delete_on_termination = true
+    }
+  }
+
+  tag_specifications {
+    resource_type = "instance"
+    tags          = merge(var.tags, { "fairshare:pool" = each.key, "fairshare:pool-kind" = each.value.kind })
+  }
+
+  tags = merge(var.tags, { "fairshare:pool" = each.key })
+}
+
 resource "aws_eks_node_group" "this" {
   for_each = var.pools
 
@@ -37,9 +76,14 @@ resource "aws_eks_node_group" "this" {
   node_role_arn   = aws_iam_role.node.arn
   subnet_ids      = var.subnet_ids
   instance_types  = each.value.instance_types
-  ami_type        = coalesce(each.value.ami_type, local.default_ami[each.value.kind])
+  ami_type        = local.ami_type[each.key]
   capacity_type   = each.value.capacity_type
-  disk_size       = each.value.disk_size_gb
+
+  # The disk size lives in the template: EKS refuses disk_size beside a launch template.
+  launch_template {
+    name    = aws_launch_template.this[each.key].name
+    version = aws_launch_template.this[each.key].latest_version
+  }
 
   scaling_config {
     min_size     = each.value.min_size
@@ -63,7 +107,15 @@ resource "aws_eks_node_group" "this" {
     }
   }
 
-  tags = merge(var.tags, { "fairshare:pool" = each.key, "fairshare:pool-kind" = each.value.kind })
+  # What one serving replica of the pool asks for (GPUs, CPU, memory): policy/infrastructure checks that
+  # each instance type's allocatable capacity holds it. Cluster Autoscaler discovers the group by the
+  # k8s.io/cluster-autoscaler tags EKS puts on the group's Auto Scaling group.
+  tags = merge(var.tags, { "fairshare:pool" = each.key, "fairshare:pool-kind" = each.value.kind },
+    each.value.replica_request == null ? {} : {
+      "fairshare:replica-gpus"       = tostring(each.value.replica_request.gpus)
+      "fairshare:replica-cpu"        = tostring(each.value.replica_request.cpu)
+      "fairshare:replica-memory-mib" = tostring(each.value.replica_request.memory_mib)
+  })
 
   lifecycle {
     # The cluster autoscaler owns the current size within [min_size, max_size].

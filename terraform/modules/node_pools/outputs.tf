@@ -16,3 +16,8 @@ output "node_groups" {
     }
   }
 }
+
+output "launch_template_names" {
+  description = "Per pool, the launch template its nodes start from (IMDSv2 only, hop limit 1, encrypted gp3 disk)."
+  value       = { for name, lt in aws_launch_template.this : name => lt.name }
+}

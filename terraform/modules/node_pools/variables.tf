@@ -25,6 +25,8 @@ variable "pools" {
     kind: "system" (control plane, Envoy, add-ons), "cpu" (CPU serving pools) or "gpu" (tainted GPU serving pools).
     accelerator: what the pool serves on, e.g. "nvidia-l4" (becomes the fairshare.io/accelerator label).
     min_size/max_size bound the autoscaler; desired_size is only the starting size.
+    replica_request: what one serving replica asks (gpus, cpu cores, memory_mib); tagged on the node group so
+    policy/infrastructure can check each instance type holds it. Required for gpu pools.
   EOT
   type = map(object({
     kind           = string
@@ -37,6 +39,11 @@ variable "pools" {
     ami_type       = optional(string)
     capacity_type  = optional(string, "ON_DEMAND")
     labels         = optional(map(string), {})
+    replica_request = optional(object({
+      gpus       = number
+      cpu        = number
+      memory_mib = number
+    }))
   }))
 
   validation {
@@ -70,6 +77,11 @@ variable "pools" {
   }
 
   validation {
+    condition     = alltrue([for p in values(var.pools) : p.kind != "gpu" || p.replica_request != null])
+    error_message = "a gpu pool must give its replica_request (gpus, cpu, memory_mib), so the plan can be checked against its instance types."
+  }
+
+  validation {
     condition     = alltrue([for p in values(var.pools) : contains(["ON_DEMAND", "SPOT"], p.capacity_type)])
     error_message = "capacity_type must be ON_DEMAND or SPOT."
   }
@@ -80,3 +92,4 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+

@@ -11,6 +11,9 @@ mock_provider "aws" {
   mock_resource "aws_iam_openid_connect_provider" {
     defaults = { arn = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE" }
   }
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
   mock_data "aws_iam_policy_document" {
     defaults = {
       json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
@@ -20,7 +23,7 @@ mock_provider "aws" {
 
 variables {
   name               = "fairshare-eu-west-1"
-  kubernetes_version = "1.31"
+  kubernetes_version = "1.35"
   subnet_ids         = ["subnet-a", "subnet-b"]
   kms_key_arn        = "arn:aws:kms:eu-west-1:123456789012:key/example"
 }
@@ -41,6 +44,21 @@ run "private_api_with_secrets_encrypted_by_the_region_key" {
   assert {
     condition     = aws_iam_openid_connect_provider.this.url == "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
     error_message = "the OIDC provider must trust the cluster's issuer"
+  }
+
+  assert {
+    condition     = contains(aws_eks_cluster.this.enabled_cluster_log_types, "audit") && aws_cloudwatch_log_group.cluster.name == "/aws/eks/fairshare-eu-west-1/cluster"
+    error_message = "the audit log goes to the cluster's log group"
+  }
+
+  assert {
+    condition     = aws_eks_cluster.this.access_config[0].authentication_mode == "API" && aws_eks_cluster.this.access_config[0].bootstrap_cluster_creator_admin_permissions == false
+    error_message = "access entries only, and no implicit admin for whoever ran Terraform"
+  }
+
+  assert {
+    condition     = length(aws_eks_access_entry.admin) == 0
+    error_message = "no admin entry unless one is named"
   }
 
   assert {
@@ -68,4 +86,32 @@ run "a_non_kms_key_is_refused" {
   }
 
   expect_failures = [var.kms_key_arn]
+}
+
+run "named_admins_get_cluster_admin_access_entries" {
+  command = plan
+
+  variables {
+    admin_principal_arns = ["arn:aws:iam::123456789012:role/platform-admin"]
+  }
+
+  assert {
+    condition     = aws_eks_access_policy_association.admin["arn:aws:iam::123456789012:role/platform-admin"].policy_arn == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    error_message = "each admin principal gets the cluster-admin access policy"
+  }
+
+  assert {
+    condition     = one(aws_eks_access_policy_association.admin["arn:aws:iam::123456789012:role/platform-admin"].access_scope).type == "cluster"
+    error_message = "admin access is cluster-wide"
+  }
+}
+
+run "audit_logs_cannot_be_turned_off" {
+  command = plan
+
+  variables {
+    log_types = ["api", "authenticator"]
+  }
+
+  expect_failures = [var.log_types]
 }

@@ -14,11 +14,12 @@ mock_provider "aws" {
 }
 
 variables {
-  name              = "fairshare-eu-west-1"
-  oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
-  oidc_issuer_url   = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
-  model_bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-models-123456789012"
-  kms_key_arn       = "arn:aws:kms:eu-west-1:123456789012:key/example"
+  name                = "fairshare-eu-west-1"
+  oidc_provider_arn   = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  oidc_issuer_url     = "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE"
+  model_bucket_arn    = "arn:aws:s3:::fairshare-eu-west-1-models-123456789012"
+  kms_key_arn         = "arn:aws:kms:eu-west-1:123456789012:key/models"
+  secrets_kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/secrets"
 }
 
 run "roles_named_for_the_region" {

@@ -1,4 +1,8 @@
-mock_provider "aws" {}
+mock_provider "aws" {
+  mock_data "aws_region" {
+    defaults = { name = "eu-west-1" }
+  }
+}
 
 variables {
   name               = "fairshare-eu-west-1"
@@ -31,8 +35,36 @@ run "one_private_and_one_public_subnet_per_zone" {
   }
 
   assert {
-    condition     = length(aws_nat_gateway.this) == 1
-    error_message = "one NAT gateway by default"
+    condition     = toset(keys(aws_nat_gateway.this)) == toset(["eu-west-1a", "eu-west-1b", "eu-west-1c"])
+    error_message = "one NAT gateway per zone by default, each in its own zone's public subnet"
+  }
+
+  assert {
+    condition     = length(aws_route_table.private) == 3 && toset(keys(aws_route.private_nat)) == toset(keys(aws_nat_gateway.this))
+    error_message = "each zone has its own private route table and default route (through that zone's NAT gateway)"
+  }
+
+  assert {
+    condition     = aws_vpc_endpoint.s3[0].vpc_endpoint_type == "Gateway" && aws_vpc_endpoint.s3[0].service_name == "com.amazonaws.eu-west-1.s3"
+    error_message = "model and image-layer pulls go through an S3 gateway endpoint"
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["sts", "ecr.api", "ecr.dkr"]) && alltrue([for e in aws_vpc_endpoint.interface : e.private_dns_enabled])
+    error_message = "STS and ECR (API and registry) are reached through private interface endpoints"
+  }
+}
+
+run "one_shared_nat_gateway_when_asked" {
+  command = plan
+
+  variables {
+    nat_gateway_per_az = false
+  }
+
+  assert {
+    condition     = keys(aws_nat_gateway.this) == ["eu-west-1a"] && length(aws_route.private_nat) == 3
+    error_message = "nat_gateway_per_az = false keeps one NAT gateway, in the first zone, for every private route table"
   }
 }
 
@@ -46,6 +78,11 @@ run "nat_gateway_can_be_left_out" {
   assert {
     condition     = length(aws_nat_gateway.this) == 0 && length(aws_route.private_nat) == 0 && length(aws_eip.nat) == 0
     error_message = "no NAT gateway, route or address when disabled"
+  }
+
+  assert {
+    condition     = length(aws_vpc_endpoint.interface) == 3 && length(aws_vpc_endpoint.s3) == 1
+    error_message = "a region without NAT still reaches S3, STS and ECR through the endpoints"
   }
 }
 

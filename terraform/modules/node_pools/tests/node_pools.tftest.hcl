@@ -12,7 +12,7 @@ variables {
   pools = {
     system      = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
     cpu-general = { kind = "cpu", instance_types = ["c6i.2xlarge"], min_size = 1, max_size = 10, desired_size = 2 }
-    gpu-small   = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 8, desired_size = 1 }
+    gpu-small   = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 8, desired_size = 1, replica_request = { gpus = 1, cpu = 2, memory_mib = 8192 } }
   }
 }
 
@@ -35,8 +35,28 @@ run "gpu_pools_are_tainted_and_labelled_the_others_not" {
   }
 
   assert {
-    condition     = aws_eks_node_group.this["gpu-small"].ami_type == "AL2023_x86_64_NVIDIA" && aws_eks_node_group.this["system"].ami_type == "AL2023_x86_64_STANDARD"
-    error_message = "GPU pools run the NVIDIA image"
+    condition     = aws_eks_node_group.this["gpu-small"].ami_type == "BOTTLEROCKET_x86_64_NVIDIA" && aws_eks_node_group.this["system"].ami_type == "AL2023_x86_64_STANDARD"
+    error_message = "GPU pools run Bottlerocket's NVIDIA variant (driver and device plugin in the image)"
+  }
+
+  assert {
+    condition     = alltrue([for lt in aws_launch_template.this : one(lt.metadata_options).http_tokens == "required" && one(lt.metadata_options).http_put_response_hop_limit == 1])
+    error_message = "every node runs IMDSv2 only with a hop limit of 1, so pods cannot reach the node role's credentials"
+  }
+
+  assert {
+    condition     = alltrue([for k, ng in aws_eks_node_group.this : one(ng.launch_template).name == "fairshare-eu-west-1-${k}"])
+    error_message = "every node group launches from its pool's template"
+  }
+
+  assert {
+    condition     = one(aws_launch_template.this["gpu-small"].block_device_mappings).device_name == "/dev/xvdb" && one(aws_launch_template.this["system"].block_device_mappings).device_name == "/dev/xvda"
+    error_message = "the disk size goes to Bottlerocket's data volume, and to AL2023's only volume"
+  }
+
+  assert {
+    condition     = aws_eks_node_group.this["gpu-small"].tags["fairshare:replica-gpus"] == "1" && aws_eks_node_group.this["gpu-small"].tags["fairshare:replica-memory-mib"] == "8192"
+    error_message = "a GPU pool carries its per-replica request for the infrastructure policy"
   }
 
   assert {
@@ -51,9 +71,9 @@ run "three_gpu_pools" {
   variables {
     pools = {
       system = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
-      gpu-a  = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 4, desired_size = 0 }
-      gpu-b  = { kind = "gpu", accelerator = "nvidia-a10g", instance_types = ["g5.xlarge"], min_size = 0, max_size = 4, desired_size = 0 }
-      gpu-c  = { kind = "gpu", accelerator = "nvidia-h100", instance_types = ["p5.48xlarge"], min_size = 0, max_size = 2, desired_size = 0 }
+      gpu-a  = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 4, desired_size = 0, replica_request = { gpus = 1, cpu = 2, memory_mib = 8192 } }
+      gpu-b  = { kind = "gpu", accelerator = "nvidia-a10g", instance_types = ["g5.xlarge"], min_size = 0, max_size = 4, desired_size = 0, replica_request = { gpus = 1, cpu = 2, memory_mib = 8192 } }
+      gpu-c  = { kind = "gpu", accelerator = "nvidia-h100", instance_types = ["p5.48xlarge"], min_size = 0, max_size = 2, desired_size = 0, replica_request = { gpus = 1, cpu = 2, memory_mib = 8192 } }
     }
   }
 
@@ -94,6 +114,19 @@ run "no_system_pool_is_refused" {
   variables {
     pools = {
       cpu = { kind = "cpu", instance_types = ["c6i.large"], min_size = 1, max_size = 2, desired_size = 1 }
+    }
+  }
+
+  expect_failures = [var.pools]
+}
+
+run "a_gpu_pool_without_its_replica_request_is_refused" {
+  command = plan
+
+  variables {
+    pools = {
+      system = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
+      gpu    = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.12xlarge"], min_size = 0, max_size = 4, desired_size = 0 }
     }
   }
 
