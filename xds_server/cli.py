@@ -230,6 +230,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
     _policy_parser(sub)
     audit_cli.add_commands(sub, str(DEFAULT_STATE))
+    from xds_server.offboard.cli import add_parsers as offboard_parsers
+
+    offboard_parsers(sub, DEFAULT_STATE)
     return p
 
 
