@@ -1,0 +1,120 @@
+"""`fairshare compliance report`: for the example tenant acme, exactly the regions, models and buckets
+its config gives (computed here from the YAML, independently of the report), and its audit records;
+clear answers for an unknown tenant, a period without records and a tampered log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.audit.conftest import Audited
+from xds_server.cli import main
+
+
+def expected(config: Path, tenant: str) -> dict[str, object]:
+    """What config/ says about `tenant`, read straight from the YAML files."""
+    spec = yaml.safe_load((config / "tenants" / f"{tenant}.yaml").read_text())
+    regions = {r["id"]: r for r in yaml.safe_load((config / "regions.yaml").read_text())["regions"]}
+    models = yaml.safe_load((config / "models.yaml").read_text())["models"]
+    allowed = spec["regions"]["allowed"]
+    routed: set[str] = set()
+    for name, grant in spec["models"].items():
+        for version, _pct in grant["split"].items():
+            mv = models[name]["versions"][version]
+            where = mv.get("regions") or list(regions)
+            routed |= {r for r in where if r in allowed and any(p["name"] == mv["pool"] for p in regions[r]["pools"])}
+    for om in spec.get("own_models", {}).values():
+        routed |= {r for r in allowed if any(p["name"] == om["pool"] for p in regions[r]["pools"])}
+    return {"allowed": allowed, "routed": sorted(routed), "models": sorted(spec["models"]),
+            "own": sorted(f"{tenant}:{m}" for m in spec.get("own_models", {})),
+            "buckets": {r: regions[r]["model_bucket"] for r in allowed if regions[r].get("model_bucket")},
+            "pii": spec.get("pii", {}), "data_class": spec.get("data_class")}
+
+
+def report(audited: Audited, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(["compliance", "report", "--tenant", "acme", "--config", str(audited.config),
+               "--log", str(audited.log_path), *extra])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def test_the_report_names_exactly_acmes_regions_models_and_buckets(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    want = expected(audited.config, "acme")
+    assert audited.cp.reload().ok
+    audited.edit("acme", "quotas: {concurrency: 32}", "quotas: {concurrency: 16}")
+    assert audited.cp.reload().ok
+    audited.edit("globex", "tier:", "tier: nope\n#")  # another tenant's refusal
+    assert not audited.cp.reload().ok
+    audited.edit("globex", "tier: nope\n#", "tier:")  # fixed again (the report reads the config on disk)
+    assert audited.cp.reload().ok is True
+
+    rc, out = report(audited, capsys, "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert data["residency"]["may"]["allowed"] == want["allowed"]
+    assert data["residency"]["is"]["routed_regions"] == want["routed"]
+    assert sorted(c["model"] for c in data["models"]["catalog"]) == want["models"]
+    assert sorted(o["model"] for o in data["models"]["own"]) == want["own"]
+    assert {p["region"]: p["bucket"] for p in data["models"]["buckets"]["permitted"]} == want["buckets"]
+    assert all(p["prefix"] == "tenants/acme/" for p in data["models"]["buckets"]["permitted"])
+    # acme's artifacts are local files here (s3:// in a cluster): no bucket holds them.
+    assert data["models"]["buckets"]["in_use"] == []
+    assert data["pii"]["data_class"] == want["data_class"]
+    assert set(want["pii"]["block"]) <= set(data["pii"]["effective"]["block"])  # type: ignore[index]
+    assert data["pii"]["class_requires"]["block"] == ["credit_card"]  # the payment class, from policy/pii
+    assert data["quotas"]["quotas"]["concurrency"] == {"effective": 16, "from": "tenant override"}
+    assert data["quotas"]["quotas"]["gpus"]["from"] == "tier enterprise default"
+    assert data["change_control"]["file"] == str((audited.config / "tenants" / "acme.yaml").resolve())
+    # Its audit records: the first apply and the edit; not globex's refusal, nothing of other tenants.
+    records = data["audit"]["records"]
+    assert [r["seq"] for r in records] == [1, 2] and data["audit"]["verified"]
+    assert records[1]["decision"]["result"]["quotas"]["after"]["concurrency"] == 16
+    assert "globex" not in json.dumps(records)
+
+    rc, text = report(audited, capsys)
+    assert rc == 0
+    for region in want["allowed"]:  # type: ignore[attr-defined]
+        assert region in text
+    for name in [*want["models"], *want["own"], *want["buckets"].values()]:  # type: ignore[attr-defined]
+        assert name in text
+    assert "seq 2" in text and "the chain verifies: 2 record(s) shown" in text
+
+
+def test_unknown_tenant_and_bad_dates_get_clear_errors(audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["compliance", "report", "--tenant", "nobody", "--config", str(audited.config)]) == 2
+    assert "unknown tenant 'nobody'" in capsys.readouterr().err
+    rc, out = report(audited, capsys, "--since", "last tuesday")
+    assert rc == 2 and "--since: expected a date (2026-01-31)" in out
+    rc, out = report(audited, capsys, "--since", "2026-02-01", "--until", "2026-01-01")
+    assert rc == 2 and "is after --until" in out
+
+
+def test_a_period_without_records_says_so(audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = report(audited, capsys)
+    assert rc == 0 and "no audit log at" in out
+    assert audited.cp.reload().ok
+    rc, out = report(audited, capsys, "--since", "2000-01-01", "--until", "2000-12-31")
+    assert rc == 0
+    assert "no audit record touches tenant acme in the period" in out and "the log holds 1 records" in out
+
+
+def test_a_tampered_log_is_refused_and_the_break_named(audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    assert audited.cp.reload().ok
+    audited.edit("acme", "quotas: {concurrency: 32}", "quotas: {concurrency: 16}")
+    assert audited.cp.reload().ok
+    text = audited.log_path.read_text().splitlines(keepends=True)
+    text[1] = text[1].replace('"concurrency":16', '"concurrency":64')
+    audited.log_path.write_text("".join(text))
+    rc, out = report(audited, capsys, "--json")
+    assert rc == 1
+    data = json.loads(out)
+    assert data["audit"]["records"] is None and "line 2 (seq 2): digest mismatch" in data["audit"]["break"]
+    rc, out = report(audited, capsys)
+    assert rc == 1 and "REFUSED: the audit log does not verify" in out and "line 2 (seq 2)" in out
+    assert "concurrency\":64" not in out

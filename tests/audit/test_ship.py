@@ -1,0 +1,91 @@
+"""Shipping rotated audit files to S3 on a real moto server: write-once (object lock) where the bucket
+has it, plain where it does not."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from xds_server.audit import AuditLog, verify
+from xds_server.audit.log import log_files
+from xds_server.audit.ship import S3Shipper
+from xds_server.local.processes import Child, free_port, wait_http
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    child = Child("moto", [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)], log).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{endpoint}/moto-api/", timeout=60, proc=child.proc, log_file=log)
+        yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing")
+    finally:
+        child.stop()
+
+
+def fill(path: Path, shipper: S3Shipper, n: int = 30) -> AuditLog:
+    log = AuditLog(path, max_bytes=2048, shipper=shipper)
+    for i in range(n):
+        log.append("config.applied", tenants=[f"t{i:05d}"], config_version=f"{i:012x}")
+    assert shipper.flush() == []
+    return log
+
+
+def test_rotated_files_are_shipped_with_object_lock(s3: object, tmp_path: Path) -> None:
+    client = s3  # a boto3 S3 client on the moto server
+    client.create_bucket(Bucket="audit-locked", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]
+    client.put_object_lock_configuration(  # type: ignore[attr-defined]
+        Bucket="audit-locked", ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 30}}})
+    shipper = S3Shipper("s3://audit-locked/cp-1/", client=client)
+    path = tmp_path / "audit.jsonl"
+    fill(path, shipper)
+    closed = log_files(path)[:-1]
+    assert closed and shipper.object_lock() == ("COMPLIANCE", 30)
+    for file in closed:
+        head = client.head_object(Bucket="audit-locked", Key=f"cp-1/{file.name}")  # type: ignore[attr-defined]
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        body = client.get_object(Bucket="audit-locked", Key=f"cp-1/{file.name}")["Body"].read()  # type: ignore[attr-defined]
+        assert body == file.read_bytes()
+    # The shipped copies are the chain: downloaded into a folder with the active file, they verify.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for file in closed:
+        (copy / file.name).write_bytes(client.get_object(  # type: ignore[attr-defined]
+            Bucket="audit-locked", Key=f"cp-1/{file.name}")["Body"].read())
+    (copy / "audit.jsonl").write_bytes(path.read_bytes())
+    assert verify(copy / "audit.jsonl").ok
+    # Write-once: a locked version cannot be deleted before its retention date.
+    versions = client.list_object_versions(Bucket="audit-locked", Prefix="cp-1/")["Versions"]  # type: ignore[attr-defined]
+    with pytest.raises(client.exceptions.ClientError):  # type: ignore[attr-defined]
+        client.delete_object(Bucket="audit-locked", Key=versions[0]["Key"],  # type: ignore[attr-defined]
+                             VersionId=versions[0]["VersionId"])
+
+
+def test_a_bucket_without_object_lock_still_gets_the_files(s3: object, tmp_path: Path) -> None:
+    client = s3
+    client.create_bucket(Bucket="audit-plain")  # type: ignore[attr-defined]
+    shipper = S3Shipper("s3://audit-plain", client=client)
+    path = tmp_path / "audit.jsonl"
+    fill(path, shipper)
+    assert shipper.object_lock() is None
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="audit-plain")["Contents"]}  # type: ignore[attr-defined]
+    assert keys == {f.name for f in log_files(path)[:-1]}
+    assert set(shipper.shipped.values()) == {"none"}
+
+
+def test_a_file_that_could_not_ship_stays_pending(s3: object, tmp_path: Path) -> None:
+    shipper = S3Shipper("s3://no-such-bucket/x", client=s3)
+    log = AuditLog(tmp_path / "audit.jsonl", max_bytes=2048, shipper=shipper)
+    for i in range(20):
+        log.append("config.applied", tenants=[f"t{i:05d}"], config_version=f"{i:012x}")
+    pending = shipper.flush()
+    assert pending and all(p.exists() for p in pending)
+    assert verify(tmp_path / "audit.jsonl").ok  # the local chain is unharmed

@@ -1,0 +1,139 @@
+"""The control plane's audit records, through the real reload path: an applied change records the
+tenants it touched with what changed in their effective spec (before/after), a refusal its reasons;
+records carry no secret; the chain verifies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.audit.conftest import Audited
+from xds_server.audit import AuditLog, verify
+from xds_server.audit.cli import open_from_args
+from xds_server.audit.log import digest_of
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import issue_for_config
+from xds_server.cli import _parser
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_an_applied_change_records_the_tenants_and_decisions_it_changed(audited: Audited) -> None:
+    assert audited.cp.reload().ok
+    first = audited.records()[0]
+    assert first["kind"] == "config.applied" and first["seq"] == 1 and first["prev"] is None
+    assert first["added"] == ["acme", "globex", "hooli", "initech"] == first["tenants"]
+    assert first["source"] == "local" and "revision" in first and "author" in first
+    assert RFC3339_UTC.match(str(first["time"]))
+
+    audited.edit("acme", "quotas: {concurrency: 32}", "quotas: {concurrency: 16}")
+    assert audited.cp.reload().ok
+    record = audited.records()[-1]
+    assert record["kind"] == "config.applied" and record["seq"] == 2
+    assert record["prev"] == first["digest"] and record["digest"] == digest_of(record)
+    assert record["tenants"] == ["acme"] and record["added"] == [] and record["removed"] == []
+    assert record["previous_version"] == first["config_version"] != record["config_version"]
+    (decision,) = record["decisions"]
+    # OPA's decision-log shape: an id, the path queried, the input's digest (not the input), the result.
+    assert set(decision) == {"decision_id", "path", "tenant", "input_digest", "result", "timestamp"}
+    assert decision["path"] == "fairshare/tenant/result" and decision["input_digest"].startswith("blake2b-96:")
+    # Only what changed, before and after, and the policy that decided it.
+    assert set(decision["result"]) == {"quotas"}
+    quotas = decision["result"]["quotas"]
+    assert quotas["policy"] == "fairshare/quota"
+    assert (quotas["before"]["concurrency"], quotas["after"]["concurrency"]) == (32, 16)
+    assert quotas["after"]["tier"] == "enterprise"
+
+    # A routes and PII change of one tenant: both parts, nothing about the others.
+    audited.edit("acme", "regions: {home: us-east-1, allowed: [us-east-1, eu-west-1]}",
+                 "regions: {home: us-east-1, allowed: [us-east-1]}")
+    audited.edit("acme", "block: [credit_card]", "block: [credit_card, iban]")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    result = decision["result"]
+    assert set(result) == {"routes", "own_routes", "pii"}
+    assert set(result["routes"]["before"]) == {"us-east-1", "eu-west-1"}
+    assert set(result["routes"]["after"]) == {"us-east-1"}
+    assert "iban" in result["pii"]["after"]["block"] and "iban" not in result["pii"]["before"]["block"]
+    assert result["pii"]["policy"] == "fairshare/pii" and result["routes"]["policy"] == "fairshare/residency"
+
+    # Removing a tenant is recorded as such; a reload that changes nothing adds no record.
+    (audited.config / "tenants" / "hooli.yaml").unlink()
+    assert audited.cp.reload().ok
+    removed = audited.records()[-1]
+    assert removed["removed"] == ["hooli"] and removed["tenants"] == ["hooli"]
+    assert removed["decisions"][0]["result"]["quotas"]["after"] is None
+    count = len(audited.records())
+    assert audited.cp.reload().ok
+    assert len(audited.records()) == count
+    assert verify(audited.log_path).ok
+
+
+def test_a_refusal_records_its_reasons(audited: Audited) -> None:
+    assert audited.cp.reload().ok
+    audited.edit("acme", "tier: enterprise", "tier: platinum")
+    outcome = audited.cp.reload()
+    assert not outcome.ok
+    record = audited.records()[-1]
+    assert record["kind"] == "config.refused" and record["seq"] == 2
+    assert record["serving_version"] == audited.records()[0]["config_version"]
+    assert record["tenants"] == ["acme"]
+    (reason,) = record["reasons"]
+    assert "acme.yaml" in reason and "unknown tier 'platinum'" in reason
+    assert record["summary"].startswith("config is invalid")
+    # A policy's refusal too: its reason names the policy and the rule.
+    audited.edit("acme", "tier: platinum", "tier: enterprise")
+    audited.edit("acme", "data_class: payment", "data_class: secret-stuff")
+    assert not audited.cp.reload().ok
+    (reason,) = audited.records()[-1]["reasons"]
+    assert "unknown data class" in reason and "unknown-data-class" in reason
+    assert verify(audited.log_path).ok
+
+
+def test_records_carry_no_token_key_or_request_data(audited: Audited, tmp_path: Path) -> None:
+    """A tenant with PII rules and a live token: neither the token nor the signing key reaches the log,
+    even when a refused file quotes the token back (here: as a field name, which the reason repeats)."""
+    assert audited.cp.reload().ok
+    key = SigningKey.load_or_create(tmp_path / "state")
+    assert audited.cp.config is not None
+    token = issue_for_config(audited.cp.config, key, "acme")
+    path = audited.config / "tenants" / "acme.yaml"
+    path.write_text(path.read_text() + f"{token}: 1\n")
+    assert not audited.cp.reload().ok
+    text = audited.log_path.read_text()
+    assert "unknown field" in text and "[redacted]" in text
+    assert token not in text and token.split(".")[1] not in text
+    assert "PRIVATE KEY" not in text
+    for private in (tmp_path / "state").rglob("*"):
+        if private.is_file() and "audit" not in private.parts:
+            assert private.read_text(errors="replace").strip() not in text
+    # The PII rules are there as rules (entity names), never as values.
+    assert '"redact":["email"' in text
+    assert "@" not in text.replace("maintainers@", "")  # no e-mail address but a git author's
+
+
+def test_the_api_refuses_secret_fields_and_values(tmp_path: Path) -> None:
+    import pytest
+
+    from xds_server.audit import AuditError
+
+    log = AuditLog(tmp_path / "a.jsonl")
+    for fields in ({"token": "x"}, {"detail": {"api_key": "x"}}, {"steps": [{"payload": "x"}]},
+                   {"note": "eyJhbGciOiJFUzI1NiJ9.eyJ0ZW5hbnQiOiJhY21lIn0.c2lnbmF0dXJl"}, {"seq": 3}):
+        with pytest.raises(AuditError):
+            log.append("offboard", **fields)
+    with pytest.raises(AuditError, match="dotted lowercase"):
+        log.append("Offboard!")
+    record = log.append("offboard", tenants=["acme"], removed={"routes": 3})
+    assert record["seq"] == 1 and log.seq == 1
+    assert AuditLog(tmp_path / "a.jsonl").append("offboard.receipt", tenants=["acme"])["prev"] == record["digest"]
+
+
+def test_serve_keeps_an_audit_log_under_the_state_dir_by_default(tmp_path: Path) -> None:
+    args = _parser().parse_args(["serve", "--state", str(tmp_path)])
+    log = open_from_args(args)
+    assert log is not None and log.path == tmp_path / "audit" / "audit.jsonl"
+    assert open_from_args(_parser().parse_args(["serve", "--no-audit"])) is None
+    custom = _parser().parse_args(["serve", "--audit-log", str(tmp_path / "x.jsonl"), "--audit-max-mb", "1"])
+    log = open_from_args(custom)
+    assert log is not None and log.path == tmp_path / "x.jsonl" and log.max_bytes == 2**20
