@@ -31,6 +31,7 @@ from inference_images.runtime.scheduling import (
     BatchLimit,
 )
 from inference_images.runtime.settings import ADMIN_PORT_ENV, PORT_ENV, Settings
+from inference_images.runtime.tls import DIR_CA, DIR_CERT, DIR_KEY, GATEWAY_IDENTITY, TlsConfigError, TlsFiles
 
 log = logging.getLogger("inference_images.runtime")
 
@@ -198,8 +199,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the OIP model-repository extension (index, load, unload) on this port, never on the "
         f"data-plane one; 0 picks a free one (default: ${ADMIN_PORT_ENV}, else not served)",
     )
+    tls = parser.add_argument_group("mutual TLS (only the gateway's client certificate is served)")
+    tls.add_argument("--tls-dir", type=Path, default=None, metavar="DIR",
+                     help=f"a directory holding {DIR_CERT}, {DIR_KEY} and {DIR_CA} (a cert-manager secret)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="server certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="its private key (PEM)")
+    tls.add_argument("--tls-client-ca", type=Path, default=None, metavar="FILE",
+                     help="CA that signs the gateway's client certificate (PEM)")
+    tls.add_argument("--tls-client-name", default=GATEWAY_IDENTITY, metavar="NAME",
+                     help="DNS name or common name a client certificate must carry (default: %(default)s)")
+    tls.add_argument("--tls-reload-s", type=_positive_float, default=1.0, metavar="SECONDS",
+                     help="how often the files are checked for a rotated certificate (default: %(default)g)")
+    parser.add_argument(
+        "--health-port", type=int, default=None, metavar="PORT",
+        help="serve /v2/health/live and /v2/health/ready in plaintext on this port too (kubelet's probes "
+        "when the data-plane port needs a client certificate); 0 picks a free one (default: not served)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _tls_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFiles | None:
+    files = (args.tls_cert, args.tls_key, args.tls_client_ca)
+    if args.tls_dir is not None:
+        if any(f is not None for f in files):
+            parser.error("--tls-dir or --tls-cert/--tls-key/--tls-client-ca, not both")
+        return TlsFiles.from_dir(args.tls_dir, args.tls_client_name)
+    if all(f is None for f in files):
+        return None
+    if any(f is None for f in files):
+        parser.error("mutual TLS needs all three of --tls-cert, --tls-key and --tls-client-ca")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name)
 
 
 def _non_negative_float(text: str) -> float:
@@ -303,6 +339,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         min_residency_s=args.min_residency_s,
         admin_port=args.admin_port,
         request_limits=tuple(args.request_limits),
+        tls=_tls_files(parser, args),
+        tls_reload_s=args.tls_reload_s,
+        health_port=args.health_port,
     )
     return settings, args.log_level
 
@@ -336,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(_run(settings, repository))
+    except TlsConfigError as exc:
+        log.error("bad TLS configuration", extra={"reason": str(exc)})
+        return 2
     except OSError as exc:
         log.error("cannot serve", extra={"reason": str(exc)})
         return 1

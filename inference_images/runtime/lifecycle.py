@@ -21,8 +21,9 @@ from inference_images.runtime.models.cache import MIB, ModelCache
 from inference_images.runtime.models.own import OwnModelLoader
 from inference_images.runtime.models.registry import ModelRepository
 from inference_images.runtime.scheduling import Admission, BatchingConfig, PolicyOptions, Scheduler, build_scheduler
-from inference_images.runtime.server import RuntimeState, build_app
+from inference_images.runtime.server import RuntimeState, build_app, build_health_app
 from inference_images.runtime.settings import Settings
+from inference_images.runtime.tls import CertificateReloader
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ async def serve(
     scheduler: Scheduler | None = None,
     on_listening: Callable[[int], None] | None = None,
     on_admin_listening: Callable[[int], None] | None = None,
+    on_health_listening: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until ``stop`` is set, then drain and return. ``on_listening`` gets the bound port, and
     ``on_admin_listening`` the repository extension's (when ``settings.admin_port`` is set)."""
@@ -63,12 +65,20 @@ async def serve(
         handle_signals=False,  # __main__ owns signals
         shutdown_timeout=settings.shutdown_grace_s,
     )
+    health = web.AppRunner(build_health_app(state), access_log=None, handle_signals=False)
+    # Before anything listens: a bad certificate is a configuration error, not a half-up server.
+    tls = CertificateReloader(settings.tls, settings.tls_reload_s) if settings.tls is not None else None
+    rotation_stop = asyncio.Event()
+    rotation: asyncio.Task[None] | None = None
     await runner.setup()
     await admin.setup()
+    await health.setup()
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls.context if tls else None)
         await site.start()
         port = _bound_port(runner, settings.port)
+        if tls is not None:
+            rotation = asyncio.create_task(tls.run(rotation_stop), name="tls-reload")
         log.info(
             "listening",
             extra={
@@ -79,6 +89,7 @@ async def serve(
                 "replica": settings.replica,
                 "scheduler": settings.scheduler,
                 "models": [spec.key for spec in settings.models],
+                "mtls": tls is not None,
             },
         )
         if on_listening is not None:
@@ -91,6 +102,13 @@ async def serve(
             if on_admin_listening is not None:
                 on_admin_listening(admin_port)
 
+        if settings.health_port is not None:
+            await web.TCPSite(health, settings.host, settings.health_port).start()
+            health_port = _bound_port(health, settings.health_port)
+            log.info("health probes listening", extra={"host": settings.host, "port": health_port})
+            if on_health_listening is not None:
+                on_health_listening(health_port)
+
         # Daemon: a process told to stop mid-load exits without waiting for the load to finish.
         threading.Thread(target=_load_catalog, args=(repository,), name="model-loader", daemon=True).start()
         await stop.wait()
@@ -102,8 +120,12 @@ async def serve(
             await asyncio.sleep(settings.drain_delay_s)
     finally:
         # Closes the listener, lets in-flight requests finish within the grace period, cancels the rest.
+        rotation_stop.set()
+        if rotation is not None:
+            await rotation
         await runner.cleanup()
         await admin.cleanup()
+        await health.cleanup()
         await scheduler.close()
         await cache.close()
     log.info("stopped")

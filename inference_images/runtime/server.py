@@ -67,6 +67,7 @@ from inference_images.runtime.scheduling import (
 )
 from inference_images.runtime.scheduling.admission import parse_deadline, parse_queue_bound
 from inference_images.runtime.settings import Settings
+from inference_images.runtime.tls import is_gateway
 from inference_images.runtime.tokens import Prediction
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,10 @@ STATE = web.AppKey("state", RuntimeState)
 
 
 def build_app(state: RuntimeState) -> web.Application:
-    app = web.Application(
-        client_max_size=state.settings.max_body_bytes,
-        middlewares=[_error_middleware],
-    )
+    middlewares: list[Any] = [_error_middleware]
+    if state.settings.tls is not None:
+        middlewares.insert(0, _gateway_only)
+    app = web.Application(client_max_size=state.settings.max_body_bytes, middlewares=middlewares)
     app[STATE] = state
     app.router.add_get("/v2/health/live", _live)
     app.router.add_get("/v2/health/ready", _ready)
@@ -121,7 +122,31 @@ def build_app(state: RuntimeState) -> web.Application:
     return app
 
 
+def build_health_app(state: RuntimeState) -> web.Application:
+    """Liveness and readiness alone, in plaintext, for kubelet (which holds no client certificate): the
+    same answers as the data-plane port's, and nothing a tenant header could steer."""
+    app = web.Application()
+    app[STATE] = state
+    app.router.add_get("/v2/health/live", _live)
+    app.router.add_get("/v2/health/ready", _ready)
+    return app
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _gateway_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With mutual TLS on, the handshake already required a certificate from the platform CA; this
+    keeps out the CA's other holders (another runtime's server certificate), so only the gateway's
+    headers are ever acted on."""
+    settings = request.app[STATE].settings
+    assert settings.tls is not None
+    transport = request.transport
+    peercert = transport.get_extra_info("peercert") if transport is not None else None
+    if not is_gateway(peercert, settings.tls.client_identity):
+        return _error(403, f"only the gateway ({settings.tls.client_identity}) may call this runtime")
+    return await handler(request)
 
 
 @web.middleware

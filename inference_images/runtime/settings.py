@@ -8,6 +8,7 @@ from inference_images.runtime.models.artifacts import DEFAULT_DISK_BUDGET_MB
 from inference_images.runtime.models.base import RequestLimits, request_limits
 from inference_images.runtime.models.registry import ModelSpec
 from inference_images.runtime.scheduling import DEFAULT_IDLE_CREDIT_S, DEFAULT_MAX_QUEUE, DEFAULT_POLICY, BatchLimit
+from inference_images.runtime.tls import TlsFiles
 
 # The port's environment default: a container image sets it once, for the server and its health probe.
 PORT_ENV = "FAIRSHARE_PORT"
@@ -56,6 +57,13 @@ class Settings:
     # The OIP model-repository extension (index, load, unload) listens here; None: not served. Never the
     # data-plane port: Envoy has no cluster for it.
     admin_port: int | None = None
+    # Mutual TLS on the data-plane port (runtime.tls): only the gateway's certificate is served. None:
+    # plaintext, trusted only because nothing else can reach the port.
+    tls: TlsFiles | None = None
+    # How often the certificate files are checked for a rotation.
+    tls_reload_s: float = 1.0
+    # Plaintext liveness and readiness only (kubelet has no client certificate); None: not served.
+    health_port: int | None = None
 
     def limits_for(self, model: object) -> RequestLimits:
         """What one request to ``model`` may carry: its declared limits (or the default), overridden by

@@ -57,7 +57,8 @@ def _circuit_breakers(concurrency: int) -> circuit_breaker_pb2.CircuitBreakers:
     return circuit_breaker_pb2.CircuitBreakers(thresholds=[thresholds])
 
 
-def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cluster:
+def tenant_cluster(name: str, eds_name: str, concurrency: int,
+                   transport_socket: base_pb2.TransportSocket | None = None) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
@@ -67,6 +68,7 @@ def tenant_cluster(name: str, eds_name: str, concurrency: int) -> cluster_pb2.Cl
         circuit_breakers=_circuit_breakers(concurrency),
         outlier_detection=_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,
+        transport_socket=transport_socket,  # mutual TLS to the runtimes (compiler.upstream_tls), or None
     )
 
 

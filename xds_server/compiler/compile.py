@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from envoy.config.core.v3.base_pb2 import TransportSocket
+
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import clusters, failover, listener, naming, own, ratelimits, routes
+from xds_server.compiler import clusters, failover, listener, naming, own, ratelimits, routes, upstream_tls
 from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
@@ -46,6 +48,8 @@ class Compiler:
     _keys: dict[str, tuple[ResolvedTenant, str]] = field(default_factory=dict)
     # Where Envoy reaches the rate-limit service when a launcher chose it (a free port), not the config.
     ratelimit_address: tuple[str, int] | None = None
+    # Where the gateways find their upstream-TLS certificates when a launcher chose it (its state dir).
+    upstream_tls_dir: str | None = None
 
     def _key(self, tenant: ResolvedTenant) -> str:
         hit = self._keys.get(tenant.id)
@@ -59,6 +63,7 @@ class Compiler:
         fresh: dict[tuple[str, str, str], tuple[Resource, ...]] = {}
         snapshots: dict[str, Snapshot] = {}
         rl = self._ratelimit_settings(cfg)
+        tls = self._upstream_tls(cfg)
         # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
         specs = {t.id: self._key(t) for t in cfg.tenants.values()}
         self._keys = {tid: self._keys[tid] for tid in specs}
@@ -75,12 +80,12 @@ class Compiler:
                 eds = naming.pool_endpoints(pool, region_id)
                 for slot in range(slots):
                     name = naming.own_cluster(pool, slot)
-                    resources.append(Resource.pack(name, own.own_cluster(name, eds)))
+                    resources.append(Resource.pack(name, own.own_cluster(name, eds, tls)))
             for tenant in cfg.tenants.values():
                 key = (region_id, specs[tenant.id], shared_key)
                 compiled = self._memo.get(key)
                 if compiled is None:
-                    compiled = tuple(_compile_tenant(cfg, tenant, region_id))
+                    compiled = tuple(_compile_tenant(cfg, tenant, region_id, tls))
                 fresh[key] = compiled
                 resources.extend(compiled)
             snapshots[region_id] = Snapshot.build(_version(resources), resources)
@@ -103,6 +108,12 @@ class Compiler:
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
                                 ratelimits=compiled.ratelimits)
 
+    def _upstream_tls(self, cfg: PlatformConfig) -> TransportSocket | None:
+        settings = cfg.platform.gateway.upstream_tls
+        if not settings.enabled:
+            return None
+        return upstream_tls.transport_socket(self.upstream_tls_dir or settings.sds_dir)
+
     def _ratelimit_settings(self, cfg: PlatformConfig) -> RateLimitSettings | None:
         settings = cfg.platform.ratelimit
         if not settings.enabled:
@@ -113,7 +124,8 @@ class Compiler:
         return settings
 
 
-def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) -> list[Resource]:
+def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
+                    tls: TransportSocket | None = None) -> list[Resource]:
     spec = tenant.spec
     allowed_here = tenant.routes.get(region)
     if allowed_here is None:
@@ -133,7 +145,7 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str) ->
             chain = failover.chain(tenant, model_name, version, region)
             eds = (naming.failover_endpoints(model_name, version, region, chain) if chain
                    else naming.version_endpoints(model_name, version, region))
-            built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency)
+            built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency, tls)
             out.append(Resource.pack(cluster, failover.failover_cluster(built) if chain else built))
             targets.append(routes.VersionTarget(version=version, cluster=cluster, weight=weight, failover=chain))
         served.append(routes.ModelRoute(model=model_name, targets=tuple(targets)))

@@ -106,7 +106,8 @@ def _pool_breakers() -> circuit_breaker_pb2.CircuitBreakers:
     )])
 
 
-def own_cluster(name: str, eds_name: str) -> cluster_pb2.Cluster:
+def own_cluster(name: str, eds_name: str,
+                transport_socket: base_pb2.TransportSocket | None = None) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
@@ -121,6 +122,7 @@ def own_cluster(name: str, eds_name: str) -> cluster_pb2.Cluster:
         circuit_breakers=_pool_breakers(),
         outlier_detection=_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,
+        transport_socket=transport_socket,
     )
 
 

@@ -288,6 +288,15 @@ class AuthSettings(Strict):
     token_ttl_seconds: int = Field(default=3600, ge=60, le=31 * 24 * 3600)
 
 
+class UpstreamTls(Strict):
+    """Mutual TLS from the gateway to the runtimes (xds_server.envoy.sds): Envoy presents its client
+    certificate, the runtimes serve only it. The certificates' directory is where the gateway's pod
+    mounts them (a launcher overrides it: `fairshare run` keeps its local CA in the state dir)."""
+
+    enabled: bool = False
+    sds_dir: str = Field(default="/etc/fairshare/upstream-tls", pattern=r"^/[^\s]*$")
+
+
 class GatewaySettings(Strict):
     # Envoy's own request timeout for inference calls; a hung model must not hold a client forever.
     request_timeout_seconds: float = Field(default=30, gt=0, le=3600)
@@ -297,6 +306,7 @@ class GatewaySettings(Strict):
     # Run `envoy --mode validate` on what changed before publishing it, so a change Envoy would refuse
     # is rejected whole (Envoy itself applies the valid part of a response it NACKs).
     validate_before_publish: bool = True
+    upstream_tls: UpstreamTls = UpstreamTls()
 
 
 class RateLimitBackend(StrEnum):

@@ -15,6 +15,7 @@ from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
+from xds_server.controlplane.first_load import retry_until_loaded
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
 from xds_server.endpoints import open_source
@@ -100,10 +101,14 @@ async def serve(opts: ServeOptions) -> None:
         await runner.cleanup()
         log.info("control plane stopped")
 
+    # OPA (or the config source) may come up after us: keep trying, not only on the next file change.
+    first_load = asyncio.create_task(retry_until_loaded(cp, stop)) if cp.compiled is None else None
 
 async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitServer | None:
     """The rate-limit service beside xDS: backend and port are read once, here; its limits follow
     every publish. Without a valid config yet, platform defaults apply until one arrives."""
+        if first_load is not None:
+            first_load.cancel()
     settings = cp.config.platform.ratelimit if cp.config is not None else RateLimitSettings()
     if not settings.enabled:
         return None

@@ -71,6 +71,7 @@ class EnvoyProcess:
         log_level: str = "info",
         concurrency: int = 1,
         extra_args: tuple[str, ...] = (),
+        drain_time_s: float = 1.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.name = name or str(bootstrap.get("node", {}).get("id") or "envoy")
@@ -79,6 +80,8 @@ class EnvoyProcess:
         self.log_level = log_level
         self.concurrency = concurrency
         self.extra_args = extra_args
+        # How long a graceful drain tells clients to go away before the listeners close (--drain-time-s).
+        self.drain_time_s = drain_time_s
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name)
         self.config_path = self.work_dir / f"{safe}.json"
         self.log_path = self.work_dir / f"{safe}.log"
@@ -102,7 +105,7 @@ class EnvoyProcess:
             "--admin-address-path", str(self.admin_address_path),
             "--log-level", self.log_level,
             "--concurrency", str(self.concurrency),
-            "--drain-time-s", "1",
+            "--drain-time-s", f"{max(1, round(self.drain_time_s))}",
             *self.extra_args,
         ]
         with open(self.log_path, "ab") as log_file:
@@ -135,6 +138,36 @@ class EnvoyProcess:
         _live.discard(self)
         log.info("envoy %s stopped (exit %s)", self.name, proc.returncode)
         return proc.returncode
+
+    def begin_drain(self) -> None:
+        """What a gateway pod's preStop hook does: fail Envoy's health check (a load balancer stops sending
+        new connections) and drain the listeners gracefully: for the drain time every response closes its
+        connection (HTTP/1 `Connection: close`, HTTP/2 GOAWAY) while new connections are still served, then
+        the listeners close."""
+        self.admin_post("/healthcheck/fail")
+        self.admin_post("/drain_listeners?graceful")
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        """After begin_drain: until the listeners closed and no client connection is left (True), or
+        `timeout` (default: twice the drain time) passed (False: SIGTERM will cut what is left)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else 2 * self.drain_time_s + 1)
+        while time.monotonic() < deadline:
+            stats = dict(line.split(": ", 1) for line in self.admin_get(
+                "/stats?filter=^listener(_manager)?\\.").splitlines() if ": " in line)
+            stopped = int(stats.get("listener_manager.listener_stopped", "0"))
+            # Clients still connected to the gateway's own listeners (the admin API's are ours).
+            clients = sum(int(v) for k, v in stats.items() if k.startswith("listener.") and k.count(".") >= 2
+                          and k.endswith(".downstream_cx_active") and ".worker_" not in k
+                          and not k.startswith("listener.admin."))
+            if stopped >= 1 and clients == 0:
+                return True
+            time.sleep(0.05)
+        log.warning("envoy %s still had connections after its drain", self.name)
+        return False
+
+    def drain(self, timeout: float | None = None) -> bool:
+        self.begin_drain()
+        return self.wait_drained(timeout)
 
     def kill(self) -> None:
         """SIGKILL with no grace, to simulate a crash."""
@@ -229,6 +262,21 @@ class EnvoyProcess:
         except OSError as exc:
             self._check_alive(f"while serving admin GET {path}")
             raise EnvoyError(f"envoy {self.name}: admin GET {path} failed: {exc}") from exc
+
+    def admin_post(self, path: str, timeout: float = 5.0) -> str:
+        """POST an admin path (the admin API takes mutations by POST only)."""
+        if self._admin is None:
+            self.wait_admin()
+        request = urllib.request.Request(f"{self._admin}{path}", method="POST", data=b"")
+        try:
+            with _OPENER.open(request, timeout=timeout) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            body = exc.read().decode(errors="replace")
+            raise EnvoyError(f"envoy {self.name}: admin POST {path} -> {exc.code}: {body}") from exc
+        except OSError as exc:
+            self._check_alive(f"while serving admin POST {path}")
+            raise EnvoyError(f"envoy {self.name}: admin POST {path} failed: {exc}") from exc
 
     def admin_json(self, path: str, timeout: float = 5.0) -> Any:
         return json.loads(self.admin_get(path, timeout))
