@@ -15,6 +15,7 @@ from xds_server.audit.log import AuditError
 from xds_server.auth.keys import SigningKey, SigningKeyError
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, load_config
+from xds_server.sources.config import cli as config_cli
 
 DEFAULT_STATE = Path(os.environ.get("FAIRSHARE_STATE", ".fairshare"))
 
@@ -78,6 +79,7 @@ def _compile(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from xds_server.controlplane.main import ServeOptions, serve
     from xds_server.endpoints.source import EndpointSourceError
+    from xds_server.sources.config import SourceError
 
     opts = ServeOptions(
         config_dir=Path(args.config), state_dir=Path(args.state),
@@ -89,11 +91,15 @@ def _serve(args: argparse.Namespace) -> int:
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,
         upstream_tls_dir=args.upstream_tls_dir,
+        config_source=args.config_source, poll_seconds=args.poll_seconds,
     )
     try:
         asyncio.run(serve(opts))
     except EndpointSourceError as err:
         print(f"error: --endpoints-from {args.endpoints_from}: {err}", file=sys.stderr)
+        return 2
+    except SourceError as err:
+        print(f"error: --config-source: {err}", file=sys.stderr)
         return 2
     return 0
 
@@ -217,6 +223,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--namespace", default=None, help="with --endpoints-from kubernetes: the pools' "
                             "namespace (default: the pod's own, else the kubeconfig context's)")
             sp.add_argument("--listen-address", default="0.0.0.0", help="address the gateway listener binds")
+            sp.add_argument("--config-source", default=None, metavar="s3://BUCKET/KEY | git:PATH",
+                            help="read the config and policies from a bundle on S3 (`fairshare config publish`; "
+                                 "AWS_ENDPOINT_URL for moto) or from a git checkout a sidecar keeps current "
+                                 "(its config/ and policy/); default: the --config folder")
+            sp.add_argument("--poll-seconds", type=float, default=10.0,
+                            help="with an s3:// config source: how often its version is checked (default: 10)")
             audit_cli.add_serve_arguments(sp)
             sp.add_argument("--ratelimit-port", type=int, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
@@ -229,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
     _policy_parser(sub)
+    config_cli.add_commands(sub)
     audit_cli.add_commands(sub, str(DEFAULT_STATE))
     from xds_server.offboard.cli import add_parsers as offboard_parsers
 

@@ -15,13 +15,13 @@ from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
-from xds_server.controlplane.first_load import retry_until_loaded
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
 from xds_server.endpoints import open_source
 from xds_server.envoy.process import EnvoyError, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.ratelimit.server import RateLimitServer
+from xds_server.sources import config as config_sources
 from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
@@ -48,6 +48,10 @@ class ServeOptions:
     endpoints_from: str = "file"
     kubeconfig: Path | None = None  # kubernetes: None is in-cluster config (or $KUBECONFIG outside a pod)
     namespace: str | None = None  # kubernetes: None is the pod's own namespace
+    # Where the config and policies come from (xds_server/sources/config): None is config_dir and the policy
+    # directory; `s3://bucket/key` (a bundle, polled every poll_seconds) or `git:/path/to/checkout`.
+    config_source: str | None = None
+    poll_seconds: float = 10.0
 
 
 async def serve(opts: ServeOptions) -> None:
@@ -58,15 +62,16 @@ async def serve(opts: ServeOptions) -> None:
     if source is not None:
         # Before the first compile: publishing without the endpoints would take every pool out of service.
         await source.start()
-    cp = ControlPlane(opts.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
-                      endpoint_source=source,
+    given = config_sources.from_spec(opts.config_source, opts.config_dir, opts.state_dir, opts.poll_seconds)
+    cp = ControlPlane(given.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
+                      endpoint_source=source, config_source=given,
                       validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
                                         upstream_tls_dir=opts.upstream_tls_dir))
     if opts.audit_log is not None:
         cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
     first = cp.reload()
     if not first.ok:
-        log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", opts.config_dir)
+        log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", given.location)
     rls = await _start_ratelimit(cp, opts)
 
     xds = XdsServer(store, opts.host, opts.xds_port)
@@ -101,14 +106,10 @@ async def serve(opts: ServeOptions) -> None:
         await runner.cleanup()
         log.info("control plane stopped")
 
-    # OPA (or the config source) may come up after us: keep trying, not only on the next file change.
-    first_load = asyncio.create_task(retry_until_loaded(cp, stop)) if cp.compiled is None else None
 
 async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitServer | None:
     """The rate-limit service beside xDS: backend and port are read once, here; its limits follow
     every publish. Without a valid config yet, platform defaults apply until one arrives."""
-        if first_load is not None:
-            first_load.cancel()
     settings = cp.config.platform.ratelimit if cp.config is not None else RateLimitSettings()
     if not settings.enabled:
         return None

@@ -1,2 +1,2 @@
-"""Where the control plane's inputs come from, each behind one interface so the compiler never knows which:
-config and policies (`config`), endpoints (`endpoints`)."""
+"""Where the control plane's config and policies come from (`config`); endpoint sources live in
+xds_server/endpoints."""

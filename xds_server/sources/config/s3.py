@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class S3Source:
     _pending_dir: Path | None = None
     _seen: str | None = None  # the last version tried, served or refused: not fetched again
     _counter: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         try:
@@ -109,6 +111,10 @@ class S3Source:
     def checkout(self) -> Revision:
         """The object's latest version, fetched and unpacked unless it is the one serving (or was refused,
         in which case the serving one is read again)."""
+        with self._lock:  # a retried first load beside the watch loop: one fetch and flip at a time
+            return self._checkout()
+
+    def _checkout(self) -> Revision:
         try:
             head = self._head()
         except SourceError as err:
@@ -180,19 +186,20 @@ class S3Source:
         return None  # only this source moves the link, between loads
 
     def settle(self, ok: bool) -> Revision | None:
-        pending_dir, self._pending_dir = self._pending_dir, None
-        if pending_dir is not None:
-            if ok:
-                old, self._serving_dir = self._serving_dir, pending_dir
-                if old is not None:
-                    config_bundle.remove_tree(old)
-            else:
-                if self._serving_dir is not None:
+        with self._lock:
+            pending_dir, self._pending_dir = self._pending_dir, None
+            if pending_dir is not None:
+                if ok:
+                    self._serving_dir = pending_dir
+                elif self._serving_dir is not None:
                     self._flip(self._serving_dir)
                 else:
                     self._link.unlink(missing_ok=True)
-                config_bundle.remove_tree(pending_dir)
-        return self.tracker.settle(ok)
+            # Only the serving revision stays on disk (the refused one, and any superseded, go).
+            for path in (self.root / REVISIONS).iterdir():
+                if path != self._serving_dir:
+                    config_bundle.remove_tree(path)
+            return self.tracker.settle(ok)
 
     async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[None]:
         streams = [self._poll(stop)]
