@@ -1,0 +1,145 @@
+"""A platform of its own for the offboarding tests (offboarding destroys a tenant, so never the shared
+session platform's): the real control plane, one Envoy, one runtime replica, and a moto server (server
+mode, a separate process the runtime also reads from) holding the tenants' model artifacts in a versioned
+bucket and their secrets in Secrets Manager."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import issue_token
+from xds_server.local.platform import LocalPlatform, PlatformOptions
+from xds_server.local.processes import free_port, wait_http
+
+REGION = "us-east-1"
+BUCKET = "offboard-us-east-1-models"
+REPO_MODEL = Path(__file__).resolve().parents[2] / "config" / "models" / "acme" / "ticket-router" / "1" / "model.onnx"
+# leaver and retry are offboarded by the tests; stayer is the tenant that must never notice.
+OFFBOARDED = ("leaver", "retry")
+TENANTS = (*OFFBOARDED, "stayer")
+
+
+def artifact_key(tenant: str, version: str) -> str:
+    return f"tenants/{tenant}/router/{version}/model.onnx"
+
+
+def write_config(root: Path, gateway_port: int) -> Path:
+    cfg = root / "config"
+    (cfg / "tenants").mkdir(parents=True)
+    quotas = {"concurrency": 64, "requests_per_second": 2000, "tokens_per_minute": 100_000_000, "gpus": 0}
+    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
+        "weight": 1, "quotas": quotas,
+        "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
+    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True}}))
+    (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [{
+        "id": REGION, "gateway_port": gateway_port, "model_bucket": BUCKET,
+        "pools": [{"name": "cpu", "replicas": 1, "model_cache_mb": 64}]}]}))
+    (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
+        "kind": "classifier", "versions": {"v1": {"pool": "cpu", "loader": "lexicon"}}}}}))
+    digest = hashlib.sha256(REPO_MODEL.read_bytes()).hexdigest()
+    for tenant in TENANTS:
+        spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
+                                "models": {"classifier": {"split": {"v1": 100}}}}
+        if tenant in OFFBOARDED:
+            spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
+                v: {"artifact": f"s3://{BUCKET}/{artifact_key(tenant, v)}", "sha256": digest} for v in ("1", "2")},
+                "split": {"1": 50, "2": 50}}}
+        (cfg / "tenants" / f"{tenant}.yaml").write_text(
+            f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
+    return cfg
+
+
+@dataclass
+class OffboardPlatform:
+    platform: LocalPlatform
+    config_dir: Path
+    state_dir: Path
+    key: SigningKey
+    aws_endpoint: str
+
+    def token(self, tenant: str) -> str:
+        assert self.platform.config is not None
+        return issue_token(self.key, self.platform.config.platform.auth, tenant)
+
+    def url(self, path: str) -> str:
+        return self.platform.gateway_url(REGION) + path
+
+    @property
+    def status_port(self) -> int:
+        return self.platform.opts.status_port
+
+    def cli(self, *args: str) -> list[str]:
+        return ["tenant", "offboard", *args, "--config", str(self.config_dir), "--state", str(self.state_dir),
+                "--status-port", str(self.status_port)]
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION)
+
+
+def seed_aws() -> None:
+    """Every offboarded tenant's artifacts with several versions and a delete marker (a versioned bucket
+    keeps all of them), stayer's artifact, and a secret per tenant named as terraform/modules/tenant_secrets
+    names them."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    data = REPO_MODEL.read_bytes()
+    for tenant in OFFBOARDED:
+        for version in ("1", "2"):
+            s3.put_object(Bucket=BUCKET, Key=artifact_key(tenant, version), Body=b"an older upload")
+            s3.put_object(Bucket=BUCKET, Key=artifact_key(tenant, version), Body=data)
+        s3.put_object(Bucket=BUCKET, Key=f"tenants/{tenant}/scratch.txt", Body=b"x")
+        s3.delete_object(Bucket=BUCKET, Key=f"tenants/{tenant}/scratch.txt")  # leaves a delete marker
+    s3.put_object(Bucket=BUCKET, Key=artifact_key("stayer", "1"), Body=data)
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    for tenant in TENANTS:
+        sm.create_secret(Name=f"fairshare/tenants/{tenant}/api-key-seed", SecretString="seed")
+
+
+@pytest.fixture(scope="module")
+def offboard_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffboardPlatform]:
+    root = tmp_path_factory.mktemp("offboard")
+    port = free_port()
+    moto_log = root / "moto.log"
+    binary = Path(sys.executable).with_name("moto_server")
+    with moto_log.open("wb") as out:
+        moto = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    platform: LocalPlatform | None = None
+    with pytest.MonkeyPatch.context() as env:
+        try:
+            wait_http(f"{endpoint}/moto-api/", 60, proc=moto, log_file=moto_log)
+            # boto3 here and in every runtime replica (they inherit the environment) reads these; no
+            # config or credentials file of the machine may leak in.
+            for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                                "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
+                                "AWS_CONFIG_FILE": str(root / "none"),
+                                "AWS_SHARED_CREDENTIALS_FILE": str(root / "none")}.items():
+                env.setenv(name, value)
+            seed_aws()
+            cfg = write_config(root, free_port())
+            state = root / "state"
+            platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=state, xds_port=free_port(),
+                                                     status_port=free_port()))
+            platform.start()
+            yield OffboardPlatform(platform, cfg, state, SigningKey.load_or_create(state), endpoint)
+        finally:
+            if platform is not None:
+                platform.stop()
+            moto.terminate()
+            moto.wait(10)
