@@ -6,6 +6,7 @@ Envoy runs from the official binary with a bootstrap that only points at the xDS
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,7 +23,8 @@ from xds_server.compiler import naming
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig
 from xds_server.envoy.bootstrap import bootstrap
-from xds_server.envoy.process import EnvoyProcess
+from xds_server.envoy.process import EnvoyError, EnvoyProcess
+from xds_server.local.certs import LocalPki
 from xds_server.local.layout import ReplicaSpec, endpoint_directory, plan_replicas, replica_count
 from xds_server.local.processes import Child, Supervisor, free_port, wait_http
 
@@ -59,6 +61,10 @@ class LocalPlatform:
     replicas: list[ReplicaSpec] = field(default_factory=list)
     config: PlatformConfig | None = None
     ratelimit_port: int = 0
+    # Mutual TLS between the gateways and the runtimes (platform.gateway.upstream_tls): the local CA.
+    pki: LocalPki | None = None
+    # Each replica's plaintext health port, when its data-plane port needs the gateway's certificate.
+    health_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -91,6 +97,9 @@ class LocalPlatform:
         self.replicas = plan_replicas(self.config, [free_port() for _ in range(count)],
                                       [free_port() for _ in range(count)])
         endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
+        if self.config.platform.gateway.upstream_tls.enabled:
+            self.pki = LocalPki.ensure(self.opts.state_dir)
+            self.health_ports = _distinct_ports(self.replicas)
         try:
             for replica in self.replicas:
                 self._start_replica(replica)
@@ -99,15 +108,25 @@ class LocalPlatform:
                 for gateway in range(self.opts.gateways_per_region):
                     self.start_envoy(region, gateway)
             for replica in self.replicas:
-                child = self.supervisor.children[replica.name]
-                wait_http(f"http://{self.opts.host}:{replica.port}/v2/health/ready", self.opts.startup_timeout,
-                          proc=child.proc, log_file=child.log_file)
+                self._wait_replica(replica)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
+        # Drained together, so stopping costs one drain time, not one per gateway; a gateway that
+        # cannot drain (dead, or never up) is stopped all the same.
+        draining = []
+        for envoy in self.envoys.values():
+            try:
+                envoy.begin_drain()
+                draining.append(envoy)
+            except EnvoyError as err:
+                log.warning("not draining %s: %s", envoy.name, err)
+        for envoy in draining:
+            with contextlib.suppress(EnvoyError):
+                envoy.wait_drained(envoy.drain_time_s + 0.5)
         for envoy in self.envoys.values():
             envoy.stop()
         self.envoys.clear()
@@ -121,7 +140,8 @@ class LocalPlatform:
                   "--endpoints", str(self.endpoints_file), "--host", self.opts.host,
                   "--xds-port", str(self.opts.xds_port), "--status-port", str(self.opts.status_port),
                   "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
-                  *(["--ratelimit-redis-url", self.opts.ratelimit_redis_url] if self.opts.ratelimit_redis_url else [])],
+                  *(["--ratelimit-redis-url", self.opts.ratelimit_redis_url] if self.opts.ratelimit_redis_url else []),
+                  *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else [])],
             log_file=self.run_dir / "control-plane.log",
         ))
         wait_http(f"http://{self.opts.host}:{self.opts.status_port}/healthz", 60, proc=child.proc,
@@ -173,13 +193,20 @@ class LocalPlatform:
             self.supervisor.stop(replica.name)
             self._start_replica(replica)
         for replica in self.replicas:
-            child = self.supervisor.children[replica.name]
-            wait_http(f"http://{self.opts.host}:{replica.port}/v2/health/ready", self.opts.startup_timeout,
-                      proc=child.proc, log_file=child.log_file)
+            self._wait_replica(replica)
 
-    def stop_envoy(self, region: str) -> None:
+    def _wait_replica(self, replica: ReplicaSpec) -> None:
+        child = self.supervisor.children[replica.name]
+        port = self.health_ports.get(replica.name, replica.port)
+        wait_http(f"http://{self.opts.host}:{port}/v2/health/ready", self.opts.startup_timeout,
+                  proc=child.proc, log_file=child.log_file)
+
+    def stop_envoy(self, region: str, *, drain: bool = False) -> None:
+        """Stop that gateway (`region` or `region#n`); `drain`: drain it first, as a pod's preStop does."""
         envoy = self.envoys.pop(region, None)
         if envoy:
+            if drain:
+                envoy.drain()
             envoy.stop()
 
     def _start_replica(self, replica: ReplicaSpec) -> None:
@@ -192,6 +219,8 @@ class LocalPlatform:
             argv += ["--admin-port", str(replica.admin_port)]
         if replica.cache_budget_mb is not None:
             argv += ["--cache-budget-mb", str(replica.cache_budget_mb)]
+        if self.pki is not None:
+            argv += ["--tls-dir", str(self.pki.runtime_dir), "--health-port", str(self.health_ports[replica.name])]
         argv += self.opts.runtime_args
         self.supervisor.start(Child(
             name=replica.name, argv=argv, log_file=self.run_dir / f"{replica.name}.log",
@@ -246,3 +275,16 @@ class LocalPlatform:
                   f"       {self.gateway_url(first_region)}/v2/models/embedder/infer",
                   "", "Ctrl-C stops every process."]
         return "\n".join(lines)
+
+
+def _distinct_ports(replicas: list[ReplicaSpec]) -> dict[str, int]:
+    """A free port per replica, none equal to a port already planned (free_port's picks are not held)."""
+    taken = {p for r in replicas for p in (r.port, r.admin_port) if p}
+    ports: dict[str, int] = {}
+    for replica in replicas:
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        taken.add(port)
+        ports[replica.name] = port
+    return ports
