@@ -1,0 +1,71 @@
+"""Failover inside residency through the real Envoys and runtimes (docs/design/0004): the US replicas of
+a pool are killed under load; the tenant allowed in the EU with failover there keeps getting 200s served
+in eu-west-1, the US-only tenant gets the gateway's 503 naming why and never reaches the EU, and both
+are served in the US again once it recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.cluster_failover import EU, HOMEBODY, ROAMER, US, FailoverPlatform, Load, failover_platform
+from bench.loadgen import infer_body
+from inference_images.runtime import gateway as contract
+from tests.e2e.conftest import eventually, post
+from xds_server.compiler.failover import SERVED_REGION_HEADER
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailoverPlatform]:
+    with failover_platform(Path(tmp_path_factory.mktemp("failover")), replicas=1) as running:
+        yield running
+
+
+def served(fp: FailoverPlatform, tenant: str) -> tuple[int, str | None, str]:
+    reply = post(fp.target(tenant).url, infer_body(["fine"]), fp.token(tenant))
+    return reply.status, reply.headers.get(contract.REPLICA_HEADER, "").split("/")[0] or None, \
+        str(reply.body.get("error", ""))
+
+
+def test_home_pool_lost_fails_over_inside_residency_and_returns_home(fp: FailoverPlatform) -> None:
+    assert served(fp, ROAMER)[:2] == (200, US)
+    assert served(fp, HOMEBODY)[:2] == (200, US)
+    eu_homebody = fp.runtime_scheduled(EU, HOMEBODY)
+    with Load({ROAMER: fp.target(ROAMER), HOMEBODY: fp.target(HOMEBODY)}, concurrency=1) as load:
+        assert eventually(lambda: len(load.since(0.0, HOMEBODY)) > 10, timeout=30)
+        killed = time.perf_counter()
+        fp.kill(US)
+        # roamer: served in the EU, and the EU runtime accepted it, so it carried eu-west-1.
+        assert eventually(lambda: sum(s.region == EU and s.status == 200 for s in load.since(killed, ROAMER)) >= 20,
+                          timeout=30)
+        reply = post(fp.target(ROAMER).url, infer_body(["fine"]), fp.token(ROAMER))
+        assert (reply.status, reply.headers[SERVED_REGION_HEADER]) == (200, EU)
+        # homebody: the gateway's own 503, with the reason.
+        status, region, error = served(fp, HOMEBODY)
+        assert (status, region) == (503, None)
+        assert error == f"no healthy upstream in {US} and no failover region allowed for tenant {HOMEBODY}"
+        restarting = time.perf_counter()
+        fp.restart(US)
+        ready = time.perf_counter()
+        assert eventually(lambda: [s.region for s in load.since(ready, ROAMER)][-20:] == [US] * 20, timeout=30)
+        assert eventually(lambda: [s.status for s in load.since(ready, HOMEBODY)][-5:] == [200] * 5, timeout=30)
+    # Only what was in flight at the kill may fail (one request per worker), and none while it was down.
+    outage = [s for s in load.samples if s.tenant == ROAMER and killed <= s.at < restarting]
+    assert outage and sum(s.status != 200 for s in outage) <= 1
+    assert all(s.region == EU for s in outage[1:] if s.status == 200)
+    # Not one homebody request reached the EU: no response from there, none in its runtime's scheduler.
+    assert {s.region for s in load.samples if s.tenant == HOMEBODY} <= {US, None}
+    assert fp.runtime_scheduled(EU, HOMEBODY) == eu_homebody
+    assert any(s.status == 503 for s in load.samples if s.tenant == HOMEBODY and killed <= s.at < restarting)
+
+
+def test_eu_runtime_still_refuses_a_request_routed_for_the_us(fp: FailoverPlatform) -> None:
+    eu = next(r for r in fp.replicas(EU))
+    reply = post(f"http://{fp.platform.opts.host}:{eu.port}/v2/models/classifier/infer", infer_body(["fine"]),
+                 headers={contract.TENANT_HEADER: ROAMER, contract.REGION_HEADER: US})
+    assert reply.status in (403, 421) and "refusing to process data outside its region" in reply.body["error"]
