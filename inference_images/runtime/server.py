@@ -29,6 +29,7 @@ from inference_images.runtime.gateway import (
     MODEL_VERSION_HEADER,
     PII_REDACTED_HEADER,
     REPLICA_HEADER,
+    TENANT_HEADER,
     GatewayContext,
     GatewayHeaderError,
     read_gateway_context,
@@ -169,10 +170,12 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = _error(500, "internal error")
     response.headers[REPLICA_HEADER] = state.settings.replica
     if state.settings.access_log and not request.path.startswith(_QUIET_PATHS):
-        # Method, path and status only: bodies and query strings may carry personal data.
+        # Who (the tenant Envoy verified; absent on calls that did not come through it), method, path and
+        # status only: bodies and query strings may carry personal data (policy/retention keeps these lines).
         access_log.info(
             "request",
             extra={
+                "tenant": request.headers.get(TENANT_HEADER),
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,

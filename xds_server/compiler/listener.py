@@ -24,7 +24,8 @@ _ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
     "tenant": f"%REQ({contract.TENANT_HEADER.upper()})%",
     "method": "%REQ(:METHOD)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    # Without the query string: a client may put anything there, personal data included.
+    "path": "%PATH(NQ:ORIG_OR_PATH)%",
     "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
