@@ -1,10 +1,11 @@
 """The control plane's side of the audit trail: one record per applied or refused change.
 
 An applied change records where it came from (source, revision, author), the config versions, the
-tenants it touched, and for each of them a decision entry modelled on OPA's decision log
-(decision_id, path, input digest instead of the input, result, timestamp) whose result holds only what
-changed in the tenant's effective spec (weight and quotas, routes, own-model routes, PII rules), before
-and after. Those are config values; a record never holds a request, a token or a key.
+tenants it touched, and for each of them a decision entry modelled on OPA's decision log (decision_id,
+path, input digest instead of the input, result, timestamp; `decided_by` names the policy package behind
+each part) whose result holds only what changed in the tenant's effective spec (weight and quotas,
+routes, own-model routes, PII rules), before and after. Those are config values; a record never holds a
+request, a token or a key.
 
 The diff is cheap: the policy layer hands back the same ResolvedTenant object for a tenant whose file
 and decision did not change, so an identity check skips it and only changed tenants are compared."""
@@ -52,8 +53,9 @@ def git_source(directory: Path) -> dict[str, Any]:
 
 
 def _effective(t: ResolvedTenant) -> dict[str, Any]:
-    return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.model_dump()},
-            "routes": t.routes, "own_routes": t.own_routes, "pii": t.pii.model_dump()}
+    # The models' own field dicts (frozen, JSON values only): a model_dump per tenant cost more.
+    return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.__dict__},
+            "routes": t.routes, "own_routes": t.own_routes, "pii": t.pii.__dict__}
 
 
 def _input_digest(t: ResolvedTenant, memo: Any) -> str:
@@ -74,9 +76,11 @@ def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo:
     at = at or rfc3339()
     old = before.tenants if before is not None else {}
     decisions: list[dict[str, Any]] = []
+    # Unique per decision like OPA's UUIDs, without 10,000 of them to draw: one random prefix, a counter.
+    prefix = uuid.uuid4().hex[:24]
 
     def entry(tid: str, result: dict[str, Any], digest: str | None) -> None:
-        decisions.append({"decision_id": str(uuid.uuid4()), "path": DECISION_PATH, "tenant": tid,
+        decisions.append({"decision_id": f"{prefix}-{len(decisions):06d}", "path": DECISION_PATH, "tenant": tid,
                           "input_digest": digest, "result": result, "timestamp": at})
 
     for tid, new in after.tenants.items():
@@ -85,15 +89,13 @@ def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo:
             continue  # the same object: neither its file nor its decision changed
         now = _effective(new)
         was = _effective(prior) if prior is not None else None
-        result = {part: {"policy": DECIDED_BY[part], "before": None if was is None else was[part],
-                         "after": value}
+        result = {part: {"before": None if was is None else was[part], "after": value}
                   for part, value in now.items() if was is None or was[part] != value}
         if result or prior is None or prior.spec != new.spec:
             entry(tid, result, _input_digest(new, memo))
     for tid in old.keys() - after.tenants.keys():
         was = _effective(old[tid])
-        entry(tid, {part: {"policy": DECIDED_BY[part], "before": value, "after": None}
-                    for part, value in was.items()}, None)
+        entry(tid, {part: {"before": value, "after": None} for part, value in was.items()}, None)
     decisions.sort(key=lambda d: d["tenant"])
     return decisions
 
@@ -144,7 +146,8 @@ class ControlPlaneAudit:
             removed = sorted(t for t in old if t not in after.tenants)
             return self.log.append(
                 "config.applied", **self._source(), config_version=version, previous_version=previous_version,
-                tenants=[d["tenant"] for d in decisions], added=added, removed=removed, decisions=decisions)
+                tenants=[d["tenant"] for d in decisions], added=added, removed=removed, decided_by=DECIDED_BY,
+                decisions=decisions)
         except (AuditError, OSError) as err:
             log.error("audit record of applied config %s not written: %s", version, err)
             return None
