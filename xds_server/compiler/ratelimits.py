@@ -239,7 +239,8 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
             "failure_mode_deny": mode is FailureMode.CLOSED,
             "stat_prefix": f"fail_{mode.value}",
             "rate_limit_service": {
-                "grpc_service": {"envoy_grpc": {"cluster_name": naming.RATELIMIT_CLUSTER}, "timeout": timeout},
+                "grpc_service": {"envoy_grpc": {"cluster_name": naming.RATELIMIT_CLUSTER}, "timeout": timeout,
+                                 "retry_policy": _RLS_RETRY},
                 "transport_api_version": "V3",
             },
         }
@@ -248,6 +249,16 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
             rl["status_on_error"] = {"code": "ServiceUnavailable"}
         out.append({"name": name, "typed_config": rl})
     return out
+
+
+# A check whose connection died with its service replica (a control plane lost) is asked again, on a new
+# connection to a live one, inside the same timeout: otherwise a closed-failure tier's request in flight at
+# that moment would get 503. Retrying may count that one request twice; never a request fewer.
+_RLS_RETRY: dict[str, Any] = {
+    "retry_on": "connect-failure,refused-stream,reset,unavailable",
+    "num_retries": 2,
+    "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.025s"},
+}
 
 
 def service_cluster(settings: RateLimitSettings) -> cluster_pb2.Cluster:

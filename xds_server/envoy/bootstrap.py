@@ -7,6 +7,7 @@ every gateway of a region and a config change never needs an Envoy restart.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 XDS_CLUSTER = "fairshare_xds"
@@ -26,12 +27,15 @@ def bootstrap(
     cluster: str = "fairshare-gateway",
     stats_matcher: dict[str, Any] | None = None,
     max_downstream_connections: int = 50_000,
+    more_xds: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
 
     `admin_port` 0 lets Envoy pick one (EnvoyProcess reads it back from --admin-address-path).
     `stats_matcher` is an envoy.config.metrics.v3.StatsMatcher as a dict, e.g.
     {"inclusion_list": {"patterns": [{"prefix": "cluster."}]}}, to keep stats memory down at scale.
+    `more_xds`: further control-plane replicas (host, port) in the same xDS cluster: the ADS stream is on
+    one of them, and when it breaks Envoy reconnects to another (every replica serves the same snapshot).
     """
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     config: dict[str, Any] = {
@@ -58,7 +62,7 @@ def bootstrap(
             "lds_config": dict(ads),
             "cds_config": dict(ads),
         },
-        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "static_resources": {"clusters": [_xds_cluster([(xds_host, xds_port), *more_xds])]},
         "overload_manager": _overload_manager(max_downstream_connections),
     }
     if stats_matcher is not None:
@@ -81,11 +85,13 @@ def _overload_manager(max_connections: int) -> dict[str, Any]:
     }
 
 
-def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+def _xds_cluster(addresses: Sequence[tuple[str, int]]) -> dict[str, Any]:
     try:
-        ipaddress.ip_address(host)
+        for host, _ in addresses:
+            ipaddress.ip_address(host)
         discovery = "STATIC"
     except ValueError:
+        # A name (the control plane's Service): every address it resolves to is a replica.
         discovery = "STRICT_DNS"
     return {
         "name": XDS_CLUSTER,
@@ -93,7 +99,8 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}
+                                            for host, port in addresses]}],
         },
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {

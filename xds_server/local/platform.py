@@ -21,12 +21,13 @@ from typing import Any
 
 from xds_server.compiler import naming
 from xds_server.config import load_config
-from xds_server.config.model import PlatformConfig
+from xds_server.config.model import PlatformConfig, RateLimitBackend
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyError, EnvoyProcess
 from xds_server.local.certs import LocalPki
 from xds_server.local.layout import ReplicaSpec, endpoint_directory, plan_replicas, replica_count
 from xds_server.local.processes import Child, Supervisor, free_port, wait_http
+from xds_server.ratelimit.local_redis import RedisServer
 
 log = logging.getLogger("fairshare.local")
 
@@ -51,6 +52,10 @@ class PlatformOptions:
     gateways_per_region: int = 1
     ratelimit_port: int | None = None  # the rate-limit service's port; None: a free one
     ratelimit_redis_url: str | None = None  # counters in this Redis instead of the control plane's memory
+    # Control-plane replicas on the same config (None: platform.yaml controlplane.replicas, else one); every
+    # Envoy's xDS cluster lists them all. More than one counts rate limits in Redis (a local redis-server
+    # when no URL is given) behind one shared rate-limit port, so every replica compiles the same snapshot.
+    control_planes: int | None = None
 
 
 @dataclass
@@ -65,6 +70,10 @@ class LocalPlatform:
     pki: LocalPki | None = None
     # Each replica's plaintext health port, when its data-plane port needs the gateway's certificate.
     health_ports: dict[str, int] = field(default_factory=dict)
+    # Each control plane's (xDS, status) ports; the first is opts' (what `fairshare status` reads).
+    control_plane_ports: list[tuple[int, int]] = field(default_factory=list)
+    redis: RedisServer | None = None  # started here for several control planes without a Redis URL
+    redis_url: str | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -100,10 +109,20 @@ class LocalPlatform:
         if self.config.platform.gateway.upstream_tls.enabled:
             self.pki = LocalPki.ensure(self.opts.state_dir)
             self.health_ports = _distinct_ports(self.replicas)
+        planes = self.opts.control_planes or self.config.platform.controlplane.replicas or 1
+        self.control_plane_ports = [(self.opts.xds_port, self.opts.status_port)]
+        self.control_plane_ports += [(free_port(), free_port()) for _ in range(planes - 1)]
+        self.redis_url = self.opts.ratelimit_redis_url
         try:
+            in_memory = self.config.platform.ratelimit.backend is RateLimitBackend.MEMORY
+            if planes > 1 and self.redis_url is None and in_memory:
+                self.redis = RedisServer(self.run_dir / "redis").start()
+                self.redis_url = self.redis.url
             for replica in self.replicas:
                 self._start_replica(replica)
-            self.start_control_plane()
+            # One after the other: the first creates the signing key in the state dir, the others read it.
+            for index in range(planes):
+                self.start_control_plane(index)
             for region in self.config.regions:
                 for gateway in range(self.opts.gateways_per_region):
                     self.start_envoy(region, gateway)
@@ -131,24 +150,44 @@ class LocalPlatform:
             envoy.stop()
         self.envoys.clear()
         self.supervisor.stop_all()
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
 
-    def start_control_plane(self) -> None:
+    @staticmethod
+    def control_plane_name(index: int = 0) -> str:
+        return "control-plane" if index == 0 else f"control-plane-{index + 1}"
+
+    def start_control_plane(self, index: int = 0) -> None:
+        xds_port, status_port = self.control_plane_ports[index]
+        name = self.control_plane_name(index)
         child = self.supervisor.start(Child(
-            name="control-plane",
+            name=name,
             argv=[sys.executable, "-m", "xds_server", "serve",
                   "--config", str(self.opts.config_dir), "--state", str(self.opts.state_dir),
                   "--endpoints", str(self.endpoints_file), "--host", self.opts.host,
-                  "--xds-port", str(self.opts.xds_port), "--status-port", str(self.opts.status_port),
+                  "--xds-port", str(xds_port), "--status-port", str(status_port),
                   "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
-                  *(["--ratelimit-redis-url", self.opts.ratelimit_redis_url] if self.opts.ratelimit_redis_url else []),
+                  *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
+                  *(["--ratelimit-redis-url", self.redis_url] if self.redis_url else []),
                   *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else [])],
-            log_file=self.run_dir / "control-plane.log",
+            log_file=self.run_dir / f"{name}.log",
         ))
-        wait_http(f"http://{self.opts.host}:{self.opts.status_port}/healthz", 60, proc=child.proc,
+        wait_http(f"http://{self.opts.host}:{status_port}/healthz", 60, proc=child.proc,
                   log_file=child.log_file)
 
-    def stop_control_plane(self) -> None:
-        self.supervisor.stop("control-plane")
+    def stop_control_plane(self, index: int = 0) -> None:
+        self.supervisor.stop(self.control_plane_name(index))
+
+    def control_plane_status(self, index: int) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{self.opts.host}:{self.control_plane_ports[index][1]}/status",
+                                    timeout=5) as resp:
+            return dict(json.load(resp))
+
+    def _live_statuses(self) -> list[dict[str, Any]]:
+        """Every running control plane's status (an Envoy is connected to one of them)."""
+        return [self.control_plane_status(i) for i in range(len(self.control_plane_ports))
+                if (child := self.supervisor.children.get(self.control_plane_name(i))) and child.alive()]
 
     def start_envoy(self, region: str, replica: int = 0) -> EnvoyProcess:
         """The region's gateway; `replica` n > 0 is another one on the same port, `envoys[f"{region}#{n+1}"]`."""
@@ -159,7 +198,8 @@ class LocalPlatform:
         node_id = f"gateway-{region}" if replica == 0 else f"gateway-{region}-{replica + 1}"
         boot = bootstrap(node_id=node_id, region=region, xds_host=self.opts.host,
                          xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds,
-                         stats_matcher=stats)
+                         stats_matcher=stats,
+                         more_xds=[(self.opts.host, xds) for xds, _ in self.control_plane_ports[1:]])
         name = f"envoy-{key.replace('#', '-')}"
         envoy = EnvoyProcess(boot, self.run_dir / name, name=name)
         envoy.start()
@@ -173,7 +213,8 @@ class LocalPlatform:
         config only at apply time (a gateway port already in use): say so rather than claim to run."""
         deadline = time.monotonic() + timeout
         while True:
-            xds = self.status()["xds"]
+            statuses = [s["xds"] for s in self._live_statuses()] or [self.status()["xds"]]
+            xds = next((x for x in statuses if (x["nodes"].get(node_id) or {}).get("connected")), statuses[0])
             node = xds["nodes"].get(node_id) or {}
             published = (xds["regions"].get(region) or {}).get("version")
             nack = node.get("last_nack")

@@ -36,6 +36,8 @@ def make_backend(settings: RateLimitSettings) -> Backend:
 @dataclass
 class RateLimitServer:
     settings: RateLimitSettings
+    # Off by default, so a port already taken is an error, not a silent share with a stranger.
+    reuse_port: bool = False
     service: RateLimitService = field(init=False)
     bound_port: int = 0
     _server: grpc.aio.Server | None = None
@@ -50,7 +52,7 @@ class RateLimitServer:
         return web.Response(body=self.service.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
-        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.reuse_port))])
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(self.service, self._server)
         address = f"{self.settings.host}:{self.settings.port}"
         self.bound_port = self._server.add_insecure_port(address)
