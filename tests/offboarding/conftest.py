@@ -110,7 +110,7 @@ def seed_aws() -> None:
         sm.create_secret(Name=f"fairshare/tenants/{tenant}/api-key-seed", SecretString="seed")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def offboard_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffboardPlatform]:
     root = tmp_path_factory.mktemp("offboard")
     port = free_port()

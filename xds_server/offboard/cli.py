@@ -47,6 +47,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
     ver.add_argument("--json", action="store_true", help="print the verified receipt as JSON")
     ver.set_defaults(func=_verify)
 
+    logs = sub.add_parser("logs", help="the platform's local logs: retention", description="the platform's logs")
+    lcommands = logs.add_subparsers(required=True, metavar="LOGS_COMMAND")
+    sw = lcommands.add_parser("sweep", help="empty every log under <state>/run older than its retention period "
+                              "(policy/retention)", description="apply policy/retention to <state>/run")
+    sw.add_argument("--config", default="config", help="config directory (default: config/)")
+    sw.add_argument("--state", default=str(default_state), help="local state (logs under <state>/run)")
+    sw.add_argument("--policy", default=None, help="policy directory (default: the repository's policy/)")
+    sw.add_argument("--dry-run", action="store_true", help="say what would be emptied; change nothing")
+    sw.add_argument("--json", action="store_true", help="machine-readable output")
+    sw.set_defaults(func=_sweep)
+
 
 def _offboard(args: argparse.Namespace) -> int:
     opts = Options(tenant=args.tenant, config_dir=Path(args.config), state_dir=Path(args.state),
@@ -110,4 +121,25 @@ def _verify(args: argparse.Namespace) -> int:
         steps = ", ".join(str(s.get("step")) for s in body.get("steps", []))
         print(f"receipt OK: tenant {body.get('tenant')} offboarded {body.get('completed_at')} "
               f"(steps: {steps}; signed by key {body.get('signed_by', {}).get('kid')})")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from xds_server.retention import RetentionError, sweep
+
+    run_dir = Path(args.state) / "run"
+    try:
+        decisions = sweep(run_dir, Path(args.config), dry_run=args.dry_run,
+                          policy_dir=Path(args.policy) if args.policy else None)
+    except RetentionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([d.to_json() for d in decisions], indent=2))
+        return 0
+    if not decisions:
+        print(f"no logs under {run_dir}")
+    for d in decisions:
+        verdict = "emptied" if d.deleted else ("would empty" if d.age_days > d.keep_days else "kept")
+        print(f"{verdict:<12} {d.path}  (last written {d.age_days:.1f} days ago; kept {d.keep_days} days)")
     return 0
