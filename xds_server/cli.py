@@ -81,21 +81,18 @@ def _serve(args: argparse.Namespace) -> int:
     from xds_server.endpoints.source import EndpointSourceError
     from xds_server.sources.config import SourceError
 
-    if args.ratelimit_address and args.ratelimit_port is None:
-        print("error: --ratelimit-address needs --ratelimit-port (the port Envoy dials there)", file=sys.stderr)
-        return 2
     opts = ServeOptions(
         config_dir=Path(args.config), state_dir=Path(args.state),
         endpoints_file=Path(args.endpoints) if args.endpoints else None,
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
         ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
-        ratelimit_address=args.ratelimit_address, ratelimit_shared_port=args.ratelimit_shared_port,
         audit_log=audit_cli.open_from_args(args),
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,
         upstream_tls_dir=args.upstream_tls_dir,
         config_source=args.config_source, poll_seconds=args.poll_seconds,
+        source_dir=Path(args.source_dir) if args.source_dir else None,
     )
     try:
         asyncio.run(serve(opts))
@@ -113,8 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
     opts = PlatformOptions(config_dir=Path(args.config), state_dir=Path(args.state),
                            xds_port=args.xds_port, status_port=args.status_port,
-                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url,
-                           control_planes=args.control_planes)
+                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url)
     return LocalPlatform(opts).run_foreground()
 
 
@@ -171,7 +167,7 @@ def _chart_values(args: argparse.Namespace) -> int:
     from xds_server.policy.backends import default_policy_dir
 
     policy = Path(args.policy) if args.policy else default_policy_dir()
-    text = dump_values(chart_values(cfg, args.region, Path(args.config), policy))
+    text = dump_values(chart_values(cfg, args.region, Path(args.config), policy, args.config_source))
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
@@ -211,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     cv = cmd("chart-values", _chart_values, "write the Helm chart's values for one region from the config")
     cv.add_argument("--region", required=True, help="the region the chart is installed in")
     cv.add_argument("-o", "--output", default=None, help="values file to write (default: stdout)")
+    cv.add_argument("--config-source", default=None, metavar="s3://BUCKET/KEY | git",
+                    help="the chart's config.source: the control plane reads config and policies from there, so "
+                         "they are left out of the values (no ConfigMap, no 1 MiB cap on them)")
     for name, func, help_ in (("serve", _serve, "run the control plane (xDS + status)"),
                               ("run", _run, "run the whole platform locally"),
                               ("status", _status, "show the running control plane's status")):
@@ -234,14 +233,12 @@ def _parser() -> argparse.ArgumentParser:
                                  "(its config/ and policy/); default: the --config folder")
             sp.add_argument("--poll-seconds", type=float, default=10.0,
                             help="with an s3:// config source: how often its version is checked (default: 10)")
+            sp.add_argument("--source-dir", default=None,
+                            help="with an s3:// config source: where revisions are unpacked (default: "
+                                 "<state>/config-source; the chart uses an emptyDir, its state may be a Secret)")
             audit_cli.add_serve_arguments(sp)
             sp.add_argument("--ratelimit-port", type=int, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
-            sp.add_argument("--ratelimit-address", default=None,
-                            help="where Envoy dials the rate-limit service, with --ratelimit-port (default: "
-                                 "--host); a name all replicas share, e.g. the control plane's Service")
-            sp.add_argument("--ratelimit-shared-port", action="store_true",
-                            help="share the rate-limit port with other control planes on this host (SO_REUSEPORT)")
             sp.add_argument("--upstream-tls-dir", default=None,
                             help="the gateways' upstream-TLS SDS directory (default: platform.yaml "
                                  "gateway.upstream_tls.sds_dir)")
@@ -250,10 +247,6 @@ def _parser() -> argparse.ArgumentParser:
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
-            sp.add_argument("--control-planes", type=int, default=None,
-                            help="control-plane replicas on the same config, every Envoy connected to one of "
-                                 "them (default: platform.yaml controlplane.replicas, else 1); more than one "
-                                 "shares rate limits in Redis (a local redis-server unless --ratelimit-redis-url)")
     _policy_parser(sub)
     config_cli.add_commands(sub)
     audit_cli.add_commands(sub, str(DEFAULT_STATE))

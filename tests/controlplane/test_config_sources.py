@@ -23,9 +23,9 @@ import yaml
 
 from bench import synth
 from xds_server.cli import main
+from xds_server.config import load_config
 from xds_server.controlplane.service import ControlPlane
 from xds_server.local.processes import Child, free_port, wait_http
-from xds_server.config import load_config
 from xds_server.policy.backends import DEFAULT_POLICY_DIR
 from xds_server.policy.bundle import build_bundle
 from xds_server.policy.resolve import platform_document
@@ -132,7 +132,7 @@ def test_bundle_on_s3_serves_new_revisions_and_refuses_bad_ones(bucket: str, tmp
         second = publish(config, bucket, author="Grace <grace@example.com>")
         await until(lambda: cp.last is not None and cp.last.revision is not None and cp.last.revision.id == second,
                     "the second revision")
-        assert cp.last is not None and cp.last.ok, cp.last.error
+        assert cp.last is not None and cp.last.ok, cp.last and cp.last.error
         assert "tenant/t00003" in routes(cp)
         good_version = cp.compiled.version  # type: ignore[union-attr]
 
@@ -296,7 +296,7 @@ def test_git_checkout_reloads_when_the_link_flips_to_a_new_commit(tmp_path: Path
         flip(link, root / ".worktrees" / second)
         await until(lambda: cp.last is not None and cp.last.revision is not None and cp.last.revision.id == second,
                     "the new commit")
-        assert cp.last is not None and cp.last.ok, cp.last.error
+        assert cp.last is not None and cp.last.ok, cp.last and cp.last.error
         assert "tenant/t00002" in routes(cp)
         assert cp.status()["config_source"]["serving"]["id"] == second  # type: ignore[index]
         stop.set()

@@ -56,8 +56,13 @@ def is_dedicated(tenant: ResolvedTenant) -> bool:
     return tenant.quotas.gpus > 0 or tenant.spec.tier in DEDICATED_TIERS
 
 
-def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir: Path | None = None) -> dict[str, Any]:
-    """The `spec` values for `region`. Raises ConfigError naming the region if it is not in the config."""
+def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir: Path | None = None,
+                 config_source: str | None = None) -> dict[str, Any]:
+    """The `spec` values for `region`. Raises ConfigError naming the region if it is not in the config.
+
+    `config_source` (the chart's `config.source`: s3://bucket/key or git): the control plane reads the config
+    and policies from there, so they are not shipped in ConfigMaps and the 1 MiB cap does not apply to them
+    (local model artifacts still travel in the ConfigMap, for the runtimes, and are still capped)."""
     reg = cfg.regions.get(region)
     if reg is None:
         raise ConfigError([Problem(str(config_dir / "regions.yaml"), "regions",
@@ -67,8 +72,14 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     served = {(r.region, r.pool): r.models for r in plan_replicas(cfg, [0] * replica_count(cfg))}  # ports unused
     own = _own_models_per_pool(cfg, region)
     root = Path(os.path.normpath(config_dir.absolute()))
-    config_files = _config_files(config_dir)
+    config_files = [] if config_source else _config_files(config_dir)
     model_files = _model_files(cfg, root)
+    if config_source and model_files:
+        # The runtimes would find them only in the ConfigMap, at the path the control plane resolved from its
+        # own copy of the config; from a bundle or checkout that path is another one.
+        raise ConfigError([Problem(str(root / model_files[0]["path"]), "", (
+            f"with config source {config_source}, model artifacts given by local path cannot reach the runtimes "
+            f"({len(model_files)} of them); put them on S3 (s3://<region's model_bucket>/...)"))])
     _check_configmap_size(config_dir, config_files, model_files)
     pools = [
         {"name": p.name, "accelerator": p.accelerator, "replicas": p.replicas, "gpusPerReplica": p.gpus_per_replica,
@@ -108,7 +119,7 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "tenants": tenants,
             "configFiles": config_files,
             "modelFiles": model_files,
-            "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir else [],
+            "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir and not config_source else [],
         }
     }
 
@@ -190,7 +201,8 @@ def _check_configmap_size(root: Path, config: list[dict[str, str]], models: list
         raise ConfigError([Problem(str(root), "", (
             f"the config is {text:,} bytes and its local model artifacts {binary:,}, over the {CONFIGMAP_LIMIT:,} "
             "a Kubernetes ConfigMap holds; the chart cannot ship it (put model artifacts on S3, split the tenants "
-            "into cells, or serve the config from a bucket)"))])
+            "into cells, or serve the config from a bucket: `make config-publish`, the chart's config.source, "
+            "and `fairshare chart-values --config-source s3://BUCKET/KEY`)"))])
 
 
 def _files(root: Path, paths: Iterable[Path], *, binary: bool = False) -> list[dict[str, str]]:

@@ -15,16 +15,16 @@ __all__ = ["ConfigSource", "GitSource", "LocalSource", "Revision", "S3Source", "
 DEFAULT_POLL_SECONDS = 10.0
 
 
-def from_spec(spec: str | None, config_dir: Path, state_dir: Path,
+def from_spec(spec: str | None, config_dir: Path, unpack_dir: Path,
               poll_seconds: float = DEFAULT_POLL_SECONDS) -> ConfigSource:
-    """`s3://bucket/key`, `git:/path/to/checkout`, or None / a folder: the local `config_dir`. Raises
-    SourceError for a spec that is none of these."""
+    """`s3://bucket/key` (revisions unpacked under `unpack_dir`), `git:/path/to/checkout`, or None: the local
+    `config_dir`. Raises SourceError for a spec that is none of these."""
     if spec is None or spec == "" or spec == "local":
         return LocalSource(config_dir)
     if spec.startswith("s3://"):
         if poll_seconds <= 0:
             raise SourceError(f"--poll-seconds must be positive, got {poll_seconds:g}")
-        return S3Source(spec, state_dir / "config-source", poll_seconds)
+        return S3Source(spec, unpack_dir, poll_seconds)
     if spec.startswith("git:"):
         path = spec[len("git:"):]
         if not path:
