@@ -88,6 +88,7 @@ class _Watcher:
     bookmarks: bool
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     request: web.Request | None = None
+    stalled: bool = False
 
 
 def _event(change: _Change, selector: str | None) -> dict[str, Any] | None:
@@ -112,15 +113,18 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
 
 
 class StandInApiServer:
-    def __init__(self, namespace: str = "fairshare", port: int | None = None) -> None:
+    def __init__(self, namespace: str = "fairshare", port: int | None = None,
+                 bookmark_every_s: float | None = None) -> None:
         self.namespace = namespace
+        # Like the real server (about every minute there): a watch that asked for bookmarks gets one
+        # this often, so a quiet watch is told it is alive.
+        self.bookmark_every_s = bookmark_every_s
         self.port = port or free_port()
         self.rv = 100
         self.objects: dict[str, dict[str, Any]] = {}
         self.history: list[_Change] = []
         self.compacted_below = 0  # watches from an older version get 410 Gone
         self.watchers: list[_Watcher] = []
-        self.stalled = False
         self._failures: list[int] = []
         self.requests: list[dict[str, str]] = []  # every request's query, for assertions
         self._loop = asyncio.new_event_loop()
@@ -233,11 +237,13 @@ class StandInApiServer:
         def do() -> int:
             for w in self.watchers:
                 if w.bookmarks:
-                    w.queue.put_nowait({"type": "BOOKMARK", "object": {
-                        "kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
-                        "metadata": {"resourceVersion": str(self.rv)}}})
+                    w.queue.put_nowait(self._bookmark())
             return self.rv
         return int(self._call(do))
+
+    def _bookmark(self) -> dict[str, Any]:
+        return {"type": "BOOKMARK", "object": {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                                               "metadata": {"resourceVersion": str(self.rv)}}}
 
     def compact(self) -> None:
         """Forget the history up to now: a watch resuming from an older version is told 410 Gone."""
@@ -247,21 +253,28 @@ class StandInApiServer:
         self._call(do)
 
     def expire_watches(self) -> None:
-        """Compact, and tell every open watch its version is gone (the ERROR event, then the end)."""
+        """Compact, and tell every open watch its version is gone (the ERROR event, then the end). What a
+        watch had not sent yet is lost with the history: only a relist finds it."""
         def do() -> None:
             self.compacted_below = self.rv
             self.history.clear()
             for w in self.watchers:
+                w.stalled = False
+                while not w.queue.empty():
+                    w.queue.get_nowait()
                 w.queue.put_nowait({"type": "ERROR", "object": _status(
                     410, "Expired", f"too old resource version: {self.rv - 1} ({self.rv})")})
                 w.queue.put_nowait(None)
         self._call(do)
 
-    def stall(self, on: bool = True) -> None:
-        """Open and new watches go quiet (the connection stays up, nothing arrives) while stalled."""
-        def do() -> None:
-            self.stalled = on
-        self._call(do)
+    def stall(self) -> int:
+        """Every open watch goes quiet for good: its connection stays up and nothing more arrives on it
+        (a half-dead connection or a wedged server). Watches opened later are served. Returns how many."""
+        def do() -> int:
+            for w in self.watchers:
+                w.stalled = True
+            return len(self.watchers)
+        return int(self._call(do))
 
     def drop_watches(self) -> None:
         """Cut every open watch's connection mid-stream (no end of the chunked body)."""
@@ -271,6 +284,7 @@ class StandInApiServer:
         for w in list(self.watchers):
             if w.request is not None and w.request.transport is not None:
                 w.request.transport.abort()
+            self.watchers.remove(w)
 
     def fail(self, status: int = 500, times: int = 1) -> None:
         """The next `times` requests (list or watch) answer `status` with a Status body."""
@@ -321,26 +335,35 @@ class StandInApiServer:
         self.watchers.append(w)
         timeout = float(q.get("timeoutSeconds") or 1800)
         deadline = self._loop.time() + timeout
+        next_bookmark = self._loop.time() + (self.bookmark_every_s or timeout + 1)
         try:
             while True:
+                if request.transport is None or request.transport.is_closing():
+                    return resp  # the client hung up, or the connection was cut
+                if w.stalled:  # silent for good, past its timeout too, until the client hangs up
+                    await asyncio.sleep(0.05)
+                    continue
                 left = deadline - self._loop.time()
                 if left <= 0:
                     break
-                if self.stalled:
-                    await asyncio.sleep(min(0.05, left))
-                    continue
+                if w.bookmarks and self.bookmark_every_s and self._loop.time() >= next_bookmark:
+                    next_bookmark = self._loop.time() + self.bookmark_every_s
+                    await self._send(resp, self._bookmark())
                 try:
                     ev = await asyncio.wait_for(w.queue.get(), timeout=min(0.05, left))
                 except TimeoutError:
                     continue
                 if ev is None:
                     break
+                if w.stalled:
+                    continue  # stalled while it waited: this connection delivers nothing more
                 await self._send(resp, ev)
             await resp.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self.watchers.remove(w)
+            if w in self.watchers:
+                self.watchers.remove(w)
         return resp
 
     @staticmethod
