@@ -81,12 +81,16 @@ def _serve(args: argparse.Namespace) -> int:
     from xds_server.endpoints.source import EndpointSourceError
     from xds_server.sources.config import SourceError
 
+    if args.ratelimit_address and args.ratelimit_port is None:
+        print("error: --ratelimit-address needs --ratelimit-port (the port Envoy dials there)", file=sys.stderr)
+        return 2
     opts = ServeOptions(
         config_dir=Path(args.config), state_dir=Path(args.state),
         endpoints_file=Path(args.endpoints) if args.endpoints else None,
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
         ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
+        ratelimit_address=args.ratelimit_address, ratelimit_shared_port=args.ratelimit_shared_port,
         audit_log=audit_cli.open_from_args(args),
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,
@@ -110,7 +114,8 @@ def _run(args: argparse.Namespace) -> int:
 
     opts = PlatformOptions(config_dir=Path(args.config), state_dir=Path(args.state),
                            xds_port=args.xds_port, status_port=args.status_port,
-                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url)
+                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url,
+                           control_planes=args.control_planes)
     return LocalPlatform(opts).run_foreground()
 
 
@@ -239,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
             audit_cli.add_serve_arguments(sp)
             sp.add_argument("--ratelimit-port", type=int, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
+            sp.add_argument("--ratelimit-address", default=None,
+                            help="where Envoy dials the rate-limit service, with --ratelimit-port (default: "
+                                 "--host); a name all replicas share, e.g. the control plane's Service")
+            sp.add_argument("--ratelimit-shared-port", action="store_true",
+                            help="share the rate-limit port with other control planes on this host (SO_REUSEPORT)")
             sp.add_argument("--upstream-tls-dir", default=None,
                             help="the gateways' upstream-TLS SDS directory (default: platform.yaml "
                                  "gateway.upstream_tls.sds_dir)")
@@ -247,6 +257,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
+            sp.add_argument("--control-planes", type=int, default=None,
+                            help="control-plane replicas on the same config, every Envoy connected to one of "
+                                 "them (default: platform.yaml controlplane.replicas, else 1); more than one "
+                                 "shares rate limits in Redis (a local redis-server unless --ratelimit-redis-url)")
     _policy_parser(sub)
     config_cli.add_commands(sub)
     audit_cli.add_commands(sub, str(DEFAULT_STATE))

@@ -40,6 +40,12 @@ class ServeOptions:
     # Override platform.yaml's ratelimit port (a launcher's free port) and backend (a shared Redis).
     ratelimit_port: int | None = None
     ratelimit_redis_url: str | None = None
+    # Where Envoy dials the rate-limit service, if not --host: a name every replica shares (the chart's
+    # control-plane Service), so that every replica compiles the same snapshot from the same config.
+    ratelimit_address: str | None = None
+    # SO_REUSEPORT on the rate-limit port: the other control planes on this host bind it too (`fairshare run
+    # --control-planes N`); the kernel spreads Envoy's connections over the live ones, like a Service.
+    ratelimit_shared_port: bool = False
     # The audit trail (xds_server/audit): every applied or refused change is appended there; None: none.
     audit_log: AuditLog | None = None
     # Override platform.yaml's gateway.upstream_tls.sds_dir (a launcher's local CA).
@@ -58,7 +64,7 @@ class ServeOptions:
 async def serve(opts: ServeOptions) -> None:
     key = SigningKey.load_or_create(opts.state_dir)
     store = SnapshotStore()
-    rl_address = (opts.host, opts.ratelimit_port) if opts.ratelimit_port is not None else None
+    rl_address = (opts.ratelimit_address or opts.host, opts.ratelimit_port) if opts.ratelimit_port is not None else None
     source = open_source(opts.endpoints_from, opts.endpoints_file, opts.kubeconfig, opts.namespace)
     if source is not None:
         # Before the first compile: publishing without the endpoints would take every pool out of service.
@@ -120,7 +126,7 @@ async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitSer
         update.update(host=opts.host, port=opts.ratelimit_port)
     if opts.ratelimit_redis_url:
         update.update(backend=RateLimitBackend.REDIS, redis_url=opts.ratelimit_redis_url)
-    rls = RateLimitServer(settings.model_copy(update=update))
+    rls = RateLimitServer(settings.model_copy(update=update), reuse_port=opts.ratelimit_shared_port)
     if cp.compiled is not None:
         rls.publish(cp.compiled.ratelimits)
     cp.limits_sink = rls.publish
