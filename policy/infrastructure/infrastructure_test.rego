@@ -31,7 +31,14 @@ pab(value) := change("module.model_store.aws_s3_bucket_public_access_block.this"
 
 secret(tenant, allowed) := change(sprintf("module.tenant_secrets.aws_secretsmanager_secret.seed[\"%s\"]", [tenant]), "aws_secretsmanager_secret", {"name": tenant, "tags": {"fairshare:tenant": tenant, "fairshare:allowed-regions": allowed}})
 
-node_group(name, after) := change(sprintf("module.node_pools.aws_eks_node_group.this[\"%s\"]", [name]), "aws_eks_node_group", object.union({"node_group_name": name}, after))
+# Every node group launches from the hardened template, and GPU ones carry a replica request that fits.
+node_group(name, after) := change(sprintf("module.node_pools.aws_eks_node_group.this[\"%s\"]", [name]), "aws_eks_node_group", object.union({
+	"node_group_name": name,
+	"launch_template": [{"name": "lt"}],
+	"tags": {"fairshare:replica-gpus": "1", "fairshare:replica-cpu": "1", "fairshare:replica-memory-mib": "1024"},
+}, after))
+
+hardened_lt := change("module.node_pools.aws_launch_template.this", "aws_launch_template", {"name": "lt", "metadata_options": [{"http_tokens": "required", "http_put_response_hop_limit": 1}]})
 
 gpu_taint := [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
 
@@ -39,7 +46,7 @@ good_bucket := [bucket, sse("aws:kms", "arn:aws:kms:eu-west-1:1:key/k"), version
 
 # The region comes from the provider's region variable, as in terraform/region.
 plan(changes) := {
-	"resource_changes": changes,
+	"resource_changes": array.concat(changes, [hardened_lt]),
 	"variables": {"region": {"value": "eu-west-1"}},
 	"configuration": {"provider_config": {"aws": {"expressions": {"region": {"references": ["var.region"]}}}}},
 }
