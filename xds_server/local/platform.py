@@ -56,6 +56,9 @@ class PlatformOptions:
     # Envoy's xDS cluster lists them all. More than one counts rate limits in Redis (a local redis-server
     # when no URL is given) behind one shared rate-limit port, so every replica compiles the same snapshot.
     control_planes: int | None = None
+    # The control plane's endpoint-source flags instead of `--endpoints <run>/endpoints.yaml` (e.g. a test's
+    # `--endpoints-from kubernetes --kubeconfig PATH`, whose replicas it publishes itself).
+    endpoint_args: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -165,7 +168,8 @@ class LocalPlatform:
             name=name,
             argv=[sys.executable, "-m", "xds_server", "serve",
                   "--config", str(self.opts.config_dir), "--state", str(self.opts.state_dir),
-                  "--endpoints", str(self.endpoints_file), "--host", self.opts.host,
+                  *(self.opts.endpoint_args if self.opts.endpoint_args is not None
+                    else ("--endpoints", str(self.endpoints_file))), "--host", self.opts.host,
                   "--xds-port", str(xds_port), "--status-port", str(status_port),
                   "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
                   *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
