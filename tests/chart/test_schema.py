@@ -12,7 +12,7 @@ BAD = [
     (["gateway.autoscling.enabled=true"], "additional properties 'autoscling' not allowed"),
     (["inference.gpuTaint.effect=Sometimes"], "at '/inference/gpuTaint/effect'"),
     (["controlPlane.image.tag=latest!"], "at '/controlPlane/image/tag'"),
-    (["controlPlane.replicas=2"], "at '/controlPlane/replicas': maximum: got 2, want 1"),
+    (["controlPlane.replicas=17"], "at '/controlPlane/replicas': maximum: got 17, want 16"),
     (["spec.region=US_EAST"], "at '/spec/region': 'US_EAST' does not match pattern"),
     (["spec.tenants[0].id=acme", "spec.tenants[0].tier=pro", "spec.tenants[0].weight=1",
       "spec.tenants[0].dedicated=true", "spec.tenants[0].quotas.concurrency=1",

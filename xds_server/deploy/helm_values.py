@@ -119,6 +119,12 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "tenants": tenants,
             "configFiles": config_files,
             "modelFiles": model_files,
+            # The chart runs this many control-plane replicas when set, and refuses more than one whose
+            # rate-limit counters would not be shared (the config itself refuses memory with replicas > 1).
+            "controlPlane": {
+                "replicas": cfg.platform.controlplane.replicas,
+                "rateLimitBackend": cfg.platform.ratelimit.backend.value if cfg.platform.ratelimit.enabled else "off",
+            },
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir and not config_source else [],
         }
     }

@@ -1,0 +1,67 @@
+"""The chart runs the control plane highly available: replicas from the config when it says, a
+PodDisruptionBudget, spread across nodes and zones, one signing key, and the rate-limit service dialled at
+the Service, so every replica compiles the same snapshot. More than one replica with unshared counters is
+refused."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import HelmError, find, template
+from xds_server.auth.keys import SigningKey
+
+REGION = "us-east-1"
+
+
+def _cp(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(manifests, "Deployment", "fairshare-control-plane")
+
+
+def test_two_replicas_with_budget_spread_and_one_key(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    manifests = rendered[f"region:{REGION}"]
+    deployment = _cp(manifests)
+    assert deployment["spec"]["replicas"] == 2
+    pdb = find(manifests, "PodDisruptionBudget", "fairshare-control-plane")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+    terms = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    spread = {t["podAffinityTerm"]["topologyKey"] for t in terms}
+    assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+    # One key for all: the chart's Secret, mounted where `serve --state` reads it, and a usable ES256 key.
+    [state] = [v for v in pod["volumes"] if v["name"] == "state"]
+    secret = find(manifests, "Secret", state["secret"]["secretName"])
+    (tmp_path / "signing-key.pem").write_bytes(base64.b64decode(secret["data"]["signing-key.pem"]))
+    assert SigningKey.load_or_create(tmp_path).kid
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--ratelimit-address") + 1] == "fairshare-control-plane"
+
+
+def test_operator_secret_replaces_the_chart_key(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    manifests = template(helm_bin, spec_values[REGION], sets=("controlPlane.signingKeySecret=idp-key",))
+    [state] = [v for v in _cp(manifests)["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
+    assert state["secret"]["secretName"] == "idp-key"
+    assert not [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == "fairshare-signing-key"]
+
+
+def test_unshared_counters_with_two_replicas_are_refused(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    with pytest.raises(HelmError, match=r"controlPlane\.replicas 2 with in-memory rate-limit counters"):
+        template(helm_bin, spec_values[REGION], sets=("redis.enabled=false",))
+    one = template(helm_bin, spec_values[REGION], sets=("redis.enabled=false", "controlPlane.replicas=1"))
+    assert _cp(one)["spec"]["replicas"] == 1
+    assert not [m for m in one if m["kind"] == "PodDisruptionBudget" and "control-plane" in m["metadata"]["name"]]
+
+
+def test_config_replicas_win(helm_bin: str, spec_values: dict[str, Path], tmp_path: Path) -> None:
+    """platform.yaml controlplane.replicas, carried by chart-values, is what the chart runs."""
+    values = yaml.safe_load(spec_values[REGION].read_text())
+    values["spec"]["controlPlane"] = {"replicas": 3, "rateLimitBackend": "redis"}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(values))
+    assert _cp(template(helm_bin, path))["spec"]["replicas"] == 3
+    assert _cp(template(helm_bin, path, sets=("redis.enabled=false",)))["spec"]["replicas"] == 3
