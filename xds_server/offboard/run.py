@@ -205,10 +205,8 @@ class Offboarding:
             written = True
         else:
             written = False
-        try:
-            self.config = load_config(self.opts.config_dir)
-        except ConfigError as err:
-            raise OffboardError(f"the config with {path.name} marked does not load:\n{err.render()}") from err
+        # Not reloaded here: the routes step times the control plane from this write, and whether the
+        # marked config loads is the control plane's answer (a rejection fails that step with its reason).
         return {"file": str(path), "written": written}
 
     def _routes(self, _state: State) -> dict[str, Any]:
@@ -245,7 +243,10 @@ class Offboarding:
             time.sleep(0.02)
 
     def _tokens(self, _state: State) -> dict[str, Any]:
-        assert self.config is not None
+        try:
+            self.config = load_config(self.opts.config_dir)  # as served now: with the tenant offboarded
+        except ConfigError as err:
+            raise OffboardError(f"the config does not load:\n{err.render()}") from err
         key = SigningKey.load_or_create(self.opts.state_dir)
         try:
             issue_for_config(self.config, key, self.tenant)
