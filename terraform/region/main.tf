@@ -226,4 +226,6 @@ module "iam" {
   kms_key_arn         = aws_kms_key.service["models"].arn
   secrets_kms_key_arn = aws_kms_key.service["secrets"].arn
   namespace           = var.namespace
+  # The control plane's read of its config bundle (chart config.source: s3://...), when it has one.
+  config_bundle = var.config_bundle
 }

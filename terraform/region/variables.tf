@@ -177,3 +177,13 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "config_bundle" {
+  description = "The versioned S3 object the control plane reads its config bundle from (chart config.source: s3://<bucket>/<key>; `make config-publish`): bucket ARN, key, and the bucket's KMS key ARN if any. Null: the config travels in a ConfigMap."
+  type = object({
+    bucket_arn  = string
+    key         = string
+    kms_key_arn = optional(string)
+  })
+  default = null
+}

@@ -355,3 +355,48 @@ resource "aws_iam_role_policy" "load_balancer_controller" {
   role   = aws_iam_role.load_balancer_controller.id
   policy = data.aws_iam_policy_document.load_balancer_controller.json
 }
+
+# The control plane reads its config bundle (one object, every version of it) and nothing else of the bucket:
+# polling lists that key's versions only.
+locals {
+  config_object_arn = var.config_bundle == null ? null : "${var.config_bundle.bucket_arn}/${var.config_bundle.key}"
+}
+
+data "aws_iam_policy_document" "read_config_bundle" {
+  count = var.config_bundle == null ? 0 : 1
+  statement {
+    sid       = "ReadConfigBundle"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = [local.config_object_arn]
+  }
+  statement {
+    sid       = "ListConfigBundleVersions"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [var.config_bundle.bucket_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "s3:prefix"
+      values   = [var.config_bundle.key]
+    }
+  }
+  dynamic "statement" {
+    for_each = var.config_bundle.kms_key_arn == null ? [] : [var.config_bundle.kms_key_arn]
+    content {
+      sid       = "DecryptConfigBundle"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = [local.via_s3]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "control_plane_config" {
+  count  = var.config_bundle == null ? 0 : 1
+  name   = "read-config-bundle"
+  role   = aws_iam_role.gateway.id
+  policy = data.aws_iam_policy_document.read_config_bundle[0].json
+}

@@ -119,3 +119,23 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "config_bundle" {
+  description = "The versioned S3 object the control plane reads its config bundle from (chart config.source: s3://<bucket>/<key>, published by `make config-publish`): its bucket ARN, key and, when the bucket is KMS-encrypted, the key ARN. Null: the config travels in a ConfigMap and the control plane reads no bucket."
+  type = object({
+    bucket_arn  = string
+    key         = string
+    kms_key_arn = optional(string)
+  })
+  default = null
+
+  validation {
+    # try(): Terraform's || evaluates both sides, and a null config_bundle has no attributes.
+    condition = var.config_bundle == null || try(
+      can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.config_bundle.bucket_arn)) &&
+      length(var.config_bundle.key) > 0 && !endswith(var.config_bundle.key, "/") && !strcontains(var.config_bundle.key, "*"),
+      false
+    )
+    error_message = "config_bundle needs a bucket ARN (arn:aws:s3:::<bucket>) and one object key (no wildcard, not a prefix)."
+  }
+}

@@ -90,3 +90,35 @@ run "reading_the_whole_bucket_is_refused" {
 
   expect_failures = [var.model_read_prefixes]
 }
+
+run "no_config_bundle_no_bucket_access" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_role_policy.control_plane_config) == 0
+    error_message = "without config_bundle the control plane gets no S3 access"
+  }
+}
+
+run "the_control_plane_reads_its_config_bundle_only" {
+  command = plan
+
+  variables {
+    config_bundle = { bucket_arn = "arn:aws:s3:::fairshare-config", key = "fairshare/config.tar.gz" }
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.control_plane_config) == 1 && local.config_object_arn == "arn:aws:s3:::fairshare-config/fairshare/config.tar.gz"
+    error_message = "the control plane's role reads exactly the bundle's object"
+  }
+}
+
+run "a_config_bundle_prefix_is_refused" {
+  command = plan
+
+  variables {
+    config_bundle = { bucket_arn = "arn:aws:s3:::fairshare-config", key = "fairshare/" }
+  }
+
+  expect_failures = [var.config_bundle]
+}
