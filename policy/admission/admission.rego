@@ -256,3 +256,244 @@ violations contains v if {
 		),
 	}
 }
+
+# Platform roles, by the chart's labels (app.kubernetes.io/name: fairshare plus the component).
+
+pod_labels(p) := object.get(p.manifest, ["spec", "template", "metadata", "labels"], object.get(p.manifest, ["metadata", "labels"], {}))
+
+fairshare_component(p) := c if {
+	labels := pod_labels(p)
+	labels["app.kubernetes.io/name"] == "fairshare"
+	c := labels["app.kubernetes.io/component"]
+}
+
+args_of(c) := array.concat(object.get(c, "command", []), object.get(c, "args", []))
+
+# A flag given as `--flag value` or `--flag=value`.
+flag_value(c, flag) := v if {
+	args := args_of(c)
+	some i, a in args
+	a == flag
+	v := args[i + 1]
+} else := v if {
+	some a in args_of(c)
+	startswith(a, sprintf("%s=", [flag]))
+	v := substring(a, count(flag) + 1, -1)
+}
+
+has_flag(c, flag) if flag_value(c, flag)
+
+runtime_mtls_flags := ["--tls-cert", "--tls-key", "--tls-client-ca"]
+
+serves_mutual_tls(c) if has_flag(c, "--tls-dir")
+
+serves_mutual_tls(c) if {
+	every f in runtime_mtls_flags {
+		has_flag(c, f)
+	}
+}
+
+# The image's repository name (the last path segment, without tag or digest).
+image_name(image) := name if {
+	no_digest := split(image, "@")[0]
+	parts := split(no_digest, "/")
+	last := parts[count(parts) - 1]
+	name := split(last, ":")[0]
+}
+
+# METADATA
+# title: Runtimes serve only over mutual TLS
+# description: A runtime acts on the gateway's x-fairshare-* headers (tenant, PII rules); without mutual TLS any pod that reaches it can claim to be any tenant.
+violations contains v if {
+	some p in pods
+	fairshare_component(p) == "inference"
+	some c in p.spec.containers
+	not serves_mutual_tls(c)
+	v := {
+		"rule": "runtime-requires-mutual-tls",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.containers[%s].args", [p.path, c.name]),
+		"message": sprintf(
+			"runtime container %q accepts traffic without mutual TLS: give it --tls-dir (or --tls-cert, --tls-key and --tls-client-ca) so only the gateway's client certificate is served",
+			[c.name],
+		),
+	}
+}
+
+redis_authenticated(c) if has_flag(c, "--aclfile")
+
+redis_authenticated(c) if has_flag(c, "--requirepass")
+
+# METADATA
+# title: Redis requires authentication
+# description: The rate-limit counters decide who is refused; an open Redis lets any pod reset or inflate them.
+violations contains v if {
+	some p in pods
+	some c in containers(p.spec)
+	image_name(c.image) == "redis"
+	not redis_authenticated(c)
+	v := {
+		"rule": "redis-requires-auth",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.%s[%s].args", [p.path, container_kind(p.spec, c), c.name]),
+		"message": sprintf("redis container %q runs without authentication: give it --aclfile (users with passwords) or --requirepass", [c.name]),
+	}
+}
+
+violations contains v if {
+	some p in pods
+	some c in containers(p.spec)
+	image_name(c.image) == "redis"
+	flag_value(c, "--protected-mode") == "no"
+	v := {
+		"rule": "redis-requires-auth",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.%s[%s].args", [p.path, container_kind(p.spec, c), c.name]),
+		"message": sprintf("redis container %q turns protected mode off", [c.name]),
+	}
+}
+
+opa_server(c) if {
+	image_name(c.image) == "opa"
+	some a in args_of(c)
+	a in {"--server", "-s"}
+}
+
+loopback_only(addr) if startswith(addr, "localhost:")
+
+loopback_only(addr) if startswith(addr, "127.0.0.1:")
+
+opa_authenticated(c) if {
+	flag_value(c, "--authentication") == "token"
+	flag_value(c, "--authorization") == "basic"
+}
+
+opa_authenticated(c) if {
+	# Only its own pod can reach it (a sidecar): every --addr is on loopback.
+	addrs := [a | some i, x in args_of(c); x in {"--addr", "-a"}; a := args_of(c)[i + 1]]
+	count(addrs) > 0
+	every a in addrs {
+		loopback_only(a)
+	}
+}
+
+# METADATA
+# title: OPA requires authentication
+# description: Whoever can write to OPA's REST API rewrites the policies every tenant is held to.
+violations contains v if {
+	some p in pods
+	some c in containers(p.spec)
+	opa_server(c)
+	not opa_authenticated(c)
+	v := {
+		"rule": "opa-requires-auth",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.%s[%s].args", [p.path, container_kind(p.spec, c), c.name]),
+		"message": sprintf(
+			"OPA server %q is reachable without authentication: run it with --authentication=token --authorization=basic, or listen on loopback only (--addr 127.0.0.1:PORT, a sidecar)",
+			[c.name],
+		),
+	}
+}
+
+tls_cert_annotation := "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
+
+tls_ports_annotation := "service.beta.kubernetes.io/aws-load-balancer-ssl-ports"
+
+# The AWS Load Balancer Controller terminates TLS on the ports listed (every port when none are).
+terminates_tls(svc, port) if {
+	annotations := object.get(svc, ["metadata", "annotations"], {})
+	object.get(annotations, tls_cert_annotation, "") != ""
+	listed := {trim_space(s) | some s in split(object.get(annotations, tls_ports_annotation, "*"), ",")}
+	tls_port_listed(listed, port)
+}
+
+tls_port_listed(listed, _) if "*" in listed
+
+tls_port_listed(listed, port) if sprintf("%d", [port.port]) in listed
+
+tls_port_listed(listed, port) if object.get(port, "name", "") in listed
+
+# METADATA
+# title: Port 443 terminates TLS
+# description: Clients send bearer tokens to port 443 expecting TLS; a plaintext listener there sends them across the internet in clear.
+violations contains v if {
+	some svc in input.manifests
+	svc.kind == "Service"
+	some port in object.get(svc, ["spec", "ports"], [])
+	port.port == 443
+	not terminates_tls(svc, port)
+	v := {
+		"rule": "https-port-terminates-tls",
+		"subject": subject(svc),
+		"field": "metadata.annotations",
+		"message": sprintf(
+			"port 443 of service %q is plaintext: set %s to an ACM certificate ARN (and %s to include 443), so TLS terminates at the load balancer",
+			[svc.metadata.name, tls_cert_annotation, tls_ports_annotation],
+		),
+	}
+}
+
+load_balancer_selectors contains {"namespace": namespace_of(svc), "selector": svc.spec.selector} if {
+	some svc in input.manifests
+	svc.kind == "Service"
+	object.get(svc, ["spec", "type"], "ClusterIP") == "LoadBalancer"
+	count(object.get(svc, ["spec", "selector"], {})) > 0
+}
+
+fronts_load_balancer(p) if {
+	some s in load_balancer_selectors
+	s.namespace == namespace_of(p.manifest)
+	labels := pod_labels(p)
+	every k, val in s.selector {
+		labels[k] == val
+	}
+}
+
+drains_on_stop(spec) if {
+	some c in spec.containers
+	object.get(c, ["lifecycle", "preStop"], null) != null
+}
+
+# METADATA
+# title: Pods behind a load balancer drain before they stop
+# description: Without a preStop drain, every scale-down or rollout resets the connections the pod holds, and the load balancer keeps sending it new ones until it deregisters the target.
+violations contains v if {
+	some p in pods
+	fronts_load_balancer(p)
+	not drains_on_stop(p.spec)
+	v := {
+		"rule": "load-balanced-pod-drains-on-stop",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.containers[].lifecycle.preStop", [p.path]),
+		"message": "the pod fronts a LoadBalancer Service but no container has a preStop hook: it would reset its connections on every scale-down instead of draining them",
+	}
+}
+
+image_digest(image) := d if {
+	parts := split(image, "@")
+	count(parts) == 2
+	d := parts[1]
+}
+
+real_digest(d) if {
+	regex.match(`^sha256:[0-9a-f]{64}$`, d)
+	# A digest of one repeated character (all zeros) is a placeholder, not an image.
+	count({ch | some ch in split(substring(d, 7, -1), "")}) > 1
+}
+
+# METADATA
+# title: Images pinned by digest name a real digest
+# description: A placeholder digest (all zeros) either never pulls or pins nothing the release pipeline recorded.
+violations contains v if {
+	some p in pods
+	some c in containers(p.spec)
+	d := image_digest(c.image)
+	not real_digest(d)
+	v := {
+		"rule": "image-digest-is-real",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.%s[%s].image", [p.path, container_kind(p.spec, c), c.name]),
+		"message": sprintf("container %q pins image %q to %q, which is a placeholder or not a sha256 digest: record the real digest or leave it out", [c.name, c.image, d]),
+	}
+}

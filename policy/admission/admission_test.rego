@@ -152,7 +152,8 @@ test_private_ecr_and_mirrors_are_allowed if {
 	]
 	every image in images {
 		c := object.union(gpu_container, {"image": image})
-		rules([deployment(object.union(gpu_pod_spec, {"containers": [c]})), platform_quota]) == set()
+		# Registries only: a Redis image brings the Redis rules with it (redis-requires-auth).
+		not "image-from-allowed-registry" in rules([deployment(object.union(gpu_pod_spec, {"containers": [c]})), platform_quota])
 	}
 }
 
@@ -188,4 +189,143 @@ test_objects_in_other_namespaces_do_not_count if {
 
 test_namespace_without_tenant_label_is_not_a_tenant_namespace if {
 	rules([{"kind": "Namespace", "metadata": {"name": "monitoring"}}]) == set()
+}
+
+# Hardening: runtimes on mutual TLS, Redis and OPA with auth, TLS on 443, drain behind a load balancer,
+# real digests.
+
+fairshare_labels(component) := {"app.kubernetes.io/name": "fairshare", "app.kubernetes.io/component": component}
+
+labelled(component, spec) := {
+	"kind": "Deployment",
+	"metadata": {"name": component, "namespace": "fairshare"},
+	"spec": {"template": {"metadata": {"labels": fairshare_labels(component)}, "spec": spec}},
+}
+
+runtime_with(args) := labelled("inference", {"containers": [{
+	"name": "runtime",
+	"image": "ghcr.io/fairshare/runtime:0.1.0-cpu",
+	"args": array.concat(["--region", "us-east-1"], args),
+}]})
+
+test_runtime_with_tls_dir_passes if {
+	rules([runtime_with(["--tls-dir", "/etc/fairshare/tls"])]) == set()
+}
+
+test_runtime_with_tls_files_passes if {
+	rules([runtime_with(["--tls-cert=/t/c", "--tls-key", "/t/k", "--tls-client-ca", "/t/ca"])]) == set()
+}
+
+test_runtime_without_mtls_is_denied if {
+	rules([runtime_with([])]) == {"runtime-requires-mutual-tls"}
+}
+
+test_runtime_with_half_the_tls_files_is_denied if {
+	rules([runtime_with(["--tls-cert", "/t/c", "--tls-key", "/t/k"])]) == {"runtime-requires-mutual-tls"}
+}
+
+redis_with(args) := deployment({"containers": [{
+	"name": "redis",
+	"image": "public.ecr.aws/docker/library/redis:7.4.2-alpine",
+	"args": args,
+}]})
+
+test_redis_with_acl_file_passes if {
+	rules([redis_with(["--aclfile", "/etc/redis/users.acl", "--protected-mode", "yes"])]) == set()
+}
+
+test_redis_without_auth_is_denied if {
+	rules([redis_with(["--save", ""])]) == {"redis-requires-auth"}
+}
+
+test_redis_with_protected_mode_off_is_denied if {
+	rules([redis_with(["--requirepass", "x", "--protected-mode", "no"])]) == {"redis-requires-auth"}
+}
+
+opa_with(args) := deployment({"containers": [{
+	"name": "opa",
+	"image": "docker.io/openpolicyagent/opa:1.4.2-static",
+	"args": array.concat(["run", "--server"], args),
+}]})
+
+test_opa_with_token_auth_passes if {
+	rules([opa_with(["--addr", "0.0.0.0:8181", "--authentication=token", "--authorization=basic"])]) == set()
+}
+
+test_opa_on_loopback_passes if {
+	rules([opa_with(["--addr", "127.0.0.1:8181"])]) == set()
+}
+
+test_opa_open_on_the_network_is_denied if {
+	rules([opa_with(["--addr", "0.0.0.0:8181"])]) == {"opa-requires-auth"}
+}
+
+test_opa_with_authentication_but_no_authorization_is_denied if {
+	rules([opa_with(["--addr", ":8181", "--authentication=token"])]) == {"opa-requires-auth"}
+}
+
+service(port, annotations) := {
+	"kind": "Service",
+	"metadata": {"name": "fairshare-gateway", "namespace": "fairshare", "annotations": annotations},
+	"spec": {"type": "ClusterIP", "ports": [{"name": "https", "port": port}]},
+}
+
+acm := "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+
+test_https_port_with_certificate_passes if {
+	rules([service(443, {"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": acm})]) == set()
+	rules([service(443, {
+		"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": acm,
+		"service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443",
+	})]) == set()
+}
+
+test_plaintext_port_80_passes if {
+	rules([service(80, {})]) == set()
+}
+
+test_https_port_without_tls_is_denied if {
+	rules([service(443, {})]) == {"https-port-terminates-tls"}
+}
+
+test_https_port_left_out_of_the_tls_ports_is_denied if {
+	rules([service(443, {
+		"service.beta.kubernetes.io/aws-load-balancer-ssl-cert": acm,
+		"service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "8443",
+	})]) == {"https-port-terminates-tls"}
+}
+
+load_balancer := {
+	"kind": "Service",
+	"metadata": {"name": "fairshare-gateway", "namespace": "fairshare"},
+	"spec": {"type": "LoadBalancer", "selector": fairshare_labels("gateway"), "ports": [{"port": 80}]},
+}
+
+gateway_container := {"name": "envoy", "image": "docker.io/envoyproxy/envoy:v1.40.0"}
+
+test_load_balanced_pod_with_prestop_passes if {
+	c := object.union(gateway_container, {"lifecycle": {"preStop": {"exec": {"command": ["drain"]}}}})
+	rules([load_balancer, labelled("gateway", {"containers": [c]})]) == set()
+}
+
+test_pod_behind_no_load_balancer_needs_no_prestop if {
+	rules([labelled("gateway", {"containers": [gateway_container]})]) == set()
+}
+
+test_load_balanced_pod_without_prestop_is_denied if {
+	rules([load_balancer, labelled("gateway", {"containers": [gateway_container]})]) == {"load-balanced-pod-drains-on-stop"}
+}
+
+pinned(digest) := deployment({"containers": [{"name": "c", "image": sprintf("ghcr.io/fairshare/runtime:0.1.0@%s", [digest])}]})
+
+test_real_digest_passes if {
+	rules([pinned("sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]) == set()
+}
+
+test_zero_digest_is_denied if {
+	rules([pinned(concat("", ["sha256:", concat("", [x | some _ in numbers.range(1, 64); x := "0"])]))]) == {"image-digest-is-real"}
+}
+
+test_malformed_digest_is_denied if {
+	rules([pinned("sha256:abc")]) == {"image-digest-is-real"}
 }
