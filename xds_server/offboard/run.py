@@ -310,7 +310,7 @@ class Offboarding:
             raise OffboardError(f"the platform key in {self.opts.state_dir} (kid {key.kid}) is not the one the "
                                 f"control plane serves at {self.opts.status_url}/.well-known/jwks.json: a "
                                 "receipt signed with it would not verify; run with the control plane's --state")
-        body = {
+        body: dict[str, Any] = {
             "type": "fairshare.deletion-receipt/v1",
             "tenant": self.tenant,
             "started_at": state.started_at,
@@ -328,6 +328,14 @@ class Offboarding:
             ],
             "signed_by": {"kid": key.kid, "jwks": f"{self.opts.status_url}/.well-known/jwks.json"},
         }
+        spec = self._spec()
+        if spec is not None and spec.own_models:
+            # Said, not hidden: unloading frees the memory, but the runtime's unload does not yet purge the
+            # verified copies its disk cache keeps (content-addressed, LRU within --artifact-cache-mb).
+            body["remains"].append({
+                "what": "verified copies of its own models' artifacts in the replicas' disk caches",
+                "where": "each runtime replica's artifact cache (the pod's /tmp emptyDir)",
+                "why": "not yet purged on unload: removed when the cache needs room or the pod restarts"})
         signed = receipt_path(self.opts.state_dir, self.tenant)
         signed.parent.mkdir(parents=True, exist_ok=True)
         token = receipt.sign(body, key)
