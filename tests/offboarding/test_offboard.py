@@ -91,14 +91,15 @@ def test_offboarding_under_load_removes_everything_and_the_receipt_verifies(
     for load in loads.values():
         load.stop.set()
         load.join(30)
-    # Served, then refused for good: never served again once refused. Known gap (see the report): in the
-    # instant between Envoy dropping the tenant's clusters and its routes, a call may get 503 "no cluster"
-    # (the xDS push sends cluster removals before route updates); only there is a 503 tolerated.
+    # Served, then refused for good, never served again once refused. The tenant's clusters leave Envoy
+    # only after its routes (delta xDS holds the removal until the routes are ACKed), so only a call in
+    # flight across the change can find its cluster gone (503 "no cluster": its route was picked before,
+    # the rate-limit check ran while the cluster went); this load has one call in flight at a time.
     statuses = loads["leaver"].statuses
     first = next(i for i, s in enumerate(statuses) if s != 200)
     refused = next(i for i, s in enumerate(statuses) if s in REFUSED)
     assert set(statuses[:first]) == {200}, statuses
-    assert set(statuses[first:refused]) <= {503} and len(statuses[first:refused]) <= 3, statuses[first:refused + 3]
+    assert statuses[first:refused] in ([], [503]), statuses[first:refused + 3]
     assert set(statuses[refused:]) <= REFUSED, statuses[refused:]
     # The other tenant saw no error while it happened.
     assert set(loads["stayer"].statuses) == {200}, sorted(set(loads["stayer"].statuses))
