@@ -39,6 +39,7 @@ class KubePool:
     _next: int = 0
 
     def start(self) -> KubePool:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.apiserver = StandInApiServer("fairshare").start()
         kubeconfig = self.apiserver.kubeconfig(self.root / "kubeconfig")
         # Concurrency well above the load: the test measures endpoint churn, not Envoy's queueing.
