@@ -47,11 +47,12 @@ class StaticEndpoints(EndpointSource):
             return self.current()
 
     async def _watch(self) -> None:
-        # The parent folder: an editor or `fairshare run` may replace the file rather than write it.
-        async for changes in awatch(self.path.parent, debounce=50, step=25, stop_event=self._stop,
-                                    ignore_permission_denied=True):
-            if any(Path(p) == self.path for _, p in changes):
-                self.reload()
+        # The parent folder: an editor or `fairshare run` may replace the file rather than write it. Only
+        # this file's changes wake us (its folder also holds the local platform's busy logs).
+        async for _changes in awatch(self.path.parent, debounce=50, step=25, stop_event=self._stop,
+                                     watch_filter=lambda _change, p: Path(p) == self.path,
+                                     ignore_permission_denied=True):
+            self.reload()
 
     async def close(self) -> None:
         self._stop.set()
