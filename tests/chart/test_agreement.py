@@ -74,8 +74,12 @@ def test_opa_server_is_the_policy_backend_when_enabled(rendered: dict[str, Manif
     mounted = _config_volume(manifests, tmp_path)
     platform = Platform.model_validate(yaml.safe_load((mounted / "platform.yaml").read_text()))
     assert platform.policy.backend == "opa"
-    assert platform.policy.opa_url == "http://fairshare-opa:8181"
-    assert find(manifests, "Service", "fairshare-opa")["spec"]["ports"][0]["port"] == 8181
+    # OPA is each control plane's sidecar on loopback: reachable from its own pod only.
+    assert platform.policy.opa_url == "http://127.0.0.1:8181"
+    containers = find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]["spec"]["containers"]
+    (opa,) = [c for c in containers if c["name"] == "opa"]
+    assert opa["args"][opa["args"].index("--addr") + 1] == "127.0.0.1:8181"
+    assert not [m for m in manifests if m["metadata"]["name"] == "fairshare-opa"]
     # Everything else in it is the spec's.
     spec = yaml.safe_load((CONFIG / "platform.yaml").read_text())
     assert platform.model_dump(exclude={"policy"}) == Platform.model_validate(spec).model_dump(exclude={"policy"})
@@ -86,7 +90,10 @@ def test_rate_limit_service_is_reached_where_the_control_plane_serves_it(rendere
     (container,) = find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[args.index("--ratelimit-port") + 1] == "18002"
-    assert args[args.index("--ratelimit-redis-url") + 1] == "redis://fairshare-redis:6379/0"
+    # As the ACL user the Redis Deployment defines, its password from the Secret (the kubelet expands it).
+    assert args[args.index("--ratelimit-redis-url") + 1] == "redis://fairshare:$(REDIS_PASSWORD)@fairshare-redis:6379/0"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "fairshare-redis-auth", "key": "password"}
     assert find(manifests, "Service", "fairshare-redis")["spec"]["ports"][0]["port"] == 6379
     ports = {p["name"]: p["port"] for p in find(manifests, "Service", "fairshare-control-plane")["spec"]["ports"]}
     assert ports["grpc-ratelimit"] == 18002

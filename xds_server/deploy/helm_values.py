@@ -30,6 +30,7 @@ import yaml
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
 from xds_server.envoy.bootstrap import bootstrap
+from xds_server.envoy.sds import CHART_CERTS_DIR, sds_documents
 from xds_server.local.layout import plan_replicas, replica_count
 
 # The chart names the control plane's Service this (no release prefix: one platform per namespace), so the
@@ -115,6 +116,9 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             # node.id is replaced by each pod's name (--service-node); admin stays on loopback.
             "gatewayBootstrap": json.dumps(
                 bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT), indent=2),
+            # Mutual TLS to the runtimes (platform.yaml gateway.upstream_tls): the gateway's SDS files, at the
+            # directory the compiled clusters name; its certificates are mounted from a Secret beside them.
+            "upstreamTls": _upstream_tls(cfg),
             "pools": pools,
             "tenants": tenants,
             "configFiles": config_files,
@@ -128,6 +132,12 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir and not config_source else [],
         }
     }
+
+
+def _upstream_tls(cfg: PlatformConfig) -> dict[str, Any]:
+    tls = cfg.platform.gateway.upstream_tls
+    return {"enabled": tls.enabled, "sdsDir": tls.sds_dir, "certsDir": CHART_CERTS_DIR,
+            "sdsFiles": sds_documents(tls.sds_dir, CHART_CERTS_DIR) if tls.enabled else {}}
 
 
 def _own_models_per_pool(cfg: PlatformConfig, region: str) -> dict[str, int]:

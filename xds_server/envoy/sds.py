@@ -9,7 +9,8 @@ subscription for each however many clusters there are.
 Layout, under one directory (`sds_dir`):
   client.json       the SDS resource for the gateway's client certificate
   validation.json   the SDS resource for the CA that signs the runtimes' server certificates
-  certs/            tls.crt, tls.key, ca.crt (a cert-manager secret's keys), watched for rotation
+  certs/            tls.crt, tls.key, ca.crt (a cert-manager secret's keys), watched for rotation; the chart
+                    mounts the secret beside it instead (CHART_CERTS_DIR: one volume may not sit inside another)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ VALIDATION_FILE = "validation.json"
 CERTS_DIR = "certs"
 # Where the chart mounts it in the gateway pod (and the compiler's default).
 DEFAULT_SDS_DIR = "/etc/fairshare/upstream-tls"
+CHART_CERTS_DIR = "/etc/fairshare/gateway-tls"
 
 _SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
@@ -33,11 +35,11 @@ def _doc(secret: dict[str, Any]) -> str:
     return json.dumps({"resources": [{"@type": _SECRET_TYPE, **secret}]}, indent=2)
 
 
-def sds_documents(sds_dir: str) -> dict[str, str]:
+def sds_documents(sds_dir: str, certs_dir: str | None = None) -> dict[str, str]:
     """File name -> contents of the two SDS resources, for a gateway whose certificates sit in
-    `sds_dir`/certs. Envoy re-reads certificate and key together when that directory changes (a
-    secret volume's atomic symlink swap), and checks they were not modified between the two reads."""
-    certs = str(PurePosixPath(sds_dir) / CERTS_DIR)
+    `certs_dir` (default `sds_dir`/certs). Envoy re-reads certificate and key together when that directory
+    changes (a secret volume's atomic symlink swap), and checks they were not modified between the reads."""
+    certs = certs_dir or str(PurePosixPath(sds_dir) / CERTS_DIR)
     return {
         CLIENT_FILE: _doc({
             "name": CLIENT_SECRET,

@@ -57,16 +57,25 @@ imagePullSecrets:
 {{- end -}}
 
 {{/* platform.yaml as the cluster needs it: the spec's file, verbatim unless the OPA server is on, which
-     only the chart knows of; then the policy backend is that server. */}}
+     only the chart knows of; then the policy backend is that server (the control plane's own sidecar). */}}
 {{- define "fairshare.platformYaml" -}}
 {{- $v := .root.Values -}}
 {{- if $v.opa.enabled -}}
 {{- $platform := fromYaml .content | default dict -}}
 {{- if hasKey $platform "Error" }}{{ fail (printf "spec.configFiles platform.yaml is not YAML: %s" $platform.Error) }}{{ end -}}
-{{- $opa := dict "backend" "opa" "opa_url" (printf "http://fairshare-opa:%d" (int $v.opa.port)) -}}
+{{- $opa := dict "backend" "opa" "opa_url" (printf "http://127.0.0.1:%d" (int $v.opa.port)) -}}
 {{- $_ := set $platform "policy" (mergeOverwrite (get $platform "policy" | default dict) $opa) -}}
 {{- toYaml $platform -}}
 {{- else -}}
 {{- .content -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secrets holding the gateway's client certificate and the runtimes' server certificate. */}}
+{{- define "fairshare.gatewayTlsSecret" -}}
+{{- .Values.tls.upstream.existingSecrets.gateway | default "fairshare-gateway-client-tls" -}}
+{{- end -}}
+
+{{- define "fairshare.runtimeTlsSecret" -}}
+{{- .Values.tls.upstream.existingSecrets.runtime | default "fairshare-runtime-tls" -}}
 {{- end -}}
