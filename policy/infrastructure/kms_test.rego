@@ -40,6 +40,10 @@ test_a_wildcard_covering_use_is_denied if {
 	kms_rules([role_policy([{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}])]) == {"kms-use-without-via-service"}
 }
 
+test_an_admin_wildcard_covering_create_grant_is_denied if {
+	kms_rules([key(json.marshal({"Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": ["kms:Create*", "kms:Describe*"], "Resource": "*"}]}))]) == {"kms-use-without-via-service"}
+}
+
 test_an_unnamed_statement_is_named_by_its_index if {
 	some v in data.fairshare.infrastructure.violations with input as plan([role_policy([{"Effect": "Allow", "Action": ["kms:Encrypt"], "Resource": "*"}])])
 	v.field == "policy.statement 0.Condition"

@@ -68,10 +68,11 @@ data "aws_partition" "current" {}
 
 data "aws_iam_policy_document" "kms" {
   for_each = local.kms_services
-  # Administration by the account's IAM (so a key is never orphaned), without any use of the key.
+  # Administration by the account's IAM (so a key is never orphaned), without any use of the key
+  # (not kms:Create*: it covers kms:CreateGrant, which hands use of the key to anyone).
   statement {
     sid = "AdministerWithoutUse"
-    actions = ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
+    actions = ["kms:CreateAlias", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*", "kms:Update*",
       "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*", "kms:TagResource", "kms:UntagResource",
     "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"]
     resources = ["*"]

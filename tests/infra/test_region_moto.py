@@ -23,7 +23,9 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
     # Cluster and node groups: the GPU pool tainted, labelled and bounded as the variable file says.
     assert eks.list_clusters()["clusters"] == [CLUSTER]
     cluster = eks.describe_cluster(name=CLUSTER)["cluster"]
-    assert cluster["encryptionConfig"][0]["provider"]["keyArn"] == outputs["kms_key_arn"]
+    keys = outputs["kms_key_arns"]  # one per service: models (S3), secrets (Secrets Manager), cluster (EKS)
+    assert len(set(keys.values())) == 3
+    assert cluster["encryptionConfig"][0]["provider"]["keyArn"] == keys["cluster"]
     assert cluster["resourcesVpcConfig"]["endpointPublicAccess"] is False
     assert set(eks.list_nodegroups(clusterName=CLUSTER)["nodegroups"]) == {"system", "cpu-general", "gpu-small"}
     gpu = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="gpu-small")["nodegroup"]
@@ -31,16 +33,16 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
     assert gpu["labels"]["fairshare.io/accelerator"] == "nvidia-l4"
     assert gpu["labels"]["fairshare.io/pool"] == "gpu-small"
     assert gpu["scalingConfig"] == {"minSize": 2, "maxSize": 8, "desiredSize": 2}
-    assert gpu["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert gpu["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"  # the NVIDIA device plugin is in the image
     system = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="system")["nodegroup"]
     assert not system.get("taints")
 
-    # Model bucket: in the region, encrypted with the region's key, versioned, closed to the public.
+    # Model bucket: in the region, encrypted with the region's models key, versioned, closed to the public.
     bucket = outputs["model_bucket"]
     assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == REGION
     (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms",
-                                                          "KMSMasterKeyID": outputs["kms_key_arn"]}
+                                                          "KMSMasterKeyID": keys["models"]}
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
     # Nothing but a tenant's pipeline writes tenants' models: the bucket policy refuses every other
@@ -57,7 +59,7 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
     # never reached the state.
     secrets = {s["Name"]: s for s in sm.list_secrets()["SecretList"]}
     assert set(secrets) == {f"fairshare/tenants/{t}/api-key-seed" for t in EU_TENANTS}
-    assert {s["KmsKeyId"] for s in secrets.values()} == {outputs["kms_key_arn"]}
+    assert {s["KmsKeyId"] for s in secrets.values()} == {keys["secrets"]}
     seed = sm.get_secret_value(SecretId="fairshare/tenants/initech/api-key-seed")["SecretString"]
     assert len(seed) == 48
     state = s3.get_object(Bucket=STATE_BUCKET, Key=f"fairshare/{REGION}/terraform.tfstate")["Body"].read().decode()
