@@ -21,7 +21,8 @@ def status_app(cp: ControlPlane) -> web.Application:
         ready = cp.compiled is not None
         body: dict[str, object] = {"ok": ready, "config_version": cp.compiled.version if cp.compiled else None}
         if not ready and cp.last is not None and cp.last.error:
-            body["reason"] = cp.last.error.splitlines()[0][:200]
+            # Its first lines: the summary and the first problem (file and field); /status has the whole.
+            body["reason"] = " ".join(line.strip() for line in cp.last.error.splitlines()[:2])[:500]
         return web.json_response(body, status=200 if ready else 503)
 
     async def status(_: web.Request) -> web.Response:
