@@ -30,7 +30,7 @@ from inference_images.runtime.scheduling import (
     POLICIES,
     BatchLimit,
 )
-from inference_images.runtime.settings import ADMIN_PORT_ENV, PORT_ENV, Settings
+from inference_images.runtime.settings import ADMIN_PORT_ENV, HEALTH_PORT_ENV, PORT_ENV, Settings
 from inference_images.runtime.tls import DIR_CA, DIR_CERT, DIR_KEY, GATEWAY_IDENTITY, TlsConfigError, TlsFiles
 
 log = logging.getLogger("inference_images.runtime")
@@ -211,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-reload-s", type=_positive_float, default=1.0, metavar="SECONDS",
                      help="how often the files are checked for a rotated certificate (default: %(default)g)")
     parser.add_argument(
-        "--health-port", type=int, default=None, metavar="PORT",
+        "--health-port", type=int,
+        default=int(os.environ[HEALTH_PORT_ENV]) if os.environ.get(HEALTH_PORT_ENV) else None, metavar="PORT",
         help="serve /v2/health/live and /v2/health/ready in plaintext on this port too (kubelet's probes "
-        "when the data-plane port needs a client certificate); 0 picks a free one (default: not served)")
+        "when the data-plane port needs a client certificate); 0 picks a free one (default: ${HEALTH_PORT_ENV}, "
+        "else not served)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 

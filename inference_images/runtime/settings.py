@@ -14,6 +14,9 @@ from inference_images.runtime.tls import TlsFiles
 PORT_ENV = "FAIRSHARE_PORT"
 # The repository extension's port default (--admin-port), set by the images.
 ADMIN_PORT_ENV = "FAIRSHARE_ADMIN_PORT"
+# The plaintext health port's default (--health-port): with mutual TLS on the data-plane port, the image's
+# health probe asks here.
+HEALTH_PORT_ENV = "FAIRSHARE_HEALTH_PORT"
 
 
 @dataclass(frozen=True, slots=True)

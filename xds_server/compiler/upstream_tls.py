@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from pathlib import PurePosixPath
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
@@ -47,3 +48,10 @@ def transport_socket(sds_dir: str) -> base_pb2.TransportSocket:
     socket = base_pb2.TransportSocket(name=TLS_SOCKET)
     socket.typed_config.Pack(context)
     return socket
+
+
+def stand_in(cluster: cluster_pb2.Cluster, sds_dir: str) -> None:
+    """The same socket over SDS files in `sds_dir`: `envoy --mode validate` requires the files a socket
+    names to exist, and the control plane that validates does not hold the gateway's (its pod has none)."""
+    if cluster.transport_socket.name == TLS_SOCKET:
+        cluster.transport_socket.CopyFrom(transport_socket(sds_dir))

@@ -25,6 +25,8 @@ from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf.message import Message
 
+from xds_server.compiler import upstream_tls
+from xds_server.envoy.sds import sds_documents
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, Resource, Snapshot
 
 _XDS = "validate-xds"
@@ -53,6 +55,7 @@ class EnvoyValidator:
         if bootstrap is None:
             return None
         with tempfile.TemporaryDirectory(prefix="fairshare-validate-") as tmp:
+            _upstream_tls_stand_in(bootstrap, Path(tmp) / "sds")
             path = Path(tmp) / "bootstrap.pb"  # the .pb suffix tells Envoy it is binary proto
             path.write_bytes(bootstrap.SerializeToString())
             try:
@@ -65,6 +68,19 @@ class EnvoyValidator:
         if done.returncode == 0:
             return None
         return _reason(done.stdout + done.stderr)
+
+
+def _upstream_tls_stand_in(boot: bootstrap_pb2.Bootstrap, sds_dir: Path) -> None:
+    """Mutual-TLS clusters name the gateway's SDS files, which only a gateway's pod holds: validate them
+    over the same documents written here (Envoy checks the files exist; it loads no certificate here)."""
+    clusters = [c for c in boot.static_resources.clusters if c.transport_socket.name == upstream_tls.TLS_SOCKET]
+    if not clusters:
+        return
+    sds_dir.mkdir()
+    for name, text in sds_documents(str(sds_dir)).items():
+        (sds_dir / name).write_text(text)
+    for cluster in clusters:
+        upstream_tls.stand_in(cluster, str(sds_dir))
 
 
 def _changed(previous: Snapshot | None, new: Snapshot, type_url: str) -> list[Resource]:
