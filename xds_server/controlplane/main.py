@@ -15,6 +15,7 @@ from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
+from xds_server.controlplane.first_load import retry_until_loaded
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
 from xds_server.endpoints import open_source
@@ -40,14 +41,14 @@ class ServeOptions:
     # Override platform.yaml's ratelimit port (a launcher's free port) and backend (a shared Redis).
     ratelimit_port: int | None = None
     ratelimit_redis_url: str | None = None
+    # The audit trail (xds_server/audit): every applied or refused change is appended there; None: none.
+    audit_log: AuditLog | None = None
     # Where Envoy dials the rate-limit service, if not --host: a name every replica shares (the chart's
     # control-plane Service), so that every replica compiles the same snapshot from the same config.
     ratelimit_address: str | None = None
     # SO_REUSEPORT on the rate-limit port: the other control planes on this host bind it too (`fairshare run
     # --control-planes N`); the kernel spreads Envoy's connections over the live ones, like a Service.
     ratelimit_shared_port: bool = False
-    # The audit trail (xds_server/audit): every applied or refused change is appended there; None: none.
-    audit_log: AuditLog | None = None
     # Override platform.yaml's gateway.upstream_tls.sds_dir (a launcher's local CA).
     upstream_tls_dir: str | None = None
     # Where the replicas come from: "file" (endpoints_file) or "kubernetes" (EndpointSlices).
@@ -102,10 +103,14 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(cp.watch(stop))
+    # OPA (or the config source) may come up after us: keep trying, not only on the next file change.
+    first_load = asyncio.create_task(retry_until_loaded(cp, stop)) if cp.compiled is None else None
     try:
         await stop.wait()
     finally:
         watcher.cancel()
+        if first_load is not None:
+            first_load.cancel()
         if source is not None:
             await source.close()
         await xds.stop(0.5)
