@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -45,7 +46,12 @@ def test_not_ready_until_loaded_then_ready() -> None:
     try:
         # Live at once, while the model loads.
         assert server.get("/v2/health/live").status == 200
-        ready = server.get("/v2/health/ready")
+        # The loader thread starts just after the listener: until it picks the slow model up, every model
+        # is pending. Wait for the load to begin (the gate holds it there), never for a fixed time.
+        deadline = time.monotonic() + 10
+        while (ready := server.get("/v2/health/ready")).body["reasons"]["slow:v1"] == "pending":
+            assert time.monotonic() < deadline, "the slow model's load never started"
+            time.sleep(0.01)
         assert ready.status == 503
         assert ready.body["ready"] is False
         assert ready.body["reasons"]["slow:v1"] == "loading"
