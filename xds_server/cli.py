@@ -77,8 +77,10 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from inference_images.runtime.tls import TlsConfigError
     from xds_server.controlplane.main import ServeOptions, serve
     from xds_server.endpoints.source import EndpointSourceError
+    from xds_server.ratelimit.redis_auth import RedisUrlError
     from xds_server.sources.config import SourceError
 
     if args.ratelimit_address and args.ratelimit_port is None:
@@ -94,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         ratelimit_address=args.ratelimit_address, ratelimit_shared_port=args.ratelimit_shared_port,
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,
-        upstream_tls_dir=args.upstream_tls_dir,
+        upstream_tls_dir=args.upstream_tls_dir, tls_dir=Path(args.tls_dir) if args.tls_dir else None,
         config_source=args.config_source, poll_seconds=args.poll_seconds,
         source_dir=Path(args.source_dir) if args.source_dir else None,
     )
@@ -105,6 +107,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     except SourceError as err:
         print(f"error: --config-source: {err}", file=sys.stderr)
+        return 2
+    except (TlsConfigError, RedisUrlError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
 
@@ -252,6 +257,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--upstream-tls-dir", default=None,
                             help="the gateways' upstream-TLS SDS directory (default: platform.yaml "
                                  "gateway.upstream_tls.sds_dir)")
+            sp.add_argument("--tls-dir", default=None,
+                            help="the control plane's certificate (tls.crt, tls.key, ca.crt): xDS and the "
+                                 "rate-limit service serve mutual TLS to the gateway's certificate only")
         if name in ("serve", "run"):
             sp.add_argument("--ratelimit-redis-url", default=None,
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")

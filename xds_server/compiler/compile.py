@@ -73,7 +73,8 @@ class Compiler:
                     inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id, rl)),
             ]
             if rl is not None:
-                resources.append(Resource.pack(naming.RATELIMIT_CLUSTER, ratelimits.service_cluster(rl)))
+                resources.append(Resource.pack(naming.RATELIMIT_CLUSTER,
+                                               ratelimits.service_cluster(rl, self._control_plane_tls(cfg))))
             resources.extend(endpoint_resources(cfg, inputs.endpoints, region_id))
             # Tenants' own models: a few hashed clusters per pool, however many models and tenants.
             for pool, slots in sorted(own.slots_per_pool(cfg, region_id).items()):
@@ -113,6 +114,14 @@ class Compiler:
         if not settings.enabled:
             return None
         return upstream_tls.transport_socket(self.upstream_tls_dir or settings.sds_dir)
+
+    def _control_plane_tls(self, cfg: PlatformConfig) -> TransportSocket | None:
+        """The rate-limit cluster's socket: the gateway's SDS directory (the same on every replica's
+        snapshot), the control plane's name checked."""
+        settings = cfg.platform.gateway.upstream_tls
+        if not settings.to_control_plane:
+            return None
+        return upstream_tls.control_plane_socket(self.upstream_tls_dir or settings.sds_dir)
 
     def _ratelimit_settings(self, cfg: PlatformConfig) -> RateLimitSettings | None:
         settings = cfg.platform.ratelimit

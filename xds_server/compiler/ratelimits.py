@@ -261,8 +261,10 @@ _RLS_RETRY: dict[str, Any] = {
 }
 
 
-def service_cluster(settings: RateLimitSettings) -> cluster_pb2.Cluster:
-    """Where Envoy finds the rate-limit service (gRPC, so HTTP/2)."""
+def service_cluster(settings: RateLimitSettings,
+                    tls: base_pb2.TransportSocket | None = None) -> cluster_pb2.Cluster:
+    """Where Envoy finds the rate-limit service (gRPC, so HTTP/2); `tls`: mutual TLS to it
+    (compiler.upstream_tls.control_plane_socket), or None for plaintext."""
     try:
         ipaddress.ip_address(settings.host)
         discovery = "STATIC"
@@ -284,4 +286,7 @@ def service_cluster(settings: RateLimitSettings) -> cluster_pb2.Cluster:
             },
         },
     }
-    return json_format.ParseDict(cluster, cluster_pb2.Cluster())
+    parsed = json_format.ParseDict(cluster, cluster_pb2.Cluster())
+    if tls is not None:
+        parsed.transport_socket.CopyFrom(tls)
+    return parsed

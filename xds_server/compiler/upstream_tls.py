@@ -13,6 +13,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from envoy.type.matcher.v3 import string_pb2
 
 from inference_images.runtime.tls import RUNTIME_IDENTITY
+from xds_server.controlplane.grpc_tls import CONTROL_PLANE_IDENTITY
 from xds_server.envoy.sds import CLIENT_FILE, CLIENT_SECRET, VALIDATION_FILE, VALIDATION_SECRET
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
@@ -27,12 +28,14 @@ def _sds(name: str, sds_dir: str, file: str) -> secret_pb2.SdsSecretConfig:
     ))
 
 
-@functools.lru_cache(maxsize=4)
-def transport_socket(sds_dir: str) -> base_pb2.TransportSocket:
-    """Built once per directory; protobuf copies it into each cluster."""
+@functools.lru_cache(maxsize=8)
+def transport_socket(sds_dir: str, identity: str = RUNTIME_IDENTITY) -> base_pb2.TransportSocket:
+    """Built once per directory and peer; protobuf copies it into each cluster. `identity`: the DNS name
+    the peer's server certificate must carry (the runtimes', or the control plane's for the xDS and
+    rate-limit clusters: the same client certificate and CA, another name)."""
     context = tls_pb2.UpstreamTlsContext(
-        # The runtimes are reached by pod IP, so SNI carries the identity they are checked against.
-        sni=RUNTIME_IDENTITY,
+        # The peers are reached by pod IP (or a Service), so SNI carries the identity they are checked against.
+        sni=identity,
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_params=common_pb2.TlsParameters(tls_minimum_protocol_version=common_pb2.TlsParameters.TLSv1_2),
             tls_certificate_sds_secret_configs=[_sds(CLIENT_SECRET, sds_dir, CLIENT_FILE)],
@@ -40,7 +43,7 @@ def transport_socket(sds_dir: str) -> base_pb2.TransportSocket:
                 default_validation_context=common_pb2.CertificateValidationContext(
                     match_typed_subject_alt_names=[common_pb2.SubjectAltNameMatcher(
                         san_type=common_pb2.SubjectAltNameMatcher.DNS,
-                        matcher=string_pb2.StringMatcher(exact=RUNTIME_IDENTITY))]),
+                        matcher=string_pb2.StringMatcher(exact=identity))]),
                 validation_context_sds_secret_config=_sds(VALIDATION_SECRET, sds_dir, VALIDATION_FILE),
             ),
         ),
@@ -48,6 +51,11 @@ def transport_socket(sds_dir: str) -> base_pb2.TransportSocket:
     socket = base_pb2.TransportSocket(name=TLS_SOCKET)
     socket.typed_config.Pack(context)
     return socket
+
+
+def control_plane_socket(sds_dir: str) -> base_pb2.TransportSocket:
+    """Envoy towards the control plane (its xDS cluster in the bootstrap, the rate-limit cluster)."""
+    return transport_socket(sds_dir, CONTROL_PLANE_IDENTITY)
 
 
 def stand_in(cluster: cluster_pb2.Cluster, sds_dir: str) -> None:

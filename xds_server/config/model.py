@@ -295,6 +295,14 @@ class UpstreamTls(Strict):
 
     enabled: bool = False
     sds_dir: str = Field(default="/etc/fairshare/upstream-tls", pattern=r"^/[^\s]*$")
+    # With `enabled`, Envoy's other upstreams too: the xDS stream and the rate-limit service
+    # (xds_server.controlplane.grpc_tls), the same client certificate, the control plane's name checked.
+    # The control plane then needs --tls-dir; false keeps those two hops plaintext (a migration step).
+    control_plane: bool = True
+
+    @property
+    def to_control_plane(self) -> bool:
+        return self.enabled and self.control_plane
 
 
 class GatewaySettings(Strict):

@@ -15,12 +15,14 @@ from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
+from xds_server.controlplane import grpc_tls as control_plane_tls
 from xds_server.controlplane.first_load import retry_until_loaded
 from xds_server.controlplane.http import status_app
 from xds_server.controlplane.service import ControlPlane
 from xds_server.endpoints import open_source
 from xds_server.envoy.process import EnvoyError, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.ratelimit.redis_auth import with_env_password
 from xds_server.ratelimit.server import RateLimitServer
 from xds_server.sources import config as config_sources
 from xds_server.xds.server import XdsServer
@@ -51,6 +53,9 @@ class ServeOptions:
     ratelimit_shared_port: bool = False
     # Override platform.yaml's gateway.upstream_tls.sds_dir (a launcher's local CA).
     upstream_tls_dir: str | None = None
+    # The control plane's certificate (tls.crt, tls.key, ca.crt): xDS and the rate-limit service serve
+    # mutual TLS, only the gateway's client certificate (platform.gateway.upstream_tls.control_plane).
+    tls_dir: Path | None = None
     # Where the replicas come from: "file" (endpoints_file) or "kubernetes" (EndpointSlices).
     endpoints_from: str = "file"
     kubeconfig: Path | None = None  # kubernetes: None is in-cluster config (or $KUBECONFIG outside a pod)
@@ -81,9 +86,10 @@ async def serve(opts: ServeOptions) -> None:
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", given.location)
+    control_plane_tls.check(cp.config, opts.tls_dir)
     rls = await _start_ratelimit(cp, opts)
 
-    xds = XdsServer(store, opts.host, opts.xds_port)
+    xds = XdsServer(store, opts.host, opts.xds_port, tls_dir=opts.tls_dir)
     await xds.start()
     app = status_app(cp)
     if rls is not None:
@@ -130,8 +136,9 @@ async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitSer
     if opts.ratelimit_port is not None:
         update.update(host=opts.host, port=opts.ratelimit_port)
     if opts.ratelimit_redis_url:
-        update.update(backend=RateLimitBackend.REDIS, redis_url=opts.ratelimit_redis_url)
-    rls = RateLimitServer(settings.model_copy(update=update), reuse_port=opts.ratelimit_shared_port)
+        update.update(backend=RateLimitBackend.REDIS, redis_url=with_env_password(opts.ratelimit_redis_url))
+    rls = RateLimitServer(settings.model_copy(update=update), reuse_port=opts.ratelimit_shared_port,
+                          tls_dir=opts.tls_dir)
     if cp.compiled is not None:
         rls.publish(cp.compiled.ratelimits)
     cp.limits_sink = rls.publish

@@ -115,7 +115,8 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
             "gatewayPort": reg.gateway_port,
             # node.id is replaced by each pod's name (--service-node); admin stays on loopback.
             "gatewayBootstrap": json.dumps(
-                bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT), indent=2),
+                bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT,
+                          xds_tls_dir=_xds_tls_dir(cfg)), indent=2),
             # Mutual TLS to the runtimes (platform.yaml gateway.upstream_tls): the gateway's SDS files, at the
             # directory the compiled clusters name; its certificates are mounted from a Secret beside them.
             "upstreamTls": _upstream_tls(cfg),
@@ -134,9 +135,16 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     }
 
 
+def _xds_tls_dir(cfg: PlatformConfig) -> str | None:
+    tls = cfg.platform.gateway.upstream_tls
+    return tls.sds_dir if tls.to_control_plane else None
+
+
 def _upstream_tls(cfg: PlatformConfig) -> dict[str, Any]:
     tls = cfg.platform.gateway.upstream_tls
-    return {"enabled": tls.enabled, "sdsDir": tls.sds_dir, "certsDir": CHART_CERTS_DIR,
+    # controlPlane: the control plane serves xDS and rate limits over mutual TLS (its --tls-dir, tls.yaml).
+    return {"enabled": tls.enabled, "controlPlane": tls.to_control_plane, "sdsDir": tls.sds_dir,
+            "certsDir": CHART_CERTS_DIR,
             "sdsFiles": sds_documents(tls.sds_dir, CHART_CERTS_DIR) if tls.enabled else {}}
 
 

@@ -10,6 +10,10 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf import json_format
+
+from xds_server.compiler import upstream_tls
+
 XDS_CLUSTER = "fairshare_xds"
 
 # Reconnect quickly after the control plane restarts; Envoy's default backoff grows to 30 s.
@@ -28,6 +32,7 @@ def bootstrap(
     stats_matcher: dict[str, Any] | None = None,
     max_downstream_connections: int = 50_000,
     more_xds: Sequence[tuple[str, int]] = (),
+    xds_tls_dir: str | None = None,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
 
@@ -36,6 +41,9 @@ def bootstrap(
     {"inclusion_list": {"patterns": [{"prefix": "cluster."}]}}, to keep stats memory down at scale.
     `more_xds`: further control-plane replicas (host, port) in the same xDS cluster: the ADS stream is on
     one of them, and when it breaks Envoy reconnects to another (every replica serves the same snapshot).
+    `xds_tls_dir`: the gateway's SDS directory (platform.gateway.upstream_tls.sds_dir): the xDS stream goes
+    over mutual TLS with the gateway's client certificate, and only the control plane's certificate
+    (CONTROL_PLANE_IDENTITY, platform CA) is accepted; file SDS, so a rotation needs no new bootstrap.
     """
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     config: dict[str, Any] = {
@@ -62,7 +70,7 @@ def bootstrap(
             "lds_config": dict(ads),
             "cds_config": dict(ads),
         },
-        "static_resources": {"clusters": [_xds_cluster([(xds_host, xds_port), *more_xds])]},
+        "static_resources": {"clusters": [_xds_cluster([(xds_host, xds_port), *more_xds], xds_tls_dir)]},
         "overload_manager": _overload_manager(max_downstream_connections),
     }
     if stats_matcher is not None:
@@ -85,7 +93,7 @@ def _overload_manager(max_connections: int) -> dict[str, Any]:
     }
 
 
-def _xds_cluster(addresses: Sequence[tuple[str, int]]) -> dict[str, Any]:
+def _xds_cluster(addresses: Sequence[tuple[str, int]], tls_dir: str | None = None) -> dict[str, Any]:
     try:
         for host, _ in addresses:
             ipaddress.ip_address(host)
@@ -93,7 +101,7 @@ def _xds_cluster(addresses: Sequence[tuple[str, int]]) -> dict[str, Any]:
     except ValueError:
         # A name (the control plane's Service): every address it resolves to is a replica.
         discovery = "STRICT_DNS"
-    return {
+    cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
         "type": discovery,
         "connect_timeout": "1s",
@@ -115,6 +123,9 @@ def _xds_cluster(addresses: Sequence[tuple[str, int]]) -> dict[str, Any]:
         },
         "upstream_connection_options": {"tcp_keepalive": {}},
     }
+    if tls_dir is not None:
+        cluster["transport_socket"] = json_format.MessageToDict(upstream_tls.control_plane_socket(tls_dir))
+    return cluster
 
 
 def _socket_address(host: str, port: int) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """`fairshare run`'s local CA: the same certificates cert-manager issues in a cluster, kept in the state dir.
 
-One CA; the gateway's client certificate (client auth only, named `GATEWAY_IDENTITY`) and the runtimes'
-server certificate (server auth only, named `RUNTIME_IDENTITY`, valid for 127.0.0.1). Each lives in a
+One CA; the gateway's client certificate (client auth only, named `GATEWAY_IDENTITY`), the runtimes'
+server certificate (server auth only, named `RUNTIME_IDENTITY`, valid for 127.0.0.1) and the control
+plane's (`CONTROL_PLANE_IDENTITY`: server auth for xDS and the rate-limit service, client auth towards the
+runtimes' admin ports). Each lives in a
 directory laid out as a cert-manager secret (tls.crt, tls.key, ca.crt), which is what the runtime's
 --tls-dir and the gateway's SDS files read. The CA is kept across runs; leaf certificates are reissued
 when missing, expiring or signed by another CA. ECDSA P-256: the cheapest handshake OpenSSL offers.
@@ -21,10 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from inference_images.runtime.tls import DIR_CA, DIR_CERT, DIR_KEY, GATEWAY_IDENTITY, RUNTIME_IDENTITY
+from xds_server.controlplane.grpc_tls import CONTROL_PLANE_IDENTITY
 from xds_server.envoy.sds import CERTS_DIR, sds_documents
 
 _CA_DAYS = 3650
 _LEAF_DAYS = 30
+_SERVER = (ExtendedKeyUsageOID.SERVER_AUTH,)
+_CLIENT = (ExtendedKeyUsageOID.CLIENT_AUTH,)
 # Reissued when less than this is left, so a long-lived state dir never serves an expired certificate.
 _RENEW_BEFORE = datetime.timedelta(days=7)
 
@@ -47,6 +52,11 @@ class LocalPki:
         return self.root / "runtime"
 
     @property
+    def controlplane_dir(self) -> Path:
+        """The control plane's --tls-dir (xDS and the rate-limit service)."""
+        return self.root / "controlplane"
+
+    @property
     def sds_dir(self) -> Path:
         """The gateways' SDS directory (platform.gateway.upstream_tls.sds_dir, for this machine)."""
         return self.root / "gateway-sds"
@@ -60,10 +70,11 @@ class LocalPki:
         """The state dir's CA and certificates, created or renewed as needed."""
         pki = cls(state_dir / "tls")
         ca_key, ca = pki._ensure_ca()
-        for directory, name, usage in ((pki.gateway_dir, GATEWAY_IDENTITY, ExtendedKeyUsageOID.CLIENT_AUTH),
-                                       (pki.runtime_dir, RUNTIME_IDENTITY, ExtendedKeyUsageOID.SERVER_AUTH)):
+        for directory, name, usages in ((pki.gateway_dir, GATEWAY_IDENTITY, _CLIENT),
+                                        (pki.runtime_dir, RUNTIME_IDENTITY, _SERVER),
+                                        (pki.controlplane_dir, CONTROL_PLANE_IDENTITY, _SERVER + _CLIENT)):
             if not _leaf_valid(directory, ca):
-                write_leaf(directory, ca_key, ca, name, usage)
+                write_leaf(directory, ca_key, ca, name, *usages)
         for file, text in sds_documents(str(pki.sds_dir)).items():
             _write(pki.sds_dir / file, text.encode())
         return pki
@@ -72,6 +83,11 @@ class LocalPki:
         """A new key and certificate for the runtimes (what cert-manager does before expiry)."""
         ca_key, ca = self._ensure_ca()
         write_leaf(self.runtime_dir, ca_key, ca, RUNTIME_IDENTITY, ExtendedKeyUsageOID.SERVER_AUTH)
+
+    def rotate_controlplane(self) -> None:
+        """A new key and certificate for the control plane (what cert-manager does before expiry)."""
+        ca_key, ca = self._ensure_ca()
+        write_leaf(self.controlplane_dir, ca_key, ca, CONTROL_PLANE_IDENTITY, *_SERVER, *_CLIENT)
 
     def issue(self, directory: Path, name: str, *, client: bool) -> None:
         """Another certificate from this CA (tests: a client that is not the gateway)."""
@@ -104,13 +120,13 @@ class LocalPki:
 
 
 def write_leaf(directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, name: str,
-               usage: x509.ObjectIdentifier) -> None:
+               *usages: x509.ObjectIdentifier) -> None:
     """tls.crt, tls.key and ca.crt in `directory`, each replaced atomically (a reader sees the old file or
     the new one, never half of one; the pair can briefly disagree, which readers must refuse)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+    if ExtendedKeyUsageOID.SERVER_AUTH in usages:
         sans += [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = (
         x509.CertificateBuilder()
@@ -120,7 +136,7 @@ def write_leaf(directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca: x509.Cer
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=_LEAF_DAYS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .sign(ca_key, hashes.SHA256())
     )

@@ -157,6 +157,12 @@ class LocalPlatform:
             self.redis.stop()
             self.redis = None
 
+    @property
+    def _control_plane_tls(self) -> bool:
+        """xDS and the rate-limit service over mutual TLS (platform.gateway.upstream_tls.control_plane)."""
+        return self.pki is not None and self.config is not None and \
+            self.config.platform.gateway.upstream_tls.to_control_plane
+
     @staticmethod
     def control_plane_name(index: int = 0) -> str:
         return "control-plane" if index == 0 else f"control-plane-{index + 1}"
@@ -174,7 +180,8 @@ class LocalPlatform:
                   "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
                   *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
                   *(["--ratelimit-redis-url", self.redis_url] if self.redis_url else []),
-                  *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else [])],
+                  *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else []),
+                  *(["--tls-dir", str(self.pki.controlplane_dir)] if self._control_plane_tls else [])],
             log_file=self.run_dir / f"{name}.log",
         ))
         wait_http(f"http://{self.opts.host}:{status_port}/healthz", 60, proc=child.proc,
@@ -203,7 +210,8 @@ class LocalPlatform:
         boot = bootstrap(node_id=node_id, region=region, xds_host=self.opts.host,
                          xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds,
                          stats_matcher=stats,
-                         more_xds=[(self.opts.host, xds) for xds, _ in self.control_plane_ports[1:]])
+                         more_xds=[(self.opts.host, xds) for xds, _ in self.control_plane_ports[1:]],
+                         xds_tls_dir=str(self.pki.sds_dir) if self.pki and self._control_plane_tls else None)
         name = f"envoy-{key.replace('#', '-')}"
         envoy = EnvoyProcess(boot, self.run_dir / name, name=name)
         envoy.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -16,6 +17,7 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
+from xds_server.controlplane.grpc_tls import GatewayOnly, serve_tls
 from xds_server.ratelimit.backends import Backend
 from xds_server.ratelimit.backends.memory import MemoryBackend
 from xds_server.ratelimit.backends.redis import RedisBackend
@@ -38,6 +40,8 @@ class RateLimitServer:
     settings: RateLimitSettings
     # Off by default, so a port already taken is an error, not a silent share with a stranger.
     reuse_port: bool = False
+    # Mutual TLS, only the gateway's certificate (xds_server.controlplane.grpc_tls); None: plaintext.
+    tls_dir: Path | None = None
     service: RateLimitService = field(init=False)
     bound_port: int = 0
     _server: grpc.aio.Server | None = None
@@ -52,15 +56,16 @@ class RateLimitServer:
         return web.Response(body=self.service.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
-        self._server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.reuse_port))])
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", int(self.reuse_port))],
+                                       interceptors=[GatewayOnly()] if self.tls_dir is not None else None)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(self.service, self._server)
         address = f"{self.settings.host}:{self.settings.port}"
-        self.bound_port = self._server.add_insecure_port(address)
+        self.bound_port = serve_tls(self._server, address, self.tls_dir)
         if self.bound_port == 0:
             raise OSError(f"rate-limit service cannot listen on {address}")
         await self._server.start()
-        log.info("rate-limit service on %s:%d (backend %s)", self.settings.host, self.bound_port,
-                 self.service.backend.name)
+        log.info("rate-limit service on %s:%d (backend %s, %s)", self.settings.host, self.bound_port,
+                 self.service.backend.name, "mutual TLS" if self.tls_dir is not None else "plaintext")
 
     async def stop(self, grace: float = 0.5) -> None:
         if self._server is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -17,6 +18,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import struct_pb2
 
+from xds_server.controlplane.grpc_tls import GatewayOnly, serve_tls
 from xds_server.xds.delta import DeltaStream
 from xds_server.xds.sotw import SotwStream
 from xds_server.xds.store import DELTA, SOTW, Published, SnapshotStore
@@ -152,8 +154,11 @@ async def _pump_snapshots(store: SnapshotStore, region: str, events: asyncio.Que
 class XdsServer:
     """ADS (state-of-the-world and delta) on one gRPC port, serving snapshots from `store`."""
 
-    def __init__(self, store: SnapshotStore, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, store: SnapshotStore, host: str = "127.0.0.1", port: int = 0,
+                 tls_dir: Path | None = None) -> None:
         self.store = store
+        # Mutual TLS, only the gateway's certificate (xds_server.controlplane.grpc_tls); None: plaintext.
+        self.tls_dir = tls_dir
         self.host = host
         self.port = port
         self._server: grpc.aio.Server | None = None
@@ -168,18 +173,20 @@ class XdsServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("XdsServer already started")
-        server = grpc.aio.server(options=_SERVER_OPTIONS)
+        server = grpc.aio.server(options=_SERVER_OPTIONS,
+                                 interceptors=[GatewayOnly()] if self.tls_dir is not None else None)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self.store), server)
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
-            bound = server.add_insecure_port(f"{host}:{self.port}")
+            bound = serve_tls(server, f"{host}:{self.port}", self.tls_dir)
         except RuntimeError as exc:
             raise OSError(f"xDS server cannot listen on {host}:{self.port}: {exc}") from exc
         if bound == 0:  # older grpc signals failure this way instead of raising
             raise OSError(f"xDS server cannot listen on {host}:{self.port}")
         await server.start()
         self._server, self._bound_port = server, bound
-        log.info("xDS server listening on %s:%d (ADS: sotw and delta)", host, bound)
+        log.info("xDS server listening on %s:%d (ADS: sotw and delta, %s)", host, bound,
+                 "mutual TLS" if self.tls_dir is not None else "plaintext")
 
     async def stop(self, grace: float | None = 1.0) -> None:
         """Stop accepting streams and end open ones after `grace` seconds (None: wait for them)."""
