@@ -181,7 +181,7 @@ class LocalPlatform:
                   *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
                   *(["--ratelimit-redis-url", self.redis_url] if self.redis_url else []),
                   *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else []),
-                  *(["--tls-dir", str(self.pki.controlplane_dir)] if self._control_plane_tls else [])],
+                  *(["--tls-dir", str(self.pki.controlplane_dir)] if self.pki and self._control_plane_tls else [])],
             log_file=self.run_dir / f"{name}.log",
         ))
         wait_http(f"http://{self.opts.host}:{status_port}/healthz", 60, proc=child.proc,
