@@ -76,8 +76,10 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryResponse]):
         )
         self._store.record_nack(self._node, type_url, version, req.response_nonce, message)
 
-    def _forget_endpoints_sent(self) -> None:
+    def _forget_endpoints_sent(self, clusters: discovery_pb2.DiscoveryResponse) -> bool:
+        # State of the world: a CDS response holds every cluster, so any of them may be new.
         self._types[ENDPOINT].sent_key = None
+        return True
 
     def _respond(self, type_url: str) -> discovery_pb2.DiscoveryResponse | None:
         if self._pub is None:

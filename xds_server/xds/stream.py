@@ -50,10 +50,9 @@ class AdsStream(ABC, Generic[Response]):
             if resp is None:
                 continue
             out.append(resp)
-            if type_url == CLUSTER and ENDPOINT in self._types:
+            if type_url == CLUSTER and ENDPOINT in self._types and self._forget_endpoints_sent(resp):
                 # A new cluster whose EDS name other clusters already use adds no subscription, so
                 # Envoy asks for nothing and the cluster would stay warming: resend the endpoints.
-                self._forget_endpoints_sent()
                 pending = in_push_order([*pending, ENDPOINT])
         self._check_applied()
         return out
@@ -63,8 +62,9 @@ class AdsStream(ABC, Generic[Response]):
         """The response this type needs now, or None if Envoy already holds the current content."""
 
     @abstractmethod
-    def _forget_endpoints_sent(self) -> None:
-        """Make the next EDS answer carry every subscribed endpoint set, changed or not."""
+    def _forget_endpoints_sent(self, clusters: Response) -> bool:
+        """Make the next EDS answer carry the subscribed endpoint sets the clusters of this CDS response
+        may read, changed or not; False when there are none to resend."""
 
     @abstractmethod
     def _check_applied(self) -> None:
