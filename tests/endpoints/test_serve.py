@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from bench.synth import small_config
 from tests.endpoints.apiserver import StandInApiServer, endpoint_slice
@@ -45,8 +46,26 @@ def test_waits_for_the_api_then_serves_what_it_lists(apiserver: StandInApiServer
         assert [(r["name"], r["address"]) for r in status["replicas"]] == [("cpu-1", "10.0.0.1:8080"),
                                                                             ("cpu-2", "10.0.0.2:8080")]
         assert status["xds"]["regions"]["us-east-1"]["version"]
+        # The source's own state is in /status: the refused lists counted as errors, one list that served,
+        # and the resourceVersion it follows (the API's).
+        source = status["endpoint_source"]
+        assert source["source"] == "kubernetes" and source["synced"] is True, source
+        assert source["errors"] >= 2 and source["lists"] == 1 and source["expired"] == 0, source
+        assert source["resource_version"] == str(apiserver.rv), source
+        # A 410 on the open watch: /status shows the expiry and the relist that followed it.
+        apiserver.expire_watches()
+        deadline = time.monotonic() + 30
+        while (source := get_status(status_port)["endpoint_source"])["lists"] < 2:
+            assert time.monotonic() < deadline, source
+            time.sleep(0.05)
+        assert source["expired"] == 1 and source["watches"] >= 2, source
     finally:
         child.stop()
+
+
+def get_status(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5) as resp:
+        return dict(json.load(resp))
 
 
 def test_a_missing_kubeconfig_is_refused_with_the_reason(tmp_path: Path) -> None:

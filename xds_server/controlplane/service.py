@@ -203,6 +203,9 @@ class ControlPlane:
             },
             # Where the config comes from, the revision serving and the last refused one.
             "config_source": self._source().status(),
+            # Where the replicas come from and how following it goes (Kubernetes: lists, watches, 410s,
+            # errors, stalls, the resourceVersion followed); None: no endpoint source.
+            "endpoint_source": None if self.endpoint_source is None else self.endpoint_source.status(),
             "xds": self.store.status(),
             # Every runtime replica with its admin address (the repository extension), for operators'
             # tools (`fairshare models`); never routed to by Envoy.

@@ -47,6 +47,10 @@ class EndpointSource(ABC):
         with self._lock:
             return self._directory
 
+    def status(self) -> dict[str, object]:
+        """What the source is and how following it goes, for the control plane's /status."""
+        return {"source": type(self).__name__}
+
     def for_reload(self) -> EndpointDirectory:
         """The directory a full reload compiles against. A reload re-reads everything it is given, so a
         source with something to re-read does so here (and may raise ConfigError: the reload is refused

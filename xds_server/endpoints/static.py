@@ -24,6 +24,9 @@ class StaticEndpoints(EndpointSource):
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
+    def status(self) -> dict[str, object]:
+        return {"source": "static", "path": str(self.path), "last_error": self.error}
+
     async def _start(self) -> None:
         self._bind()
         self.reload()
