@@ -118,3 +118,32 @@ def test_a_tampered_log_is_refused_and_the_break_named(audited: Audited, capsys:
     rc, out = report(audited, capsys)
     assert rc == 1 and "REFUSED: the audit log does not verify" in out and "line 2 (seq 2)" in out
     assert "concurrency\":64" not in out
+
+
+def test_a_tenants_shared_result_is_found_by_the_report_and_audit_show(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tenants on one effective spec share a stored result: the report still shows this tenant's own
+    decision with its result inline (and the ref it was read from), nothing of the others; `audit show`
+    prints the verbatim record, whose results hold what the tenant's decision names."""
+    hooli = (audited.config / "tenants" / "hooli.yaml").read_text()
+    (audited.config / "tenants" / "hooli-2.yaml").write_text(hooli.replace("id: hooli", "id: hooli-2"))
+    assert audited.cp.reload().ok
+    capsys.readouterr()
+    rc = main(["compliance", "report", "--tenant", "hooli-2", "--config", str(audited.config),
+               "--log", str(audited.log_path), "--json"])
+    assert rc == 0
+    (record,) = json.loads(capsys.readouterr().out)["audit"]["records"]
+    decision = record["decision"]
+    assert decision["tenant"] == "hooli-2" and decision["result_ref"].startswith("blake2b-96:")
+    assert decision["result"]["quotas"]["after"]["tier"] == "free"
+    assert decision["result"]["routes"]["after"] == {"us-east-1": {"classifier": ["v2"]}}
+    assert "results" not in record and "acme" not in json.dumps(record)
+    rc = main(["compliance", "report", "--tenant", "hooli-2", "--config", str(audited.config),
+               "--log", str(audited.log_path)])
+    assert rc == 0 and "config.applied: own_routes, pii, quotas, routes" in capsys.readouterr().out
+
+    assert main(["audit", "show", "--tenant", "hooli-2", "--log", str(audited.log_path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    shown = json.loads(line)
+    (entry,) = [d for d in shown["decisions"] if d["tenant"] == "hooli-2"]
+    assert shown["results"][entry["result_ref"]] == decision["result"]

@@ -137,3 +137,48 @@ def test_serve_keeps_an_audit_log_under_the_state_dir_by_default(tmp_path: Path)
     custom = _parser().parse_args(["serve", "--audit-log", str(tmp_path / "x.jsonl"), "--audit-max-mb", "1"])
     log = open_from_args(custom)
     assert log is not None and log.path == tmp_path / "x.jsonl" and log.max_bytes == 2**20
+
+
+def test_tenants_with_one_effective_spec_share_one_stored_result(audited: Audited) -> None:
+    """A fleet on tier defaults (here three copies of hooli): each distinct result is stored once in the
+    record and named by digest from each tenant's decision, and every tenant's effective quotas, routes
+    and PII rules are still read back from the record, equal to what the platform enforces."""
+    from xds_server.audit.trail import decision_of, result_digest
+
+    hooli = (audited.config / "tenants" / "hooli.yaml").read_text()
+    fleet = ["hooli", "hooli-2", "hooli-3"]
+    for tid in fleet[1:]:
+        (audited.config / "tenants" / f"{tid}.yaml").write_text(hooli.replace("id: hooli", f"id: {tid}"))
+    assert audited.cp.reload().ok
+    record = audited.records()[0]
+    assert record["tenants"] == sorted(["acme", "globex", "initech", *fleet])
+    by_tenant = {d["tenant"]: d for d in record["decisions"]}
+    (ref,) = {by_tenant[t]["result_ref"] for t in fleet}
+    assert all("result" not in by_tenant[t] for t in fleet)
+    assert list(record["results"]) == [ref] and result_digest(record["results"][ref]) == ref
+    # Tenants with a spec of their own keep their result inline (OPA's decision shape).
+    assert all("result" in by_tenant[t] and "result_ref" not in by_tenant[t] for t in ("acme", "globex", "initech"))
+    assert audited.cp.config is not None
+    for tid in record["tenants"]:
+        decision = decision_of(record, tid)
+        assert decision is not None and decision["decision_id"] == by_tenant[tid]["decision_id"]
+        enforced = audited.cp.config.tenants[tid]
+        result = decision["result"]
+        assert result["quotas"]["before"] is None
+        assert result["quotas"]["after"] == {"tier": enforced.spec.tier, "weight": enforced.weight,
+                                             **enforced.quotas.model_dump()}
+        assert result["routes"]["after"] == enforced.routes and result["own_routes"]["after"] == enforced.own_routes
+        assert result["pii"]["after"] == enforced.pii.model_dump(mode="json")
+    assert decision_of(record, "nobody") is None
+
+    # A tier default changed: the fleet's before/after results are equal (different objects) and are
+    # stored once again; the chain holds.
+    tiers = audited.config / "tiers.yaml"
+    tiers.write_text(tiers.read_text().replace("quotas: {concurrency: 4,", "quotas: {concurrency: 6,"))
+    assert audited.cp.reload().ok
+    record = audited.records()[-1]
+    assert record["tenants"] == fleet and len(record["results"]) == 1
+    for tid in fleet:
+        quotas = decision_of(record, tid)["result"]["quotas"]  # type: ignore[index]
+        assert (quotas["before"]["concurrency"], quotas["after"]["concurrency"]) == (4, 6)
+    assert verify(audited.log_path).ok

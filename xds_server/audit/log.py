@@ -39,6 +39,7 @@ _FORBIDDEN_KEY = re.compile('"(?:' + "|".join(sorted(FORBIDDEN_KEYS)) + ')":')
 # A JWT (three base64url segments, the first a JSON header) or a PEM block anywhere in a value.
 _SECRET_VALUE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
                            r"|-----BEGIN [A-Z ]*(?:PRIVATE )?KEY-----")
+_SECRET_PREFIXES = ("eyJ", "-----BEGIN ")
 KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 
@@ -144,7 +145,9 @@ class AuditLog:
             if (found := _FORBIDDEN_KEY.search(body)) is not None:
                 raise AuditError(f"audit record {kind}: field {found.group()[:-1]} never goes in a record "
                                  "(no secrets or request data)")
-            if _SECRET_VALUE.search(body):
+            # Both patterns begin with a literal: a substring search (memchr-fast) rules a clean record out
+            # at a tenth of the regex's cost; the regex runs only where one is present.
+            if (_SECRET_PREFIXES[0] in body or _SECRET_PREFIXES[1] in body) and _SECRET_VALUE.search(body):
                 raise AuditError(f"audit record {kind}: a value looks like a credential (JWT or key); "
                                  "records never carry secrets")
             digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.audit.log import AuditError
-from xds_server.audit.trail import _TENANT_FILE
+from xds_server.audit.trail import _TENANT_FILE, decision_of
 from xds_server.audit.verify import verify
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
@@ -231,7 +231,9 @@ def _tenant_view(record: dict[str, Any], tenant: str) -> dict[str, Any]:
     """The record as this tenant's auditor may see it: its own decision and reasons, nothing of others."""
     kept = ("seq", "time", "kind", "source", "revision", "author", "config_version", "digest")
     view: dict[str, Any] = {k: record[k] for k in kept if k in record}
-    decision = next((d for d in record.get("decisions") or [] if d.get("tenant") == tenant), None)
+    # A shared result (the first load's tier defaults) inline: the view stands alone, and the ref it
+    # keeps names the entry of the record's `results` it was read from.
+    decision = decision_of(record, tenant)
     if decision is not None:
         view["decision"] = decision
     if record.get("reasons"):
@@ -239,8 +241,8 @@ def _tenant_view(record: dict[str, Any], tenant: str) -> dict[str, Any]:
                            if not (found := {m.group(1) for m in _TENANT_FILE.finditer(r)}) or tenant in found]
     only_this = record.get("tenants") == [tenant] or record.get("tenant") == tenant
     for key, value in record.items():  # an offboarding's own fields (it names only this tenant)
-        if only_this and key not in view and key not in ("tenants", "decisions", "prev", "added", "removed",
-                                                           "reasons"):
+        if only_this and key not in view and key not in ("tenants", "decisions", "results", "prev", "added",
+                                                           "removed", "reasons"):
             view[key] = value
     return view
 

@@ -58,10 +58,16 @@ def _effective(t: ResolvedTenant) -> dict[str, Any]:
             "routes": t.routes, "own_routes": t.own_routes, "pii": t.pii.__dict__}
 
 
-def _input_digest(t: ResolvedTenant, memo: Any) -> str:
+def _same_effective(a: ResolvedTenant, b: ResolvedTenant) -> bool:
+    """`_effective(a) == _effective(b)`, without building either (10,000 of them on a first load)."""
+    return (a.spec.tier == b.spec.tier and a.weight == b.weight and a.quotas.__dict__ == b.quotas.__dict__
+            and a.routes == b.routes and a.own_routes == b.own_routes and a.pii.__dict__ == b.pii.__dict__)
+
+
+def _input_digest(t: ResolvedTenant, documents: dict[str, Any]) -> str:
     """The digest of the document the policies were asked about (OPA logs the input; we log its
-    digest): the policy layer's own, when its memo has it for this very spec."""
-    hit = getattr(memo, "documents", {}).get(t.id) if memo is not None else None
+    digest): the policy layer's own, when its memo's `documents` have it for this very spec."""
+    hit = documents.get(t.spec.id)
     if hit is not None and hit[0] is t.spec:
         return f"blake2b-96:{hit[2]}"
     from xds_server.policy.decide import spec_digest
@@ -71,33 +77,92 @@ def _input_digest(t: ResolvedTenant, memo: Any) -> str:
 
 
 def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo: Any = None,
-                     at: str | None = None) -> list[dict[str, Any]]:
-    """One decision entry per tenant whose effective spec changed (added and removed included)."""
+                     at: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """One decision entry per tenant whose effective spec changed (added and removed included), and the
+    results two or more entries share, each stored once by its digest.
+
+    A first load of 10,000 tenants on tier defaults holds a handful of distinct results: written once
+    each (in the record's `results`, the entry naming it in `result_ref`), the record is a third of the
+    size, and serialising and scanning it costs a third. A result only one entry has stays inline in
+    that entry (`result`), so the everyday one-tenant record keeps OPA's decision shape."""
     at = at or rfc3339()
     old = before.tenants if before is not None else {}
-    decisions: list[dict[str, Any]] = []
     # Unique per decision like OPA's UUIDs, without 10,000 of them to draw: one random prefix, a counter.
     prefix = uuid.uuid4().hex[:24]
-
-    def entry(tid: str, result: dict[str, Any], digest: str | None) -> None:
-        decisions.append({"decision_id": f"{prefix}-{len(decisions):06d}", "path": DECISION_PATH, "tenant": tid,
-                          "input_digest": digest, "result": result, "timestamp": at})
-
+    pending: list[tuple[str, dict[str, Any], str | None]] = []  # (tenant, result, input digest)
+    # An added tenant's result is a function of its decision, which the policies memoise by the input's
+    # digest: tenants with the same input share one result object (equality checked, never assumed).
+    by_input: dict[str, tuple[ResolvedTenant, dict[str, Any]]] = {}
+    documents: dict[str, Any] = getattr(memo, "documents", {}) if memo is not None else {}
     for tid, new in after.tenants.items():
         prior = old.get(tid)
         if prior is new:
             continue  # the same object: neither its file nor its decision changed
-        now = _effective(new)
-        was = _effective(prior) if prior is not None else None
-        result = {part: {"before": None if was is None else was[part], "after": value}
-                  for part, value in now.items() if was is None or was[part] != value}
-        if result or prior is None or prior.spec != new.spec:
-            entry(tid, result, _input_digest(new, memo))
+        if prior is None:
+            digest = _input_digest(new, documents)
+            hit = by_input.get(digest)
+            if hit is not None and _same_effective(hit[0], new):
+                pending.append((tid, hit[1], digest))
+                continue
+            result = {part: {"before": None, "after": value} for part, value in _effective(new).items()}
+            by_input.setdefault(digest, (new, result))
+        else:
+            now, was = _effective(new), _effective(prior)
+            result = {part: {"before": was[part], "after": value} for part, value in now.items()
+                      if was[part] != value}
+            if not result and prior.spec == new.spec:
+                continue
+            digest = _input_digest(new, documents)
+        pending.append((tid, result, digest))
     for tid in old.keys() - after.tenants.keys():
         was = _effective(old[tid])
-        entry(tid, {part: {"before": value, "after": None} for part, value in was.items()}, None)
+        pending.append((tid, {part: {"before": value, "after": None} for part, value in was.items()}, None))
+
+    # Content digests, one per distinct result object; equal results of different objects (a tier's
+    # default changed for many tenants) meet under one digest too.
+    refs: dict[int, str] = {}
+    uses: dict[str, int] = {}
+    for _, result, _ in pending:
+        ref = refs.get(id(result))
+        if ref is None:
+            ref = refs[id(result)] = result_digest(result)
+        uses[ref] = uses.get(ref, 0) + 1
+    decisions: list[dict[str, Any]] = []
+    shared: dict[str, dict[str, Any]] = {}
+    for n, (tid, result, input_digest) in enumerate(pending):
+        entry: dict[str, Any] = {"decision_id": f"{prefix}-{n:06d}", "path": DECISION_PATH, "tenant": tid,
+                                 "input_digest": input_digest, "timestamp": at}
+        ref = refs[id(result)]
+        if uses[ref] > 1:
+            entry["result_ref"] = ref
+            shared.setdefault(ref, result)
+        else:
+            entry["result"] = result
+        decisions.append(entry)
     decisions.sort(key=lambda d: d["tenant"])
-    return decisions
+    return decisions, shared
+
+
+def result_digest(result: dict[str, Any]) -> str:
+    """The key a shared result is stored under in a record's `results` (its canonical JSON's digest, so
+    an auditor can check an entry against what it names)."""
+    from xds_server.policy.decide import spec_digest
+
+    return f"blake2b-96:{spec_digest(result)}"
+
+
+def decision_of(record: dict[str, Any], tenant: str) -> dict[str, Any] | None:
+    """`tenant`'s decision entry in `record` with its result inline (a shared result looked up in the
+    record's `results` by the entry's `result_ref`, which stays in the entry); None: the record has none."""
+    entry = next((d for d in record.get("decisions") or [] if d.get("tenant") == tenant), None)
+    if entry is None or "result_ref" not in entry:
+        return entry
+    shared = record.get("results") or {}
+    ref = entry["result_ref"]
+    if ref not in shared:
+        raise AuditError(f"audit record seq {record.get('seq')}: tenant {tenant}'s decision names result {ref}, "
+                         "which the record's results do not hold")
+    return {**entry, "result": shared[ref]}
 
 
 @dataclass
@@ -140,14 +205,14 @@ class ControlPlaneAudit:
             return None  # nothing was applied: the same snapshots are serving
         try:
             at = rfc3339()
-            decisions = tenant_decisions(before, after, self.memo(), at)
+            decisions, shared = tenant_decisions(before, after, self.memo(), at)
             old = before.tenants if before is not None else {}
             added = sorted(t for t in after.tenants if t not in old)
             removed = sorted(t for t in old if t not in after.tenants)
             return self.log.append(
                 "config.applied", **self._source(), config_version=version, previous_version=previous_version,
                 tenants=[d["tenant"] for d in decisions], added=added, removed=removed, decided_by=DECIDED_BY,
-                decisions=decisions)
+                decisions=decisions, **({"results": shared} if shared else {}))
         except (AuditError, OSError) as err:
             log.error("audit record of applied config %s not written: %s", version, err)
             return None
