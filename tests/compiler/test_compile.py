@@ -112,6 +112,54 @@ def test_editing_one_tenant_changes_only_its_resources(cfg_dir: Path) -> None:
     assert changed == {(ROUTE, "tenant/acme")}
 
 
+
+def _differences(before: Snapshot, after: Snapshot) -> dict[tuple[str, str], str]:
+    """Every resource added, removed or changed between two snapshots."""
+    out: dict[tuple[str, str], str] = {}
+    for t in set(before.resources) | set(after.resources):
+        old, new = before.of_type(t), after.of_type(t)
+        for n in set(old) | set(new):
+            if n not in new:
+                out[(t, n)] = "removed"
+            elif n not in old:
+                out[(t, n)] = "added"
+            elif old[n].version != new[n].version:
+                out[(t, n)] = "changed"
+    return out
+
+
+@pytest.mark.parametrize("tenant", ["hooli", "initech", "globex"])
+def test_offboarding_or_adding_one_tenant_touches_only_its_resources_and_equals_a_full_compile(
+        cfg_dir: Path, tenant: str) -> None:
+    """A tenant leaving (or coming back) removes (or adds) its own resources and nothing else: its scope,
+    routes and clusters, and a shared own-model cluster and endpoint set only where it was their last
+    user (globex). The memoised compile after the change equals a fresh compiler's full compile."""
+    compiler = Compiler()
+    before = compile_dir(cfg_dir, compiler)
+    path = cfg_dir / "tenants" / f"{tenant}.yaml"
+    spec = path.read_text()
+    path.write_text(spec + "\noffboard: true\n")
+    gone = compile_dir(cfg_dir, compiler)
+    assert gone.version != before.version
+    assert tenant not in gone.ratelimits.tenants and tenant in before.ratelimits.tenants
+    full = compile_dir(cfg_dir)
+    assert {r: s.version for r, s in gone.snapshots.items()} == {r: s.version for r, s in full.snapshots.items()}
+    assert gone.ratelimits == full.ratelimits
+    removed: dict[tuple[str, str], str] = {}
+    for region in before.snapshots:
+        changes = _differences(before.snapshots[region], gone.snapshots[region])
+        assert set(changes.values()) <= {"removed"}, changes
+        removed.update(changes)
+    names = {n for _, n in removed}
+    assert {f"tenant/{tenant}"} <= names  # its scope and routes
+    assert all(n.startswith(f"tenant/{tenant}") or (tenant == "globex" and "gpu-small" in n) for n in names), names
+    assert any(t == CLUSTER and n.startswith(f"tenant/{tenant}/") for t, n in removed)
+
+    path.write_text(spec)  # onboarded again: exactly the config it left
+    back = compile_dir(cfg_dir, compiler)
+    assert {r: s.version for r, s in back.snapshots.items()} == {r: s.version for r, s in before.snapshots.items()}
+    assert back.version == before.version and back.ratelimits == before.ratelimits
+
 def test_versions_are_identical_across_processes(tmp_path: Path) -> None:
     """A control-plane restart must not change any resource's version, or Envoy would rebuild (and drain)
     its listener for nothing. Hash seeds differ between processes; serialisation must not depend on them."""
