@@ -5,7 +5,9 @@ tenants it touched, and for each of them a decision entry modelled on OPA's deci
 path, input digest instead of the input, result, timestamp; `decided_by` names the policy package behind
 each part) whose result holds only what changed in the tenant's effective spec (weight and quotas,
 routes, own-model routes, PII rules), before and after. Those are config values; a record never holds a
-request, a token or a key.
+request, a token or a key. A result several tenants share (a fleet on tier defaults) is stored once in the
+record's `results` under its digest and named by each entry's `result_ref`; `decision_of` reads a
+tenant's entry back with its result inline.
 
 The diff is cheap: the policy layer hands back the same ResolvedTenant object for a tenant whose file
 and decision did not change, so an identity check skips it and only changed tenants are compared."""
