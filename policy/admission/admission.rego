@@ -320,6 +320,45 @@ violations contains v if {
 	}
 }
 
+# The control plane's gRPC server container (not its OPA or git-sync sidecars).
+serves_control_plane(c) if "serve" in object.get(c, "args", [])
+
+# METADATA
+# title: The control plane serves xDS and rate limits only over mutual TLS
+# description: An xDS stream carries every tenant's routes and the token keys, and the rate-limit service spends any tenant's quota; in plaintext any pod can read the one and drain the other.
+violations contains v if {
+	some p in pods
+	fairshare_component(p) == "control-plane"
+	some c in p.spec.containers
+	serves_control_plane(c)
+	not has_flag(c, "--tls-dir")
+	v := {
+		"rule": "control-plane-requires-mutual-tls",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.containers[%s].args", [p.path, c.name]),
+		"message": sprintf(
+			"control-plane container %q serves xDS and the rate-limit service without mutual TLS: give it --tls-dir with its certificate (platform.yaml gateway.upstream_tls.control_plane)",
+			[c.name],
+		),
+	}
+}
+
+# METADATA
+# title: No passwords in container arguments
+# description: Arguments show in the process list and in every read of the pod spec; a URL with user:password@ belongs in an environment variable from a Secret.
+violations contains v if {
+	some p in pods
+	some c in containers(p.spec)
+	some a in args_of(c)
+	regex.match(`[a-z][a-z0-9+.-]*://[^/@:\s]*:[^/@\s]+@`, a)
+	v := {
+		"rule": "no-password-in-arguments",
+		"subject": subject(p.manifest),
+		"field": sprintf("%s.%s[%s].args", [p.path, container_kind(p.spec, c), c.name]),
+		"message": sprintf("container %q has a URL with a password in its arguments: pass the password in an environment variable from a Secret (e.g. FAIRSHARE_REDIS_PASSWORD)", [c.name]),
+	}
+}
+
 redis_authenticated(c) if has_flag(c, "--aclfile")
 
 redis_authenticated(c) if has_flag(c, "--requirepass")

@@ -224,6 +224,32 @@ test_runtime_with_half_the_tls_files_is_denied if {
 	rules([runtime_with(["--tls-cert", "/t/c", "--tls-key", "/t/k"])]) == {"runtime-requires-mutual-tls"}
 }
 
+control_plane_with(args) := labelled("control-plane", {"containers": [
+	{
+		"name": "control-plane",
+		"image": "ghcr.io/fairshare/control-plane:0.1.0",
+		"command": ["fairshare"],
+		"args": array.concat(["serve", "--xds-port", "18000"], args),
+	},
+	{"name": "opa", "image": "docker.io/openpolicyagent/opa:1.4.2-static", "args": ["run", "--server", "--addr", "127.0.0.1:8181"]},
+]})
+
+test_control_plane_with_tls_dir_passes if {
+	rules([control_plane_with(["--tls-dir", "/etc/fairshare/controlplane-tls"])]) == set()
+}
+
+test_control_plane_without_tls_is_denied if {
+	rules([control_plane_with([])]) == {"control-plane-requires-mutual-tls"}
+}
+
+test_redis_url_without_password_passes if {
+	rules([control_plane_with(["--tls-dir", "/t", "--ratelimit-redis-url", "redis://fairshare@fairshare-redis:6379/0"])]) == set()
+}
+
+test_redis_password_in_arguments_is_denied if {
+	rules([control_plane_with(["--tls-dir", "/t", "--ratelimit-redis-url", "redis://fairshare:$(REDIS_PASSWORD)@fairshare-redis:6379/0"])]) == {"no-password-in-arguments"}
+}
+
 redis_with(args) := deployment({"containers": [{
 	"name": "redis",
 	"image": "public.ecr.aws/docker/library/redis:7.4.2-alpine",

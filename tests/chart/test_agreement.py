@@ -90,10 +90,13 @@ def test_rate_limit_service_is_reached_where_the_control_plane_serves_it(rendere
     (container,) = find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[args.index("--ratelimit-port") + 1] == "18002"
-    # As the ACL user the Redis Deployment defines, its password from the Secret (the kubelet expands it).
-    assert args[args.index("--ratelimit-redis-url") + 1] == "redis://fairshare:$(REDIS_PASSWORD)@fairshare-redis:6379/0"
+    # As the ACL user the Redis Deployment defines, its password from the Secret in the environment: never in
+    # the arguments (the process list, the pod spec).
+    assert args[args.index("--ratelimit-redis-url") + 1] == "redis://fairshare@fairshare-redis:6379/0"
+    assert not any("PASSWORD" in a for a in args)
     env = {e["name"]: e for e in container["env"]}
-    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "fairshare-redis-auth", "key": "password"}
+    assert env["FAIRSHARE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "fairshare-redis-auth",
+                                                                            "key": "password"}
     assert find(manifests, "Service", "fairshare-redis")["spec"]["ports"][0]["port"] == 6379
     ports = {p["name"]: p["port"] for p in find(manifests, "Service", "fairshare-control-plane")["spec"]["ports"]}
     assert ports["grpc-ratelimit"] == 18002

@@ -109,7 +109,8 @@ def test_own_issuer_and_own_secrets_are_honoured(helm_bin: str, spec_values: dic
     assert find(mine, "Certificate", "fairshare-runtime")["spec"]["issuerRef"]["kind"] == "ClusterIssuer"
     own = template(helm_bin, values, sets=("tls.upstream.certManager.enabled=false",
                                            "tls.upstream.existingSecrets.gateway=gw",
-                                           "tls.upstream.existingSecrets.runtime=rt"))
+                                           "tls.upstream.existingSecrets.runtime=rt",
+                                           "tls.upstream.existingSecrets.controlPlane=cp"))
     assert not [m for m in own if m["kind"] == "Certificate"]
     assert volume_secret(pod(own, "fairshare-pool-cpu-general"), "/etc/fairshare/tls", "runtime") == "rt"
     assert volume_secret(pod(own, "fairshare-gateway"), CHART_CERTS_DIR, "envoy") == "gw"

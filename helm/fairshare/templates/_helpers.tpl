@@ -79,3 +79,7 @@ imagePullSecrets:
 {{- define "fairshare.runtimeTlsSecret" -}}
 {{- .Values.tls.upstream.existingSecrets.runtime | default "fairshare-runtime-tls" -}}
 {{- end -}}
+
+{{- define "fairshare.controlPlaneTlsSecret" -}}
+{{- .Values.tls.upstream.existingSecrets.controlPlane | default "fairshare-control-plane-tls" -}}
+{{- end -}}
