@@ -55,7 +55,7 @@ test: setup tools lint policy-test policy-check
 test-fast: setup
 	$(BIN)/pytest -q -ra -m "not slow"
 
-bench: bench-controlplane bench-gateway bench-policy bench-ratelimit bench-fairness bench-pii bench-region bench-models bench-cluster
+bench: bench-controlplane bench-gateway bench-policy bench-ratelimit bench-fairness bench-pii bench-region bench-models bench-cluster bench-mtls bench-audit bench-offboard
 
 bench-controlplane: setup
 	$(BIN)/python -m bench.controlplane
