@@ -186,3 +186,19 @@ def test_unusable_certificate_files_are_a_clear_error(pki: LocalPki, tmp_path: P
     with pytest.raises(TlsConfigError, match="not a matching certificate"):
         server_credentials(tmp_path / "mixed")
 
+
+
+def test_serve_refuses_a_config_and_tls_dir_that_disagree(tmp_path: Path) -> None:
+    from tests.compiler.test_compile import REPO_CONFIG
+    from xds_server.config import load_config
+    from xds_server.controlplane.grpc_tls import check
+
+    on = load_config(REPO_CONFIG)  # upstream_tls on: Envoy dials the control plane over mutual TLS
+    check(on, tmp_path)
+    with pytest.raises(TlsConfigError, match="no --tls-dir"):
+        check(on, None)
+    off = on.model_copy(update={"platform": on.platform.model_copy(update={"gateway": on.platform.gateway.model_copy(
+        update={"upstream_tls": on.platform.gateway.upstream_tls.model_copy(update={"control_plane": False})})})})
+    check(off, None)
+    with pytest.raises(TlsConfigError, match="plaintext"):
+        check(off, tmp_path)
