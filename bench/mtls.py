@@ -13,11 +13,15 @@ Scale-down: a second gateway joins the mTLS platform's port (SO_REUSEPORT: the k
 connections over both, as a load balancer does over replicas), load runs through the port, and the second
 gateway is drained (health check failed, listeners drained: every response closes its connection) and
 stopped, as a pod's preStop hook and SIGTERM do. Every request sent in that window is counted.
+
+Rate-limit check (no target): one decision over mutual TLS to the control plane's service against the same
+over plaintext (`ratelimit_check`), one connection kept each, as Envoy keeps its.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import threading
@@ -119,6 +123,67 @@ def scale_down(platform: LocalPlatform, target: Target, trials: int, concurrency
     return {"concurrency": concurrency, "trials": rows, "failed": total, "target_met": total == 0}
 
 
+def ratelimit_check(root: Path, calls: int) -> dict[str, Any]:
+    """What TLS adds to one rate-limit check: the same decision from two services in this process, one on
+    mutual TLS (the control plane's --tls-dir), one plaintext, each over one long-lived HTTP/2 connection as
+    Envoy keeps it, called one at a time and interleaved so drift lands on both alike. The service and the
+    client share a process here (Envoy's side is C++), so the figure is TLS record work plus gRPC, not Envoy."""
+    return asyncio.run(_ratelimit_check(root, calls))
+
+
+async def _ratelimit_check(root: Path, calls: int) -> dict[str, Any]:
+    import grpc
+    from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as desc_pb2
+    from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+
+    from xds_server.compiler import ratelimits
+    from xds_server.config import load_config
+    from xds_server.controlplane.grpc_tls import CONTROL_PLANE_IDENTITY
+    from xds_server.local.certs import LocalPki
+    from xds_server.ratelimit.server import RateLimitServer
+
+    cfg = small_config(root / "ratelimit", free_port())
+    (cfg / "platform.yaml").write_text("ratelimit: {enabled: true}\n")
+    config = load_config(cfg)
+    pki = LocalPki.ensure(root / "ratelimit-state")
+    tier = config.tenants[TENANT].spec.tier
+    entries = [("region", REGION), ("tenant", TENANT), ("tier", tier), ("model", MODEL), ("limit", "requests")]
+    request = rls_pb2.RateLimitRequest(domain="fairshare", descriptors=[desc_pb2.RateLimitDescriptor(
+        entries=[desc_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries])])
+    settings = config.platform.ratelimit.model_copy(update={"port": 0, "host": "127.0.0.1"})
+    servers = {"plaintext": RateLimitServer(settings), "mtls": RateLimitServer(settings, tls_dir=pki.controlplane_dir)}
+    creds = grpc.ssl_channel_credentials(pki.ca_cert.read_bytes(), (pki.gateway_dir / "tls.key").read_bytes(),
+                                         (pki.gateway_dir / "tls.crt").read_bytes())
+    for server in servers.values():
+        server.publish(ratelimits.limit_table(config))
+        await server.start()
+    channels = {"plaintext": grpc.aio.insecure_channel(f"127.0.0.1:{servers['plaintext'].bound_port}"),
+                "mtls": grpc.aio.secure_channel(f"127.0.0.1:{servers['mtls'].bound_port}", creds, options=[
+                    ("grpc.ssl_target_name_override", CONTROL_PLANE_IDENTITY)])}
+    samples: dict[str, list[float]] = {p: [] for p in PATHS}
+    codes: set[int] = set()
+    try:
+        stubs = {p: rls_pb2_grpc.RateLimitServiceStub(c) for p, c in channels.items()}
+        for p in PATHS:  # connect (the handshake), warm
+            for _ in range(50):
+                await stubs[p].ShouldRateLimit(request, timeout=5)
+        for i in range(calls * 2):
+            p = PATHS[i % 2] if (i // 2) % 2 == 0 else PATHS[1 - i % 2]
+            began = time.perf_counter()
+            resp = await stubs[p].ShouldRateLimit(request, timeout=5)
+            samples[p].append(time.perf_counter() - began)
+            codes.update(s.code for s in resp.statuses)
+    finally:
+        for c in channels.values():
+            await c.close()
+        for server in servers.values():
+            await server.stop(0)
+    stats = {p: latency_stats(samples[p]) for p in PATHS}
+    added = {k: stats["mtls"][k] - stats["plaintext"][k] for k in ("p50_ms", "p99_ms")}
+    # A decision with a counter behind it (statuses per descriptor), not the unknown-tenant shortcut.
+    return {"calls": calls, **stats, "added": added, "counted": bool(codes)}
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     lines = [f"# mTLS between Envoy and the runtimes; drain on scale-down ({results['environment']['cpus']} CPUs)", "",
              f"Target: {results['target']}.", "",
@@ -139,6 +204,13 @@ def render_markdown(results: dict[str, Any]) -> str:
                              [[r["trial"], r["requests"], r["failed"], r["drain_s"]] for r in sd["trials"]]),
               "", f"Failed requests in all trials: **{sd['failed']}** (target 0: "
               f"{'met' if sd['target_met'] else 'MISSED'})."]
+    rl = results.get("ratelimit_check")
+    if rl:
+        lines += ["", "One rate-limit check (gRPC, one connection kept, one call at a time), plaintext vs mutual TLS "
+                  "to the control plane's service (no target):", "",
+                  markdown_table(["path", "calls", "p50 ms", "p99 ms"],
+                                 [[p, rl[p]["count"], rl[p]["p50_ms"], rl[p]["p99_ms"]] for p in PATHS]
+                                 + [["**added by mTLS**", "", rl["added"]["p50_ms"], rl["added"]["p99_ms"]]])]
     return "\n".join(lines)
 
 
@@ -148,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="per round per path")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--trials", type=int, default=3, help="gateway scale-downs under load")
+    parser.add_argument("--ratelimit-calls", type=int, default=2000, help="rate-limit checks per path (0: skip)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fairshare-bench-mtls-") as tmp:
@@ -162,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             for p in platforms.values():
                 p.stop()
+        if args.ratelimit_calls:
+            progress(NAME, f"rate-limit check: {args.ratelimit_calls} calls per path")
+        checked = ratelimit_check(Path(tmp), args.ratelimit_calls) if args.ratelimit_calls else None
     results: dict[str, Any] = {
         "benchmark": NAME,
         "target": f"mTLS adds at most {TARGET_P50_MS:g} ms at p50 over plaintext (concurrency 1); 0 requests fail "
@@ -172,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": round(time.perf_counter() - began, 1),
         "overhead": measured,
         "scale_down": drained,
+        "ratelimit_check": checked,
     }
     out = write_results(NAME, results, render_markdown(results))
     for lv in measured:
@@ -182,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{lv['mtls']['p50_ms']:.3f} ms -> added p50 {a['p50_ms']:+.3f} ms, p99 {a['p99_ms']:+.3f} ms{verdict}")
     print(f"scale-down with drain: {drained['failed']} failed requests in {len(drained['trials'])} trials "
           f"({'PASS' if drained['target_met'] else 'FAIL'})")
+    if checked:
+        print(f"rate-limit check: plaintext p50 {checked['plaintext']['p50_ms']:.3f} ms, mTLS p50 "
+              f"{checked['mtls']['p50_ms']:.3f} ms -> added p50 {checked['added']['p50_ms']:+.3f} ms, "
+              f"p99 {checked['added']['p99_ms']:+.3f} ms")
     print(f"wrote {out}, {out.with_suffix('.md')} in {results['duration_s']}s")
     return 0
 
