@@ -175,3 +175,17 @@ def test_bad_rate_limit_settings_are_reported_with_file_and_field(cfg_dir: Path)
     text = err.value.render()
     assert "platform.yaml" in text and "needs ratelimit.redis_url" in text
     assert "tiers.yaml" in text and "failure_mode" in text and "'open' or 'closed'" in text
+
+
+def test_a_rate_limit_check_is_never_cut_before_its_timeout() -> None:
+    """Envoy's per-try timeout for the check is the retry back-off's max interval: shorter than the check's
+    timeout, a slow check was cut and either counted twice or let through uncounted by a fail-open tier."""
+    from xds_server.compiler.ratelimits import http_filters
+    from xds_server.config.model import RateLimitSettings
+
+    settings = RateLimitSettings(enabled=True, timeout_ms=200)
+    checks = [f["typed_config"] for f in http_filters(settings) if "rate_limit_service" in f["typed_config"]]
+    assert len(checks) == len(FailureMode)
+    for check in checks:
+        service = check["rate_limit_service"]["grpc_service"]
+        assert service["retry_policy"]["retry_back_off"]["max_interval"] == service["timeout"] == check["timeout"]

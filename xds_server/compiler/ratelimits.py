@@ -240,7 +240,7 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
             "stat_prefix": f"fail_{mode.value}",
             "rate_limit_service": {
                 "grpc_service": {"envoy_grpc": {"cluster_name": naming.RATELIMIT_CLUSTER}, "timeout": timeout,
-                                 "retry_policy": _RLS_RETRY},
+                                 "retry_policy": _rls_retry(timeout)},
                 "transport_api_version": "V3",
             },
         }
@@ -254,11 +254,17 @@ def http_filters(settings: RateLimitSettings) -> list[dict[str, Any]]:
 # A check whose connection died with its service replica (a control plane lost) is asked again, on a new
 # connection to a live one, inside the same timeout: otherwise a closed-failure tier's request in flight at
 # that moment would get 503. Retrying may count that one request twice; never a request fewer.
-_RLS_RETRY: dict[str, Any] = {
-    "retry_on": "connect-failure,refused-stream,reset,unavailable",
-    "num_retries": 2,
-    "retry_back_off": {"base_interval": "0.005s", "max_interval": "0.025s"},
-}
+# Envoy turns this core retry policy into a route one whose per-try timeout is the back-off's max_interval
+# (Http::Utility::convertCoreToRouteRetryPolicy): a max of 25 ms cut every check slower than that, retried
+# it (counting it twice) or let it fail by its tier's mode (fail-open: served uncounted), so a burst got
+# past its limit. The max interval is therefore the check's whole timeout: an attempt is never cut early,
+# and a reset or refused connection is still retried at once, inside the same timeout.
+def _rls_retry(timeout: str) -> dict[str, Any]:
+    return {
+        "retry_on": "connect-failure,refused-stream,reset,unavailable",
+        "num_retries": 2,
+        "retry_back_off": {"base_interval": "0.005s", "max_interval": timeout},
+    }
 
 
 def service_cluster(settings: RateLimitSettings,
