@@ -4,6 +4,7 @@ object is valid for the Kubernetes version the clusters run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from tests.chart.helm import CHART, EXAMPLES, KUBERNETES_VERSIONS, find, helm
 from xds_server.envoy.process import find_envoy
+from xds_server.local.certs import LocalPki
 
 
 def test_lint_defaults_examples_and_regions(helm_bin: str, spec_values: dict[str, Path]) -> None:
@@ -65,13 +67,24 @@ def test_every_namespaced_object_names_its_namespace(rendered: dict[str, list[di
                 assert m["metadata"].get("namespace"), f"{m['kind']}/{m['metadata']['name']}"
 
 
+def bootstrap_sds_dir(text: str) -> str:
+    """The directory the bootstrap's file-SDS paths name (one: the gateway's upstream-TLS dir)."""
+    dirs = {str(Path(p).parent) for p in re.findall(r'"path":\s*"(/[^"]+\.json)"', text)}
+    assert len(dirs) == 1, dirs
+    return dirs.pop()
+
+
 def test_gateway_bootstrap_is_accepted_by_envoy(rendered: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
     for region in ("us-east-1", "eu-west-1"):
         cm = find(rendered[f"region:{region}"], "ConfigMap", "fairshare-gateway-bootstrap")
         bootstrap = json.loads(cm["data"]["bootstrap.json"])
         assert bootstrap["node"]["metadata"]["region"] == region
+        # The gateway pod mounts its SDS files at the chart's upstream-TLS dir; `--mode validate` needs them
+        # to exist, so the same files come from a local CA here (xds_server.local.certs writes that layout).
+        sds_dir = bootstrap_sds_dir(cm["data"]["bootstrap.json"])
+        pki = LocalPki.ensure(tmp_path / "pki")
         path = tmp_path / f"{region}.json"
-        path.write_text(cm["data"]["bootstrap.json"])
+        path.write_text(cm["data"]["bootstrap.json"].replace(sds_dir, str(pki.sds_dir)))
         proc = subprocess.run([find_envoy(), "--mode", "validate", "-c", str(path), "--service-node", "gateway-0"],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -96,3 +109,13 @@ def test_commands_parse_with_the_real_command_lines(rendered: dict[str, list[dic
             settings = runtime_parser().parse_args(rt["args"])
             assert settings.pool == d["metadata"]["labels"]["fairshare.io/pool"]
             assert settings.admin_port and settings.cache_budget_mb
+
+
+def test_envoy_runs_as_many_workers_as_its_pod_has_cpus(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    # Without --concurrency Envoy starts a worker per core of the node, and each one rebuilds every cluster
+    # update (bench/eds_fanout.py); the chart pins it to gateway.workers, which matches limits.cpu.
+    gateway = find(rendered["region:us-east-1"], "Deployment", "fairshare-gateway")
+    envoy = next(c for c in gateway["spec"]["template"]["spec"]["containers"] if c["name"] == "envoy")
+    args = envoy["args"]
+    assert args[args.index("--concurrency") + 1] == "2"
+    assert envoy["resources"]["limits"]["cpu"] == "2"
