@@ -13,6 +13,7 @@ size is set against the 1 MiB a ConfigMap holds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -28,6 +29,7 @@ import yaml
 
 from bench import report, synth
 from xds_server.deploy.helm_values import CONFIGMAP_LIMIT
+from xds_server.local.aws import moto_server
 from xds_server.local.processes import Child, free_port, wait_http
 from xds_server.policy.backends import DEFAULT_POLICY_DIR
 from xds_server.sources.config.bundle import build_config_bundle, config_files, publish_config_bundle
@@ -114,15 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     raw_bytes = sum(len(b) for b in config_files(config).values())
     progress(f"{args.tenants} tenants written ({raw_bytes:,} bytes of config)")
 
-    port = free_port()
-    moto_log = root / "moto.log"
-    moto = Child("moto", [str(BIN / "moto_server"), "-p", str(port)], moto_log).start()
-    endpoint = f"http://127.0.0.1:{port}"
+    moto = contextlib.ExitStack()
+    endpoint = moto.enter_context(moto_server(root / "moto.log"))
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                        "AWS_DEFAULT_REGION": "us-east-1", "FAIRSHARE_POLICY_DIR": str(DEFAULT_POLICY_DIR)})
     os.environ.pop("AWS_PROFILE", None)
     try:
-        wait_http(f"{endpoint}/moto-api/", timeout=60, proc=moto.proc, log_file=moto_log)
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                                    str(args.poll_seconds), "--source-dir", str(root / "unpacked")],
                             root, publish_edit, revision_changed)
     finally:
-        moto.stop()
+        moto.close()
 
     ratio = {k: bucket[k] / local[k] for k in ("time_to_applied_s", "rss_bytes", "peak_rss_bytes")
              if local.get(k) and bucket.get(k)}

@@ -13,13 +13,13 @@ The ONNX models are small MLPs generated with ``onnx.helper`` (``mlp_onnx``), si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import math
 import os
 import random
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +35,7 @@ from inference_images.runtime.models.base import Model, Tensor
 from inference_images.runtime.models.cache import ModelCache, ModelUnavailableError
 from inference_images.runtime.models.own import LoadedModel, OwnModelLoader, OwnModelRef
 from inference_images.runtime.scheduling import WfqScheduler
-from xds_server.local.processes import Child, free_port, wait_http
+from xds_server.local.aws import moto_server
 
 BUCKET = "bench-models"
 SIZE_BUCKETS = (("20 KB", 20_000), ("200 KB", 200_000), ("2 MB", 2_000_000), ("20 MB", 20_000_000))
@@ -84,21 +84,19 @@ class MotoS3:
     """A moto S3 server in its own process (so its serving does not share this process's interpreter)."""
 
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        moto = Path(sys.executable).with_name("moto_server")
-        self.child = Child("moto", [str(moto), "-H", "127.0.0.1", "-p", str(self.port)], root / "moto.log")
+        self.log_file = root / "moto.log"
+        self.endpoint = ""
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> MotoS3:
-        self.child.start()
-        wait_http(f"{self.endpoint}/moto-api/", 60, proc=self.child.proc, log_file=self.child.log_file)
+        self.endpoint = self._stack.enter_context(moto_server(self.log_file))
         # boto3's standard configuration, as the runtime reads it: the loads below go through the same.
         os.environ.update(s3_env(self.endpoint))
         self.client().create_bucket(Bucket=BUCKET)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.child.stop()
+        self._stack.close()
 
     def client(self) -> Any:
         import boto3

@@ -3,7 +3,6 @@ has it, plain where it does not."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +12,14 @@ import pytest
 from xds_server.audit import AuditLog, verify
 from xds_server.audit.log import log_files
 from xds_server.audit.ship import S3Shipper
-from xds_server.local.processes import Child, free_port, wait_http
+from xds_server.local.aws import moto_server
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    child = Child("moto", [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)], log).start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{endpoint}/moto-api/", timeout=60, proc=child.proc, log_file=log)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                            aws_secret_access_key="testing")
-    finally:
-        child.stop()
 
 
 def fill(path: Path, shipper: S3Shipper, n: int = 30) -> AuditLog:

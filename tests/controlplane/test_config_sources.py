@@ -25,6 +25,7 @@ from bench import synth
 from xds_server.cli import main
 from xds_server.config import load_config
 from xds_server.controlplane.service import ControlPlane
+from xds_server.local.aws import moto_server
 from xds_server.local.processes import Child, free_port, wait_http
 from xds_server.policy.backends import DEFAULT_POLICY_DIR
 from xds_server.policy.bundle import build_bundle
@@ -41,17 +42,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto S3 server on a free port; yields its endpoint URL."""
-    port = free_port()
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-config-{port}.log"
-    child = Child("moto", [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)], log).start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{endpoint}/moto-api/", timeout=60, proc=child.proc, log_file=log)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
-    finally:
-        child.stop()
 
 
 @pytest.fixture

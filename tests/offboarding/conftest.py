@@ -6,8 +6,6 @@ bucket and their secrets in Secrets Manager."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +16,9 @@ import yaml
 
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
+from xds_server.local.aws import moto_server
 from xds_server.local.platform import LocalPlatform, PlatformOptions
-from xds_server.local.processes import free_port, wait_http
+from xds_server.local.processes import free_port
 
 REGION = "us-east-1"
 BUCKET = "offboard-us-east-1-models"
@@ -113,17 +112,9 @@ def seed_aws() -> None:
 @pytest.fixture(scope="session")
 def offboard_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffboardPlatform]:
     root = tmp_path_factory.mktemp("offboard")
-    port = free_port()
-    moto_log = root / "moto.log"
-    binary = Path(sys.executable).with_name("moto_server")
-    with moto_log.open("wb") as out:
-        moto = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
     platform: LocalPlatform | None = None
-    with pytest.MonkeyPatch.context() as env:
+    with moto_server(root / "moto.log") as endpoint, pytest.MonkeyPatch.context() as env:
         try:
-            wait_http(f"{endpoint}/moto-api/", 60, proc=moto, log_file=moto_log)
             # boto3 here and in every runtime replica (they inherit the environment) reads these; no
             # config or credentials file of the machine may leak in.
             for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
@@ -141,5 +132,3 @@ def offboard_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Offb
         finally:
             if platform is not None:
                 platform.stop()
-            moto.terminate()
-            moto.wait(10)

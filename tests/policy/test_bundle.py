@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from opa_bindings import OpaEngine
 
 from xds_server.cli import main
 from xds_server.config import load_config
-from xds_server.local.processes import Child, free_port, wait_http
+from xds_server.local.aws import moto_server
 from xds_server.policy.backends import DEFAULT_POLICY_DIR
 from xds_server.policy.bundle import Bundle, BundleError, build_bundle, parse_s3_url, publish_bundle, read_bundle
 from xds_server.policy.embedded import EmbeddedEngine
@@ -145,15 +144,8 @@ def test_s3_url_must_name_an_object() -> None:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real moto S3 server on a free port; yields its endpoint URL."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    child = Child("moto", [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)], log).start()
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{endpoint}/moto-api/", timeout=60, proc=child.proc, log_file=log)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
-    finally:
-        child.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -23,9 +22,8 @@ from inference_images.runtime.models.artifacts import ArtifactError, ArtifactRef
 from inference_images.runtime.models.device import DeviceUnavailableError, parse_device, select_device
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
 from tests.runtime.conftest import RuntimeServer, make_settings, text_request
-from xds_server.local.processes import free_port, wait_http
+from xds_server.local.aws import moto_server
 
-BIN = Path(sys.executable).parent
 LEXICON = {"polarity": {"blue": 2.0, "red": -2.0}}
 LEXICON_BYTES = json.dumps(LEXICON).encode()
 LEXICON_SHA = hashlib.sha256(LEXICON_BYTES).hexdigest()
@@ -44,33 +42,19 @@ class S3:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     root = tmp_path_factory.mktemp("moto")
-    port = free_port()
-    log_file = root / "moto.log"
-    with log_file.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/moto-api/", 60, proc=proc, log_file=log_file)
-        with pytest.MonkeyPatch.context() as env:
-            # boto3 reads these; no shared config or credentials file of the machine may leak in.
-            env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-            env.setenv("AWS_ACCESS_KEY_ID", "testing")
-            env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            env.setenv("AWS_CONFIG_FILE", str(root / "none"))
-            env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "none"))
-            import boto3
+    with moto_server(root / "moto.log") as endpoint, pytest.MonkeyPatch.context() as env:
+        # boto3 reads these; no shared config or credentials file of the machine may leak in.
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_CONFIG_FILE", str(root / "none"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "none"))
+        import boto3
 
-            client = boto3.client("s3")
-            client.create_bucket(Bucket="models")
-            yield S3(client, "models")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="models")
+        yield S3(client, "models")
 
 
 def serve(tmp_path: Path, *specs: ModelSpec) -> RuntimeServer:

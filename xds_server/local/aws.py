@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,22 @@ def moto_argv(port: int, host: str = "127.0.0.1") -> list[str]:
     if binary is None:
         raise LocalAwsError("moto_server is not installed; run `make setup` (it installs moto[server])")
     return [binary, "-H", host, "-p", str(port)]
+
+
+@contextlib.contextmanager
+def moto_server(log_file: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A moto server on a free port for as long as the block runs (tests, benchmarks); yields its URL.
+    It dies with this process, and its log names what went wrong when it does not answer."""
+    from xds_server.local.processes import Child, free_port
+
+    port = free_port()
+    child = Child("moto", moto_argv(port), log_file, env=env).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{endpoint}/moto-api/", 60, proc=child.proc, log_file=log_file)
+        yield endpoint
+    finally:
+        child.stop()
 
 
 def client(endpoint: str, service: str, region: str = STATE_REGION) -> Any:
