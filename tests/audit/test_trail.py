@@ -4,8 +4,11 @@ records carry no secret; the chain verifies."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+
+import pytest
 
 from tests.audit.conftest import Audited
 from xds_server.audit import AuditLog, verify
@@ -90,16 +93,21 @@ def test_a_refusal_records_its_reasons(audited: Audited) -> None:
     assert verify(audited.log_path).ok
 
 
-def test_records_carry_no_token_key_or_request_data(audited: Audited, tmp_path: Path) -> None:
+def test_records_carry_no_token_key_or_request_data(audited: Audited, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A tenant with PII rules and a live token: neither the token nor the signing key reaches the log,
-    even when a refused file quotes the token back (here: as a field name, which the reason repeats)."""
+    even when a refused file quotes the token back (here: as a field name, which the reason repeats);
+    nor does it reach the control plane's own log or its status page."""
     assert audited.cp.reload().ok
     key = SigningKey.load_or_create(tmp_path / "state")
     assert audited.cp.config is not None
     token = issue_for_config(audited.cp.config, key, "acme")
     path = audited.config / "tenants" / "acme.yaml"
     path.write_text(path.read_text() + f"{token}: 1\n")
-    assert not audited.cp.reload().ok
+    with caplog.at_level(logging.ERROR, logger="fairshare.controlplane"):
+        outcome = audited.cp.reload()
+    assert not outcome.ok and outcome.error is not None and "[redacted]" in outcome.error
+    assert token not in outcome.error and token not in caplog.text and "[redacted]" in caplog.text
     text = audited.log_path.read_text()
     assert "unknown field" in text and "[redacted]" in text
     assert token not in text and token.split(".")[1] not in text

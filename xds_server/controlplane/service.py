@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xds_server.audit.log import redact_secrets
 from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
@@ -148,6 +149,9 @@ class ControlPlane:
         return self.last
 
     def _rejected(self, reason: str) -> ReloadOutcome:
+        # A reason quotes the offending input back (a field name, a value), and people paste credentials into
+        # config files: nothing that looks like a token or a key reaches the log or the status page.
+        reason = redact_secrets(reason)
         serving = self.compiled.version if self.compiled else "none"
         self.revision = self._source().settle(False)
         log.error("config change rejected; still serving version %s\n%s", serving, reason)
