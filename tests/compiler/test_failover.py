@@ -10,7 +10,7 @@ import pytest
 import yaml
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.route.v3 import route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpoint, EndpointDirectory
@@ -131,16 +131,18 @@ def test_tenants_without_failover_are_unchanged_and_tenants_share_a_chain(cfg_di
         data = yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())
         edit_tenant(cfg_dir, tenant, regions={**data["regions"], "allowed": [US, EU], "failover": [EU]})
     after = compile_dir(cfg_dir).snapshots[US]
-    for type_url in (CLUSTER, LISTENER):
+    # acme's own model was the only reader of the plain cpu-general own clusters and their set: it now
+    # reads its chain's (test_own_model_failover_*), so they go; everything else stays as it was.
+    gone = {"own.cpu-general.0", "own.cpu-general.1", "pool/cpu-general/us-east-1"}
+    for type_url in (CLUSTER, LISTENER, ENDPOINT):
         for name, res in before.of_type(type_url).items():
-            if name.startswith(("tenant/acme/", "tenant/initech/")):
-                continue
-            assert after.of_type(type_url)[name].version == res.version, name
-    for name, res in before.of_type(ENDPOINT).items():
-        assert after.of_type(ENDPOINT)[name].version == res.version, name
+            if name in gone:
+                assert name not in after.of_type(type_url), name
+            elif not name.startswith(("tenant/acme/", "tenant/initech/")):
+                assert after.of_type(type_url)[name].version == res.version, name
     new_sets = sorted(set(after.of_type(ENDPOINT)) - set(before.of_type(ENDPOINT)))
     versions_used = {c.eds_cluster_config.service_name
-                     for n in after.of_type(CLUSTER) if n.startswith(("tenant/acme/", "tenant/initech/"))
+                     for n in after.of_type(CLUSTER) if n.startswith(("tenant/acme/", "tenant/initech/", "own."))
                      for c in [unpack(after, CLUSTER, n, cluster_pb2.Cluster)]}
     assert new_sets and all("/failover/eu-west-1" in n for n in new_sets)
     assert set(new_sets) <= versions_used  # one per version, shared, none left unread
@@ -163,3 +165,154 @@ def test_served_region_header_is_the_runtime_contract() -> None:
 
     assert SERVED_REGION_HEADER.startswith(contract.HEADER_PREFIX)  # a client can never set it (stripped)
     assert FAILOVER_HEADER.startswith(contract.HEADER_PREFIX)
+
+
+# Tenants' own models (docs/design/0004, "Own models"): per-chain variants of the pool's hashed clusters.
+ROUTER_CHAIN = {"own.cpu-general.0.failover.eu-west-1": 90, "own.cpu-general.1.failover.eu-west-1": 10}
+ROUTER_SET = "pool/cpu-general/us-east-1/failover/eu-west-1"
+
+
+def own_model_of(cfg_dir: Path, tenant: str, name: str) -> dict:  # type: ignore[type-arg]
+    """`tenant`'s own model as its file declares it (artifact paths are relative to the tenants folder,
+    so another tenant's file there can declare the same)."""
+    return dict(yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())["own_models"][name])
+
+
+def weighted(snapshot: Snapshot, tenant: str, route: str) -> dict[str, int]:
+    vhost = unpack(snapshot, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", f"tenant/{tenant}",
+                   route_pb2.RouteConfiguration).virtual_hosts[0]
+    found = next(r for r in vhost.routes if r.name == route).route
+    return {c.name: c.weight.value for c in found.weighted_clusters.clusters} if found.HasField("weighted_clusters") \
+        else {found.cluster: 100}
+
+
+def own_routes(snapshot: Snapshot, tenant: str, model: str) -> list[route_components_pb2.Route]:
+    vhost = unpack(snapshot, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", f"tenant/{tenant}",
+                   route_pb2.RouteConfiguration).virtual_hosts[0]
+    return [r for r in vhost.routes if r.name == model or r.name.startswith(f"{model}/")]
+
+
+def test_own_model_failover_route_names_the_chains_hashed_clusters(failover_dir: Path) -> None:
+    us = compile_dir(failover_dir).snapshots[US]
+    assert weighted(us, "acme", "ticket-router") == ROUTER_CHAIN
+    # The pinned versions too, and every route names the failover regions for the gateway's 503.
+    assert weighted(us, "acme", "ticket-router/2") == {"own.cpu-general.1.failover.eu-west-1": 100}
+    for route in own_routes(us, "acme", "ticket-router"):
+        assert {h.header.key: h.header.value for h in route.request_headers_to_add}[FAILOVER_HEADER] == EU
+        assert len(route.route.hash_policy) == 2  # still hashed on tenant and model
+    for name in ROUTER_CHAIN:
+        cluster = unpack(us, CLUSTER, name, cluster_pb2.Cluster)
+        assert cluster.eds_cluster_config.service_name == ROUTER_SET
+        # The pool's ring hash with bounded load (one model's calls on one replica within a priority) ...
+        assert cluster.lb_policy == cluster_pb2.Cluster.RING_HASH
+        assert cluster.common_lb_config.consistent_hashing_lb_config.hash_balance_factor.value == 150
+        # ... with catalog failover's served-region filter and whole-region ejection.
+        options = http_protocol_options_pb2.HttpProtocolOptions()
+        cluster.typed_extension_protocol_options[
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].Unpack(options)
+        assert [f.name for f in options.http_filters] == [
+            "fairshare.served-region", "envoy.filters.http.upstream_codec"]
+        assert cluster.outlier_detection.max_ejection_percent.value == 100
+
+
+def test_own_model_failover_set_is_home_then_exactly_the_failover_regions_pool(failover_dir: Path) -> None:
+    us = compile_dir(failover_dir).snapshots[US]
+    cla = unpack(us, ENDPOINT, ROUTER_SET, endpoint_pb2.ClusterLoadAssignment)
+    # cpu-general: 91xx in the US, 93xx in the EU; nothing of gpu-small, each endpoint tagged with its region.
+    assert ports(cla) == {0: [(9101, US), (9102, US)], 1: [(9301, EU), (9302, EU)]}
+    assert [loc.locality.region for loc in cla.endpoints] == [US, EU]
+    # The failover region's own gateway serves the model from its pool alone: nowhere further to go.
+    eu = compile_dir(failover_dir).snapshots[EU]
+    assert weighted(eu, "acme", "ticket-router") == {"own.cpu-general.0": 90, "own.cpu-general.1": 10}
+    assert not [n for n in eu.of_type(CLUSTER) if ".failover." in n]
+
+
+def test_us_only_tenants_own_models_read_only_us_endpoints(failover_dir: Path) -> None:
+    # globex (US only) brings a model on acme's pool: same pool, its own clusters, the US replicas alone.
+    data = yaml.safe_load((failover_dir / "tenants" / "globex.yaml").read_text())
+    data["own_models"]["router"] = own_model_of(failover_dir, "acme", "ticket-router")
+    (failover_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
+    us = compile_dir(failover_dir).snapshots[US]
+    for model in ("router", "intent"):
+        for route in own_routes(us, "globex", model):
+            assert FAILOVER_HEADER not in {h.header.key for h in route.request_headers_to_add}
+            names = weighted(us, "globex", route.name)
+            assert names and not [n for n in names if ".failover." in n], names
+            for name in names:
+                eds = unpack(us, CLUSTER, name, cluster_pb2.Cluster).eds_cluster_config.service_name
+                cla = unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)
+                got = {port for by_priority in ports(cla).values() for port, _ in by_priority}
+                assert got and got <= {9001, 9002, 9101, 9102}, (name, got)  # US gpu-small / cpu-general only
+    assert weighted(us, "globex", "router") == {"own.cpu-general.0": 90, "own.cpu-general.1": 10}
+    assert weighted(us, "acme", "ticket-router") == ROUTER_CHAIN
+
+
+def test_own_clusters_of_tenants_without_failover_are_unchanged_byte_for_byte(cfg_dir: Path) -> None:
+    data = yaml.safe_load((cfg_dir / "tenants" / "globex.yaml").read_text())
+    data["own_models"]["router"] = own_model_of(cfg_dir, "acme", "ticket-router")
+    (cfg_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
+    before = compile_dir(cfg_dir).snapshots[US]
+    edit_tenant(cfg_dir, "acme", regions={"home": US, "allowed": [US, EU], "failover": [EU]})
+    after = compile_dir(cfg_dir).snapshots[US]
+    plain = sorted(n for t in (CLUSTER, ENDPOINT) for n in before.of_type(t) if n.startswith(("own.", "pool/")))
+    assert plain == ["own.cpu-general.0", "own.cpu-general.1", "own.gpu-small.0",
+                     "pool/cpu-general/us-east-1", "pool/gpu-small/us-east-1"]
+    for type_url in (CLUSTER, ENDPOINT, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"):
+        for name, res in before.of_type(type_url).items():
+            if name == "tenant/acme" or name.startswith("tenant/acme/"):
+                continue  # acme's own resources: it is the tenant that gained failover
+            assert after.of_type(type_url)[name].packed.SerializeToString() == res.packed.SerializeToString(), name
+    # acme's model moved to its chain's clusters: one variant per slot, one set, nothing per tenant.
+    added = sorted(n for t in (CLUSTER, ENDPOINT) for n in set(after.of_type(t)) - set(before.of_type(t))
+                   if not n.startswith(("tenant/", "model/")))
+    assert added == sorted([ROUTER_SET, *ROUTER_CHAIN])
+
+
+def test_own_failover_clusters_grow_with_distinct_chains_not_tenants_or_models(failover_dir: Path) -> None:
+    one = compile_dir(failover_dir).snapshots[US]
+    # globex too: allowed in the EU, failing over there; its head on gpu-small and a router on cpu-general.
+    data = yaml.safe_load((failover_dir / "tenants" / "globex.yaml").read_text())
+    data["regions"] = {"home": US, "allowed": [US, EU], "failover": [EU]}
+    data["models"] = {"classifier": {"split": {"v1": 100}}}  # v2 runs only in the US
+    data["own_models"].update({f"r{i}": own_model_of(failover_dir, "acme", "ticket-router") for i in range(10)})
+    (failover_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
+    two = compile_dir(failover_dir).snapshots[US]
+    chain_clusters = sorted(n for n in two.of_type(CLUSTER) if ".failover." in n and n.startswith("own."))
+    assert chain_clusters == [*sorted(ROUTER_CHAIN), "own.gpu-small.0.failover.eu-west-1"]
+    assert set(chain_clusters) - set(one.of_type(CLUSTER)) == {"own.gpu-small.0.failover.eu-west-1"}
+    assert weighted(two, "globex", "r3") == weighted(two, "acme", "ticket-router") == ROUTER_CHAIN
+    # No tenant on the plain clusters any more in the US: they and their set are gone.
+    assert not [n for n in two.of_type(CLUSTER) if n.startswith("own.") and ".failover." not in n]
+    assert not [n for n in two.of_type(ENDPOINT) if n.startswith("pool/") and "/failover/" not in n]
+
+
+def test_own_failover_sets_follow_an_endpoint_change_and_equal_a_full_compile(failover_dir: Path) -> None:
+    cfg = load_config(failover_dir)
+    compiled = Compiler().compile(CompileInputs(cfg, ENDPOINTS, JWKS))
+    moved = EndpointDirectory({**ENDPOINTS.by_pool, (EU, "cpu-general"): (Endpoint("127.0.0.1", 9302),),
+                               (US, "cpu-general"): ()})
+    fast = Compiler.with_endpoints(compiled, cfg, moved)
+    full = Compiler().compile(CompileInputs(cfg, moved, JWKS))
+    assert fast.version == full.version
+    for region, snap in full.snapshots.items():
+        for type_url, by_name in snap.resources.items():
+            assert {n: r.version for n, r in fast.snapshots[region].resources[type_url].items()} == \
+                {n: r.version for n, r in by_name.items()}, (region, type_url)
+    cla = unpack(fast.snapshots[US], ENDPOINT, ROUTER_SET, endpoint_pb2.ClusterLoadAssignment)
+    assert ports(cla) == {1: [(9302, EU)]}
+
+
+def test_envoy_accepts_own_failover_clusters(failover_dir: Path, tmp_path: Path) -> None:
+    from xds_server.auth.keys import SigningKey
+    from xds_server.envoy.process import EnvoyError, find_envoy
+    from xds_server.envoy.validate import EnvoyValidator
+
+    try:
+        validator = EnvoyValidator(find_envoy())
+    except EnvoyError as err:
+        pytest.skip(str(err))
+    compiled = Compiler().compile(CompileInputs(load_config(failover_dir), ENDPOINTS,
+                                                SigningKey.load_or_create(tmp_path).jwks()))
+    assert ROUTER_SET in compiled.snapshots[US].of_type(ENDPOINT)
+    for region, snapshot in compiled.snapshots.items():
+        assert validator.check(None, snapshot) is None, region

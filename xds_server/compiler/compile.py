@@ -76,12 +76,9 @@ class Compiler:
                 resources.append(Resource.pack(naming.RATELIMIT_CLUSTER,
                                                ratelimits.service_cluster(rl, self._control_plane_tls(cfg))))
             resources.extend(endpoint_resources(cfg, inputs.endpoints, region_id))
-            # Tenants' own models: a few hashed clusters per pool, however many models and tenants.
-            for pool, slots in sorted(own.slots_per_pool(cfg, region_id).items()):
-                eds = naming.pool_endpoints(pool, region_id)
-                for slot in range(slots):
-                    name = naming.own_cluster(pool, slot)
-                    resources.append(Resource.pack(name, own.own_cluster(name, eds, tls)))
+            # Tenants' own models: a few hashed clusters per pool and failover chain, however many
+            # models and tenants.
+            resources.extend(Resource.pack(c.name, c) for c in own.own_clusters(cfg, region_id, tls))
             for tenant in cfg.tenants.values():
                 key = (region_id, specs[tenant.id], shared_key)
                 compiled = self._memo.get(key)

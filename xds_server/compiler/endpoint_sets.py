@@ -19,8 +19,11 @@ def endpoint_resources(cfg: PlatformConfig, endpoints: EndpointDirectory, region
                 out.append(Resource.pack(eds, clusters.endpoint_set(eds, endpoints.of(region, mv.pool))))
     # Tenants with failover (docs/design/0004): one set per model version and distinct failover chain.
     out.extend(Resource.pack(eds, cla) for eds, cla in failover.endpoint_resources_for(cfg, endpoints, region))
-    # Tenants' own models: one endpoint set per pool that carries any, read by the pool's own clusters.
-    for pool in sorted(own.slots_per_pool(cfg, region)):
-        eds = naming.pool_endpoints(pool, region)
-        out.append(Resource.pack(eds, clusters.endpoint_set(eds, endpoints.of(region, pool))))
+    # Tenants' own models: one endpoint set per pool (and failover chain) that carries any, read by the
+    # pool's own clusters (of that chain). A chain's set: the pool here, then in each region of the chain.
+    for pool, chain in sorted(own.cluster_slots(cfg, region)):
+        eds = naming.pool_endpoints(pool, region, chain)
+        cla = (failover.endpoint_set(eds, [(r, endpoints.of(r, pool)) for r in (region, *chain)]) if chain
+               else clusters.endpoint_set(eds, endpoints.of(region, pool)))
+        out.append(Resource.pack(eds, cla))
     return out

@@ -18,7 +18,7 @@ carries the region that serves it, and nothing else can put another region's rep
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
@@ -52,11 +52,22 @@ def chain(tenant: ResolvedTenant, model: str, version: str, region: str) -> tupl
     """The regions a tenant's requests for `model` `version` served by `region`'s gateway fail over to, in
     order: its failover list, less this region, less any region where the policy does not route that
     version for the tenant (not allowed, or not deployed there). Empty: no failover."""
+    return _chain(tenant, region, lambda other: version in tenant.routes.get(other, {}).get(model, ()))
+
+
+def own_chain(tenant: ResolvedTenant, model: str, region: str) -> tuple[str, ...]:
+    """The same for one of the tenant's own models: the failover regions where the policy routes it
+    (ResolvedTenant.own_routes, policy/models: allowed there, its pool and a head's base deployed there,
+    its artifact in an allowed region's bucket)."""
+    return _chain(tenant, region, lambda other: model in tenant.own_routes.get(other, ()))
+
+
+def _chain(tenant: ResolvedTenant, region: str, routed: Callable[[str], bool]) -> tuple[str, ...]:
     out: list[str] = []
     for other in tenant.spec.regions.failover:
         if other == region or other in out:
             continue
-        if version in tenant.routes.get(other, {}).get(model, ()):
+        if routed(other):
             out.append(other)
     return tuple(out)
 

@@ -35,26 +35,34 @@ def version_endpoints(model: str, version: str, region: str) -> str:
     return f"model/{model}/{version}/{region}"
 
 
+def _chain(chain: tuple[str, ...]) -> str:
+    return ",".join(chain)
+
+
 def failover_endpoints(model: str, version: str, region: str, chain: tuple[str, ...]) -> str:
     """EDS name of a version's endpoints in `region` (priority 0) then in each region of a failover chain
     (docs/design/0004): shared by every tenant with that chain, so sets grow with distinct chains only."""
-    return f"{version_endpoints(model, version, region)}/failover/{','.join(chain)}"
+    return f"{version_endpoints(model, version, region)}/failover/{_chain(chain)}"
 
 
 OWN_CLUSTER_PREFIX = "own."
 
 
-def own_cluster(pool: str, slot: int) -> str:
+def own_cluster(pool: str, slot: int, chain: tuple[str, ...] = ()) -> str:
     """One of a pool's shared clusters for tenants' own models (docs/design/0003): slot i carries the
     i-th live version of every split on the pool, so a split needs distinct weighted-cluster names and
     the count of clusters grows with the longest split, never with models or tenants. The snapshot is
-    the region's, so the name needs no region."""
-    return f"{OWN_CLUSTER_PREFIX}{pool}.{slot}"
+    the region's, so the name needs no region. With a failover chain (docs/design/0004) the cluster
+    reads that chain's set, shared by every tenant with the chain: `own.<pool>.<slot>.failover.<r1>,<r2>`."""
+    name = f"{OWN_CLUSTER_PREFIX}{pool}.{slot}"
+    return f"{name}.failover.{_chain(chain)}" if chain else name
 
 
-def pool_endpoints(pool: str, region: str) -> str:
-    """EDS name of a pool's replicas in a region, which every own-model cluster of the pool reads."""
-    return f"pool/{pool}/{region}"
+def pool_endpoints(pool: str, region: str, chain: tuple[str, ...] = ()) -> str:
+    """EDS name of a pool's replicas in a region, which every own-model cluster of the pool reads; with a
+    failover chain, the pool's replicas in `region` (priority 0) then in each region of the chain."""
+    name = f"pool/{pool}/{region}"
+    return f"{name}/failover/{_chain(chain)}" if chain else name
 
 
 def parse_tenant_cluster(name: str) -> tuple[str, str, str, str] | None:

@@ -21,7 +21,7 @@ from envoy.type.matcher.v3 import regex_pb2
 from google.protobuf import wrappers_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import naming
+from xds_server.compiler import failover, naming
 from xds_server.compiler.clusters import _ADS_SOURCE, _CONNECT_TIMEOUT, _OUTLIER_DETECTION
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 
@@ -56,7 +56,7 @@ class OwnTarget:
 @dataclass(frozen=True)
 class OwnModelRoute:
     model: str
-    headers: tuple[tuple[str, str], ...]  # owner, format, base (head only)
+    headers: tuple[tuple[str, str], ...]  # owner, format, base (head only), failover regions (if any)
     targets: tuple[OwnTarget, ...]  # every version, sorted
 
 
@@ -71,9 +71,14 @@ def own_routes(tenant: ResolvedTenant, region: str) -> tuple[OwnModelRoute, ...]
         headers = [(OWNER_HEADER, spec.id), (FORMAT_HEADER, str(model.format))]
         if model.base is not None:
             headers.append((BASE_HEADER, model.base))
+        # With failover regions the policy routes the model in (docs/design/0004), the chain's clusters,
+        # and the regions named to the gateway's 503 as for catalog models.
+        chain = failover.own_chain(tenant, name, region) if spec.regions.failover else ()
+        if chain:
+            headers.append((failover.FAILOVER_HEADER, ",".join(chain)))
         live = [v for v in sorted(model.split) if model.split[v] > 0]
         targets = tuple(
-            OwnTarget(version=v, cluster=naming.own_cluster(model.pool, live.index(v) if v in live else 0),
+            OwnTarget(version=v, cluster=naming.own_cluster(model.pool, live.index(v) if v in live else 0, chain),
                       weight=model.split.get(v, 0),
                       headers=((contract.MODEL_VERSION_HEADER, v), (ARTIFACT_HEADER, ov.artifact),
                                (SHA256_HEADER, ov.sha256)))
@@ -83,18 +88,35 @@ def own_routes(tenant: ResolvedTenant, region: str) -> tuple[OwnModelRoute, ...]
     return tuple(out)
 
 
-def slots_per_pool(cfg: PlatformConfig, region: str) -> dict[str, int]:
-    """Per pool of `region`, the own-model clusters its routes need: the longest live split there."""
-    slots: dict[str, int] = {}
+def cluster_slots(cfg: PlatformConfig, region: str) -> dict[tuple[str, tuple[str, ...]], int]:
+    """Per (pool of `region`, failover chain) the routes use, the own-model clusters they need: the
+    longest live split there. Chain () is the pool's plain clusters; a chain's clusters exist only while
+    some own model fails over along it, so they grow with distinct chains, never with tenants."""
+    slots: dict[tuple[str, tuple[str, ...]], int] = {}
     pools = {p.name for p in cfg.regions[region].pools}
     for tenant in cfg.tenants.values():
+        has_failover = bool(tenant.spec.regions.failover)
         for name in tenant.own_routes.get(region, ()):
             model = tenant.spec.own_models.get(name)
             if model is None or model.pool not in pools:
                 continue
+            key = (model.pool, failover.own_chain(tenant, name, region) if has_failover else ())
             live = sum(1 for w in model.split.values() if w > 0)
-            slots[model.pool] = max(slots.get(model.pool, 1), live)
+            slots[key] = max(slots.get(key, 1), live)
     return slots
+
+
+def own_clusters(cfg: PlatformConfig, region: str,
+                 transport_socket: base_pb2.TransportSocket | None = None) -> list[cluster_pb2.Cluster]:
+    """Every own-model cluster of `region`'s snapshot: a chain's read its set with priorities and carry
+    the served-region filter (compiler/failover.py), the plain ones are unchanged by failover."""
+    out: list[cluster_pb2.Cluster] = []
+    for (pool, chain), slots in sorted(cluster_slots(cfg, region).items()):
+        eds = naming.pool_endpoints(pool, region, chain)
+        for slot in range(slots):
+            built = own_cluster(naming.own_cluster(pool, slot, chain), eds, transport_socket)
+            out.append(failover.failover_cluster(built) if chain else built)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
