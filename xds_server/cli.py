@@ -145,6 +145,7 @@ def _models(args: argparse.Namespace) -> int:
 
     from xds_server.compiler import EndpointDirectory
     from xds_server.controlplane import inventory
+    from xds_server.controlplane.admin_client import AdminClient
 
     cfg = load_config(args.config)
     if args.tenant is not None and args.tenant not in cfg.tenants:
@@ -160,7 +161,8 @@ def _models(args: argparse.Namespace) -> int:
         path = Path(args.endpoints) if args.endpoints else Path(args.state) / "run" / "endpoints.yaml"
         if path.is_file():
             endpoints, source = EndpointDirectory.load(path), str(path)
-    found = inventory.build(cfg, endpoints, args.tenant)
+    client = AdminClient.for_operator(cfg, Path(args.tls_dir) if args.tls_dir else None, Path(args.state))
+    found = inventory.build(cfg, endpoints, args.tenant, client=client)
     if args.json:
         print(json.dumps({**found.to_json(), "replicas_from": source}, indent=2))
     else:
@@ -214,6 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--status-port", type=int, default=18001, help="the control plane's status port")
     mo.add_argument("--endpoints", default=None, help="endpoints file, when no control plane answers "
                     "(default: <state>/run/endpoints.yaml)")
+    mo.add_argument("--tls-dir", default=None, metavar="DIR",
+                    help="the control plane's certificate (tls.crt, tls.key, ca.crt) for the replicas' admin "
+                    "ports with mutual TLS on (default: <state>/tls/controlplane, `fairshare run`'s)")
     cv = cmd("chart-values", _chart_values, "write the Helm chart's values for one region from the config")
     cv.add_argument("--region", required=True, help="the region the chart is installed in")
     cv.add_argument("-o", "--output", default=None, help="values file to write (default: stdout)")

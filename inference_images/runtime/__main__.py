@@ -31,7 +31,15 @@ from inference_images.runtime.scheduling import (
     BatchLimit,
 )
 from inference_images.runtime.settings import ADMIN_PORT_ENV, HEALTH_PORT_ENV, PORT_ENV, Settings
-from inference_images.runtime.tls import DIR_CA, DIR_CERT, DIR_KEY, GATEWAY_IDENTITY, TlsConfigError, TlsFiles
+from inference_images.runtime.tls import (
+    CONTROL_PLANE_IDENTITY,
+    DIR_CA,
+    DIR_CERT,
+    DIR_KEY,
+    GATEWAY_IDENTITY,
+    TlsConfigError,
+    TlsFiles,
+)
 
 log = logging.getLogger("inference_images.runtime")
 
@@ -199,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the OIP model-repository extension (index, load, unload) on this port, never on the "
         f"data-plane one; 0 picks a free one (default: ${ADMIN_PORT_ENV}, else not served)",
     )
-    tls = parser.add_argument_group("mutual TLS (only the gateway's client certificate is served)")
+    tls = parser.add_argument_group("mutual TLS (data plane: only the gateway's client certificate is served; "
+                                    "admin port: only the control plane's)")
     tls.add_argument("--tls-dir", type=Path, default=None, metavar="DIR",
                      help=f"a directory holding {DIR_CERT}, {DIR_KEY} and {DIR_CA} (a cert-manager secret)")
     tls.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="server certificate (PEM)")
@@ -208,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CA that signs the gateway's client certificate (PEM)")
     tls.add_argument("--tls-client-name", default=GATEWAY_IDENTITY, metavar="NAME",
                      help="DNS name or common name a client certificate must carry (default: %(default)s)")
+    tls.add_argument("--tls-admin-client-name", default=CONTROL_PLANE_IDENTITY, metavar="NAME",
+                     help="the one a client of --admin-port must carry: the admin port serves the same TLS, "
+                     "only to the control plane (default: %(default)s)")
     tls.add_argument("--tls-reload-s", type=_positive_float, default=1.0, metavar="SECONDS",
                      help="how often the files are checked for a rotated certificate (default: %(default)g)")
     parser.add_argument(
@@ -229,15 +241,19 @@ def _positive_float(text: str) -> float:
 
 def _tls_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFiles | None:
     files = (args.tls_cert, args.tls_key, args.tls_client_ca)
+    if args.tls_client_name == args.tls_admin_client_name:
+        # One name for both would let the gateway load and unload every tenant's models.
+        parser.error(f"--tls-client-name and --tls-admin-client-name are both {args.tls_client_name!r}: the "
+                     "data-plane and admin ports must accept different clients")
     if args.tls_dir is not None:
         if any(f is not None for f in files):
             parser.error("--tls-dir or --tls-cert/--tls-key/--tls-client-ca, not both")
-        return TlsFiles.from_dir(args.tls_dir, args.tls_client_name)
+        return TlsFiles.from_dir(args.tls_dir, args.tls_client_name, args.tls_admin_client_name)
     if all(f is None for f in files):
         return None
     if any(f is None for f in files):
         parser.error("mutual TLS needs all three of --tls-cert, --tls-key and --tls-client-ca")
-    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name)
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_name, args.tls_admin_client_name)
 
 
 def _non_negative_float(text: str) -> float:

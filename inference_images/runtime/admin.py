@@ -12,6 +12,10 @@ only operators and the control plane (``fairshare models``, unloading a removed 
   ``owner`` in the parameters); 200 once resident, 503 with the reason when it cannot be.
 - ``POST /v2/repository/models/{name}/unload`` (optional ``{"parameters": {"version": "3"}}``): drop every
   (or that) version of an own model; catalog models are pinned (400).
+
+With the runtime's TLS (``--tls-dir``) the port serves the data plane's context (certificate, rotation and
+the platform CA's client check shared) and answers only a client certificate naming the control plane
+(``--tls-admin-client-name``); the gateway's certificate, valid on the data-plane port, gets 403 here.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from aiohttp import web
 from inference_images.runtime.models.cache import ModelCache, ModelUnavailableError
 from inference_images.runtime.models.own import BaseUnavailableError, OwnModelRef, resolve_base
 from inference_images.runtime.models.registry import ModelNotFoundError, ModelRepository
+from inference_images.runtime.tls import is_peer
 
 
 @dataclass(slots=True)
 class AdminState:
     repository: ModelRepository
     cache: ModelCache | None
+    # The name a client certificate must carry (mutual TLS on); None: plaintext, reachable only by the
+    # control plane through the admin NetworkPolicy.
+    client_identity: str | None = None
 
 
 ADMIN = web.AppKey("admin", AdminState)
@@ -48,7 +56,10 @@ class _Refused(Exception):
 
 
 def build_admin_app(state: AdminState) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[_errors])
+    middlewares: list[Any] = [_errors]
+    if state.client_identity is not None:
+        middlewares.insert(0, _control_plane_only)
+    app = web.Application(client_max_size=64 * 1024, middlewares=middlewares)
     app[ADMIN] = state
     app.router.add_post("/v2/repository/index", _index)
     app.router.add_post("/v2/repository/models/{name}/load", _load)
@@ -66,6 +77,19 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return web.json_response({"error": f"{exc.reason}: {request.method} {request.path}"}, status=exc.status)
+
+
+@web.middleware
+async def _control_plane_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handshake admitted any certificate of the platform CA; loading and unloading tenants' models is
+    the control plane's alone, not the gateway's or a runtime's."""
+    identity = request.app[ADMIN].client_identity
+    assert identity is not None
+    transport = request.transport
+    if not is_peer(transport.get_extra_info("peercert") if transport is not None else None, identity):
+        return web.json_response({"error": f"only the control plane ({identity}) may call the repository extension"},
+                                 status=403)
+    return await handler(request)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

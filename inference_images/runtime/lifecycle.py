@@ -58,7 +58,9 @@ async def serve(
         pinned_bytes=functools.partial(_catalog_bytes, repository),
     )
     state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics, cache=cache)
-    admin = web.AppRunner(build_admin_app(AdminState(repository, cache)), access_log=None, handle_signals=False)
+    admin_identity = settings.tls.admin_identity if settings.tls is not None else None
+    admin = web.AppRunner(build_admin_app(AdminState(repository, cache, admin_identity)), access_log=None,
+                          handle_signals=False)
     runner = web.AppRunner(
         build_app(state),
         access_log=None,  # the app logs requests itself, without payloads
@@ -96,9 +98,12 @@ async def serve(
             on_listening(port)
         if settings.admin_port is not None:
             # Same address as the data plane; only the port differs, and no Envoy cluster points at it.
-            await web.TCPSite(admin, settings.host, settings.admin_port).start()
+            # The same TLS context too, so one reloader rotates both; the app checks the other name.
+            await web.TCPSite(admin, settings.host, settings.admin_port,
+                              ssl_context=tls.context if tls else None).start()
             admin_port = _bound_port(admin, settings.admin_port)
-            log.info("repository extension listening", extra={"host": settings.host, "port": admin_port})
+            log.info("repository extension listening",
+                     extra={"host": settings.host, "port": admin_port, "mtls": tls is not None})
             if on_admin_listening is not None:
                 on_admin_listening(admin_port)
 

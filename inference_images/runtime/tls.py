@@ -1,4 +1,5 @@
-"""Mutual TLS on the data-plane port: only the gateway may talk to a runtime.
+"""Mutual TLS on the data-plane port: only the gateway may talk to a runtime (and on the admin port: only
+the control plane, ``CONTROL_PLANE_IDENTITY``, over the same context with another accepted name).
 
 The runtime acts on ``x-fairshare-*`` headers (tenant, weight, PII rules), so whoever can reach its port
 can claim to be any tenant. With TLS configured, a connection must present a certificate that the
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 # Envoy's client certificate, and every runtime's server certificate, which Envoy checks in turn.
 GATEWAY_IDENTITY = "gateway.fairshare.internal"
 RUNTIME_IDENTITY = "runtime.fairshare.internal"
+# The control plane's certificate: the only client the admin port (the model-repository extension) serves.
+CONTROL_PLANE_IDENTITY = "controlplane.fairshare.internal"
 
 # cert-manager's secret layout, which --tls-dir reads.
 DIR_CERT, DIR_KEY, DIR_CA = "tls.crt", "tls.key", "ca.crt"
@@ -39,10 +42,14 @@ class TlsFiles:
     client_ca: Path
     # The identity a client certificate must carry (DNS name or common name).
     client_identity: str = GATEWAY_IDENTITY
+    # The one the admin port's clients must carry: the same CA and handshake, another name, so the
+    # gateway (which may call models) cannot load or unload them, and the control plane cannot infer.
+    admin_identity: str = CONTROL_PLANE_IDENTITY
 
     @classmethod
-    def from_dir(cls, directory: Path, client_identity: str = GATEWAY_IDENTITY) -> TlsFiles:
-        return cls(directory / DIR_CERT, directory / DIR_KEY, directory / DIR_CA, client_identity)
+    def from_dir(cls, directory: Path, client_identity: str = GATEWAY_IDENTITY,
+                 admin_identity: str = CONTROL_PLANE_IDENTITY) -> TlsFiles:
+        return cls(directory / DIR_CERT, directory / DIR_KEY, directory / DIR_CA, client_identity, admin_identity)
 
     def paths(self) -> tuple[Path, Path, Path]:
         return self.cert, self.key, self.client_ca
@@ -95,8 +102,12 @@ def peer_identities(peercert: Any) -> set[str]:
     return names
 
 
-def is_gateway(peercert: Any, identity: str) -> bool:
+def is_peer(peercert: Any, identity: str) -> bool:
+    """Whether a verified peer certificate names `identity`: the CA check alone admits every holder."""
     return identity in peer_identities(peercert)
+
+
+is_gateway = is_peer
 
 
 class CertificateReloader:

@@ -22,16 +22,24 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from inference_images.runtime.tls import GATEWAY_IDENTITY, TlsConfigError, TlsFiles, _digest, server_context
+from inference_images.runtime.tls import (
+    CONTROL_PLANE_IDENTITY,
+    GATEWAY_IDENTITY,
+    TlsConfigError,
+    TlsFiles,
+    _digest,
+    server_context,
+)
 
 if TYPE_CHECKING:
     from xds_server.config.model import PlatformConfig
 
 log = logging.getLogger("fairshare.controlplane.tls")
 
-# The name the control plane's server certificate carries (cert-manager's Certificate, the local CA) and
-# Envoy checks; it is also the control plane's client identity towards the runtimes' admin ports.
-CONTROL_PLANE_IDENTITY = "controlplane.fairshare.internal"
+# CONTROL_PLANE_IDENTITY: the name the control plane's server certificate carries (cert-manager's
+# Certificate, the local CA) and Envoy checks; also its client identity towards the runtimes' admin ports,
+# which is why it is defined beside the runtime's names (the runtime image does not import xds_server).
+__all__ = ["CONTROL_PLANE_IDENTITY", "GatewayOnly", "check", "serve_tls", "server_credentials"]
 
 
 def _configuration(files: TlsFiles) -> Any:

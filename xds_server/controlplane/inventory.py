@@ -10,6 +10,7 @@ from typing import Any
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
 from xds_server.config.model import PlatformConfig
 from xds_server.controlplane import repository
+from xds_server.controlplane.admin_client import AdminClient
 
 
 @dataclass
@@ -95,7 +96,7 @@ def declared(cfg: PlatformConfig, tenant: str | None = None) -> list[ModelRow]:
 
 
 def build(cfg: PlatformConfig, endpoints: EndpointDirectory, tenant: str | None = None,
-          timeout: float = repository.TIMEOUT_S) -> Inventory:
+          timeout: float = repository.TIMEOUT_S, *, client: AdminClient) -> Inventory:
     rows = declared(cfg, tenant)
     by_name = {r.model: r for r in rows}
     unreachable: list[str] = []
@@ -103,9 +104,9 @@ def build(cfg: PlatformConfig, endpoints: EndpointDirectory, tenant: str | None 
         for endpoint in eps:
             where = _replica_name(endpoint, region, pool)
             try:
-                entries = repository.index(endpoint, timeout)
+                entries = repository.index(endpoint, timeout, client=client)
             except (OSError, ValueError) as err:
-                unreachable.append(f"{where}: index not readable ({getattr(err, 'reason', err)})")
+                unreachable.append(f"{where}: index not readable ({err})")
                 continue
             for entry in entries:
                 row = by_name.get(str(entry.get("name", "")))

@@ -78,7 +78,7 @@ async def serve(opts: ServeOptions) -> None:
     unpack_dir = opts.source_dir or opts.state_dir / "config-source"
     given = config_sources.from_spec(opts.config_source, opts.config_dir, unpack_dir, opts.poll_seconds)
     cp = ControlPlane(given.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
-                      endpoint_source=source, config_source=given,
+                      endpoint_source=source, config_source=given, admin_tls_dir=opts.tls_dir,
                       validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
                                         upstream_tls_dir=opts.upstream_tls_dir))
     if opts.audit_log is not None:

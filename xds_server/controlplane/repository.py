@@ -1,7 +1,9 @@
 """The control plane's side of the runtimes' OIP model-repository extension (docs/design/0003): list
 what a replica holds (`POST /v2/repository/index`) and ask it to unload a tenant's model, or one version of
 it, that left the config (`POST /v2/repository/models/<owner>:<name>/unload`). Replicas are found through the endpoints
-file, which records each replica's admin port beside its serving port.
+file, which records each replica's admin port beside its serving port. Every call goes through one
+`AdminClient` (xds_server/controlplane/admin_client.py): mutual TLS with the control plane's certificate
+when the runtimes serve it.
 
 Every call is best effort with a short timeout: a replica that is down or slow is logged and skipped, and
 nothing here ever holds back a publish (a removed model already answers 404 at the gateway).
@@ -9,22 +11,18 @@ nothing here ever holds back a publish (a removed model already answers 404 at t
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
 from xds_server.config.model import PlatformConfig
+from xds_server.controlplane.admin_client import TIMEOUT_S, AdminClient, AdminHttpError
 
 log = logging.getLogger("fairshare.controlplane.repository")
-
-TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True, order=True)
@@ -72,35 +70,28 @@ def removed(before: PlatformConfig | None, after: PlatformConfig) -> list[Placem
     return sorted(gone | gone_versions, key=lambda p: (p.model, p.version or ""))
 
 
-def _post(url: str, body: dict[str, Any] | None = None, timeout: float = TIMEOUT_S) -> Any:
-    data = json.dumps(body or {}).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
-
-
-def unload(endpoint: Endpoint, qualified: str, version: str | None = None) -> str | None:
+def unload(endpoint: Endpoint, qualified: str, version: str | None = None, *, client: AdminClient) -> str | None:
     """Ask one replica to unload `owner:name` (every version, or only ``version``). None when it did (or
     never held it), else why not."""
-    if endpoint.admin_url is None:
+    if endpoint.admin_port is None:
         return "no admin port known for this replica"
-    url = f"{endpoint.admin_url}/v2/repository/models/{urllib.parse.quote(qualified, safe=':')}/unload"
+    path = f"/v2/repository/models/{urllib.parse.quote(qualified, safe=':')}/unload"
     try:
-        _post(url, {"parameters": {"version": version}} if version is not None else None)
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
+        client.post(endpoint.host, endpoint.admin_port, path,
+                    {"parameters": {"version": version}} if version is not None else None)
+    except AdminHttpError as err:
+        if err.status == 404:
             return None  # not loaded there: nothing to unload
-        return f"HTTP {err.code}"
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        return str(getattr(err, "reason", err))
+        return str(err)
+    except (OSError, ValueError) as err:
+        return str(err)
     return None
 
 
-def unload_everywhere(gone: Iterable[Placement], endpoints: EndpointDirectory) -> None:
+def unload_everywhere(gone: Iterable[Placement], endpoints: EndpointDirectory, client: AdminClient) -> None:
     for p in gone:
         for endpoint in endpoints.of(p.region, p.pool):
-            reason = unload(endpoint, p.qualified, p.version)
+            reason = unload(endpoint, p.qualified, p.version, client=client)
             where = endpoint.name or f"{endpoint.host}:{endpoint.port}"
             if reason is None:
                 log.info("asked %s to unload %s (removed from the config)", where, p)
@@ -109,22 +100,26 @@ def unload_everywhere(gone: Iterable[Placement], endpoints: EndpointDirectory) -
                             where, p, reason)
 
 
-def unload_in_background(gone: list[Placement], endpoints: EndpointDirectory) -> threading.Thread | None:
+def unload_in_background(gone: list[Placement], endpoints: EndpointDirectory,
+                         client: AdminClient) -> threading.Thread | None:
     """Never on the publish path: a thread of its own, so a slow replica delays nothing."""
     if not gone:
         return None
-    thread = threading.Thread(target=unload_everywhere, args=(gone, endpoints), name="unload-own-models",
+    thread = threading.Thread(target=unload_everywhere, args=(gone, endpoints, client), name="unload-own-models",
                               daemon=True)
     thread.start()
     return thread
 
 
-def index(endpoint: Endpoint, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
+def index(endpoint: Endpoint, timeout: float = TIMEOUT_S, *, client: AdminClient) -> list[dict[str, Any]]:
     """What a replica holds, as its repository index says (qualified name, version, state, reason,
     bytes, hits, misses, load seconds). Raises OSError or ValueError when it cannot be asked."""
-    if endpoint.admin_url is None:
+    if endpoint.admin_port is None:
         raise ValueError("no admin port known for this replica")
-    found = _post(f"{endpoint.admin_url}/v2/repository/index", timeout=timeout)
+    try:
+        found = client.post(endpoint.host, endpoint.admin_port, "/v2/repository/index", timeout=timeout)
+    except AdminHttpError as err:
+        raise ValueError(f"the repository index answered {err}") from None
     if not isinstance(found, list):
         raise ValueError(f"the repository index is not a list: {type(found).__name__}")
     return [e for e in found if isinstance(e, dict)]

@@ -19,6 +19,7 @@ from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpo
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane import repository
+from xds_server.controlplane.admin_client import AdminClient
 from xds_server.endpoints.source import EndpointSource
 from xds_server.endpoints.static import StaticEndpoints
 from xds_server.envoy.validate import EnvoyValidator
@@ -65,6 +66,8 @@ class ControlPlane:
     config_source: ConfigSource | None = None
     # The revision of the change being applied or refused (then, of the last one): for the audit record.
     revision: Revision | None = None
+    # The control plane's certificate (its --tls-dir): presented to the runtimes' admin ports (unloads).
+    admin_tls_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.config_source is None:
@@ -139,7 +142,7 @@ class ControlPlane:
         self.config, self.compiled, self.endpoints = config, compiled, endpoints
         # Removed own models already answer 404 at the gateway; their bytes are freed on the replicas
         # that held them, best effort, off the publish path.
-        repository.unload_in_background(gone, endpoints)
+        repository.unload_in_background(gone, endpoints, AdminClient.for_config(config, self.admin_tls_dir))
         if self.audit is not None:
             self.audit.applied(before, config, compiled.version, previous)
         log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),

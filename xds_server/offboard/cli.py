@@ -35,6 +35,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
     off.add_argument("--no-aws", action="store_true",
                      help="skip the model buckets and Secrets Manager (a local platform without AWS)")
     off.add_argument("--timeout", type=float, default=120.0, help="longest wait for every Envoy's ACK (s)")
+    off.add_argument("--tls-dir", default=None, metavar="DIR",
+                     help="the control plane's certificate (tls.crt, tls.key, ca.crt) for the replicas' admin "
+                     "ports with mutual TLS on (default: <state>/tls/controlplane, `fairshare run`'s)")
     off.set_defaults(func=_offboard)
 
     rc = sub.add_parser("receipt", help="deletion receipts: verify", description="deletion receipts")
@@ -62,7 +65,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
 def _offboard(args: argparse.Namespace) -> int:
     opts = Options(tenant=args.tenant, config_dir=Path(args.config), state_dir=Path(args.state),
                    status_url=f"http://{args.host}:{args.status_port}", from_config=args.from_config,
-                   no_aws=args.no_aws, recovery_window_days=args.recovery_window_days, timeout_s=args.timeout)
+                   no_aws=args.no_aws, recovery_window_days=args.recovery_window_days, timeout_s=args.timeout,
+                   tls_dir=Path(args.tls_dir) if args.tls_dir else None)
     if not (args.yes or args.from_config):
         if not sys.stdin.isatty():
             print(f"error: offboarding deletes tenant {args.tenant}'s models, counters and secrets; "

@@ -33,6 +33,7 @@ from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.model import is_s3
 from xds_server.controlplane import inventory, repository
+from xds_server.controlplane.admin_client import AdminClient
 from xds_server.offboard import receipt, storage
 
 STEPS = ("mark", "routes", "tokens", "models", "artifacts", "counters", "secrets", "receipt")
@@ -63,6 +64,9 @@ class Options:
     secret_prefix: str = storage.SECRET_PREFIX
     # How long to wait for the control plane to publish and every Envoy to ACK: a hang guard.
     timeout_s: float = 120.0
+    # The control plane's certificate for the replicas' admin ports (mutual TLS on); None: the local
+    # CA's pair under state_dir, when `fairshare run` made one.
+    tls_dir: Path | None = None
 
 
 @dataclass
@@ -259,6 +263,8 @@ class Offboarding:
                 f"the tenant on any gateway (tokens expire within {ttl} s of issue)"}
 
     def _models(self, _state: State) -> dict[str, Any]:
+        assert self.config is not None
+        client = AdminClient.for_operator(self.config, self.opts.tls_dir, self.opts.state_dir)
         endpoints = inventory.endpoints_from_status(self._status())
         prefix = f"{self.tenant}:"
         out: list[dict[str, Any]] = []
@@ -266,15 +272,15 @@ class Offboarding:
             for ep in eps:
                 where = ep.name or f"{ep.host}:{ep.port}"
                 try:
-                    held = _held(ep, prefix)
+                    held = _held(ep, prefix, client)
                 except (OSError, ValueError) as err:
                     raise OffboardError(f"replica {where} ({region}/{pool}) cannot be asked what it holds: "
                                         f"{err}") from err
                 for qualified in sorted(held):
-                    reason = repository.unload(ep, qualified)
+                    reason = repository.unload(ep, qualified, client=client)
                     if reason is not None:
                         raise OffboardError(f"replica {where} did not unload {qualified}: {reason}")
-                left = _held(ep, prefix)
+                left = _held(ep, prefix, client)
                 if left:
                     raise OffboardError(f"replica {where} still holds {', '.join(sorted(left))} after unloading")
                 out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held)})
@@ -393,8 +399,9 @@ class Offboarding:
             raise OffboardError(f"no control plane answers at {url}: {getattr(err, 'reason', err)}") from err
 
 
-def _held(endpoint: Any, prefix: str) -> set[str]:
-    return {str(e.get("name")) for e in repository.index(endpoint) if str(e.get("name", "")).startswith(prefix)}
+def _held(endpoint: Any, prefix: str, client: AdminClient) -> set[str]:
+    return {str(e.get("name")) for e in repository.index(endpoint, client=client)
+            if str(e.get("name", "")).startswith(prefix)}
 
 
 def _now() -> str:
