@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import re
 import threading
 import time
@@ -42,18 +43,24 @@ US, EU = "us-east-1", "eu-west-1"
 POOL = "cpu"
 ROAMER, HOMEBODY = "roamer", "homebody"
 TARGET_S = 5.0
+# With `own_model` (an ONNX artifact): every tenant also brings it as its own model of this name on POOL.
+OWN_MODEL = "router"
 
 
-def write_config(root: Path, replicas: int = 1) -> Path:
+def write_config(root: Path, replicas: int = 1, own_model: Path | None = None) -> Path:
     """Two regions sharing one pool and the light model; no rate limits (bursts are not 429'd)."""
     cfg = root / "config"
     (cfg / "tenants").mkdir(parents=True)
     quotas = {"concurrency": 64, "requests_per_second": 1000, "tokens_per_minute": 100_000_000, "gpus": 0}
-    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"std": {"weight": 1, "quotas": quotas}}}))
+    tier: dict[str, Any] = {"weight": 1, "quotas": quotas}
+    pool: dict[str, Any] = {"name": POOL, "replicas": replicas}
+    if own_model is not None:
+        tier["own_models"] = {"max_per_tenant": 1, "max_bytes_per_model": 50_000_000, "formats": ["onnx"]}
+        pool["model_cache_mb"] = 64
+    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"std": tier}}))
     (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": False}}))
     (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [
-        {"id": region, "gateway_port": free_port(), "pools": [{"name": POOL, "replicas": replicas}]}
-        for region in (US, EU)]}))
+        {"id": region, "gateway_port": free_port(), "pools": [pool]} for region in (US, EU)]}))
     (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
         "kind": "classifier", "versions": {"v1": {"pool": POOL, "loader": "lexicon"}}}}}))
     tenants = {
@@ -61,7 +68,12 @@ def write_config(root: Path, replicas: int = 1) -> Path:
         HOMEBODY: {"home": US, "allowed": [US]},
     }
     for tenant, regions in tenants.items():
-        spec = {"id": tenant, "tier": "std", "regions": regions, "models": {"classifier": {"split": {"v1": 100}}}}
+        spec: dict[str, Any] = {"id": tenant, "tier": "std", "regions": regions,
+                                "models": {"classifier": {"split": {"v1": 100}}}}
+        if own_model is not None:
+            digest = hashlib.sha256(own_model.read_bytes()).hexdigest()
+            version = {"artifact": str(own_model.resolve()), "sha256": digest}
+            spec["own_models"] = {OWN_MODEL: {"format": "onnx", "pool": POOL, "versions": {"1": version}}}
         (cfg / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(spec))
     return cfg
 
@@ -113,8 +125,8 @@ class FailoverPlatform:
 
 
 @contextmanager
-def failover_platform(root: Path, replicas: int = 1) -> Iterator[FailoverPlatform]:
-    cfg = write_config(root, replicas)
+def failover_platform(root: Path, replicas: int = 1, own_model: Path | None = None) -> Iterator[FailoverPlatform]:
+    cfg = write_config(root, replicas, own_model)
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=state, xds_port=free_port(),
                                              status_port=free_port()))
