@@ -74,7 +74,8 @@ def fairshare_models(running: RunningPlatform, *extra: str) -> dict[str, Any]:
 
     out = io.StringIO()
     with redirect_stdout(out):
-        assert main(["models", "--config", str(running.config_dir), "--json",
+        assert main(["models", "--config", str(running.config_dir), "--json", "--state",
+                     str(running.platform.opts.state_dir),  # its local CA: the admin ports need mutual TLS
                      "--status-port", str(running.platform.opts.status_port), *extra]) == 0
     return dict(json.loads(out.getvalue()))
 
@@ -247,9 +248,12 @@ def test_add_split_and_remove_live(running: RunningPlatform, restore_config) -> 
 def resident_versions(running: RunningPlatform, qualified: str) -> set[str]:
     """The versions of an own model READY on any replica, as each replica's repository index says."""
     from xds_server.controlplane import inventory, repository
+    from xds_server.controlplane.admin_client import AdminClient
 
     eps = inventory.endpoints_from_status(running.platform.status())
-    return {str(e["version"]) for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep)
+    client = AdminClient.for_operator(running.platform.config, None, running.platform.opts.state_dir)
+    return {str(e["version"]) for pool in eps.by_pool.values() for ep in pool
+            for e in repository.index(ep, client=client)
             if e.get("name") == qualified and str(e.get("state", "")).upper() == "READY"}
 
 

@@ -23,6 +23,7 @@ from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.cli import main
 from xds_server.config import load_config
 from xds_server.controlplane import inventory, repository
+from xds_server.controlplane.admin_client import AdminClient
 from xds_server.offboard.run import state_path
 
 CLASSIFY = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
@@ -43,7 +44,8 @@ def versions(s3: Any, tenant: str) -> list[str]:
 
 def held(p: OffboardPlatform, tenant: str) -> set[str]:
     eps = inventory.endpoints_from_status(p.platform.status())
-    return {str(e["name"]) for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep)
+    client = AdminClient.for_operator(p.platform.config, None, p.state_dir)
+    return {str(e["name"]) for pool in eps.by_pool.values() for ep in pool for e in repository.index(ep, client=client)
             if str(e.get("name", "")).startswith(f"{tenant}:")}
 
 

@@ -17,10 +17,10 @@ import pytest
 from inference_images.runtime.tls import CONTROL_PLANE_IDENTITY, GATEWAY_IDENTITY, TlsFiles
 from tests.runtime.conftest import RuntimeServer, start_server
 from tests.runtime.test_mtls import call, client_context
+from xds_server.compiler.endpoints import Endpoint
 from xds_server.config import load_config
 from xds_server.controlplane import repository
 from xds_server.controlplane.admin_client import AdminClient, AdminHttpError, AdminUnreachable
-from xds_server.compiler.endpoints import Endpoint
 from xds_server.local.certs import LocalPki
 from xds_server.local.processes import free_port
 

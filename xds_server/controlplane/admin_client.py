@@ -77,7 +77,7 @@ class AdminClient:
         return cls(tls_dir)
 
     @classmethod
-    def for_operator(cls, cfg: PlatformConfig, tls_dir: Path | None, state_dir: Path) -> AdminClient:
+    def for_operator(cls, cfg: PlatformConfig | None, tls_dir: Path | None, state_dir: Path) -> AdminClient:
         """An operator's command (`fairshare models`, offboarding): `tls_dir` when given (in a cluster, the
         control plane's mounted Secret), else the local CA's control-plane pair `fairshare run` keeps in
         `state_dir`, when there is one."""
