@@ -39,7 +39,9 @@ def write_config(root: Path, gateway_port: int) -> Path:
     (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
         "weight": 1, "quotas": quotas,
         "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
-    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True}}))
+    # Mutual TLS on, as the example config has it: the models step unloads through the admin ports' mTLS.
+    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True},
+                                                       "gateway": {"upstream_tls": {"enabled": True}}}))
     (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [{
         "id": REGION, "gateway_port": gateway_port, "model_bucket": BUCKET,
         "pools": [{"name": "cpu", "replicas": 1, "model_cache_mb": 64}]}]}))

@@ -127,7 +127,7 @@ class AdminClient:
             raw = response.read()
         except ssl.SSLError as exc:
             raise AdminUnreachable(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
-        except http.client.HTTPException as exc:
+        except (http.client.HTTPException, ConnectionResetError) as exc:
             # A plaintext port answering TLS, or a TLS port closing on plaintext: say which side to check.
             raise AdminUnreachable(f"{self.scheme}://{host}:{port} broke off the request ({type(exc).__name__}); "
                                    "does the runtime's admin port serve TLS (--tls-dir) as the control "
