@@ -10,6 +10,8 @@ only operators and the control plane (``fairshare models``, unloading a removed 
 - ``POST /v2/repository/models/{name}/load``, body ``{"parameters": {"artifact", "sha256", "format",
   "base", "version", "owner"}}``: load an own model now (``name`` is ``owner:name``, or ``name`` with
   ``owner`` in the parameters); 200 once resident, 503 with the reason when it cannot be.
+- ``POST /v2/repository/artifacts/purge`` (``{"sha256": [...]}``, not OIP): remove those artefacts' verified
+  copies from this replica's disk cache (offboarding).
 - ``POST /v2/repository/models/{name}/unload`` (optional ``{"parameters": {"version": "3"}}``): drop every
   (or that) version of an own model; catalog models are pinned (400).
 
@@ -20,14 +22,17 @@ the platform CA's client check shared) and answers only a client certificate nam
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 
+from inference_images.runtime.models.artifacts import ArtifactStore
 from inference_images.runtime.models.cache import ModelCache, ModelUnavailableError
 from inference_images.runtime.models.own import BaseUnavailableError, OwnModelRef, resolve_base
 from inference_images.runtime.models.registry import ModelNotFoundError, ModelRepository
@@ -41,6 +46,8 @@ class AdminState:
     # The name a client certificate must carry (mutual TLS on); None: plaintext, reachable only by the
     # control plane through the admin NetworkPolicy.
     client_identity: str | None = None
+    # The verified artefact copies on this replica's disk (purged when a tenant is offboarded).
+    store: ArtifactStore | None = None
 
 
 ADMIN = web.AppKey("admin", AdminState)
@@ -64,6 +71,7 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_post("/v2/repository/index", _index)
     app.router.add_post("/v2/repository/models/{name}/load", _load)
     app.router.add_post("/v2/repository/models/{name}/unload", _unload)
+    app.router.add_post("/v2/repository/artifacts/purge", _purge)
     return app
 
 
@@ -210,5 +218,20 @@ async def _unload(request: web.Request) -> web.Response:
     dropped = state.cache.unload(owner, name, parameters.get("version"))
     return web.json_response({"name": f"{owner}:{name}", "unloaded": dropped})
 
+
+async def _purge(request: web.Request) -> web.Response:
+    """Not part of OIP: remove the verified copies of artefacts by sha256 from this replica's disk cache
+    (``{"sha256": ["<64 hex>", ...]}``); answers what was purged, absent, or busy (still being read)."""
+    state = request.app[ADMIN]
+    doc = await _body(request)
+    digests = doc.get("sha256")
+    if not isinstance(digests, list) or not all(isinstance(d, str) and _SHA256.fullmatch(d) for d in digests):
+        raise _Refused(400, "body must be {\"sha256\": [\"<64 lowercase hex>\", ...]}")
+    if state.store is None:
+        return web.json_response({"purged": [], "absent": sorted(set(digests)), "busy": []})
+    return web.json_response(await asyncio.to_thread(state.store.purge, digests))
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["ADMIN", "AdminState", "build_admin_app"]

@@ -59,8 +59,8 @@ async def serve(
     )
     state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics, cache=cache)
     admin_identity = settings.tls.admin_identity if settings.tls is not None else None
-    admin = web.AppRunner(build_admin_app(AdminState(repository, cache, admin_identity)), access_log=None,
-                          handle_signals=False)
+    admin_state = AdminState(repository, cache, admin_identity, store=repository.store)
+    admin = web.AppRunner(build_admin_app(admin_state), access_log=None, handle_signals=False)
     runner = web.AppRunner(
         build_app(state),
         access_log=None,  # the app logs requests itself, without payloads

@@ -8,6 +8,7 @@ failed."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import urllib.request
@@ -17,8 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from inference_images.runtime.models.artifacts import default_cache_dir
 from tests.e2e.conftest import eventually, post
-from tests.offboarding.conftest import BUCKET, OffboardPlatform
+from tests.offboarding.conftest import BUCKET, REPO_MODEL, OffboardPlatform
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.cli import main
 from xds_server.config import load_config
@@ -115,6 +117,11 @@ def test_offboarding_under_load_removes_everything_and_the_receipt_verifies(
     assert steps["artifacts"]["buckets"][0]["versions_deleted"] == 6
     assert len(versions(s3, "stayer")) == 1 and len(versions(s3, "retry")) == 6
     assert held(p, "leaver") == set()
+    # ... and the verified copy of its artefact on the replica's disk (not left for the cache's LRU).
+    digest = hashlib.sha256(REPO_MODEL.read_bytes()).hexdigest()
+    assert steps["models"]["artifact_digests"] == [digest]
+    assert [r["purged_copies"] for r in steps["models"]["replicas"]] == [1]
+    assert not (default_cache_dir() / digest).exists()
     assert steps["counters"]["deleted"] >= 1
     again = urllib.request.Request(f"http://127.0.0.1:{p.status_port}/offboard/leaver/counters", method="DELETE")
     with urllib.request.urlopen(again, timeout=10) as resp:

@@ -159,3 +159,23 @@ def test_artifact_cache_mb_flag() -> None:
         parse_settings(["--region", "r", "--pool", "p", "--artifact-cache-mb", "-1"])
     with pytest.raises(ValueError, match="budget must be >= 0"):
         ArtifactStore(Path("/nonexistent"), budget_bytes=-1)
+
+
+def test_purge_removes_a_tenants_copies_now_but_never_one_being_read(s3: S3, tmp_path: Path) -> None:  # noqa: F811
+    """Offboarding: the verified copies of a tenant's artefacts leave the replica's disk at once, not when the
+    cache next needs room; a copy being read is reported busy (asked again once the model is unloaded)."""
+    a, b, keep = (_put(s3, n) for n in ("gone-a", "gone-b", "stays"))
+    cache = tmp_path / "cache"
+    store = ArtifactStore(cache, budget_bytes=10 * SIZE)
+    for ref in (a, b, keep):
+        _download_and_keep(store, ref)
+    before = store.used_bytes
+    with store._reading_copy(b):
+        out = store.purge([a.sha256, b.sha256, "0" * 64])
+    assert out == {"purged": [a.sha256], "absent": ["0" * 64], "busy": [b.sha256]}
+    assert _copies(cache) == {b.sha256, keep.sha256} and store.used_bytes < before
+    assert store.purge([b.sha256])["purged"] == [b.sha256]
+    assert _copies(cache) == {keep.sha256}
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # nothing left behind renamed
+    # A purged artefact loads again from S3, verified, as any miss does.
+    assert store.fetch_bytes(a) is not None

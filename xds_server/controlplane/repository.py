@@ -88,6 +88,22 @@ def unload(endpoint: Endpoint, qualified: str, version: str | None = None, *, cl
     return None
 
 
+def purge(endpoint: Endpoint, digests: list[str], *, client: AdminClient) -> dict[str, list[str]]:
+    """Ask one replica to remove the verified copies of these artefacts (sha256) from its disk cache; what
+    it purged, did not hold, or could not remove yet (busy). Raises OSError or ValueError when it cannot be
+    asked."""
+    if endpoint.admin_port is None:
+        raise ValueError("no admin port known for this replica")
+    try:
+        found = client.post(endpoint.host, endpoint.admin_port, "/v2/repository/artifacts/purge",
+                            {"sha256": sorted(set(digests))})
+    except AdminHttpError as err:
+        raise ValueError(f"the artefact purge answered {err}") from None
+    if not isinstance(found, dict):
+        raise ValueError(f"the artefact purge answered {type(found).__name__}, not an object")
+    return {k: [str(d) for d in found.get(k, [])] for k in ("purged", "absent", "busy")}
+
+
 def unload_everywhere(gone: Iterable[Placement], endpoints: EndpointDirectory, client: AdminClient) -> None:
     for p in gone:
         for endpoint in endpoints.of(p.region, p.pool):

@@ -267,6 +267,9 @@ class Offboarding:
         client = AdminClient.for_operator(self.config, self.opts.tls_dir, self.opts.state_dir)
         endpoints = inventory.endpoints_from_status(self._status())
         prefix = f"{self.tenant}:"
+        spec = self._spec()
+        digests = sorted({ov.sha256 for om in (spec.own_models.values() if spec else ())
+                          for ov in om.versions.values()})
         out: list[dict[str, Any]] = []
         for (region, pool), eps in sorted(endpoints.by_pool.items()):
             for ep in eps:
@@ -283,8 +286,19 @@ class Offboarding:
                 left = _held(ep, prefix, client)
                 if left:
                     raise OffboardError(f"replica {where} still holds {', '.join(sorted(left))} after unloading")
-                out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held)})
-        return {"replicas": out}
+                # Unloading frees the memory; the verified copies in the replica's disk cache go too, so
+                # nothing of the tenant stays on the replica until its cache needs room.
+                try:
+                    purged = repository.purge(ep, digests, client=client) if digests else None
+                except (OSError, ValueError) as err:
+                    raise OffboardError(f"replica {where} ({region}/{pool}) cannot purge the tenant's artefact "
+                                        f"copies: {err}") from err
+                if purged is not None and purged["busy"]:
+                    raise OffboardError(f"replica {where} is still reading artefact copies "
+                                        f"{', '.join(d[:12] for d in purged['busy'])}; run the command again")
+                out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held),
+                            "purged_copies": len(purged["purged"]) if purged is not None else 0})
+        return {"replicas": out, "artifact_digests": digests}
 
     def _artifacts(self, _state: State) -> dict[str, Any]:
         assert self.config is not None
@@ -334,14 +348,6 @@ class Offboarding:
             ],
             "signed_by": {"kid": key.kid, "jwks": f"{self.opts.status_url}/.well-known/jwks.json"},
         }
-        spec = self._spec()
-        if spec is not None and spec.own_models:
-            # Said, not hidden: unloading frees the memory, but the runtime's unload does not yet purge the
-            # verified copies its disk cache keeps (content-addressed, LRU within --artifact-cache-mb).
-            body["remains"].append({
-                "what": "verified copies of its own models' artifacts in the replicas' disk caches",
-                "where": "each runtime replica's artifact cache (the pod's /tmp emptyDir)",
-                "why": "not yet purged on unload: removed when the cache needs room or the pod restarts"})
         signed = receipt_path(self.opts.state_dir, self.tenant)
         signed.parent.mkdir(parents=True, exist_ok=True)
         token = receipt.sign(body, key)

@@ -245,6 +245,36 @@ class ArtifactStore:
             writes, self._writes = self._writes, []
         concurrent.futures.wait(writes)
 
+    def purge(self, digests: list[str]) -> dict[str, list[str]]:
+        """Remove the verified copies of these sha256 digests now (a tenant offboarded: its bytes must not
+        stay on the replica's disk until the cache needs room). Pending background writes are waited for
+        first, so none lands after the purge. A copy being read or handed out is left and reported `busy`:
+        the caller asks again once the model is unloaded."""
+        self.flush()
+        out: dict[str, list[str]] = {"purged": [], "absent": [], "busy": []}
+        trash: list[Path] = []
+        with self._disk_lock:
+            for sha in sorted(set(digests)):
+                if sha in self._reading or sha in self._handed_out:
+                    out["busy"].append(sha)
+                    continue
+                target = self.cache_dir / sha
+                moved = self.cache_dir / f".{sha[:12]}-purged-{os.getpid()}-{time.monotonic_ns()}"
+                try:
+                    target.rename(moved)
+                except FileNotFoundError:
+                    out["absent"].append(sha)
+                    self._used_bytes -= self._copies.pop(sha, 0)
+                    continue
+                self._used_bytes -= self._copies.pop(sha, 0)
+                trash.append(moved)
+                out["purged"].append(sha)
+        for moved in trash:
+            shutil.rmtree(moved, ignore_errors=True)
+        if out["purged"]:
+            log.info("artefact copies purged", extra={"digests": [d[:12] for d in out["purged"]]})
+        return out
+
     def _write_copy(self, ref: ArtifactRef, data: bytes) -> None:
         try:
             if self._cached(ref) is None:
