@@ -254,29 +254,23 @@ class EnvoyProcess:
 
     def admin_get(self, path: str, timeout: float = 5.0) -> str:
         """GET an admin path ("/stats?filter=..."); raises EnvoyError with the body on HTTP errors."""
-        try:
-            return self._request(path, timeout)
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode(errors="replace")
-            raise EnvoyError(f"envoy {self.name}: admin GET {path} -> {exc.code}: {body}") from exc
-        except OSError as exc:
-            self._check_alive(f"while serving admin GET {path}")
-            raise EnvoyError(f"envoy {self.name}: admin GET {path} failed: {exc}") from exc
+        return self._admin_call("GET", path, timeout)
 
     def admin_post(self, path: str, timeout: float = 5.0) -> str:
         """POST an admin path (the admin API takes mutations by POST only)."""
         if self._admin is None:
             self.wait_admin()
-        request = urllib.request.Request(f"{self._admin}{path}", method="POST", data=b"")
+        return self._admin_call("POST", path, timeout)
+
+    def _admin_call(self, method: str, path: str, timeout: float) -> str:
         try:
-            with _OPENER.open(request, timeout=timeout) as resp:
-                return str(resp.read().decode())
+            return self._request(path, timeout, method)
         except urllib.error.HTTPError as exc:
             body = exc.read().decode(errors="replace")
-            raise EnvoyError(f"envoy {self.name}: admin POST {path} -> {exc.code}: {body}") from exc
+            raise EnvoyError(f"envoy {self.name}: admin {method} {path} -> {exc.code}: {body}") from exc
         except OSError as exc:
-            self._check_alive(f"while serving admin POST {path}")
-            raise EnvoyError(f"envoy {self.name}: admin POST {path} failed: {exc}") from exc
+            self._check_alive(f"while serving admin {method} {path}")
+            raise EnvoyError(f"envoy {self.name}: admin {method} {path} failed: {exc}") from exc
 
     def admin_json(self, path: str, timeout: float = 5.0) -> Any:
         return json.loads(self.admin_get(path, timeout))
@@ -295,10 +289,12 @@ class EnvoyProcess:
         """Bytes allocated by Envoy's heap (admin /memory "allocated")."""
         return int(self.admin_json("/memory")["allocated"])
 
-    def _request(self, path: str, timeout: float) -> str:
+    def _request(self, path: str, timeout: float, method: str = "GET") -> str:
         if self._admin is None:
             raise OSError("admin address not known yet")
-        with _OPENER.open(self._admin + path, timeout=timeout) as resp:
+        # A POST carries an empty body: urllib sends a GET when there is no data.
+        request = urllib.request.Request(self._admin + path, method=method, data=b"" if method == "POST" else None)
+        with _OPENER.open(request, timeout=timeout) as resp:
             return resp.read().decode()
 
     # -- diagnostics -----------------------------------------------------------------------------
