@@ -22,12 +22,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from xds_server.audit.log import rfc3339
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, PlatformConfig, load_config
@@ -87,10 +87,10 @@ class State:
             except (ValueError, KeyError, TypeError) as err:
                 raise OffboardError(f"{path}: not a readable offboarding state ({err}); move it away to "
                                     "start over (every step is safe to repeat)") from err
-        return cls(path, tenant, _now())
+        return cls(path, tenant, rfc3339())
 
     def done(self, step: str, result: dict[str, Any]) -> None:
-        self.steps[step] = {"at": _now(), **result}
+        self.steps[step] = {"at": rfc3339(), **result}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"tenant": self.tenant, "started_at": self.started_at, "steps": self.steps},
@@ -334,7 +334,7 @@ class Offboarding:
             "type": "fairshare.deletion-receipt/v1",
             "tenant": self.tenant,
             "started_at": state.started_at,
-            "completed_at": _now(),
+            "completed_at": rfc3339(),
             "steps": [{"step": s, **state.steps[s]} for s in STEPS if s in state.steps],
             "remains": [
                 {"what": "audit records", "where": "the control plane's audit log",
@@ -408,10 +408,6 @@ class Offboarding:
 def _held(endpoint: Any, prefix: str, client: AdminClient) -> set[str]:
     return {str(e.get("name")) for e in repository.index(endpoint, client=client)
             if str(e.get("name", "")).startswith(prefix)}
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _summary(step: str, result: dict[str, Any]) -> str:
