@@ -289,7 +289,7 @@ def build_report(config_dir: Path, tenant: str, log_path: Path, since: datetime 
         raise ReportError(f"--since ({since.isoformat()}) is after --until ({until.isoformat()})")
     cfg = load_config(config_dir, policy_dir=policy_dir)
     if tenant not in cfg.tenants:
-        if tenant in getattr(cfg, "offboarded", ()):
+        if tenant in cfg.offboarded:
             raise ReportError(f"tenant {tenant!r} is offboarded (offboard: true): it is served nowhere; its audit "
                               f"records remain: `fairshare audit show --tenant {tenant}`")
         raise ReportError(f"unknown tenant {tenant!r} in {config_dir} (known: {', '.join(sorted(cfg.tenants))})")
