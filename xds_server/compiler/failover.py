@@ -152,7 +152,7 @@ def _protocol_options() -> any_pb2.Any:
             _filter("envoy.filters.http.upstream_codec", upstream_codec_pb2.UpstreamCodec()),
         ],
     )
-    return _pack(options)
+    return pack_any(options)
 
 
 def _overwrite(key: str) -> mutation_rules_pb2.HeaderMutation:
@@ -162,10 +162,11 @@ def _overwrite(key: str) -> mutation_rules_pb2.HeaderMutation:
 
 
 def _filter(name: str, config: Message) -> hcm_pb2.HttpFilter:
-    return hcm_pb2.HttpFilter(name=name, typed_config=_pack(config))
+    return hcm_pb2.HttpFilter(name=name, typed_config=pack_any(config))
 
 
-def _pack(message: Message) -> any_pb2.Any:
+def pack_any(message: Message) -> any_pb2.Any:
+    """`message` as a typed_config, serialised deterministically (its resource's version stays stable)."""
     packed = any_pb2.Any()
     packed.Pack(message, deterministic=True)
     return packed

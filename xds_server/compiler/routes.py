@@ -12,11 +12,10 @@ from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
-from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import naming
-from xds_server.compiler.failover import FAILOVER_HEADER
+from xds_server.compiler.failover import FAILOVER_HEADER, pack_any
 from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 
 
@@ -164,12 +163,6 @@ def _target_headers(target: VersionTarget) -> list[base_pb2.HeaderValueOption]:
     return out
 
 
-def _typed(message: Message) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message, deterministic=True)
-    return packed
-
-
 # Retried when the request never reached a model (a refused or failed connection, a replica's 503: not ready
 # yet, shutting down; overload is the runtime's 429), and when the replica died under it (reset: an
 # inference is a pure function of its input, so a replica killed mid-request is retried, not failed; the
@@ -183,11 +176,11 @@ _RETRY = rc.RetryPolicy(
     num_retries=wrappers_pb2.UInt32Value(value=2),
     retry_host_predicate=[rc.RetryPolicy.RetryHostPredicate(
         name="envoy.retry_host_predicates.previous_hosts",
-        typed_config=_typed(previous_hosts_pb2.PreviousHostsPredicate()))],
+        typed_config=pack_any(previous_hosts_pb2.PreviousHostsPredicate()))],
     host_selection_retry_max_attempts=3,
     retry_priority=rc.RetryPolicy.RetryPriority(
         name="envoy.retry_priorities.previous_priorities",
-        typed_config=_typed(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))),
+        typed_config=pack_any(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))),
 )
 
 
