@@ -3,7 +3,6 @@ edit to one tenant touching only that tenant's resources."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -27,12 +26,6 @@ def unpack(snapshot: Snapshot, type_url: str, name: str, message):  # type: igno
     msg = message()
     snapshot.of_type(type_url)[name].packed.Unpack(msg)
     return msg
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    shutil.copytree(REPO_CONFIG, tmp_path / "config")
-    return tmp_path / "config"
 
 
 def test_tenant_gets_own_clusters_with_circuit_breakers_from_quota() -> None:

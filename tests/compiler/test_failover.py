@@ -3,7 +3,6 @@ exactly its failover regions where the policy routes that version, and nothing e
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,12 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
+from tests.compiler.test_compile import unpack
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpoint, EndpointDirectory
 from xds_server.compiler.failover import FAILOVER_HEADER, METADATA_NAMESPACE, SERVED_REGION_HEADER
 from xds_server.config import load_config
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, Snapshot
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 JWKS = '{"keys": []}'
 US, EU = "us-east-1", "eu-west-1"
 ENDPOINTS = EndpointDirectory({
@@ -26,12 +25,6 @@ ENDPOINTS = EndpointDirectory({
     for (region, pool), base in {(US, "gpu-small"): 9000, (US, "cpu-general"): 9100,
                                  (EU, "gpu-small"): 9200, (EU, "cpu-general"): 9300}.items()
 })
-
-
-def unpack(snapshot: Snapshot, type_url: str, name: str, message):  # type: ignore[no-untyped-def]
-    msg = message()
-    snapshot.of_type(type_url)[name].packed.Unpack(msg)
-    return msg
 
 
 def edit_tenant(cfg_dir: Path, tenant: str, **fields: object) -> None:
@@ -43,12 +36,6 @@ def edit_tenant(cfg_dir: Path, tenant: str, **fields: object) -> None:
 
 def compile_dir(cfg_dir: Path, endpoints: EndpointDirectory = ENDPOINTS) -> CompiledPlatform:
     return Compiler().compile(CompileInputs(load_config(cfg_dir), endpoints, JWKS))
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    shutil.copytree(REPO_CONFIG, tmp_path / "config")
-    return tmp_path / "config"
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ tenant's routes carrying what to load, no name visible to another tenant, and En
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -43,12 +42,6 @@ def vhost(snapshot: Snapshot, tenant: str) -> route_pb2.VirtualHost:
 
 def headers(options) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {h.header.key: h.header.value for h in options}
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    shutil.copytree(REPO_CONFIG, tmp_path / "config")
-    return tmp_path / "config"
 
 
 def add_own_models(cfg_dir: Path, tenant: str, models: dict[str, dict]) -> None:  # type: ignore[type-arg]

@@ -3,17 +3,9 @@ serves /versions/<v>, with that version's headers); a model of several versions 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.compiler.test_own_models import REPO_CONFIG, US, add_own_models, compile_dir, headers, router_copy, vhost
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    return Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
 
 
 def test_a_one_version_model_has_one_route_that_also_serves_its_version(cfg_dir: Path) -> None:
