@@ -12,8 +12,7 @@ from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from inference_images.runtime.tls import RUNTIME_IDENTITY
-from xds_server.controlplane.grpc_tls import CONTROL_PLANE_IDENTITY
+from inference_images.runtime.tls import CONTROL_PLANE_IDENTITY, RUNTIME_IDENTITY
 from xds_server.envoy.sds import CLIENT_FILE, CLIENT_SECRET, VALIDATION_FILE, VALIDATION_SECRET
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
