@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from xds_server.config import PlatformConfig, load_config
 
 QUERY = "fairshare/retention/result"
@@ -46,12 +44,11 @@ def log_files(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES))
 
 
-def tenant_classes(cfg: PlatformConfig, config_dir: Path) -> list[dict[str, str]]:
+def tenant_classes(cfg: PlatformConfig) -> list[dict[str, str]]:
     """Every served tenant's data class, and each offboarded one's (its old lines may still be there)."""
     out = [{"data_class": t.spec.data_class} if t.spec.data_class else {} for t in cfg.tenants.values()]
-    for tenant in sorted(cfg.offboarded):
-        raw = yaml.safe_load((config_dir / "tenants" / f"{tenant}.yaml").read_text()) or {}
-        out.append({"data_class": raw["data_class"]} if isinstance(raw.get("data_class"), str) else {})
+    for _, spec in sorted(cfg.offboarded.items()):
+        out.append({"data_class": spec.data_class} if spec.data_class else {})
     return out
 
 
@@ -86,7 +83,7 @@ def sweep(run_dir: Path, config_dir: Path, *, dry_run: bool = False, now: float 
     if not files:
         return []
     cfg = load_config(config_dir, policy_dir=policy_dir)
-    keep = periods(files, tenant_classes(cfg, config_dir), policy_dir)
+    keep = periods(files, tenant_classes(cfg), policy_dir)
     out: list[Decision] = []
     for f in files:
         try:

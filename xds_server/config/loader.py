@@ -165,7 +165,7 @@ def load_config(
         "\0".join(m.model_dump_json() for m in (tiers, regions_file, models)).encode(), digest_size=12,
     ).hexdigest()
     checked: dict[str, tuple[Tenant, Path]] = {}
-    offboarded: set[str] = set()
+    offboarded: dict[str, Tenant] = {}
     for file in tenants:
 
         def check(found: list[Problem], file: TenantFile = file) -> Tenant | None:
@@ -183,7 +183,7 @@ def load_config(
             continue
         if tenant.offboard:
             # Offboarded: never put to the policies, so it gets no routes, limits or secrets anywhere.
-            offboarded.add(tenant.id)
+            offboarded[tenant.id] = tenant
             continue
         checked[tenant.id] = (tenant, file.path)
     if problems:
@@ -195,7 +195,7 @@ def load_config(
     resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
     return PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved,
-        offboarded=frozenset(offboarded),
+        offboarded=offboarded,
     )
 
 

@@ -429,8 +429,9 @@ class PlatformConfig(Strict):
     regions: dict[Name, Region]
     models: dict[Name, Model]
     tenants: dict[Name, ResolvedTenant]
-    # Tenants whose file says `offboard: true`: known, but served nowhere (not in `tenants`).
-    offboarded: frozenset[str] = frozenset()
+    # Tenants whose file says `offboard: true`, with their spec as written: known, but served nowhere (not in
+    # `tenants`); their data class still decides how long their old log lines are kept (xds_server/retention).
+    offboarded: dict[Name, Tenant] = Field(default_factory=dict)
 
     def version_regions(self, model: str, version: str) -> list[str]:
         """Regions in which a model version is deployed (its pool exists there)."""
