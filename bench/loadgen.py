@@ -4,9 +4,11 @@ each result keeping status, latency and what served it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -90,3 +92,23 @@ async def run(
 
 def run_sync(*args, **kwargs) -> list[Result]:  # type: ignore[no-untyped-def]
     return asyncio.run(run(*args, **kwargs))
+
+
+@contextlib.contextmanager
+def in_background(target: Target, requests: int, concurrency: int) -> Iterator[list[Result]]:
+    """Batches of `requests` in a thread of their own until the block ends (each batch on new connections,
+    as fresh clients come); yields the list the results are appended to as they arrive."""
+    results: list[Result] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            results.extend(run_sync(target, requests=requests, concurrency=concurrency))
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        worker.join()

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from bench import loadgen
 from bench.gateway import BODY, MODEL, REGION, TENANT, wait_routed
-from bench.loadgen import Result, Target
+from bench.loadgen import Target
 from bench.report import environment, latency_stats, markdown_table, progress, write_results
 from bench.synth import small_config
 from xds_server.auth.keys import SigningKey
@@ -86,22 +85,12 @@ def overhead(targets: dict[str, Target], rounds: int, requests: int, concurrency
     return {"concurrency": concurrency, **stats, "added": added, "target_met": met}
 
 
-def _load(target: Target, concurrency: int, results: list[Result], stop: threading.Event) -> None:
-    """Batches of requests until told to stop; each batch opens new connections, as fresh clients do."""
-    while not stop.is_set():
-        results.extend(loadgen.run_sync(target, requests=4 * concurrency, concurrency=concurrency))
-
-
 def scale_down(platform: LocalPlatform, target: Target, trials: int, concurrency: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for trial in range(trials):
         second = platform.start_envoy(REGION, 1)
-        results: list[Result] = []
-        stop = threading.Event()
-
-        worker = threading.Thread(target=_load, args=(target, concurrency, results, stop))
-        worker.start()
-        try:
+        # Batches on new connections, as fresh clients come, until the gateway's removal is done.
+        with loadgen.in_background(target, requests=4 * concurrency, concurrency=concurrency) as results:
             # Until the gateway to be removed carries part of the load.
             while "completed: 0" in second.admin_get("/stats?filter=^http\\.gateway\\.downstream_rq_completed$") \
                     or not results:
@@ -112,9 +101,6 @@ def scale_down(platform: LocalPlatform, target: Target, trials: int, concurrency
             drain_s = time.perf_counter() - began
             while len(results) < before + 4 * concurrency:  # and the remaining gateway carries on
                 time.sleep(0.05)
-        finally:
-            stop.set()
-            worker.join()
         failed = [r for r in results if not r.ok]
         rows.append({"trial": trial + 1, "requests": len(results), "failed": len(failed), "drain_s": round(drain_s, 2),
                      "errors": sorted({f"{r.status} {r.error or ''}".strip() for r in failed})[:5]})

@@ -6,14 +6,13 @@ load without a failed request or a restart."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 
 import grpc
 import pytest
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
-from bench.loadgen import Result, Target, infer_body, run_sync
+from bench.loadgen import Target, in_background, infer_body
 from tests.controlplane.test_grpc_mtls import channel, credentials, served_serial, xds_call
 from tests.e2e.conftest import RunningPlatform, eventually
 from tests.e2e.test_mtls_and_drain import serial
@@ -78,34 +77,24 @@ def test_control_plane_certificate_rotation_fails_no_request(running: RunningPla
     unthrottled("globex")  # shadow: every request still asks the rate-limit service, nothing is refused
     node = platform.status()["xds"]["nodes"][f"gateway-{US}"]
     target = Target(running.url(US, "/v2/models/classifier/infer"), running.token("globex"), infer_body(["x"]))
-    results: list[Result] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            results.extend(run_sync(target, requests=20, concurrency=4))
-
-    worker = threading.Thread(target=load)
-    worker.start()
     key = f"{US}#2"
-    try:
-        assert eventually(lambda: len(results) >= 20, timeout=30)
-        before = serial(tls.controlplane_dir / "tls.crt")
-        tls.rotate_controlplane()
-        after = serial(tls.controlplane_dir / "tls.crt")
-        assert before != after
-        # The running control plane presents the new certificate to the next handshake, on both ports.
-        for port in (platform.opts.xds_port, platform.ratelimit_port):
-            assert eventually(lambda p=port: served_serial(p, tls) == after, timeout=10)  # type: ignore[misc]
-        second = platform.start_envoy(US, 1)  # its xDS stream: a handshake against the new certificate
-        # Its rate-limit checks go over mutual TLS too (the load reaches it through the shared port).
-        assert eventually(lambda: ratelimit_handshakes(second) > 0, timeout=30)
-        served = len(results)
-        assert eventually(lambda: len(results) >= served + 20, timeout=30)
-    finally:
-        platform.stop_envoy(key, drain=True)
-        stop.set()
-        worker.join()
+    with in_background(target, requests=20, concurrency=4) as results:
+        try:
+            assert eventually(lambda: len(results) >= 20, timeout=30)
+            before = serial(tls.controlplane_dir / "tls.crt")
+            tls.rotate_controlplane()
+            after = serial(tls.controlplane_dir / "tls.crt")
+            assert before != after
+            # The running control plane presents the new certificate to the next handshake, on both ports.
+            for port in (platform.opts.xds_port, platform.ratelimit_port):
+                assert eventually(lambda p=port: served_serial(p, tls) == after, timeout=10)  # type: ignore[misc]
+            second = platform.start_envoy(US, 1)  # its xDS stream: a handshake against the new certificate
+            # Its rate-limit checks go over mutual TLS too (the load reaches it through the shared port).
+            assert eventually(lambda: ratelimit_handshakes(second) > 0, timeout=30)
+            served = len(results)
+            assert eventually(lambda: len(results) >= served + 20, timeout=30)
+        finally:
+            platform.stop_envoy(key, drain=True)
     assert results and all(r.ok for r in results), Counter((r.status, r.error) for r in results if not r.ok)
     # The first gateway never lost its stream.
     now = platform.status()["xds"]["nodes"][f"gateway-{US}"]

@@ -7,14 +7,13 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from bench.loadgen import Result, Target, infer_body, run_sync
+from bench.loadgen import Target, in_background, infer_body
 from inference_images.runtime.tls import DIR_CERT, DIR_KEY
 from tests.e2e.conftest import RunningPlatform, eventually
 from xds_server.local.certs import LocalPki
@@ -85,16 +84,7 @@ def test_gateway_keeps_serving_across_certificate_rotation(running: RunningPlatf
     tls = pki(running)
     port = classifier_replica(running)
     target = Target(running.url(US, "/v2/models/classifier/infer"), running.token("globex"), infer_body(["x"]))
-    results: list[Result] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            results.extend(run_sync(target, requests=40, concurrency=4))
-
-    worker = threading.Thread(target=load)
-    worker.start()
-    try:
+    with in_background(target, requests=40, concurrency=4) as results:
         assert eventually(lambda: len(results) > 0, timeout=30)
         tls.rotate_runtime()
         assert eventually(lambda: served_serial(port, tls.ca_cert, tls.gateway_dir) == serial(
@@ -105,9 +95,6 @@ def test_gateway_keeps_serving_across_certificate_rotation(running: RunningPlatf
         assert eventually(lambda: rotated in envoy_client_serial(running), timeout=30), envoy_client_serial(running)
         served = len(results)
         assert eventually(lambda: len(results) >= served + 40, timeout=30)
-    finally:
-        stop.set()
-        worker.join()
     assert results and all(r.ok for r in results), Counter((r.status, r.error) for r in results if not r.ok)
 
 
@@ -118,28 +105,19 @@ def test_a_gateway_scaled_down_with_drain_fails_no_request(running: RunningPlatf
     second = running.platform.start_envoy(US, 1)
     key = f"{US}#2"
     target = Target(running.url(US, "/v2/models/classifier/infer"), running.token("globex"), infer_body(["x"]))
-    results: list[Result] = []
-    stop = threading.Event()
 
     def served_by_second() -> int:
         stats = second.admin_get("/stats?filter=^http\\.gateway\\.downstream_rq_completed$")
         return int(stats.split(": ", 1)[1]) if ": " in stats else 0
 
-    def load() -> None:
-        while not stop.is_set():
-            results.extend(run_sync(target, requests=40, concurrency=8))
-
-    worker = threading.Thread(target=load)
-    worker.start()
     try:
-        # The drained gateway must have carried part of the load, or nothing was tested.
-        assert eventually(lambda: served_by_second() > 0, timeout=30)
-        running.platform.stop_envoy(key, drain=True)
-        assert not second.running
-        served = len(results)
-        assert eventually(lambda: len(results) >= served + 40, timeout=30)
+        with in_background(target, requests=40, concurrency=8) as results:
+            # The drained gateway must have carried part of the load, or nothing was tested.
+            assert eventually(lambda: served_by_second() > 0, timeout=30)
+            running.platform.stop_envoy(key, drain=True)
+            assert not second.running
+            served = len(results)
+            assert eventually(lambda: len(results) >= served + 40, timeout=30)
     finally:
-        stop.set()
-        worker.join()
         running.platform.stop_envoy(key)
     assert results and all(r.ok for r in results), Counter((r.status, r.error) for r in results if not r.ok)
