@@ -22,8 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from inference_images.runtime.tls import DIR_CA, DIR_CERT, DIR_KEY, GATEWAY_IDENTITY, RUNTIME_IDENTITY
-from xds_server.controlplane.grpc_tls import CONTROL_PLANE_IDENTITY
+from inference_images.runtime.tls import (
+    CONTROL_PLANE_IDENTITY,
+    DIR_CA,
+    DIR_CERT,
+    DIR_KEY,
+    GATEWAY_IDENTITY,
+    RUNTIME_IDENTITY,
+)
 from xds_server.envoy.sds import CERTS_DIR, sds_documents
 
 _CA_DAYS = 3650
