@@ -111,7 +111,7 @@ class LocalPlatform:
         endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
         if self.config.platform.gateway.upstream_tls.enabled:
             self.pki = LocalPki.ensure(self.opts.state_dir)
-            self.health_ports = _distinct_ports(self.replicas)
+            self.health_ports = {r.name: free_port() for r in self.replicas}
         planes = self.opts.control_planes or self.config.platform.controlplane.replicas or 1
         self.control_plane_ports = [(self.opts.xds_port, self.opts.status_port)]
         self.control_plane_ports += [(free_port(), free_port()) for _ in range(planes - 1)]
@@ -330,14 +330,3 @@ class LocalPlatform:
         return "\n".join(lines)
 
 
-def _distinct_ports(replicas: list[ReplicaSpec]) -> dict[str, int]:
-    """A free port per replica, none equal to a port already planned (free_port's picks are not held)."""
-    taken = {p for r in replicas for p in (r.port, r.admin_port) if p}
-    ports: dict[str, int] = {}
-    for replica in replicas:
-        port = free_port()
-        while port in taken:
-            port = free_port()
-        taken.add(port)
-        ports[replica.name] = port
-    return ports

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -26,10 +27,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# Ports this process has handed out. The kernel may give the same ephemeral port to two binds in a row once
+# the first socket is closed, and a pick is not held until its user binds it: two picks for one process (a
+# replica's data and admin ports) could collide, and it would fail to start with "address already in use".
+_issued: set[int] = set()
+_issued_lock = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, never one this process handed out before."""
+    with _issued_lock:
+        while True:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in _issued:
+                _issued.add(port)
+                return port
 
 
 def wait_http(url: str, timeout: float, ok: tuple[int, ...] = (200,), proc: subprocess.Popen[bytes] | None = None,
