@@ -33,6 +33,7 @@ def bootstrap(
     max_downstream_connections: int = 50_000,
     more_xds: Sequence[tuple[str, int]] = (),
     xds_tls_dir: str | None = None,
+    cell: str | None = None,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
 
@@ -47,7 +48,8 @@ def bootstrap(
     """
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     config: dict[str, Any] = {
-        "node": {"id": node_id, "cluster": cluster, "metadata": {"region": region}},
+        "node": {"id": node_id, "cluster": cluster,
+                 "metadata": {"region": region, **({"cell": cell} if cell is not None else {})}},
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
         "dynamic_resources": {
             "ads_config": {
