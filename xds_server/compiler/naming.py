@@ -70,3 +70,23 @@ def parse_tenant_cluster(name: str) -> tuple[str, str, str, str] | None:
     if len(parts) != 5 or parts[0] != "tenant":
         return None
     return parts[1], parts[2], parts[3], parts[4]
+
+
+# A region split into cells (xds_server/cells, docs/design/0005): the front tier's resources.
+FRONT_ROUTES = "front"
+CELL_CLUSTER_PREFIX = "cell/"
+
+
+def cell_cluster(cell: str) -> str:
+    """The front tier's cluster of one cell's gateways (the snapshot is the region's front: no region)."""
+    return f"{CELL_CLUSTER_PREFIX}{cell}"
+
+
+def cell_gateway_pool(cell: str) -> str:
+    """The pool name of a cell's gateways in the endpoint directory (and the `fairshare.io/pool` label of
+    the cell's gateway Service), so they are found like runtime pools."""
+    return f"gateway.{cell}"
+
+
+def cell_gateway_endpoints(cell: str, region: str) -> str:
+    return f"{pool_endpoints(cell_gateway_pool(cell), region)}"
