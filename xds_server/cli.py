@@ -117,9 +117,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from xds_server.local.platform import LocalPlatform, PlatformOptions
 
+    for flag, value in (("--gateways", args.gateways), ("--gateways-per-cell", args.gateways_per_cell)):
+        if value < 1:
+            print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     opts = PlatformOptions(config_dir=Path(args.config), state_dir=Path(args.state),
                            xds_port=args.xds_port, status_port=args.status_port,
-                           gateways_per_region=args.gateways, ratelimit_redis_url=args.ratelimit_redis_url,
+                           gateways_per_region=args.gateways, gateways_per_cell=args.gateways_per_cell,
+                           ratelimit_redis_url=args.ratelimit_redis_url,
                            control_planes=args.control_planes)
     return LocalPlatform(opts).run_foreground()
 
@@ -269,7 +274,10 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--ratelimit-redis-url", default=None,
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
         if name == "run":
-            sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1)")
+            sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1); in "
+                            "a region with cells, front-tier Envoys")
+            sp.add_argument("--gateways-per-cell", type=int, default=1,
+                            help="in a region with cells (regions.yaml cells): Envoys per cell (default: 1)")
             sp.add_argument("--control-planes", type=int, default=None,
                             help="control-plane replicas on the same config, every Envoy connected to one of "
                                  "them (default: platform.yaml controlplane.replicas, else 1); more than one "

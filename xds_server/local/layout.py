@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xds_server.compiler import naming
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
 from xds_server.config.model import PlatformConfig
 
@@ -83,3 +84,83 @@ def endpoint_directory(replicas: list[ReplicaSpec], host: str = "127.0.0.1") -> 
     for r in replicas:
         by_pool.setdefault((r.region, r.pool), []).append(Endpoint(host, r.port, r.admin_port, r.name))
     return EndpointDirectory({k: tuple(sorted(v)) for k, v in by_pool.items()})
+
+
+# -- gateways: one fleet per region, or a front tier and a fleet per cell ---------------------------------
+
+FRONT = "front"  # the front tier's `cell` in its node metadata (docs: the cells contract)
+
+
+def region_cells(cfg: PlatformConfig, region: str) -> tuple[str, ...]:
+    """The region's cells in their order (shared c0..c{N-1}, then dedicated); () for a single-cell region,
+    which keeps today's layout: one gateway fleet, no front tier, no `cell` in its node metadata."""
+    # --- TEMPORARY (until xds_server.cells.layout lands): the cells contract's naming and defaults. ---
+    layout = getattr(cfg.regions[region], "cells", None)
+    if layout is None:
+        return ()
+    shared, dedicated = int(getattr(layout, "shared", 1)), tuple(getattr(layout, "dedicated", ()) or ())
+    if shared <= 1 and not dedicated:
+        return ()
+    return (*(f"c{k}" for k in range(shared)), *dedicated)
+    # --- end TEMPORARY ---
+
+
+def cell_port(cfg: PlatformConfig, region: str, k: int) -> int:
+    """Where cell `k` of `region` listens locally (`serve --local-cell-ports`): each cell is its own
+    process here, not its own pods, so each needs its own port beside the front tier's."""
+    # --- TEMPORARY (until xds_server.cells.layout.local_port lands): the contract's formula. ---
+    return cfg.regions[region].gateway_port + 1 + k
+    # --- end TEMPORARY ---
+
+
+def snapshot_key(region: str, cell: str | None) -> str:
+    # --- TEMPORARY (until xds_server.cells.keys.snapshot_key lands): the contract's keys. ---
+    return region if cell is None else f"{region}/{cell}"
+    # --- end TEMPORARY ---
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    region: str
+    cell: str | None  # None: a single-cell region's gateway; FRONT: the front tier; else that cell's gateway
+    replica: int  # 0 is the first; the others share its port (SO_REUSEPORT), as replicas behind one Service
+    port: int  # its listener's port (the control plane sets it over xDS; here for the banner and endpoints)
+
+    @property
+    def snapshot(self) -> str:
+        """The control plane's snapshot key this Envoy gets (and its status reports it under)."""
+        return snapshot_key(self.region, self.cell)
+
+    @property
+    def key(self) -> str:
+        """Its name in LocalPlatform.envoys: the snapshot key, then `#n` for the n-th replica (n > 1)."""
+        return self.snapshot if self.replica == 0 else f"{self.snapshot}#{self.replica + 1}"
+
+    @property
+    def node_id(self) -> str:
+        base = f"gateway-{self.region}" if self.cell is None else f"gateway-{self.region}-{self.cell}"
+        return base if self.replica == 0 else f"{base}-{self.replica + 1}"
+
+
+def plan_gateways(cfg: PlatformConfig, per_region: int = 1, per_cell: int = 1) -> list[GatewaySpec]:
+    """Every gateway Envoy a local run starts. A single-cell region: `per_region` gateways on its port, as
+    today. A region with cells: `per_region` front-tier Envoys on its port, and `per_cell` Envoys per cell
+    on that cell's local port."""
+    out: list[GatewaySpec] = []
+    for region_id, region in cfg.regions.items():
+        cells = region_cells(cfg, region_id)
+        out += [GatewaySpec(region_id, FRONT if cells else None, n, region.gateway_port) for n in range(per_region)]
+        for k, cell in enumerate(cells):
+            out += [GatewaySpec(region_id, cell, n, cell_port(cfg, region_id, k)) for n in range(per_cell)]
+    return out
+
+
+def cell_gateway_endpoints(cfg: PlatformConfig, host: str = "127.0.0.1") -> dict[tuple[str, str], tuple[Endpoint, ...]]:
+    """Each cell's gateways as pool `gateway.<cell>` of its region: the front tier's cluster of that cell
+    is EDS over them. One endpoint per cell: its replicas share the port, the kernel spreads connections."""
+    return {
+        (region_id, naming.cell_gateway_pool(cell)):
+            (Endpoint(host, cell_port(cfg, region_id, k), None, f"gateway-{region_id}-{cell}"),)
+        for region_id in cfg.regions
+        for k, cell in enumerate(region_cells(cfg, region_id))
+    }

@@ -20,12 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.compiler import naming
+from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, RateLimitBackend
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyError, EnvoyProcess
 from xds_server.local.certs import LocalPki
-from xds_server.local.layout import ReplicaSpec, endpoint_directory, plan_replicas, replica_count
+from xds_server.local.layout import (
+    FRONT,
+    GatewaySpec,
+    ReplicaSpec,
+    cell_gateway_endpoints,
+    cell_port,
+    endpoint_directory,
+    plan_gateways,
+    plan_replicas,
+    region_cells,
+    replica_count,
+)
 from xds_server.local.processes import Child, Supervisor, free_port, wait_http
 from xds_server.ratelimit.local_redis import RedisServer
 
@@ -50,6 +62,9 @@ class PlatformOptions:
     # Gateways beyond the first in a region share its port (SO_REUSEPORT: the kernel spreads connections
     # over them, as a load balancer would over replicas); they share rate limits through the service.
     gateways_per_region: int = 1
+    # In a region with cells (regions.yaml `cells`): gateways_per_region front-tier Envoys on its port, and
+    # this many Envoys per cell, each cell on its own local port (xds_server.local.layout.cell_port).
+    gateways_per_cell: int = 1
     ratelimit_port: int | None = None  # the rate-limit service's port; None: a free one
     ratelimit_redis_url: str | None = None  # counters in this Redis instead of the control plane's memory
     # Control-plane replicas on the same config (None: platform.yaml controlplane.replicas, else one); every
@@ -96,8 +111,17 @@ class LocalPlatform:
             return dict(json.load(resp))
 
     def gateway_url(self, region: str) -> str:
+        """The region's public entry: its gateway, or in a region with cells its front tier."""
         assert self.config is not None
         return f"http://{self.opts.host}:{self.config.regions[region].gateway_port}"
+
+    def cell_url(self, region: str, cell: str) -> str:
+        """One cell's gateways directly (locally only: in a cluster only the front tier reaches them)."""
+        assert self.config is not None
+        cells = region_cells(self.config, region)
+        if cell not in cells:
+            raise ValueError(f"region {region} has no cell {cell!r}; its cells: {', '.join(cells) or 'none'}")
+        return f"http://{self.opts.host}:{cell_port(self.config, region, cells.index(cell))}"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -108,7 +132,10 @@ class LocalPlatform:
         count = replica_count(self.config)
         self.replicas = plan_replicas(self.config, [free_port() for _ in range(count)],
                                       [free_port() for _ in range(count)])
-        endpoint_directory(self.replicas, self.opts.host).dump(self.endpoints_file)
+        runtimes = endpoint_directory(self.replicas, self.opts.host)
+        # The cells' gateways too, as pools `gateway.<cell>`: the front tier's clusters are EDS over them.
+        EndpointDirectory({**runtimes.by_pool, **cell_gateway_endpoints(self.config, self.opts.host)}).dump(
+            self.endpoints_file)
         if self.config.platform.gateway.upstream_tls.enabled:
             self.pki = LocalPki.ensure(self.opts.state_dir)
             self.health_ports = {r.name: free_port() for r in self.replicas}
@@ -126,9 +153,10 @@ class LocalPlatform:
             # One after the other: the first creates the signing key in the state dir, the others read it.
             for index in range(planes):
                 self.start_control_plane(index)
-            for region in self.config.regions:
-                for gateway in range(self.opts.gateways_per_region):
-                    self.start_envoy(region, gateway)
+            # Cells before their front tier, so the front's first request finds its cells serving.
+            gateways = plan_gateways(self.config, self.opts.gateways_per_region, self.opts.gateways_per_cell)
+            for gw in sorted(gateways, key=lambda g: g.cell == FRONT):
+                self.start_envoy(gw.region, gw.replica, cell=gw.cell)
             for replica in self.replicas:
                 self._wait_replica(replica)
         except BaseException:
@@ -181,7 +209,9 @@ class LocalPlatform:
                   *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
                   *(["--ratelimit-redis-url", self.redis_url] if self.redis_url else []),
                   *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else []),
-                  *(["--tls-dir", str(self.pki.controlplane_dir)] if self.pki and self._control_plane_tls else [])],
+                  *(["--tls-dir", str(self.pki.controlplane_dir)] if self.pki and self._control_plane_tls else []),
+                  # Every cell here is a process on this host, not pods of its own: each listens on its port.
+                  *(["--local-cell-ports"] if self._has_cells else [])],
             log_file=self.run_dir / f"{name}.log",
         ))
         wait_http(f"http://{self.opts.host}:{status_port}/healthz", 60, proc=child.proc,
@@ -200,42 +230,55 @@ class LocalPlatform:
         return [self.control_plane_status(i) for i in range(len(self.control_plane_ports))
                 if (child := self.supervisor.children.get(self.control_plane_name(i))) and child.alive()]
 
-    def start_envoy(self, region: str, replica: int = 0) -> EnvoyProcess:
-        """The region's gateway; `replica` n > 0 is another one on the same port, `envoys[f"{region}#{n+1}"]`."""
+    @property
+    def _has_cells(self) -> bool:
+        return self.config is not None and any(region_cells(self.config, r) for r in self.config.regions)
+
+    def start_envoy(self, region: str, replica: int = 0, *, cell: str | None = None) -> EnvoyProcess:
+        """The region's gateway; `replica` n > 0 is another one on the same port, `envoys[f"{region}#{n+1}"]`.
+        In a region with cells, `cell` names the cell (its Envoys are `envoys[f"{region}/{cell}"]`); left out,
+        it is the front tier (`envoys[f"{region}/front"]`), the region's public entry."""
         admin_port = free_port()
         assert self.config is not None
         stats = None if self.config.platform.gateway.per_tenant_cluster_stats else naming.tenant_cluster_stats_off()
-        key = region if replica == 0 else f"{region}#{replica + 1}"
-        node_id = f"gateway-{region}" if replica == 0 else f"gateway-{region}-{replica + 1}"
+        cells = region_cells(self.config, region)
+        if cell is None and cells:
+            cell = FRONT
+        if cell is not None and cell != FRONT and cell not in cells:
+            raise ValueError(f"region {region} has no cell {cell!r}; its cells: {', '.join(cells) or 'none'}")
+        gw = GatewaySpec(region, cell, replica, 0)
+        key, node_id = gw.key, gw.node_id
         boot = bootstrap(node_id=node_id, region=region, xds_host=self.opts.host,
                          xds_port=self.opts.xds_port, admin_port=admin_port, delta=self.opts.delta_xds,
                          stats_matcher=stats,
                          more_xds=[(self.opts.host, xds) for xds, _ in self.control_plane_ports[1:]],
-                         xds_tls_dir=str(self.pki.sds_dir) if self.pki and self._control_plane_tls else None)
-        name = f"envoy-{key.replace('#', '-')}"
+                         xds_tls_dir=str(self.pki.sds_dir) if self.pki and self._control_plane_tls else None,
+                         cell=cell)
+        name = f"envoy-{key.replace('#', '-').replace('/', '-')}"
         envoy = EnvoyProcess(boot, self.run_dir / name, name=name)
         envoy.start()
         self.envoys[key] = envoy
         envoy.wait_ready(60)
-        self._wait_applied(node_id, region, timeout=60)
+        self._wait_applied(node_id, gw.snapshot, timeout=60)
         return envoy
 
-    def _wait_applied(self, node_id: str, region: str, timeout: float) -> None:
-        """Until the control plane reports the node runs its region's snapshot. Envoy refuses some
-        config only at apply time (a gateway port already in use): say so rather than claim to run."""
+    def _wait_applied(self, node_id: str, snapshot: str, timeout: float) -> None:
+        """Until the control plane reports the node runs its snapshot (its region's, or in a region with cells
+        `<region>/<cell>`). Envoy refuses some config only at apply time (a gateway port already in use): say
+        so rather than claim to run."""
         deadline = time.monotonic() + timeout
         while True:
             statuses = [s["xds"] for s in self._live_statuses()] or [self.status()["xds"]]
             xds = next((x for x in statuses if (x["nodes"].get(node_id) or {}).get("connected")), statuses[0])
             node = xds["nodes"].get(node_id) or {}
-            published = (xds["regions"].get(region) or {}).get("version")
+            published = (xds["regions"].get(snapshot) or {}).get("version")
             nack = node.get("last_nack")
             if nack and nack["version"] == published:
-                raise RuntimeError(f"Envoy for {region} rejected its config: {nack['message']}")
+                raise RuntimeError(f"Envoy for {snapshot} rejected its config: {nack['message']}")
             if published is not None and node.get("connected") and node.get("applied_version") == published:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Envoy for {region} did not apply config version {published} in {timeout:.0f}s")
+                raise TimeoutError(f"Envoy for {snapshot} did not apply config version {published} in {timeout:.0f}s")
             time.sleep(0.1)
 
     def restart_replicas(self, runtime_args: tuple[str, ...]) -> None:
@@ -314,7 +357,9 @@ class LocalPlatform:
         assert self.config is not None
         lines = ["", "Fairshare is running.", ""]
         for region in self.config.regions:
-            lines.append(f"  gateway {region:<12} {self.gateway_url(region)}")
+            cells = region_cells(self.config, region)
+            lines.append(f"  gateway {region:<12} {self.gateway_url(region)}" + ("  (front tier)" if cells else ""))
+            lines += [f"    cell {cell:<13} {self.cell_url(region, cell)}" for cell in cells]
         lines += [f"  control plane status  {self.status_url}", f"  logs                  {self.run_dir}", "",
                   "Credentials (tokens expire; run again for a fresh one):"]
         flags = f" --config {self.opts.config_dir}" if str(self.opts.config_dir) != "config" else ""
