@@ -34,6 +34,7 @@ def bootstrap(
     more_xds: Sequence[tuple[str, int]] = (),
     xds_tls_dir: str | None = None,
     cell: str | None = None,
+    metrics_sink: bool = True,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (JSON-able) whose only static config is the way to the xDS server.
 
@@ -45,6 +46,8 @@ def bootstrap(
     `xds_tls_dir`: the gateway's SDS directory (platform.gateway.upstream_tls.sds_dir): the xDS stream goes
     over mutual TLS with the gateway's client certificate, and only the control plane's certificate
     (CONTROL_PLANE_IDENTITY, platform CA) is accepted; file SDS, so a rotation needs no new bootstrap.
+    `metrics_sink`: stream Envoy's stats to the control plane (its metrics service, on the xDS port), which
+    keeps only the memory gauges `fairshare status` shows.
     """
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     config: dict[str, Any] = {
@@ -77,7 +80,22 @@ def bootstrap(
     }
     if stats_matcher is not None:
         config["stats_config"] = {"stats_matcher": stats_matcher}
+    if metrics_sink:
+        config["stats_sinks"] = [_metrics_sink()]
     return config
+
+
+def _metrics_sink() -> dict[str, Any]:
+    """Envoy's stats, streamed to the control plane over the xDS cluster at every stats flush (Envoy's
+    default, 5 s): it keeps each gateway's memory gauges (xds_server.xds.metrics) for `fairshare status`."""
+    return {
+        "name": "envoy.stat_sinks.metrics_service",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig",
+            "transport_api_version": "V3",
+            "grpc_service": {"envoy_grpc": {"cluster_name": XDS_CLUSTER}},
+        },
+    }
 
 
 def _overload_manager(max_connections: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from google.protobuf import struct_pb2
 
 from xds_server.controlplane.grpc_tls import GatewayOnly, serve_tls
 from xds_server.xds.delta import DeltaStream
+from xds_server.xds.metrics import MetricsService
 from xds_server.xds.sotw import SotwStream
 from xds_server.xds.store import DELTA, SOTW, Published, SnapshotStore
 
@@ -176,6 +177,8 @@ class XdsServer:
         server = grpc.aio.server(options=_SERVER_OPTIONS,
                                  interceptors=[GatewayOnly()] if self.tls_dir is not None else None)
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self.store), server)
+        # Each gateway's stat sink streams here too (its memory, for `fairshare status`).
+        server.add_generic_rpc_handlers((MetricsService(self.store).handler(),))
         host = f"[{self.host}]" if ":" in self.host else self.host
         try:
             bound = serve_tls(server, f"{host}:{self.port}", self.tls_dir)

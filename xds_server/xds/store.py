@@ -58,6 +58,22 @@ class Ack:
     version: str
     nonce: str
     at: float
+    # Digest of the type's resources in the publication this ACK was for (Snapshot.type_version), when
+    # that is still known: a type no later snapshot changed is not sent again, so its ACK keeps an older
+    # version and only the content tells whether Envoy holds what is published now.
+    content: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeMemory:
+    """An Envoy's own memory gauges, as its metrics-service stat sink last reported them."""
+
+    allocated: int | None
+    heap_size: int | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allocated": self.allocated, "heap_size": self.heap_size, "at": self.at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +143,10 @@ class SnapshotStore:
         # Disconnected nodes stay visible in status() this long, so churn (pod restarts) can't grow it forever.
         self.forget_after = forget_after
         self._published: dict[str, Published] = {}
+        # The publication before the current one: an ACK that arrives just after a newer publish is for it.
+        self._previous: dict[str, Published] = {}
+        # By node id, not by stream: the metrics stream is a stream of its own, and outlives ADS reconnects.
+        self._memory: dict[str, NodeMemory] = {}
         self._history: dict[str, deque[tuple[str, int]]] = {}
         self._region_changed: dict[str, asyncio.Event] = {}
         self._nodes: dict[str, NodeStatus] = {}
@@ -178,6 +198,8 @@ class SnapshotStore:
     def _publish(self, region: str, snapshot: Snapshot) -> None:
         self._seq += 1
         pub = Published(seq=self._seq, region=region, snapshot=snapshot, at=time.time())
+        if (before := self._published.get(region)) is not None:
+            self._previous[region] = before
         self._published[region] = pub
         self._history.setdefault(region, deque(maxlen=_HISTORY)).append((snapshot.version, pub.seq))
         log.info(
@@ -226,8 +248,21 @@ class SnapshotStore:
         self._notify_status()
 
     def record_ack(self, node: NodeStatus, type_url: str, version: str, nonce: str) -> None:
-        node.acks[type_url] = Ack(version=version, nonce=nonce, at=time.time())
+        content = None
+        for pub in (self._published.get(node.region), self._previous.get(node.region)):
+            if pub is not None and pub.snapshot.version == version:
+                content = pub.snapshot.type_version(type_url)
+                break
+        node.acks[type_url] = Ack(version=version, nonce=nonce, at=time.time(), content=content)
         self._notify_status()
+
+    def record_memory(self, node_id: str, allocated: int | None, heap_size: int | None) -> None:
+        """What an Envoy's stat sink reported (xds_server.xds.metrics); shown beside its node in status()."""
+        self._memory[node_id] = NodeMemory(allocated=allocated, heap_size=heap_size, at=time.time())
+        if len(self._memory) > 2 * max(len(self._nodes), 64):
+            # Pods come and go; keep only the nodes status() still shows (and the one just reported).
+            for gone in set(self._memory) - set(self._nodes) - {node_id}:
+                del self._memory[gone]
 
     def record_nack(self, node: NodeStatus, type_url: str, version: str, nonce: str, message: str) -> None:
         node.last_nack = Nack(type_url=type_url, version=version, nonce=nonce, message=message, at=time.time())
@@ -321,8 +356,21 @@ class SnapshotStore:
                 }
                 for region, pub in sorted(self._published.items())
             },
-            "nodes": {node_id: n.to_dict() for node_id, n in sorted(self._nodes.items())},
+            "nodes": {node_id: self._node_status(n) for node_id, n in sorted(self._nodes.items())},
+            # The store's clock: ages in `fairshare status` are measured from it, not from the reader's.
+            "at": time.time(),
         }
+
+    def _node_status(self, n: NodeStatus) -> dict[str, Any]:
+        out = n.to_dict()
+        pub = self._published.get(n.region)
+        for type_url, ack in n.acks.items():
+            # Whether Envoy holds the type's content published now (not merely ACKed some version of it).
+            out["acked"][short_type(type_url)]["current"] = pub is not None and (
+                n.applied_seq == pub.seq or ack.content == pub.snapshot.type_version(type_url))
+        memory = self._memory.get(n.node_id)
+        out["memory"] = None if memory is None else memory.to_dict()
+        return out
 
     def _bind_loop(self) -> None:
         if self._loop is None:
