@@ -136,12 +136,22 @@ def _status(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.status_port}/status"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
-            print(json.dumps(json.load(resp), indent=2))
+            status = json.load(resp)
     except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         print(f"error: no control plane answers at {url} ({getattr(err, 'reason', err)}); is it running?",
               file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        from xds_server.status_table import render
+
+        print(render(status, max_rows=None if args.all else DEFAULT_STATUS_ROWS))
     return 0
+
+
+# Gateways and cells `fairshare status` lists before the rest become a count (--all: every one).
+DEFAULT_STATUS_ROWS = 50
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -270,6 +280,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--tls-dir", default=None,
                             help="the control plane's certificate (tls.crt, tls.key, ca.crt): xDS and the "
                                  "rate-limit service serve mutual TLS to the gateway's certificate only")
+        if name == "status":
+            sp.add_argument("--json", action="store_true",
+                            help="the control plane's status as JSON (every field, every gateway; epoch times)")
+            sp.add_argument("--all", action="store_true",
+                            help=f"list every gateway and cell (default: the {DEFAULT_STATUS_ROWS} that need "
+                                 "attention most, then counts)")
         if name in ("serve", "run"):
             sp.add_argument("--ratelimit-redis-url", default=None,
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
