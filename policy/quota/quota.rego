@@ -51,35 +51,55 @@ adjustments contains a if {
 # GPUs a region's pools can give: replicas x GPUs per replica, over every pool.
 gpu_capacity(region) := sum([n | some p in platform.regions[region].pools; n := p.replicas * p.gpus_per_replica])
 
-# Tenants with identical specs may come as one entry whose `members` lists their ids.
-members(id, t) := object.get(t, "members", [id])
+# METADATA
+# title: GPU claims
+# description: |
+#   What a tenant's entry promises in GPUs, and where: all that the fleet-wide guarantee check needs
+#   of it. Each entry's claim depends on that entry alone, so the control plane keeps it with the
+#   entry's decision and re-evaluates only changed tenants (xds_server/policy/decide.py).
+claims[id] := {"gpus": g, "regions": sort(t.regions.allowed)} if {
+	some id, t in input.tenants
+	g := effective[id].gpus
+}
+
+# The claims of input.tenants as the fleet-wide rules read them, each with the tenants it stands for:
+# tenants with identical specs may come as one entry whose `members` lists their ids.
+claims_of_tenants := {id: object.union(c, {"members": object.get(input.tenants[id], "members", [id])}) |
+	some id, c in claims
+}
 
 # A tenant's guarantee holds in every region it is allowed in: its traffic may land in any of them.
-guaranteed_gpus(region) := sum([g |
-	some id, t in input.tenants
-	region in t.regions.allowed
-	g := effective[id].gpus * count(members(id, t))
+# The fleet-wide rules read input.claims: id -> claim with `members`, the tenants it stands for
+# (tenants whose claims are alike come as one).
+guaranteed_gpus(region) := sum([n |
+	some c in input.claims
+	region in c.regions
+	n := c.gpus * count(c.members)
 ])
 
 # METADATA
 # title: GPU guarantees fit the pools
 # description: The GPUs guaranteed to a region's tenants may not exceed that region's GPU capacity.
-violations contains v if {
+fleet_violations contains v if {
 	some region, _ in platform.regions
 	guaranteed := guaranteed_gpus(region)
 	capacity := gpu_capacity(region)
 	guaranteed > capacity
-	holders := sort([sprintf("%s=%d", [m, effective[id].gpus]) |
-		some id, t in input.tenants
-		region in t.regions.allowed
-		effective[id].gpus > 0
-		some m in members(id, t)
+
+	# Largest guarantee first, then by id: a message names the first few ({subjects} is filled in with
+	# them and a count by xds_server/listing.py), the violation's `subjects` keeps them all.
+	ranked := sort([[0 - c.gpus, m] |
+		some c in input.claims
+		region in c.regions
+		c.gpus > 0
+		some m in c.members
 	])
 	v := {
 		"rule": "gpu-guarantees-exceed-capacity",
 		"subject": region,
 		"field": "quotas.gpus",
-		"message": sprintf("region %s guarantees %d GPUs (%s) but its pools have %d", [region, guaranteed, concat(", ", holders), capacity]),
+		"message": sprintf("region %s guarantees %d GPUs ({subjects}) but its pools have %d", [region, guaranteed, capacity]),
+		"subjects": [sprintf("%s=%d", [m, 0 - n]) | some [n, m] in ranked],
 	}
 }
 

@@ -42,8 +42,17 @@ adjustments(tenants) := x if {
 	x := quota.adjustments with input as {"tenants": tenants} with data.fairshare.platform as platform
 }
 
-violations(tenants) := x if {
+# Each entry's violations, and the fleet-wide ones over the entries' claims: what a whole config gets.
+violations(tenants) := x | fleet(claims(tenants)) if {
 	x := quota.violations with input as {"tenants": tenants} with data.fairshare.platform as platform
+}
+
+claims(tenants) := x if {
+	x := quota.claims_of_tenants with input as {"tenants": tenants} with data.fairshare.platform as platform
+}
+
+fleet(claims) := x if {
+	x := quota.fleet_violations with input as {"claims": claims} with data.fairshare.platform as platform
 }
 
 rules(tenants) := {v.rule | some v in violations(tenants)}
@@ -151,15 +160,38 @@ test_guarantees_over_capacity_are_a_violation if {
 	v.subject == "eu"
 	v.field == "quotas.gpus"
 
+	v.message == "region eu guarantees 3 GPUs ({subjects}) but its pools have 2"
+
 	# Zero-GPU tenants are not named among the holders.
-	v.message == "region eu guarantees 3 GPUs (a=1, b=1, c=1) but its pools have 2"
+	v.subjects == ["a=1", "b=1", "c=1"]
+}
+
+test_holders_are_listed_largest_guarantee_first if {
+	big := with_fields(tenant("pro", ["eu"]), {"quotas": {"gpus": 2}})
+	ts := {"a": tenant("pro", ["eu"]), "b": big, "c": tenant("pro", ["eu"])}
+	[v] := [x | some x in violations(ts)]
+	v.message == "region eu guarantees 4 GPUs ({subjects}) but its pools have 2"
+	v.subjects == ["b=2", "a=1", "c=1"]
+}
+
+test_a_claim_is_what_the_entry_guarantees_and_where if {
+	c := claims({"a": with_fields(tenant("pro", ["us", "eu"]), {"quotas": {"gpus": 2}}), "g": tenant("gold", ["us"])})
+	c == {"a": {"gpus": 2, "regions": ["eu", "us"], "members": ["a"]}}
+}
+
+test_claims_alike_count_once_per_member if {
+	# What the control plane sends once entries are evaluated: claims grouped, each with its members.
+	[v] := [x | some x in fleet({"k": {"gpus": 1, "regions": ["eu"], "members": ["x", "y", "z"]}})]
+	v.message == "region eu guarantees 3 GPUs ({subjects}) but its pools have 2"
+	v.subjects == ["x=1", "y=1", "z=1"]
+	fleet({"k": {"gpus": 1, "regions": ["eu"], "members": ["x", "y"]}}) == set()
 }
 
 test_members_each_count_toward_guarantees if {
 	shared := with_fields(tenant("pro", ["eu"]), {"members": ["a", "b", "c"]})
 	[v] := [x | some x in violations({"a": shared})]
 	v.subject == "eu"
-	v.message == "region eu guarantees 3 GPUs (a=1, b=1, c=1) but its pools have 2"
+	v.subjects == ["a=1", "b=1", "c=1"]
 }
 
 test_one_member_entry_counts_once if {

@@ -71,6 +71,29 @@ test_platform_wide_violation_names_the_region if {
 	v.concern == "quota"
 	v.rule == "gpu-guarantees-exceed-capacity"
 	v.subject == "us"
+	v.subjects == ["a=1", "b=1", "c=1"]
+}
+
+entries(tenants) := x if {
+	x := tenant.entries with input as {"tenants": tenants} with data.fairshare.platform as platform
+}
+
+fleet(claims) := x if {
+	x := tenant.fleet with input as {"claims": claims} with data.fairshare.platform as platform
+}
+
+test_entries_and_fleet_answer_as_the_whole if {
+	# What the control plane asks in two steps (each entry once, then the fleet over their claims)
+	# is what one query over the whole config answers.
+	ts := {"a": object.union(good, {"members": ["a", "b", "c"]}), "d": object.union(good, {"weight": 5})}
+	e := entries(ts)
+	e.claims == {"a": {"gpus": 1, "regions": ["us"]}, "d": {"gpus": 1, "regions": ["us"]}}
+	grouped := {"k": {"gpus": 1, "regions": ["us"], "members": ["a", "b", "c", "d"]}}
+	whole := result(ts)
+	e.decisions == whole.decisions
+	e.adjustments == whole.adjustments
+	{v | some v in array.concat(e.violations, fleet(grouped))} == {v | some v in whole.violations}
+	count(whole.violations) == 2
 }
 
 test_adjustments_are_reported_not_denied if {

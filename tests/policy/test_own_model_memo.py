@@ -1,6 +1,6 @@
-"""A tenant's own-model decision is remembered while its document, the policies and the platform stay the
-same (xds_server/policy/decide.py): the answers are exactly a fresh evaluation's, violations included, and
-anything that could change them is evaluated again."""
+"""A tenant with own models is an entry of its own (its document keeps its id), remembered while its
+document, the policies and the platform stay the same (xds_server/policy/decide.py): the answers are
+exactly a fresh evaluation's, violations included, and anything that could change them is evaluated again."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from xds_server.config import load_config
 from xds_server.config.model import PolicySettings, Tenant
 from xds_server.policy.backends import DEFAULT_POLICY_DIR, make_engine
 from xds_server.policy.decide import Decisions, PolicyDecider, spec_digest
-from xds_server.policy.resolve import platform_document, shared_document, tenant_document
+from xds_server.policy.resolve import platform_document, tenant_document
 
 Docs = dict[str, dict[str, Any]]
 
@@ -46,12 +46,7 @@ def decide(decider: PolicyDecider, platform: dict[str, Any], tenants: dict[str, 
            changes: Docs | None = None) -> Decisions:
     docs = {tid: tenant_document(t) for tid, t in tenants.items()}
     docs.update(changes or {})
-    shared = {}
-    for tid, t in tenants.items():
-        if t.own_models:
-            doc = shared_document(t)
-            shared[tid] = (doc, spec_digest(doc))
-    return decider.decide(platform, docs, {tid: spec_digest(d) for tid, d in docs.items()}, shared)
+    return decider.decide(platform, docs, {tid: spec_digest(d) for tid, d in docs.items()})
 
 
 def fresh(platform: dict[str, Any], tenants: dict[str, Tenant], changes: Docs | None = None) -> Decisions:
@@ -67,10 +62,10 @@ def fresh(platform: dict[str, Any], tenants: dict[str, Tenant], changes: Docs | 
 def test_remembered_decisions_are_a_fresh_evaluations(decider: PolicyDecider, repo: Any) -> None:
     platform, tenants = repo
     first = decide(decider, platform, tenants)
-    evaluated_first = decider.last_evaluated
+    # globex and twin (its spec without own models, or id) are two entries.
+    assert decider.last_evaluated == len(tenants)
     again = decide(decider, platform, tenants)
-    # globex and twin were evaluated apart, then together: globex's own models were not evaluated again.
-    assert decider.last_evaluated == evaluated_first - 1
+    assert decider.last_evaluated == 0  # nothing changed: nothing evaluated again
     expected = fresh(platform, tenants)
     assert again.tenants == first.tenants == expected.tenants
     assert again.violations == first.violations == expected.violations
@@ -84,8 +79,10 @@ def test_a_remembered_violation_is_still_reported(decider: PolicyDecider, repo: 
         **acme["own_models"]["ticket-router"]["versions"]["1"],
         "artifact": "s3://fairshare-us-east-1-models/tenants/globex/r/1/model.onnx"}}, "split": {"1": 100}}}}
     # The tenant objects stay acme's; only its document changes, as a new file would.
-    for _ in range(2):
+    decide(decider, platform, tenants)
+    for evaluated in (1, 0):
         found = decide(decider, platform, tenants, {"acme": stolen})
+        assert decider.last_evaluated == evaluated
         assert [(v.subject, v.field, v.rule) for v in found.violations if v.concern == "models"] == [
             ("acme", "own_models.rr.versions.1.artifact", "own-model-artifact-outside-tenant-prefix")]
     assert found.violations == fresh(platform, tenants, {"acme": stolen}).violations

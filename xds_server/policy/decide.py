@@ -1,16 +1,23 @@
 """Ask the policies for every tenant's decisions: what the compiler builds from, and what is denied.
 
-Tenants whose specs are identical apart from their id get one decision: the policy sees one entry
-whose `members` lists them all (thousands of tenants on a tier's defaults cost one evaluation).
+Incremental: after the first decision only the tenants whose document changed are evaluated again.
+The policies answer in two steps (policy/tenant/tenant.rego):
 
-A tenant's own models are the exception to sharing: whether an artifact is under the tenant's own
-prefix depends on who the tenant is, so a tenant with own models is evaluated alone, with its id. Its
-own-model part (data.fairshare.models: its own-model routes and violations) depends on nothing but
-that tenant's document and the platform, so it is remembered by the document's digest for as long as
-the policies and the platform stay the same; the next reload puts the tenant to the policies without
-its own models and id, shared with every tenant of the same spec, and adds what was remembered. A
-tenant whose own-model spec did not change is therefore not evaluated again (at 100 such tenants an
-unrelated edit cost 0.1 s more than without them).
+- `entries`: what depends on one tenant's document alone (and the platform): its decision, its own
+  violations and adjustments, and its `claim` (what it contributes to fleet-wide checks, e.g. the GPUs
+  it is guaranteed and where). These are remembered by the document's digest for as long as the
+  policies and the platform stay the same, so a tenant edit evaluates one document and a policy or
+  platform edit (tiers, regions, models) evaluates every one again.
+- `fleet`: what depends on every tenant (the GPUs guaranteed in a region, summed over its tenants),
+  read only from the claims. Equal claims are sent once with their `members`, so 10,000 tenants on a
+  handful of guarantees are a handful of entries; the answer is remembered by the claims' digest.
+
+`result` answers both at once for a whole config; the two steps answer exactly the same
+(tests/policy/test_incremental.py proves it over random edits, on both engines).
+
+Tenants whose documents are identical share one entry (thousands of tenants on a tier's defaults
+cost one evaluation); a tenant with own models keeps its id in its document (whether an artifact is
+under the tenant's own prefix depends on who the tenant is), so it is an entry of its own.
 """
 
 from __future__ import annotations
@@ -19,17 +26,22 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xds_server.policy.engine import DECISIONS, PolicyEngine, PolicyError
+from xds_server.listing import capped
+from xds_server.policy.engine import ENTRIES, FLEET, PolicyEngine, PolicyError
 from xds_server.policy.sources import PolicySources
 
-# The part of a tenant's decision, and the concern of its violations, that data.fairshare.models
-# decides from that tenant alone (policy/tenant/tenant.rego composes it as `own_routes`).
-OWN_DECISION = "own_routes"
-OWN_CONCERN = "models"
+# Where a policy message lists many things (tenants, models, resources): the violation's `subjects`
+# keep them all, and the message shows the first few of them, then how many more (xds_server/listing.py).
+SUBJECTS = "{subjects}"
+
+# Fleet-wide answers kept: the control plane's current claims and a few others (e.g. a report asking
+# about one tenant) without pushing them out.
+_FLEET_ANSWERS = 4
 
 
 @dataclass(frozen=True, order=True)
@@ -39,120 +51,164 @@ class Violation:
     subject: str
     field: str
     message: str
+    subjects: tuple[str, ...] = ()  # every item the message lists (it shows the first few)
 
     @classmethod
     def of(cls, raw: dict[str, Any], concern: str | None = None) -> Violation:
+        listed = raw.get("subjects")
+        subjects = tuple(str(s) for s in listed) if isinstance(listed, list) else ()
+        message = str(raw.get("message", ""))
+        if subjects:
+            message = message.replace(SUBJECTS, capped(subjects))
         return cls(concern=str(raw.get("concern", concern or "")), rule=str(raw.get("rule", "")),
                    subject=str(raw.get("subject", "")), field=str(raw.get("field", "")),
-                   message=str(raw.get("message", "")))
+                   message=message, subjects=subjects)
 
     def about(self, subject: str) -> Violation:
-        return Violation(self.concern, self.rule, subject, self.field, self.message)
+        return Violation(self.concern, self.rule, subject, self.field, self.message, self.subjects)
 
 
 @dataclass(frozen=True)
 class Decisions:
-    tenants: dict[str, dict[str, Any]]  # tenant id -> {weight, quotas, routes, pii}
+    tenants: dict[str, dict[str, Any]]  # tenant id -> {weight, quotas, routes, pii, own_routes}
     violations: list[Violation]
     adjustments: list[Violation]
     revision: str  # the policy revision that decided
 
 
 @dataclass(frozen=True)
-class _Remembered:
-    """One own-model tenant's part of a decision, as the policies answered for its document."""
+class _Entry:
+    """The policies' answers about one tenant document, for whichever tenants have it: violations and
+    adjustments are kept without a subject and given each tenant's id when reported."""
 
-    own_routes: Any
+    decision: dict[str, Any] | None  # None: denied (its violations say why)
     violations: tuple[Violation, ...]
+    adjustments: tuple[Violation, ...]
+    claim: dict[str, Any] | None
+    claim_key: str
 
 
 @dataclass
 class PolicyDecider:
     """Loads policy/ into an engine (again whenever a policy file or the platform changes) and asks it
-    for decisions."""
+    for decisions, evaluating only tenant documents it has not answered for these policies and platform."""
 
     engine: PolicyEngine
     policy_dir: Path
     _loaded: tuple[str, str] | None = None  # (policy revision, platform digest) the engine holds
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # Own-model tenants' part of their decisions by document digest, for the loaded policies and platform.
-    _own: dict[str, _Remembered] = field(default_factory=dict)
+    # Per-document answers by the document's digest, least recently used first.
+    _entries: OrderedDict[str, _Entry] = field(default_factory=OrderedDict)
+    _fleet: OrderedDict[str, tuple[Violation, ...]] = field(default_factory=OrderedDict)
+    _largest: int = 0  # the most documents one decision has used since the policies were loaded
     last_seconds: float = 0.0  # how long the last decision took: reported by the control plane and bench/
-    last_evaluated: int = 0  # distinct tenant specs the last decision evaluated
+    last_evaluated: int = 0  # tenant documents the last decision evaluated (the rest were remembered)
+    last_fleet_evaluated: int = 0  # claims the last decision's fleet-wide check was asked about (0: remembered)
 
     def decide(self, platform: dict[str, Any], tenants: dict[str, dict[str, Any]],
-               digests: dict[str, str] | None = None,
-               shared: dict[str, tuple[dict[str, Any], str]] | None = None) -> Decisions:
+               digests: dict[str, str] | None = None) -> Decisions:
         """`platform`: tiers, regions, models as the policies read them at data.fairshare.platform;
-        `tenants`: id -> spec (without the id, unless the tenant has own models); `digests`: their
-        `spec_digest`s where the caller keeps them; `shared`: for each tenant with own models, its
-        spec without the own models and the id, with its digest (what the policies are given once its
-        own-model part is remembered). Raises PolicyError when the policies cannot answer."""
+        `tenants`: id -> document (without the id, unless the tenant has own models); `digests`: their
+        `spec_digest`s where the caller keeps them. Raises PolicyError when the policies cannot answer."""
         started = time.perf_counter()
         with self._lock:
             sources = PolicySources.load(self.policy_dir)
             loaded = (sources.revision, spec_digest(platform))
             if self._loaded != loaded:
                 self._loaded = None  # a failed load must not leave a half-loaded engine marked current
-                self._own = {}  # answers of other policies, or about another platform
+                self._entries.clear()  # answers of other policies, or about another platform
+                self._fleet.clear()
+                self._largest = 0
                 self.engine.load(sources, platform)
                 self._loaded = loaded
             groups: dict[str, list[str]] = {}
-            specs: dict[str, dict[str, Any]] = {}
-            full: dict[str, str] = {}  # own-model tenant -> its whole document's digest
-            remembered: dict[str, _Remembered] = {}
-            for tenant_id, spec in tenants.items():
-                key = digests[tenant_id] if digests is not None else spec_digest(spec)
-                if shared is not None and tenant_id in shared:
-                    full[tenant_id] = key
-                    hit = self._own.get(key)
-                    if hit is not None:
-                        remembered[tenant_id] = hit
-                        spec, key = shared[tenant_id]
+            for tenant_id in tenants:
+                key = digests[tenant_id] if digests is not None else spec_digest(tenants[tenant_id])
                 groups.setdefault(key, []).append(tenant_id)
-                specs.setdefault(key, spec)
-            members = {ids[0]: ids for ids in groups.values()}
-            result = self.engine.query(DECISIONS, {"tenants": {
-                ids[0]: {**specs[key], "members": ids} for key, ids in groups.items()
-            }})
-            self.last_evaluated = len(groups)
-            if not isinstance(result, dict) or not isinstance(result.get("decisions"), dict):
-                raise PolicyError(self.engine.name, DECISIONS,
-                                  "the policies gave no decisions (is policy/tenant/tenant.rego there?)")
-            accused = {str(v.get("subject")) for v in result.get("violations") or [] if isinstance(v, dict)}
-            decisions: dict[str, dict[str, Any]] = {}
-            for first, ids in members.items():
-                decided = result["decisions"].get(first)
-                if decided is None:
-                    if first in accused:
-                        continue  # denied anyway: its violations say why, which "no decision" would hide
-                    raise PolicyError(self.engine.name, DECISIONS, f"no decision for tenant {first}")
-                decisions.update(dict.fromkeys(ids, decided))
-            for tenant_id, hit in remembered.items():
-                if tenant_id in decisions:
-                    decisions[tenant_id] = {**decisions[tenant_id], OWN_DECISION: hit.own_routes}
-
-            def expand(raw: list[Any]) -> list[Violation]:
-                # A violation about one entry is about every tenant that shares its spec.
-                found = [Violation.of(v) for v in raw]
-                return sorted({f.about(m) for f in found for m in members.get(f.subject, [f.subject])})
-
-            violations = expand(result.get("violations") or [])
-            fresh: dict[str, _Remembered] = {}
-            for tenant_id, key in full.items():
-                hit = remembered.get(tenant_id)
-                if hit is None and tenant_id in decisions and OWN_DECISION in decisions[tenant_id]:
-                    hit = _Remembered(decisions[tenant_id][OWN_DECISION], tuple(
-                        v for v in violations if v.concern == OWN_CONCERN and v.subject == tenant_id))
-                if hit is not None:
-                    fresh[key] = hit
-            self._own = fresh  # only what the current tenants use
-            for hit in remembered.values():
-                violations.extend(hit.violations)
-        out = Decisions(decisions, sorted(set(violations)), expand(result.get("adjustments") or []),
-                        sources.revision)
+            missing = {key: ids[0] for key, ids in groups.items() if key not in self._entries}
+            if missing:
+                self._evaluate({name: (key, tenants[name]) for key, name in missing.items()})
+            self.last_evaluated = len(missing)
+            entries: dict[str, _Entry] = {}
+            for key in groups:
+                self._entries.move_to_end(key)
+                entries[key] = self._entries[key]
+            fleet = self._fleet_violations(groups, entries)
+            self._forget_unused(len(groups))
+        decisions: dict[str, dict[str, Any]] = {}
+        violations: list[Violation] = list(fleet)
+        adjustments: list[Violation] = []
+        for key, ids in groups.items():
+            entry = entries[key]
+            if entry.decision is None:
+                if not entry.violations:  # denied anyway: its violations say why, which "no decision" would hide
+                    raise PolicyError(self.engine.name, ENTRIES, f"no decision for tenant {ids[0]}")
+            else:
+                decisions.update(dict.fromkeys(ids, entry.decision))
+            # A violation about one document is about every tenant that has it.
+            violations += [v.about(m) for v in entry.violations for m in ids]
+            adjustments += [a.about(m) for a in entry.adjustments for m in ids]
+        out = Decisions(decisions, sorted(set(violations)), sorted(set(adjustments)), sources.revision)
         self.last_seconds = time.perf_counter() - started
         return out
+
+    def _evaluate(self, named: dict[str, tuple[str, dict[str, Any]]]) -> None:
+        """Ask the policies about these documents (entry name -> (digest, document)) and remember the answers."""
+        answer = self.engine.query(ENTRIES, {"tenants": {name: doc for name, (_, doc) in named.items()}})
+        parts = ("decisions", "claims")
+        if not isinstance(answer, dict) or not all(isinstance(answer.get(p), dict) for p in parts):
+            raise PolicyError(self.engine.name, ENTRIES, "the policies gave no decisions (is "
+                              "policy/tenant/tenant.rego there, with `entries` and `fleet`?)")
+        about: dict[str, dict[str, list[Violation]]] = {name: {"violations": [], "adjustments": []}
+                                                        for name in named}
+        for part in ("violations", "adjustments"):
+            for raw in answer.get(part) or []:
+                found = Violation.of(raw if isinstance(raw, dict) else {})
+                if found.subject not in about:
+                    # Only the fleet step sees every tenant; a rule here that names something else would
+                    # be reported for the wrong tenants, or lost, once answers are remembered.
+                    raise PolicyError(self.engine.name, ENTRIES, (
+                        f"{part[:-1]} {found.concern}/{found.rule} is about {found.subject!r}, not a tenant "
+                        "the policies were asked about: a rule over many tenants belongs in "
+                        "data.fairshare.tenant.fleet, reading their claims"))
+                about[found.subject][part].append(found.about(""))
+        for name, (key, _) in named.items():
+            claim = answer["claims"].get(name)
+            self._entries[key] = _Entry(
+                decision=answer["decisions"].get(name), violations=tuple(about[name]["violations"]),
+                adjustments=tuple(about[name]["adjustments"]), claim=claim,
+                claim_key=spec_digest(claim) if claim is not None else "")
+
+    def _fleet_violations(self, groups: dict[str, list[str]], entries: dict[str, _Entry]) -> tuple[Violation, ...]:
+        """The fleet-wide checks over every tenant's claim: equal claims are sent once, with their members."""
+        claims: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        for key, ids in groups.items():
+            entry = entries[key]
+            if entry.claim is not None:
+                claims.setdefault(entry.claim_key, (entry.claim, []))[1].extend(ids)
+        document = {"claims": {ck: {**claim, "members": sorted(members)}
+                               for ck, (claim, members) in sorted(claims.items())}}
+        key = spec_digest(document)
+        hit = self._fleet.get(key)
+        self.last_fleet_evaluated = 0
+        if hit is None:
+            raw = self.engine.query(FLEET, document)
+            if not isinstance(raw, list):
+                raise PolicyError(self.engine.name, FLEET, "the policies gave no fleet-wide answer (is "
+                                  "policy/tenant/tenant.rego there, with `entries` and `fleet`?)")
+            hit = self._fleet[key] = tuple(Violation.of(v if isinstance(v, dict) else {}) for v in raw)
+            self.last_fleet_evaluated = len(claims)
+            while len(self._fleet) > _FLEET_ANSWERS:
+                self._fleet.popitem(last=False)
+        self._fleet.move_to_end(key)
+        return hit
+
+    def _forget_unused(self, used: int) -> None:
+        # Room for twice the largest config decided (so an edit's old and new documents, or a report
+        # asking about one tenant, never push out what the next reload needs); the least recent go first.
+        self._largest = max(self._largest, used)
+        while len(self._entries) > 2 * self._largest + 64:
+            self._entries.popitem(last=False)
 
 
 def spec_digest(value: Any) -> str:

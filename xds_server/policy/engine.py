@@ -7,8 +7,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from xds_server.policy.sources import PolicySources
 
-# The decisions the control plane compiles, as a document path: data.fairshare.tenant.result.
+# Every tenant's decisions and every violation in one query, as a document path: data.fairshare.tenant.result.
 DECISIONS = "fairshare/tenant/result"
+# The same answers in two steps (xds_server/policy/decide.py): each tenant document's own, then the
+# fleet-wide checks over every tenant's claim.
+ENTRIES = "fairshare/tenant/entries"
+FLEET = "fairshare/tenant/fleet"
 # Where the platform's context (tiers, regions, models) lives for the policies: data.fairshare.platform.
 PLATFORM_DATA = "fairshare/platform"
 

@@ -56,13 +56,6 @@ def tenant_document(tenant: Tenant) -> dict[str, Any]:
     return tenant.model_dump(mode="json", exclude_none=True, exclude=None if tenant.own_models else {"id"})
 
 
-def shared_document(tenant: Tenant) -> dict[str, Any]:
-    """A tenant with own models as the policies read it once its own-model decision is remembered
-    (policy/decide.py): the document of the same tenant without own models (so without its id), which
-    shares an evaluation with every tenant of that spec."""
-    return tenant_document(tenant.model_copy(update={"own_models": {}}))
-
-
 def _digested(table: dict[str, tuple[Tenant, dict[str, Any], str]], tid: str, tenant: Tenant,
               build: Callable[[Tenant], dict[str, Any]]) -> tuple[dict[str, Any], str]:
     """`build(tenant)` and its digest, reused while the loader hands back the same Tenant object."""
@@ -82,15 +75,11 @@ class _Memo:
     same. At 10,000 tenants this is most of what an edit of one tenant costs."""
 
     documents: dict[str, tuple[Tenant, dict[str, Any], str]] = field(default_factory=dict)
-    shared: dict[str, tuple[Tenant, dict[str, Any], str]] = field(default_factory=dict)
     resolved: dict[str, tuple[Tenant, dict[str, Any], ResolvedTenant]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
         return _digested(self.documents, tid, tenant, tenant_document)
-
-    def shared_document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
-        return _digested(self.shared, tid, tenant, shared_document)
 
     def resolve(self, tid: str, tenant: Tenant, decided: dict[str, Any]) -> ResolvedTenant:
         hit = self.resolved.get(tid)
@@ -103,7 +92,7 @@ class _Memo:
         return resolved
 
     def keep_only(self, present: set[str]) -> None:
-        for table in (self.documents, self.shared, self.resolved):
+        for table in (self.documents, self.resolved):
             for tid in set(table) - present:
                 del table[tid]
 
@@ -133,11 +122,10 @@ def resolve_tenants(
     with memo.lock:
         memo.keep_only(set(tenants))
         documents = {tid: memo.document(tid, t) for tid, (t, _) in tenants.items()}
-        shared = {tid: memo.shared_document(tid, t) for tid, (t, _) in tenants.items() if t.own_models}
     try:
         decisions = decider.decide(platform_document(tiers, regions, models),
                                    {tid: doc for tid, (doc, _) in documents.items()},
-                                   {tid: digest for tid, (_, digest) in documents.items()}, shared)
+                                   {tid: digest for tid, (_, digest) in documents.items()})
     except PolicyError as err:
         raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
     if decisions.violations:
