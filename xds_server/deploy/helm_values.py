@@ -31,7 +31,7 @@ from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.sds import CHART_CERTS_DIR, sds_documents
-from xds_server.local.layout import plan_replicas, replica_count
+from xds_server.local.layout import FRONT, plan_replicas, region_cells, replica_count
 
 # The chart names the control plane's Service this (no release prefix: one platform per namespace), so the
 # gateway bootstrap, generated here by the same code as the local one, can point at it.
@@ -109,14 +109,21 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
         for t in sorted(cfg.tenants.values(), key=lambda t: t.id)
         if region in t.spec.regions.allowed
     ]
+    cells = region_cells(cfg, region)
+
+    def gateway_bootstrap(cell: str | None) -> str:
+        # node.id is replaced by each pod's name (--service-node); admin stays on loopback.
+        return json.dumps(bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT,
+                                    xds_tls_dir=_xds_tls_dir(cfg), cell=cell), indent=2)
+
     return {
         "spec": {
             "region": region,
             "gatewayPort": reg.gateway_port,
-            # node.id is replaced by each pod's name (--service-node); admin stays on loopback.
-            "gatewayBootstrap": json.dumps(
-                bootstrap("gateway", region, CONTROL_PLANE_SERVICE, XDS_PORT, ENVOY_ADMIN_PORT,
-                          xds_tls_dir=_xds_tls_dir(cfg)), indent=2),
+            # With cells, the region's public gateway is its front tier (templates/gateway.yaml).
+            "gatewayBootstrap": gateway_bootstrap(FRONT if cells else None),
+            # A region with cells: a gateway fleet per cell (templates/cells.yaml); absent for one cell.
+            **({"cells": [{"name": c, "bootstrap": gateway_bootstrap(c)} for c in cells]} if cells else {}),
             # Mutual TLS to the runtimes (platform.yaml gateway.upstream_tls): the gateway's SDS files, at the
             # directory the compiled clusters name; its certificates are mounted from a Secret beside them.
             "upstreamTls": _upstream_tls(cfg),
