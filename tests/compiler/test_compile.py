@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2, scoped_route_pb2
 
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpoint, EndpointDirectory
@@ -28,28 +29,43 @@ def unpack(snapshot: Snapshot, type_url: str, name: str, message):  # type: igno
     return msg
 
 
-def test_tenant_gets_own_clusters_with_circuit_breakers_from_quota() -> None:
+def test_tenant_gets_one_cluster_per_model_with_circuit_breakers_from_quota() -> None:
     us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
     acme_clusters = sorted(n for n in us.of_type(CLUSTER) if n.startswith("tenant/acme/"))
-    assert acme_clusters == [
-        "tenant/acme/classifier/v1/us-east-1", "tenant/acme/embedder/v1/us-east-1", "tenant/acme/embedder/v2/us-east-1",
-    ]
-    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/v1/us-east-1", cluster_pb2.Cluster)
+    # acme's embedder is a 90/10 split over two versions: still one cluster, so one concurrency cap.
+    assert acme_clusters == ["tenant/acme/classifier/us-east-1", "tenant/acme/embedder/us-east-1"]
+    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
     t = cluster.circuit_breakers.thresholds[0]
     assert (t.max_requests.value, t.max_pending_requests.value, t.max_connections.value) == (32, 32, 32)
-    assert cluster.eds_cluster_config.service_name == "model/embedder/v1/us-east-1"
-    hooli = unpack(us, CLUSTER, "tenant/hooli/classifier/v2/us-east-1", cluster_pb2.Cluster)
+    assert cluster.eds_cluster_config.service_name == "model/embedder/us-east-1"
+    # Versions are subsets of the cluster's hosts; a version without replicas is refused, never another.
+    subsets = cluster.lb_subset_config
+    assert [list(s.keys) for s in subsets.subset_selectors] == [["version"]]
+    assert subsets.fallback_policy == cluster_pb2.Cluster.LbSubsetConfig.NO_FALLBACK and subsets.list_as_any
+    hooli = unpack(us, CLUSTER, "tenant/hooli/classifier/us-east-1", cluster_pb2.Cluster)
     assert hooli.circuit_breakers.thresholds[0].max_requests.value == 4  # free tier default
 
 
-def test_split_becomes_weighted_clusters_and_rules_become_headers() -> None:
+def _version_of(match) -> str:  # type: ignore[no-untyped-def]
+    return str(match.filter_metadata["envoy.lb"].fields["version"].string_value)
+
+
+def test_split_becomes_weighted_entries_on_one_cluster_and_rules_become_headers() -> None:
     us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
     rc = unpack(us, ROUTE, "tenant/acme", route_pb2.RouteConfiguration)
     vhost = rc.virtual_hosts[0]
     split = next(r for r in vhost.routes if r.name == "embedder").route.weighted_clusters
-    assert {(c.name, c.weight.value) for c in split.clusters} == {
-        ("tenant/acme/embedder/v1/us-east-1", 90), ("tenant/acme/embedder/v2/us-east-1", 10),
+    # One cluster named once per version, each entry picking its version's subset and telling the
+    # runtime which version to run.
+    assert {(c.name, c.weight.value, _version_of(c.metadata_match),
+             {h.header.key: h.header.value for h in c.request_headers_to_add}["x-fairshare-model-version"])
+            for c in split.clusters} == {
+        ("tenant/acme/embedder/us-east-1", 90, "v1", "v1"), ("tenant/acme/embedder/us-east-1", 10, "v2", "v2"),
     }
+    pinned = next(r for r in vhost.routes if r.name == "embedder/v2")
+    assert pinned.match.path_separated_prefix == "/v2/models/embedder/versions/v2"
+    assert pinned.route.cluster == "tenant/acme/embedder/us-east-1"
+    assert _version_of(pinned.route.metadata_match) == "v2"
     headers = {h.header.key: h.header.value for h in vhost.request_headers_to_add}
     assert headers["x-fairshare-region"] == "us-east-1"
     assert headers["x-fairshare-weight"] == "4"
@@ -67,18 +83,34 @@ def test_residency_a_region_holds_only_the_tenants_allowed_there() -> None:
     assert not [n for t in (CLUSTER, ROUTE, SCOPED_ROUTE) for n in eu.of_type(t) if n.startswith("tenant/globex")]
     scope = unpack(eu, SCOPED_ROUTE, "tenant/initech", scoped_route_pb2.ScopedRouteConfiguration)
     assert scope.key.fragments[0].string_key == "initech"
-    # No EU cluster of any tenant points at a US-only model version.
-    assert not [n for n in eu.of_type(CLUSTER) if "/classifier/v2/" in n]
-    assert "model/classifier/v2/eu-west-1" not in eu.of_type(ENDPOINT)
+    # No EU route of any tenant selects a US-only model version, and the EU's replicas never claim it.
+    selected = {(route.name.split("/")[0], _version_of(m))
+                for name in eu.of_type(ROUTE)
+                for route in unpack(eu, ROUTE, name, route_pb2.RouteConfiguration).virtual_hosts[0].routes
+                for m in (route.route.metadata_match, *(c.metadata_match for c in route.route.weighted_clusters.clusters))
+                if m.filter_metadata}
+    assert ("classifier", "v1") in selected and ("classifier", "v2") not in selected
+    classifier = unpack(eu, ENDPOINT, "model/classifier/eu-west-1", endpoint_pb2.ClusterLoadAssignment)
+    assert {tuple(v.string_value for v in lb.metadata.filter_metadata["envoy.lb"].fields["version"].list_value.values)
+            for lb in classifier.endpoints[0].lb_endpoints} <= {("v1",)}
 
 
-def test_endpoints_are_shared_per_model_version() -> None:
+def _replicas(snapshot: Snapshot, name: str) -> dict[str, tuple[str, ...]]:
+    cla = unpack(snapshot, ENDPOINT, name, endpoint_pb2.ClusterLoadAssignment)
+    return {f"{lb.endpoint.address.socket_address.address}:{lb.endpoint.address.socket_address.port_value}":
+            tuple(v.string_value for v in lb.metadata.filter_metadata["envoy.lb"].fields["version"].list_value.values)
+            for loc in cla.endpoints for lb in loc.lb_endpoints}
+
+
+def test_endpoints_are_shared_per_model_each_replica_tagged_with_its_versions() -> None:
     us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
     # (pool/<pool>/<region> sets are the own-model clusters', tests/compiler/test_own_models.py)
     assert sorted(n for n in us.of_type(ENDPOINT) if n.startswith("model/")) == [
-        "model/classifier/v1/us-east-1", "model/classifier/v2/us-east-1",
-        "model/embedder/v1/us-east-1", "model/embedder/v2/us-east-1",
+        "model/classifier/us-east-1", "model/embedder/us-east-1",
     ]
+    # classifier v1 and v2 run on the same pool: each replica once, serving both (one host per replica
+    # in each tenant cluster, whatever its split).
+    assert _replicas(us, "model/classifier/us-east-1") == {"127.0.0.1:9001": ("v1", "v2"), "127.0.0.1:9002": ("v1", "v2")}
 
 
 def test_compile_is_deterministic() -> None:
@@ -103,6 +135,21 @@ def test_editing_one_tenant_changes_only_its_resources(cfg_dir: Path) -> None:
             and before.of_type(t)[n].version != after.of_type(t)[n].version)
     }
     assert changed == {(ROUTE, "tenant/acme")}
+
+
+def test_adding_a_version_to_a_split_moves_routes_not_clusters(cfg_dir: Path) -> None:
+    """A canary starting (or ending) changes the tenant's routes only: its cluster, its connections and
+    its outlier state stay, since versions are subsets of one cluster."""
+    compiler = Compiler()
+    before = compile_dir(cfg_dir, compiler).snapshots["us-east-1"]
+    path = cfg_dir / "tenants" / "hooli.yaml"
+    path.write_text(path.read_text().replace("{v2: 100}", "{v1: 30, v2: 70}"))
+    after = compile_dir(cfg_dir, compiler).snapshots["us-east-1"]
+    assert _differences(before, after) == {(ROUTE, "tenant/hooli"): "changed"}
+    split = next(r for r in unpack(after, ROUTE, "tenant/hooli", route_pb2.RouteConfiguration).virtual_hosts[0].routes
+                 if r.name == "classifier").route.weighted_clusters
+    assert {(c.name, _version_of(c.metadata_match), c.weight.value) for c in split.clusters} == {
+        ("tenant/hooli/classifier/us-east-1", "v1", 30), ("tenant/hooli/classifier/us-east-1", "v2", 70)}
 
 
 

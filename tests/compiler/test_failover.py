@@ -1,5 +1,6 @@
-"""Failover inside residency (docs/design/0004): a tenant's cluster reads a set with priorities from
-exactly its failover regions where the policy routes that version, and nothing else changes."""
+"""Failover inside residency (docs/design/0004): a tenant's cluster for a model reads a set with
+priorities from exactly its failover regions where the policy routes its versions, each replica tagged
+with its versions (one cluster per tenant and model, docs/design/0001), and nothing else changes."""
 
 from __future__ import annotations
 
@@ -57,14 +58,24 @@ def ports(cla: endpoint_pb2.ClusterLoadAssignment) -> dict[int, list[tuple[int, 
     return out
 
 
+def versions(cla: endpoint_pb2.ClusterLoadAssignment) -> dict[int, set[tuple[str, ...]]]:
+    """priority -> the version tags its replicas carry (the subsets they serve)."""
+    return {loc.priority: {tuple(v.string_value for v in
+                                 lb.metadata.filter_metadata["envoy.lb"].fields["version"].list_value.values)
+                           for lb in loc.lb_endpoints} for loc in cla.endpoints}
+
+
 def test_failover_tenant_reads_a_set_with_priorities_from_exactly_its_failover_regions(failover_dir: Path) -> None:
     us = compile_dir(failover_dir).snapshots[US]
-    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/v1/us-east-1", cluster_pb2.Cluster)
+    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
     eds = cluster.eds_cluster_config.service_name
-    assert eds == "model/embedder/v1/us-east-1/failover/eu-west-1"
+    assert eds == "model/embedder/us-east-1/failover/eu-west-1"
     cla = unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)
     # Priority 0: the gateway's own region; 1: the failover region. Nothing else, and each tagged.
     assert ports(cla) == {0: [(9001, US), (9002, US)], 1: [(9201, EU), (9202, EU)]}
+    # Both embedder versions run on gpu-small in both regions: each subset fails over.
+    assert versions(cla) == {0: {("v1", "v2")}, 1: {("v1", "v2")}}
+    assert cluster.lb_subset_config.subset_selectors[0].keys == ["version"]
     assert [loc.locality.region for loc in cla.endpoints] == [US, EU]
     # The served region is written onto the upstream request (the runtime's region check) and response.
     options = http_protocol_options_pb2.HttpProtocolOptions()
@@ -78,19 +89,42 @@ def test_failover_tenant_reads_a_set_with_priorities_from_exactly_its_failover_r
     assert {h.header.key: h.header.value for h in split[0].request_headers_to_add}[FAILOVER_HEADER] == EU
 
 
+def _route_headers(snapshot: Snapshot, tenant: str, route: str) -> dict[str, str]:
+    vhost = unpack(snapshot, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", f"tenant/{tenant}",
+                   route_pb2.RouteConfiguration).virtual_hosts[0]
+    return {h.header.key: h.header.value for r in vhost.routes if r.name == route for h in r.request_headers_to_add}
+
+
 def test_version_not_routed_in_the_failover_region_does_not_fail_over(failover_dir: Path) -> None:
     us = compile_dir(failover_dir).snapshots[US]
-    # classifier v2 is deployed only in the US: policy routes it nowhere else, so no EU endpoint.
-    cluster = unpack(us, CLUSTER, "tenant/acme/classifier/v2/us-east-1", cluster_pb2.Cluster)
-    assert cluster.eds_cluster_config.service_name == "model/classifier/v2/us-east-1"
-    assert not cluster.typed_extension_protocol_options
-    assert "model/classifier/v2/us-east-1/failover/eu-west-1" not in us.of_type(ENDPOINT)
+    # classifier v2 is deployed only in the US: policy routes it nowhere else, so no EU replica carries
+    # it, and its subset has only the US priority; v1's fails over.
+    cluster = unpack(us, CLUSTER, "tenant/acme/classifier/us-east-1", cluster_pb2.Cluster)
+    eds = cluster.eds_cluster_config.service_name
+    assert eds == "model/classifier/us-east-1/failover/eu-west-1"
+    assert versions(unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)) == {0: {("v1", "v2")}, 1: {("v1",)}}
+    assert FAILOVER_HEADER not in _route_headers(us, "acme", "classifier/v2")
+    assert _route_headers(us, "acme", "classifier/v1")[FAILOVER_HEADER] == EU
+
+
+def test_a_policy_routing_only_some_versions_in_a_failover_region_narrows_that_hop(failover_dir: Path) -> None:
+    """Where a (custom) policy routes fewer of a tenant's versions in a failover region than run there,
+    the hop holds only those, so a version the policy keeps out of the region never reaches it."""
+    cfg = load_config(failover_dir)
+    acme = cfg.tenants["acme"]
+    narrowed = acme.model_copy(update={"routes": {**acme.routes, EU: {**acme.routes[EU], "embedder": ["v1"]}}})
+    cfg = cfg.model_copy(update={"tenants": {**cfg.tenants, "acme": narrowed}})
+    us = Compiler().compile(CompileInputs(cfg, ENDPOINTS, JWKS)).snapshots[US]
+    eds = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster).eds_cluster_config.service_name
+    assert eds == "model/embedder/us-east-1/failover/eu-west-1=v1"
+    assert versions(unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)) == {0: {("v1", "v2")}, 1: {("v1",)}}
+    assert FAILOVER_HEADER not in _route_headers(us, "acme", "embedder/v2")
 
 
 def test_the_failover_region_itself_has_nowhere_further_to_go(failover_dir: Path) -> None:
     eu = compile_dir(failover_dir).snapshots[EU]
-    cluster = unpack(eu, CLUSTER, "tenant/acme/embedder/v1/eu-west-1", cluster_pb2.Cluster)
-    assert cluster.eds_cluster_config.service_name == "model/embedder/v1/eu-west-1"
+    cluster = unpack(eu, CLUSTER, "tenant/acme/embedder/eu-west-1", cluster_pb2.Cluster)
+    assert cluster.eds_cluster_config.service_name == "model/embedder/eu-west-1"
     assert not [n for n in eu.of_type(ENDPOINT) if "/failover/" in n]
 
 
@@ -113,7 +147,7 @@ def test_failover_in_the_config_must_stay_inside_allowed(cfg_dir: Path) -> None:
 
 def test_tenants_without_failover_are_unchanged_and_tenants_share_a_chain(cfg_dir: Path) -> None:
     before = compile_dir(cfg_dir).snapshots[US]
-    # initech: the same chain as acme gets from the same edit; the two share one set per version.
+    # initech: the same chain as acme gets from the same edit; the two share one set per model.
     for tenant in ("acme", "initech"):
         data = yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())
         edit_tenant(cfg_dir, tenant, regions={**data["regions"], "allowed": [US, EU], "failover": [EU]})
@@ -132,7 +166,7 @@ def test_tenants_without_failover_are_unchanged_and_tenants_share_a_chain(cfg_di
                      for n in after.of_type(CLUSTER) if n.startswith(("tenant/acme/", "tenant/initech/", "own."))
                      for c in [unpack(after, CLUSTER, n, cluster_pb2.Cluster)]}
     assert new_sets and all("/failover/eu-west-1" in n for n in new_sets)
-    assert set(new_sets) <= versions_used  # one per version, shared, none left unread
+    assert set(new_sets) <= versions_used  # one per model, shared, none left unread
 
 
 def test_an_endpoint_change_reaches_the_failover_sets_and_equals_a_full_compile(failover_dir: Path) -> None:
@@ -142,7 +176,7 @@ def test_an_endpoint_change_reaches_the_failover_sets_and_equals_a_full_compile(
     moved = EndpointDirectory({**ENDPOINTS.by_pool, (EU, "gpu-small"): (Endpoint("127.0.0.1", 9201),)})
     fast = Compiler.with_endpoints(compiled, cfg, moved)
     assert fast.version == Compiler().compile(CompileInputs(cfg, moved, JWKS)).version
-    cla = unpack(fast.snapshots[US], ENDPOINT, "model/embedder/v1/us-east-1/failover/eu-west-1",
+    cla = unpack(fast.snapshots[US], ENDPOINT, "model/embedder/us-east-1/failover/eu-west-1",
                  endpoint_pb2.ClusterLoadAssignment)
     assert ports(cla) == {0: [(9001, US), (9002, US)], 1: [(9201, EU)]}
 

@@ -106,7 +106,7 @@ def test_route_hashes_on_tenant_and_the_model_name_from_the_path() -> None:
     # Catalog models keep least-request, no hashing.
     catalog = next(r for r in vhost(us, "acme").routes if r.name == "embedder")
     assert not catalog.route.hash_policy
-    tenant_cluster = unpack(us, CLUSTER, "tenant/acme/embedder/v1/us-east-1", cluster_pb2.Cluster)
+    tenant_cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
     assert tenant_cluster.lb_policy == cluster_pb2.Cluster.LEAST_REQUEST
 
 

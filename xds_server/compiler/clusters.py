@@ -1,14 +1,16 @@
-"""Per-tenant clusters (one per model version, with circuit breakers sized from the tenant's
-concurrency quota) and the shared per-version endpoint sets they draw from."""
+"""Per-tenant clusters (one per model, with circuit breakers sized from the tenant's concurrency quota)
+and the shared per-model endpoint sets they draw from, each endpoint tagged with the versions it serves,
+which the cluster's subset load balancer picks by (docs/design/0001)."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import duration_pb2, struct_pb2, wrappers_pb2
 
 from xds_server.compiler.endpoints import Endpoint
 
@@ -36,6 +38,19 @@ _OUTLIER_DETECTION = outlier_detection_pb2.OutlierDetection(
     max_ejection_percent=wrappers_pb2.UInt32Value(value=50),
 )
 _CONNECT_TIMEOUT = duration_pb2.Duration(nanos=500_000_000)
+
+# Where a replica's versions live in its endpoint metadata, and which a route's metadata_match names: the
+# subset load balancer's own namespace.
+LB_NAMESPACE = "envoy.lb"
+VERSION_KEY = "version"
+# A replica serves every version of its pool (a list, each element a subset key: list_as_any), so one
+# host per replica however many versions it serves; a version with no replica gets a 503 (UH), never
+# another version (NO_FALLBACK).
+_SUBSETS = cluster_pb2.Cluster.LbSubsetConfig(
+    fallback_policy=cluster_pb2.Cluster.LbSubsetConfig.NO_FALLBACK,
+    subset_selectors=[cluster_pb2.Cluster.LbSubsetConfig.LbSubsetSelector(keys=[VERSION_KEY])],
+    list_as_any=True,
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -65,6 +80,7 @@ def tenant_cluster(name: str, eds_name: str, concurrency: int,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ADS_SOURCE, service_name=eds_name),
         connect_timeout=_CONNECT_TIMEOUT,
         lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        lb_subset_config=_SUBSETS,
         circuit_breakers=_circuit_breakers(concurrency),
         outlier_detection=_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,
@@ -75,20 +91,55 @@ def tenant_cluster(name: str, eds_name: str, concurrency: int,
 _DRAINING, _UNKNOWN = health_check_pb2.HealthStatus.DRAINING, health_check_pb2.HealthStatus.UNKNOWN
 
 
-def endpoint_set(name: str, endpoints: tuple[Endpoint, ...]) -> endpoint_pb2.ClusterLoadAssignment:
-    lb_endpoints = [
-        endpoint_components_pb2.LbEndpoint(
-            endpoint=endpoint_components_pb2.Endpoint(
-                address=address_pb2.Address(
-                    socket_address=address_pb2.SocketAddress(address=e.host, port_value=e.port),
-                ),
+# An endpoint and the model versions it serves (empty: untagged, as a pool's set for own models).
+Tagged = tuple[Endpoint, tuple[str, ...]]
+
+
+def versioned(by_version: Iterable[tuple[str, tuple[Endpoint, ...]]]) -> list[Tagged]:
+    """Each replica once, tagged with every version that runs on it (versions sharing a pool share its
+    replicas), in a stable order so the set's resource version only moves when an endpoint does."""
+    tags: dict[Endpoint, list[str]] = {}
+    for version, endpoints in by_version:
+        for e in endpoints:
+            tags.setdefault(e, []).append(version)
+    return [(e, tuple(sorted(tags[e]))) for e in sorted(tags)]
+
+
+def lb_endpoint(endpoint: Endpoint, versions: tuple[str, ...] = ()) -> endpoint_components_pb2.LbEndpoint:
+    out = endpoint_components_pb2.LbEndpoint(
+        endpoint=endpoint_components_pb2.Endpoint(
+            address=address_pb2.Address(
+                socket_address=address_pb2.SocketAddress(address=endpoint.host, port_value=endpoint.port),
             ),
-            # A draining endpoint takes no new requests; in-flight ones finish on their connection.
-            health_status=_DRAINING if e.draining else _UNKNOWN,
-        )
-        for e in endpoints
-    ]
+        ),
+        # A draining endpoint takes no new requests; in-flight ones finish on their connection.
+        health_status=_DRAINING if endpoint.draining else _UNKNOWN,
+    )
+    if versions:
+        out.metadata.filter_metadata[LB_NAMESPACE].CopyFrom(_versions_struct(versions))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _versions_struct(versions: tuple[str, ...]) -> struct_pb2.Struct:
+    """Few distinct version lists among many endpoints: build each once."""
+    listed = struct_pb2.ListValue(values=[struct_pb2.Value(string_value=v) for v in versions])
+    return struct_pb2.Struct(fields={VERSION_KEY: struct_pb2.Value(list_value=listed)})
+
+
+def endpoint_set(name: str, endpoints: Iterable[Endpoint | Tagged]) -> endpoint_pb2.ClusterLoadAssignment:
+    """One locality of `endpoints`: plain (a pool's, for own models) or tagged with versions (a model's)."""
+    lb_endpoints = [lb_endpoint(*e) if isinstance(e, tuple) else lb_endpoint(e) for e in endpoints]
     return endpoint_pb2.ClusterLoadAssignment(
         cluster_name=name,
         endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def version_match(version: str) -> base_pb2.Metadata:
+    """A route's (or a weighted entry's) metadata_match picking the subset of `version`'s replicas."""
+    meta = base_pb2.Metadata()
+    meta.filter_metadata[LB_NAMESPACE].CopyFrom(
+        struct_pb2.Struct(fields={VERSION_KEY: struct_pb2.Value(string_value=version)}))
+    return meta

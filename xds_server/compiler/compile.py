@@ -141,20 +141,25 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
     out = [Resource.pack(naming.tenant_scope(spec.id), routes.tenant_scope(spec.id))]
     served: list[routes.ModelRoute] = []
     for model_name, grant in sorted(spec.models.items()):
-        targets = []
         routable = set(allowed_here.get(model_name, ()))
-        for version, weight in sorted(grant.split.items()):
-            if version not in routable:
-                continue  # policy/residency denies a split with traffic here, so only weight-0 versions
-            cluster = naming.tenant_cluster(spec.id, model_name, version, region)
-            # With failover regions the policy routes this version in, the cluster reads that chain's set.
-            chain = failover.chain(tenant, model_name, version, region)
-            eds = (naming.failover_endpoints(model_name, version, region, chain) if chain
-                   else naming.version_endpoints(model_name, version, region))
-            built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency, tls)
-            out.append(Resource.pack(cluster, failover.failover_cluster(built) if chain else built))
-            targets.append(routes.VersionTarget(version=version, cluster=cluster, weight=weight, failover=chain))
-        served.append(routes.ModelRoute(model=model_name, targets=tuple(targets)))
+        # policy/residency denies a split with traffic here, so only weight-0 versions are ever skipped
+        versions = [(v, w) for v, w in sorted(grant.split.items()) if v in routable]
+        if not versions:
+            served.append(routes.ModelRoute(model=model_name, targets=()))
+            continue
+        # One cluster for the model, its versions subsets of it (docs/design/0001): the circuit breakers
+        # cap the tenant's concurrency on the model, and a new split moves routes, not clusters. With
+        # failover regions the policy routes its versions in, the cluster reads that chain's set.
+        cluster = naming.tenant_cluster(spec.id, model_name, region)
+        hops = failover.model_hops(cfg, tenant, model_name, region)
+        eds = (naming.failover_endpoints(model_name, region, hops) if hops
+               else naming.model_endpoints(model_name, region))
+        built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency, tls)
+        out.append(Resource.pack(cluster, failover.failover_cluster(built) if hops else built))
+        served.append(routes.ModelRoute(model=model_name, targets=tuple(
+            routes.VersionTarget(version=v, cluster=cluster, weight=w,
+                                 failover=failover.chain(tenant, model_name, v, region) if hops else ())
+            for v, w in versions)))
     forbidden = tuple(sorted(m for m in cfg.models if m not in spec.models))
     headers = {
         contract.REGION_HEADER: region,

@@ -2,11 +2,15 @@
 gateway's region to the regions its `regions.failover` lists, in order, and only to those where the
 policy routes the same version (ResolvedTenant.routes), through Envoy's own priorities.
 
-One endpoint set per (model, version, region, chain): priority 0 holds the gateway region's replicas,
-priority i the i-th failover region's. Envoy sends everything to priority 0 while enough of it is healthy
-and spills to the next priority as its hosts are ejected (outlier detection) or leave EDS. Tenants share
-a set when their chains agree, so the number of sets is the number of distinct chains, small however
-many tenants there are; a tenant without failover keeps today's shared set and cluster.
+One endpoint set per (model, region, chain): priority 0 holds the gateway region's replicas of the
+model, priority i the i-th failover region's, each tagged with its versions like the plain set, so a
+tenant's one cluster per model (compiler/clusters.py) picks each version's subset in every priority.
+Envoy sends a version's requests to its priority-0 replicas while enough of them are healthy and spills
+to the next priority as they are ejected (outlier detection) or leave EDS. The chain of a tenant's model
+is the union of its versions' chains; a hop holds every version deployed there, unless the policy routes
+only some of the tenant's versions there (a hop naming them). Tenants share a set when their chains
+agree, so the number of sets is the number of distinct chains, small however many tenants there are; a
+tenant without failover keeps the shared per-model set.
 
 The served region travels on the upstream request: each endpoint of a failover set carries its region in
 its metadata, and an upstream HTTP filter on the tenant's cluster writes it into `x-fairshare-region`
@@ -33,7 +37,7 @@ from google.protobuf.message import Message
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import clusters, naming
-from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
+from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 
 # Endpoint metadata namespace and key holding the replica's region.
@@ -72,45 +76,75 @@ def _chain(tenant: ResolvedTenant, region: str, routed: Callable[[str], bool]) -
     return tuple(out)
 
 
-def chains(cfg: PlatformConfig, region: str) -> dict[tuple[str, str], set[tuple[str, ...]]]:
-    """Per (model, version), the distinct non-empty chains of the tenants `region`'s gateway serves."""
-    out: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+def model_hops(cfg: PlatformConfig, tenant: ResolvedTenant, model: str, region: str) -> tuple[naming.Hop, ...]:
+    """The failover hops of the tenant's one cluster for `model` served by `region`'s gateway: each region
+    of any routable version's chain, in the tenant's order, with the versions the set must hold there
+    (None: every version deployed there, which is what the residency policy routes; the tenant's
+    subsets pick only its own versions). Empty: no failover."""
+    if not tenant.spec.regions.failover:
+        return ()
+    here = set(tenant.routes.get(region, {}).get(model, ()))
+    grant = tenant.spec.models.get(model)
+    versions = [v for v in sorted(grant.split) if v in here] if grant is not None else []
+    per_version = {v: chain(tenant, model, v, region) for v in versions}
+    hops: list[naming.Hop] = []
+    for other in tenant.spec.regions.failover:
+        served = tuple(v for v in versions if other in per_version[v])
+        if not served or any(h[0] == other for h in hops):
+            continue
+        deployed = tuple(v for v in versions if other in cfg.version_regions(model, v))
+        hops.append((other, None if served == deployed else served))
+    return tuple(hops)
+
+
+def chains(cfg: PlatformConfig, region: str) -> dict[str, set[tuple[naming.Hop, ...]]]:
+    """Per model, the distinct non-empty hop chains of the tenants `region`'s gateway serves."""
+    out: dict[str, set[tuple[naming.Hop, ...]]] = {}
     for tenant in cfg.tenants.values():
         if not tenant.spec.regions.failover:
             continue  # most tenants: one attribute read
         here = tenant.routes.get(region)
         if here is None:
             continue
-        for model, versions in here.items():
-            for version in versions:
-                ch = chain(tenant, model, version, region)
-                if ch:
-                    out.setdefault((model, version), set()).add(ch)
+        for model in here:
+            hops = model_hops(cfg, tenant, model, region)
+            if hops:
+                out.setdefault(model, set()).add(hops)
     return out
+
+
+def model_replicas(cfg: PlatformConfig, endpoints: EndpointDirectory, model: str, region: str,
+                   only: tuple[str, ...] | None = None) -> list[clusters.Tagged]:
+    """`model`'s replicas in `region`, each tagged with its versions deployed there (`only`: of those)."""
+    return clusters.versioned(
+        (version, endpoints.of(region, mv.pool)) for version, mv in sorted(cfg.models[model].versions.items())
+        if (only is None or version in only) and region in cfg.version_regions(model, version))
 
 
 def endpoint_resources_for(cfg: PlatformConfig, endpoints: EndpointDirectory, region: str,
                            ) -> Iterable[tuple[str, endpoint_pb2.ClusterLoadAssignment]]:
     """Every failover endpoint set of `region`'s snapshot (compiler/endpoint_sets.py publishes them)."""
-    for (model, version), found in sorted(chains(cfg, region).items()):
-        pool = cfg.models[model].versions[version].pool
-        for ch in sorted(found):
-            eds = naming.failover_endpoints(model, version, region, ch)
-            yield eds, endpoint_set(eds, [(r, endpoints.of(r, pool)) for r in (region, *ch)])
+    for model, found in sorted(chains(cfg, region).items()):
+        home = model_replicas(cfg, endpoints, model, region)
+        named = {naming.failover_endpoints(model, region, hops): hops for hops in found}
+        for eds, hops in sorted(named.items()):
+            yield eds, endpoint_set(eds, [(region, home), *(
+                (r, model_replicas(cfg, endpoints, model, r, only)) for r, only in hops)])
 
 
-def endpoint_set(name: str, by_region: list[tuple[str, tuple[Endpoint, ...]]]) -> endpoint_pb2.ClusterLoadAssignment:
-    """Priority i: the i-th region's endpoints, each tagged with its region. Built from the plain set of
-    each region (clusters.endpoint_set) so an endpoint's health (draining) is published the same way."""
+def endpoint_set(name: str, by_region: list[tuple[str, list[clusters.Tagged]]]) -> endpoint_pb2.ClusterLoadAssignment:
+    """Priority i: the i-th region's endpoints, each tagged with its region (and its versions, if tagged).
+    Built the way a plain set is (clusters.lb_endpoint) so an endpoint's health (draining) is published
+    the same way."""
     out = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     for priority, (region, eps) in enumerate(by_region):
         meta = _region_metadata(region)
         locality = endpoint_components_pb2.LocalityLbEndpoints(
             priority=priority, locality=base_pb2.Locality(region=region))
-        for plain in clusters.endpoint_set(name, eps).endpoints:
-            for lb in plain.lb_endpoints:
-                lb.metadata.CopyFrom(meta)
-                locality.lb_endpoints.append(lb)
+        for endpoint, versions in eps:
+            lb = clusters.lb_endpoint(endpoint, versions)
+            lb.metadata.filter_metadata[METADATA_NAMESPACE].CopyFrom(meta.filter_metadata[METADATA_NAMESPACE])
+            locality.lb_endpoints.append(lb)
         out.endpoints.append(locality)
     return out
 

@@ -20,8 +20,10 @@ def tenant_routes(tenant: str) -> str:
 TENANT_CLUSTER_PREFIX = "tenant/"
 
 
-def tenant_cluster(tenant: str, model: str, version: str, region: str) -> str:
-    return f"{TENANT_CLUSTER_PREFIX}{tenant}/{model}/{version}/{region}"
+def tenant_cluster(tenant: str, model: str, region: str) -> str:
+    """One cluster per tenant and model, whatever its split (docs/design/0001): its versions are subsets
+    of the cluster's hosts, so its circuit breakers cap the tenant's concurrency on the model."""
+    return f"{TENANT_CLUSTER_PREFIX}{tenant}/{model}/{region}"
 
 
 def tenant_cluster_stats_off() -> dict[str, object]:
@@ -30,19 +32,30 @@ def tenant_cluster_stats_off() -> dict[str, object]:
     return {"exclusion_list": {"patterns": [{"prefix": f"cluster.{TENANT_CLUSTER_PREFIX}"}]}}
 
 
-def version_endpoints(model: str, version: str, region: str) -> str:
-    """EDS name shared by every tenant cluster of one model version: endpoints change in one place."""
-    return f"model/{model}/{version}/{region}"
+def model_endpoints(model: str, region: str) -> str:
+    """EDS name shared by every tenant cluster of one model: the replicas of all its versions deployed in
+    `region`, each tagged with the versions it serves; endpoints change in one place."""
+    return f"model/{model}/{region}"
 
 
 def _chain(chain: tuple[str, ...]) -> str:
     return ",".join(chain)
 
 
-def failover_endpoints(model: str, version: str, region: str, chain: tuple[str, ...]) -> str:
-    """EDS name of a version's endpoints in `region` (priority 0) then in each region of a failover chain
-    (docs/design/0004): shared by every tenant with that chain, so sets grow with distinct chains only."""
-    return f"{version_endpoints(model, version, region)}/failover/{_chain(chain)}"
+# A failover hop: a region, and the versions the set holds there (None: every version deployed there).
+Hop = tuple[str, tuple[str, ...] | None]
+
+
+def _hop(hop: Hop) -> str:
+    region, versions = hop
+    return region if versions is None else f"{region}={'+'.join(versions)}"
+
+
+def failover_endpoints(model: str, region: str, hops: tuple[Hop, ...]) -> str:
+    """EDS name of a model's endpoints in `region` (priority 0) then in each region of a failover chain
+    (docs/design/0004): shared by every tenant with that chain, so sets grow with distinct chains only.
+    A hop that holds fewer than the versions deployed there (a policy routing only some) names them."""
+    return f"{model_endpoints(model, region)}/failover/{','.join(_hop(h) for h in hops)}"
 
 
 OWN_CLUSTER_PREFIX = "own."
@@ -65,11 +78,12 @@ def pool_endpoints(pool: str, region: str, chain: tuple[str, ...] = ()) -> str:
     return f"{name}/failover/{_chain(chain)}" if chain else name
 
 
-def parse_tenant_cluster(name: str) -> tuple[str, str, str, str] | None:
+def parse_tenant_cluster(name: str) -> tuple[str, str, str] | None:
+    """(tenant, model, region) of a tenant cluster's name; None for any other name."""
     parts = name.split("/")
-    if len(parts) != 5 or parts[0] != "tenant":
+    if len(parts) != 4 or parts[0] != "tenant":
         return None
-    return parts[1], parts[2], parts[3], parts[4]
+    return parts[1], parts[2], parts[3]
 
 
 # A region split into cells (xds_server/cells, docs/design/0005): the front tier's resources.

@@ -1,4 +1,8 @@
-"""Per-tenant routes: the tenant's canary split per model, its rules as headers, and clear refusals."""
+"""Per-tenant routes: the tenant's canary split per model, its rules as headers, and clear refusals.
+
+A split is weighted entries that all name the tenant's one cluster for the model, each picking its
+version's subset (ClusterWeight.metadata_match, compiler/clusters.py); an explicit version pins it the
+same way (RouteAction.metadata_match)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from envoy.extensions.retry.priority.previous_priorities.v3 import previous_prio
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import naming
+from xds_server.compiler import clusters, naming
 from xds_server.compiler.failover import FAILOVER_HEADER, pack_any
 from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 
@@ -22,7 +26,7 @@ from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 @dataclass(frozen=True)
 class VersionTarget:
     version: str
-    cluster: str
+    cluster: str  # the tenant's cluster for the model; the version is its subset
     weight: int
     # The regions its requests fail over to (compiler/failover.py), named to the gateway's local reply.
     failover: tuple[str, ...] = ()
@@ -67,7 +71,8 @@ def tenant_routes(
             routes.append(rc.Route(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
-                route=rc.RouteAction(cluster=target.cluster, timeout=timeout, retry_policy=_RETRY),
+                route=rc.RouteAction(cluster=target.cluster, metadata_match=clusters.version_match(target.version),
+                                     timeout=timeout, retry_policy=_RETRY),
                 request_headers_to_add=_target_headers(target),
                 metadata=metadata,
             ))
@@ -76,6 +81,8 @@ def tenant_routes(
             rc.WeightedCluster.ClusterWeight(
                 name=t.cluster,
                 weight=wrappers_pb2.UInt32Value(value=t.weight),
+                metadata_match=clusters.version_match(t.version),
+                # The runtime reads the version from this header; the subset only picks the replicas.
                 request_headers_to_add=_target_headers(t),
             )
             for t in live
