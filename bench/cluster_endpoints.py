@@ -49,7 +49,7 @@ from xds_server.xds.store import SnapshotStore
 REGION = "us-east-1"
 POOLS = ("cpu-general", "gpu-small")  # the example config's pools in the region
 PROBED_POOL = "cpu-general"  # classifier's pool: the probed tenant's cluster draws from it
-PROBED_CLUSTER = naming.tenant_cluster("t00001", "classifier", "v1", REGION)
+PROBED_CLUSTER = naming.tenant_cluster("t00001", "classifier", REGION)
 SLICE_SIZE = 100  # the EndpointSlice controller's default maximum per slice
 TARGET_CHANGE_S = 1.0
 TARGET_FAILED = 0

@@ -119,7 +119,7 @@ class KubePool:
 
     def gateway_hosts(self) -> dict[int, bool]:
         """The tenant cluster's hosts in Envoy (admin /clusters): port -> draining."""
-        cluster = naming.tenant_cluster(TENANT, "classifier", "v1", REGION)
+        cluster = naming.tenant_cluster(TENANT, "classifier", REGION)
         data = json.loads(self.platform.envoys[REGION].admin_get("/clusters?format=json"))
         for c in data.get("cluster_statuses", []):
             if c["name"] == cluster:
