@@ -23,6 +23,7 @@ from inference_images.runtime.models.artifacts import CACHE_ENV, DEFAULT_DISK_BU
 from inference_images.runtime.models.base import RequestLimits
 from inference_images.runtime.models.device import parse_device
 from inference_images.runtime.models.registry import ModelRepository, ModelSpec, default_loaders
+from inference_images.runtime.pii.keys import DEFAULT_SECRET_PREFIX, DEFAULT_TTL_S, KeySourceError
 from inference_images.runtime.scheduling import (
     DEFAULT_IDLE_CREDIT_S,
     DEFAULT_MAX_QUEUE,
@@ -228,8 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve /v2/health/live and /v2/health/ready in plaintext on this port too (kubelet's probes "
         "when the data-plane port needs a client certificate); 0 picks a free one (default: ${HEALTH_PORT_ENV}, "
         "else not served)")
+    parser.add_argument(
+        "--pseudonymisation-keys", default=None, metavar="SOURCE", type=_key_source,
+        help="where tenants' pseudonymisation keys are read (PII rules `pseudonymise`): "
+        "secretsmanager:PREFIX (secret PREFIX/<tenant>/pseudonymisation-key, e.g. "
+        f"secretsmanager:{DEFAULT_SECRET_PREFIX}) "
+        "or file:DIR (DIR/<tenant>.key, what `fairshare run` writes); default: none, and requests that "
+        "pseudonymise get 503")
+    parser.add_argument(
+        "--pseudonymisation-key-ttl-s", type=_positive_float, default=DEFAULT_TTL_S, metavar="SECONDS",
+        help="how long a key is used before it is read again; a rotated key is used within this (default: %(default)g)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
+
+
+def _key_source(text: str) -> str:
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("secretsmanager", "file") or not rest:
+        raise argparse.ArgumentTypeError(f"{text!r} must be secretsmanager:PREFIX or file:DIR")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -360,6 +378,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> tuple[Settings, str]:
         tls=_tls_files(parser, args),
         tls_reload_s=args.tls_reload_s,
         health_port=args.health_port,
+        pseudonymisation_keys=args.pseudonymisation_keys,
+        pseudonymisation_key_ttl_s=args.pseudonymisation_key_ttl_s,
     )
     return settings, args.log_level
 
@@ -395,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_run(settings, repository))
     except TlsConfigError as exc:
         log.error("bad TLS configuration", extra={"reason": str(exc)})
+        return 2
+    except KeySourceError as exc:
+        log.error("bad pseudonymisation key source", extra={"reason": str(exc)})
         return 2
     except OSError as exc:
         log.error("cannot serve", extra={"reason": str(exc)})

@@ -23,6 +23,8 @@ TIER_HEADER = "x-fairshare-tier"
 MODEL_VERSION_HEADER = "x-fairshare-model-version"
 PII_REDACT_HEADER = "x-fairshare-pii-redact"
 PII_BLOCK_HEADER = "x-fairshare-pii-block"
+# Entity types replaced by the tenant's keyed pseudonym (pii.pseudonyms) instead of a placeholder.
+PII_PSEUDONYMISE_HEADER = "x-fairshare-pii-pseudonymise"
 # The most requests of this tenant a replica may hold queued; past it the runtime answers 429 at once.
 MAX_QUEUE_HEADER = "x-fairshare-max-queue"
 # Set by the runtime on every inference response: what the request really cost, in tokens. The gateway's
@@ -44,6 +46,8 @@ REPLICA_HEADER = "x-fairshare-replica"
 # Set by the runtime on an inference response whose text it changed: counts by entity type
 # ("email=1,phone=2"), never values, so a client knows the model saw placeholders.
 PII_REDACTED_HEADER = "x-fairshare-pii-redacted"
+# Likewise for the values replaced by the tenant's pseudonyms ("email=1").
+PII_PSEUDONYMISED_HEADER = "x-fairshare-pii-pseudonymised"
 
 # The tenant that requests without a tenant header run as, when --allow-anonymous permits them.
 ANONYMOUS_TENANT = "anonymous"
@@ -115,7 +119,8 @@ def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_a
 
     # An empty version header is a gateway that had no version to set: same as none.
     version = headers.get(MODEL_VERSION_HEADER) or None
-    pii = PiiRules.from_headers(headers.get(PII_REDACT_HEADER), headers.get(PII_BLOCK_HEADER))
+    pii = PiiRules.from_headers(headers.get(PII_REDACT_HEADER), headers.get(PII_BLOCK_HEADER),
+                                headers.get(PII_PSEUDONYMISE_HEADER))
     owner = headers.get(MODEL_OWNER_HEADER)
     own = None
     if owner is not None:

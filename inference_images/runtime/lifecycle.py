@@ -20,6 +20,7 @@ from inference_images.runtime.models import onnx_format
 from inference_images.runtime.models.cache import MIB, ModelCache
 from inference_images.runtime.models.own import OwnModelLoader
 from inference_images.runtime.models.registry import ModelRepository
+from inference_images.runtime.pii.keys import KeyRing, parse_source
 from inference_images.runtime.scheduling import Admission, BatchingConfig, PolicyOptions, Scheduler, build_scheduler
 from inference_images.runtime.server import RuntimeState, build_app, build_health_app
 from inference_images.runtime.settings import Settings
@@ -57,7 +58,11 @@ async def serve(
         events=metrics,
         pinned_bytes=functools.partial(_catalog_bytes, repository),
     )
-    state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics, cache=cache)
+    # Built before anything listens: a bad source (no AWS region, a bad spec) is a configuration error.
+    keys = (KeyRing(parse_source(settings.pseudonymisation_keys), settings.pseudonymisation_key_ttl_s)
+            if settings.pseudonymisation_keys else None)
+    state = RuntimeState(settings=settings, repository=repository, scheduler=scheduler, metrics=metrics, cache=cache,
+                         keys=keys)
     admin_identity = settings.tls.admin_identity if settings.tls is not None else None
     admin_state = AdminState(repository, cache, admin_identity, store=repository.store)
     admin = web.AppRunner(build_admin_app(admin_state), access_log=None, handle_signals=False)

@@ -27,6 +27,7 @@ from inference_images.runtime.gateway import (
     MAX_QUEUE_HEADER,
     MODEL_OWNER_HEADER,
     MODEL_VERSION_HEADER,
+    PII_PSEUDONYMISED_HEADER,
     PII_REDACTED_HEADER,
     REPLICA_HEADER,
     TENANT_HEADER,
@@ -42,8 +43,10 @@ from inference_images.runtime.models.own import BaseUnavailableError, OwnModelRe
 from inference_images.runtime.models.registry import ModelEntry, ModelNotFoundError, ModelRepository
 from inference_images.runtime.pii import metrics as pii_metrics
 from inference_images.runtime.pii.entities import Entity
+from inference_images.runtime.pii.keys import KeyRing, KeyUnavailableError
+from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
-from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary, text_volume
+from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, split, summary, text_volume
 from inference_images.runtime.protocol import (
     BINARY_EXTENSION,
     HEADER_LENGTH_HEADER,
@@ -99,6 +102,8 @@ class RuntimeState:
     cache: ModelCache | None = None
     # Set on shutdown so readiness fails and the gateway stops sending while in-flight work finishes.
     draining: bool = False
+    # Tenants' pseudonymisation keys (None: no source configured; pseudonymising requests get 503).
+    keys: KeyRing | None = None
 
 
 STATE = web.AppKey("state", RuntimeState)
@@ -391,7 +396,7 @@ async def _infer(request: web.Request) -> web.Response:
             raise ApiError(400, str(exc)) from None
 
         # Before the scheduler, the model or any log sees the text: the tenant's PII rules.
-        inputs, pii_counts = await _redact_request(state, context, infer_request.input_map())
+        inputs, pii_counts, pseudonyms = await _redact_request(state, context, infer_request.input_map())
         try:
             max_queue = parse_queue_bound(request.headers.get(MAX_QUEUE_HEADER))
         except ValueError as exc:
@@ -424,8 +429,8 @@ async def _infer(request: web.Request) -> web.Response:
             )
             raise ApiError(500, f"inference failed in model '{model.name}' version '{model.version}'") from None
 
-        outputs, out_counts = redact_outputs(outputs, context.pii)
-        state.metrics.pii.record(context.tenant, out_counts, pii_metrics.REDACTED, pii_metrics.RESPONSE)
+        outputs, out_counts = redact_outputs(outputs, context.pii, pseudonyms)
+        _record(state, context, out_counts, pii_metrics.RESPONSE)
         response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
         if own is not None:
             response["model_name"] = own[0].name  # the tenant's own name, not the cache's qualified one
@@ -435,9 +440,11 @@ async def _infer(request: web.Request) -> web.Response:
         if encoded.header_length is not None:
             reply.headers[HEADER_LENGTH_HEADER] = str(encoded.header_length)
         reply.headers[COST_TOKENS_HEADER] = str(cost_tokens)
-        redacted = summary(pii_counts + out_counts)
+        redacted, pseudonymised = (summary(c) for c in split(pii_counts + out_counts, context.pii))
         if redacted:
             reply.headers[PII_REDACTED_HEADER] = redacted
+        if pseudonymised:
+            reply.headers[PII_PSEUDONYMISED_HEADER] = pseudonymised
         return reply
     except ApiError as exc:
         status = exc.status
@@ -493,11 +500,13 @@ _INLINE_REDACT_CHARS = 32 * 1024
 
 async def _redact_request(
     state: RuntimeState, context: GatewayContext, inputs: dict[str, Tensor]
-) -> tuple[dict[str, Tensor], Counter[Entity]]:
-    """Apply the tenant's PII rules to the request's text; a blocked type is a 422 naming the type only."""
+) -> tuple[dict[str, Tensor], Counter[Entity], Pseudonymiser | None]:
+    """Apply the tenant's PII rules to the request's text; a blocked type is a 422 naming the type only.
+    Also returns the tenant's key when its rules pseudonymise, for the response's scan."""
     if not context.pii.active:
-        return inputs, Counter()
-    work = functools.partial(redact_inputs, inputs, context.pii)
+        return inputs, Counter(), None
+    pseudonyms = await _pseudonymiser(state, context) if context.pii.pseudonymise else None
+    work = functools.partial(redact_inputs, inputs, context.pii, pseudonyms)
     try:
         if text_volume(inputs) > _INLINE_REDACT_CHARS:
             redacted, counts = await asyncio.to_thread(work)
@@ -507,8 +516,32 @@ async def _redact_request(
         # Blocked requests count once per type: nothing past the first finding is looked at.
         state.metrics.pii.record(context.tenant, Counter(exc.entities), pii_metrics.BLOCKED, pii_metrics.REQUEST)
         raise ApiError(422, str(exc)) from None
-    state.metrics.pii.record(context.tenant, counts, pii_metrics.REDACTED, pii_metrics.REQUEST)
-    return redacted, counts
+    _record(state, context, counts, pii_metrics.REQUEST)
+    return redacted, counts, pseudonyms
+
+
+def _record(state: RuntimeState, context: GatewayContext, counts: Counter[Entity], stage: str) -> None:
+    redacted, pseudonymised = split(counts, context.pii)
+    state.metrics.pii.record(context.tenant, redacted, pii_metrics.REDACTED, stage)
+    state.metrics.pii.record(context.tenant, pseudonymised, pii_metrics.PSEUDONYMISED, stage)
+
+
+async def _pseudonymiser(state: RuntimeState, context: GatewayContext) -> Pseudonymiser:
+    """The tenant's key, or a 503 that names the tenant and where its key should be: a request whose
+    rules pseudonymise is never served without it (neither raw nor with placeholders instead)."""
+    types = ", ".join(sorted(context.pii.pseudonymise))
+    if state.keys is None:
+        raise ApiError(503, f"tenant '{context.tenant}' has {types} pseudonymised, but this replica has no "
+                       "pseudonymisation key source (--pseudonymisation-keys); nothing was processed")
+    pseudonyms = state.keys.cached(context.tenant)
+    if pseudonyms is not None:
+        return pseudonyms
+    try:
+        # Secrets Manager (or the disk) blocks: off the event loop, one read per tenant at a time.
+        return await asyncio.to_thread(state.keys.get, context.tenant)
+    except KeyUnavailableError as exc:
+        raise ApiError(503, f"tenant '{context.tenant}' has {types} pseudonymised, but {exc}; nothing was "
+                       "processed", {"Retry-After": str(max(1, math.ceil(state.keys.retry_s)))}) from None
 
 
 async def _metrics(request: web.Request) -> web.Response:

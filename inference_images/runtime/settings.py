@@ -67,6 +67,11 @@ class Settings:
     tls_reload_s: float = 1.0
     # Plaintext liveness and readiness only (kubelet has no client certificate); None: not served.
     health_port: int | None = None
+    # Where tenants' pseudonymisation keys come from (pii.keys.parse_source: secretsmanager:PREFIX or
+    # file:DIR); None: requests whose rules pseudonymise anything are refused (503), never passed raw.
+    pseudonymisation_keys: str | None = None
+    # How long a key is used before it is read again (a rotated key is picked up within this).
+    pseudonymisation_key_ttl_s: float = 300.0
 
     def limits_for(self, model: object) -> RequestLimits:
         """What one request to ``model`` may carry: its declared limits (or the default), overridden by

@@ -10,6 +10,7 @@ from prometheus_client import Counter as PromCounter
 from inference_images.runtime.pii.entities import Entity
 
 REDACTED = "redacted"
+PSEUDONYMISED = "pseudonymised"
 BLOCKED = "blocked"
 REQUEST = "request"
 RESPONSE = "response"
@@ -17,10 +18,11 @@ RESPONSE = "response"
 
 class PiiMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        # Series are bounded by the tenants routed to this replica times six types, two actions, two stages.
+        # Series are bounded by the tenants routed to this replica times six types, three actions, two stages.
         self.findings = PromCounter(
             "fairshare_runtime_pii_findings",
-            "PII entities found in inference traffic, by tenant, entity type, action (redacted or blocked) "
+            "PII entities found in inference traffic, by tenant, entity type, action (redacted, pseudonymised "
+            "or blocked) "
             "and stage (request or response).",
             ["tenant", "entity", "action", "stage"],
             registry=registry,

@@ -1,10 +1,12 @@
-"""A tenant's PII rules as the gateway hands them over: which entity types to redact, which to refuse.
+"""A tenant's PII rules as the gateway hands them over: which entity types to redact, which to replace by
+the tenant's keyed pseudonyms, which to refuse.
 
-The compiler writes them on each tenant route as ``x-fairshare-pii-redact`` / ``x-fairshare-pii-block``,
-comma-separated entity names (``email,phone``), empty for none. A name this runtime does not know means the
-control plane is newer than the runtime (deployment skew), not a bad request: it is logged once per name
-and otherwise ignored, so a rollout of a new entity type never takes serving down. Block wins when a type
-is in both lists.
+The compiler writes them on each tenant route as ``x-fairshare-pii-redact`` / ``x-fairshare-pii-block`` /
+``x-fairshare-pii-pseudonymise``, comma-separated entity names (``email,phone``), empty for none. A name
+this runtime does not know means the control plane is newer than the runtime (deployment skew), not a bad
+request: it is logged once per name and otherwise ignored, so a rollout of a new entity type never takes
+serving down. Block wins when a type is in two lists, then pseudonymise over redact (the PII policy never
+lets a tenant pseudonymise a blocked type; this is the runtime's own guard).
 """
 
 from __future__ import annotations
@@ -29,24 +31,27 @@ _MAX_HEADER_LEN = 512
 class PiiRules:
     redact: frozenset[Entity] = frozenset()
     block: frozenset[Entity] = frozenset()
+    # Replaced by the tenant's keyed pseudonym (pii.pseudonyms), which needs the tenant's key (pii.keys).
+    pseudonymise: frozenset[Entity] = frozenset()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "redact", self.redact - self.block)
+        object.__setattr__(self, "pseudonymise", self.pseudonymise - self.block)
+        object.__setattr__(self, "redact", self.redact - self.block - self.pseudonymise)
 
     @property
     def active(self) -> bool:
-        return bool(self.redact or self.block)
+        return bool(self.redact or self.block or self.pseudonymise)
 
     @property
     def watched(self) -> frozenset[Entity]:
-        return self.redact | self.block
+        return self.redact | self.block | self.pseudonymise
 
     @classmethod
-    def from_headers(cls, redact: str | None, block: str | None) -> PiiRules:
-        return cls(_parse(redact), _parse(block))
+    def from_headers(cls, redact: str | None, block: str | None, pseudonymise: str | None = None) -> PiiRules:
+        return cls(_parse(redact), _parse(block), _parse(pseudonymise))
 
     def describe(self) -> dict[str, list[str]]:
-        return {"redact": sorted(self.redact), "block": sorted(self.block)}
+        return {"redact": sorted(self.redact), "block": sorted(self.block), "pseudonymise": sorted(self.pseudonymise)}
 
 
 NO_RULES = PiiRules()

@@ -13,12 +13,15 @@ from dataclasses import replace
 
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii.entities import Entity
+from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import PiiBlockedError, redact
 from inference_images.runtime.pii.rules import PiiRules
 
 
-def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules) -> tuple[dict[str, Tensor], Counter[Entity]]:
-    """The inputs with the rules applied, and how many of each type were redacted.
+def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules,
+                  pseudonyms: Pseudonymiser | None = None) -> tuple[dict[str, Tensor], Counter[Entity]]:
+    """The inputs with the rules applied (``pseudonyms``: the tenant's key, when the rules pseudonymise),
+    and how many of each type were replaced.
 
     Raises ``PiiBlockedError`` naming the input and the blocked types when any text holds one.
     """
@@ -32,7 +35,7 @@ def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules) -> tuple[dict[s
             continue
         texts: list[str] = []
         for text in tensor.data:
-            result = redact(text, rules)
+            result = redact(text, rules, pseudonyms=pseudonyms)
             if result.blocked:
                 raise PiiBlockedError(result.blocked, f"input '{name}'")
             counts.update(result.counts)
@@ -41,9 +44,11 @@ def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules) -> tuple[dict[s
     return out, counts
 
 
-def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules) -> tuple[list[Tensor], Counter[Entity]]:
-    """A model's outputs with every type the rules name (redact or block) replaced: a response that has
-    been computed cannot be refused without wasting the work, and must not carry what the input could not."""
+def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules,
+                   pseudonyms: Pseudonymiser | None = None) -> tuple[list[Tensor], Counter[Entity]]:
+    """A model's outputs with every type the rules name replaced (redact or block: the placeholder;
+    pseudonymise: the same pseudonym the input would have had): a response that has been computed cannot
+    be refused without wasting the work, and must not carry what the input could not."""
     counts: Counter[Entity] = Counter()
     produced = list(outputs)
     if not rules.active:
@@ -55,7 +60,7 @@ def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules) -> tuple[list[Ten
             continue
         texts: list[str] = []
         for text in tensor.data:
-            result = redact(text, rules, enforce_block=False)
+            result = redact(text, rules, enforce_block=False, pseudonyms=pseudonyms)
             counts.update(result.counts)
             texts.append(result.text)
         out.append(replace(tensor, data=texts))
@@ -70,3 +75,9 @@ def text_volume(inputs: Mapping[str, Tensor]) -> int:
 def summary(counts: Counter[Entity]) -> str:
     """``email=2,phone=1``: the response header and access-log form of a redaction count."""
     return ",".join(f"{entity.value}={n}" for entity, n in sorted(counts.items()) if n)
+
+
+def split(counts: Counter[Entity], rules: PiiRules) -> tuple[Counter[Entity], Counter[Entity]]:
+    """Replacement counts as (redacted, pseudonymised): the rules give each type one treatment."""
+    pseudonymised = Counter({e: n for e, n in counts.items() if e in rules.pseudonymise})
+    return counts - pseudonymised, pseudonymised
