@@ -1,14 +1,15 @@
 """What Envoy spends applying one shared endpoint set read by many tenant clusters (issue 12's EDS target).
 
 N EDS clusters, built as the compiler builds tenant clusters (clusters.tenant_cluster), all read one
-ClusterLoadAssignment of M endpoints, as `tenant/<t>/<model>/<version>/<region>` clusters read
-`model/<model>/<version>/<region>`. One variant at a time changes one knob (LB policy, outlier detection,
+ClusterLoadAssignment of M endpoints, as `tenant/<t>/<model>/<region>` clusters read `model/<model>/<region>`
+(each endpoint tagged with the versions it serves, each cluster's subsets picking them: docs/design/0001).
+One variant at a time changes one knob (LB policy, outlier detection,
 ignore_health_on_host_removal, update_merge_window, worker count, endpoint count); each variant gets a
 fresh Envoy, then the set is changed `--changes` times (one endpoint added, then drained) and timed from
 publication: until Envoy's ACK (its main thread has run every cluster's EDS update) and until the probed
 cluster's hosts show the change in admin /clusters (the workers have it too).
 
-    python -m bench.eds_fanout [--clusters 17500] [--endpoints 100] [--variants base rr ...]
+    python -m bench.eds_fanout [--clusters 10000] [--endpoints 100] [--variants base rr ...]
 
 Writes bench/results/eds_fanout.{json,md}. No compile, no policy, no listeners: Envoy's cost alone.
 """
@@ -41,12 +42,13 @@ from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
 REGION = "us-east-1"
-EDS = naming.version_endpoints("embedder", "v1", REGION)
+EDS = naming.model_endpoints("embedder", REGION)
+VERSIONS = ("v1", "v2")  # both on the pool, as the example config's embedder
 progress = functools.partial(report.progress, "eds_fanout")
 
 
 def _cluster(i: int, tweak: Callable[[cluster_pb2.Cluster], None]) -> cluster_pb2.Cluster:
-    c = clusters.tenant_cluster(naming.tenant_cluster(f"t{i:05d}", "embedder", "v1", REGION), EDS, 8)
+    c = clusters.tenant_cluster(naming.tenant_cluster(f"t{i:05d}", "embedder", REGION), EDS, 8)
     tweak(c)
     return c
 
@@ -96,7 +98,8 @@ def _endpoints(n: int, extra: str | None = None, draining: str | None = None) ->
 
 
 def _snapshot(version: str, cluster_res: list[Resource], eps: tuple[Endpoint, ...]) -> Snapshot:
-    return Snapshot.build(version, [*cluster_res, Resource.pack(EDS, clusters.endpoint_set(EDS, eps))])
+    tagged = [(e, VERSIONS) for e in eps]
+    return Snapshot.build(version, [*cluster_res, Resource.pack(EDS, clusters.endpoint_set(EDS, tagged))])
 
 
 def _stats(envoy: EnvoyProcess) -> dict[str, int]:
@@ -218,7 +221,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clusters", type=int, default=17_500)
+    p.add_argument("--clusters", type=int, default=10_000, help="the 10,000-tenant case: one cluster per tenant")
     p.add_argument("--endpoints", type=int, default=100)
     p.add_argument("--changes", type=int, default=2)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
