@@ -48,3 +48,27 @@ output "chart_inputs" {
     tenant_secret_name_prefix = "fairshare/tenants"
   }
 }
+
+output "cluster_addons_values" {
+  description = "Values for helm/fairshare-cluster-addons (Cluster Autoscaler and the AWS Load Balancer Controller, in kube-system): cluster, region, VPC, each release's service account with the IRSA role that trusts it, and the auto-discovery tags on the node groups. JSON is YAML: `terraform output -json cluster_addons_values > addons.json` is a values file as written (make addons-install)."
+  value = {
+    cluster = { kubernetesVersion = var.kubernetes_version }
+    aws-load-balancer-controller = {
+      clusterName = module.cluster.name
+      region      = var.region
+      vpcId       = module.network.vpc_id
+      serviceAccount = {
+        name        = module.iam.addon_service_accounts.load_balancer
+        annotations = { "eks.amazonaws.com/role-arn" = module.iam.load_balancer_controller_role_arn }
+      }
+    }
+    cluster-autoscaler = {
+      awsRegion     = var.region
+      autoDiscovery = { clusterName = module.cluster.name, tags = sort(keys(module.node_pools.autoscaler_discovery_tags)) }
+      rbac = { serviceAccount = {
+        name        = module.iam.addon_service_accounts.cluster_autoscaler
+        annotations = { "eks.amazonaws.com/role-arn" = module.iam.cluster_autoscaler_role_arn }
+      } }
+    }
+  }
+}

@@ -22,3 +22,8 @@ output "load_balancer_controller_role_arn" {
   description = "Role the AWS Load Balancer Controller's service account (kube-system) is annotated with."
   value       = aws_iam_role.load_balancer_controller.arn
 }
+
+output "addon_service_accounts" {
+  description = "Service accounts (in kube-system) the Cluster Autoscaler and AWS Load Balancer Controller roles trust: the add-on releases must run as exactly these."
+  value       = local.addon_service_accounts
+}

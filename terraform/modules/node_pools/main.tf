@@ -6,6 +6,14 @@ locals {
   ami_type    = { for name, p in var.pools : name => coalesce(p.ami_type, local.default_ami[p.kind]) }
   # Bottlerocket keeps the OS on /dev/xvda and containers and images on /dev/xvdb; AL2023 has one volume.
   data_device = { for name, t in local.ami_type : name => startswith(t, "BOTTLEROCKET") ? "/dev/xvdb" : "/dev/xvda" }
+  # What Cluster Autoscaler discovers the groups it may resize by (its --node-group-auto-discovery tags, from
+  # the autoscaler_discovery_tags output) and what its IAM role may resize (the <cluster> = owned tag). EKS
+  # puts these on each managed node group's Auto Scaling group; they are on the node groups too, so a plan
+  # shows what the autoscaler will find.
+  autoscaler_discovery_tags = {
+    "k8s.io/cluster-autoscaler/enabled"             = "true"
+    "k8s.io/cluster-autoscaler/${var.cluster_name}" = "owned"
+  }
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -109,8 +117,8 @@ resource "aws_eks_node_group" "this" {
 
   # What one serving replica of the pool asks for (GPUs, CPU, memory): policy/infrastructure checks that
   # each instance type's allocatable capacity holds it. Cluster Autoscaler discovers the group by the
-  # k8s.io/cluster-autoscaler tags EKS puts on the group's Auto Scaling group.
-  tags = merge(var.tags, { "fairshare:pool" = each.key, "fairshare:pool-kind" = each.value.kind },
+  # k8s.io/cluster-autoscaler tags (local.autoscaler_discovery_tags).
+  tags = merge(var.tags, local.autoscaler_discovery_tags, { "fairshare:pool" = each.key, "fairshare:pool-kind" = each.value.kind },
     each.value.replica_request == null ? {} : {
       "fairshare:replica-gpus"       = tostring(each.value.replica_request.gpus)
       "fairshare:replica-cpu"        = tostring(each.value.replica_request.cpu)

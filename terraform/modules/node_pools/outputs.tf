@@ -21,3 +21,8 @@ output "launch_template_names" {
   description = "Per pool, the launch template its nodes start from (IMDSv2 only, hop limit 1, encrypted gp3 disk)."
   value       = { for name, lt in aws_launch_template.this : name => lt.name }
 }
+
+output "autoscaler_discovery_tags" {
+  description = "Tags every node group (and, by EKS, its Auto Scaling group) carries for Cluster Autoscaler's auto-discovery: pass their keys to its --node-group-auto-discovery=asg:tag=... (helm/fairshare-cluster-addons)."
+  value       = local.autoscaler_discovery_tags
+}
