@@ -15,6 +15,7 @@ from xds_server.audit.log import AuditError
 from xds_server.auth.keys import SigningKey, SigningKeyError
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, load_config
+from xds_server.listing import capped
 from xds_server.sources.config import cli as config_cli
 
 DEFAULT_STATE = Path(os.environ.get("FAIRSHARE_STATE", ".fairshare"))
@@ -164,7 +165,7 @@ def _models(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     if args.tenant is not None and args.tenant not in cfg.tenants:
-        print(f"error: unknown tenant {args.tenant!r} (known: {', '.join(sorted(cfg.tenants))})", file=sys.stderr)
+        print(f"error: unknown tenant {args.tenant!r} (known: {capped(sorted(cfg.tenants))})", file=sys.stderr)
         return 2
     # Where the replicas are: the running control plane's status, else the endpoints file `run` wrote.
     endpoints, source = EndpointDirectory(), "no running platform found"

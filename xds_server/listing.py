@@ -27,3 +27,12 @@ def capped(items: Iterable[object], limit: int = DEFAULT_LIMIT, sep: str = ", ")
     if not more:
         return sep.join(shown)
     return f"{sep.join(shown)} and {more:,} more"
+
+
+def clipped(text: str, limit: int) -> str:
+    """One line of at most `limit` characters, the cut marked: for a message that is already one string
+    (an Envoy rejection, a refused reload) and may name thousands of resources."""
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2, got {limit}")
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xds_server.listing import capped
+from xds_server.listing import capped, clipped
 
 # Status names of the resource types (xds_server.xds.store.short_type) and their column, in push order.
 TYPES: tuple[tuple[str, str], ...] = (
@@ -62,12 +62,6 @@ def size(n: float | None) -> str:
     if unit == "B":
         return f"{int(value)} B"
     return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
-
-
-def clip(text: str, limit: int) -> str:
-    """One line of at most `limit` characters; the cut is marked."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def snapshot_key(node: Mapping[str, Any]) -> str:
@@ -129,7 +123,7 @@ def gateway_rows(status: Mapping[str, Any], now: float) -> list[GatewayRow]:
         key = snapshot_key(node)
         published = regions.get(key)
         nack = node.get("last_nack")
-        nack_text = "" if nack is None else clip(
+        nack_text = "" if nack is None else clipped(
             f"{_COLUMN.get(nack.get('type', ''), nack.get('type', '?'))} {age(now - nack['at'])} ago: "
             f"{nack.get('message', '')}", NACK_CHARS)
         memory = node.get("memory") or {}
@@ -259,7 +253,7 @@ def render_config(status: Mapping[str, Any], now: float) -> str:
     when = age(now - last["at"]) + " ago" if last.get("at") is not None else "-"
     if last.get("ok"):
         return line + f"; last reload ok {when}"
-    reason = clip(last.get("error") or "no reason given", REASON_CHARS)
+    reason = clipped(last.get("error") or "no reason given", REASON_CHARS)
     return line + f"; last reload REFUSED {when} (still serving {last.get('version') or 'nothing'}): {reason}"
 
 

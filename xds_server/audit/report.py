@@ -19,6 +19,7 @@ from xds_server.audit.trail import _TENANT_FILE, decision_of
 from xds_server.audit.verify import verify
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
+from xds_server.listing import capped
 
 
 class ReportError(AuditError):
@@ -292,7 +293,8 @@ def build_report(config_dir: Path, tenant: str, log_path: Path, since: datetime 
         if tenant in cfg.offboarded:
             raise ReportError(f"tenant {tenant!r} is offboarded (offboard: true): it is served nowhere; its audit "
                               f"records remain: `fairshare audit show --tenant {tenant}`")
-        raise ReportError(f"unknown tenant {tenant!r} in {config_dir} (known: {', '.join(sorted(cfg.tenants))})")
+        raise ReportError(f"unknown tenant {tenant!r} in {config_dir} "
+                          f"({len(cfg.tenants):,} known: {capped(sorted(cfg.tenants))})")
     t = cfg.tenants[tenant]
     data = {
         "tenant": tenant, "generated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -305,7 +307,11 @@ def build_report(config_dir: Path, tenant: str, log_path: Path, since: datetime 
 
 
 def _join(items: list[Any]) -> str:
-    return ", ".join(map(str, items)) or "none"
+    # A tenant with a thousand own models would make one line of them; `--json` keeps every one.
+    return capped(items, REPORT_LIST_LIMIT) or "none"
+
+
+REPORT_LIST_LIMIT = 10
 
 
 def render(d: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ import jwt
 
 from xds_server.auth.keys import SigningKey
 from xds_server.config.model import AuthSettings, PlatformConfig
+from xds_server.listing import capped
 
 
 class UnknownTenant(Exception):
@@ -40,6 +41,6 @@ def issue_for_config(config: PlatformConfig, key: SigningKey, tenant: str, ttl_s
     if tenant in config.offboarded:
         raise UnknownTenant(f"tenant {tenant!r} is offboarded: no tokens are issued for it")
     if tenant not in config.tenants:
-        known = ", ".join(sorted(config.tenants))
-        raise UnknownTenant(f"unknown tenant {tenant!r} (known: {known})")
+        raise UnknownTenant(f"unknown tenant {tenant!r} ({len(config.tenants):,} known: "
+                            f"{capped(sorted(config.tenants))})")
     return issue_token(key, config.platform.auth, tenant, ttl_seconds)

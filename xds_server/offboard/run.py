@@ -34,6 +34,7 @@ from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.model import is_s3
 from xds_server.controlplane import inventory, repository
 from xds_server.controlplane.admin_client import AdminClient
+from xds_server.listing import capped
 from xds_server.offboard import receipt, storage
 
 STEPS = ("mark", "routes", "tokens", "models", "artifacts", "counters", "secrets", "receipt")
@@ -155,7 +156,7 @@ class Offboarding:
                 return  # offboarded earlier and the file since removed: nothing left to do
             known = sorted(p.stem for p in (self.opts.config_dir / "tenants").glob("*.y*ml"))
             raise OffboardError(f"unknown tenant {self.tenant!r}: there is no {path} "
-                                f"(known: {', '.join(known) or 'none'})")
+                                f"({len(known):,} known: {capped(known) or 'none'})")
         raw = yaml.safe_load(path.read_text()) or {}
         marked = isinstance(raw, dict) and raw.get("offboard") is True
         if self.opts.from_config and not marked:
@@ -171,7 +172,7 @@ class Offboarding:
         pinned = self.pinned()
         if pinned:
             raise OffboardError(f"tenant {self.tenant!r} still has traffic pinned to it, which offboarding "
-                                f"would break: {'; '.join(pinned)}. Move those artifacts out of "
+                                f"would break: {capped(pinned, sep='; ')}. Move those artifacts out of "
                                 f"tenants/{self.tenant}/ first")
 
     def pinned(self) -> list[str]:
@@ -285,7 +286,8 @@ class Offboarding:
                         raise OffboardError(f"replica {where} did not unload {qualified}: {reason}")
                 left = _held(ep, prefix, client)
                 if left:
-                    raise OffboardError(f"replica {where} still holds {', '.join(sorted(left))} after unloading")
+                    raise OffboardError(f"replica {where} still holds {len(left):,} of the tenant's models "
+                                        f"after unloading: {capped(sorted(left))}")
                 # Unloading frees the memory; the verified copies in the replica's disk cache go too, so
                 # nothing of the tenant stays on the replica until its cache needs room.
                 try:
@@ -295,7 +297,7 @@ class Offboarding:
                                         f"copies: {err}") from err
                 if purged is not None and purged["busy"]:
                     raise OffboardError(f"replica {where} is still reading artefact copies "
-                                        f"{', '.join(d[:12] for d in purged['busy'])}; run the command again")
+                                        f"{capped(d[:12] for d in purged['busy'])}; run the command again")
                 out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held),
                             "purged_copies": len(purged["purged"]) if purged is not None else 0})
         return {"replicas": out, "artifact_digests": digests}
