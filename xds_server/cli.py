@@ -43,8 +43,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    print(f"config OK: {len(cfg.tenants)} tenants, {len(cfg.models)} models, {len(cfg.regions)} regions")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        if not args.json:
+            raise  # main() prints it for a person: the first problems, then a count
+        print(json.dumps(err.to_json(), indent=2))
+        return 2
+    if args.json:
+        print(json.dumps({"ok": True, "tenants": len(cfg.tenants), "models": len(cfg.models),
+                          "regions": len(cfg.regions)}, indent=2))
+    else:
+        print(f"config OK: {len(cfg.tenants)} tenants, {len(cfg.models)} models, {len(cfg.regions)} regions")
     return 0
 
 
@@ -218,7 +228,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    cmd("validate", _validate, "validate the config and report every problem")
+    v = cmd("validate", _validate, "validate the config and report every problem")
+    v.add_argument("--json", action="store_true", help="every problem as JSON (file, field, message)")
     t = cmd("token", _token, "print a credential for TENANT on the last line")
     t.add_argument("tenant")
     t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: platform.yaml)")

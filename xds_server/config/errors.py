@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Problems a message lists before the rest become a count (the JSON form has every one).
+PROBLEMS_SHOWN = 20
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -23,7 +26,17 @@ class ConfigError(Exception):
         self.problems = sorted(set(problems))
         super().__init__(self.render())
 
-    def render(self) -> str:
-        lines = [f"config is invalid ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
-        lines += [f"  - {p}" for p in self.problems]
+    def render(self, limit: int | None = PROBLEMS_SHOWN) -> str:
+        """The problems for a person: the first `limit` (None: all), then how many more; 6,000 tenants
+        with the same mistake are a count, not 6,000 lines in a log or on the status page."""
+        n = len(self.problems)
+        lines = [f"config is invalid ({n:,} problem{'s' if n != 1 else ''}):"]
+        shown = self.problems if limit is None else self.problems[:limit]
+        lines += [f"  - {p}" for p in shown]
+        if n > len(shown):
+            lines.append(f"  ... and {n - len(shown):,} more (`fairshare validate --json` lists every one)")
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": False, "problems": [{"file": p.file, "field": p.field, "message": p.message}
+                                          for p in self.problems]}

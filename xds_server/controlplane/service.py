@@ -23,6 +23,7 @@ from xds_server.controlplane.admin_client import AdminClient
 from xds_server.endpoints.source import EndpointSource
 from xds_server.endpoints.static import StaticEndpoints
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.listing import capped
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.sources.config import ConfigSource, LocalSource, Revision, SourceError
 from xds_server.xds.store import SnapshotStore
@@ -145,8 +146,8 @@ class ControlPlane:
         repository.unload_in_background(gone, endpoints, AdminClient.for_config(config, self.admin_tls_dir))
         if self.audit is not None:
             self.audit.applied(before, config, compiled.version, previous)
-        log.info("published config version %s (%d tenants; %s)", compiled.version, len(config.tenants),
-                 ", ".join(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
+        log.info("published config version %s (%d tenants; %d snapshots: %s)", compiled.version, len(config.tenants),
+                 len(compiled.snapshots), capped(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time(),
                                   revision=self.revision)
         return self.last

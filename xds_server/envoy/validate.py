@@ -27,9 +27,12 @@ from google.protobuf.message import Message
 
 from xds_server.compiler import upstream_tls
 from xds_server.envoy.sds import sds_documents
+from xds_server.listing import capped, clipped
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, Resource, Snapshot
 
 _XDS = "validate-xds"
+# Envoy's reason for a rejection, at most (it is quoted in the log, the status page and the audit trail).
+REASON_CHARS = 2_000
 
 log = logging.getLogger("fairshare.envoy.validate")
 
@@ -67,6 +70,8 @@ class EnvoyValidator:
                 return f"could not run Envoy to validate the config: {err}"
         if done.returncode == 0:
             return None
+        log.debug("envoy --mode validate rejected %d changed resources; its whole output:\n%s", changed,
+                  done.stdout + done.stderr)
         return _reason(done.stdout + done.stderr)
 
 
@@ -177,7 +182,10 @@ def _reason(output: str) -> str:
     """Envoy's own words, without log prefixes, the temporary file's name or dumps of the proto."""
     constraint = output.rfind("Proto constraint validation failed")
     if constraint >= 0:
-        return output[constraint:].splitlines()[0].strip()
+        return clipped(output[constraint:].splitlines()[0], REASON_CHARS)
     lines = [line for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if "[critical]" in line or "[error]" in line] or lines[-3:]
-    return "; ".join(line.rsplit("': ", 1)[1] if "': " in line else line.rsplit("] ", 1)[-1] for line in errors)
+    reasons = dict.fromkeys(line.rsplit("': ", 1)[1] if "': " in line else line.rsplit("] ", 1)[-1] for line in errors)
+    # A rejected config can name thousands of resources (one line each, or all on one): the reason goes to
+    # the log, the status page and the audit record, so it is the first few, then a count, and bounded.
+    return clipped(capped(reasons, sep="; "), REASON_CHARS)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from xds_server.listing import clipped
 from xds_server.snapshot import CLUSTER, ENDPOINT, LISTENER, ROUTE, SCOPED_ROUTE, WILDCARD_TYPES, Resource
-from xds_server.xds.store import short_type
+from xds_server.xds.store import NACK_MESSAGE_CHARS, short_type
 from xds_server.xds.stream import CONTROL_PLANE, REQUIRED_TYPES, AdsStream
 
 log = logging.getLogger("fairshare.xds.delta")
@@ -116,7 +117,7 @@ class DeltaStream(AdsStream[discovery_pb2.DeltaDiscoveryResponse]):
             log.warning(
                 "NACK from node %s (region %s): %s version %s rejected (%d resources in it): %s",
                 self._node.node_id, self._node.region, short_type(type_url), sent.version,
-                len(sent.names), message,
+                len(sent.names), clipped(message, NACK_MESSAGE_CHARS),  # whole in status
             )
             self._store.record_nack(self._node, type_url, sent.version, req.response_nonce, message)
         else:

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from xds_server.listing import clipped
 from xds_server.snapshot import ENDPOINT, WILDCARD_TYPES, Resource
-from xds_server.xds.store import short_type
+from xds_server.xds.store import NACK_MESSAGE_CHARS, short_type
 from xds_server.xds.stream import CONTROL_PLANE, REQUIRED_TYPES, AdsStream
 
 log = logging.getLogger("fairshare.xds.sotw")
@@ -72,7 +73,7 @@ class SotwStream(AdsStream[discovery_pb2.DiscoveryResponse]):
         log.warning(
             "NACK from node %s (region %s): %s version %s rejected (Envoy's last accepted: %s): %s",
             self._node.node_id, self._node.region, short_type(type_url), version,
-            req.version_info or "<none>", message,
+            req.version_info or "<none>", clipped(message, NACK_MESSAGE_CHARS),  # whole in status
         )
         self._store.record_nack(self._node, type_url, version, req.response_nonce, message)
 

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from xds_server.listing import capped, clipped
 from xds_server.snapshot import Snapshot
 
 log = logging.getLogger("fairshare.xds.store")
@@ -30,6 +31,9 @@ DELTA = "delta"
 
 # Enough history to resolve a version a slow caller asks about; older versions are long superseded.
 _HISTORY = 256
+# A NACK's message as logs and exceptions quote it: Envoy's reason can name thousands of resources. The
+# status JSON (last_nack.message) keeps it whole.
+NACK_MESSAGE_CHARS = 1_000
 
 
 class ConfigRejected(Exception):
@@ -37,7 +41,8 @@ class ConfigRejected(Exception):
 
     def __init__(self, node_id: str, nack: Nack) -> None:
         super().__init__(
-            f"node {node_id} rejected {short_type(nack.type_url)} version {nack.version}: {nack.message}"
+            f"node {node_id} rejected {short_type(nack.type_url)} version {nack.version}: "
+            f"{clipped(nack.message, NACK_MESSAGE_CHARS)}"
         )
         self.node_id = node_id
         self.nack = nack
@@ -333,7 +338,8 @@ class SnapshotStore:
         behind = [n for n in nodes if n.applied_seq < target]
         if len(nodes) >= min_nodes and not behind:
             return [n.node_id for n in nodes], ""
-        detail = ", ".join(f"{n.node_id} at {n.applied_version}" for n in behind)
+        # Furthest behind first; a cell of hundreds of gateways is a few names and a count.
+        detail = capped(f"{n.node_id} at {n.applied_version}" for n in sorted(behind, key=lambda n: n.applied_seq))
         return None, f"{len(nodes)} connected node(s) (need {min_nodes}); behind: {detail or 'none'}"
 
     def status(self) -> dict[str, Any]:
