@@ -11,6 +11,7 @@ from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
 from xds_server.config.model import PlatformConfig
 from xds_server.controlplane import repository
 from xds_server.controlplane.admin_client import AdminClient
+from xds_server.listing import capped
 
 
 @dataclass
@@ -62,10 +63,11 @@ class Inventory:
             versions = " ".join(v if pct is None else f"{v}={pct}%" for v, pct in r.versions.items())
             ready = sorted({f"{x.replica}@{x.version}" for x in r.resident if x.state.upper() == "READY"})
             rate = "-" if r.hit_rate is None else f"{100 * r.hit_rate:.0f}% of {r.hits + r.misses}"
-            state = "; ".join(f"FAILED on {x.replica}@{x.version}: {x.reason}" for x in r.failed) or (
+            # A model resident on many replicas (or failing on many) is a few names and a count; --json has all.
+            state = capped((f"FAILED on {x.replica}@{x.version}: {x.reason}" for x in r.failed), sep="; ") or (
                 "ready" if ready else "not loaded")
             table.append((r.model, r.format, ",".join(r.pools), versions, ",".join(r.regions),
-                          ", ".join(ready) or "-", rate, state))
+                          capped(ready) or "-", rate, state))
         widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
                  for row in table]
