@@ -41,11 +41,12 @@ def share(tenant: TenantSpec) -> float:
     return tenant.weight / sum(t.weight for t in TENANTS)
 
 
-def write_config(root: Path, gateway_port: int, concurrency: int) -> Path:
+def write_config(root: Path, gateway_port: int, concurrency: int, versions: tuple[str, ...] = ("v1",)) -> Path:
     """One region, one pool with ONE replica (the fixed pool), the simulated model, the three tenants.
 
     ``concurrency`` is every tenant's quota: Envoy's per-tenant circuit breakers and the runtime's
-    per-tenant queue bound (x-fairshare-max-queue) both come from it."""
+    per-tenant queue bound (x-fairshare-max-queue) both come from it. ``versions``: the model's, on the
+    one replica; each tenant splits evenly across them (the first takes the remainder)."""
     cfg = root / "config"
     (cfg / "tenants").mkdir(parents=True, exist_ok=True)
     quotas = f"{{concurrency: {concurrency}, requests_per_second: 100000, tokens_per_minute: 1000000000, gpus: 0}}"
@@ -56,11 +57,13 @@ def write_config(root: Path, gateway_port: int, concurrency: int) -> Path:
         f"regions:\n  - id: {REGION}\n    gateway_port: {gateway_port}\n    pools: [{{name: sim, replicas: 1}}]\n")
     (cfg / "models.yaml").write_text(
         f"models:\n  {MODEL}:\n    kind: classifier\n    versions:\n"
-        "      v1: {pool: sim, loader: lexicon-simulated}\n")
+        + "".join(f"      {v}: {{pool: sim, loader: lexicon-simulated}}\n" for v in versions))
+    weights = [100 // len(versions) + (100 % len(versions) if i == 0 else 0) for i in range(len(versions))]
+    split = ", ".join(f"{v}: {w}" for v, w in zip(versions, weights, strict=True))
     for tenant in TENANTS:
         (cfg / "tenants" / f"{tenant.id}.yaml").write_text(
             f"id: {tenant.id}\ntier: {tenant.tier}\nregions: {{home: {REGION}, allowed: [{REGION}]}}\n"
-            f"models:\n  {MODEL}: {{split: {{v1: 100}}}}\n")
+            f"models:\n  {MODEL}: {{split: {{{split}}}}}\n")
     set_gateway_ports(cfg, (gateway_port,))
     return cfg
 
@@ -86,9 +89,9 @@ class FairnessPlatform:
 
 @contextmanager
 def fairness_platform(root: Path, *, service_ms: float, concurrency: int = 16,
-                      scheduler: str = "wfq") -> Iterator[FairnessPlatform]:
+                      scheduler: str = "wfq", versions: tuple[str, ...] = ("v1",)) -> Iterator[FairnessPlatform]:
     """Start the platform (the replica's device takes ``service_ms`` per request) and stop it after."""
-    cfg = write_config(root, free_port(), concurrency)
+    cfg = write_config(root, free_port(), concurrency, versions)
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(
         config_dir=cfg, state_dir=state, xds_port=free_port(), status_port=free_port(),

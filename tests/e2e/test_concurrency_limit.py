@@ -1,6 +1,8 @@
 """Through the real Envoy: a tenant's concurrency quota is Envoy's circuit breaker on the tenant's
 cluster, so a tenant firing more concurrent requests than its quota gets the excess refused by Envoy
 (503 with ``x-envoy-overloaded``) and the runtime never holds more than the quota of its requests.
+The quota caps the tenant's concurrency on the model, whichever versions its requests go to: the model
+has two versions, each a subset of the tenant's one cluster (docs/design/0001).
 
 One replica whose device holds each request for a second (``lexicon-simulated``, the fairness
 scenario's platform), so every request of the burst is in flight at once."""
@@ -16,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.fairness_setup import TENANTS, FairnessPlatform, fairness_platform
+from bench.fairness_setup import INFER_PATH, MODEL, REGION, TENANTS, FairnessPlatform, fairness_platform
 from bench.loadgen import infer_body
 from tests.e2e.conftest import Reply, post
 
@@ -25,12 +27,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 QUOTA = 2
 SERVICE_MS = 1000.0
 TENANT = TENANTS[0].id
+VERSIONS = ("v1", "v2")  # the tenant splits 50/50
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FairnessPlatform]:
     with fairness_platform(tmp_path_factory.mktemp("concurrency"), service_ms=SERVICE_MS,
-                           concurrency=QUOTA) as fp:
+                           concurrency=QUOTA, versions=VERSIONS) as fp:
         yield fp
 
 
@@ -48,34 +51,48 @@ def served(fp: FairnessPlatform, outcome: str) -> int:
     return int(metric(fp, "fairshare_runtime_scheduled_requests_total", tenant=TENANT, outcome=outcome))
 
 
-def test_requests_past_the_concurrency_quota_are_refused_by_envoy(platform: FairnessPlatform) -> None:
-    # Envoy holds QUOTA requests upstream and QUOTA more pending (the cluster's max_requests and
-    # max_pending_requests); everything past that is its to refuse, never the runtime's.
-    burst = 2 * QUOTA + 3
-    before_ok, before_full = served(platform, "ok"), served(platform, "rejected_queue_full")
+def burst(fp: FairnessPlatform, paths: list[str]) -> tuple[list[Reply], list[float]]:
+    """Every request of `paths` at once; the replies and what the replica held of them meanwhile."""
     depths: list[float] = []
     stop = threading.Event()
 
     def watch() -> None:  # what the replica holds of the burst, sampled while it runs
         while not stop.is_set():
-            depths.append(metric(platform, "fairshare_runtime_queue_depth"))
+            depths.append(metric(fp, "fairshare_runtime_queue_depth"))
             stop.wait(0.02)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    body, token = infer_body(["hello"]), platform.tokens[TENANT]
+    body, token = infer_body(["hello"]), fp.tokens[TENANT]
+    base = fp.platform.gateway_url(REGION)
     try:
-        with ThreadPoolExecutor(max_workers=burst) as pool:
-            replies: list[Reply] = list(pool.map(lambda _: post(platform.url, body, token), range(burst)))
+        with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+            replies: list[Reply] = list(pool.map(lambda path: post(base + path, body, token), paths))
     finally:
         stop.set()
         watcher.join()
+    return replies, depths
 
+
+@pytest.mark.parametrize("paths", [
+    [INFER_PATH] * (2 * QUOTA + 3),  # the tenant's 50/50 split
+    # Pinned, half to each version: per-version clusters would each have let 2 x QUOTA through.
+    [f"/v2/models/{MODEL}/versions/{VERSIONS[i % 2]}/infer" for i in range(4 * QUOTA + 2)],
+], ids=["split", "pinned-to-both-versions"])
+def test_requests_past_the_concurrency_quota_are_refused_by_envoy(platform: FairnessPlatform,
+                                                                   paths: list[str]) -> None:
+    # Envoy holds QUOTA requests upstream and QUOTA more pending (the cluster's max_requests and
+    # max_pending_requests) across both versions; everything past that is its to refuse, never the runtime's.
+    before_ok, before_full = served(platform, "ok"), served(platform, "rejected_queue_full")
+    replies, depths = burst(platform, paths)
     statuses = Counter(r.status for r in replies)
     refused = [r for r in replies if r.status != 200]
-    assert statuses == {200: 2 * QUOTA, 503: burst - 2 * QUOTA}, statuses
+    assert statuses == {200: 2 * QUOTA, 503: len(paths) - 2 * QUOTA}, statuses
     assert all(r.headers.get("x-envoy-overloaded") == "true" for r in refused), [r.headers for r in refused]
     # The runtime saw exactly the requests Envoy let through, QUOTA at a time at most, and refused none.
     assert served(platform, "ok") - before_ok == 2 * QUOTA
     assert served(platform, "rejected_queue_full") == before_full
     assert max(depths) == QUOTA, depths
+    # Each request ran the version its entry (or its path) named.
+    ok = [r for r in replies if r.status == 200]
+    assert {r.body.get("model_version") for r in ok} <= set(VERSIONS)
