@@ -5,10 +5,7 @@ backends get errors that name the file or the backend, promptly."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +14,13 @@ import pytest
 from bench.synth import REPO_CONFIG
 from xds_server.config import ConfigError, load_config
 from xds_server.config.model import PolicyBackend, PolicySettings
-from xds_server.local.processes import free_port, wait_http
+from xds_server.local.processes import free_port
 from xds_server.policy.backends import DEFAULT_POLICY_DIR, make_engine
 from xds_server.policy.decide import PolicyDecider
 from xds_server.policy.embedded import EmbeddedEngine
 from xds_server.policy.engine import PolicyError
 from xds_server.policy.resolve import platform_document, tenant_document
 from xds_server.policy.sources import PolicySources
-
-
-@pytest.fixture(scope="module")
-def opa_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "xds_server.policy.opa_local", "--port", str(port)])
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", 30, proc=proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def inputs(config_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
