@@ -19,17 +19,18 @@ test_default_class_is_personal if {
 	rules(tenant({})) == {
 		"block": [],
 		"redact": ["email", "iban", "ip_address", "national_id", "phone"],
+		"pseudonymise": [],
 		"unredacted_models": [],
 	}
 	violations(tenant({})) == set()
 }
 
 test_public_class_requires_nothing if {
-	rules(tenant({"data_class": "public"})) == {"block": [], "redact": [], "unredacted_models": []}
+	rules(tenant({"data_class": "public"})) == {"block": [], "redact": [], "pseudonymise": [], "unredacted_models": []}
 }
 
 test_internal_class_redacts_contact_details if {
-	rules(tenant({"data_class": "internal"})) == {"block": [], "redact": ["email", "phone"], "unredacted_models": []}
+	rules(tenant({"data_class": "internal"})) == {"block": [], "redact": ["email", "phone"], "pseudonymise": [], "unredacted_models": []}
 }
 
 test_personal_class_matches_the_default if {
@@ -89,10 +90,11 @@ test_unknown_data_class_is_denied if {
 }
 
 test_unknown_entity_is_denied if {
-	t := tenant({"pii": {"redact": ["email", "passport"], "block": ["dna"]}})
+	t := tenant({"pii": {"redact": ["email", "passport"], "block": ["dna"], "pseudonymise": ["face"]}})
 	{[v.rule, v.field] | some v in violations(t)} == {
 		["unknown-pii-entity", "pii.redact[1]"],
 		["unknown-pii-entity", "pii.block[0]"],
+		["unknown-pii-entity", "pii.pseudonymise[0]"],
 	}
 	some v in violations(t)
 	v.field == "pii.redact[1]"
@@ -119,4 +121,41 @@ test_unredacted_input_to_trusted_model_passes if {
 	r.unredacted_models == ["enclave"]
 	vs := pii.violations with input as {"tenants": {"a": t}} with pii.unredacted_allowed as {"enclave"}
 	{v.field | some v in vs} == {"pii.unredacted_models[1]"}
+}
+
+# Pseudonymisation
+
+test_pseudonymise_replaces_what_the_class_redacts if {
+	# personal redacts email and phone; the tenant asks for keyed pseudonyms of email instead.
+	r := rules(tenant({"pii": {"pseudonymise": ["email"]}}))
+	r.pseudonymise == ["email"]
+	r.redact == ["iban", "ip_address", "national_id", "phone"]
+	violations(tenant({"pii": {"pseudonymise": ["email"]}})) == set()
+}
+
+test_pseudonymise_adds_to_a_class_that_requires_nothing if {
+	r := rules(tenant({"data_class": "public", "pii": {"pseudonymise": ["email", "ip_address"]}}))
+	r.pseudonymise == ["email", "ip_address"]
+	r.redact == []
+}
+
+test_a_blocked_type_cannot_be_pseudonymised if {
+	t := tenant({"data_class": "payment", "pii": {"pseudonymise": ["email", "credit_card"]}})
+	[v] := [x | some x in violations(t)]
+	v.rule == "pseudonymise-not-allowed"
+	v.subject == "a"
+	v.field == "pii.pseudonymise[1]"
+	v.message == "asks to pseudonymise credit_card, which is blocked for this tenant (data class payment); a blocked type cannot be pseudonymised"
+
+	# And it stays blocked; the allowed one is pseudonymised.
+	r := rules(t)
+	r.block == ["credit_card"]
+	r.pseudonymise == ["email"]
+}
+
+test_a_type_the_tenant_blocks_cannot_be_pseudonymised if {
+	t := tenant({"pii": {"block": ["iban"], "pseudonymise": ["iban"]}})
+	{v.rule | some v in violations(t)} == {"pseudonymise-not-allowed"}
+	rules(t).pseudonymise == []
+	rules(t).block == ["iban"]
 }

@@ -30,7 +30,7 @@ test_decision_composes_every_concern if {
 		"weight": 2,
 		"quotas": {"concurrency": 16, "requests_per_second": 50, "tokens_per_minute": 300000, "gpus": 1},
 		"routes": {"us": {"embedder": ["v1"]}},
-		"pii": {"block": [], "redact": ["email", "phone"], "unredacted_models": []},
+		"pii": {"block": [], "redact": ["email", "phone"], "pseudonymise": [], "unredacted_models": []},
 		"own_routes": {"us": []},
 	}
 	r.violations == []

@@ -167,6 +167,7 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
         contract.TIER_HEADER: spec.tier,
         contract.PII_REDACT_HEADER: ",".join(sorted(tenant.pii.redact)),
         contract.PII_BLOCK_HEADER: ",".join(sorted(tenant.pii.block)),
+        contract.PII_PSEUDONYMISE_HEADER: ",".join(sorted(tenant.pii.pseudonymise)),
         contract.MAX_QUEUE_HEADER: str(tenant.quotas.concurrency),
     }
     out.append(Resource.pack(naming.tenant_routes(spec.id), routes.tenant_routes(

@@ -244,14 +244,18 @@ class PiiRules(Strict):
 
     redact: list[PiiEntity] = Field(default_factory=list)
     block: list[PiiEntity] = Field(default_factory=list)
+    # Replaced by the tenant's keyed pseudonym instead of a placeholder (stable per tenant, so its
+    # analytics can join on it); the PII policy decides where that may replace redaction.
+    pseudonymise: list[PiiEntity] = Field(default_factory=list)
     # Models the tenant asks to receive its raw input; the PII policy refuses any it does not trust.
     unredacted_models: list[Name] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _disjoint(self) -> PiiRules:
-        both = sorted(set(self.redact) & set(self.block))
-        if both:
-            raise ValueError(f"an entity type cannot be both redacted and blocked: {both}")
+        for a, b in (("redact", "block"), ("pseudonymise", "redact"), ("pseudonymise", "block")):
+            both = sorted(set(getattr(self, a)) & set(getattr(self, b)))
+            if both:
+                raise ValueError(f"an entity type cannot be in both pii.{a} and pii.{b}: {both}")
         return self
 
 
@@ -399,6 +403,7 @@ class EffectivePii(Strict):
 
     redact: list[PiiEntity]
     block: list[PiiEntity]
+    pseudonymise: list[PiiEntity] = Field(default_factory=list)
     unredacted_models: list[Name] = Field(default_factory=list)
 
 
