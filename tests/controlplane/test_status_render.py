@@ -27,7 +27,7 @@ from xds_server.status_table import (
     size,
 )
 
-RECORDED = Path(__file__).parents[1] / "controlplane" / "data" / "status_single_region_nack.json"
+RECORDED = Path(__file__).parent / "data" / "status_single_region_nack.json"
 NOW = 1_800_000_000.0
 TYPES = ("Cluster", "Listener", "ClusterLoadAssignment", "RouteConfiguration", "ScopedRouteConfiguration")
 
