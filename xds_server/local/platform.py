@@ -26,6 +26,7 @@ from xds_server.config.model import PlatformConfig, RateLimitBackend
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyError, EnvoyProcess
 from xds_server.local.certs import LocalPki
+from xds_server.local.keys import ensure_tenant_keys
 from xds_server.local.layout import (
     FRONT,
     GatewaySpec,
@@ -92,6 +93,7 @@ class LocalPlatform:
     control_plane_ports: list[tuple[int, int]] = field(default_factory=list)
     redis: RedisServer | None = None  # started here for several control planes without a Redis URL
     redis_url: str | None = None
+    keys_dir: Path = Path()  # the tenants' pseudonymisation key files (set by start)
 
     @property
     def run_dir(self) -> Path:
@@ -128,6 +130,8 @@ class LocalPlatform:
     def start(self) -> LocalPlatform:
         self.config = load_config(self.opts.config_dir)  # fail fast, with every problem, before starting
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Each tenant's pseudonymisation key (what Secrets Manager holds in a region), kept across runs.
+        self.keys_dir = ensure_tenant_keys(self.opts.state_dir, self.config.tenants)
         self.ratelimit_port = self.opts.ratelimit_port or free_port()
         count = replica_count(self.config)
         self.replicas = plan_replicas(self.config, [free_port() for _ in range(count)],
@@ -308,7 +312,8 @@ class LocalPlatform:
     def _start_replica(self, replica: ReplicaSpec) -> None:
         argv = [sys.executable, "-m", "inference_images.runtime", "--region", replica.region,
                 "--pool", replica.pool, "--host", self.opts.host, "--port", str(replica.port),
-                "--replica", f"{replica.region}/{replica.pool}/{replica.replica}"]
+                "--replica", f"{replica.region}/{replica.pool}/{replica.replica}",
+                "--pseudonymisation-keys", f"file:{self.keys_dir}"]
         for model in replica.models:
             argv += model.args()
         if replica.admin_port is not None:
