@@ -3,7 +3,9 @@
 #                                    disagreeing or uncovered rule (report JSON: .fairshare/policy-test.json)
 #   make policy-bundle [BUNDLE_PUBLISH=s3://bucket/key]
 #                                    .fairshare/policy-bundle.tar.gz (policies + platform data), optionally uploaded
-.PHONY: policy-test policy-bundle policy-check bench-policy
+#   make bench-policy                decision latency, policy's share of a compile, and (bench-policy-incremental)
+#                                    a one-tenant edit's policy step against a full pass at 10,000 distinct specs
+.PHONY: policy-test policy-bundle policy-check bench-policy bench-policy-incremental
 
 POLICY ?= policy
 BUNDLE := .fairshare/policy-bundle.tar.gz
@@ -27,5 +29,8 @@ policy-check: setup tools
 	  --manifests $(foreach r,$(REGIONS),.tools/chart/$(r)/manifests.yaml) \
 	  $(if $(PLAN),--plan $(PLAN)) --json .fairshare/policy-check.json
 
-bench-policy: setup
+bench-policy: setup bench-policy-incremental
 	$(BIN)/python -m bench.policy
+
+bench-policy-incremental: setup
+	$(BIN)/python -m bench.policy_incremental
