@@ -46,6 +46,29 @@ def free_port(host: str = "127.0.0.1") -> int:
                 return port
 
 
+def free_ports_in_a_row(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive ports nothing listens on now and this process never handed out (a
+    region with cells listens on its gateway port and the next one per cell, locally)."""
+    with _issued_lock:
+        while True:
+            with socket.socket() as s:
+                s.bind((host, 0))
+                first = int(s.getsockname()[1])
+            ports = range(first, first + count)
+            if ports[-1] <= 65535 and not _issued.intersection(ports) and all(_bindable(host, p) for p in ports):
+                _issued.update(ports)
+                return first
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_http(url: str, timeout: float, ok: tuple[int, ...] = (200,), proc: subprocess.Popen[bytes] | None = None,
               log_file: Path | None = None) -> None:
     deadline = time.monotonic() + timeout

@@ -1,0 +1,48 @@
+"""Which gateways `fairshare run` starts: a single-cell region exactly as before, a region with cells a front
+tier on its port and each cell's Envoys on the next ports, written into the endpoints as pools gateway.<cell>."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.synth import REPO_CONFIG, small_config
+from tests.cells.conftest import _needs_the_cells_control_plane, two_cell_config
+from xds_server.cli import main
+from xds_server.config import load_config
+from xds_server.local.layout import cell_gateway_endpoints, plan_gateways
+
+
+def test_a_single_cell_region_keeps_todays_gateways() -> None:
+    cfg = load_config(REPO_CONFIG)
+    plan = plan_gateways(cfg, per_region=2, per_cell=3)
+    assert [(g.key, g.node_id, g.snapshot, g.cell, g.port) for g in plan] == [
+        (key, node, region, None, cfg.regions[region].gateway_port)
+        for region in cfg.regions
+        for key, node in ((region, f"gateway-{region}"), (f"{region}#2", f"gateway-{region}-2"))]
+    assert cell_gateway_endpoints(cfg) == {}
+
+
+def test_a_region_with_cells_runs_a_front_tier_and_each_cells_envoys(tmp_path: Path) -> None:
+    config = two_cell_config(tmp_path)
+    _needs_the_cells_control_plane(config)
+    cfg = load_config(config)
+    port = cfg.regions["us-east-1"].gateway_port
+    plan = plan_gateways(cfg, per_region=1, per_cell=2)
+    assert [(g.key, g.node_id, g.cell, g.port) for g in plan] == [
+        ("us-east-1/front", "gateway-us-east-1-front", "front", port),
+        ("us-east-1/c0", "gateway-us-east-1-c0", "c0", port + 1),
+        ("us-east-1/c0#2", "gateway-us-east-1-c0-2", "c0", port + 1),
+        ("us-east-1/c1", "gateway-us-east-1-c1", "c1", port + 2),
+        ("us-east-1/c1#2", "gateway-us-east-1-c1-2", "c1", port + 2)]
+    pools = cell_gateway_endpoints(cfg)
+    assert {k: [e.port for e in v] for k, v in pools.items()} == {
+        ("us-east-1", "gateway.c0"): [port + 1], ("us-east-1", "gateway.c1"): [port + 2]}
+
+
+@pytest.mark.parametrize("flag", ["--gateways", "--gateways-per-cell"])
+def test_run_refuses_fewer_than_one_gateway(flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = small_config(tmp_path, 8080)
+    assert main(["run", "--config", str(config), "--state", str(tmp_path / "state"), flag, "0"]) == 2
+    assert f"error: {flag} must be at least 1, got 0" in capsys.readouterr().err

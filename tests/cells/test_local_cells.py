@@ -1,0 +1,58 @@
+"""`fairshare run` with a region of cells, end to end through the real Envoys: a request to the region's port
+goes through the front tier to its tenant's cell, and the answer is the model's."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.loadgen import infer_body
+from tests.cells.conftest import PINS, REGION, CellsPlatform
+from tests.e2e.conftest import post
+from xds_server.compiler.endpoints import EndpointDirectory
+from xds_server.envoy.process import EnvoyProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def served(envoy: EnvoyProcess) -> int:
+    """Requests the Envoy's gateway listener answered with 2xx (its HTTP connection manager's stat prefix)."""
+    stats = dict(line.split(": ", 1) for line in envoy.admin_get(
+        "/stats?filter=^http\\.gateway\\.downstream_rq_2xx$").splitlines() if ": " in line)
+    return int(stats.get("http.gateway.downstream_rq_2xx", "0"))
+
+
+def test_a_request_through_the_front_tier_is_served_by_its_tenants_cell(cells: CellsPlatform) -> None:
+    envoys = cells.platform.envoys
+    url = cells.platform.gateway_url(REGION) + "/v2/models/classifier/infer"
+    for tenant, cell in PINS.items():
+        other = next(c for c in set(PINS.values()) if c != cell)
+        before = {c: served(envoys[f"{REGION}/{c}"]) for c in (cell, other)}
+        reply = post(url, infer_body(["I love this"]), cells.token(tenant))
+        assert reply.status == 200, reply.body
+        assert reply.body["model_name"] == "classifier"
+        assert {o["name"] for o in reply.body["outputs"]} >= {"label", "score"}
+        assert served(envoys[f"{REGION}/{cell}"]) == before[cell] + 1, f"{tenant}'s cell {cell} did not serve it"
+        assert served(envoys[f"{REGION}/{other}"]) == before[other], f"{tenant}'s request reached cell {other}"
+
+
+def test_an_unknown_tenant_is_refused_at_the_front(cells: CellsPlatform) -> None:
+    envoys = cells.platform.envoys
+    before = {c: served(envoys[f"{REGION}/{c}"]) for c in set(PINS.values())}
+    reply = post(cells.platform.gateway_url(REGION) + "/v2/models/classifier/infer", infer_body(["x"]),
+                 cells.token("nobody"))
+    assert reply.status == 403, reply.body
+    assert {c: served(envoys[f"{REGION}/{c}"]) for c in before} == before
+
+
+def test_the_cells_gateways_are_the_front_tiers_endpoints(cells: CellsPlatform) -> None:
+    endpoints = EndpointDirectory.load(cells.platform.endpoints_file)
+    for cell in sorted(set(PINS.values())):
+        (ep,) = endpoints.of(REGION, f"gateway.{cell}")
+        assert f"http://{ep.host}:{ep.port}" == cells.platform.cell_url(REGION, cell)
+
+
+def test_each_envoy_reports_its_cell(cells: CellsPlatform) -> None:
+    nodes = cells.platform.status()["xds"]["nodes"]
+    cells_of = {node_id: node.get("cell") for node_id, node in nodes.items() if node.get("connected")}
+    assert cells_of == {f"gateway-{REGION}-front": "front",
+                        **{f"gateway-{REGION}-{c}": c for c in sorted(set(PINS.values()))}}
