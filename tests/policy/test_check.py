@@ -62,3 +62,21 @@ def test_an_unreadable_plan_is_an_error_not_a_pass(tmp_path: Path, capsys: pytes
     plan.write_text("{not json")
     assert main(["policy", "check", "--no-config", "--plan", str(plan)]) == 1
     assert "not a `terraform show -json` plan" in capsys.readouterr().out
+
+
+def test_many_violations_are_shown_as_the_first_few_and_counts_by_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.synth import write_config
+
+    config = write_config(tmp_path / "config", 45)
+    for path in sorted((config / "tenants").glob("*.yaml"))[:30]:
+        path.write_text(path.read_text() + "weight: 9\n")  # above every tier's weight
+    report_file = tmp_path / "report.json"
+    assert main(["policy", "check", "--config", str(config), "--json", str(report_file)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("rule:  quota/weight-above-tier") == 20
+    assert "  ... and 10 more violations: quota/weight-above-tier (10) (the --json report lists every one)" in out
+    assert "policy check FAILED: 30 violation(s)" in out
+    listed = json.loads(report_file.read_text())["sections"][0]["violations"]
+    assert len(listed) == 30 and {v["rule"] for v in listed} == {"weight-above-tier"}

@@ -7,15 +7,17 @@ reports every violated rule in plain words: what, which field, which rule, why.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from xds_server.config.errors import ConfigError
+from xds_server.config.errors import PROBLEMS_SHOWN, ConfigError
 from xds_server.config.loader import load_config
 from xds_server.config.model import PlatformConfig
+from xds_server.listing import capped
 from xds_server.policy.backends import default_policy_dir, make_engine
 from xds_server.policy.decide import Violation
 from xds_server.policy.engine import PolicyError
@@ -48,18 +50,30 @@ class Report:
         return {"ok": self.ok, "sections": [
             {**asdict(s), "violations": [asdict(v) for v in s.violations]} for s in self.sections]}
 
-    def render(self) -> str:
+    def render(self, limit: int | None = PROBLEMS_SHOWN) -> str:
+        """For a person: each section's first `limit` errors and violations (None: all), then what the
+        rest are by rule, most frequent first; the JSON form (`to_json`) has every one."""
         lines: list[str] = []
         for s in self.sections:
             state = "error" if s.errors else (f"{len(s.violations)} violation(s)" if s.violations else "ok")
             lines.append(f"{s.name} ({s.source}): {s.checked} checked, {state}")
-            lines += [f"  error: {e}" for e in s.errors]
-            for v in s.violations:
+            errors = s.errors if limit is None else s.errors[:limit]
+            lines += [f"  error: {e}" for e in errors]
+            if len(s.errors) > len(errors):
+                lines.append(f"  ... and {len(s.errors) - len(errors):,} more errors "
+                             "(the --json report lists every one)")
+            shown = s.violations if limit is None else s.violations[:limit]
+            for v in shown:
                 where = f" [{s.locations[v.subject]}]" if v.subject in s.locations else ""
                 lines.append(f"  - {v.subject}{where}")
                 lines.append(f"      field: {v.field or '-'}")
                 lines.append(f"      rule:  {v.concern}/{v.rule}")
                 lines.append(f"      why:   {v.message}")
+            if len(s.violations) > len(shown):
+                rest = Counter(f"{v.concern}/{v.rule}" for v in s.violations[len(shown):])
+                lines.append(f"  ... and {sum(rest.values()):,} more violations: "
+                             f"{capped(f'{rule} ({n:,})' for rule, n in rest.most_common())} "
+                             "(the --json report lists every one)")
         total = sum(len(s.violations) for s in self.sections)
         lines.append("policy check passed" if self.ok else f"policy check FAILED: {total} violation(s)")
         return "\n".join(lines)
