@@ -28,6 +28,24 @@ def clusters(running: RunningPlatform, region: str) -> dict[str, dict[str, Any]]
     return out
 
 
+def routed_versions(running: RunningPlatform, region: str, tenant: str, model: str) -> set[str]:
+    """The versions Envoy's routes for `tenant` select for `model` (each entry's subset, pinned or split)."""
+    dump = running.platform.envoys[region].config_dump("dynamic_route_configs")
+    out: set[str] = set()
+    for entry in dump.get("configs", []):
+        if entry["route_config"]["name"] != f"tenant/{tenant}":
+            continue
+        for route in entry["route_config"]["virtual_hosts"][0]["routes"]:
+            if route["name"].split("/")[0] != model or "route" not in route:
+                continue
+            action = route["route"]
+            for m in [action.get("metadata_match"), *(c.get("metadata_match") for c in
+                                                      action.get("weighted_clusters", {}).get("clusters", []))]:
+                if m:
+                    out.add(m["filter_metadata"]["envoy.lb"]["version"])
+    return out
+
+
 def max_requests(cluster: dict[str, Any]) -> int:
     return int(cluster["circuit_breakers"]["thresholds"][0]["max_requests"])
 
@@ -42,21 +60,20 @@ def test_split_onto_a_version_missing_from_an_allowed_region_is_refused_where_it
     running: RunningPlatform, restore_config,  # type: ignore[no-untyped-def]
 ) -> None:
     # acme is served in us-east-1 and eu-west-1; classifier v2 runs only in us-east-1. In us-east-1 the
-    # compiler alone would give acme a v2 cluster (deployed there, acme allowed there): only the
-    # residency policy refuses the split, since half of acme's EU traffic would have to leave the EU.
-    name = "tenant/acme/classifier/v2/us-east-1"
-    assert name not in clusters(running, US)
+    # compiler alone would give acme's classifier route a v2 entry (deployed there, acme allowed there):
+    # only the residency policy refuses the split, since half of acme's EU traffic would have to leave the EU.
+    assert routed_versions(running, US, "acme", "classifier") == {"v1"}
     before = last_reload(running)["version"]
     at = time.time()
     edit(running.tenant_file("acme"), "classifier: {split: {v1: 100}}", "classifier: {split: {v1: 50, v2: 50}}")
     assert eventually(lambda: last_reload(running)["at"] >= at, timeout=30)
     report = last_reload(running)
-    assert report["ok"] is False, f"the split was accepted: {US} gets {name}, which only the policy keeps out"
+    assert report["ok"] is False, f"the split was accepted: {US} routes acme to classifier v2 (only policy refuses it)"
     assert "split-outside-allowed-regions" in report["error"]
     assert "acme.yaml: models.classifier.split.v2" in report["error"]
     assert "not deployed in eu-west-1" in report["error"]
     assert report["version"] == before  # the last good config keeps serving
-    assert name not in clusters(running, US)
+    assert routed_versions(running, US, "acme", "classifier") == {"v1"}
     versions = {post(running.url(US, "/v2/models/classifier/infer"), infer_body(["fine"]),
                      running.token("acme")).body.get("model_version") for _ in range(5)}
     assert versions == {"v1"}
@@ -75,7 +92,7 @@ def test_gpu_guarantees_over_capacity_are_refused(running: RunningPlatform, rest
 def test_quota_edit_within_bounds_changes_envoys_circuit_breakers_live(
     running: RunningPlatform, restore_config,  # type: ignore[no-untyped-def]
 ) -> None:
-    name = "tenant/globex/classifier/v1/us-east-1"
+    name = "tenant/globex/classifier/us-east-1"  # both versions of its 80/20 split: one cap
     assert max_requests(clusters(running, US)[name]) == 16  # pro tier's default concurrency
     path = running.tenant_file("globex")
     path.write_text(path.read_text() + "quotas: {concurrency: 48}\n")
