@@ -165,7 +165,10 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
         contract.REGION_HEADER: region,
         contract.WEIGHT_HEADER: f"{tenant.weight:g}",
         contract.TIER_HEADER: spec.tier,
-        contract.PII_REDACT_HEADER: ",".join(sorted(tenant.pii.redact)),
+        # Pseudonymised types ride in the redact header too: a runtime that predates pseudonymisation
+        # ignores the pseudonymise header and redacts them, never passing them raw; a current one lets
+        # pseudonymise win (runtime.pii.rules).
+        contract.PII_REDACT_HEADER: ",".join(sorted({*tenant.pii.redact, *tenant.pii.pseudonymise})),
         contract.PII_BLOCK_HEADER: ",".join(sorted(tenant.pii.block)),
         contract.PII_PSEUDONYMISE_HEADER: ",".join(sorted(tenant.pii.pseudonymise)),
         contract.MAX_QUEUE_HEADER: str(tenant.quotas.concurrency),
