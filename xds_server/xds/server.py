@@ -18,7 +18,9 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc
 from google.protobuf import struct_pb2
 
+from xds_server.cells.keys import snapshot_key, split_key
 from xds_server.controlplane.grpc_tls import GatewayOnly, serve_tls
+from xds_server.listing import capped
 from xds_server.xds.delta import DeltaStream
 from xds_server.xds.metrics import MetricsService
 from xds_server.xds.sotw import SotwStream
@@ -27,6 +29,7 @@ from xds_server.xds.store import DELTA, SOTW, Published, SnapshotStore
 log = logging.getLogger("fairshare.xds.server")
 
 REGION_KEY = "region"
+CELL_KEY = "cell"
 
 # Envoy pings its xDS connection (http2 connection_keepalive in our bootstrap) even when no config
 # flows for hours; gRPC's defaults would answer that with GOAWAY "too_many_pings" and churn streams.
@@ -65,6 +68,16 @@ def node_region(node: base_pb2.Node) -> tuple[str, str | None]:
     return value.string_value, None
 
 
+def node_cell(node: base_pb2.Node) -> tuple[str | None, str | None]:
+    """The node's cell from node.metadata.cell (None: a single-cell region's gateway), or why it is bad."""
+    value = node.metadata.fields.get(CELL_KEY) if node.HasField("metadata") else None
+    if value is None:
+        return None, None
+    if value.WhichOneof("kind") != "string_value" or not value.string_value:
+        return None, f"node.metadata.{CELL_KEY} is not a non-empty string: {_struct_value_repr(value)}"
+    return value.string_value, None
+
+
 def _struct_value_repr(value: struct_pb2.Value) -> str:
     kind = value.WhichOneof("kind")
     return f"{kind}={getattr(value, kind)!r}" if kind else "unset"
@@ -89,24 +102,37 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         peer = context.peer()
         node_id = first.node.id or f"<no node id, peer {peer}>"
         region, missing = node_region(first.node)
+        cell, bad_cell = node_cell(first.node)
+        if missing is None and bad_cell is not None:
+            region, missing = "", bad_cell
+        # The snapshot this Envoy follows: its region's, or its cell's (or the front tier's) in a region
+        # split into cells (xds_server/cells).
+        key = snapshot_key(region, cell) if region else ""
         if missing is not None:
             log.warning("node %s (%s stream from %s) gets no config, its region is unknown: %s; "
                         "set node.metadata.region in its bootstrap", node_id, protocol, peer, missing)
-        elif self._store.get(region) is None:
-            log.warning("node %s (%s stream from %s) is in region %r, which has no snapshot yet "
-                        "(regions with one: %s); it gets config once one is published",
-                        node_id, protocol, peer, region, self._store.regions() or "none")
+        elif self._store.get(key) is None:
+            cells = sorted(c for k in self._store.regions() if (c := split_key(k)[1]) and split_key(k)[0] == region)
+            if cell is None and cells:
+                log.warning("node %s (%s stream from %s) is in region %r, which is split into cells: it gets "
+                            "no config until its bootstrap sets node.metadata.cell to one of %s",
+                            node_id, protocol, peer, region, capped(cells))
+            else:
+                log.warning("node %s (%s stream from %s) is in region %r%s, which has no snapshot yet "
+                            "(snapshots published: %s); it gets config once one is published",
+                            node_id, protocol, peer, region, f" cell {cell!r}" if cell else "",
+                            capped(self._store.regions()) or "none")
 
-        node = self._store.open_stream(node_id, region, protocol)
+        node = self._store.open_stream(node_id, key, protocol, cell=cell)
         machine: _Machine = SotwStream(self._store, node) if protocol == SOTW else DeltaStream(self._store, node)
-        log.info("node %s connected (%s, region %r, peer %s, stream %d)", node_id, protocol, region, peer,
-                 node.stream_id)
+        log.info("node %s connected (%s, region %r%s, peer %s, stream %d)", node_id, protocol, region,
+                 f", cell {cell!r}" if cell else "", peer, node.stream_id)
 
         events: asyncio.Queue[Any] = asyncio.Queue()
         events.put_nowait(first)
         pumps = [asyncio.create_task(_pump_requests(it, events))]
-        if region:
-            pumps.append(asyncio.create_task(_pump_snapshots(self._store, region, events)))
+        if key:
+            pumps.append(asyncio.create_task(_pump_snapshots(self._store, key, events)))
         reason = "stream closed by Envoy"
         try:
             while True:
@@ -115,7 +141,7 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                     break
                 if isinstance(item, Published):
                     # Publications queue up while we write; only the newest matters.
-                    responses = machine.on_snapshot(self._store.published(region) or item)
+                    responses = machine.on_snapshot(self._store.published(key) or item)
                 else:
                     responses = machine.on_request(item)
                 for resp in responses:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from xds_server.cells.keys import split_key
 from xds_server.listing import capped, clipped
 from xds_server.snapshot import Snapshot
 
@@ -95,9 +96,11 @@ class NodeStatus:
     """One Envoy's stream as the protocol server sees it. A new stream gets a fresh object."""
 
     node_id: str
+    # The snapshot key the node follows (xds_server.cells.keys): its region, or `<region>/<cell>`.
     region: str
     protocol: str
     stream_id: int
+    cell: str | None = None
     connected: bool = True
     connected_at: float = field(default_factory=time.time)
     disconnected_at: float | None = None
@@ -111,7 +114,9 @@ class NodeStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "node_id": self.node_id,
-            "region": self.region,
+            "region": split_key(self.region)[0],
+            "cell": self.cell,
+            "snapshot": self.region,
             "protocol": self.protocol,
             "stream_id": self.stream_id,
             "connected": self.connected,
@@ -227,10 +232,10 @@ class SnapshotStore:
 
     # -- node status, reported by the protocol servers -------------------------------------------
 
-    def open_stream(self, node_id: str, region: str, protocol: str) -> NodeStatus:
+    def open_stream(self, node_id: str, region: str, protocol: str, cell: str | None = None) -> NodeStatus:
         self._bind_loop()
         self._stream_ids += 1
-        node = NodeStatus(node_id=node_id, region=region, protocol=protocol, stream_id=self._stream_ids)
+        node = NodeStatus(node_id=node_id, region=region, protocol=protocol, stream_id=self._stream_ids, cell=cell)
         previous = self._nodes.get(node_id)
         if previous is not None and previous.connected:
             # Usually an Envoy that restarted before its old stream was torn down; the newest wins.
