@@ -1,0 +1,236 @@
+"""helm/fairshare-cluster-addons (the AWS Load Balancer Controller and Cluster Autoscaler, vendored upstream
+charts) installed with the values Terraform outputs: the eu-west-1 region applied against moto (real
+terraform, real AWS APIs), `terraform output cluster_addons_values` rendered by helm, and the result checked
+against what Terraform built there: the roles' trust policies, the node groups' tags, the cluster and VPC.
+Refusals (wrong namespace, a Kubernetes minor the autoscaler does not serve, missing or mismatched values)
+need no Terraform."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
+from tests.chart.helm import KUBERNETES_VERSIONS, REPO, HelmError, admission_violations, by_kind, find, helm
+
+ADDONS = REPO / "helm" / "fairshare-cluster-addons"
+PRODUCTION = ADDONS / "examples" / "production.yaml"
+REGION = "eu-west-1"
+NAMESPACE = "kube-system"
+LBC, CA = "aws-load-balancer-controller", "cluster-autoscaler"
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+DISCOVERY_PREFIX = "k8s.io/cluster-autoscaler/"
+# The Load Balancer Controller's admission webhook Service: port 443 of a ClusterIP Service that only the
+# API server calls, over TLS the controller itself serves (its webhook configurations carry the CA bundle;
+# checked in test_the_admission_policy_admits_the_production_addons). https-port-terminates-tls asks for
+# TLS at an AWS load balancer, which a ClusterIP Service never has: exempt, by name, and only this one.
+EXEMPT = {("https-port-terminates-tls", f"Service/{NAMESPACE}/aws-load-balancer-webhook-service")}
+
+
+@dataclass
+class AppliedRegion:
+    moto: MotoServer
+    outputs: dict[str, Any]
+    values_file: Path  # terraform output -json cluster_addons_values, as make addons-values writes it
+
+
+@pytest.fixture(scope="module")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedRegion]:
+    """The region root planned and applied against moto, and its add-on values as Terraform outputs them."""
+    if terraform_bin() is None or plugin_dir() is None:
+        pytest.skip("terraform and a local provider mirror are needed to apply the region against moto")
+    root = tmp_path_factory.mktemp("addons-region")
+    moto = MotoServer(root / "moto").start()
+    try:
+        region = Region.in_copy(root, REGION, moto)
+        region.init(remote_state=False)
+        plan_file = root / f"{REGION}.tfplan"
+        region.plan(plan_file)
+        region.apply(plan_file)
+        outputs = region.outputs()
+        values_file = root / "addons.json"
+        values_file.write_text(region.tf.run("output", "-json", "cluster_addons_values").stdout)
+        yield AppliedRegion(moto, outputs, values_file)
+    finally:
+        moto.stop()
+
+
+def render(helm_bin: str, *values: Path, namespace: str = NAMESPACE, sets: tuple[str, ...] = (),
+           kube_version: str = KUBERNETES_VERSIONS[-1]) -> list[dict[str, Any]]:
+    """Every object an install would create, CRDs included, as `make addons-render` renders them."""
+    args = ["template", "cluster-addons", str(ADDONS), "--namespace", namespace, "--include-crds",
+            "--kube-version", kube_version]
+    for v in values:
+        args += ["-f", str(v)]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args, helm_bin=helm_bin)) if d]
+
+
+def container(manifests: list[dict[str, Any]], release_part: str) -> dict[str, Any]:
+    (deployment,) = [d for d in by_kind(manifests, "Deployment") if release_part in d["metadata"]["name"]]
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(c)
+
+
+def flag(c: dict[str, Any], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in c.get("command", []) + c.get("args", []) if a.startswith(f"--{name}=")]
+    return str(value)
+
+
+def test_lints_and_renders_valid_kubernetes_from_terraforms_values(helm_bin: str, applied: AppliedRegion) -> None:
+    for extra in ([], [PRODUCTION]):
+        args = [str(ADDONS), "--namespace", NAMESPACE, "-f", str(applied.values_file)]
+        args += [a for e in extra for a in ("-f", str(e))]
+        assert "0 chart(s) failed" in helm("lint", "--strict", *args, helm_bin=helm_bin)
+    problems = []
+    for version in KUBERNETES_VERSIONS:
+        manifests = render(helm_bin, applied.values_file, PRODUCTION, kube_version=version)
+        for m in manifests:
+            try:
+                kubernetes_validate.validate(m, version, strict=True)
+            except kubernetes_validate.ValidationError as err:
+                problems.append(f"{version}: {m['kind']}/{m['metadata']['name']}: {err.message}")
+    assert not problems, "\n".join(problems)
+    kinds = {m["kind"] for m in manifests}
+    assert {"Deployment", "ServiceAccount", "CustomResourceDefinition", "PodDisruptionBudget"} <= kinds
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+                      "ValidatingWebhookConfiguration"}
+    assert {m["metadata"].get("namespace") for m in manifests if m["kind"] not in cluster_scoped} == {NAMESPACE}
+
+
+def _trusted_accounts(moto: MotoServer, role_arn: str) -> set[str]:
+    """The service accounts a role's trust policy lets assume it (the sub condition of IRSA)."""
+    role = moto.client("iam", REGION).get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
+    doc = role["AssumeRolePolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    subs = [v for st in doc["Statement"] for cond in st["Condition"].values() for k, v in cond.items() if k.endswith(":sub")]
+    return {s for v in subs for s in ([v] if isinstance(v, str) else v)}
+
+
+def test_each_controller_runs_as_the_account_its_terraform_role_trusts(helm_bin: str, applied: AppliedRegion) -> None:
+    manifests = render(helm_bin, applied.values_file, PRODUCTION)
+    inputs = applied.outputs["chart_inputs"]
+    for part, role_arn in ((LBC, inputs["load_balancer_role"]), (CA, inputs["cluster_autoscaler_role"])):
+        (deployment,) = [d for d in by_kind(manifests, "Deployment") if part in d["metadata"]["name"]]
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        sa = find(manifests, "ServiceAccount", account, NAMESPACE)
+        assert sa["metadata"].get("namespace") == NAMESPACE
+        assert sa["metadata"]["annotations"][ROLE_ANNOTATION] == role_arn, part
+        # The role IAM holds trusts exactly this account: otherwise the controller gets no credentials.
+        assert _trusted_accounts(applied.moto, role_arn) == {f"system:serviceaccount:{NAMESPACE}:{account}"}, part
+
+
+def test_the_autoscaler_discovers_exactly_the_node_groups_terraform_tags(helm_bin: str, applied: AppliedRegion) -> None:
+    c = container(render(helm_bin, applied.values_file), "cluster-autoscaler")
+    spec = flag(c, "node-group-auto-discovery")
+    assert spec.startswith("asg:tag="), spec
+    discovery = set(spec.removeprefix("asg:tag=").split(","))
+    cluster = applied.outputs["cluster_name"]
+    assert flag(c, "cloud-provider") == "aws"
+    assert {e["name"]: e.get("value") for e in c["env"]}["AWS_REGION"] == REGION
+    # The tags on every node group Terraform created, as EKS (moto) holds them: the GPU pool's and the CPU
+    # pools' alike, so the autoscaler grows each of them.
+    eks = applied.moto.client("eks", REGION)
+    names = eks.list_nodegroups(clusterName=cluster)["nodegroups"]
+    assert set(names) == set(applied.outputs["node_groups"]) and len(names) >= 2
+    groups = [eks.describe_nodegroup(clusterName=cluster, nodegroupName=n)["nodegroup"] for n in names]
+    for g in groups:
+        assert {k for k in g["tags"] if k.startswith(DISCOVERY_PREFIX)} == discovery, g["nodegroupName"]
+    # The autoscaler's role may resize only groups tagged <cluster> = owned: that tag must be one it discovers by.
+    role = applied.outputs["chart_inputs"]["cluster_autoscaler_role"].rsplit("/", 1)[1]
+    iam = applied.moto.client("iam", REGION)
+    (policy_name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    doc = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    (resize,) = [st for st in doc["Statement"] if "autoscaling:SetDesiredCapacity" in st["Action"]]
+    (condition,) = resize["Condition"]["StringEquals"].items()
+    assert condition == (f"aws:ResourceTag/{DISCOVERY_PREFIX}{cluster}", "owned")
+    assert condition[0].removeprefix("aws:ResourceTag/") in discovery
+    assert all(g["tags"][f"{DISCOVERY_PREFIX}{cluster}"] == "owned" for g in groups)
+
+
+def test_the_load_balancer_controller_manages_this_clusters_vpc(helm_bin: str, applied: AppliedRegion) -> None:
+    c = container(render(helm_bin, applied.values_file), "aws-load-balancer-controller")
+    inputs = applied.outputs["chart_inputs"]
+    cluster = applied.moto.client("eks", REGION).describe_cluster(name=inputs["cluster_name"])["cluster"]
+    assert flag(c, "cluster-name") == inputs["cluster_name"] == cluster["name"]
+    assert flag(c, "aws-region") == inputs["region"] == REGION
+    # Given, not looked up: the nodes' metadata service allows one hop, so a pod cannot reach it.
+    subnet = cluster["resourcesVpcConfig"]["subnetIds"][0]
+    (vpc,) = {s["VpcId"] for s in applied.moto.client("ec2", REGION).describe_subnets(SubnetIds=[subnet])["Subnets"]}
+    assert flag(c, "aws-vpc-id") == inputs["vpc_id"] == vpc
+
+
+def test_the_admission_policy_admits_the_production_addons(helm_bin: str, applied: AppliedRegion) -> None:
+    manifests = render(helm_bin, applied.values_file, PRODUCTION)
+    found = {(v["rule"], v["subject"]) for v in admission_violations(manifests)}
+    assert found - EXEMPT == set(), found - EXEMPT
+    # The exemption's reason holds: the webhook Service is ClusterIP, called by the API server over the TLS
+    # the controller serves (a CA bundle in each webhook that points at it).
+    (_, subject), = EXEMPT
+    service = find(manifests, "Service", subject.rsplit("/", 1)[1], NAMESPACE)
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    hooks = [h for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+             for m in by_kind(manifests, kind) for h in m["webhooks"]]
+    assert hooks and all(h["clientConfig"]["service"]["name"] == service["metadata"]["name"]
+                         and h["clientConfig"]["caBundle"] for h in hooks)
+    # With the upstream registries (the chart's defaults) the images are refused: production mirrors them.
+    upstream = {(v["rule"], v["subject"]) for v in admission_violations(render(helm_bin, applied.values_file))}
+    assert {r for r, _ in upstream - EXEMPT} == {"image-from-allowed-registry"}
+
+
+# Refusals: values shaped like Terraform's output, without Terraform.
+VALUES = {
+    "cluster": {"kubernetesVersion": KUBERNETES_VERSIONS[-1]},
+    LBC: {"clusterName": "fairshare-eu-west-1", "region": REGION, "vpcId": "vpc-0a1b2c3d4e5f60718",
+          "serviceAccount": {"name": "aws-load-balancer-controller", "annotations": {
+              ROLE_ANNOTATION: "arn:aws:iam::123456789012:role/fairshare-eu-west-1-load-balancer-controller"}}},
+    CA: {"awsRegion": REGION, "autoDiscovery": {"clusterName": "fairshare-eu-west-1", "tags": [
+        f"{DISCOVERY_PREFIX}enabled", f"{DISCOVERY_PREFIX}fairshare-eu-west-1"]},
+         "rbac": {"serviceAccount": {"name": "cluster-autoscaler", "annotations": {
+             ROLE_ANNOTATION: "arn:aws:iam::123456789012:role/fairshare-eu-west-1-cluster-autoscaler"}}}},
+}
+
+
+@pytest.fixture(scope="module")
+def sample_values(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("addons") / "addons.json"
+    path.write_text(json.dumps(VALUES))
+    return path
+
+
+def test_the_sample_renders(helm_bin: str, sample_values: Path) -> None:
+    assert container(render(helm_bin, sample_values), "cluster-autoscaler")
+
+
+@pytest.mark.parametrize(("case", "sets", "namespace", "expected"), [
+    ("another namespace", (), "fairshare", 'into kube-system, not "fairshare"'),
+    ("another Kubernetes minor", ("cluster.kubernetesVersion=1.34",), NAMESPACE,
+     "cluster-autoscaler v1.35.2 is for Kubernetes 1.35, but the cluster runs 1.34"),
+    ("no owned tag", (f"{CA}.autoDiscovery.tags={{{DISCOVERY_PREFIX}enabled}}",), NAMESPACE,
+     f"lack {DISCOVERY_PREFIX}fairshare-eu-west-1"),
+    ("two clusters", (f"{LBC}.clusterName=other",), NAMESPACE, "differ"),
+    ("no VPC", (f"{LBC}.vpcId=",), NAMESPACE, f"at '/{LBC}/vpcId'"),
+    ("no role", (f"{CA}.rbac.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=",), NAMESPACE,
+     f"at '/{CA}/rbac/serviceAccount/annotations/eks.amazonaws.com~1role-arn'"),
+])
+def test_values_that_cannot_work_are_refused_naming_the_cause(
+        helm_bin: str, sample_values: Path, case: str, sets: tuple[str, ...], namespace: str, expected: str) -> None:
+    with pytest.raises(HelmError) as err:
+        render(helm_bin, sample_values, namespace=namespace, sets=sets)
+    assert expected in str(err.value), (case, str(err.value))
+
+
+def test_without_terraforms_values_nothing_renders(helm_bin: str) -> None:
+    with pytest.raises(HelmError) as err:
+        render(helm_bin)
+    for field in (f"/{LBC}/clusterName", f"/{LBC}/vpcId", f"/{CA}/awsRegion", "/cluster/kubernetesVersion"):
+        assert f"at '{field}'" in str(err.value), field
