@@ -111,7 +111,8 @@ def _trusted_accounts(moto: MotoServer, role_arn: str) -> set[str]:
     role = moto.client("iam", REGION).get_role(RoleName=role_arn.rsplit("/", 1)[1])["Role"]
     doc = role["AssumeRolePolicyDocument"]
     doc = json.loads(doc) if isinstance(doc, str) else doc
-    subs = [v for st in doc["Statement"] for cond in st["Condition"].values() for k, v in cond.items() if k.endswith(":sub")]
+    subs = [v for st in doc["Statement"] for cond in st["Condition"].values()
+            for k, v in cond.items() if k.endswith(":sub")]
     return {s for v in subs for s in ([v] if isinstance(v, str) else v)}
 
 
