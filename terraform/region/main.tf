@@ -200,10 +200,11 @@ module "model_store" {
   tenant_writer_role_pattern = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/${local.name}-model-writer-*"
 }
 
-# Each tenant's API key seed exists only while Terraform runs: it goes to Secrets Manager through a
-# write-only argument, so neither the state nor a saved plan holds it.
-ephemeral "aws_secretsmanager_random_password" "seed" {
-  for_each            = var.generate_tenant_seeds ? local.tenants : {}
+# Each tenant's pseudonymisation key exists only while Terraform runs: it goes to Secrets Manager through
+# a write-only argument, so neither the state nor a saved plan holds it. 48 characters (the runtime
+# refuses keys under 32 bytes).
+ephemeral "aws_secretsmanager_random_password" "tenant_key" {
+  for_each            = var.generate_tenant_keys ? local.tenants : {}
   password_length     = 48
   exclude_punctuation = true
 }
@@ -213,8 +214,8 @@ module "tenant_secrets" {
   region               = var.region
   tenants              = local.tenants
   kms_key_arn          = aws_kms_key.service["secrets"].arn
-  generate_seed        = var.generate_tenant_seeds
-  seeds                = { for id, p in ephemeral.aws_secretsmanager_random_password.seed : id => p.random_password }
+  generate_keys        = var.generate_tenant_keys
+  keys                 = { for id, p in ephemeral.aws_secretsmanager_random_password.tenant_key : id => p.random_password }
   recovery_window_days = var.secret_recovery_window_days
 }
 

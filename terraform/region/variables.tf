@@ -126,8 +126,8 @@ variable "regions_file" {
   default     = null
 }
 
-variable "generate_tenant_seeds" {
-  description = "Write a random API key seed into each tenant secret (write-only, never in state)."
+variable "generate_tenant_keys" {
+  description = "Write a random pseudonymisation key into each tenant secret (write-only, never in state). False leaves empty secrets for an external rotation to fill."
   type        = bool
   default     = true
 }

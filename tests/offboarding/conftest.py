@@ -108,7 +108,7 @@ def seed_aws() -> None:
     s3.put_object(Bucket=BUCKET, Key=artifact_key("stayer", "1"), Body=data)
     sm = boto3.client("secretsmanager", region_name=REGION)
     for tenant in TENANTS:
-        sm.create_secret(Name=f"fairshare/tenants/{tenant}/api-key-seed", SecretString="seed")
+        sm.create_secret(Name=f"fairshare/tenants/{tenant}/pseudonymisation-key", SecretString="k" * 48)
 
 
 @pytest.fixture(scope="session")

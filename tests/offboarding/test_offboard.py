@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from inference_images.runtime.models.artifacts import default_cache_dir
+from inference_images.runtime.pii.keys import key_file
 from tests.e2e.conftest import eventually, post
 from tests.offboarding.conftest import BUCKET, REPO_MODEL, OffboardPlatform
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
@@ -26,6 +27,7 @@ from xds_server.cli import main
 from xds_server.config import load_config
 from xds_server.controlplane import inventory, repository
 from xds_server.controlplane.admin_client import AdminClient
+from xds_server.local.keys import keys_dir
 from xds_server.offboard.run import state_path
 
 CLASSIFY = json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
@@ -127,10 +129,13 @@ def test_offboarding_under_load_removes_everything_and_the_receipt_verifies(
     with urllib.request.urlopen(again, timeout=10) as resp:
         assert json.load(resp)["deleted"] == 0
     # Its secret is scheduled for deletion with the recovery window; stayer's is untouched.
-    gone = sm.describe_secret(SecretId="fairshare/tenants/leaver/api-key-seed")
+    gone = sm.describe_secret(SecretId="fairshare/tenants/leaver/pseudonymisation-key")
     assert gone.get("DeletedDate") is not None
     assert steps["secrets"]["recovery_window_days"] == 30
-    assert sm.describe_secret(SecretId="fairshare/tenants/stayer/api-key-seed").get("DeletedDate") is None
+    assert sm.describe_secret(SecretId="fairshare/tenants/stayer/pseudonymisation-key").get("DeletedDate") is None
+    # So is the local platform's stand-in for it, the key file `fairshare run` wrote.
+    assert steps["secrets"]["local_key_deleted"] is True
+    assert not key_file(keys_dir(p.state_dir), "leaver").exists() and key_file(keys_dir(p.state_dir), "stayer").exists()
     # No token is issued for it any more.
     with pytest.raises(UnknownTenant, match="offboarded"):
         issue_for_config(load_config(p.config_dir), p.key, "leaver")
@@ -189,7 +194,7 @@ def test_a_step_that_fails_is_named_and_a_rerun_completes(
     assert "mark       done before" in out and "routes     done before" in out
     assert versions(p.client("s3"), "retry") == []
     assert p.client("secretsmanager").describe_secret(
-        SecretId="fairshare/tenants/retry/api-key-seed").get("DeletedDate") is not None
+        SecretId="fairshare/tenants/retry/pseudonymisation-key").get("DeletedDate") is not None
 
 
 def test_an_unknown_tenant_is_refused_by_name(offboard_platform: OffboardPlatform,

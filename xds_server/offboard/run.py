@@ -35,6 +35,7 @@ from xds_server.config.model import is_s3
 from xds_server.controlplane import inventory, repository
 from xds_server.controlplane.admin_client import AdminClient
 from xds_server.listing import capped
+from xds_server.local.keys import remove_tenant_key
 from xds_server.offboard import receipt, storage
 
 STEPS = ("mark", "routes", "tokens", "models", "artifacts", "counters", "secrets", "receipt")
@@ -318,12 +319,16 @@ class Offboarding:
 
     def _secrets(self, _state: State) -> dict[str, Any]:
         assert self.config is not None
+        # `fairshare run`'s stand-in for the tenant's secret: its pseudonymisation key file. Once it is
+        # gone no pseudonym made with it can be linked to anything.
+        local_key = remove_tenant_key(self.opts.state_dir, self.tenant)
         if self.opts.no_aws:
-            return {"skipped": "--no-aws: no AWS account, no secrets stored"}
+            return {"skipped": "--no-aws: no AWS account, no secrets stored", "local_key_deleted": local_key}
         found = [s.to_json() for region in sorted(self.config.regions)
                  for s in storage.schedule_secret_deletion(region, self.tenant, self.opts.recovery_window_days,
                                                            self.opts.secret_prefix)]
-        return {"recovery_window_days": self.opts.recovery_window_days, "secrets": found}
+        return {"recovery_window_days": self.opts.recovery_window_days, "secrets": found,
+                "local_key_deleted": local_key}
 
     def _receipt(self, state: State) -> dict[str, Any]:
         key = SigningKey.load_or_create(self.opts.state_dir)

@@ -1,6 +1,7 @@
 """What the platform keeps of a tenant in AWS: its own model artifacts in each region's model bucket
 (only under `tenants/<tenant>/`, the prefix policy/models holds every artifact of a tenant to) and its
-secrets in Secrets Manager (`<prefix>/<tenant>/...`, as terraform/modules/tenant_secrets names them).
+secrets in Secrets Manager (`<prefix>/<tenant>/...`, as terraform/modules/tenant_secrets names them: today
+its pseudonymisation key, `<prefix>/<tenant>/pseudonymisation-key`, which the runtimes read).
 
 boto3 finds credentials and endpoints the usual way (AWS_ENDPOINT_URL: moto in tests, MinIO locally).
 Every call here is idempotent: a second run finds nothing left and says so.

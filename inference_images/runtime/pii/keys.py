@@ -18,6 +18,7 @@ Errors and logs name the tenant, the secret or file and the reason (an AWS error
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -118,7 +119,8 @@ class SecretsManagerKeys:
 
             # Created once, at start: a missing region is a configuration error before anything serves.
             try:
-                client = boto3.client("secretsmanager")
+                # botocore reads AWS_DEFAULT_REGION; AWS_REGION is what EKS and most SDKs set too.
+                client = boto3.client("secretsmanager", region_name=os.environ.get("AWS_REGION") or None)
             except BotoCoreError as exc:
                 raise KeySourceError(f"Secrets Manager client for pseudonymisation keys: {exc} (set AWS_REGION "
                                      "to the region whose secrets this replica reads)") from None

@@ -4,9 +4,11 @@ data "aws_partition" "current" {}
 
 locals {
   issuer = trimprefix(var.oidc_issuer_url, "https://")
-  tenant_secrets_arn = join(":", [
+  # The tenants' pseudonymisation keys of this region and account, and nothing else of Secrets Manager:
+  # an ARN ends in "-" and six random characters after the name (hence ??????, not *).
+  pseudonymisation_keys_arn = join(":", [
     "arn", data.aws_partition.current.partition, "secretsmanager", data.aws_region.current.name,
-    data.aws_caller_identity.current.account_id, "secret", "${var.tenant_secret_name_prefix}/*",
+    data.aws_caller_identity.current.account_id, "secret", "${var.tenant_secret_name_prefix}/*/pseudonymisation-key-??????",
   ])
   # What the inference pods may read: the tenants' prefixes (and any other prefix the platform adds,
   # e.g. catalog/ for its own ONNX models), never the whole bucket.
@@ -96,14 +98,16 @@ resource "aws_iam_role_policy" "inference" {
   policy = data.aws_iam_policy_document.read_models.json
 }
 
-data "aws_iam_policy_document" "read_tenant_secrets" {
+# The runtimes pseudonymise tenants' PII with each tenant's key (tenant_secrets): they read those secrets'
+# values and nothing else (no listing, no other secret), decrypting only through Secrets Manager.
+data "aws_iam_policy_document" "read_pseudonymisation_keys" {
   statement {
-    sid       = "ReadTenantSecrets"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = [local.tenant_secrets_arn]
+    sid       = "ReadPseudonymisationKeys"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.pseudonymisation_keys_arn]
   }
   statement {
-    sid       = "DecryptTenantSecrets"
+    sid       = "DecryptPseudonymisationKeys"
     actions   = ["kms:Decrypt"]
     resources = [var.secrets_kms_key_arn]
     condition {
@@ -114,17 +118,19 @@ data "aws_iam_policy_document" "read_tenant_secrets" {
   }
 }
 
-resource "aws_iam_role" "gateway" {
-  name               = "${var.name}-tenant-secrets-reader"
-  description        = "The control plane reads tenant API key seeds to verify tenant API keys."
-  assume_role_policy = data.aws_iam_policy_document.trust["gateway"].json
-  tags               = var.tags
+resource "aws_iam_role_policy" "inference_keys" {
+  name   = "read-pseudonymisation-keys"
+  role   = aws_iam_role.inference.id
+  policy = data.aws_iam_policy_document.read_pseudonymisation_keys.json
 }
 
-resource "aws_iam_role_policy" "gateway" {
-  name   = "read-tenant-secrets"
-  role   = aws_iam_role.gateway.id
-  policy = data.aws_iam_policy_document.read_tenant_secrets.json
+# The control plane reads no tenant secret (the runtimes read the keys); its role holds only what it
+# reads itself (the config bundle, below, when there is one).
+resource "aws_iam_role" "gateway" {
+  name               = "${var.name}-control-plane"
+  description        = "The control plane reads its config bundle; it reads no tenant secret."
+  assume_role_policy = data.aws_iam_policy_document.trust["gateway"].json
+  tags               = var.tags
 }
 
 # One writer role per tenant pipeline: only the principals the tenant's entry names may assume it, and it

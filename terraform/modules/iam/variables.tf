@@ -86,7 +86,7 @@ variable "load_balancer_controller_service_account" {
 }
 
 variable "tenant_secret_name_prefix" {
-  description = "Name prefix of the tenant secrets the control plane may read (tenant_secrets module's name_prefix). A prefix, not a list of ARNs: an inline policy holds about 10 KB, far fewer than 1,000 ARNs."
+  description = "Name prefix of the tenant secrets (tenant_secrets module's name_prefix): the runtimes may read <prefix>/*/pseudonymisation-key secrets. A pattern, not a list of ARNs: an inline policy holds about 10 KB, far fewer than 1,000 ARNs."
   type        = string
   default     = "fairshare/tenants"
 
@@ -109,7 +109,7 @@ variable "inference_service_account" {
 }
 
 variable "gateway_service_account" {
-  description = "Service account of the gateway/control plane pods that read tenant secrets."
+  description = "Service account of the control plane pods."
   type        = string
   default     = "fairshare-control-plane"
 }

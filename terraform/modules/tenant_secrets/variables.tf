@@ -35,26 +35,26 @@ variable "kms_key_arn" {
 }
 
 variable "name_prefix" {
-  description = "Secret names are <name_prefix>/<tenant>/api-key-seed."
+  description = "Secret names are <name_prefix>/<tenant>/pseudonymisation-key (the runtimes read <name_prefix>/*/pseudonymisation-key)."
   type        = string
   default     = "fairshare/tenants"
 }
 
-variable "generate_seed" {
-  description = "Write seeds[tenant] into each secret (write-only: never in state, plan or output). False leaves empty containers for an external rotation to fill."
+variable "generate_keys" {
+  description = "Write keys[tenant] into each secret (write-only: never in state, plan or output). False leaves empty containers for an external rotation to fill (until then the tenant's pseudonymising requests get 503)."
   type        = bool
   default     = false
 }
 
-variable "seeds" {
-  description = "Seed per tenant id when generate_seed is true: an ephemeral value (e.g. from the ephemeral aws_secretsmanager_random_password), never stored."
+variable "keys" {
+  description = "Pseudonymisation key per tenant id when generate_keys is true (at least 32 characters: the runtime refuses shorter keys): an ephemeral value (e.g. from the ephemeral aws_secretsmanager_random_password), never stored."
   type        = map(string)
   default     = null
   ephemeral   = true
 }
 
-variable "seed_version" {
-  description = "Bump to write a fresh random seed into every tenant's secret (a new secret version)."
+variable "key_version" {
+  description = "Bump to write a fresh random key into every tenant's secret (a new secret version; runtimes use it within their key TTL, and every pseudonym changes)."
   type        = number
   default     = 1
 }

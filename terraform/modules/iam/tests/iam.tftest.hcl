@@ -26,13 +26,18 @@ run "roles_named_for_the_region" {
   command = plan
 
   assert {
-    condition     = aws_iam_role.inference.name == "fairshare-eu-west-1-model-reader" && aws_iam_role.gateway.name == "fairshare-eu-west-1-tenant-secrets-reader"
-    error_message = "role names are <name>-model-reader and <name>-tenant-secrets-reader"
+    condition     = aws_iam_role.inference.name == "fairshare-eu-west-1-model-reader" && aws_iam_role.gateway.name == "fairshare-eu-west-1-control-plane"
+    error_message = "role names are <name>-model-reader and <name>-control-plane"
   }
 
   assert {
-    condition     = local.tenant_secrets_arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fairshare/tenants/*"
-    error_message = "the control plane may read only the tenant secrets of its own region and account"
+    condition     = local.pseudonymisation_keys_arn == "arn:aws:secretsmanager:eu-west-1:123456789012:secret:fairshare/tenants/*/pseudonymisation-key-??????"
+    error_message = "the runtimes may read only the tenants' pseudonymisation keys of their own region and account"
+  }
+
+  assert {
+    condition     = aws_iam_role_policy.inference_keys.name == "read-pseudonymisation-keys"
+    error_message = "the pseudonymisation keys are read by the runtimes' role"
   }
 }
 

@@ -18,8 +18,8 @@ run "one_kms_encrypted_secret_per_tenant" {
   }
 
   assert {
-    condition     = output.secret_names["initech"] == "fairshare/tenants/initech/api-key-seed"
-    error_message = "secret names are <prefix>/<tenant>/api-key-seed"
+    condition     = output.secret_names["initech"] == "fairshare/tenants/initech/pseudonymisation-key"
+    error_message = "secret names are <prefix>/<tenant>/pseudonymisation-key (what the runtimes read)"
   }
 
   assert {
@@ -33,22 +33,22 @@ run "one_kms_encrypted_secret_per_tenant" {
   }
 
   assert {
-    condition     = alltrue([for t in module.tenant : t.seed_versions == 0])
-    error_message = "no secret version when seeds are not generated"
+    condition     = alltrue([for t in module.tenant : t.key_versions == 0])
+    error_message = "no secret version when keys are not generated"
   }
 }
 
-run "seeds_are_written_write_only" {
+run "keys_are_written_write_only" {
   command = plan
 
   variables {
-    generate_seed = true
-    seeds         = { acme = "seed-a", initech = "seed-i" }
+    generate_keys = true
+    keys          = { acme = "key-a", initech = "key-i" }
   }
 
   assert {
-    condition     = alltrue([for t in module.tenant : t.seed_versions == 1])
-    error_message = "one write-only seed version per tenant when seeds are generated"
+    condition     = alltrue([for t in module.tenant : t.key_versions == 1])
+    error_message = "one write-only key version per tenant when keys are generated"
   }
 }
 

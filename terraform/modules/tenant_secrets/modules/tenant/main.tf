@@ -10,9 +10,9 @@ resource "aws_secretsmanager_secret" "this" {
 }
 
 resource "aws_secretsmanager_secret_version" "this" {
-  count = var.write_seed ? 1 : 0
+  count = var.write_value ? 1 : 0
 
   secret_id                = aws_secretsmanager_secret.this.id
-  secret_string_wo         = var.seed
-  secret_string_wo_version = var.seed_version
+  secret_string_wo         = var.value
+  secret_string_wo_version = var.value_version
 }

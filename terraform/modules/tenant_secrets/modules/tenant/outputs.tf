@@ -18,7 +18,7 @@ output "tags" {
   value       = aws_secretsmanager_secret.this.tags
 }
 
-output "seed_versions" {
-  description = "Number of write-only seed versions managed (0 or 1); the value itself is never readable."
+output "key_versions" {
+  description = "Number of write-only key versions managed (0 or 1); the value itself is never readable."
   value       = length(aws_secretsmanager_secret_version.this)
 }

@@ -23,19 +23,19 @@ variable "tags" {
   type        = map(string)
 }
 
-variable "write_seed" {
-  description = "Write `seed` as the secret's value (write-only)."
+variable "write_value" {
+  description = "Write `value` as the secret's value (write-only)."
   type        = bool
 }
 
-variable "seed" {
+variable "value" {
   description = "The value to write; ephemeral, so it is never stored by Terraform."
   type        = string
   default     = null
   ephemeral   = true
 }
 
-variable "seed_version" {
+variable "value_version" {
   description = "Bump to write a new value."
   type        = number
 }
