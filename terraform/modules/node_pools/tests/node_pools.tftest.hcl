@@ -63,6 +63,14 @@ run "gpu_pools_are_tainted_and_labelled_the_others_not" {
     condition     = aws_eks_node_group.this["gpu-small"].scaling_config[0].min_size == 0 && aws_eks_node_group.this["gpu-small"].scaling_config[0].max_size == 8
     error_message = "scaling bounds come from the pool"
   }
+
+  assert {
+    condition = alltrue([for ng in aws_eks_node_group.this : ng.tags["k8s.io/cluster-autoscaler/enabled"] == "true" && ng.tags["k8s.io/cluster-autoscaler/fairshare-eu-west-1"] == "owned"]) && output.autoscaler_discovery_tags == {
+      "k8s.io/cluster-autoscaler/enabled"             = "true"
+      "k8s.io/cluster-autoscaler/fairshare-eu-west-1" = "owned"
+    }
+    error_message = "every node group carries Cluster Autoscaler's discovery tags (the resize permission's <cluster> = owned among them), and the output gives the autoscaler exactly those"
+  }
 }
 
 run "three_gpu_pools" {
