@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bench.terraform_driver import STATE_BUCKET, MotoServer
+from inference_images.runtime.pii.keys import SecretsManagerKeys
 from tests.infra.conftest import REGION, PlannedRegion
 
 CLUSTER = f"fairshare-{REGION}"
@@ -55,21 +56,31 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
         "aws:PrincipalArn": f"arn:aws:iam::123456789012:role/{CLUSTER}-model-writer-*"}}
     assert "DenyInsecureTransport" in statements
 
-    # One secret per tenant allowed here (none for US-only tenants), KMS-encrypted, holding a seed that
-    # never reached the state.
+    # One pseudonymisation key per tenant allowed here (none for US-only tenants), KMS-encrypted, never in
+    # the state; the runtime's key source reads it as Terraform wrote it.
     secrets = {s["Name"]: s for s in sm.list_secrets()["SecretList"]}
-    assert set(secrets) == {f"fairshare/tenants/{t}/api-key-seed" for t in EU_TENANTS}
+    assert set(secrets) == {f"fairshare/tenants/{t}/pseudonymisation-key" for t in EU_TENANTS}
     assert {s["KmsKeyId"] for s in secrets.values()} == {keys["secrets"]}
-    seed = sm.get_secret_value(SecretId="fairshare/tenants/initech/api-key-seed")["SecretString"]
-    assert len(seed) == 48
+    key = sm.get_secret_value(SecretId="fairshare/tenants/initech/pseudonymisation-key")["SecretString"]
+    assert len(key) == 48
     state = s3.get_object(Bucket=STATE_BUCKET, Key=f"fairshare/{REGION}/terraform.tfstate")["Body"].read().decode()
-    assert seed not in state and '"resources"' in state
+    assert key not in state and '"resources"' in state
+    assert SecretsManagerKeys(client=sm).read("initech") == key.encode()
 
     # The inference pods' role trusts the cluster's OIDC provider for their service account only.
     role = iam.get_role(RoleName=f"{CLUSTER}-model-reader")["Role"]
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert "system:serviceaccount:fairshare:fairshare-runtime" in str(statement["Condition"])
+    # ... and may read the tenants' pseudonymisation keys, only those, decrypting only through Secrets Manager.
+    reads = json.loads(json.dumps(iam.get_role_policy(RoleName=f"{CLUSTER}-model-reader",
+                                                      PolicyName="read-pseudonymisation-keys")["PolicyDocument"]))
+    by_sid = {st["Sid"]: st for st in reads["Statement"]}
+    assert by_sid["ReadPseudonymisationKeys"]["Action"] == "secretsmanager:GetSecretValue"
+    assert by_sid["ReadPseudonymisationKeys"]["Resource"] == (
+        f"arn:aws:secretsmanager:{REGION}:123456789012:secret:fairshare/tenants/*/pseudonymisation-key-??????")
+    assert by_sid["DecryptPseudonymisationKeys"]["Condition"] == {
+        "StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
 
     region.destroy()
     assert _leftovers(moto) == {}
