@@ -8,6 +8,8 @@ need no Terraform."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,3 +237,17 @@ def test_without_terraforms_values_nothing_renders(helm_bin: str) -> None:
         render(helm_bin)
     for field in (f"/{LBC}/clusterName", f"/{LBC}/vpcId", f"/{CA}/awsRegion", "/cluster/kubernetesVersion"):
         assert f"at '{field}'" in str(err.value), field
+
+
+def test_chart_install_installs_the_addons_before_the_platform(sample_values: Path) -> None:
+    """make chart-install: the controllers' CRDs, then the add-ons into kube-system (waiting until they run),
+    then the fairshare chart, whose gateway Service only the Load Balancer Controller turns into an NLB."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not on PATH")
+    out = subprocess.run(["make", "-n", "chart-install", f"REGION={REGION}", f"ADDONS_TF_VALUES={sample_values}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout
+    installs = [line for line in out.splitlines() if "upgrade --install " in line]
+    assert [line.split("upgrade --install ", 1)[1].split()[0] for line in installs] == ["cluster-addons", "fairshare"]
+    addons = installs[0]
+    assert f"-f {sample_values}" in addons and f"--namespace {NAMESPACE}" in addons and "--wait" in addons
+    assert out.index("crds/crds.yaml") < out.index("upgrade --install cluster-addons")
