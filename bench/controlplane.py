@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from bench import report
 from bench.loadgen import Target, infer_body, one
@@ -160,16 +161,26 @@ async def _acked_after(rig: Rig, t0: float) -> float:
     return time.perf_counter() - t0
 
 
+def write_plain_config(config_dir: Path, n: int, gateway_port: int) -> None:
+    """The synthetic config with plaintext upstreams: the bench's one runtime serves no TLS and its Envoy
+    has no SDS files (the example config turns platform.gateway.upstream_tls on)."""
+    write_config(config_dir, n, ports=(gateway_port, free_port()))
+    path = config_dir / "platform.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["gateway"]["upstream_tls"]["enabled"] = False
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 async def measure(n: int, root: Path, endpoints: Path, key: SigningKey, gateway_port: int,
                   tenant_stats: bool, with_edit: bool) -> dict[str, Any]:
     config_dir = root / f"config-{n}"
-    write_config(config_dir, 0, ports=(gateway_port, free_port()))
+    write_plain_config(config_dir, 0, gateway_port)
     rig = Rig(root, endpoints, key, tenant_stats=tenant_stats)
     try:
         await rig.start(config_dir)
         base_alloc, base_rss = await asyncio.to_thread(rig.memory)
         progress(f"{n} tenants: writing config")
-        write_config(config_dir, n, ports=(gateway_port, free_port()))
+        write_plain_config(config_dir, n, gateway_port)
         progress(f"{n} tenants: load + compile alone (cold), for the growth comparison")
         compile_s = cold_compile_s(config_dir)
         progress(f"{n} tenants: load + compile + validate + publish, then wait for Envoy's ACK")
@@ -182,6 +193,8 @@ async def measure(n: int, root: Path, endpoints: Path, key: SigningKey, gateway_
             "tenants": n, "per_tenant_cluster_stats": tenant_stats,
             "compile_s": compile_s, "build_s": build_s, "apply_s": apply_s, "total_s": build_s + apply_s,
             "resources": snapshot.count(), "clusters": len(snapshot.of_type(CLUSTER)),
+            "tenant_clusters_per_tenant": sum(name.startswith(naming.TENANT_CLUSTER_PREFIX)
+                                              for name in snapshot.of_type(CLUSTER)) / max(n, 1),
             "snapshot_bytes": snapshot.total_bytes(),
             "envoy_alloc_bytes": alloc, "envoy_rss_bytes": rss,
             "envoy_baseline_alloc_bytes": base_alloc, "envoy_baseline_rss_bytes": base_rss,
@@ -288,7 +301,8 @@ def render(results: dict[str, Any]) -> str:
     return f"""# Control plane scaling
 
 One Envoy ({REGION}, 2 workers) on Fairshare's xDS server (delta ADS), fed by the real ControlPlane.
-Synthetic tenants: a quarter also allowed in the EU; the rest a 90/10 canary split (2 clusters each).
+Synthetic tenants: a quarter also allowed in the EU; the rest a 90/10 canary split (one cluster per
+tenant and model, its versions subsets of it: docs/design/0001; before that, one per version).
 "load+compile+publish" includes Envoy's pre-publish validation of what changed (skipped, with a
 warning, for a change of over 5,000 resources: here the 10,000-tenant load). "Envoy apply" is publish
 until Envoy ACKs every resource; "edit: served" is from writing one tenant's file until 10 requests
