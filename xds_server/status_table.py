@@ -66,9 +66,10 @@ def size(n: float | None) -> str:
 
 def snapshot_key(node: Mapping[str, Any]) -> str:
     """The snapshot a node follows: `<region>/<cell>` in a multi-cell region, else the region id
-    (the contract's xds_server.cells.keys.snapshot_key; the node's own `key` wins when it has one)."""
-    if node.get("key"):
-        return str(node["key"])
+    (xds_server.cells.keys.snapshot_key; what the node says it follows, `snapshot`, wins when present)."""
+    for field in ("snapshot", "key"):
+        if node.get(field):
+            return str(node[field])
     region, cell = node.get("region") or "", node.get("cell")
     return f"{region}/{cell}" if cell else region
 

@@ -13,6 +13,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from xds_server.compiler import upstream_tls
+from xds_server.xds import metrics
 
 XDS_CLUSTER = "fairshare_xds"
 
@@ -46,8 +47,9 @@ def bootstrap(
     `xds_tls_dir`: the gateway's SDS directory (platform.gateway.upstream_tls.sds_dir): the xDS stream goes
     over mutual TLS with the gateway's client certificate, and only the control plane's certificate
     (CONTROL_PLANE_IDENTITY, platform CA) is accepted; file SDS, so a rotation needs no new bootstrap.
-    `metrics_sink`: stream Envoy's stats to the control plane (its metrics service, on the xDS port), which
-    keeps only the memory gauges `fairshare status` shows.
+    `metrics_sink`: report Envoy's memory gauges to the control plane at every stats flush (Envoy's default,
+    5 s), over the xDS cluster, for `fairshare status` (xds_server.xds.metrics; every other stat is dropped
+    inside Envoy).
     """
     ads: dict[str, Any] = {"ads": {}, "resource_api_version": "V3"}
     config: dict[str, Any] = {
@@ -81,21 +83,8 @@ def bootstrap(
     if stats_matcher is not None:
         config["stats_config"] = {"stats_matcher": stats_matcher}
     if metrics_sink:
-        config["stats_sinks"] = [_metrics_sink()]
+        config["stats_sinks"] = [metrics.stat_sink(XDS_CLUSTER)]
     return config
-
-
-def _metrics_sink() -> dict[str, Any]:
-    """Envoy's stats, streamed to the control plane over the xDS cluster at every stats flush (Envoy's
-    default, 5 s): it keeps each gateway's memory gauges (xds_server.xds.metrics) for `fairshare status`."""
-    return {
-        "name": "envoy.stat_sinks.metrics_service",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig",
-            "transport_api_version": "V3",
-            "grpc_service": {"envoy_grpc": {"cluster_name": XDS_CLUSTER}},
-        },
-    }
 
 
 def _overload_manager(max_connections: int) -> dict[str, Any]:

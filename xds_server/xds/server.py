@@ -123,7 +123,7 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                             node_id, protocol, peer, region, f" cell {cell!r}" if cell else "",
                             capped(self._store.regions()) or "none")
 
-        node = self._store.open_stream(node_id, key, protocol, cell=cell)
+        node = self._store.open_stream(node_id, key, protocol, cell=cell, peer=peer)
         machine: _Machine = SotwStream(self._store, node) if protocol == SOTW else DeltaStream(self._store, node)
         log.info("node %s connected (%s, region %r%s, peer %s, stream %d)", node_id, protocol, region,
                  f", cell {cell!r}" if cell else "", peer, node.stream_id)

@@ -101,6 +101,8 @@ class NodeStatus:
     protocol: str
     stream_id: int
     cell: str | None = None
+    # gRPC's name for the connection (ipv4:10.0.3.7:41234): the gateway's stat sink shares it (xds.metrics).
+    peer: str = ""
     connected: bool = True
     connected_at: float = field(default_factory=time.time)
     disconnected_at: float | None = None
@@ -157,6 +159,7 @@ class SnapshotStore:
         self._previous: dict[str, Published] = {}
         # By node id, not by stream: the metrics stream is a stream of its own, and outlives ADS reconnects.
         self._memory: dict[str, NodeMemory] = {}
+        self._by_peer: dict[str, NodeStatus] = {}
         self._history: dict[str, deque[tuple[str, int]]] = {}
         self._region_changed: dict[str, asyncio.Event] = {}
         self._nodes: dict[str, NodeStatus] = {}
@@ -232,10 +235,14 @@ class SnapshotStore:
 
     # -- node status, reported by the protocol servers -------------------------------------------
 
-    def open_stream(self, node_id: str, region: str, protocol: str, cell: str | None = None) -> NodeStatus:
+    def open_stream(self, node_id: str, region: str, protocol: str, cell: str | None = None,
+                    peer: str = "") -> NodeStatus:
         self._bind_loop()
         self._stream_ids += 1
-        node = NodeStatus(node_id=node_id, region=region, protocol=protocol, stream_id=self._stream_ids, cell=cell)
+        node = NodeStatus(node_id=node_id, region=region, protocol=protocol, stream_id=self._stream_ids, cell=cell,
+                          peer=peer)
+        if peer:
+            self._by_peer[peer] = node
         previous = self._nodes.get(node_id)
         if previous is not None and previous.connected:
             # Usually an Envoy that restarted before its old stream was torn down; the newest wins.
@@ -246,6 +253,8 @@ class SnapshotStore:
         return node
 
     def close_stream(self, node: NodeStatus) -> None:
+        if self._by_peer.get(node.peer) is node:
+            del self._by_peer[node.peer]
         node.connected = False
         node.disconnected_at = now = time.time()
         stale = [
@@ -265,6 +274,10 @@ class SnapshotStore:
                 break
         node.acks[type_url] = Ack(version=version, nonce=nonce, at=time.time(), content=content)
         self._notify_status()
+
+    def node_at(self, peer: str) -> NodeStatus | None:
+        """The node whose open ADS stream came over this connection (gRPC's peer string)."""
+        return self._by_peer.get(peer)
 
     def record_memory(self, node_id: str, allocated: int | None, heap_size: int | None) -> None:
         """What an Envoy's stat sink reported (xds_server.xds.metrics); shown beside its node in status()."""
