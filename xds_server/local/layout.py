@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xds_server.cells.keys import FRONT, snapshot_key
 from xds_server.compiler import naming
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
 from xds_server.config.model import PlatformConfig
@@ -88,7 +89,6 @@ def endpoint_directory(replicas: list[ReplicaSpec], host: str = "127.0.0.1") -> 
 
 # -- gateways: one fleet per region, or a front tier and a fleet per cell ---------------------------------
 
-FRONT = "front"  # the front tier's `cell` in its node metadata (docs: the cells contract)
 
 
 def region_cells(cfg: PlatformConfig, region: str) -> tuple[str, ...]:
@@ -110,12 +110,6 @@ def cell_port(cfg: PlatformConfig, region: str, k: int) -> int:
     process here, not its own pods, so each needs its own port beside the front tier's."""
     # --- TEMPORARY (until xds_server.cells.layout.local_port lands): the contract's formula. ---
     return cfg.regions[region].gateway_port + 1 + k
-    # --- end TEMPORARY ---
-
-
-def snapshot_key(region: str, cell: str | None) -> str:
-    # --- TEMPORARY (until xds_server.cells.keys.snapshot_key lands): the contract's keys. ---
-    return region if cell is None else f"{region}/{cell}"
     # --- end TEMPORARY ---
 
 
