@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.route.v3 import route_pb2, scoped_route_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2, scoped_route_pb2
 
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpoint, EndpointDirectory
 from xds_server.config import load_config
@@ -37,11 +37,10 @@ def test_tenant_gets_one_cluster_per_model_with_circuit_breakers_from_quota() ->
     cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
     t = cluster.circuit_breakers.thresholds[0]
     assert (t.max_requests.value, t.max_pending_requests.value, t.max_connections.value) == (32, 32, 32)
-    assert cluster.eds_cluster_config.service_name == "model/embedder/us-east-1"
-    # Versions are subsets of the cluster's hosts; a version without replicas is refused, never another.
-    subsets = cluster.lb_subset_config
-    assert [list(s.keys) for s in subsets.subset_selectors] == [["version"]]
-    assert subsets.fallback_policy == cluster_pb2.Cluster.LbSubsetConfig.NO_FALLBACK and subsets.list_as_any
+    # Both versions run on gpu-small: every replica of the pool serves both, so the cluster reads the
+    # pool's set and needs no subsets (they cost Envoy ~4x per cluster on each endpoint change).
+    assert cluster.eds_cluster_config.service_name == "pool/gpu-small/us-east-1"
+    assert not cluster.HasField("lb_subset_config")
     hooli = unpack(us, CLUSTER, "tenant/hooli/classifier/us-east-1", cluster_pb2.Cluster)
     assert hooli.circuit_breakers.thresholds[0].max_requests.value == 4  # free tier default
 
@@ -50,22 +49,30 @@ def _version_of(match) -> str:  # type: ignore[no-untyped-def]
     return str(match.filter_metadata["envoy.lb"].fields["version"].string_value)
 
 
+def _entries(snapshot: Snapshot, tenant: str, route: str) -> set[tuple[str, int, str, str]]:
+    """(cluster, weight, the subset it picks or "", the version header) of each entry of a route."""
+    vhost = unpack(snapshot, ROUTE, f"tenant/{tenant}", route_pb2.RouteConfiguration).virtual_hosts[0]
+    action = next(r for r in vhost.routes if r.name == route).route
+    entries = action.weighted_clusters.clusters or [
+        route_components_pb2.WeightedCluster.ClusterWeight(name=action.cluster, weight={"value": 100},
+                                                            metadata_match=action.metadata_match)]
+    pinned = {h.header.key: h.header.value for r in vhost.routes if r.name == route for h in r.request_headers_to_add}
+    header = "x-fairshare-model-version"
+    return {(c.name, c.weight.value, _version_of(c.metadata_match) if c.HasField("metadata_match") else "",
+             {**pinned, **{h.header.key: h.header.value for h in c.request_headers_to_add}}[header])
+            for c in entries}
+
+
 def test_split_becomes_weighted_entries_on_one_cluster_and_rules_become_headers() -> None:
     us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
     rc = unpack(us, ROUTE, "tenant/acme", route_pb2.RouteConfiguration)
     vhost = rc.virtual_hosts[0]
-    split = next(r for r in vhost.routes if r.name == "embedder").route.weighted_clusters
-    # One cluster named once per version, each entry picking its version's subset and telling the
-    # runtime which version to run.
-    assert {(c.name, c.weight.value, _version_of(c.metadata_match),
-             {h.header.key: h.header.value for h in c.request_headers_to_add}["x-fairshare-model-version"])
-            for c in split.clusters} == {
-        ("tenant/acme/embedder/us-east-1", 90, "v1", "v1"), ("tenant/acme/embedder/us-east-1", 10, "v2", "v2"),
-    }
+    # One cluster named once per version, each entry telling the runtime which version to run.
+    assert _entries(us, "acme", "embedder") == {
+        ("tenant/acme/embedder/us-east-1", 90, "", "v1"), ("tenant/acme/embedder/us-east-1", 10, "", "v2")}
     pinned = next(r for r in vhost.routes if r.name == "embedder/v2")
     assert pinned.match.path_separated_prefix == "/v2/models/embedder/versions/v2"
-    assert pinned.route.cluster == "tenant/acme/embedder/us-east-1"
-    assert _version_of(pinned.route.metadata_match) == "v2"
+    assert _entries(us, "acme", "embedder/v2") == {("tenant/acme/embedder/us-east-1", 100, "", "v2")}
     headers = {h.header.key: h.header.value for h in vhost.request_headers_to_add}
     assert headers["x-fairshare-region"] == "us-east-1"
     assert headers["x-fairshare-weight"] == "4"
@@ -83,16 +90,15 @@ def test_residency_a_region_holds_only_the_tenants_allowed_there() -> None:
     assert not [n for t in (CLUSTER, ROUTE, SCOPED_ROUTE) for n in eu.of_type(t) if n.startswith("tenant/globex")]
     scope = unpack(eu, SCOPED_ROUTE, "tenant/initech", scoped_route_pb2.ScopedRouteConfiguration)
     assert scope.key.fragments[0].string_key == "initech"
-    # No EU route of any tenant selects a US-only model version, and the EU's replicas never claim it.
-    selected = {(route.name.split("/")[0], _version_of(m))
+    # No EU route of any tenant names a US-only model version.
+    versions = {(route.name.split("/")[0], h.header.value)
                 for name in eu.of_type(ROUTE)
                 for route in unpack(eu, ROUTE, name, route_pb2.RouteConfiguration).virtual_hosts[0].routes
-                for m in (route.route.metadata_match, *(c.metadata_match for c in route.route.weighted_clusters.clusters))
-                if m.filter_metadata}
-    assert ("classifier", "v1") in selected and ("classifier", "v2") not in selected
-    classifier = unpack(eu, ENDPOINT, "model/classifier/eu-west-1", endpoint_pb2.ClusterLoadAssignment)
-    assert {tuple(v.string_value for v in lb.metadata.filter_metadata["envoy.lb"].fields["version"].list_value.values)
-            for lb in classifier.endpoints[0].lb_endpoints} <= {("v1",)}
+                for h in [*route.request_headers_to_add,
+                          *(h for c in route.route.weighted_clusters.clusters for h in c.request_headers_to_add)]
+                if h.header.key == "x-fairshare-model-version"}
+    assert ("classifier", "v1") in versions and ("classifier", "v2") not in versions
+    assert not [n for n in eu.of_type(ENDPOINT) if n.startswith("model/classifier/")]
 
 
 def _replicas(snapshot: Snapshot, name: str) -> dict[str, tuple[str, ...]]:
@@ -102,15 +108,46 @@ def _replicas(snapshot: Snapshot, name: str) -> dict[str, tuple[str, ...]]:
             for loc in cla.endpoints for lb in loc.lb_endpoints}
 
 
-def test_endpoints_are_shared_per_model_each_replica_tagged_with_its_versions() -> None:
+def test_endpoints_are_shared_per_pool_when_a_models_versions_share_one() -> None:
     us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
-    # (pool/<pool>/<region> sets are the own-model clusters', tests/compiler/test_own_models.py)
-    assert sorted(n for n in us.of_type(ENDPOINT) if n.startswith("model/")) == [
-        "model/classifier/us-east-1", "model/embedder/us-east-1",
-    ]
-    # classifier v1 and v2 run on the same pool: each replica once, serving both (one host per replica
-    # in each tenant cluster, whatever its split).
-    assert _replicas(us, "model/classifier/us-east-1") == {"127.0.0.1:9001": ("v1", "v2"), "127.0.0.1:9002": ("v1", "v2")}
+    # Every model's versions run on one pool here: no per-version or per-model sets, the pools' alone
+    # (read by the catalog clusters and the own-model clusters alike).
+    assert not [n for n in us.of_type(ENDPOINT) if n.startswith("model/")]
+    assert sorted(n for n in us.of_type(ENDPOINT) if n.startswith("pool/")) == [
+        "pool/cpu-general/us-east-1", "pool/gpu-small/us-east-1"]
+
+
+def test_versions_on_different_pools_are_subsets_of_the_one_cluster(cfg_dir: Path) -> None:
+    """embedder v2 moved to cpu-general: acme's one embedder cluster reads the model's set, each replica
+    tagged with the versions it runs, and each entry of the split (and each pinned route) picks its
+    version's subset; a version without replicas gets a 503, never another version's replicas."""
+    path = cfg_dir / "models.yaml"
+    path.write_text(path.read_text().replace("v2: {pool: gpu-small", "v2: {pool: cpu-general"))
+    us = compile_dir(cfg_dir).snapshots["us-east-1"]
+    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
+    assert cluster.eds_cluster_config.service_name == "model/embedder/us-east-1"
+    subsets = cluster.lb_subset_config
+    assert [list(s.keys) for s in subsets.subset_selectors] == [["version"]]
+    assert subsets.fallback_policy == cluster_pb2.Cluster.LbSubsetConfig.NO_FALLBACK and subsets.list_as_any
+    # cpu-general (9001, 9002 here) runs embedder v2 only; gpu-small has no replicas in this directory.
+    assert _replicas(us, "model/embedder/us-east-1") == {"127.0.0.1:9001": ("v2",), "127.0.0.1:9002": ("v2",)}
+    assert _entries(us, "acme", "embedder") == {
+        ("tenant/acme/embedder/us-east-1", 90, "v1", "v1"), ("tenant/acme/embedder/us-east-1", 10, "v2", "v2")}
+    assert _entries(us, "acme", "embedder/v2") == {("tenant/acme/embedder/us-east-1", 100, "v2", "v2")}
+    # classifier's versions still share cpu-general: its clusters read the pool's set, no subsets.
+    classifier = unpack(us, CLUSTER, "tenant/acme/classifier/us-east-1", cluster_pb2.Cluster)
+    assert classifier.eds_cluster_config.service_name == "pool/cpu-general/us-east-1"
+    assert not classifier.HasField("lb_subset_config")
+
+
+def test_replicas_running_several_versions_appear_once_with_all_of_them(cfg_dir: Path) -> None:
+    path = cfg_dir / "models.yaml"
+    path.write_text(path.read_text().replace("v2: {pool: gpu-small", "v2: {pool: cpu-general"))
+    eps = EndpointDirectory({("us-east-1", "cpu-general"): (Endpoint("127.0.0.1", 9001),),
+                             ("us-east-1", "gpu-small"): (Endpoint("127.0.0.1", 9001), Endpoint("127.0.0.1", 9101))})
+    us = Compiler().compile(CompileInputs(load_config(cfg_dir), eps, JWKS)).snapshots["us-east-1"]
+    # One host per address in the cluster (Envoy keys hosts by address), carrying every version it runs.
+    assert _replicas(us, "model/embedder/us-east-1") == {"127.0.0.1:9001": ("v1", "v2"), "127.0.0.1:9101": ("v1",)}
 
 
 def test_compile_is_deterministic() -> None:
@@ -146,11 +183,8 @@ def test_adding_a_version_to_a_split_moves_routes_not_clusters(cfg_dir: Path) ->
     path.write_text(path.read_text().replace("{v2: 100}", "{v1: 30, v2: 70}"))
     after = compile_dir(cfg_dir, compiler).snapshots["us-east-1"]
     assert _differences(before, after) == {(ROUTE, "tenant/hooli"): "changed"}
-    split = next(r for r in unpack(after, ROUTE, "tenant/hooli", route_pb2.RouteConfiguration).virtual_hosts[0].routes
-                 if r.name == "classifier").route.weighted_clusters
-    assert {(c.name, _version_of(c.metadata_match), c.weight.value) for c in split.clusters} == {
-        ("tenant/hooli/classifier/us-east-1", "v1", 30), ("tenant/hooli/classifier/us-east-1", "v2", 70)}
-
+    assert _entries(after, "hooli", "classifier") == {
+        ("tenant/hooli/classifier/us-east-1", 30, "", "v1"), ("tenant/hooli/classifier/us-east-1", 70, "", "v2")}
 
 
 def _differences(before: Snapshot, after: Snapshot) -> dict[tuple[str, str], str]:
@@ -235,3 +269,28 @@ def test_an_endpoint_change_rebuilds_only_endpoint_sets_and_equals_a_full_compil
                    if compiled.snapshots[region].of_type(t).get(n) != r}
         assert all(t == ENDPOINT for t, _ in changed)
         assert bool(changed) == (region == "us-east-1")
+
+
+def test_envoy_accepts_one_cluster_named_once_per_version_with_and_without_subsets(cfg_dir: Path) -> None:
+    """Envoy's own validation of the compiled config: weighted entries naming one cluster twice, with
+    ClusterWeight.metadata_match (versions on different pools) and without (versions sharing one)."""
+    from xds_server.auth.keys import SigningKey
+    from xds_server.envoy.process import EnvoyError, find_envoy
+    from xds_server.envoy.validate import EnvoyValidator
+
+    try:
+        validator = EnvoyValidator(find_envoy())
+    except EnvoyError as err:
+        pytest.skip(str(err))
+    path = cfg_dir / "models.yaml"
+    path.write_text(path.read_text().replace("v2: {pool: gpu-small", "v2: {pool: cpu-general"))
+    eps = EndpointDirectory({("us-east-1", "cpu-general"): (Endpoint("127.0.0.1", 9001),),
+                             ("us-east-1", "gpu-small"): (Endpoint("127.0.0.1", 9101),)})
+    jwks = SigningKey.load_or_create(cfg_dir / "state").jwks()
+    compiled = Compiler().compile(CompileInputs(load_config(cfg_dir), eps, jwks))
+    us = compiled.snapshots["us-east-1"]
+    assert unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster).HasField("lb_subset_config")
+    globex = unpack(us, CLUSTER, "tenant/globex/classifier/us-east-1", cluster_pb2.Cluster)
+    assert not globex.HasField("lb_subset_config")
+    for region, snapshot in compiled.snapshots.items():
+        assert validator.check(None, snapshot) is None, region

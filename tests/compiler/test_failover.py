@@ -69,13 +69,13 @@ def test_failover_tenant_reads_a_set_with_priorities_from_exactly_its_failover_r
     us = compile_dir(failover_dir).snapshots[US]
     cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
     eds = cluster.eds_cluster_config.service_name
-    assert eds == "model/embedder/us-east-1/failover/eu-west-1"
+    # Both embedder versions run on gpu-small, in both regions: the pool's chain set serves them all,
+    # no subsets (shared with own models failing over along the same chain).
+    assert eds == "pool/gpu-small/us-east-1/failover/eu-west-1"
+    assert not cluster.HasField("lb_subset_config")
     cla = unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)
     # Priority 0: the gateway's own region; 1: the failover region. Nothing else, and each tagged.
     assert ports(cla) == {0: [(9001, US), (9002, US)], 1: [(9201, EU), (9202, EU)]}
-    # Both embedder versions run on gpu-small in both regions: each subset fails over.
-    assert versions(cla) == {0: {("v1", "v2")}, 1: {("v1", "v2")}}
-    assert cluster.lb_subset_config.subset_selectors[0].keys == ["version"]
     assert [loc.locality.region for loc in cla.endpoints] == [US, EU]
     # The served region is written onto the upstream request (the runtime's region check) and response.
     options = http_protocol_options_pb2.HttpProtocolOptions()
@@ -98,13 +98,34 @@ def _route_headers(snapshot: Snapshot, tenant: str, route: str) -> dict[str, str
 def test_version_not_routed_in_the_failover_region_does_not_fail_over(failover_dir: Path) -> None:
     us = compile_dir(failover_dir).snapshots[US]
     # classifier v2 is deployed only in the US: policy routes it nowhere else, so no EU replica carries
-    # it, and its subset has only the US priority; v1's fails over.
+    # it, and its subset has only the US priority; v1's fails over. The EU's cpu-general replicas do not
+    # run v2, so the cluster cannot read the pool's set: it picks subsets of the model's.
     cluster = unpack(us, CLUSTER, "tenant/acme/classifier/us-east-1", cluster_pb2.Cluster)
     eds = cluster.eds_cluster_config.service_name
     assert eds == "model/classifier/us-east-1/failover/eu-west-1"
+    assert cluster.lb_subset_config.subset_selectors[0].keys == ["version"]
+    pinned = next(r for r in unpack(us, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "tenant/acme",
+                                    route_pb2.RouteConfiguration).virtual_hosts[0].routes if r.name == "classifier/v2")
+    assert pinned.route.metadata_match.filter_metadata["envoy.lb"].fields["version"].string_value == "v2"
     assert versions(unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)) == {0: {("v1", "v2")}, 1: {("v1",)}}
     assert FAILOVER_HEADER not in _route_headers(us, "acme", "classifier/v2")
     assert _route_headers(us, "acme", "classifier/v1")[FAILOVER_HEADER] == EU
+
+
+def test_versions_on_different_pools_fail_over_each_to_its_own_replicas(failover_dir: Path) -> None:
+    """embedder v2 moved to cpu-general: acme's one embedder cluster picks each version's subset of the
+    model's chain set, whose every priority holds each version's replicas tagged with it."""
+    path = failover_dir / "models.yaml"
+    path.write_text(path.read_text().replace("v2: {pool: gpu-small", "v2: {pool: cpu-general"))
+    us = compile_dir(failover_dir).snapshots[US]
+    cluster = unpack(us, CLUSTER, "tenant/acme/embedder/us-east-1", cluster_pb2.Cluster)
+    assert cluster.lb_subset_config.subset_selectors[0].keys == ["version"]
+    eds = cluster.eds_cluster_config.service_name
+    assert eds == "model/embedder/us-east-1/failover/eu-west-1"
+    cla = unpack(us, ENDPOINT, eds, endpoint_pb2.ClusterLoadAssignment)
+    assert ports(cla) == {0: [(9001, US), (9002, US), (9101, US), (9102, US)],
+                          1: [(9201, EU), (9202, EU), (9301, EU), (9302, EU)]}
+    assert versions(cla) == {0: {("v1",), ("v2",)}, 1: {("v1",), ("v2",)}}
 
 
 def test_a_policy_routing_only_some_versions_in_a_failover_region_narrows_that_hop(failover_dir: Path) -> None:
@@ -124,7 +145,7 @@ def test_a_policy_routing_only_some_versions_in_a_failover_region_narrows_that_h
 def test_the_failover_region_itself_has_nowhere_further_to_go(failover_dir: Path) -> None:
     eu = compile_dir(failover_dir).snapshots[EU]
     cluster = unpack(eu, CLUSTER, "tenant/acme/embedder/eu-west-1", cluster_pb2.Cluster)
-    assert cluster.eds_cluster_config.service_name == "model/embedder/eu-west-1"
+    assert cluster.eds_cluster_config.service_name == "pool/gpu-small/eu-west-1"
     assert not [n for n in eu.of_type(ENDPOINT) if "/failover/" in n]
 
 
@@ -152,9 +173,10 @@ def test_tenants_without_failover_are_unchanged_and_tenants_share_a_chain(cfg_di
         data = yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())
         edit_tenant(cfg_dir, tenant, regions={**data["regions"], "allowed": [US, EU], "failover": [EU]})
     after = compile_dir(cfg_dir).snapshots[US]
-    # acme's own model was the only reader of the plain cpu-general own clusters and their set: it now
-    # reads its chain's (test_own_model_failover_*), so they go; everything else stays as it was.
-    gone = {"own.cpu-general.0", "own.cpu-general.1", "pool/cpu-general/us-east-1"}
+    # acme's own model was the only reader of the plain cpu-general own clusters: it now reads its
+    # chain's (test_own_model_failover_*), so they go; everything else stays as it was (the pool's set
+    # too: other tenants' catalog clusters read it).
+    gone = {"own.cpu-general.0", "own.cpu-general.1"}
     for type_url in (CLUSTER, LISTENER, ENDPOINT):
         for name, res in before.of_type(type_url).items():
             if name in gone:
@@ -176,7 +198,7 @@ def test_an_endpoint_change_reaches_the_failover_sets_and_equals_a_full_compile(
     moved = EndpointDirectory({**ENDPOINTS.by_pool, (EU, "gpu-small"): (Endpoint("127.0.0.1", 9201),)})
     fast = Compiler.with_endpoints(compiled, cfg, moved)
     assert fast.version == Compiler().compile(CompileInputs(cfg, moved, JWKS)).version
-    cla = unpack(fast.snapshots[US], ENDPOINT, "model/embedder/us-east-1/failover/eu-west-1",
+    cla = unpack(fast.snapshots[US], ENDPOINT, "pool/gpu-small/us-east-1/failover/eu-west-1",
                  endpoint_pb2.ClusterLoadAssignment)
     assert ports(cla) == {0: [(9001, US), (9002, US)], 1: [(9201, EU)]}
 
@@ -283,10 +305,11 @@ def test_own_clusters_of_tenants_without_failover_are_unchanged_byte_for_byte(cf
             if name == "tenant/acme" or name.startswith("tenant/acme/"):
                 continue  # acme's own resources: it is the tenant that gained failover
             assert after.of_type(type_url)[name].packed.SerializeToString() == res.packed.SerializeToString(), name
-    # acme's model moved to its chain's clusters: one variant per slot, one set, nothing per tenant.
+    # acme's model moved to its chain's clusters: one variant per slot, one set, nothing per tenant; the
+    # set is the one its catalog classifier (same pool) fails over with, and its embedder adds gpu-small's.
     added = sorted(n for t in (CLUSTER, ENDPOINT) for n in set(after.of_type(t)) - set(before.of_type(t))
-                   if not n.startswith(("tenant/", "model/")))
-    assert added == sorted([ROUTER_SET, *ROUTER_CHAIN])
+                   if not n.startswith("tenant/"))
+    assert added == sorted([ROUTER_SET, *ROUTER_CHAIN, "pool/gpu-small/us-east-1/failover/eu-west-1"])
 
 
 def test_own_failover_clusters_grow_with_distinct_chains_not_tenants_or_models(failover_dir: Path) -> None:
@@ -302,9 +325,11 @@ def test_own_failover_clusters_grow_with_distinct_chains_not_tenants_or_models(f
     assert chain_clusters == [*sorted(ROUTER_CHAIN), "own.gpu-small.0.failover.eu-west-1"]
     assert set(chain_clusters) - set(one.of_type(CLUSTER)) == {"own.gpu-small.0.failover.eu-west-1"}
     assert weighted(two, "globex", "r3") == weighted(two, "acme", "ticket-router") == ROUTER_CHAIN
-    # No tenant on the plain clusters any more in the US: they and their set are gone.
+    # No tenant on the plain own clusters any more in the US: they are gone; the pools' plain sets stay,
+    # each pool's for the catalog clusters of tenants without failover.
     assert not [n for n in two.of_type(CLUSTER) if n.startswith("own.") and ".failover." not in n]
-    assert not [n for n in two.of_type(ENDPOINT) if n.startswith("pool/") and "/failover/" not in n]
+    assert sorted(n for n in two.of_type(ENDPOINT) if n.startswith("pool/") and "/failover/" not in n) == [
+        "pool/cpu-general/us-east-1", "pool/gpu-small/us-east-1"]
 
 
 def test_own_failover_sets_follow_an_endpoint_change_and_equal_a_full_compile(failover_dir: Path) -> None:

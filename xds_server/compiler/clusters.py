@@ -73,14 +73,17 @@ def _circuit_breakers(concurrency: int) -> circuit_breaker_pb2.CircuitBreakers:
 
 
 def tenant_cluster(name: str, eds_name: str, concurrency: int,
-                   transport_socket: base_pb2.TransportSocket | None = None) -> cluster_pb2.Cluster:
+                   transport_socket: base_pb2.TransportSocket | None = None,
+                   subsets: bool = False) -> cluster_pb2.Cluster:
+    """`subsets`: the set's replicas carry their versions and the routes pick one (compiler/failover.py
+    Upstream says when)."""
     return cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(eds_config=_ADS_SOURCE, service_name=eds_name),
         connect_timeout=_CONNECT_TIMEOUT,
         lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
-        lb_subset_config=_SUBSETS,
+        lb_subset_config=_SUBSETS if subsets else None,
         circuit_breakers=_circuit_breakers(concurrency),
         outlier_detection=_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,

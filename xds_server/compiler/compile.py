@@ -147,18 +147,17 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
         if not versions:
             served.append(routes.ModelRoute(model=model_name, targets=()))
             continue
-        # One cluster for the model, its versions subsets of it (docs/design/0001): the circuit breakers
-        # cap the tenant's concurrency on the model, and a new split moves routes, not clusters. With
-        # failover regions the policy routes its versions in, the cluster reads that chain's set.
+        # One cluster for the model whatever its split (docs/design/0001): the circuit breakers cap the
+        # tenant's concurrency on the model. It reads its versions' pool (or, where they run on several,
+        # picks each version's subset of the model's replicas); with failover regions the policy routes
+        # its versions in, that chain's set.
         cluster = naming.tenant_cluster(spec.id, model_name, region)
-        hops = failover.model_hops(cfg, tenant, model_name, region)
-        eds = (naming.failover_endpoints(model_name, region, hops) if hops
-               else naming.model_endpoints(model_name, region))
-        built = clusters.tenant_cluster(cluster, eds, tenant.quotas.concurrency, tls)
-        out.append(Resource.pack(cluster, failover.failover_cluster(built) if hops else built))
+        up = failover.upstream(cfg, tenant, model_name, region, tuple(v for v, _ in versions))
+        built = clusters.tenant_cluster(cluster, up.eds(region), tenant.quotas.concurrency, tls, subsets=up.subsets)
+        out.append(Resource.pack(cluster, failover.failover_cluster(built) if up.hops else built))
         served.append(routes.ModelRoute(model=model_name, targets=tuple(
-            routes.VersionTarget(version=v, cluster=cluster, weight=w,
-                                 failover=failover.chain(tenant, model_name, v, region) if hops else ())
+            routes.VersionTarget(version=v, cluster=cluster, weight=w, subset=up.subsets,
+                                 failover=failover.chain(tenant, model_name, v, region) if up.hops else ())
             for v, w in versions)))
     forbidden = tuple(sorted(m for m in cfg.models if m not in spec.models))
     headers = {

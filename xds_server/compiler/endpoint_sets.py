@@ -12,18 +12,25 @@ from xds_server.snapshot import Resource
 
 def endpoint_resources(cfg: PlatformConfig, endpoints: EndpointDirectory, region: str) -> list[Resource]:
     out: list[Resource] = []
-    # One set per model deployed here, every version's replicas tagged with their versions: read by
-    # every tenant cluster of the model, whose subsets pick the versions (docs/design/0001).
+    # A model whose versions here run on more than one pool: its replicas tagged with their versions, for
+    # the subsets of the tenant clusters that route several of them (docs/design/0001).
     for model_name, model in cfg.models.items():
-        if any(region in cfg.version_regions(model_name, v) for v in model.versions):
+        here = {mv.pool for v, mv in model.versions.items() if region in cfg.version_regions(model_name, v)}
+        if len(here) > 1:
             eds = naming.model_endpoints(model_name, region)
             replicas = failover.model_replicas(cfg, endpoints, model_name, region)
             out.append(Resource.pack(eds, clusters.endpoint_set(eds, replicas)))
-    # Tenants with failover (docs/design/0004): one set per model and distinct failover chain.
+    # The same with failover (docs/design/0004): one set per model and distinct chain.
     out.extend(Resource.pack(eds, cla) for eds, cla in failover.endpoint_resources_for(cfg, endpoints, region))
-    # Tenants' own models: one endpoint set per pool (and failover chain) that carries any, read by the
-    # pool's own clusters (of that chain). A chain's set: the pool here, then in each region of the chain.
-    for pool, chain in sorted(own.cluster_slots(cfg, region)):
+    # Every pool's replicas (and per failover chain): read by the tenant clusters of the models whose
+    # versions all run on that pool (most), and by the pool's own-model clusters (of that chain). A
+    # chain's set: the pool here, then in each region of the chain.
+    pools: set[tuple[str, tuple[str, ...]]] = {
+        (mv.pool, ()) for m, model in cfg.models.items() for v, mv in model.versions.items()
+        if region in cfg.version_regions(m, v)}
+    pools |= {(up.pool, up.chain) for up in failover.failover_upstreams(cfg, region) if up.pool is not None}
+    pools |= set(own.cluster_slots(cfg, region))
+    for pool, chain in sorted(pools):
         eds = naming.pool_endpoints(pool, region, chain)
         cla = (failover.endpoint_set(eds, [(r, [(e, ()) for e in endpoints.of(r, pool)]) for r in (region, *chain)])
                if chain

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
@@ -83,9 +84,7 @@ def model_hops(cfg: PlatformConfig, tenant: ResolvedTenant, model: str, region: 
     subsets pick only its own versions). Empty: no failover."""
     if not tenant.spec.regions.failover:
         return ()
-    here = set(tenant.routes.get(region, {}).get(model, ()))
-    grant = tenant.spec.models.get(model)
-    versions = [v for v in sorted(grant.split) if v in here] if grant is not None else []
+    versions = routable(tenant, model, region)
     per_version = {v: chain(tenant, model, v, region) for v in versions}
     hops: list[naming.Hop] = []
     for other in tenant.spec.regions.failover:
@@ -97,9 +96,54 @@ def model_hops(cfg: PlatformConfig, tenant: ResolvedTenant, model: str, region: 
     return tuple(hops)
 
 
-def chains(cfg: PlatformConfig, region: str) -> dict[str, set[tuple[naming.Hop, ...]]]:
-    """Per model, the distinct non-empty hop chains of the tenants `region`'s gateway serves."""
-    out: dict[str, set[tuple[naming.Hop, ...]]] = {}
+@dataclass(frozen=True)
+class Upstream:
+    """Where a tenant's one cluster for a catalog model reads its endpoints (docs/design/0001). When every
+    version it routes runs on one pool, in its region and in each failover hop, that pool's replicas
+    serve them all (the runtime runs the version the route's header names): the cluster reads the pool's
+    set, with no subsets, which cost Envoy about 4x per cluster on every endpoint change. Otherwise the
+    cluster picks each version's subset of the model's set (replicas tagged with their versions)."""
+
+    model: str
+    pool: str | None  # the one pool of every version, everywhere; None: subsets
+    hops: tuple[naming.Hop, ...] = ()
+
+    @property
+    def subsets(self) -> bool:
+        return self.pool is None
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        return tuple(r for r, _ in self.hops)
+
+    def eds(self, region: str) -> str:
+        if self.pool is not None:
+            return naming.pool_endpoints(self.pool, region, self.chain)
+        return (naming.failover_endpoints(self.model, region, self.hops) if self.hops
+                else naming.model_endpoints(self.model, region))
+
+
+def upstream(cfg: PlatformConfig, tenant: ResolvedTenant, model: str, region: str,
+             versions: tuple[str, ...]) -> Upstream:
+    """The upstream of the tenant's cluster for `model` (`versions`: those it routes in `region`)."""
+    hops = model_hops(cfg, tenant, model, region)
+    pools = {cfg.models[model].versions[v].pool for v in versions}
+    if len(pools) == 1 and all(only is None and all(r in cfg.version_regions(model, v) for v in versions)
+                               for r, only in hops):
+        return Upstream(model, pools.pop(), hops)
+    return Upstream(model, None, hops)
+
+
+def routable(tenant: ResolvedTenant, model: str, region: str) -> tuple[str, ...]:
+    """The versions of the tenant's split for `model` that the policy routes in `region`."""
+    here = set(tenant.routes.get(region, {}).get(model, ()))
+    grant = tenant.spec.models.get(model)
+    return tuple(v for v in sorted(grant.split) if v in here) if grant is not None else ()
+
+
+def failover_upstreams(cfg: PlatformConfig, region: str) -> set[Upstream]:
+    """The distinct upstreams with failover hops of the tenants `region`'s gateway serves."""
+    out: set[Upstream] = set()
     for tenant in cfg.tenants.values():
         if not tenant.spec.regions.failover:
             continue  # most tenants: one attribute read
@@ -107,9 +151,10 @@ def chains(cfg: PlatformConfig, region: str) -> dict[str, set[tuple[naming.Hop, 
         if here is None:
             continue
         for model in here:
-            hops = model_hops(cfg, tenant, model, region)
-            if hops:
-                out.setdefault(model, set()).add(hops)
+            versions = routable(tenant, model, region)
+            up = upstream(cfg, tenant, model, region, versions) if versions else None
+            if up is not None and up.hops:
+                out.add(up)
     return out
 
 
@@ -123,13 +168,13 @@ def model_replicas(cfg: PlatformConfig, endpoints: EndpointDirectory, model: str
 
 def endpoint_resources_for(cfg: PlatformConfig, endpoints: EndpointDirectory, region: str,
                            ) -> Iterable[tuple[str, endpoint_pb2.ClusterLoadAssignment]]:
-    """Every failover endpoint set of `region`'s snapshot (compiler/endpoint_sets.py publishes them)."""
-    for model, found in sorted(chains(cfg, region).items()):
-        home = model_replicas(cfg, endpoints, model, region)
-        named = {naming.failover_endpoints(model, region, hops): hops for hops in found}
-        for eds, hops in sorted(named.items()):
-            yield eds, endpoint_set(eds, [(region, home), *(
-                (r, model_replicas(cfg, endpoints, model, r, only)) for r, only in hops)])
+    """The failover endpoint sets of `region`'s snapshot that catalog models' subset clusters read
+    (compiler/endpoint_sets.py publishes them, and the pools' for the rest)."""
+    named = {up.eds(region): up for up in failover_upstreams(cfg, region) if up.subsets}
+    for eds, up in sorted(named.items()):
+        home = model_replicas(cfg, endpoints, up.model, region)
+        yield eds, endpoint_set(eds, [(region, home), *(
+            (r, model_replicas(cfg, endpoints, up.model, r, only)) for r, only in up.hops)])
 
 
 def endpoint_set(name: str, by_region: list[tuple[str, list[clusters.Tagged]]]) -> endpoint_pb2.ClusterLoadAssignment:

@@ -1,7 +1,8 @@
 """Per-tenant routes: the tenant's canary split per model, its rules as headers, and clear refusals.
 
-A split is weighted entries that all name the tenant's one cluster for the model, each picking its
-version's subset (ClusterWeight.metadata_match, compiler/clusters.py); an explicit version pins it the
+A split is weighted entries that all name the tenant's one cluster for the model, each with the header
+naming its version; where the model's versions run on different pools, each entry also picks its
+version's subset (ClusterWeight.metadata_match, compiler/clusters.py), and an explicit version pins it the
 same way (RouteAction.metadata_match)."""
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
 @dataclass(frozen=True)
 class VersionTarget:
     version: str
-    cluster: str  # the tenant's cluster for the model; the version is its subset
+    cluster: str  # the tenant's cluster for the model, whatever the version
     weight: int
+    # Whether the cluster's replicas carry versions (compiler/failover.py Upstream): the route then picks
+    # the version's subset; otherwise every replica serves every version and the header alone picks it.
+    subset: bool = False
     # The regions its requests fail over to (compiler/failover.py), named to the gateway's local reply.
     failover: tuple[str, ...] = ()
 
@@ -71,7 +75,7 @@ def tenant_routes(
             routes.append(rc.Route(
                 name=f"{model.model}/{target.version}",
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
-                route=rc.RouteAction(cluster=target.cluster, metadata_match=clusters.version_match(target.version),
+                route=rc.RouteAction(cluster=target.cluster, metadata_match=_match(target),
                                      timeout=timeout, retry_policy=_RETRY),
                 request_headers_to_add=_target_headers(target),
                 metadata=metadata,
@@ -81,8 +85,8 @@ def tenant_routes(
             rc.WeightedCluster.ClusterWeight(
                 name=t.cluster,
                 weight=wrappers_pb2.UInt32Value(value=t.weight),
-                metadata_match=clusters.version_match(t.version),
-                # The runtime reads the version from this header; the subset only picks the replicas.
+                metadata_match=_match(t),
+                # The runtime reads the version from this header; a subset only picks the replicas.
                 request_headers_to_add=_target_headers(t),
             )
             for t in live
@@ -161,6 +165,10 @@ def _own_header(key: str, value: str) -> base_pb2.HeaderValueOption:
         header=base_pb2.HeaderValue(key=key, value=value),
         append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
     )
+
+
+def _match(target: VersionTarget) -> base_pb2.Metadata | None:
+    return clusters.version_match(target.version) if target.subset else None
 
 
 def _target_headers(target: VersionTarget) -> list[base_pb2.HeaderValueOption]:
