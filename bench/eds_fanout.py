@@ -1,8 +1,9 @@
 """What Envoy spends applying one shared endpoint set read by many tenant clusters (issue 12's EDS target).
 
 N EDS clusters, built as the compiler builds tenant clusters (clusters.tenant_cluster), all read one
-ClusterLoadAssignment of M endpoints, as `tenant/<t>/<model>/<region>` clusters read `model/<model>/<region>`
-(each endpoint tagged with the versions it serves, each cluster's subsets picking them: docs/design/0001).
+ClusterLoadAssignment of M endpoints, as `tenant/<t>/<model>/<region>` clusters read their versions' pool set
+`pool/<pool>/<region>` (variant `subsets`: as where a model's versions run on different pools, each cluster
+picks its versions' subsets of `model/<model>/<region>`, whose endpoints carry their versions: docs/design/0001).
 One variant at a time changes one knob (LB policy, outlier detection,
 ignore_health_on_host_removal, update_merge_window, worker count, endpoint count); each variant gets a
 fresh Envoy, then the set is changed `--changes` times (one endpoint added, then drained) and timed from
@@ -42,8 +43,8 @@ from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
 
 REGION = "us-east-1"
-EDS = naming.model_endpoints("embedder", REGION)
-VERSIONS = ("v1", "v2")  # both on the pool, as the example config's embedder
+EDS = naming.pool_endpoints("gpu-small", REGION)
+VERSIONS = ("v1", "v2")  # what each endpoint serves, for the subsets variant
 progress = functools.partial(report.progress, "eds_fanout")
 
 
@@ -69,6 +70,10 @@ def _merge0(c: cluster_pb2.Cluster) -> None:
     c.common_lb_config.update_merge_window.CopyFrom(duration_pb2.Duration())
 
 
+def _subsets(c: cluster_pb2.Cluster) -> None:
+    c.lb_subset_config.CopyFrom(clusters.tenant_cluster(c.name, EDS, 8, subsets=True).lb_subset_config)
+
+
 def _minimal(c: cluster_pb2.Cluster) -> None:
     for t in (_rr, _no_outlier, _no_ignore_health):
         t(c)
@@ -78,6 +83,7 @@ def _minimal(c: cluster_pb2.Cluster) -> None:
 # name -> (cluster tweak, Envoy workers, endpoints multiplier[, bootstrap cluster_manager settings])
 VARIANTS: dict[str, tuple[Any, ...]] = {
     "base": (lambda c: None, 2, 1.0),
+    "subsets": (_subsets, 2, 1.0),
     "workers1": (lambda c: None, 1, 1.0),
     "workers8": (lambda c: None, 8, 1.0),
     "rr": (_rr, 2, 1.0),
@@ -97,9 +103,9 @@ def _endpoints(n: int, extra: str | None = None, draining: str | None = None) ->
     return tuple(Endpoint(a, 8080, None, a, draining=(a == draining)) for a in addrs)
 
 
-def _snapshot(version: str, cluster_res: list[Resource], eps: tuple[Endpoint, ...]) -> Snapshot:
-    tagged = [(e, VERSIONS) for e in eps]
-    return Snapshot.build(version, [*cluster_res, Resource.pack(EDS, clusters.endpoint_set(EDS, tagged))])
+def _snapshot(version: str, cluster_res: list[Resource], eps: tuple[Endpoint, ...], tagged: bool) -> Snapshot:
+    cla = clusters.endpoint_set(EDS, [(e, VERSIONS) for e in eps] if tagged else eps)
+    return Snapshot.build(version, [*cluster_res, Resource.pack(EDS, cla)])
 
 
 def _stats(envoy: EnvoyProcess) -> dict[str, int]:
@@ -131,7 +137,7 @@ async def run_variant(name: str, n_clusters: int, n_endpoints: int, changes: int
         seq += 1
         version = f"v{seq}"
         t0 = time.perf_counter()
-        store.set_snapshot(REGION, _snapshot(version, cluster_res, eps))
+        store.set_snapshot(REGION, _snapshot(version, cluster_res, eps, tagged=tweak is _subsets))
         return version, t0
 
     def hosts() -> dict[str, str]:
