@@ -37,7 +37,10 @@ _ACCESS_LOG_FORMAT = {
 
 
 def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, region: str,
-                     ratelimit: RateLimitSettings | None = None) -> listener_pb2.Listener:
+                     ratelimit: RateLimitSettings | None = None, front: bool = False) -> listener_pb2.Listener:
+    """A region's gateway listener; with `front`, a front tier's (xds_server/cells): the same edge (headers
+    stripped, JWT verified, JSON errors, access log) with one route table that maps the verified tenant to
+    its cell (compiler/front.py) instead of a scope per tenant, and no rate limits (the cells apply them)."""
     hcm = {
         "@type": _HCM,
         "stat_prefix": "gateway",
@@ -54,14 +57,15 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
         }],
         # One scope (and one RouteConfiguration) per tenant, keyed by the tenant header that only the
         # JWT filter sets: a tenant edit re-sends that tenant's routes alone.
-        "scoped_routes": {
-            "name": naming.SCOPED_ROUTES,
-            "scope_key_builder": {"fragments": [
-                {"header_value_extractor": {"name": contract.TENANT_HEADER, "index": 0}},
-            ]},
-            "rds_config_source": _ADS,
-            "scoped_rds": {"scoped_rds_config_source": _ADS},
-        },
+        **({"rds": {"route_config_name": naming.FRONT_ROUTES, "config_source": _ADS}} if front else {
+            "scoped_routes": {
+                "name": naming.SCOPED_ROUTES,
+                "scope_key_builder": {"fragments": [
+                    {"header_value_extractor": {"name": contract.TENANT_HEADER, "index": 0}},
+                ]},
+                "rds_config_source": _ADS,
+                "scoped_rds": {"scoped_rds_config_source": _ADS},
+            }}),
         "http_filters": [
             {
                 "name": "envoy.filters.http.jwt_authn",
@@ -85,7 +89,7 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                 },
             },
             # Per-tenant rate limits: local bucket, then the global service (after the tenant is known).
-            *(ratelimits.http_filters(ratelimit) if ratelimit is not None else []),
+            *(ratelimits.http_filters(ratelimit) if ratelimit is not None and not front else []),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
