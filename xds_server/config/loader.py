@@ -21,6 +21,7 @@ from xds_server.config.model import (
     Platform,
     PlatformConfig,
     Region,
+    ResolvedTenant,
     Strict,
     Tenant,
     Tier,
@@ -193,10 +194,28 @@ def load_config(
     from xds_server.policy.resolve import resolve_tenants  # the policy layer imports this module
 
     resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
+    cells = _place_in_cells(root, platform, regions, resolved, checked)
     return PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved,
-        offboarded=offboarded,
+        offboarded=offboarded, cells=cells,
     )
+
+
+def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], resolved: dict[str, ResolvedTenant],
+                    files: dict[str, tuple[Tenant, Path]]) -> dict[str, dict[str, str]]:
+    """Each tenant's cell in every region split into cells (xds_server/cells/assign.py); an unknown pin or a
+    region over its cells' capacity is a config error naming the tenant's file or regions.yaml."""
+    from xds_server.cells.assign import place
+
+    served = {tid: (t.spec.cell, list(t.routes)) for tid, t in resolved.items()}
+    cells, found = place(platform.cells.size, regions, served)
+    if found:
+        raise ConfigError([
+            Problem(str(files[p.tenant][1]), "cell", p.message) if p.tenant is not None and p.tenant in files
+            else Problem(str(root / "regions.yaml"), "cells", p.message)
+            for p in found
+        ])
+    return cells
 
 
 # libyaml's C parser where present (it is, in PyYAML's wheels): ~10x faster on thousands of tenant files.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -83,10 +84,34 @@ class Pool(Strict):
     model_cache_mb: int | None = Field(default=None, ge=1, le=4_000_000)
 
 
+# A cell name that is a shared cell's (c0, c1, ...) or the front tier's cannot be a dedicated cell's.
+_SHARED_CELL = re.compile(r"^c[0-9]+$")
+
+
+class RegionCells(Strict):
+    """How a region's tenants are split across gateway fleets (xds_server/cells, docs/design/0005): `shared`
+    cells c0..c{N-1} take every tenant not pinned elsewhere; `dedicated` cells only tenants pinned to them
+    (a tenant's `cell`). One shared cell and no dedicated one is a region without cells: no front tier."""
+
+    shared: int = Field(default=1, ge=1, le=1000)
+    dedicated: list[Name] = Field(default_factory=list)
+
+    @field_validator("dedicated")
+    @classmethod
+    def _dedicated_names(cls, names: list[str]) -> list[str]:
+        _reject_duplicates(names, "dedicated cell")
+        for name in names:
+            if _SHARED_CELL.match(name) or name == "front":
+                raise ValueError(f"dedicated cell {name!r}: c<number> names are the shared cells' and 'front' is "
+                                 "the front tier's; choose another name")
+        return names
+
+
 class Region(Strict):
     id: Name
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     pools: list[Pool] = Field(min_length=1)
+    cells: RegionCells = RegionCells()
     # The region's model bucket (terraform/region names its model_store after it): tenants' S3
     # artifacts must sit in the bucket of a region they allow (policy/models).
     model_bucket: BucketName | None = None
@@ -283,6 +308,9 @@ class Tenant(Strict):
     # Set by an offboarding (`fairshare tenant offboard`, or by hand in the pull request): the tenant gets
     # no routes anywhere and no tokens. None, not False, by default: policy documents stay as they were.
     offboard: bool | None = None
+    # Pins the tenant to a cell (a region's dedicated cell, or a shared one) wherever it is served; None:
+    # placed by hashing among the shared cells (xds_server/cells/assign.py).
+    cell: Name | None = None
 
 
 class AuthSettings(Strict):
@@ -379,8 +407,18 @@ class ControlPlaneSettings(Strict):
     replicas: int | None = Field(default=None, ge=1, le=16)
 
 
+class CellSettings(Strict):
+    # At most this many tenants in one cell: it bounds one gateway's memory, CDS time and the cost of an
+    # endpoint change (docs/design/0001: ~2,500 tenants keep an endpoint change under a second).
+    size: int = Field(default=2500, ge=1, le=1_000_000)
+    # After the front tier sends a moved tenant to its new cell, how long its old cell keeps it, so
+    # requests already routed there finish.
+    drain_seconds: float = Field(default=5, ge=0, le=600)
+
+
 class Platform(Strict):
     auth: AuthSettings = AuthSettings()
+    cells: CellSettings = CellSettings()
     gateway: GatewaySettings = GatewaySettings()
     policy: PolicySettings = PolicySettings()
     ratelimit: RateLimitSettings = RateLimitSettings()
@@ -437,6 +475,9 @@ class PlatformConfig(Strict):
     # Tenants whose file says `offboard: true`, with their spec as written: known, but served nowhere (not in
     # `tenants`); their data class still decides how long their old log lines are kept (xds_server/retention).
     offboarded: dict[Name, Tenant] = Field(default_factory=dict)
+    # Regions split into cells: region -> tenant -> the cell it belongs in (xds_server/cells/assign.py), for
+    # every tenant served there. Regions without cells are absent.
+    cells: dict[Name, dict[Name, Name]] = Field(default_factory=dict)
 
     def version_regions(self, model: str, version: str) -> list[str]:
         """Regions in which a model version is deployed (its pool exists there)."""

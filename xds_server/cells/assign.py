@@ -1,0 +1,130 @@
+"""Which cell each tenant of a region belongs in: stable, bounded, with pins (docs/design/0005).
+
+- Stable: a tenant's shared cell is a jump consistent hash of its id over the shared cells (Lamping and
+  Veach, 2014), so adding a cell moves only the tenants the new cell takes (about 1/(N+1) of them), never
+  one between two old cells, and an unrelated edit moves nobody.
+- Bounded: no cell holds more than `platform.cells.size` tenants. A cell the hash over-fills keeps the
+  tenants that rank first by a second hash and hands the rest to the cells with the most room, so
+  overflow moves the fewest tenants and always the same ones.
+- Pinned: a tenant's `cell` puts it in that cell (dedicated cells hold only pinned tenants); pins count
+  against the cell's size.
+
+A pure function of the config: every control-plane replica computes the same placement.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from xds_server.cells.layout import cells, is_split
+from xds_server.config.model import Region
+from xds_server.listing import capped
+
+_JUMP_MULTIPLIER = 2862933555777941757
+_MASK = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """`tenant` None: about the region as a whole (its capacity)."""
+
+    tenant: str | None
+    message: str
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _hashes(tenant: str) -> tuple[int, int]:
+    digest = hashlib.blake2b(tenant.encode(), digest_size=16).digest()
+    return int.from_bytes(digest[:8], "big"), int.from_bytes(digest[8:], "big")
+
+
+def jump(key: int, buckets: int) -> int:
+    """Jump consistent hash: the bucket in [0, buckets) of a 64-bit key; growing `buckets` by one moves a
+    key only into the new bucket."""
+    b, j = -1, 0
+    while j < buckets:
+        b = j
+        key = (key * _JUMP_MULTIPLIER + 1) & _MASK
+        j = int((b + 1) * ((1 << 31) / ((key >> 33) + 1)))
+    return b
+
+
+def assign_region(region: Region, tenants: Iterable[tuple[str, str | None]], size: int,
+                  ) -> tuple[dict[str, str], list[CellProblem]]:
+    """`tenants`: (id, pinned cell or None) of every tenant served in the region. Returns tenant -> cell and
+    what stops a valid placement (an unknown pin, a cell over its size)."""
+    names = cells(region)
+    known = set(names)
+    shared = region.cells.shared
+    placed: dict[str, str] = {}
+    load = dict.fromkeys(names, 0)
+    problems: list[CellProblem] = []
+    by_cell: dict[str, list[str]] = {f"c{i}": [] for i in range(shared)}
+    for tenant, pin in tenants:
+        if pin is not None:
+            if pin not in known:
+                choices = capped([f"c0..c{shared - 1}" if shared > 1 else "c0", *region.cells.dedicated])
+                problems.append(CellProblem(tenant, f"cell {pin!r} is not a cell of region {region.id} "
+                                                    f"(its cells: {choices})"))
+                continue
+            placed[tenant] = pin
+            load[pin] += 1
+        else:
+            by_cell[f"c{jump(_hashes(tenant)[0], shared)}"].append(tenant)
+    overflow: list[str] = []
+    for cell, members in by_cell.items():
+        room = max(0, size - load[cell])
+        if len(members) > room:
+            members.sort(key=lambda t: _hashes(t)[1])
+            overflow.extend(members[room:])
+            del members[room:]
+        for tenant in members:
+            placed[tenant] = cell
+        load[cell] += len(members)
+    overflow.sort(key=lambda t: _hashes(t)[1])
+    for tenant in overflow:
+        cell = max(by_cell, key=lambda c: (size - load[c], -int(c[1:])))
+        if load[cell] >= size:
+            break
+        placed[tenant] = cell
+        load[cell] += 1
+    unplaced = sum(1 for t in overflow if t not in placed)
+    if unplaced:
+        total = sum(len(m) for m in by_cell.values()) + len(overflow) + sum(load[d] for d in region.cells.dedicated)
+        need = -(-(total - sum(load[d] for d in region.cells.dedicated)) // size)
+        problems.append(CellProblem(None, f"region {region.id}: {total:,} tenants for {shared} shared cells of at most "
+                                          f"{size:,} (platform.cells.size): {unplaced:,} would have no cell; set "
+                                          f"cells.shared to {need} or more"))
+    for cell in region.cells.dedicated:
+        if load[cell] > size:
+            problems.append(CellProblem(None, f"region {region.id}: dedicated cell {cell} has {load[cell]:,} pinned "
+                                              f"tenants, more than platform.cells.size {size:,}"))
+    return placed, problems
+
+
+def single_cell_pin(region: Region, pin: str) -> str | None:
+    """A pin in a region without cells: only its one cell, c0, is valid."""
+    if is_split(region) or pin == "c0":
+        return None
+    return (f"cell {pin!r} is not a cell of region {region.id}, which is not split into cells (cells.shared 1, no "
+            "dedicated cells): its only cell is c0")
+
+
+def place(size: int, regions: dict[str, Region], served: dict[str, tuple[str | None, list[str]]],
+          ) -> tuple[dict[str, dict[str, str]], list[CellProblem]]:
+    """Every region split into cells: region -> tenant -> cell. `served`: tenant -> (its pin, the regions
+    it is served in). A pin is checked in every region the tenant is served in."""
+    out: dict[str, dict[str, str]] = {}
+    problems: list[CellProblem] = []
+    for region_id, region in regions.items():
+        here = [(t, pin) for t, (pin, where) in served.items() if region_id in where]
+        if not is_split(region):
+            problems.extend(CellProblem(t, why) for t, pin in here
+                            if pin is not None and (why := single_cell_pin(region, pin)) is not None)
+            continue
+        out[region_id], found = assign_region(region, here, size)
+        problems.extend(found)
+    return out, problems
