@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from envoy.config.core.v3.base_pb2 import TransportSocket
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from xds_server.compiler import clusters, failover, listener, naming, own, ratelimits, routes, upstream_tls
+from xds_server.cells import layout
+from xds_server.cells.keys import FRONT, snapshot_key, split_key
+from xds_server.cells.view import CellView, settled_views
+from xds_server.compiler import clusters, failover, front, listener, naming, own, ratelimits, routes, upstream_tls
 from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
@@ -28,6 +32,9 @@ class CompileInputs:
     endpoints: EndpointDirectory
     jwks: str
     listen_address: str = "0.0.0.0"
+    # Regions split into cells: which tenants each cell's snapshot holds and where the front sends each
+    # (xds_server/cells/moves.py, while tenants move); None: every tenant in its assigned cell.
+    cells: Mapping[str, CellView] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,10 @@ class Compiler:
     ratelimit_address: tuple[str, int] | None = None
     # Where the gateways find their upstream-TLS certificates when a launcher chose it (its state dir).
     upstream_tls_dir: str | None = None
+    # Every cell of a region on one machine (`fairshare run`): cell k listens on layout.local_port(region, k).
+    local_cell_ports: bool = False
+    # The front tier's tenant -> cell table per region, kept while the table is unchanged.
+    _front_memo: dict[str, tuple[dict[str, str], float, Resource]] = field(default_factory=dict)
 
     def _key(self, tenant: ResolvedTenant) -> str:
         hit = self._keys.get(tenant.id)
@@ -67,26 +78,44 @@ class Compiler:
         # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
         specs = {t.id: self._key(t) for t in cfg.tenants.values()}
         self._keys = {tid: self._keys[tid] for tid in specs}
+        views = inputs.cells if inputs.cells is not None else settled_views(cfg)
         for region_id, region in cfg.regions.items():
-            resources: list[Resource] = [
-                Resource.pack(naming.LISTENER, listener.gateway_listener(
-                    inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id, rl)),
-            ]
+            shared: list[Resource] = []
             if rl is not None:
-                resources.append(Resource.pack(naming.RATELIMIT_CLUSTER,
-                                               ratelimits.service_cluster(rl, self._control_plane_tls(cfg))))
-            resources.extend(endpoint_resources(cfg, inputs.endpoints, region_id))
+                shared.append(Resource.pack(naming.RATELIMIT_CLUSTER,
+                                            ratelimits.service_cluster(rl, self._control_plane_tls(cfg))))
+            shared.extend(endpoint_resources(cfg, inputs.endpoints, region_id))
             # Tenants' own models: a few hashed clusters per pool and failover chain, however many
             # models and tenants.
-            resources.extend(Resource.pack(c.name, c) for c in own.own_clusters(cfg, region_id, tls))
-            for tenant in cfg.tenants.values():
-                key = (region_id, specs[tenant.id], shared_key)
-                compiled = self._memo.get(key)
-                if compiled is None:
-                    compiled = tuple(_compile_tenant(cfg, tenant, region_id, tls))
-                fresh[key] = compiled
-                resources.extend(compiled)
-            snapshots[region_id] = Snapshot.build(_version(resources), resources)
+            shared.extend(Resource.pack(c.name, c) for c in own.own_clusters(cfg, region_id, tls))
+
+            def tenants_of(members: Iterable[str], region_id: str = region_id) -> list[Resource]:
+                out: list[Resource] = []
+                for tid in members:
+                    tenant = cfg.tenants[tid]
+                    key = (region_id, specs[tid], shared_key)
+                    compiled = fresh.get(key) or self._memo.get(key)
+                    if compiled is None:
+                        compiled = tuple(_compile_tenant(cfg, tenant, region_id, tls))
+                    fresh[key] = compiled
+                    out.extend(compiled)
+                return out
+
+            def gateway(port: int, region_id: str = region_id) -> Resource:
+                return Resource.pack(naming.LISTENER, listener.gateway_listener(
+                    inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
+
+            view = views.get(region_id)
+            if view is None:  # one gateway fleet for the region: every tenant in one snapshot
+                resources = [gateway(region.gateway_port), *shared, *tenants_of(cfg.tenants)]
+                snapshots[region_id] = Snapshot.build(_version(resources), resources)
+                continue
+            for index, cell in enumerate(layout.cells(region)):
+                port = layout.local_port(region, index) if self.local_cell_ports else region.gateway_port
+                resources = [gateway(port), *shared, *tenants_of(sorted(view.members.get(cell, ())))]
+                snapshots[snapshot_key(region_id, cell)] = Snapshot.build(_version(resources), resources)
+            resources = self._front(cfg, inputs, region_id, view)
+            snapshots[snapshot_key(region_id, FRONT)] = Snapshot.build(_version(resources), resources)
         # Keep only what this config used: the memo never outgrows the current tenant set.
         self._memo = fresh
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
@@ -99,12 +128,33 @@ class Compiler:
         resource is reused as is, so a pod change costs the endpoint sets, not the tenants. The result is
         identical to a full compile over the same inputs (versions are content digests)."""
         snapshots: dict[str, Snapshot] = {}
-        for region_id, snap in compiled.snapshots.items():
+        for key, snap in compiled.snapshots.items():
+            region_id, cell = split_key(key)
             resources = [r for t, by_name in snap.resources.items() if t != ENDPOINT for r in by_name.values()]
-            resources.extend(endpoint_resources(cfg, endpoints, region_id))
-            snapshots[region_id] = Snapshot.build(_version(resources), resources)
+            resources.extend(front.cell_endpoint_sets(cfg.regions[region_id], endpoints) if cell == FRONT
+                             else endpoint_resources(cfg, endpoints, region_id))
+            snapshots[key] = Snapshot.build(_version(resources), resources)
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
                                 ratelimits=compiled.ratelimits)
+
+    def _front(self, cfg: PlatformConfig, inputs: CompileInputs, region_id: str, view: CellView) -> list[Resource]:
+        """The front tier's snapshot: its listener, the tenant -> cell table (rebuilt only when a tenant's
+        cell changes: 100,000 entries take about 0.8 s), a cluster and an endpoint set per cell."""
+        region = cfg.regions[region_id]
+        timeout = cfg.platform.gateway.request_timeout_seconds
+        memo = self._front_memo.get(region_id)
+        if memo is not None and memo[0] == view.front and memo[1] == timeout:
+            table = memo[2]
+        else:
+            table = Resource.pack(naming.FRONT_ROUTES, front.front_routes(view.front, timeout))
+            self._front_memo[region_id] = (dict(view.front), timeout, table)
+        return [
+            Resource.pack(naming.LISTENER, listener.gateway_listener(
+                inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id, front=True)),
+            table,
+            *(Resource.pack(c.name, c) for c in (front.cell_cluster(cell, region_id) for cell in layout.cells(region))),
+            *front.cell_endpoint_sets(region, inputs.endpoints),
+        ]
 
     def _upstream_tls(self, cfg: PlatformConfig) -> TransportSocket | None:
         settings = cfg.platform.gateway.upstream_tls

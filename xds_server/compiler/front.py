@@ -23,8 +23,12 @@ from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
+from xds_server.cells import layout
 from xds_server.compiler import clusters, naming
+from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.compiler.failover import pack_any
+from xds_server.config.model import Region
+from xds_server.snapshot import Resource
 
 # A retry never crosses cells: the front retries a refused or reset connection on another gateway of
 # the same cell (the tenant's only cluster here), which is what a rolling restart of a cell needs.
@@ -94,3 +98,13 @@ _HTTP2 = http_protocol_options_pb2.HttpProtocolOptions(
     explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
         http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
 
+
+
+def cell_endpoint_sets(region: Region, endpoints: EndpointDirectory) -> list[Resource]:
+    """Each cell's gateways, as the front tier's endpoint sets."""
+    out = []
+    for cell in layout.cells(region):
+        name = naming.cell_gateway_endpoints(cell, region.id)
+        gateways = endpoints.of(region.id, naming.cell_gateway_pool(cell))
+        out.append(Resource.pack(name, clusters.endpoint_set(name, gateways)))
+    return out

@@ -76,7 +76,9 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                             "issuer": auth.issuer,
                             "audiences": [auth.audience],
                             "local_jwks": {"inline_string": jwks},
-                            "forward": False,
+                            # The front tier passes the token on: its cell verifies it again and trusts
+                            # no header the front (or anyone) set.
+                            "forward": front,
                             "claim_to_headers": [
                                 {"header_name": contract.TENANT_HEADER, "claim_name": auth.tenant_claim},
                             ],

@@ -65,6 +65,8 @@ class ServeOptions:
     config_source: str | None = None
     poll_seconds: float = 10.0
     source_dir: Path | None = None  # where an S3 source unpacks revisions; None: <state_dir>/config-source
+    # Every cell of a region on this machine (`fairshare run`): cell k listens on gateway_port + 1 + k.
+    local_cell_ports: bool = False
 
 
 async def serve(opts: ServeOptions) -> None:
@@ -80,7 +82,8 @@ async def serve(opts: ServeOptions) -> None:
     cp = ControlPlane(given.config_dir, opts.endpoints_file, key.jwks(), store, opts.listen_address,
                       endpoint_source=source, config_source=given, admin_tls_dir=opts.tls_dir,
                       validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
-                                        upstream_tls_dir=opts.upstream_tls_dir))
+                                        upstream_tls_dir=opts.upstream_tls_dir,
+                                        local_cell_ports=opts.local_cell_ports))
     if opts.audit_log is not None:
         cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
     first = cp.reload()

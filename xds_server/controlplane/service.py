@@ -15,6 +15,9 @@ from pathlib import Path
 
 from xds_server.audit.log import redact_secrets
 from xds_server.audit.trail import ControlPlaneAudit
+from xds_server.cells.keys import FRONT, split_key
+from xds_server.cells.moves import Moves
+from xds_server.cells.view import CellView
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
@@ -25,6 +28,7 @@ from xds_server.endpoints.static import StaticEndpoints
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.listing import capped
 from xds_server.ratelimit.limits import LimitTable
+from xds_server.snapshot import SCOPED_ROUTE
 from xds_server.sources.config import ConfigSource, LocalSource, Revision, SourceError
 from xds_server.xds.store import SnapshotStore
 
@@ -69,6 +73,9 @@ class ControlPlane:
     revision: Revision | None = None
     # The control plane's certificate (its --tls-dir): presented to the runtimes' admin ports (unloads).
     admin_tls_dir: Path | None = None
+    # Tenants moving between cells, and where each region's front tier sends each tenant.
+    moves: Moves = field(default_factory=Moves)
+    _building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         if self.config_source is None:
@@ -98,7 +105,9 @@ class ControlPlane:
                 config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir)
                 source = self.endpoint_source
                 endpoints = source.for_reload() if source is not None else EndpointDirectory()
-                compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address))
+                views = self._cell_views(config)
+                compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address,
+                                                               cells=views))
             moved = given.verify(revision)
             if moved is not None:
                 return moved
@@ -116,9 +125,9 @@ class ControlPlane:
                 previous = published.snapshots.get(region) if published else None
                 return validator.check(previous, compiled.snapshots[region])
 
-            # One Envoy per region, side by side: each is a separate process.
+            # One Envoy per snapshot (region, or cell), a few side by side: each is a separate process.
             regions = sorted(compiled.snapshots)
-            with ThreadPoolExecutor(max_workers=max(1, len(regions))) as pool:
+            with ThreadPoolExecutor(max_workers=max(1, min(len(regions), 4))) as pool:
                 for region, reason in zip(regions, pool.map(check, regions), strict=True):
                     if reason is not None:
                         return f"Envoy would reject the new config for region {region}: {reason}"
@@ -168,12 +177,44 @@ class ControlPlane:
     async def watch(self, stop: asyncio.Event | None = None) -> None:
         """Reload whenever the config source may have a new revision (a local folder's or a git checkout's
         changes through inotify, an S3 object's new version by polling)."""
-        follower = asyncio.create_task(self._follow_endpoints())
+        followers = [asyncio.create_task(self._follow_endpoints()), asyncio.create_task(self._follow_moves())]
         try:
             async for _ in self._source().changes([], stop):
-                self._apply(await asyncio.to_thread(self._build))
+                async with self._building:
+                    self._apply(await asyncio.to_thread(self._build))
         finally:
-            follower.cancel()
+            for follower in followers:
+                follower.cancel()
+
+    def _cell_views(self, config: PlatformConfig) -> dict[str, CellView]:
+        self.moves.drain_seconds = config.platform.cells.drain_seconds
+        self.moves.replicated = (config.platform.controlplane.replicas or 1) > 1
+        return self.moves.views(config, first=self.compiled is None)
+
+    async def _follow_moves(self, interval: float = 0.1) -> None:
+        """Tenants moving between cells (xds_server/cells/moves.py): take each step once the Envoys have
+        acknowledged the last, and publish the cells' and the front's new snapshots."""
+        while True:
+            await asyncio.sleep(interval)
+            config = self.config
+            if config is None or not config.cells or not self.moves.pending():
+                continue
+            if self.moves.advance(self.store, config):
+                async with self._building:
+                    if self.config is config:  # a reload in between has already compiled the new views
+                        await self._recompose(config)
+            self.moves.published(self.store)
+
+    async def _recompose(self, config: PlatformConfig) -> None:
+        """Publish the serving config with the cells' new membership: the same tenants' resources (memoised),
+        so nothing new to validate; only the snapshots whose membership changed get a new version."""
+        inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=self._cell_views(config))
+        compiled = await asyncio.to_thread(self.compiler.compile, inputs)
+        for key, snapshot in compiled.snapshots.items():
+            self.store.set_snapshot(key, snapshot)
+        self.compiled = compiled
+        log.info("cells: published moves (%d tenants still moving); config version %s", self.moves.pending(),
+                 compiled.version)
 
     async def _follow_endpoints(self) -> None:
         source = self.endpoint_source
@@ -215,6 +256,8 @@ class ControlPlane:
             # errors, stalls, the resourceVersion followed); None: no endpoint source.
             "endpoint_source": None if self.endpoint_source is None else self.endpoint_source.status(),
             "xds": self.store.status(),
+            # Regions split into cells: each cell's (and each front tier's) snapshot, tenants and moves.
+            "cells": self._cells_status(),
             # Every runtime replica with its admin address (the repository extension), for operators'
             # tools (`fairshare models`); never routed to by Envoy.
             "replicas": [
@@ -223,6 +266,26 @@ class ControlPlane:
                 for (region, pool), eps in sorted(self.endpoints.by_pool.items()) for e in eps
             ],
         }
+
+
+    def _cells_status(self) -> list[dict[str, object]]:
+        if self.compiled is None or self.config is None:
+            return []
+        moving = self.moves.status()
+        out: list[dict[str, object]] = []
+        for key, snap in sorted(self.compiled.snapshots.items()):
+            region, cell = split_key(key)
+            if cell is None:
+                continue
+            counts = moving.get(region, {}).get(cell, {})
+            out.append({
+                "region": region, "cell": cell, "key": key, "version": snap.version,
+                # The front holds no tenant's resources: its count is the tenants it routes.
+                "tenants": len(snap.resources.get(SCOPED_ROUTE, {})) if cell != FRONT
+                else len(self.moves.views_front(region)),
+                "moving_in": counts.get("moving_in", 0), "moving_out": counts.get("moving_out", 0),
+            })
+        return out
 
 
 @contextlib.contextmanager

@@ -1,0 +1,191 @@
+"""Moving tenants between cells with no failed request (docs/design/0005).
+
+A tenant whose assigned cell changes (a new cell, a pin, a rebalance) goes through three steps, each
+waiting for Envoy's acknowledgement, never for a timer alone:
+
+1. **arriving**: the new cell's snapshot gets the tenant while the front tier still sends it to the old
+   cell (both cells hold it). It waits until every Envoy of the new cell connected here has applied a
+   snapshot that holds the tenant.
+2. **switching**: the front tier's table sends it to the new cell. It waits until every front-tier Envoy
+   connected here has applied that table, then `platform.cells.drain_seconds` more, so requests the old
+   cell already has finish.
+3. **settled**: the old cell's snapshot drops the tenant.
+
+A tenant new to a region waits at step 1 too (the front learns it once its cell serves it), except on the
+control plane's first load, when nothing is serving yet and every tenant goes straight to its cell.
+
+With several control-plane replicas each one follows the Envoys connected to it. A replica that has none
+of the new cell's Envoys cannot see them apply; it switches after `_UNSEEN_WAIT_S` (the replica that
+has them saw them apply within seconds). With one replica a cell with no connected Envoy never gets
+its tenants' traffic: `fairshare status` shows them moving in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from xds_server.cells.keys import FRONT, snapshot_key
+from xds_server.cells.view import CellView
+from xds_server.compiler import naming
+from xds_server.config.model import PlatformConfig
+from xds_server.snapshot import SCOPED_ROUTE
+from xds_server.xds.store import SnapshotStore
+
+_UNSEEN_WAIT_S = 30.0
+
+
+@dataclass
+class _Arriving:
+    cell: str
+    since: float  # when the move began (for a replica that cannot see the new cell's Envoys)
+    seq: int | None = None  # the first publication of the new cell that held the tenant
+
+
+@dataclass
+class _Leaving:
+    cell: str  # the old cell, which keeps the tenant until the front has switched and drained
+    front_seq: int | None = None  # the first front publication that sent the tenant to its new cell
+    until: float | None = None  # when the old cell may drop it
+
+
+@dataclass
+class Moves:
+    drain_seconds: float = 5.0
+    # With more than one control-plane replica, switch after _UNSEEN_WAIT_S when no Envoy of the new cell is
+    # connected to this one.
+    replicated: bool = False
+    _front: dict[str, dict[str, str]] = field(default_factory=dict)  # region -> tenant -> cell the front uses
+    _arriving: dict[str, dict[str, _Arriving]] = field(default_factory=dict)
+    _leaving: dict[str, dict[str, _Leaving]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def views(self, cfg: PlatformConfig, first: bool = False) -> dict[str, CellView]:
+        """What each cell's snapshot holds and where the front sends each tenant, for this config; starts the
+        moves it implies. `first`: nothing is serving yet, so every tenant goes straight to its cell."""
+        now = time.monotonic()
+        with self._lock:
+            for region in set(self._front) - set(cfg.cells):
+                self._forget(region)
+            out: dict[str, CellView] = {}
+            for region, assigned in cfg.cells.items():
+                front = self._front.setdefault(region, {})
+                arriving = self._arriving.setdefault(region, {})
+                leaving = self._leaving.setdefault(region, {})
+                for tenant in [t for t in front if t not in assigned]:  # offboarded or no longer served here
+                    del front[tenant]
+                for book in (arriving, leaving):
+                    for tenant in [t for t in book if t not in assigned]:
+                        del book[tenant]
+                for tenant, cell in assigned.items():
+                    current = front.get(tenant)
+                    if first and current is None:
+                        front[tenant] = cell
+                    elif current != cell:
+                        move = arriving.get(tenant)
+                        if move is None or move.cell != cell:
+                            arriving[tenant] = _Arriving(cell, now)
+                    else:
+                        arriving.pop(tenant, None)
+                    gone = leaving.get(tenant)
+                    if gone is not None and gone.cell == cell:
+                        del leaving[tenant]  # moved back before its old cell let go: nothing to drop
+                out[region] = self._view(region, assigned)
+            return out
+
+    def _view(self, region: str, assigned: Mapping[str, str]) -> CellView:
+        members: dict[str, set[str]] = {}
+        for tenant, cell in assigned.items():
+            members.setdefault(cell, set()).add(tenant)
+        front = self._front[region]
+        for tenant in self._arriving[region]:
+            if (old := front.get(tenant)) is not None:
+                members.setdefault(old, set()).add(tenant)
+        for tenant, gone in self._leaving[region].items():
+            members.setdefault(gone.cell, set()).add(tenant)
+        return CellView(members={c: frozenset(m) for c, m in members.items()}, front=dict(front))
+
+    def advance(self, store: SnapshotStore, cfg: PlatformConfig) -> bool:
+        """Take every step whose acknowledgement has come; True if a cell's or the front's snapshot must
+        change (the caller recompiles with `views`)."""
+        now = time.monotonic()
+        changed = False
+        with self._lock:
+            for region in list(self._front):
+                front, arriving, leaving = self._front[region], self._arriving[region], self._leaving[region]
+                for tenant, move in list(arriving.items()):
+                    if move.seq is None:
+                        move.seq = _holding(store, snapshot_key(region, move.cell), tenant)
+                    if move.seq is None or not self._applied(store, snapshot_key(region, move.cell), move.seq,
+                                                             now - move.since):
+                        continue
+                    old = front.get(tenant)
+                    front[tenant] = move.cell
+                    del arriving[tenant]
+                    if old is not None:
+                        leaving[tenant] = _Leaving(old)
+                    changed = True
+                front_key = snapshot_key(region, FRONT)
+                for tenant, gone in list(leaving.items()):
+                    if gone.front_seq is None:
+                        continue  # the front's new table is not published yet: `published` records it
+                    if gone.until is None and self._applied(store, front_key, gone.front_seq, 0.0):
+                        gone.until = now + self.drain_seconds
+                    if gone.until is not None and now >= gone.until:
+                        del leaving[tenant]
+                        changed = True
+        return changed
+
+    def published(self, store: SnapshotStore) -> None:
+        """After views were published: the front publication each switched tenant waits for."""
+        with self._lock:
+            for region, leaving in self._leaving.items():
+                pub = store.published(snapshot_key(region, FRONT))
+                for gone in leaving.values():
+                    if gone.front_seq is None and pub is not None:
+                        gone.front_seq = pub.seq
+
+    def _applied(self, store: SnapshotStore, key: str, seq: int, waited: float) -> bool:
+        nodes = [n for n in store.nodes() if n.connected and n.region == key]
+        if not nodes:
+            return self.replicated and waited >= _UNSEEN_WAIT_S
+        return all(n.applied_seq >= seq for n in nodes)
+
+    def status(self) -> dict[str, dict[str, dict[str, int]]]:
+        """region -> cell -> {moving_in, moving_out}."""
+        with self._lock:
+            out: dict[str, dict[str, dict[str, int]]] = {}
+            for region, arriving in self._arriving.items():
+                cells = out.setdefault(region, {})
+                for tenant, move in arriving.items():
+                    cells.setdefault(move.cell, {"moving_in": 0, "moving_out": 0})["moving_in"] += 1
+                    if (old := self._front[region].get(tenant)) is not None:
+                        cells.setdefault(old, {"moving_in": 0, "moving_out": 0})["moving_out"] += 1
+            for region, leaving in self._leaving.items():
+                cells = out.setdefault(region, {})
+                for gone in leaving.values():
+                    cells.setdefault(gone.cell, {"moving_in": 0, "moving_out": 0})["moving_out"] += 1
+            return out
+
+    def views_front(self, region: str) -> dict[str, str]:
+        """tenant -> the cell the region's front tier sends it to."""
+        with self._lock:
+            return dict(self._front.get(region, {}))
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(a) for a in self._arriving.values()) + sum(len(v) for v in self._leaving.values())
+
+    def _forget(self, region: str) -> None:
+        for book in (self._front, self._arriving, self._leaving):
+            book.pop(region, None)
+
+
+def _holding(store: SnapshotStore, key: str, tenant: str) -> int | None:
+    """The seq of the publication of `key` now out, if it holds the tenant (its scope)."""
+    pub = store.published(key)
+    if pub is None or naming.tenant_scope(tenant) not in pub.snapshot.resources.get(SCOPED_ROUTE, {}):
+        return None
+    return pub.seq
