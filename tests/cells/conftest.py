@@ -14,7 +14,6 @@ import yaml
 from bench.synth import small_config
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
-from xds_server.config import ConfigError, load_config
 from xds_server.local.platform import LocalPlatform, PlatformOptions
 from xds_server.local.processes import free_port, free_ports_in_a_row
 
@@ -47,25 +46,10 @@ def two_cell_config(root: Path) -> Path:
     return config
 
 
-def _needs_the_cells_control_plane(config: Path) -> None:
-    """These tests run the real control plane's cells; until it lands they say so instead of failing."""
-    try:
-        import xds_server.cells.layout  # noqa: F401
-    except ImportError:
-        pytest.skip("the cells control plane (xds_server.cells) has not landed yet")
-    try:
-        load_config(config)
-    except ConfigError as err:
-        if "cells: unknown field" in err.render() or "cell: unknown field" in err.render():
-            pytest.skip("the config model has no `cells` / `cell` fields yet (the cells control plane adds them)")
-        raise
-
-
 @pytest.fixture(scope="session")
 def cells(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CellsPlatform]:
     root = tmp_path_factory.mktemp("cells")
     config = two_cell_config(root)
-    _needs_the_cells_control_plane(config)
     state = root / "state"
     platform = LocalPlatform(PlatformOptions(
         config_dir=config, state_dir=state, xds_port=free_port(), status_port=free_port()))

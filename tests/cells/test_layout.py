@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.synth import REPO_CONFIG, small_config
-from tests.cells.conftest import _needs_the_cells_control_plane, two_cell_config
+from tests.cells.conftest import two_cell_config
 from xds_server.cli import main
 from xds_server.config import load_config
 from xds_server.local.layout import cell_gateway_endpoints, plan_gateways
@@ -26,7 +26,6 @@ def test_a_single_cell_region_keeps_todays_gateways() -> None:
 
 def test_a_region_with_cells_runs_a_front_tier_and_each_cells_envoys(tmp_path: Path) -> None:
     config = two_cell_config(tmp_path)
-    _needs_the_cells_control_plane(config)
     cfg = load_config(config)
     port = cfg.regions["us-east-1"].gateway_port
     plan = plan_gateways(cfg, per_region=1, per_cell=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xds_server.cells import layout as cells
 from xds_server.cells.keys import FRONT, snapshot_key
 from xds_server.compiler import naming
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
@@ -94,23 +95,14 @@ def endpoint_directory(replicas: list[ReplicaSpec], host: str = "127.0.0.1") -> 
 def region_cells(cfg: PlatformConfig, region: str) -> tuple[str, ...]:
     """The region's cells in their order (shared c0..c{N-1}, then dedicated); () for a single-cell region,
     which keeps today's layout: one gateway fleet, no front tier, no `cell` in its node metadata."""
-    # --- TEMPORARY (until xds_server.cells.layout lands): the cells contract's naming and defaults. ---
-    layout = getattr(cfg.regions[region], "cells", None)
-    if layout is None:
-        return ()
-    shared, dedicated = int(getattr(layout, "shared", 1)), tuple(getattr(layout, "dedicated", ()) or ())
-    if shared <= 1 and not dedicated:
-        return ()
-    return (*(f"c{k}" for k in range(shared)), *dedicated)
-    # --- end TEMPORARY ---
+    region_cfg = cfg.regions[region]
+    return tuple(cells.cells(region_cfg)) if cells.is_split(region_cfg) else ()
 
 
 def cell_port(cfg: PlatformConfig, region: str, k: int) -> int:
     """Where cell `k` of `region` listens locally (`serve --local-cell-ports`): each cell is its own
     process here, not its own pods, so each needs its own port beside the front tier's."""
-    # --- TEMPORARY (until xds_server.cells.layout.local_port lands): the contract's formula. ---
-    return cfg.regions[region].gateway_port + 1 + k
-    # --- end TEMPORARY ---
+    return cells.local_port(cfg.regions[region], k)
 
 
 @dataclass(frozen=True)
