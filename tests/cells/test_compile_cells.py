@@ -1,0 +1,69 @@
+"""What the compiler builds for a region split into cells: each cell's snapshot holds its tenants and no
+other, the front tier holds a table of every tenant and a cluster per cell, and a pod change republishes
+endpoint sets only, equal to a full compile (the front's cell gateways included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+
+from bench.synth import small_config
+from tests.compiler.test_compile import JWKS
+from xds_server.cells.keys import snapshot_key
+from xds_server.compiler import CompileInputs, Compiler, Endpoint, EndpointDirectory, naming
+from xds_server.config import load_config
+from xds_server.local.processes import free_ports_in_a_row
+from xds_server.snapshot import CLUSTER, ENDPOINT, ROUTE, SCOPED_ROUTE
+
+REGION = "us-east-1"
+
+
+def _split(root: Path, tenants: int = 40) -> Path:
+    config = small_config(root, free_ports_in_a_row(4), replicas=1)
+    regions = yaml.safe_load((config / "regions.yaml").read_text())
+    regions["regions"][0]["cells"] = {"shared": 3}
+    (config / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    spec = yaml.safe_load((config / "tenants" / "acme.yaml").read_text())
+    for i in range(tenants):
+        (config / "tenants" / f"t{i:03d}.yaml").write_text(yaml.safe_dump({**spec, "id": f"t{i:03d}"}))
+    return config
+
+
+def test_each_cell_holds_its_tenants_and_the_front_routes_every_one(tmp_path: Path) -> None:
+    cfg = load_config(_split(tmp_path))
+    compiled = Compiler().compile(CompileInputs(cfg, EndpointDirectory(), JWKS))
+    assigned = cfg.cells[REGION]
+    assert REGION not in compiled.snapshots  # a split region has no region-wide snapshot
+    for cell in ("c0", "c1", "c2"):
+        scopes = set(compiled.snapshots[snapshot_key(REGION, cell)].of_type(SCOPED_ROUTE))
+        assert scopes == {naming.tenant_scope(t) for t, c in assigned.items() if c == cell}
+    front = compiled.snapshots[snapshot_key(REGION, "front")]
+    assert set(front.of_type(CLUSTER)) == {"cell/c0", "cell/c1", "cell/c2"}
+    assert not front.of_type(SCOPED_ROUTE)
+    table = route_pb2.RouteConfiguration()
+    front.of_type(ROUTE)[naming.FRONT_ROUTES].packed.Unpack(table)
+    entries = table.virtual_hosts[0].matcher.matcher_tree.exact_match_map.map
+    routed = {}
+    for tenant, on_match in entries.items():
+        route = route_components_pb2.Route()
+        on_match.action.typed_config.Unpack(route)
+        routed[tenant] = route.route.cluster
+    assert routed == {t: f"cell/{c}" for t, c in assigned.items()}
+
+
+def test_a_pod_change_in_a_split_region_equals_a_full_compile(tmp_path: Path) -> None:
+    cfg = load_config(_split(tmp_path))
+    before = EndpointDirectory({(REGION, "gateway.c1"): (Endpoint("127.0.0.1", 9001),)})
+    after = EndpointDirectory({(REGION, "gateway.c1"): (Endpoint("127.0.0.1", 9001), Endpoint("10.0.0.7", 8080))})
+    compiled = Compiler().compile(CompileInputs(cfg, before, JWKS))
+    fast = Compiler.with_endpoints(compiled, cfg, after)
+    full = Compiler().compile(CompileInputs(cfg, after, JWKS))
+    assert fast.version == full.version != compiled.version
+    for key, snap in full.snapshots.items():
+        assert fast.snapshots[key].version == snap.version
+        changed = {(t, n) for t, by_name in snap.resources.items() for n, r in by_name.items()
+                   if compiled.snapshots[key].of_type(t).get(n) != r}
+        assert all(t == ENDPOINT for t, _ in changed)
+        assert bool(changed) == (key == snapshot_key(REGION, "front"))
