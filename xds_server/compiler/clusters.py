@@ -1,6 +1,7 @@
 """Per-tenant clusters (one per model, with circuit breakers sized from the tenant's concurrency quota)
-and the shared per-model endpoint sets they draw from, each endpoint tagged with the versions it serves,
-which the cluster's subset load balancer picks by (docs/design/0001)."""
+and the shared endpoint sets they draw from: a pool's replicas, which serve every version on the pool,
+or, where a model's versions run on several pools, the model's replicas each tagged with the versions it
+serves, which the cluster's subset load balancer picks by (docs/design/0001)."""
 
 from __future__ import annotations
 

@@ -21,14 +21,16 @@ def endpoint_resources(cfg: PlatformConfig, endpoints: EndpointDirectory, region
             replicas = failover.model_replicas(cfg, endpoints, model_name, region)
             out.append(Resource.pack(eds, clusters.endpoint_set(eds, replicas)))
     # The same with failover (docs/design/0004): one set per model and distinct chain.
-    out.extend(Resource.pack(eds, cla) for eds, cla in failover.endpoint_resources_for(cfg, endpoints, region))
+    upstreams = failover.failover_upstreams(cfg, region)
+    out.extend(Resource.pack(eds, cla)
+               for eds, cla in failover.endpoint_resources_for(cfg, endpoints, region, upstreams))
     # Every pool's replicas (and per failover chain): read by the tenant clusters of the models whose
     # versions all run on that pool (most), and by the pool's own-model clusters (of that chain). A
     # chain's set: the pool here, then in each region of the chain.
     pools: set[tuple[str, tuple[str, ...]]] = {
         (mv.pool, ()) for m, model in cfg.models.items() for v, mv in model.versions.items()
         if region in cfg.version_regions(m, v)}
-    pools |= {(up.pool, up.chain) for up in failover.failover_upstreams(cfg, region) if up.pool is not None}
+    pools |= {(up.pool, up.chain) for up in upstreams if up.pool is not None}
     pools |= set(own.cluster_slots(cfg, region))
     for pool, chain in sorted(pools):
         eds = naming.pool_endpoints(pool, region, chain)

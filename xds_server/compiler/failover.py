@@ -167,10 +167,10 @@ def model_replicas(cfg: PlatformConfig, endpoints: EndpointDirectory, model: str
 
 
 def endpoint_resources_for(cfg: PlatformConfig, endpoints: EndpointDirectory, region: str,
-                           ) -> Iterable[tuple[str, endpoint_pb2.ClusterLoadAssignment]]:
-    """The failover endpoint sets of `region`'s snapshot that catalog models' subset clusters read
-    (compiler/endpoint_sets.py publishes them, and the pools' for the rest)."""
-    named = {up.eds(region): up for up in failover_upstreams(cfg, region) if up.subsets}
+                           upstreams: Iterable[Upstream]) -> Iterable[tuple[str, endpoint_pb2.ClusterLoadAssignment]]:
+    """The failover endpoint sets of `region`'s snapshot that catalog models' subset clusters read, of
+    `upstreams` (failover_upstreams; compiler/endpoint_sets.py publishes them, and the pools' for the rest)."""
+    named = {up.eds(region): up for up in upstreams if up.subsets}
     for eds, up in sorted(named.items()):
         home = model_replicas(cfg, endpoints, up.model, region)
         yield eds, endpoint_set(eds, [(region, home), *(
