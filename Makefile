@@ -55,10 +55,13 @@ test: setup tools lint policy-test policy-check
 test-fast: setup
 	$(BIN)/pytest -q -ra -m "not slow"
 
-bench: bench-controlplane bench-gateway bench-policy bench-ratelimit bench-fairness bench-pii bench-region bench-models bench-cluster bench-mtls bench-audit bench-offboard
+bench: bench-controlplane bench-cells bench-gateway bench-policy bench-ratelimit bench-fairness bench-pii bench-region bench-models bench-cluster bench-mtls bench-audit bench-offboard
 
+# One Envoy at 100 to 10,000 tenants, then (bench.cells) 10,000 tenants in 4 cells against it and a move of
+# 1% of them to a new cell under load.
 bench-controlplane: setup
 	$(BIN)/python -m bench.controlplane
+	$(BIN)/python -m bench.cells
 
 bench-gateway: setup
 	$(BIN)/python -m bench.gateway
