@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bench.loadgen import infer_body
+from inference_images.runtime import gateway as contract
 from tests.e2e.conftest import RunningPlatform, eventually, post
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +30,8 @@ def clusters(running: RunningPlatform, region: str) -> dict[str, dict[str, Any]]
 
 
 def routed_versions(running: RunningPlatform, region: str, tenant: str, model: str) -> set[str]:
-    """The versions Envoy's routes for `tenant` select for `model` (each entry's subset, pinned or split)."""
+    """The versions Envoy's routes for `tenant` send `model`'s requests to: the model-version header of
+    each pinned route and of each entry of the split (the runtime runs the version it names)."""
     dump = running.platform.envoys[region].config_dump("dynamic_route_configs")
     out: set[str] = set()
     for entry in dump.get("configs", []):
@@ -38,11 +40,9 @@ def routed_versions(running: RunningPlatform, region: str, tenant: str, model: s
         for route in entry["route_config"]["virtual_hosts"][0]["routes"]:
             if route["name"].split("/")[0] != model or "route" not in route:
                 continue
-            action = route["route"]
-            for m in [action.get("metadata_match"), *(c.get("metadata_match") for c in
-                                                      action.get("weighted_clusters", {}).get("clusters", []))]:
-                if m:
-                    out.add(m["filter_metadata"]["envoy.lb"]["version"])
+            entries = [route, *route["route"].get("weighted_clusters", {}).get("clusters", [])]
+            out |= {h["header"]["value"] for e in entries for h in e.get("request_headers_to_add", [])
+                    if h["header"]["key"] == contract.MODEL_VERSION_HEADER}
     return out
 
 
