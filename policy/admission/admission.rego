@@ -453,12 +453,17 @@ tls_port_listed(listed, port) if sprintf("%d", [port.port]) in listed
 
 tls_port_listed(listed, port) if object.get(port, "name", "") in listed
 
+# What reaches outside the cluster. A ClusterIP Service's 443 (an admission webhook's, called by the API
+# server over the TLS its pod serves) never has a load balancer to terminate TLS at.
+exposed_outside(svc) if object.get(svc, ["spec", "type"], "ClusterIP") in {"LoadBalancer", "NodePort"}
+
 # METADATA
 # title: Port 443 terminates TLS
-# description: Clients send bearer tokens to port 443 expecting TLS; a plaintext listener there sends them across the internet in clear.
+# description: Clients send bearer tokens to port 443 of a LoadBalancer or NodePort Service expecting TLS; a plaintext listener there sends them across the internet in clear.
 violations contains v if {
 	some svc in input.manifests
 	svc.kind == "Service"
+	exposed_outside(svc)
 	some port in object.get(svc, ["spec", "ports"], [])
 	port.port == 443
 	not terminates_tls(svc, port)

@@ -290,10 +290,12 @@ test_opa_with_authentication_but_no_authorization_is_denied if {
 	rules([opa_with(["--addr", ":8181", "--authentication=token"])]) == {"opa-requires-auth"}
 }
 
-service(port, annotations) := {
+service(port, annotations) := typed_service("LoadBalancer", port, annotations)
+
+typed_service(type, port, annotations) := {
 	"kind": "Service",
 	"metadata": {"name": "fairshare-gateway", "namespace": "fairshare", "annotations": annotations},
-	"spec": {"type": "ClusterIP", "ports": [{"name": "https", "port": port}]},
+	"spec": {"type": type, "ports": [{"name": "https", "port": port}]},
 }
 
 acm := "arn:aws:acm:us-east-1:123456789012:certificate/abc"
@@ -312,6 +314,20 @@ test_plaintext_port_80_passes if {
 
 test_https_port_without_tls_is_denied if {
 	rules([service(443, {})]) == {"https-port-terminates-tls"}
+}
+
+test_https_port_of_a_node_port_without_tls_is_denied if {
+	rules([typed_service("NodePort", 443, {})]) == {"https-port-terminates-tls"}
+}
+
+# A ClusterIP Service is reached from inside the cluster only (an admission webhook, over its pod's own TLS).
+test_https_port_of_a_cluster_ip_service_passes if {
+	rules([typed_service("ClusterIP", 443, {})]) == set()
+	rules([{
+		"kind": "Service",
+		"metadata": {"name": "webhook", "namespace": "kube-system"},
+		"spec": {"ports": [{"port": 443, "targetPort": 9443}]},
+	}]) == set()
 }
 
 test_https_port_left_out_of_the_tls_ports_is_denied if {

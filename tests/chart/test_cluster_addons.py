@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
+from bench.terraform_driver import MotoServer
+from tests.chart.conftest import AppliedRegion
 from tests.chart.helm import KUBERNETES_VERSIONS, REPO, HelmError, admission_violations, by_kind, find, helm
 
 ADDONS = REPO / "helm" / "fairshare-cluster-addons"
@@ -29,39 +28,6 @@ NAMESPACE = "kube-system"
 LBC, CA = "aws-load-balancer-controller", "cluster-autoscaler"
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 DISCOVERY_PREFIX = "k8s.io/cluster-autoscaler/"
-# The Load Balancer Controller's admission webhook Service: port 443 of a ClusterIP Service that only the
-# API server calls, over TLS the controller itself serves (its webhook configurations carry the CA bundle;
-# checked in test_the_admission_policy_admits_the_production_addons). https-port-terminates-tls asks for
-# TLS at an AWS load balancer, which a ClusterIP Service never has: exempt, by name, and only this one.
-EXEMPT = {("https-port-terminates-tls", f"Service/{NAMESPACE}/aws-load-balancer-webhook-service")}
-
-
-@dataclass
-class AppliedRegion:
-    moto: MotoServer
-    outputs: dict[str, Any]
-    values_file: Path  # terraform output -json cluster_addons_values, as make addons-values writes it
-
-
-@pytest.fixture(scope="module")
-def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppliedRegion]:
-    """The region root planned and applied against moto, and its add-on values as Terraform outputs them."""
-    if terraform_bin() is None or plugin_dir() is None:
-        pytest.skip("terraform and a local provider mirror are needed to apply the region against moto")
-    root = tmp_path_factory.mktemp("addons-region")
-    moto = MotoServer(root / "moto").start()
-    try:
-        region = Region.in_copy(root, REGION, moto)
-        region.init(remote_state=False)
-        plan_file = root / f"{REGION}.tfplan"
-        region.plan(plan_file)
-        region.apply(plan_file)
-        outputs = region.outputs()
-        values_file = root / "addons.json"
-        values_file.write_text(region.tf.run("output", "-json", "cluster_addons_values").stdout)
-        yield AppliedRegion(moto, outputs, values_file)
-    finally:
-        moto.stop()
 
 
 def render(helm_bin: str, *values: Path, namespace: str = NAMESPACE, sets: tuple[str, ...] = (),
@@ -175,19 +141,20 @@ def test_the_load_balancer_controller_manages_this_clusters_vpc(helm_bin: str, a
 def test_the_admission_policy_admits_the_production_addons(helm_bin: str, applied: AppliedRegion) -> None:
     manifests = render(helm_bin, applied.values_file, PRODUCTION)
     found = {(v["rule"], v["subject"]) for v in admission_violations(manifests)}
-    assert found - EXEMPT == set(), found - EXEMPT
-    # The exemption's reason holds: the webhook Service is ClusterIP, called by the API server over the TLS
-    # the controller serves (a CA bundle in each webhook that points at it).
-    (_, subject), = EXEMPT
-    service = find(manifests, "Service", subject.rsplit("/", 1)[1], NAMESPACE)
+    assert found == set(), found
+    # Among them the controller's webhook: port 443 of a ClusterIP Service that only the API server calls,
+    # over the TLS the controller serves (a CA bundle in each webhook that points at it), which no load
+    # balancer fronts (https-port-terminates-tls asks only LoadBalancer and NodePort Services for TLS).
+    service = find(manifests, "Service", "aws-load-balancer-webhook-service", NAMESPACE)
     assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert [p["port"] for p in service["spec"]["ports"]] == [443]
     hooks = [h for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
              for m in by_kind(manifests, kind) for h in m["webhooks"]]
     assert hooks and all(h["clientConfig"]["service"]["name"] == service["metadata"]["name"]
                          and h["clientConfig"]["caBundle"] for h in hooks)
     # With the upstream registries (the chart's defaults) the images are refused: production mirrors them.
     upstream = {(v["rule"], v["subject"]) for v in admission_violations(render(helm_bin, applied.values_file))}
-    assert {r for r, _ in upstream - EXEMPT} == {"image-from-allowed-registry"}
+    assert {r for r, _ in upstream} == {"image-from-allowed-registry"}
 
 
 # Refusals: values shaped like Terraform's output, without Terraform.
