@@ -227,7 +227,9 @@ module "iam" {
   model_bucket_arn    = module.model_store.bucket_arn
   kms_key_arn         = aws_kms_key.service["models"].arn
   secrets_kms_key_arn = aws_kms_key.service["secrets"].arn
-  namespace           = var.namespace
+  # The runtimes may read exactly the secrets tenant_secrets creates.
+  tenant_secret_name_prefix = module.tenant_secrets.name_prefix
+  namespace                 = var.namespace
   # The control plane's read of its config bundle (chart config.source: s3://...), when it has one.
   config_bundle = var.config_bundle
 }

@@ -34,7 +34,7 @@ output "tenant_secret_names" {
 }
 
 output "chart_inputs" {
-  description = "What the Helm installs of this region need: IRSA role ARNs for the runtime and control-plane service accounts and for the Cluster Autoscaler and AWS Load Balancer Controller releases (eks.amazonaws.com/role-arn), the model bucket, and the GPU taint the runtimes tolerate."
+  description = "What the Helm installs of this region need: IRSA role ARNs for the runtime and control-plane service accounts and for the Cluster Autoscaler and AWS Load Balancer Controller releases (eks.amazonaws.com/role-arn), the model bucket, the GPU taint the runtimes tolerate, and the tenant secrets' name prefix (the chart's inference.pseudonymisationKeys.secretPrefix)."
   value = {
     region                    = var.region
     model_bucket              = module.model_store.bucket_name
@@ -45,7 +45,7 @@ output "chart_inputs" {
     cluster_name              = module.cluster.name
     vpc_id                    = module.network.vpc_id
     gpu_taint                 = { key = "nvidia.com/gpu", value = "present", effect = "NoSchedule" }
-    tenant_secret_name_prefix = "fairshare/tenants"
+    tenant_secret_name_prefix = module.tenant_secrets.name_prefix
   }
 }
 
