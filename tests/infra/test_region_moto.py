@@ -32,11 +32,13 @@ def test_apply_builds_the_region_and_destroy_leaves_nothing(planned_region: Plan
     gpu = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="gpu-small")["nodegroup"]
     assert gpu["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
     assert gpu["labels"]["fairshare.io/accelerator"] == "nvidia-l4"
+    # Cluster Autoscaler's GPU label: it waits for a new node's GPUs instead of scaling up again.
+    assert gpu["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
     assert gpu["labels"]["fairshare.io/pool"] == "gpu-small"
     assert gpu["scalingConfig"] == {"minSize": 2, "maxSize": 8, "desiredSize": 2}
     assert gpu["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"  # the NVIDIA device plugin is in the image
     system = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="system")["nodegroup"]
-    assert not system.get("taints")
+    assert not system.get("taints") and "k8s.amazonaws.com/accelerator" not in system["labels"]
 
     # Model bucket: in the region, encrypted with the region's models key, versioned, closed to the public.
     bucket = outputs["model_bucket"]

@@ -14,6 +14,24 @@ locals {
     "k8s.io/cluster-autoscaler/enabled"             = "true"
     "k8s.io/cluster-autoscaler/${var.cluster_name}" = "owned"
   }
+  # Each pool's node labels. GPU pools also carry k8s.amazonaws.com/accelerator, the label Cluster Autoscaler
+  # (AWS) reads as "this node has GPUs": until the device plugin advertises nvidia.com/gpu on a node that just
+  # joined, the autoscaler counts its GPUs as coming instead of scaling up a second node for the same pods.
+  labels = { for name, p in var.pools : name => merge(p.labels, {
+    "fairshare.io/pool"        = name
+    "fairshare.io/pool-kind"   = p.kind
+    "fairshare.io/accelerator" = p.accelerator
+  }, p.kind == "gpu" ? { "k8s.amazonaws.com/accelerator" = p.accelerator } : {}) }
+  # Taints as Cluster Autoscaler's node-template tags write them: <key> = <value>:<effect>.
+  taints = { for name, p in var.pools : name => p.kind == "gpu" ? { (var.gpu_taint_key) = "present:NoSchedule" } : {} }
+  # A pool that may shrink to zero has no node for the autoscaler to copy labels and taints from, so it reads
+  # them from its Auto Scaling group's node-template tags; without them it would never scale the pool up for
+  # pods that select the pool or tolerate its taint. EKS copies no node group tag to the group: set directly.
+  template_prefix = "k8s.io/cluster-autoscaler/node-template"
+  node_template_tags = merge([for name, p in var.pools : p.min_size > 0 ? {} : merge(
+    { for k, v in local.labels[name] : "${name}:label/${k}" => { pool = name, key = "${local.template_prefix}/label/${k}", value = v } },
+    { for k, v in local.taints[name] : "${name}:taint/${k}" => { pool = name, key = "${local.template_prefix}/taint/${k}", value = v } },
+  )]...)
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -99,11 +117,7 @@ resource "aws_eks_node_group" "this" {
     desired_size = each.value.desired_size
   }
 
-  labels = merge(each.value.labels, {
-    "fairshare.io/pool"        = each.key
-    "fairshare.io/pool-kind"   = each.value.kind
-    "fairshare.io/accelerator" = each.value.accelerator
-  })
+  labels = local.labels[each.key]
 
   # Only pods that tolerate this taint (the serving runtimes of a GPU pool) may use a GPU node.
   dynamic "taint" {
@@ -131,4 +145,17 @@ resource "aws_eks_node_group" "this" {
   }
 
   depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# The node-template tags of pools with min_size = 0 (local.node_template_tags), on the group EKS created.
+resource "aws_autoscaling_group_tag" "node_template" {
+  for_each = local.node_template_tags
+
+  autoscaling_group_name = one(one(aws_eks_node_group.this[each.value.pool].resources).autoscaling_groups).name
+
+  tag {
+    key                 = each.value.key
+    value               = each.value.value
+    propagate_at_launch = false
+  }
 }

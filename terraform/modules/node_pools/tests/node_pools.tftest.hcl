@@ -73,6 +73,64 @@ run "gpu_pools_are_tainted_and_labelled_the_others_not" {
   }
 }
 
+run "gpu_nodes_carry_the_autoscalers_accelerator_label" {
+  command = plan
+
+  assert {
+    condition     = aws_eks_node_group.this["gpu-small"].labels["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
+    error_message = "a GPU pool's nodes carry k8s.amazonaws.com/accelerator = its accelerator, so Cluster Autoscaler waits for their GPUs instead of scaling up twice"
+  }
+
+  assert {
+    condition     = !contains(keys(aws_eks_node_group.this["system"].labels), "k8s.amazonaws.com/accelerator") && !contains(keys(aws_eks_node_group.this["cpu-general"].labels), "k8s.amazonaws.com/accelerator")
+    error_message = "only GPU pools carry the accelerator label (the autoscaler would wait forever for GPUs on a CPU node)"
+  }
+}
+
+run "pools_that_scale_from_zero_carry_node_templates" {
+  command = plan
+
+  variables {
+    pools = {
+      system      = { kind = "system", instance_types = ["m6i.large"], min_size = 2, max_size = 4, desired_size = 2 }
+      cpu-general = { kind = "cpu", instance_types = ["c6i.2xlarge"], min_size = 0, max_size = 10, desired_size = 1, labels = { team = "ml" } }
+      cpu-steady  = { kind = "cpu", instance_types = ["c6i.2xlarge"], min_size = 1, max_size = 10, desired_size = 1 }
+      gpu-small   = { kind = "gpu", accelerator = "nvidia-l4", instance_types = ["g6.xlarge"], min_size = 0, max_size = 8, desired_size = 0, replica_request = { gpus = 1, cpu = 2, memory_mib = 8192 } }
+    }
+  }
+
+  assert {
+    condition = { for k, t in aws_autoscaling_group_tag.node_template : one(t.tag).key => one(t.tag).value if startswith(k, "gpu-small:") } == {
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/pool"             = "gpu-small"
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/pool-kind"        = "gpu"
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/accelerator"      = "nvidia-l4"
+      "k8s.io/cluster-autoscaler/node-template/label/k8s.amazonaws.com/accelerator" = "nvidia-l4"
+      "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"                = "present:NoSchedule"
+    }
+    error_message = "a GPU pool at min_size 0 tells the autoscaler its nodes' labels and taint (value:effect), so pods that select the pool and tolerate the taint scale it up from zero"
+  }
+
+  assert {
+    condition = { for k, t in aws_autoscaling_group_tag.node_template : one(t.tag).key => one(t.tag).value if startswith(k, "cpu-general:") } == {
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/pool"        = "cpu-general"
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/pool-kind"   = "cpu"
+      "k8s.io/cluster-autoscaler/node-template/label/fairshare.io/accelerator" = "cpu"
+      "k8s.io/cluster-autoscaler/node-template/label/team"                     = "ml"
+    }
+    error_message = "a CPU pool at min_size 0 carries its labels (the pool's own among them) and no taint"
+  }
+
+  assert {
+    condition     = length([for k, t in aws_autoscaling_group_tag.node_template : k if startswith(k, "cpu-steady:") || startswith(k, "system:")]) == 0
+    error_message = "pools that always keep a node need no node template: the autoscaler copies a running node"
+  }
+
+  assert {
+    condition     = alltrue([for t in aws_autoscaling_group_tag.node_template : one(t.tag).propagate_at_launch == false])
+    error_message = "node-template tags are for the autoscaler, not copied to instances"
+  }
+}
+
 run "three_gpu_pools" {
   command = plan
 
