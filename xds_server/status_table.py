@@ -30,7 +30,7 @@ TYPES: tuple[tuple[str, str], ...] = (
 )
 _COLUMN = {short: column for column, short in TYPES}
 
-SYNCED, STALE, NOT_SENT = "SYNCED", "STALE", "NOT SENT"
+SYNCED, STALE, NOT_SENT, NONE = "SYNCED", "STALE", "NOT SENT", "-"
 
 # Rows shown before the rest become a count (`--all` shows every one); the JSON always has them all.
 DEFAULT_MAX_ROWS = 50
@@ -76,13 +76,15 @@ def snapshot_key(node: Mapping[str, Any]) -> str:
 
 def type_state(node: Mapping[str, Any], short: str, published: Mapping[str, Any] | None) -> str:
     """SYNCED when the node's ACK of this type holds the content published now, STALE when it holds an
-    older one or rejected the newest, NOT SENT when it never ACKed the type."""
+    older one or rejected the newest, NOT SENT when it never ACKed the type, "-" when its snapshot has none."""
     ack = (node.get("acked") or {}).get(short)
     nack = node.get("last_nack")
     if nack is not None and nack.get("type") == short and (ack is None or nack.get("at", 0) >= ack.get("at", 0)):
         return STALE
     if ack is None:
-        return NOT_SENT
+        types = None if published is None else published.get("types")
+        # Nothing of this type in what the node follows (a front tier has no scoped routes): nothing to send.
+        return NONE if types is not None and short not in types else NOT_SENT
     if "current" in ack:  # the store compared contents (an unchanged type is not re-sent, its version lags)
         return SYNCED if ack["current"] else STALE
     version = None if published is None else published.get("version")

@@ -56,3 +56,18 @@ def test_each_envoy_reports_its_cell(cells: CellsPlatform) -> None:
     cells_of = {node_id: node.get("cell") for node_id, node in nodes.items() if node.get("connected")}
     assert cells_of == {f"gateway-{REGION}-front": "front",
                         **{f"gateway-{REGION}-{c}": c for c in sorted(set(PINS.values()))}}
+
+
+def test_the_status_table_shows_each_cell_and_the_front_synced(cells: CellsPlatform) -> None:
+    from xds_server.status_table import render
+
+    status = cells.platform.status()
+    text = render(status)
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith("gateway-")}
+    for cell in ("front", *sorted(set(PINS.values()))):
+        row = rows[f"gateway-{REGION}-{cell}"]
+        assert row[1:3] == [REGION, cell], row
+        assert "STALE" not in row and "NOT" not in row and "SYNCED" in row, row  # the front has no SRDS: "-"
+    cell_lines = [line.split() for line in text.splitlines() if line.startswith(REGION) and "applied" in line]
+    tenants = {parts[1]: parts[2] for parts in cell_lines}
+    assert tenants == {"front": "2", "c0": "1", "c1": "1"}, text

@@ -368,6 +368,8 @@ class SnapshotStore:
                     "version": pub.snapshot.version,
                     "published_at": pub.at,
                     "resources": pub.snapshot.count(),
+                    # The types this snapshot has at all (a front tier's has no scoped routes).
+                    "types": {short_type(t): len(by_name) for t, by_name in pub.snapshot.resources.items() if by_name},
                     "bytes": pub.snapshot.total_bytes(),
                     "nodes_connected": sum(
                         1 for n in self._nodes.values() if n.region == region and n.connected
