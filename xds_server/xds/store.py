@@ -209,6 +209,8 @@ class SnapshotStore:
             await changed.wait()
 
     def _publish(self, region: str, snapshot: Snapshot) -> None:
+        if (out := self._published.get(region)) is not None and out.snapshot is snapshot:
+            return  # the compiler kept it as it was (compile.py): its Envoys have nothing to diff
         self._seq += 1
         pub = Published(seq=self._seq, region=region, snapshot=snapshot, at=time.time())
         if (before := self._published.get(region)) is not None:
