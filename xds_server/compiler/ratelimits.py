@@ -68,7 +68,7 @@ def tenant_limits(cfg: PlatformConfig, tenant: ResolvedTenant) -> lim.TenantLimi
                           settings.burst_fraction, settings.token_estimate)
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=1 << 18)
 def _tenant_limits(tenant: str, tier: str, mode: FailureMode, shadow: bool, rps: float, tpm: int,
                    burst_fraction: float, token_estimate: int) -> lim.TenantLimits:
     """Memoised on plain values: a compile of 10,000 tenants rebuilds only the limits that changed."""
