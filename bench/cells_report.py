@@ -142,8 +142,8 @@ def plot_memory(results: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels)), 4.2))
     ax.bar(range(len(labels)), values, color=colours)
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set(ylabel="Envoy allocated, MB",
-           title="One Envoy per snapshot: single layout (red), cells (blue), front (grey)")
+    ax.set_ylabel("Envoy allocated, MB")
+    ax.set_title("Envoy memory: single layout (red), a cell (blue), the front tier (grey)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
