@@ -61,6 +61,10 @@ class Moves:
     _arriving: dict[str, dict[str, _Arriving]] = field(default_factory=dict)
     _leaving: dict[str, dict[str, _Leaving]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Per region, the last view and what it was computed from: with nothing moving and the same placement
+    # (an edit to a tenant's spec, nearly every change) the view is the same, and 100,000 tenants need not be
+    # walked again (0.2 s).
+    _last: dict[str, tuple[dict[str, str], CellView]] = field(default_factory=dict)
 
     def views(self, cfg: PlatformConfig, first: bool = False) -> dict[str, CellView]:
         """What each cell's snapshot holds and where the front sends each tenant, for this config; starts the
@@ -71,6 +75,11 @@ class Moves:
                 self._forget(region)
             out: dict[str, CellView] = {}
             for region, assigned in cfg.cells.items():
+                kept = self._last.get(region)
+                if (kept is not None and not first and not self._arriving.get(region) and not self._leaving.get(region)
+                        and kept[0] == assigned):
+                    out[region] = kept[1]
+                    continue
                 front = self._front.setdefault(region, {})
                 arriving = self._arriving.setdefault(region, {})
                 leaving = self._leaving.setdefault(region, {})
@@ -93,6 +102,7 @@ class Moves:
                     if gone is not None and gone.cell == cell:
                         del leaving[tenant]  # moved back before its old cell let go: nothing to drop
                 out[region] = self._view(region, assigned)
+                self._last[region] = (dict(assigned), out[region])
             return out
 
     def _view(self, region: str, assigned: Mapping[str, str]) -> CellView:
@@ -136,6 +146,8 @@ class Moves:
                     if gone.until is not None and now >= gone.until:
                         del leaving[tenant]
                         changed = True
+                if changed:
+                    self._last.pop(region, None)  # the front or a cell's members moved on
         return changed
 
     def published(self, store: SnapshotStore) -> None:
@@ -179,7 +191,7 @@ class Moves:
             return sum(len(a) for a in self._arriving.values()) + sum(len(v) for v in self._leaving.values())
 
     def _forget(self, region: str) -> None:
-        for book in (self._front, self._arriving, self._leaving):
+        for book in (self._front, self._arriving, self._leaving, self._last):
             book.pop(region, None)
 
 

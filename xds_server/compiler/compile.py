@@ -45,6 +45,14 @@ class CompiledPlatform:
     ratelimits: LimitTable = field(default_factory=LimitTable)
 
 
+@dataclass(frozen=True)
+class _KeptSnapshot:
+    head: tuple[object, ...]  # its listener and shared resources (names and versions) and the shared inputs
+    members: frozenset[str]
+    snapshot: Snapshot
+    tenants: dict[tuple[str, str, str], tuple[Resource, ...]]  # its tenants' memo entries
+
+
 @dataclass
 class Compiler:
     """Holds the per-tenant memo between compiles; otherwise a pure function of its inputs."""
@@ -64,7 +72,9 @@ class Compiler:
     # Each snapshot, kept while what it is built from is unchanged (its listener and shared resources, its
     # tenants and their memo keys): an edit among 100,000 tenants in 40 cells rebuilds one cell's snapshot,
     # and the others are published as the same objects, which the store does not push again.
-    _snapshot_memo: dict[str, tuple[tuple[object, ...], Snapshot]] = field(default_factory=dict)
+    _snapshot_memo: dict[str, _KeptSnapshot] = field(default_factory=dict)
+    # Each tenant's memo key at the last compile.
+    _specs: dict[str, str] = field(default_factory=dict)
 
     def _key(self, tenant: ResolvedTenant) -> str:
         hit = self._keys.get(tenant.id)
@@ -82,8 +92,13 @@ class Compiler:
         # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
         specs = {t.id: self._key(t) for t in cfg.tenants.values()}
         self._keys = {tid: self._keys[tid] for tid in specs}
+        # Tenants whose memo key differs from the last compile's (usually the same string object, compared by
+        # identity first): the only ones whose snapshots need building again.
+        before = self._specs
+        changed = {tid for tid, spec in specs.items() if before.get(tid) != spec}
+        self._specs = specs
         views = inputs.cells if inputs.cells is not None else settled_views(cfg)
-        snapshot_memo: dict[str, tuple[tuple[object, ...], Snapshot]] = {}
+        snapshot_memo: dict[str, _KeptSnapshot] = {}
         for region_id, region in cfg.regions.items():
             shared: list[Resource] = []
             if rl is not None:
@@ -94,7 +109,8 @@ class Compiler:
             # models and tenants.
             shared.extend(Resource.pack(c.name, c) for c in own.own_clusters(cfg, region_id, tls))
 
-            def tenants_of(members: Iterable[str], region_id: str = region_id) -> list[Resource]:
+            def tenants_of(members: Iterable[str], used: dict[tuple[str, str, str], tuple[Resource, ...]],
+                           region_id: str = region_id) -> list[Resource]:
                 out: list[Resource] = []
                 for tid in members:
                     tenant = cfg.tenants[tid]
@@ -102,7 +118,7 @@ class Compiler:
                     compiled = fresh.get(key) or self._memo.get(key)
                     if compiled is None:
                         compiled = tuple(_compile_tenant(cfg, tenant, region_id, tls))
-                    fresh[key] = compiled
+                    used[key] = compiled
                     out.extend(compiled)
                 return out
 
@@ -110,28 +126,31 @@ class Compiler:
                 return Resource.pack(naming.LISTENER, listener.gateway_listener(
                     inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
 
-            def build(key: str, head: list[Resource], members: list[str], region_id: str = region_id) -> None:
-                ident = (tuple((r.name, r.version) for r in head), shared_key, tuple(members),
-                         tuple(specs[tid] for tid in members))
+            def build(key: str, head: list[Resource], members: frozenset[str]) -> None:
+                head_ident = (tuple((r.name, r.version) for r in head), shared_key)
                 kept = self._snapshot_memo.get(key)
-                if kept is not None and kept[0] == ident:
-                    for tid in members:  # the tenants' resources stay memoised
-                        memo_key = (region_id, specs[tid], shared_key)
-                        fresh[memo_key] = self._memo[memo_key]
-                    snapshots[key] = kept[1]
+                same_members = kept is not None and (kept.members is members or kept.members == members)
+                if (kept is not None and kept.head == head_ident and same_members
+                        and members.isdisjoint(changed)):
+                    snapshot_memo[key] = kept
                 else:
-                    resources = [*head, *tenants_of(members)]
-                    snapshots[key] = Snapshot.build(_version(resources), resources)
-                snapshot_memo[key] = (ident, snapshots[key])
+                    used: dict[tuple[str, str, str], tuple[Resource, ...]] = {}
+                    resources = [*head, *tenants_of(sorted(members), used)]
+                    snapshot_memo[key] = _KeptSnapshot(head_ident, members, Snapshot.build(_version(resources),
+                                                                                            resources), used)
+                snapshots[key] = snapshot_memo[key].snapshot
+                fresh.update(snapshot_memo[key].tenants)  # its tenants' resources stay memoised
 
             view = views.get(region_id)
             if view is None:  # one gateway fleet for the region: every tenant in one snapshot
-                build(region_id, [gateway(region.gateway_port), *shared], list(cfg.tenants))
+                # Its members are the tenants served here: an edit to a tenant of another region keeps it.
+                build(region_id, [gateway(region.gateway_port), *shared],
+                      frozenset(tid for tid, t in cfg.tenants.items() if region_id in t.routes))
                 continue
             for index, cell in enumerate(layout.cells(region)):
                 port = layout.local_port(region, index) if self.local_cell_ports else region.gateway_port
-                build(snapshot_key(region_id, cell), [gateway(port), *shared], sorted(view.members.get(cell, ())))
-            build(snapshot_key(region_id, FRONT), self._front(cfg, inputs, region_id, view), [])
+                build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
+            build(snapshot_key(region_id, FRONT), self._front(cfg, inputs, region_id, view), frozenset())
         # Keep only what this config used: the memo never outgrows the current tenant set.
         self._memo = fresh
         self._snapshot_memo = snapshot_memo

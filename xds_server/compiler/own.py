@@ -23,6 +23,7 @@ from google.protobuf import wrappers_pb2
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import failover, naming
 from xds_server.compiler.clusters import _ADS_SOURCE, _CONNECT_TIMEOUT, _OUTLIER_DETECTION
+from xds_server.compiler.shaping import with_own_models
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 
 OWNER_HEADER = contract.MODEL_OWNER_HEADER
@@ -94,7 +95,7 @@ def cluster_slots(cfg: PlatformConfig, region: str) -> dict[tuple[str, tuple[str
     some own model fails over along it, so they grow with distinct chains, never with tenants."""
     slots: dict[tuple[str, tuple[str, ...]], int] = {}
     pools = {p.name for p in cfg.regions[region].pools}
-    for tenant in cfg.tenants.values():
+    for tenant in with_own_models(cfg):
         has_failover = bool(tenant.spec.regions.failover)
         for name in tenant.own_routes.get(region, ()):
             model = tenant.spec.own_models.get(name)

@@ -207,6 +207,13 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
     region over its cells' capacity is a config error naming the tenant's file or regions.yaml."""
     from xds_server.cells.assign import place
 
+    global _last_placement
+    layout = (platform.cells.size, tuple((r.id, r.cells.shared, tuple(r.cells.dedicated)) for r in regions.values()))
+    last = _last_placement
+    if last is not None and last[0] == layout and last[1].keys() == resolved.keys() and all(
+            (t.spec.cell, t.routes.keys()) == (before.spec.cell, before.routes.keys())
+            for tid, t in resolved.items() if (before := last[1][tid]) is not t):
+        return last[2]  # no tenant came, went, or changed its pin or regions: the placement is the same
     served = {tid: (t.spec.cell, list(t.routes)) for tid, t in resolved.items()}
     cells, found = place(platform.cells.size, regions, served)
     if found:
@@ -215,7 +222,14 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
             else Problem(str(root / "regions.yaml"), "cells", p.message)
             for p in found
         ])
+    _last_placement = (layout, resolved, cells)
     return cells
+
+
+# The last placement and what it was computed from: an edit that changes no tenant's pin or regions (nearly
+# all) keeps it, instead of hashing 100,000 tenants again (0.4 s). Checked against every tenant, by
+# identity first (the policy layer hands back the same object for an unchanged tenant).
+_last_placement: tuple[tuple[object, ...], dict[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
 
 
 # libyaml's C parser where present (it is, in PyYAML's wheels): ~10x faster on thousands of tenant files.
