@@ -69,12 +69,15 @@ class TenantLimits:
     requests: Limit
     tokens: Limit
     fingerprint: str = field(default="", compare=False)  # computed once: the table's version hashes 10,000
+    digest: int = field(default=0, compare=False)  # of the fingerprint: the table's version XORs them
 
     def __post_init__(self) -> None:
         r, t = self.requests, self.tokens
         object.__setattr__(self, "fingerprint", (
             f"{self.tenant}|{self.tier}|{self.failure_mode}|{self.shadow}|{r.rate!r}/{r.period_s!r}/{r.burst!r}"
             f"|{t.rate!r}/{t.period_s!r}/{t.burst!r};"))
+        object.__setattr__(self, "digest", int.from_bytes(
+            hashlib.blake2b(self.fingerprint.encode(), digest_size=6).digest(), "big"))
 
     def of(self, kind: Kind) -> Limit:
         return self.requests if kind is Kind.REQUESTS else self.tokens
@@ -84,13 +87,33 @@ class TenantLimits:
 class LimitTable:
     tenants: Mapping[str, TenantLimits] = field(default_factory=lambda: MappingProxyType({}))
     version: str = "empty"
+    # The XOR of every tenant's digest: order-free, so an edit updates it for the changed tenants alone
+    # (`updated`) instead of sorting and hashing 100,000 of them again (0.3 s).
+    accumulated: int = field(default=0, compare=False)
 
     @classmethod
     def build(cls, tenants: Mapping[str, TenantLimits]) -> LimitTable:
-        h = hashlib.blake2b(digest_size=6)
-        for tid in sorted(tenants):
-            h.update(tenants[tid].fingerprint.encode())
-        return cls(MappingProxyType(dict(tenants)), h.hexdigest())
+        acc = 0
+        for limits in tenants.values():
+            acc ^= limits.digest
+        return cls(MappingProxyType(dict(tenants)), _table_version(acc, len(tenants)), acc)
+
+    def updated(self, changes: Mapping[str, TenantLimits | None]) -> LimitTable:
+        """This table with `changes` (tenant -> its new limits, or None: no longer limited); equal to a
+        `build` of the result."""
+        out, acc = dict(self.tenants), self.accumulated
+        for tid, limits in changes.items():
+            old = out.pop(tid, None)
+            if old is not None:
+                acc ^= old.digest
+            if limits is not None:
+                out[tid] = limits
+                acc ^= limits.digest
+        return LimitTable(MappingProxyType(out), _table_version(acc, len(out)), acc)
 
     def get(self, tenant: str) -> TenantLimits | None:
         return self.tenants.get(tenant)
+
+
+def _table_version(accumulated: int, count: int) -> str:
+    return f"{accumulated:012x}-{count}" if count else "empty"
