@@ -133,14 +133,14 @@ def resolve_tenants(
                                {tid: str(path) for tid, (_, path) in tenants.items()})
     problems: list[Problem] = []
     resolved: dict[str, ResolvedTenant] = {}
-    for tid, (tenant, path) in tenants.items():
-        try:
-            with memo.lock:
+    with memo.lock:  # once, not per tenant: 100,000 acquisitions cost a reload 20-40 ms
+        for tid, (tenant, path) in tenants.items():
+            try:
                 resolved[tid] = memo.resolve(tid, tenant, decisions.tenants[tid])
-        except (ValidationError, KeyError, TypeError) as err:
-            # A policy edit that decides nonsense (a negative quota, a missing field) is the policy's
-            # fault, reported as such, and nothing built on it is served.
-            problems.append(Problem(str(path), "", f"the policies decided values the platform cannot use: {err}"))
+            except (ValidationError, KeyError, TypeError) as err:
+                # A policy edit that decides nonsense (a negative quota, a missing field) is the policy's
+                # fault, reported as such, and nothing built on it is served.
+                problems.append(Problem(str(path), "", f"the policies decided values the platform cannot use: {err}"))
     if problems:
         raise ConfigError(problems)
     return resolved
