@@ -117,13 +117,14 @@ class Moves:
             members.setdefault(gone.cell, set()).add(tenant)
         return CellView(members={c: frozenset(m) for c, m in members.items()}, front=dict(front))
 
-    def advance(self, store: SnapshotStore, cfg: PlatformConfig) -> bool:
+    def advance(self, store: SnapshotStore) -> bool:
         """Take every step whose acknowledgement has come; True if a cell's or the front's snapshot must
         change (the caller recompiles with `views`)."""
         now = time.monotonic()
         changed = False
         with self._lock:
             for region in list(self._front):
+                moved = False
                 front, arriving, leaving = self._front[region], self._arriving[region], self._leaving[region]
                 for tenant, move in list(arriving.items()):
                     if move.seq is None:
@@ -136,7 +137,7 @@ class Moves:
                     del arriving[tenant]
                     if old is not None:
                         leaving[tenant] = _Leaving(old)
-                    changed = True
+                    moved = True
                 front_key = snapshot_key(region, FRONT)
                 for tenant, gone in list(leaving.items()):
                     if gone.front_seq is None:
@@ -145,9 +146,10 @@ class Moves:
                         gone.until = now + self.drain_seconds
                     if gone.until is not None and now >= gone.until:
                         del leaving[tenant]
-                        changed = True
-                if changed:
+                        moved = True
+                if moved:
                     self._last.pop(region, None)  # the front or a cell's members moved on
+                    changed = True
         return changed
 
     def published(self, store: SnapshotStore) -> None:
@@ -185,6 +187,11 @@ class Moves:
         """tenant -> the cell the region's front tier sends it to."""
         with self._lock:
             return dict(self._front.get(region, {}))
+
+    def routed(self, region: str) -> int:
+        """How many tenants the region's front tier sends anywhere (for the status, without a copy)."""
+        with self._lock:
+            return len(self._front.get(region, {}))
 
     def pending(self) -> int:
         with self._lock:

@@ -125,9 +125,14 @@ class Compiler:
                     out.extend(compiled)
                 return out
 
-            def gateway(port: int, region_id: str = region_id) -> Resource:
-                return Resource.pack(naming.LISTENER, listener.gateway_listener(
-                    inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
+            listeners: dict[int, Resource] = {}
+
+            def gateway(port: int, region_id: str = region_id, listeners: dict[int, Resource] = listeners) -> Resource:
+                """Built once per port: in a cluster every cell of the region listens on the same one."""
+                if port not in listeners:
+                    listeners[port] = Resource.pack(naming.LISTENER, listener.gateway_listener(
+                        inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
+                return listeners[port]
 
             def build(key: str, head: list[Resource], members: frozenset[str]) -> None:
                 head_ident = (tuple((r.name, r.version) for r in head), shared_key)

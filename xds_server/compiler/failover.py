@@ -39,7 +39,7 @@ from google.protobuf.message import Message
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.compiler import clusters, naming
 from xds_server.compiler.endpoints import EndpointDirectory
-from xds_server.compiler.shaping import contribution, with_failover
+from xds_server.compiler.shaping import with_failover
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 
 # Endpoint metadata namespace and key holding the replica's region.
@@ -145,20 +145,12 @@ def routable(tenant: ResolvedTenant, model: str, region: str) -> tuple[str, ...]
 def failover_upstreams(cfg: PlatformConfig, region: str) -> set[Upstream]:
     """The distinct upstreams with failover hops of the tenants `region`'s gateway serves."""
     out: set[Upstream] = set()
-
-    def of(tenant: ResolvedTenant) -> tuple[Upstream, ...]:
-        found = []
+    for tenant in with_failover(cfg):
         for model in tenant.routes.get(region) or ():
             versions = routable(tenant, model, region)
             up = upstream(cfg, tenant, model, region, versions) if versions else None
             if up is not None and up.hops:
-                found.append(up)
-        return tuple(found)
-
-    for tenant in with_failover(cfg):
-        if region not in tenant.routes:
-            continue
-        out.update(contribution(cfg, "failover-upstreams", region, tenant, functools.partial(of, tenant)))
+                out.add(up)
     return out
 
 

@@ -199,7 +199,7 @@ class ControlPlane:
             config = self.config
             if config is None or not config.cells or not self.moves.pending():
                 continue
-            if self.moves.advance(self.store, config):
+            if self.moves.advance(self.store):
                 async with self._building:
                     if self.config is config:  # a reload in between has already compiled the new views
                         await self._recompose(config)
@@ -282,7 +282,7 @@ class ControlPlane:
                 "region": region, "cell": cell, "key": key, "version": snap.version,
                 # The front holds no tenant's resources: its count is the tenants it routes.
                 "tenants": len(snap.resources.get(SCOPED_ROUTE, {})) if cell != FRONT
-                else len(self.moves.views_front(region)),
+                else self.moves.routed(region),
                 "moving_in": counts.get("moving_in", 0), "moving_out": counts.get("moving_out", 0),
             })
         return out

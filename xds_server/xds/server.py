@@ -112,7 +112,7 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             log.warning("node %s (%s stream from %s) gets no config, its region is unknown: %s; "
                         "set node.metadata.region in its bootstrap", node_id, protocol, peer, missing)
         elif self._store.get(key) is None:
-            cells = sorted(c for k in self._store.regions() if (c := split_key(k)[1]) and split_key(k)[0] == region)
+            cells = sorted(c for r, c in map(split_key, self._store.regions()) if c and r == region)
             if cell is None and cells:
                 log.warning("node %s (%s stream from %s) is in region %r, which is split into cells: it gets "
                             "no config until its bootstrap sets node.metadata.cell to one of %s",
