@@ -103,6 +103,9 @@ class TenantFileCache:
     # token) neither reuses nor replaces it. Shared by every load, one load of 10,000 tenants beside the
     # control plane's made its next edit redo every tenant's policy document.
     policy_memo: Any = None
+    # The last placement in cells and what it was computed from (`_place_in_cells`), kept with these files
+    # for the same reason.
+    placement_memo: tuple[tuple[object, ...], dict[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
 
     def load(self, entry: os.DirEntry[str]) -> TenantFile:
         st = entry.stat()
@@ -194,7 +197,7 @@ def load_config(
     from xds_server.policy.resolve import resolve_tenants  # the policy layer imports this module
 
     resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
-    cells = _place_in_cells(root, platform, regions, resolved, checked)
+    cells = _place_in_cells(root, platform, regions, resolved, checked, cache)
     return PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved,
         offboarded=offboarded, cells=cells,
@@ -202,14 +205,17 @@ def load_config(
 
 
 def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], resolved: dict[str, ResolvedTenant],
-                    files: dict[str, tuple[Tenant, Path]]) -> dict[str, dict[str, str]]:
+                    files: dict[str, tuple[Tenant, Path]], cache: TenantFileCache | None) -> dict[str, dict[str, str]]:
     """Each tenant's cell in every region split into cells (xds_server/cells/assign.py); an unknown pin or a
-    region over its cells' capacity is a config error naming the tenant's file or regions.yaml."""
+    region over its cells' capacity is a config error naming the tenant's file or regions.yaml.
+
+    An edit that changes no tenant's pin or regions (nearly all) keeps the last placement, instead of hashing
+    100,000 tenants again (0.4 s): checked against every tenant, by identity first (the policy layer hands
+    back the same object for an unchanged tenant)."""
     from xds_server.cells.assign import place
 
-    global _last_placement
     layout = (platform.cells.size, tuple((r.id, r.cells.shared, tuple(r.cells.dedicated)) for r in regions.values()))
-    last = _last_placement
+    last = cache.placement_memo if cache is not None else None
     if last is not None and last[0] == layout and last[1].keys() == resolved.keys() and all(
             (t.spec.cell, t.routes.keys()) == (before.spec.cell, before.routes.keys())
             for tid, t in resolved.items() if (before := last[1][tid]) is not t):
@@ -222,14 +228,9 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
             else Problem(str(root / "regions.yaml"), "cells", p.message)
             for p in found
         ])
-    _last_placement = (layout, resolved, cells)
+    if cache is not None:
+        cache.placement_memo = (layout, resolved, cells)
     return cells
-
-
-# The last placement and what it was computed from: an edit that changes no tenant's pin or regions (nearly
-# all) keeps it, instead of hashing 100,000 tenants again (0.4 s). Checked against every tenant, by
-# identity first (the policy layer hands back the same object for an unchanged tenant).
-_last_placement: tuple[tuple[object, ...], dict[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
 
 
 # libyaml's C parser where present (it is, in PyYAML's wheels): ~10x faster on thousands of tenant files.
