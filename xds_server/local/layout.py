@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xds_server.cells import layout as cells
+from xds_server.cells import layout as cell_layout
 from xds_server.cells.keys import FRONT, snapshot_key
 from xds_server.compiler import naming
 from xds_server.compiler.endpoints import Endpoint, EndpointDirectory
@@ -96,13 +96,7 @@ def region_cells(cfg: PlatformConfig, region: str) -> tuple[str, ...]:
     """The region's cells in their order (shared c0..c{N-1}, then dedicated); () for a single-cell region,
     which keeps today's layout: one gateway fleet, no front tier, no `cell` in its node metadata."""
     region_cfg = cfg.regions[region]
-    return tuple(cells.cells(region_cfg)) if cells.is_split(region_cfg) else ()
-
-
-def cell_port(cfg: PlatformConfig, region: str, k: int) -> int:
-    """Where cell `k` of `region` listens locally (`serve --local-cell-ports`): each cell is its own
-    process here, not its own pods, so each needs its own port beside the front tier's."""
-    return cells.local_port(cfg.regions[region], k)
+    return tuple(cell_layout.cells(region_cfg)) if cell_layout.is_split(region_cfg) else ()
 
 
 @dataclass(frozen=True)
@@ -137,7 +131,7 @@ def plan_gateways(cfg: PlatformConfig, per_region: int = 1, per_cell: int = 1) -
         cells = region_cells(cfg, region_id)
         out += [GatewaySpec(region_id, FRONT if cells else None, n, region.gateway_port) for n in range(per_region)]
         for k, cell in enumerate(cells):
-            out += [GatewaySpec(region_id, cell, n, cell_port(cfg, region_id, k)) for n in range(per_cell)]
+            out += [GatewaySpec(region_id, cell, n, cell_layout.local_port(region, k)) for n in range(per_cell)]
     return out
 
 
@@ -146,7 +140,7 @@ def cell_gateway_endpoints(cfg: PlatformConfig, host: str = "127.0.0.1") -> dict
     is EDS over them. One endpoint per cell: its replicas share the port, the kernel spreads connections."""
     return {
         (region_id, naming.cell_gateway_pool(cell)):
-            (Endpoint(host, cell_port(cfg, region_id, k), None, f"gateway-{region_id}-{cell}"),)
+            (Endpoint(host, cell_layout.local_port(cfg.regions[region_id], k), None, f"gateway-{region_id}-{cell}"),)
         for region_id in cfg.regions
         for k, cell in enumerate(region_cells(cfg, region_id))
     }

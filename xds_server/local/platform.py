@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xds_server.cells.layout import local_port
 from xds_server.compiler import naming
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config import load_config
@@ -32,7 +33,6 @@ from xds_server.local.layout import (
     GatewaySpec,
     ReplicaSpec,
     cell_gateway_endpoints,
-    cell_port,
     endpoint_directory,
     plan_gateways,
     plan_replicas,
@@ -64,7 +64,7 @@ class PlatformOptions:
     # over them, as a load balancer would over replicas); they share rate limits through the service.
     gateways_per_region: int = 1
     # In a region with cells (regions.yaml `cells`): gateways_per_region front-tier Envoys on its port, and
-    # this many Envoys per cell, each cell on its own local port (xds_server.local.layout.cell_port).
+    # this many Envoys per cell, each cell on its own local port (xds_server.cells.layout.local_port).
     gateways_per_cell: int = 1
     ratelimit_port: int | None = None  # the rate-limit service's port; None: a free one
     ratelimit_redis_url: str | None = None  # counters in this Redis instead of the control plane's memory
@@ -123,7 +123,7 @@ class LocalPlatform:
         cells = region_cells(self.config, region)
         if cell not in cells:
             raise ValueError(f"region {region} has no cell {cell!r}; its cells: {', '.join(cells) or 'none'}")
-        return f"http://{self.opts.host}:{cell_port(self.config, region, cells.index(cell))}"
+        return f"http://{self.opts.host}:{local_port(self.config.regions[region], cells.index(cell))}"
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
