@@ -138,9 +138,7 @@ class ControlPlane:
         if isinstance(built, str):
             return self._rejected(built)
         config, compiled, endpoints = built
-        if self.endpoint_source is not None and (latest := self.endpoint_source.current()) is not endpoints:
-            # Pods changed while this reload compiled: publish it over the newest endpoints, never older ones.
-            compiled, endpoints = Compiler.with_endpoints(compiled, config, latest), latest
+        compiled, endpoints = self._over_newest_endpoints(config, compiled, endpoints)
         gone = repository.removed(self.config, config)
         before, previous = self.config, self.compiled.version if self.compiled else None
         self.revision = self._source().settle(True)
@@ -186,6 +184,13 @@ class ControlPlane:
             for follower in followers:
                 follower.cancel()
 
+    def _over_newest_endpoints(self, config: PlatformConfig, compiled: CompiledPlatform,
+                               endpoints: EndpointDirectory) -> tuple[CompiledPlatform, EndpointDirectory]:
+        """Pods changed while this compiled: publish it over the newest endpoints, never older ones."""
+        if self.endpoint_source is not None and (latest := self.endpoint_source.current()) is not endpoints:
+            return Compiler.with_endpoints(compiled, config, latest), latest
+        return compiled, endpoints
+
     def _cell_views(self, config: PlatformConfig) -> dict[str, CellView]:
         self.moves.drain_seconds = config.platform.cells.drain_seconds
         self.moves.replicated = (config.platform.controlplane.replicas or 1) > 1
@@ -210,9 +215,10 @@ class ControlPlane:
         so nothing new to validate; only the snapshots whose membership changed get a new version."""
         inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=self._cell_views(config))
         compiled = await asyncio.to_thread(self.compiler.compile, inputs)
+        compiled, endpoints = self._over_newest_endpoints(config, compiled, inputs.endpoints)
         for key, snapshot in compiled.snapshots.items():
             self.store.set_snapshot(key, snapshot)
-        self.compiled = compiled
+        self.compiled, self.endpoints = compiled, endpoints
         log.info("cells: published moves (%d tenants still moving); config version %s", self.moves.pending(),
                  compiled.version)
 
