@@ -18,13 +18,13 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import http_inputs_pb2
-from google.protobuf import duration_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from xds.core.v3 import extension_pb2
 from xds.type.matcher.v3 import matcher_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.cells import layout
-from xds_server.compiler import clusters, naming
+from xds_server.compiler import clusters, naming, routes
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.compiler.failover import pack_any
 from xds_server.config.model import Region
@@ -72,12 +72,11 @@ def front_routes(placement: Mapping[str, str], timeout_seconds: float) -> route_
 @functools.lru_cache(maxsize=1024)
 def _on_match(cell: str, timeout_seconds: float) -> matcher_pb2.Matcher.OnMatch:
     """One per cell, copied into every tenant's entry (protobuf copies on assignment)."""
-    whole = int(timeout_seconds)
     route = rc.Route(
         match=rc.RouteMatch(prefix="/"),
         route=rc.RouteAction(
             cluster=naming.cell_cluster(cell),
-            timeout=duration_pb2.Duration(seconds=whole, nanos=int((timeout_seconds - whole) * 1e9)),
+            timeout=routes.duration(timeout_seconds),
         ),
     )
     return matcher_pb2.Matcher.OnMatch(

@@ -67,7 +67,7 @@ def tenant_routes(
     against, which the rate-limit descriptors read); `own`: the tenant's own models (compiler/own.py),
     only ever in this tenant's RouteConfiguration, so to every other tenant they do not exist."""
     routes: list[rc.Route] = []
-    timeout = _duration(timeout_seconds)
+    timeout = duration(timeout_seconds)
     for model in served:
         metadata = model_metadata(model.model) if model_metadata is not None else None
         # An explicit version in the path pins that version (still only one the tenant is granted).
@@ -220,6 +220,6 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     )
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
+def duration(seconds: float) -> duration_pb2.Duration:
     whole = int(seconds)
     return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))
