@@ -72,7 +72,7 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class NodeMemory:
-    """An Envoy's own memory gauges, as its metrics-service stat sink last reported them."""
+    """An Envoy's own memory gauges, as its OpenTelemetry stat sink last reported them (xds/metrics.py)."""
 
     allocated: int | None
     heap_size: int | None
@@ -209,11 +209,12 @@ class SnapshotStore:
             await changed.wait()
 
     def _publish(self, region: str, snapshot: Snapshot) -> None:
-        if (out := self._published.get(region)) is not None and out.snapshot is snapshot:
+        before = self._published.get(region)
+        if before is not None and before.snapshot is snapshot:
             return  # the compiler kept it as it was (compile.py): its Envoys have nothing to diff
         self._seq += 1
         pub = Published(seq=self._seq, region=region, snapshot=snapshot, at=time.time())
-        if (before := self._published.get(region)) is not None:
+        if before is not None:
             self._previous[region] = before
         self._published[region] = pub
         self._history.setdefault(region, deque(maxlen=_HISTORY)).append((snapshot.version, pub.seq))
