@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from bench.synth import small_config
+from tests.e2e.conftest import started
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
-from xds_server.local.platform import LocalPlatform, PlatformOptions
-from xds_server.local.processes import free_port, free_ports_in_a_row
+from xds_server.local.platform import LocalPlatform
+from xds_server.local.processes import free_ports_in_a_row
 
 REGION = "us-east-1"
 # Pinned (tenant spec `cell:`), so which cell serves whom is known without reading the assignment.
@@ -51,10 +52,5 @@ def cells(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CellsPlatform]:
     root = tmp_path_factory.mktemp("cells")
     config = two_cell_config(root)
     state = root / "state"
-    platform = LocalPlatform(PlatformOptions(
-        config_dir=config, state_dir=state, xds_port=free_port(), status_port=free_port()))
-    try:
-        platform.start()
+    with started(config, state) as platform:
         yield CellsPlatform(platform, SigningKey.load_or_create(state), config)
-    finally:
-        platform.stop()

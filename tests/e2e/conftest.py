@@ -3,6 +3,7 @@ running from a private copy of the example config so tests can edit it live."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -40,6 +41,20 @@ class RunningPlatform:
         return self.config_dir / "tenants" / f"{tenant}.yaml"
 
 
+@contextlib.contextmanager
+def started(config_dir: Path, state_dir: Path) -> Iterator[LocalPlatform]:
+    """The whole local platform on `config_dir` (control plane on free ports, runtimes, Envoys), stopped
+    with every process when the block ends: what each suite's platform fixture starts."""
+    platform = LocalPlatform(PlatformOptions(
+        config_dir=config_dir, state_dir=state_dir, xds_port=free_port(), status_port=free_port(),
+    ))
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+
+
 @pytest.fixture(scope="session")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
     root = tmp_path_factory.mktemp("platform")
@@ -57,14 +72,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfor
     # tests (tests/ratelimit).
     assert yaml.safe_load((config_dir / "platform.yaml").read_text())["ratelimit"]["enabled"] is True
     state = root / "state"
-    platform = LocalPlatform(PlatformOptions(
-        config_dir=config_dir, state_dir=state, xds_port=free_port(), status_port=free_port(),
-    ))
     try:
-        platform.start()
-        yield RunningPlatform(platform, config_dir, SigningKey.load_or_create(state), policy_dir)
+        with started(config_dir, state) as platform:
+            yield RunningPlatform(platform, config_dir, SigningKey.load_or_create(state), policy_dir)
     finally:
-        platform.stop()
         if previous_policy is None:
             os.environ.pop("FAIRSHARE_POLICY_DIR", None)
         else:

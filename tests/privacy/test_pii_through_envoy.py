@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from bench.synth import REPO_CONFIG, small_config
-from tests.e2e.conftest import Reply, eventually, post
+from tests.e2e.conftest import Reply, eventually, post, started
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
-from xds_server.local.platform import LocalPlatform, PlatformOptions
+from xds_server.local.platform import LocalPlatform
 from xds_server.local.processes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -72,14 +72,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     initrode = {**acme, "id": "initrode", "data_class": "public"}
     (config / "tenants" / "initrode.yaml").write_text(yaml.safe_dump(initrode, sort_keys=False))
     state = root / "state"
-    running = LocalPlatform(
-        PlatformOptions(config_dir=config, state_dir=state, xds_port=free_port(), status_port=free_port())
-    )
-    running.start()
-    try:
+    with started(config, state) as running:
         yield Platform(running, SigningKey.load_or_create(state))
-    finally:
-        running.stop()
 
 
 def test_pii_reaches_the_model_redacted_and_no_log_holds_it(platform: Platform) -> None:

@@ -23,12 +23,12 @@ import yaml
 from onnx import TensorProto, helper
 
 from bench.synth import small_config
-from tests.e2e.conftest import Reply, eventually, post
+from tests.e2e.conftest import Reply, eventually, post, started
 from tests.runtime.onnx_graphs import _save
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.local.keys import keys_dir
-from xds_server.local.platform import LocalPlatform, PlatformOptions
+from xds_server.local.platform import LocalPlatform
 from xds_server.local.processes import free_port
 
 pytestmark = pytest.mark.e2e
@@ -83,14 +83,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     for tenant in ("acme", "globex"):
         (config / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump({**acme, "id": tenant}, sort_keys=False))
     state = root / "state"
-    running = LocalPlatform(
-        PlatformOptions(config_dir=config, state_dir=state, xds_port=free_port(), status_port=free_port())
-    )
-    running.start()
-    try:
+    with started(config, state) as running:
         yield Platform(running, SigningKey.load_or_create(state))
-    finally:
-        running.stop()
 
 
 def test_the_model_receives_the_tenants_pseudonym_and_no_log_holds_the_address(platform: Platform) -> None:
