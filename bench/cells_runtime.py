@@ -1,5 +1,5 @@
-"""The one runtime replica every cells benchmark routes to (classifier v1 and v2, the light loaders), and the
-tenants' tokens."""
+"""The one runtime replica the control-plane and cells benchmarks route to (classifier v1 and v2, the light
+loaders), and the tenants' tokens."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ import aiohttp
 import yaml
 
 from bench import report
+from bench.cells_runtime import runtime
 from bench.loadgen import Target, infer_body, one
 from bench.report import environment, markdown_table, results_dir, write_results
 from bench.synth import tenant_id, write_config, write_tenant
@@ -35,7 +36,7 @@ from xds_server.controlplane.service import ControlPlane
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyProcess, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
-from xds_server.local.processes import Child, free_port, wait_http
+from xds_server.local.processes import free_port
 from xds_server.snapshot import CLUSTER
 from xds_server.xds.server import XdsServer
 from xds_server.xds.store import SnapshotStore
@@ -218,22 +219,18 @@ async def run(sizes: list[int], repeats: int) -> dict[str, Any]:
     runtime_port, gateway_port = free_port(), free_port()
     endpoints = root / "endpoints.yaml"
     EndpointDirectory({(REGION, POOL): (Endpoint("127.0.0.1", runtime_port),)}).dump(endpoints)
-    runtime = Child("runtime", [sys.executable, "-m", "inference_images.runtime", "--region", REGION, "--pool", POOL,
-                                "--port", str(runtime_port), "--replica", "bench", "--no-access-log",
-                                "--model", "classifier:v1:lexicon", "--model", "classifier:v2:lexicon-negation"],
-                    root / "runtime.log").start()
     try:
-        wait_http(f"http://127.0.0.1:{runtime_port}/v2/health/ready", 60, proc=runtime.proc, log_file=runtime.log_file)
-        rows = []
-        for n in sizes:
-            runs = [await measure(n, root, endpoints, key, gateway_port, tenant_stats=False, with_edit=True)
-                    for _ in range(repeats)]
-            rows.append(median_row(runs))
-        largest = max(sizes)
-        progress(f"{largest} tenants again with per-tenant cluster stats on (the setting's cost)")
-        with_stats = await measure(largest, root, endpoints, key, gateway_port, tenant_stats=True, with_edit=False)
+        with runtime(root, runtime_port):
+            rows = []
+            for n in sizes:
+                runs = [await measure(n, root, endpoints, key, gateway_port, tenant_stats=False, with_edit=True)
+                        for _ in range(repeats)]
+                rows.append(median_row(runs))
+            largest = max(sizes)
+            progress(f"{largest} tenants again with per-tenant cluster stats on (the setting's cost)")
+            with_stats = await measure(largest, root, endpoints, key, gateway_port, tenant_stats=True,
+                                       with_edit=False)
     finally:
-        runtime.stop()
         shutil.rmtree(root, ignore_errors=True)
     return summarise(rows, with_stats)
 
