@@ -18,7 +18,7 @@ import logging
 import re
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,14 +79,17 @@ def _input_digest(t: ResolvedTenant, documents: dict[str, Any]) -> str:
 
 
 def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo: Any = None,
-                     at: str | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+                     at: str | None = None, tenants: Collection[str] | None = None,
+                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """One decision entry per tenant whose effective spec changed (added and removed included), and the
     results two or more entries share, each stored once by its digest.
 
     A first load of 10,000 tenants on tier defaults holds a handful of distinct results: written once
     each (in the record's `results`, the entry naming it in `result_ref`), the record is a third of the
     size, and serialising and scanning it costs a third. A result only one entry has stays inline in
-    that entry (`result`), so the everyday one-tenant record keeps OPA's decision shape."""
+    that entry (`result`), so the everyday one-tenant record keeps OPA's decision shape.
+
+    `tenants`: the only ones that may differ (an incremental load's changes), instead of every tenant."""
     at = at or rfc3339()
     old = before.tenants if before is not None else {}
     # Unique per decision like OPA's UUIDs, without 10,000 of them to draw: one random prefix, a counter.
@@ -96,7 +99,13 @@ def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo:
     # digest: tenants with the same input share one result object (equality checked, never assumed).
     by_input: dict[str, tuple[ResolvedTenant, dict[str, Any]]] = {}
     documents: dict[str, Any] = getattr(memo, "documents", {}) if memo is not None else {}
-    for tid, new in after.tenants.items():
+    items: Iterable[tuple[str, ResolvedTenant]]
+    if tenants is None:
+        items, gone = after.tenants.items(), old.keys() - after.tenants.keys()
+    else:
+        items = [(t, after.tenants[t]) for t in sorted(tenants) if t in after.tenants]
+        gone = {t for t in tenants if t in old and t not in after.tenants}
+    for tid, new in items:
         prior = old.get(tid)
         if prior is new:
             continue  # the same object: neither its file nor its decision changed
@@ -116,7 +125,7 @@ def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo:
                 continue
             digest = _input_digest(new, documents)
         pending.append((tid, result, digest))
-    for tid in old.keys() - after.tenants.keys():
+    for tid in gone:
         was = _effective(old[tid])
         pending.append((tid, {part: {"before": value, "after": None} for part, value in was.items()}, None))
 
@@ -202,15 +211,17 @@ class ControlPlaneAudit:
             return {"source": "unknown", "revision": None, "author": None, "source_error": str(err)}
 
     def applied(self, before: PlatformConfig | None, after: PlatformConfig, version: str,
-                previous_version: str | None) -> dict[str, Any] | None:
+                previous_version: str | None, changed: Collection[str] | None = None) -> dict[str, Any] | None:
+        """`changed`: the only tenants that may differ from `before` (an incremental load), where known."""
         if version == previous_version:
             return None  # nothing was applied: the same snapshots are serving
         try:
             at = rfc3339()
-            decisions, shared = tenant_decisions(before, after, self.memo(), at)
+            decisions, shared = tenant_decisions(before, after, self.memo(), at, changed)
             old = before.tenants if before is not None else {}
-            added = sorted(t for t in after.tenants if t not in old)
-            removed = sorted(t for t in old if t not in after.tenants)
+            candidates = after.tenants if changed is None else changed
+            added = sorted(t for t in candidates if t in after.tenants and t not in old)
+            removed = sorted(t for t in (old if changed is None else changed) if t in old and t not in after.tenants)
             return self.log.append(
                 "config.applied", **self._source(), config_version=version, previous_version=previous_version,
                 tenants=[d["tenant"] for d in decisions], added=added, removed=removed, decided_by=DECIDED_BY,

@@ -64,7 +64,9 @@ class Moves:
     # Per region, the last view and what it was computed from: with nothing moving and the same placement
     # (an edit to a tenant's spec, nearly every change) the view is the same, and 100,000 tenants need not be
     # walked again (0.2 s).
-    _last: dict[str, tuple[dict[str, str], CellView]] = field(default_factory=dict)
+    # The placement's own dict is kept too: the same object (the loader keeps it while nobody moves) needs
+    # no comparison.
+    _last: dict[str, tuple[dict[str, str], CellView, Mapping[str, str]]] = field(default_factory=dict)
 
     def views(self, cfg: PlatformConfig, first: bool = False) -> dict[str, CellView]:
         """What each cell's snapshot holds and where the front sends each tenant, for this config; starts the
@@ -77,7 +79,7 @@ class Moves:
             for region, assigned in cfg.cells.items():
                 kept = self._last.get(region)
                 if (kept is not None and not first and not self._arriving.get(region) and not self._leaving.get(region)
-                        and kept[0] == assigned):
+                        and (kept[2] is assigned or kept[0] == assigned)):
                     out[region] = kept[1]
                     continue
                 front = self._front.setdefault(region, {})
@@ -102,7 +104,7 @@ class Moves:
                     if gone is not None and gone.cell == cell:
                         del leaving[tenant]  # moved back before its old cell let go: nothing to drop
                 out[region] = self._view(region, assigned)
-                self._last[region] = (dict(assigned), out[region])
+                self._last[region] = (dict(assigned), out[region], assigned)
             return out
 
     def _view(self, region: str, assigned: Mapping[str, str]) -> CellView:

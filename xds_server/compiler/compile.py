@@ -18,9 +18,21 @@ from inference_images.runtime import gateway as contract  # the runtime owns the
 from xds_server.cells import layout
 from xds_server.cells.keys import FRONT, snapshot_key, split_key
 from xds_server.cells.view import CellView, settled_views
-from xds_server.compiler import clusters, failover, front, listener, naming, own, ratelimits, routes, upstream_tls
+from xds_server.compiler import (
+    clusters,
+    failover,
+    front,
+    listener,
+    naming,
+    own,
+    ratelimits,
+    routes,
+    shaping,
+    upstream_tls,
+)
 from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
+from xds_server.config.changes import TenantChanges
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.snapshot import ENDPOINT, Resource, Snapshot
@@ -35,6 +47,9 @@ class CompileInputs:
     # Regions split into cells: which tenants each cell's snapshot holds and where the front sends each
     # (xds_server/cells/moves.py, while tenants move); None: every tenant in its assigned cell.
     cells: Mapping[str, CellView] | None = None
+    # How `config` differs from the config before (an incremental load): where that is the config this
+    # compiler compiled last, only those tenants are looked at again. None: every tenant is compared.
+    changes: TenantChanges | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,8 @@ class Compiler:
     # Every cell of a region on one machine (`fairshare run`): cell k listens on layout.local_port(region, k).
     local_cell_ports: bool = False
     # The front tier's tenant -> cell table per region, kept while the table is unchanged.
-    _front_memo: dict[str, tuple[dict[str, str], float, Resource]] = field(default_factory=dict)
+    # (the table, the timeout, its resource, and the view's own dict: the same object, nothing to compare)
+    _front_memo: dict[str, tuple[dict[str, str], float, Resource, Mapping[str, str]]] = field(default_factory=dict)
     # Each snapshot, kept while what it is built from is unchanged (its listener and shared resources, its
     # tenants and their memo keys): an edit among 100,000 tenants in 40 cells rebuilds one cell's snapshot,
     # and the others are published as the same objects, which the store does not push again.
@@ -77,6 +93,12 @@ class Compiler:
     _specs: dict[str, str] = field(default_factory=dict)
     # The last rate-limit table and what every tenant's limits read besides the tenant.
     _limits: tuple[object, LimitTable] | None = None
+    # Each gateway listener by what it is built from.
+    _listeners: dict[tuple[object, ...], Resource] = field(default_factory=dict)
+    # The config compiled last, which an incremental load's `changes` may be relative to.
+    _compiled: PlatformConfig | None = None
+    # Per region without cells, the tenants served there and the config they were found in.
+    _region_members: dict[str, tuple[PlatformConfig, frozenset[str]]] = field(default_factory=dict)
 
     def _key(self, tid: str, tenant: ResolvedTenant) -> str:
         hit = self._keys.get(tid)
@@ -91,17 +113,33 @@ class Compiler:
         snapshots: dict[str, Snapshot] = {}
         rl = self._ratelimit_settings(cfg)
         tls = self._upstream_tls(cfg)
-        # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
-        specs = {tid: self._key(tid, t) for tid, t in cfg.tenants.items()}
-        if self._keys.keys() != specs.keys():  # tenants left: forget them (a copy on every compile: 0.1 s at 100,000)
-            self._keys = {tid: self._keys[tid] for tid in specs}
-        # Tenants whose memo key differs from the last compile's (usually the same string object, compared by
-        # identity first): the only ones whose snapshots need building again.
         before = self._specs
-        changed = {tid for tid, spec in specs.items() if before.get(tid) != spec}
-        self._specs = specs
+        changes = inputs.changes
+        if changes is not None and changes.since is self._compiled and changes.since is not None:
+            # An incremental load: only these tenants can have a new memo key.
+            specs = dict(before)
+            for tid in changes.tenants:
+                if tid in cfg.tenants:
+                    specs[tid] = self._key(tid, cfg.tenants[tid])
+                else:
+                    specs.pop(tid, None)
+                    self._keys.pop(tid, None)
+            changed = {tid for tid in changes.tenants if before.get(tid) != specs.get(tid)}
+            gone: set[str] | None = {tid for tid in changes.tenants if tid not in cfg.tenants}
+            shaping.carry(cfg, changes)
+        else:
+            # Memo keys, once per compile: the spec with the policy's decisions, so a policy edit recompiles.
+            specs = {tid: self._key(tid, t) for tid, t in cfg.tenants.items()}
+            if self._keys.keys() != specs.keys():  # tenants left: forget them (a copy each time: 0.1 s at 100,000)
+                self._keys = {tid: self._keys[tid] for tid in specs}
+            # Tenants whose memo key differs from the last compile's (usually the same string object, compared
+            # by identity first): the only ones whose snapshots need building again.
+            changed = {tid for tid, spec in specs.items() if before.get(tid) != spec}
+            gone = None
         views = inputs.cells if inputs.cells is not None else settled_views(cfg)
         snapshot_memo: dict[str, _KeptSnapshot] = {}
+        listener_inputs = (cfg.platform.auth.model_dump_json(), rl.model_dump_json() if rl is not None else None)
+        used_listeners: dict[tuple[object, ...], Resource] = {}
         for region_id, region in cfg.regions.items():
             shared: list[Resource] = []
             if rl is not None:
@@ -128,10 +166,16 @@ class Compiler:
             listeners: dict[int, Resource] = {}
 
             def gateway(port: int, region_id: str = region_id, listeners: dict[int, Resource] = listeners) -> Resource:
-                """Built once per port: in a cluster every cell of the region listens on the same one."""
+                """Built once per port: in a cluster every cell of the region listens on the same one; on one
+                machine each cell has its own, and 40 cells' listeners cost an edit 50 ms: kept while their
+                inputs are the same."""
                 if port not in listeners:
-                    listeners[port] = Resource.pack(naming.LISTENER, listener.gateway_listener(
-                        inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
+                    key = (inputs.listen_address, port, listener_inputs, inputs.jwks, region_id)
+                    kept = self._listeners.get(key)
+                    if kept is None:
+                        kept = Resource.pack(naming.LISTENER, listener.gateway_listener(
+                            inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
+                    listeners[port] = used_listeners[key] = kept
                 return listeners[port]
 
             def build(key: str, head: list[Resource], members: frozenset[str]) -> None:
@@ -152,25 +196,46 @@ class Compiler:
             view = views.get(region_id)
             if view is None:  # one gateway fleet for the region: every tenant in one snapshot
                 # Its members are the tenants served here: an edit to a tenant of another region keeps it.
-                build(region_id, [gateway(region.gateway_port), *shared],
-                      frozenset(tid for tid, t in cfg.tenants.items() if region_id in t.routes))
+                build(region_id, [gateway(region.gateway_port), *shared], self._served_in(cfg, region_id, changes))
                 continue
             for index, cell in enumerate(layout.cells(region)):
                 port = layout.local_port(region, index) if self.local_cell_ports else region.gateway_port
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
             build(snapshot_key(region_id, FRONT), self._front(cfg, inputs, region_id, view), frozenset())
-        # Keep only what this config used: the memo never outgrows the current tenant set.
+        # Keep only what this config used: the memo never outgrows the current tenant set. Only now, once
+        # every snapshot is built: a compile that fails half-way must not leave the next one comparing
+        # against memo keys whose snapshots were never built.
         self._memo = fresh
         self._snapshot_memo = snapshot_memo
-        return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
-                                ratelimits=self._limit_table(cfg, changed) if rl is not None else self._no_limits())
+        self._specs = specs
+        self._compiled = cfg
+        self._listeners = used_listeners
+        limits = self._limit_table(cfg, changed, gone) if rl is not None else self._no_limits()
+        return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots), ratelimits=limits)
 
     def _no_limits(self) -> LimitTable:
         self._limits = None  # the next table is built whole: `changed` will be relative to this compile
         return LimitTable()
 
-    def _limit_table(self, cfg: PlatformConfig, changed: set[str]) -> LimitTable:
-        table = ratelimits.limit_table(cfg, self._limits, changed)
+    def _served_in(self, cfg: PlatformConfig, region_id: str, changes: TenantChanges | None) -> frozenset[str]:
+        """The tenants served in a region without cells; after an incremental load, the last compile's set
+        with the changed tenants put in or out (the same object when none came or went)."""
+        kept = self._region_members.get(region_id)
+        if kept is not None and kept[0] is cfg:
+            return kept[1]
+        if kept is not None and changes is not None and changes.since is kept[0]:
+            members = kept[1]
+            came = {tid for tid in changes.tenants if tid in cfg.tenants and region_id in cfg.tenants[tid].routes}
+            went = (changes.tenants - came) & members
+            if went or not came <= members:
+                members = (members - went) | came
+        else:
+            members = frozenset(tid for tid, t in cfg.tenants.items() if region_id in t.routes)
+        self._region_members[region_id] = (cfg, members)
+        return members
+
+    def _limit_table(self, cfg: PlatformConfig, changed: set[str], gone: set[str] | None) -> LimitTable:
+        table = ratelimits.limit_table(cfg, self._limits, changed, gone)
         self._limits = (ratelimits.table_inputs(cfg), table)
         return table
 
@@ -196,11 +261,11 @@ class Compiler:
         region = cfg.regions[region_id]
         timeout = cfg.platform.gateway.request_timeout_seconds
         memo = self._front_memo.get(region_id)
-        if memo is not None and memo[0] == view.front and memo[1] == timeout:
+        if memo is not None and memo[1] == timeout and (memo[3] is view.front or memo[0] == view.front):
             table = memo[2]
         else:
             table = Resource.pack(naming.FRONT_ROUTES, front.front_routes(view.front, timeout))
-            self._front_memo[region_id] = (dict(view.front), timeout, table)
+            self._front_memo[region_id] = (dict(view.front), timeout, table, view.front)
         return [
             Resource.pack(naming.LISTENER, listener.gateway_listener(
                 inputs.listen_address, region.gateway_port, cfg.platform.auth, inputs.jwks, region_id, front=True)),

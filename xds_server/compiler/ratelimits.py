@@ -83,10 +83,11 @@ def _tenant_limits(tenant: str, tier: str, mode: FailureMode, shadow: bool, rps:
 
 
 def limit_table(cfg: PlatformConfig, previous: tuple[object, lim.LimitTable] | None = None,
-                changed: Collection[str] | None = None) -> lim.LimitTable:
+                changed: Collection[str] | None = None, gone: Collection[str] | None = None) -> lim.LimitTable:
     """Every limited tenant's limits. With the `previous` (inputs key, table) of the last compile and the
     tenants `changed` since (`table_inputs`), only those are computed again: one tenant's edit among
-    100,000 costs its own limits, not a loop over every tenant."""
+    100,000 costs its own limits, not a loop over every tenant. `gone`: the tenants removed since, where
+    the caller knows (else they are found by comparing the table with the config)."""
     settings = cfg.platform.ratelimit
     modes = {name: tier.rate_limit.failure_mode for name, tier in cfg.tiers.items()}
 
@@ -101,7 +102,8 @@ def limit_table(cfg: PlatformConfig, previous: tuple[object, lim.LimitTable] | N
 
     if previous is not None and changed is not None and previous[0] == table_inputs(cfg):
         table = previous[1]
-        gone = table.tenants.keys() - cfg.tenants.keys()
+        if gone is None:
+            gone = table.tenants.keys() - cfg.tenants.keys()
         return table.updated({tid: of(tid) for tid in (*changed, *gone)})
     return lim.LimitTable.build({tid: limits for tid in cfg.tenants if (limits := of(tid)) is not None})
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -27,6 +27,9 @@ from xds_server.config.model import (
     Tier,
     is_s3,
 )
+
+if TYPE_CHECKING:
+    from xds_server.config.changes import TenantChanges
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -89,6 +92,25 @@ class TenantFile:
     problems: tuple[Problem, ...]
 
 
+@dataclass(frozen=True)
+class LoadState:
+    """What a successful load read and decided, for the next load that is told which tenant files changed
+    (xds_server/config/incremental.py): everything but those files is taken from here as it is."""
+
+    root: str
+    policy_dir: str | None
+    platform: Platform
+    tiers: dict[str, Tier]
+    regions: dict[str, Region]
+    models: dict[str, Model]
+    context: str  # the digest of tiers, regions and models the tenant files were checked against
+    checked: dict[str, tuple[Tenant, Path]]  # the tenants put to the policies, in file-name order
+    offboarded: dict[str, Tenant]
+    config: PlatformConfig
+    # How `config` differs from the config of the load before, when this load was incremental.
+    changes: TenantChanges | None = None
+
+
 @dataclass
 class TenantFileCache:
     """Parsed tenant files keyed by their stat, so a reload after one edit re-reads one file."""
@@ -106,16 +128,24 @@ class TenantFileCache:
     # The last placement in cells and what it was computed from (`_place_in_cells`), kept with these files
     # for the same reason.
     placement_memo: tuple[tuple[object, ...], dict[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
+    # The last successful load through this cache; None after a failed one (the next load is a full one).
+    last: LoadState | None = None
 
     def load(self, entry: os.DirEntry[str]) -> TenantFile:
-        st = entry.stat()
+        return self.load_stat(entry.path, entry.stat())
+
+    def load_stat(self, path: str, st: os.stat_result) -> TenantFile:
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        hit = self.entries.get(entry.path)
+        hit = self.entries.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
-        parsed = _parse_tenant(Path(entry.path))
-        self.entries[entry.path] = (key, parsed)
+        parsed = _parse_tenant(Path(path))
+        self.entries[path] = (key, parsed)
         return parsed
+
+    def forget(self, path: str) -> None:
+        self.entries.pop(path, None)
+        self.checked.pop(path, None)
 
     def check(self, file: TenantFile, context: str, run: Callable[[list[Problem]], Tenant | None],
               problems: list[Problem]) -> Tenant | None:
@@ -138,10 +168,23 @@ class TenantFileCache:
 
 def load_config(
     directory: str | Path, cache: TenantFileCache | None = None, policy_dir: Path | None = None,
+    changed: Collection[str | Path] | None = None,
 ) -> PlatformConfig:
     """Load and validate `directory`, then have the policies in `policy_dir` (default: the repository's
     policy/) decide every tenant's quotas, routes and PII rules; raise ConfigError listing every problem
-    found, policy violations included."""
+    found, policy violations included.
+
+    `changed`: the paths that changed since the last load through `cache` (a file watcher's events), when
+    known. Where they are only tenant files, only those tenants are read, checked and put to the policies
+    again (xds_server/config/incremental.py); anything else, or any problem, takes the full load."""
+    if changed is not None and cache is not None and cache.last is not None:
+        from xds_server.config.incremental import load_changed  # it builds on this module
+
+        config = load_changed(Path(directory), cache, policy_dir, changed)
+        if config is not None:
+            return config
+    if cache is not None:
+        cache.last = None  # until this load succeeds there is nothing to build the next one on
     root = Path(directory)
     if not root.is_dir():
         raise ConfigError([Problem(str(root), "", "config directory does not exist")])
@@ -198,27 +241,36 @@ def load_config(
 
     resolved = resolve_tenants(root, platform, tiers.tiers, regions, models.models, checked, policy_dir, cache)
     cells = _place_in_cells(root, platform, regions, resolved, checked, cache)
-    return PlatformConfig(
+    config = PlatformConfig(
         platform=platform, tiers=tiers.tiers, regions=regions, models=models.models, tenants=resolved,
         offboarded=offboarded, cells=cells,
     )
+    cache.last = LoadState(
+        root=os.path.abspath(root), policy_dir=_policy_key(policy_dir), platform=platform, tiers=tiers.tiers,
+        regions=regions, models=models.models, context=context,
+        checked=checked, offboarded=offboarded, config=config)
+    return config
+
+
+def _policy_key(policy_dir: Path | None) -> str | None:
+    return None if policy_dir is None else os.path.abspath(policy_dir)
 
 
 def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], resolved: dict[str, ResolvedTenant],
-                    files: dict[str, tuple[Tenant, Path]], cache: TenantFileCache | None) -> dict[str, dict[str, str]]:
+                    files: dict[str, tuple[Tenant, Path]], cache: TenantFileCache | None,
+                    changed: Collection[str] | None = None) -> dict[str, dict[str, str]]:
     """Each tenant's cell in every region split into cells (xds_server/cells/assign.py); an unknown pin or a
     region over its cells' capacity is a config error naming the tenant's file or regions.yaml.
 
     An edit that changes no tenant's pin or regions (nearly all) keeps the last placement, instead of hashing
     100,000 tenants again (0.4 s): checked against every tenant, by identity first (the policy layer hands
-    back the same object for an unchanged tenant)."""
+    back the same object for an unchanged tenant). `changed`: the only tenants that may differ from the
+    last load's (an incremental load), so only they are checked."""
     from xds_server.cells.assign import place
 
     layout = (platform.cells.size, tuple((r.id, r.cells.shared, tuple(r.cells.dedicated)) for r in regions.values()))
     last = cache.placement_memo if cache is not None else None
-    if last is not None and last[0] == layout and last[1].keys() == resolved.keys() and all(
-            (t.spec.cell, t.routes.keys()) == (before.spec.cell, before.routes.keys())
-            for tid, t in resolved.items() if (before := last[1][tid]) is not t):
+    if last is not None and last[0] == layout and _same_placement(last[1], resolved, changed):
         return last[2]  # no tenant came, went, or changed its pin or regions: the placement is the same
     served = {tid: (t.spec.cell, list(t.routes)) for tid, t in resolved.items()}
     cells, found = place(platform.cells.size, regions, served)
@@ -231,6 +283,18 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
     if cache is not None:
         cache.placement_memo = (layout, resolved, cells)
     return cells
+
+
+def _same_placement(before: dict[str, ResolvedTenant], after: dict[str, ResolvedTenant],
+                    changed: Collection[str] | None) -> bool:
+    """Whether every tenant of `after` is in `before` and back, with the same pin and regions."""
+    def same(t: ResolvedTenant, b: ResolvedTenant) -> bool:
+        return t is b or (t.spec.cell, t.routes.keys()) == (b.spec.cell, b.routes.keys())
+
+    if changed is not None:
+        return all((tid in before) == (tid in after) and (tid not in after or same(after[tid], before[tid]))
+                   for tid in changed)
+    return before.keys() == after.keys() and all(same(t, before[tid]) for tid, t in after.items())
 
 
 # libyaml's C parser where present (it is, in PyYAML's wheels): ~10x faster on thousands of tenant files.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,25 +48,30 @@ class Placement:
         return self.qualified if self.version is None else f"{self.qualified} version {self.version}"
 
 
-def placements(cfg: PlatformConfig | None, *, versions: bool = False) -> set[Placement]:
-    """Where each own model is routed; ``versions``: one placement per declared version instead."""
+def placements(cfg: PlatformConfig | None, *, versions: bool = False,
+               tenants: Collection[str] | None = None) -> set[Placement]:
+    """Where each own model is routed; ``versions``: one placement per declared version instead;
+    ``tenants``: only these tenants' models."""
     if cfg is None:
         return set()
+    among = cfg.tenants.values() if tenants is None else [cfg.tenants[t] for t in tenants if t in cfg.tenants]
     return {Placement(region, t.spec.own_models[m].pool, t.id, m, v)
-            for t in cfg.tenants.values() for region, names in t.own_routes.items() for m in names
+            for t in among for region, names in t.own_routes.items() for m in names
             if m in t.spec.own_models
             for v in (t.spec.own_models[m].versions if versions else (None,))}
 
 
-def removed(before: PlatformConfig | None, after: PlatformConfig) -> list[Placement]:
+def removed(before: PlatformConfig | None, after: PlatformConfig,
+            tenants: Collection[str] | None = None) -> list[Placement]:
     """What the replicas of a pool should unload: own models routed before and not now (removed, their
     tenant offboarded, or moved off a pool or region), and versions removed from a model that stays there.
     A version is addressable (``/versions/<v>``) while it is declared, even at 0% of a split, so only a
-    version gone from ``versions`` is unloaded."""
-    models_after = placements(after)
-    gone = placements(before) - models_after
-    gone_versions = {p for p in placements(before, versions=True) - placements(after, versions=True)
-                     if p.model in models_after}
+    version gone from ``versions`` is unloaded. ``tenants``: the only ones that may differ (an incremental
+    load's changes), where known."""
+    models_after = placements(after, tenants=tenants)
+    gone = placements(before, tenants=tenants) - models_after
+    gone_versions = {p for p in placements(before, versions=True, tenants=tenants)
+                     - placements(after, versions=True, tenants=tenants) if p.model in models_after}
     return sorted(gone | gone_versions, key=lambda p: (p.model, p.version or ""))
 
 

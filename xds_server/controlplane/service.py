@@ -20,6 +20,7 @@ from xds_server.cells.moves import Moves
 from xds_server.cells.view import CellView
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
+from xds_server.config.changes import TenantChanges
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane import repository
 from xds_server.controlplane.admin_client import AdminClient
@@ -44,6 +45,17 @@ class ReloadOutcome:
     # Which revision of the config source this was about (S3 version, git commit; where it came from, who
     # made it): what the audit log records of each applied or refused change.
     revision: Revision | None = None
+
+
+@dataclass(frozen=True)
+class Built:
+    """A reload's slow half done: the config, its snapshots, the endpoints they were compiled against, and how
+    the config differs from the one loaded before it (an incremental load)."""
+
+    config: PlatformConfig
+    compiled: CompiledPlatform
+    endpoints: EndpointDirectory
+    changes: TenantChanges | None
 
 
 @dataclass
@@ -71,10 +83,16 @@ class ControlPlane:
     config_source: ConfigSource | None = None
     # The revision of the change being applied or refused (then, of the last one): for the audit record.
     revision: Revision | None = None
+    # Whether the last load read only the tenant files the watcher named (xds_server/config/incremental.py).
+    incremental: bool = False
     # The control plane's certificate (its --tls-dir): presented to the runtimes' admin ports (unloads).
     admin_tls_dir: Path | None = None
     # Tenants moving between cells, and where each region's front tier sends each tenant.
     moves: Moves = field(default_factory=Moves)
+    # Reloads told which files changed read only those (the watcher's events); at least this often a reload
+    # reads everything, in case an event was lost (an inotify queue overflow, a file changed while unwatched).
+    full_reload_seconds: float = 300.0
+    _full_at: float = field(default_factory=time.monotonic)
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -95,19 +113,23 @@ class ControlPlane:
         """reload() with its slow half on a thread: the loop keeps answering probes and xDS meanwhile."""
         return self._apply(await asyncio.to_thread(self._build))
 
-    def _build(self) -> tuple[PlatformConfig, CompiledPlatform, EndpointDirectory] | str:
+    def _build(self, changed: frozenset[str] | None = None) -> Built | str:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
-        changed. Returns the config with its snapshots, or the reason it is rejected."""
+        changed. Returns the config with its snapshots, or the reason it is rejected. `changed`: the paths
+        that changed since the last reload, where the source knows them."""
         try:
             with _gc_paused():
                 given = self._source()
                 revision = given.checkout()
-                config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir)
+                config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir,
+                                     changed=changed)
+                last = self.tenant_files.last
+                changes = last.changes if last is not None and last.config is config else None
                 source = self.endpoint_source
                 endpoints = source.for_reload() if source is not None else EndpointDirectory()
                 views = self._cell_views(config)
                 compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address,
-                                                               cells=views))
+                                                               cells=views, changes=changes))
             moved = given.verify(revision)
             if moved is not None:
                 return moved
@@ -131,15 +153,21 @@ class ControlPlane:
                 for region, reason in zip(regions, pool.map(check, regions), strict=True):
                     if reason is not None:
                         return f"Envoy would reject the new config for region {region}: {reason}"
-        return config, compiled, endpoints
+        return Built(config, compiled, endpoints, changes)
 
-    def _apply(self, built: tuple[PlatformConfig, CompiledPlatform, EndpointDirectory] | str) -> ReloadOutcome:
+    def _apply(self, built: Built | str) -> ReloadOutcome:
         """Publish on the event loop's thread: the store wakes streams with asyncio primitives."""
         if isinstance(built, str):
             return self._rejected(built)
-        config, compiled, endpoints = built
+        config, compiled, endpoints = built.config, built.compiled, built.endpoints
         compiled, endpoints = self._over_newest_endpoints(config, compiled, endpoints)
-        gone = repository.removed(self.config, config)
+        # What differs from the serving config, where the load knows (it is the config this one was loaded
+        # after; not after a refused change, which the serving one predates).
+        changed = built.changes.tenants if built.changes is not None and built.changes.since is self.config else None
+        self.incremental = built.changes is not None
+        if not self.incremental:
+            self._full_at = time.monotonic()
+        gone = repository.removed(self.config, config, changed)
         before, previous = self.config, self.compiled.version if self.compiled else None
         self.revision = self._source().settle(True)
         # Limits first: a tenant's new routes never reach Envoy before the limits they name.
@@ -152,7 +180,7 @@ class ControlPlane:
         # that held them, best effort, off the publish path.
         repository.unload_in_background(gone, endpoints, AdminClient.for_config(config, self.admin_tls_dir))
         if self.audit is not None:
-            self.audit.applied(before, config, compiled.version, previous)
+            self.audit.applied(before, config, compiled.version, previous, changed)
         log.info("published config version %s (%d tenants; %d snapshots: %s)", compiled.version, len(config.tenants),
                  len(compiled.snapshots), capped(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time(),
@@ -177,9 +205,11 @@ class ControlPlane:
         changes through inotify, an S3 object's new version by polling)."""
         followers = [asyncio.create_task(self._follow_endpoints()), asyncio.create_task(self._follow_moves())]
         try:
-            async for _ in self._source().changes([], stop):
+            async for paths in self._source().changes([], stop):
+                if time.monotonic() - self._full_at > self.full_reload_seconds:
+                    paths = None
                 async with self._building:
-                    self._apply(await asyncio.to_thread(self._build))
+                    self._apply(await asyncio.to_thread(self._build, paths))
         finally:
             for follower in followers:
                 follower.cancel()
@@ -213,7 +243,9 @@ class ControlPlane:
     async def _recompose(self, config: PlatformConfig) -> None:
         """Publish the serving config with the cells' new membership: the same tenants' resources (memoised),
         so nothing new to validate; only the snapshots whose membership changed get a new version."""
-        inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=self._cell_views(config))
+        # The same config as the last compile's: no tenant to compare.
+        inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=self._cell_views(config),
+                               changes=TenantChanges(config, frozenset()))
         compiled = await asyncio.to_thread(self.compiler.compile, inputs)
         compiled, endpoints = self._over_newest_endpoints(config, compiled, inputs.endpoints)
         for key, snapshot in compiled.snapshots.items():
@@ -254,6 +286,8 @@ class ControlPlane:
             "offboarded": sorted(self.config.offboarded) if self.config else [],
             "last_reload": None if self.last is None else {
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
+                # Read only the tenant files that changed (else everything).
+                "incremental": self.incremental,
                 "revision": self.last.revision.to_json() if self.last.revision else None,
             },
             # Where the config comes from, the revision serving and the last refused one.

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import Model, Platform, Region, ResolvedTenant, Tenant, Tier
 from xds_server.policy.backends import decider_for
-from xds_server.policy.decide import Violation, spec_digest
+from xds_server.policy.decide import PolicyDecider, Standing, Violation, spec_digest
 from xds_server.policy.engine import PolicyError
 
 if TYPE_CHECKING:
@@ -76,6 +76,10 @@ class _Memo:
 
     documents: dict[str, tuple[Tenant, dict[str, Any], str]] = field(default_factory=dict)
     resolved: dict[str, tuple[Tenant, dict[str, Any], ResolvedTenant]] = field(default_factory=dict)
+    # What the last resolve through these files returned, the decider that decided it and the standing
+    # it left (`resolve_changed` updates both by the tenants that changed); None after a resolve that
+    # failed or that `resolve_changed` could not answer, until a full resolve succeeds.
+    last: tuple[dict[str, ResolvedTenant], PolicyDecider, Standing] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def document(self, tid: str, tenant: Tenant) -> tuple[dict[str, Any], str]:
@@ -95,6 +99,10 @@ class _Memo:
         for table in (self.documents, self.resolved):
             for tid in set(table) - present:
                 del table[tid]
+
+    def forget(self, tid: str) -> None:
+        self.documents.pop(tid, None)
+        self.resolved.pop(tid, None)
 
 
 def _memo_of(files: TenantFileCache | None) -> _Memo:
@@ -120,12 +128,13 @@ def resolve_tenants(
     decider = decider_for(platform.policy, policy_dir)
     memo = _memo_of(files)
     with memo.lock:
+        memo.last = None  # whatever this resolve ends in, the last one's answer is not the current config's
         memo.keep_only(set(tenants))
         documents = {tid: memo.document(tid, t) for tid, (t, _) in tenants.items()}
     try:
-        decisions = decider.decide(platform_document(tiers, regions, models),
-                                   {tid: doc for tid, (doc, _) in documents.items()},
-                                   {tid: digest for tid, (_, digest) in documents.items()})
+        decisions, standing = decider.decide_standing(platform_document(tiers, regions, models),
+                                                      {tid: doc for tid, (doc, _) in documents.items()},
+                                                      {tid: digest for tid, (_, digest) in documents.items()})
     except PolicyError as err:
         raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
     if decisions.violations:
@@ -141,9 +150,69 @@ def resolve_tenants(
                 # A policy edit that decides nonsense (a negative quota, a missing field) is the policy's
                 # fault, reported as such, and nothing built on it is served.
                 problems.append(Problem(str(path), "", f"the policies decided values the platform cannot use: {err}"))
+        if not problems and standing is not None and files is not None:
+            memo.last = (resolved, decider, standing)
     if problems:
         raise ConfigError(problems)
     return resolved
+
+
+def resolve_changed(
+    root: Path,
+    platform: Platform,
+    tiers: dict[str, Tier],
+    regions: dict[str, Region],
+    models: dict[str, Model],
+    tenants: dict[str, tuple[Tenant, Path]],
+    changed: frozenset[str],
+    previous: dict[str, ResolvedTenant],
+    policy_dir: Path | None,
+    files: TenantFileCache,
+) -> dict[str, ResolvedTenant] | None:
+    """What `resolve_tenants` would return for `tenants` (equal, in their order, unchanged tenants' very
+    objects), in work that follows `changed`: the ids added, removed, or whose Tenant object differs
+    from the last resolve through `files`, which returned `previous`. `tenants` must be in `previous`'s
+    order with the removed dropped and, where some were added, sorted again.
+
+    None where it cannot answer that way (nothing to build on, the policies or the platform changed, a
+    changed tenant is denied, the fleet-wide check finds a violation, anything unexpected): the caller
+    runs `resolve_tenants` then, which reports every problem as usual."""
+    decider = decider_for(platform.policy, policy_dir)
+    memo = _memo_of(files)
+    with memo.lock:  # throughout: the standing is updated in place, and `last` must say what it describes
+        last, memo.last = memo.last, None  # put back only with a complete answer
+        if last is None or last[0] is not previous or last[1] is not decider:
+            return None
+        _, _, standing = last
+        removed = [tid for tid in changed if tid not in tenants]
+        added = [tid for tid in changed if tid in tenants and tid not in previous]
+        if any(tid not in previous for tid in removed):
+            return None
+        documents = {tid: memo.document(tid, tenants[tid][0]) for tid in changed if tid in tenants}
+        try:
+            decisions = decider.decide_changed(platform_document(tiers, regions, models), standing,
+                                               {tid: documents.get(tid) for tid in changed})
+        except PolicyError:
+            return None
+        if decisions is None or decisions.violations or decisions.tenants.keys() != documents.keys():
+            return None
+        resolved = dict(previous)
+        for tid in removed:
+            del resolved[tid]
+            memo.forget(tid)
+        try:
+            for tid, decided in decisions.tenants.items():
+                resolved[tid] = memo.resolve(tid, tenants[tid][0], decided)
+            if added:
+                resolved = {tid: resolved[tid] for tid in tenants}
+        except (ValidationError, KeyError, TypeError):
+            return None
+        # The caller's promise about the ids and their order, checked where it costs next to nothing (2 ms at
+        # 100,000 tenants, C-level over the same string objects): a wrong key set or order would be a wrong answer.
+        if list(resolved) != list(tenants):
+            return None
+        memo.last = (resolved, decider, standing)
+        return resolved
 
 
 def _problem(v: Violation, root: Path, tenants: dict[str, tuple[Tenant, Path]]) -> Problem:

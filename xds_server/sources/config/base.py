@@ -1,7 +1,7 @@
 """One interface for where the config and policies come from: a local folder, a versioned bundle on S3, or
 a git checkout a sidecar keeps current. The control plane's reload loop drives every source the same way:
 
-    async for _ in source.changes(extra, stop):   # something may have changed
+    async for paths in source.changes(extra, stop):   # something may have changed (these paths, if known)
         revision = source.checkout()              # pin what the next load reads (may fetch; SourceError)
         ... load source.config_dir / source.policy_dir, compile ...
         source.verify(revision)                   # still that revision? (a sidecar may move a checkout)
@@ -71,9 +71,10 @@ class ConfigSource(Protocol):
         On a refusal the last good revision is put back in place (where the source owns the files)."""
         ...
 
-    def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[None]:
+    def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[frozenset[str] | None]:
         """Yields whenever a new revision may be there, or one of `extra` (e.g. the endpoints file)
-        changed; ends when `stop` is set."""
+        changed: the paths that changed where the source knows them exactly (a local folder's inotify
+        events), else None (anything may have changed); ends when `stop` is set."""
         ...
 
     def status(self) -> dict[str, object]: ...

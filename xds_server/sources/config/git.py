@@ -66,7 +66,7 @@ class GitSource:
     def settle(self, ok: bool) -> Revision | None:
         return self.tracker.settle(ok)
 
-    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[None]:
+    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[frozenset[str] | None]:
         if self.checkout_path.is_symlink():
             # The directory holding the link: the flip is a rename there. The sidecar's writes into a new
             # worktree come before the flip and are filtered out, so a half-written commit is never read.
@@ -76,7 +76,7 @@ class GitSource:
             paths, recursive, keep = [self.checkout_path, *extra], True, DefaultFilter()  # .git's churn ignored
         async for _ in awatch(*paths, watch_filter=keep, debounce=50, step=25, stop_event=stop, recursive=recursive,
                               ignore_permission_denied=True):
-            yield None
+            yield None  # a new commit: anything may differ, and the checkout's paths are the commit's
 
     def status(self) -> dict[str, object]:
         return self.tracker.status(self.kind, self.location)

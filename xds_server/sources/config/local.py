@@ -44,12 +44,13 @@ class LocalSource:
     def settle(self, ok: bool) -> Revision | None:
         return self.tracker.settle(ok)
 
-    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[None]:
+    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[frozenset[str] | None]:
         # The policies are watched like the config: a merged policy change is served without a restart. A
         # short debounce lets an editor or `git checkout` finish writing before we read.
-        async for _ in awatch(self.config_dir, self.policy_dir, *extra, debounce=50, step=25, stop_event=stop,
-                              recursive=True, ignore_permission_denied=True):
-            yield None
+        # The paths are the events' own: a load told which tenant files changed reads only those.
+        async for events in awatch(self.config_dir, self.policy_dir, *extra, debounce=50, step=25, stop_event=stop,
+                                   recursive=True, ignore_permission_denied=True):
+            yield frozenset(path for _, path in events)
 
     def status(self) -> dict[str, object]:
         return self.tracker.status(self.kind, self.location)

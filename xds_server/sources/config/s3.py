@@ -201,7 +201,7 @@ class S3Source:
                     config_bundle.remove_tree(path)
             return self.tracker.settle(ok)
 
-    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[None]:
+    async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[frozenset[str] | None]:
         streams = [self._poll(stop)]
         if extra:
             streams.append(_watch(extra, stop))
