@@ -65,7 +65,10 @@ async def _one_edit(rig: CellsRig, key: str, config_dir: Path, session: aiohttp.
             streak = 0
     if served_s is None or published_s is None or acked is None:
         raise RuntimeError(f"an edit of {tenant_id(EDITED)} was not served within 60 s")
-    return {"published_s": published_s, "applied_s": await acked, "served_s": served_s}
+    # Where the control plane's reload of this edit spent its time (load, compile, validate, publish).
+    assert rig.cp is not None and rig.cp.last is not None
+    reload = {f"reload_{part}_s": s for part, s in rig.cp.last.seconds.items()}
+    return {"published_s": published_s, "applied_s": await acked, "served_s": served_s, **reload}
 
 
 async def _acked_after(rig: CellsRig, key: str, t0: float) -> float:

@@ -84,7 +84,24 @@ def figures_table(results: dict[str, Any]) -> str:
          round(t["edit_served"]["value"], 3), f"<= {t['edit_served']['target']}"],
         ["first load s", round(single["build_s"], 2), round(split["build_s"], 2),
          round(split["build_s"] / single["build_s"], 3), ""],
+        ["slowest Envoy applying alone s", *_ratio_row(*(max(e["applied_s"] for e in r["envoys"].values())
+                                                         for r in (single, split)))],
+        *([["edit: the control plane's own part p50 s (load + compile + publish)",
+            *_ratio_row(*(own_part(r["edit"]) for r in (single, split)))],
+           ["edit: Envoy's pre-publish validation p50 s",
+            *_ratio_row(*(r["edit"]["p50"]["reload_validate_s"] for r in (single, split)))]]
+          if "reload_validate_s" in single["edit"]["p50"] else []),
     ])
+
+
+def own_part(edit: dict[str, Any]) -> float:
+    """What an edit costs the control plane besides Envoy's validation and the watcher's debounce."""
+    p50 = edit["p50"]
+    return float(p50["reload_load_s"] + p50["reload_compile_s"] + p50["reload_publish_s"])
+
+
+def _ratio_row(single: float, cells: float) -> list[Any]:
+    return [round(single, 3), round(cells, 3), round(cells / single, 3) if single else "-", ""]
 
 
 def render_10k(results: dict[str, Any]) -> str:

@@ -255,9 +255,20 @@ def render_config(status: Mapping[str, Any], now: float) -> str:
         return line + "; no reload yet"
     when = age(now - last["at"]) + " ago" if last.get("at") is not None else "-"
     if last.get("ok"):
-        return line + f"; last reload ok {when}"
+        return line + f"; last reload ok {when}" + _reload_cost(last)
     reason = clipped(last.get("error") or "no reason given", REASON_CHARS)
     return line + f"; last reload REFUSED {when} (still serving {last.get('version') or 'nothing'}): {reason}"
+
+
+def _reload_cost(last: Mapping[str, Any]) -> str:
+    """How long the reload took and whether it read only the changed tenant files: ' (incremental, 0.08s:
+    load 0.01s, compile 0.02s, validate 0.05s, publish 0.00s)'."""
+    seconds = last.get("seconds") or {}
+    if not seconds:
+        return ""
+    kind = "incremental" if last.get("incremental") else "full"
+    parts = ", ".join(f"{name} {value:.2f}s" for name, value in seconds.items())
+    return f" ({kind}, {sum(seconds.values()):.2f}s: {parts})"
 
 
 def render(status: Mapping[str, Any], now: float | None = None, max_rows: int | None = DEFAULT_MAX_ROWS) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, Endpo
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane.service import ControlPlane
+from xds_server.policy import resolve
+from xds_server.status_table import render_config
 from xds_server.xds.store import SnapshotStore
 
 SYNTHETIC = 40
@@ -175,14 +178,24 @@ def test_a_change_outside_tenants_takes_the_full_load(cfg_dir: Path) -> None:
     assert cfg.tiers["free"].weight == tiers["tiers"]["free"]["weight"]
 
 
-def test_a_tenant_edit_reads_one_file_and_rebuilds_only_its_cell(cfg_dir: Path) -> None:
+def test_a_tenant_edit_reads_one_file_and_rebuilds_only_its_cell(cfg_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     cache, compiler = TenantFileCache(), Compiler()
     before = load_config(cfg_dir, cache)
     first = compiled(compiler, before, cache)
     edited = tenant_id(1)
     write(cfg_dir, 1, tenant_spec(1, (50, 50)))
     parsed = {p: e[1] for p, e in cache.entries.items()}
+    full_resolves: list[int] = []
+    whole = resolve.resolve_tenants
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        full_resolves.append(1)
+        return whole(*args, **kwargs)
+
+    monkeypatch.setattr(resolve, "resolve_tenants", counted)
     after = load_config(cfg_dir, cache, changed=[cfg_dir / "tenants" / f"{edited}.yaml"])
+    assert not full_resolves  # the policy layer answered for the one tenant (resolve_changed), not all
     assert cache.last is not None and cache.last.changes is not None
     assert cache.last.changes.since is before and cache.last.changes.tenants == {edited}
     # Every other tenant is the very object the load before decided, and its file was not read again.
@@ -214,10 +227,17 @@ def test_the_control_plane_reloads_incrementally_from_the_watchers_events(cfg_di
             write(cfg_dir, 1, tenant_spec(1, (0, 100)))
             await changed_to(lambda c: c.tenants[tenant_id(1)].spec.models["classifier"].split == {"v1": 0, "v2": 100})
             assert cp.incremental and cp.status()["last_reload"]["incremental"] is True  # type: ignore[index]
+            assert "last reload ok" in (line := render_config(cp.status(), time.time())) and "(incremental, " in line
             tiers = yaml.safe_load((cfg_dir / "tiers.yaml").read_text())
             tiers["tiers"]["free"]["weight"] += 1
             (cfg_dir / "tiers.yaml").write_text(yaml.safe_dump(tiers, sort_keys=False))
             await changed_to(lambda c: c.tiers["free"].weight == tiers["tiers"]["free"]["weight"])
+            assert not cp.incremental and "(full, " in render_config(cp.status(), time.time())
+            # The safety net for a lost event: past `full_reload_seconds` since the last full reload, the next
+            # change reads everything even when only a tenant file was named.
+            cp.full_reload_seconds = 0.0
+            write(cfg_dir, 2, tenant_spec(2, (50, 50)))
+            await changed_to(lambda c: c.tenants[tenant_id(2)].spec.models["classifier"].split == {"v1": 50, "v2": 50})
             assert not cp.incremental
         finally:
             stop.set()

@@ -109,6 +109,7 @@ class Compiler:
     def compile(self, inputs: CompileInputs) -> CompiledPlatform:
         cfg = inputs.config
         shared_key = _shared_digest(cfg)
+        # Tenants' resources the snapshots rebuilt here hold (kept snapshots' are in the memo already).
         fresh: dict[tuple[str, str, str], tuple[Resource, ...]] = {}
         snapshots: dict[str, Snapshot] = {}
         rl = self._ratelimit_settings(cfg)
@@ -190,8 +191,8 @@ class Compiler:
                     resources = [*head, *tenants_of(sorted(members), used)]
                     snapshot_memo[key] = _KeptSnapshot(head_ident, members, Snapshot.build(_version(resources),
                                                                                             resources), used)
+                    fresh.update(used)
                 snapshots[key] = snapshot_memo[key].snapshot
-                fresh.update(snapshot_memo[key].tenants)  # its tenants' resources stay memoised
 
             view = views.get(region_id)
             if view is None:  # one gateway fleet for the region: every tenant in one snapshot
@@ -205,7 +206,7 @@ class Compiler:
         # Keep only what this config used: the memo never outgrows the current tenant set. Only now, once
         # every snapshot is built: a compile that fails half-way must not leave the next one comparing
         # against memo keys whose snapshots were never built.
-        self._memo = fresh
+        self._memo = _memo_after(self._memo, fresh, snapshot_memo)
         self._snapshot_memo = snapshot_memo
         self._specs = specs
         self._compiled = cfg
@@ -346,6 +347,22 @@ def _compile_tenant(cfg: PlatformConfig, tenant: ResolvedTenant, region: str,
         model_metadata=ratelimits.model_metadata if ratelimits.limited(cfg, tenant) else None,
         own=own.own_routes(tenant, region))))
     return out
+
+
+def _memo_after(memo: dict[tuple[str, str, str], tuple[Resource, ...]],
+                fresh: dict[tuple[str, str, str], tuple[Resource, ...]],
+                snapshots: dict[str, _KeptSnapshot]) -> dict[tuple[str, str, str], tuple[Resource, ...]]:
+    """The tenant memo after a compile: the last one with what the rebuilt snapshots hold, instead of a new
+    union of every snapshot's tenants (100,000 entries copied for one edit); merged anew from the snapshots
+    once stale entries (an edited tenant's old resources, a removed tenant's) reach a quarter of it, so it
+    never holds much more than the current tenants."""
+    memo.update(fresh)
+    live = sum(len(kept.tenants) for kept in snapshots.values())
+    if len(memo) > live + live // 4 + 64:
+        memo = {}
+        for kept in snapshots.values():
+            memo.update(kept.tenants)
+    return memo
 
 
 def _shared_digest(cfg: PlatformConfig) -> str:

@@ -116,7 +116,7 @@ def _decided(root: Path, state: LoadState, cache: TenantFileCache, policy_dir: P
 
     previous = state.config
     resolved = resolve_changed(root, state.platform, state.tiers, state.regions, state.models, checked, touched,
-                               previous.tenants, policy_dir, cache)
+                               state.resolved, policy_dir, cache)
     if resolved is None:
         try:
             resolved = resolve_tenants(root, state.platform, state.tiers, state.regions, state.models, checked,
@@ -135,5 +135,5 @@ def _decided(root: Path, state: LoadState, cache: TenantFileCache, policy_dir: P
     cache.last = LoadState(
         root=state.root, policy_dir=state.policy_dir, platform=state.platform, tiers=state.tiers,
         regions=state.regions, models=state.models, context=state.context, checked=checked,
-        offboarded=offboarded, config=config, changes=TenantChanges(previous, touched))
+        offboarded=offboarded, resolved=resolved, config=config, changes=TenantChanges(previous, touched))
     return config

@@ -106,6 +106,9 @@ class LoadState:
     context: str  # the digest of tiers, regions and models the tenant files were checked against
     checked: dict[str, tuple[Tenant, Path]]  # the tenants put to the policies, in file-name order
     offboarded: dict[str, Tenant]
+    # What the policy layer returned (the config's `tenants` is a validated copy): what its next answer
+    # is computed from.
+    resolved: dict[str, ResolvedTenant]
     config: PlatformConfig
     # How `config` differs from the config of the load before, when this load was incremental.
     changes: TenantChanges | None = None
@@ -248,7 +251,7 @@ def load_config(
     cache.last = LoadState(
         root=os.path.abspath(root), policy_dir=_policy_key(policy_dir), platform=platform, tiers=tiers.tiers,
         regions=regions, models=models.models, context=context,
-        checked=checked, offboarded=offboarded, config=config)
+        checked=checked, offboarded=offboarded, resolved=resolved, config=config)
     return config
 
 

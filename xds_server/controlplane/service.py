@@ -45,6 +45,9 @@ class ReloadOutcome:
     # Which revision of the config source this was about (S3 version, git commit; where it came from, who
     # made it): what the audit log records of each applied or refused change.
     revision: Revision | None = None
+    # Where an applied reload's time went (seconds): load (files, policy, placement), compile, validate
+    # (Envoy's check of what changed), publish.
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Built:
     compiled: CompiledPlatform
     endpoints: EndpointDirectory
     changes: TenantChanges | None
+    seconds: dict[str, float]
 
 
 @dataclass
@@ -117,12 +121,15 @@ class ControlPlane:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
         changed. Returns the config with its snapshots, or the reason it is rejected. `changed`: the paths
         that changed since the last reload, where the source knows them."""
+        started = time.perf_counter()
+        seconds: dict[str, float] = {}
         try:
             with _gc_paused():
                 given = self._source()
                 revision = given.checkout()
                 config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir,
                                      changed=changed)
+                seconds["load"] = time.perf_counter() - started
                 last = self.tenant_files.last
                 changes = last.changes if last is not None and last.config is config else None
                 source = self.endpoint_source
@@ -130,6 +137,7 @@ class ControlPlane:
                 views = self._cell_views(config)
                 compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address,
                                                                cells=views, changes=changes))
+            seconds["compile"] = time.perf_counter() - started - seconds["load"]
             moved = given.verify(revision)
             if moved is not None:
                 return moved
@@ -140,6 +148,7 @@ class ControlPlane:
         except Exception as err:  # a compiler bug must not take the serving config down with it
             log.exception("compile failed")
             return f"internal compiler error: {err!r}"
+        validated = time.perf_counter()
         if self.validator is not None and config.platform.gateway.validate_before_publish:
             validator, published = self.validator, self.compiled
 
@@ -153,12 +162,14 @@ class ControlPlane:
                 for region, reason in zip(regions, pool.map(check, regions), strict=True):
                     if reason is not None:
                         return f"Envoy would reject the new config for region {region}: {reason}"
-        return Built(config, compiled, endpoints, changes)
+        seconds["validate"] = time.perf_counter() - validated
+        return Built(config, compiled, endpoints, changes, seconds)
 
     def _apply(self, built: Built | str) -> ReloadOutcome:
         """Publish on the event loop's thread: the store wakes streams with asyncio primitives."""
         if isinstance(built, str):
             return self._rejected(built)
+        publishing = time.perf_counter()
         config, compiled, endpoints = built.config, built.compiled, built.endpoints
         compiled, endpoints = self._over_newest_endpoints(config, compiled, endpoints)
         # What differs from the serving config, where the load knows (it is the config this one was loaded
@@ -183,8 +194,9 @@ class ControlPlane:
             self.audit.applied(before, config, compiled.version, previous, changed)
         log.info("published config version %s (%d tenants; %d snapshots: %s)", compiled.version, len(config.tenants),
                  len(compiled.snapshots), capped(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
+        seconds = {**built.seconds, "publish": time.perf_counter() - publishing}
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time(),
-                                  revision=self.revision)
+                                  revision=self.revision, seconds=seconds)
         return self.last
 
     def _rejected(self, reason: str) -> ReloadOutcome:
@@ -288,6 +300,7 @@ class ControlPlane:
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
                 # Read only the tenant files that changed (else everything).
                 "incremental": self.incremental,
+                "seconds": {k: round(v, 4) for k, v in self.last.seconds.items()},
                 "revision": self.last.revision.to_json() if self.last.revision else None,
             },
             # Where the config comes from, the revision serving and the last refused one.
