@@ -81,6 +81,7 @@ class Moves:
                 if (kept is not None and not first and not self._arriving.get(region) and not self._leaving.get(region)
                         and (kept[2] is assigned or kept[0] == assigned)):
                     out[region] = kept[1]
+                    self._last[region] = (kept[0], kept[1], assigned)  # an equal copy: compared once
                     continue
                 front = self._front.setdefault(region, {})
                 arriving = self._arriving.setdefault(region, {})
