@@ -8,7 +8,8 @@ decider's own timing (xds_server/policy/decide.py `last_seconds`) inside each re
 - full pass: every one of the 10,000 documents evaluated (the engine warm, nothing remembered), as
   each reload cost before the policy step became incremental; measured over several runs, each
   with every spec changed.
-- one tenant edited: its file rewritten, the config reloaded; the policy evaluates one document and
+- one tenant edited: its file rewritten, the config reloaded as the control plane's watcher has it
+  reloaded (told which file changed: an incremental reload); the policy evaluates one document and
   reuses the fleet-wide check when the tenant's GPU claim did not change. p50 over the edits.
 - a policy edit: a policy file changed; every document is evaluated again (for comparison).
 
@@ -52,10 +53,12 @@ def distinct(config_dir: Path, tenants: int, offset: int) -> None:
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def reload(config_dir: Path, files: TenantFileCache, policy_dir: Path) -> dict[str, float]:
+def reload(config_dir: Path, files: TenantFileCache, policy_dir: Path,
+           changed: list[Path] | None = None) -> dict[str, float]:
+    """`changed`: the files the watcher would name (an incremental reload); None: a full one."""
     decider = decider_for(PolicySettings(), policy_dir)
     started = time.perf_counter()
-    load_config(config_dir, files, policy_dir=policy_dir)
+    load_config(config_dir, files, policy_dir=policy_dir, changed=changed)
     return {"reload_s": time.perf_counter() - started, "policy_s": decider.last_seconds,
             "evaluated": decider.last_evaluated, "fleet_claims_evaluated": decider.last_fleet_evaluated}
 
@@ -83,7 +86,7 @@ def run(tenants: int, edits: int, runs: int) -> dict[str, Any]:
             spec = yaml.safe_load(path.read_text())
             spec["quotas"]["tokens_per_minute"] += 1
             path.write_text(yaml.safe_dump(spec, sort_keys=False))
-            edited.append(reload(config, files, policy))
+            edited.append(reload(config, files, policy, changed=[path]))
         progress(f"one-tenant edits: policy p50 {statistics.median(e['policy_s'] for e in edited) * 1000:.1f} ms "
                  f"({edited[-1]['evaluated']:.0f} evaluated each)")
         rego = policy / "pii" / "pii.rego"
@@ -121,7 +124,7 @@ def main() -> None:
               ["full pass (median)", f"{results['tenants']}", f"{full['policy_s_median']:.3f}",
                f"{statistics.median(f['reload_s'] for f in full['runs']):.2f}"],
               ["one tenant edited (p50)", ", ".join(str(int(e)) for e in edit["evaluated"]),
-               f"{edit['policy_s_p50']:.4f}", f"{edit['reload_s_p50']:.2f}"],
+               f"{edit['policy_s_p50']:.4f}", f"{edit['reload_s_p50']:.4f}"],
               ["policy edited", f"{results['policy_edit']['evaluated']:.0f}",
                f"{results['policy_edit']['policy_s']:.3f}", f"{results['policy_edit']['reload_s']:.2f}"],
           ]),
