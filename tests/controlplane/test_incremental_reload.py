@@ -226,19 +226,20 @@ def test_the_control_plane_reloads_incrementally_from_the_watchers_events(cfg_di
         try:
             write(cfg_dir, 1, tenant_spec(1, (0, 100)))
             await changed_to(lambda c: c.tenants[tenant_id(1)].spec.models["classifier"].split == {"v1": 0, "v2": 100})
-            assert cp.incremental and cp.status()["last_reload"]["incremental"] is True  # type: ignore[index]
+            assert cp.last is not None and cp.last.incremental
+            assert cp.status()["last_reload"]["incremental"] is True  # type: ignore[index]
             assert "last reload ok" in (line := render_config(cp.status(), time.time())) and "(incremental, " in line
             tiers = yaml.safe_load((cfg_dir / "tiers.yaml").read_text())
             tiers["tiers"]["free"]["weight"] += 1
             (cfg_dir / "tiers.yaml").write_text(yaml.safe_dump(tiers, sort_keys=False))
             await changed_to(lambda c: c.tiers["free"].weight == tiers["tiers"]["free"]["weight"])
-            assert not cp.incremental and "(full, " in render_config(cp.status(), time.time())
+            assert not cp.last.incremental and "(full, " in render_config(cp.status(), time.time())
             # The safety net for a lost event: past `full_reload_seconds` since the last full reload, the next
             # change reads everything even when only a tenant file was named.
             cp.full_reload_seconds = 0.0
             write(cfg_dir, 2, tenant_spec(2, (50, 50)))
             await changed_to(lambda c: c.tenants[tenant_id(2)].spec.models["classifier"].split == {"v1": 50, "v2": 50})
-            assert not cp.incremental
+            assert not cp.last.incremental
         finally:
             stop.set()
             await asyncio.wait_for(watch, 10)

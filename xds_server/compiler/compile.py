@@ -116,7 +116,7 @@ class Compiler:
         tls = self._upstream_tls(cfg)
         before = self._specs
         changes = inputs.changes
-        if changes is not None and changes.since is self._compiled and changes.since is not None:
+        if changes is not None and changes.since is self._compiled:
             # An incremental load: only these tenants can have a new memo key.
             specs = dict(before)
             for tid in changes.tenants:

@@ -18,11 +18,10 @@ from xds_server.config.changes import TenantChanges
 from xds_server.config.errors import Problem
 from xds_server.config.loader import (
     LoadState,
-    TenantFile,
     TenantFileCache,
-    _check_refs,
     _place_in_cells,
     _policy_key,
+    checked_tenant,
 )
 from xds_server.config.model import PlatformConfig, Tenant
 
@@ -56,7 +55,9 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
         if st is None:
             cache.forget(path)
         else:
-            tenant = _checked(cache.load_stat(path, st), state, cache)
+            found: list[Problem] = []
+            tenant = checked_tenant(cache, cache.load_stat(path, st), state.context, state.tiers, state.regions,
+                                    state.models, found)
             if tenant is None:
                 return None  # a problem: the full load reports it with every other one
         # Replaced in place where it stays (a dict keeps a key's position), so the order is the full load's.
@@ -92,20 +93,6 @@ def _tenant_files(root: Path, changed: Collection[str | Path]) -> set[str] | Non
             continue  # not a tenant file (an editor's swap file): the full load does not read it either
         return None
     return out
-
-
-def _checked(file: TenantFile, state: LoadState, cache: TenantFileCache) -> Tenant | None:
-    """The file's tenant if it has no problem of its own or in what it refers to, else None."""
-    if file.problems or file.tenant is None:
-        return None
-    found: list[Problem] = []
-
-    def check(found: list[Problem]) -> Tenant | None:
-        if file.refs is not None:
-            _check_refs(file.path, file.refs, state.tiers, state.regions, state.models, found)
-        return None if found else file.tenant
-
-    return cache.check(file, state.context, check, found)
 
 
 def _decided(root: Path, state: LoadState, cache: TenantFileCache, policy_dir: Path | None,

@@ -217,15 +217,7 @@ def load_config(
     checked: dict[str, tuple[Tenant, Path]] = {}
     offboarded: dict[str, Tenant] = {}
     for file in tenants:
-
-        def check(found: list[Problem], file: TenantFile = file) -> Tenant | None:
-            if file.refs is not None:
-                _check_refs(file.path, file.refs, tiers.tiers, regions, models.models, found)
-            if file.tenant is None or file.problems or found:
-                return None
-            return file.tenant
-
-        tenant = cache.check(file, context, check, problems)
+        tenant = checked_tenant(cache, file, context, tiers.tiers, regions, models.models, problems)
         if tenant is None:
             continue
         if tenant.id in checked:  # acme.yaml beside acme.yml
@@ -253,6 +245,21 @@ def load_config(
         regions=regions, models=models.models, context=context,
         checked=checked, offboarded=offboarded, resolved=resolved, config=config)
     return config
+
+
+def checked_tenant(cache: TenantFileCache, file: TenantFile, context: str, tiers: dict[str, Tier],
+                   regions: dict[str, Region], models: dict[str, Model], problems: list[Problem]) -> Tenant | None:
+    """The file's tenant once it and what it names (tiers, regions, models: `context`) are sound, else None
+    with its problems added; remembered per file while `context` is the same."""
+
+    def check(found: list[Problem]) -> Tenant | None:
+        if file.refs is not None:
+            _check_refs(file.path, file.refs, tiers, regions, models, found)
+        if file.tenant is None or file.problems or found:
+            return None
+        return file.tenant
+
+    return cache.check(file, context, check, problems)
 
 
 def _policy_key(policy_dir: Path | None) -> str | None:

@@ -48,6 +48,8 @@ class ReloadOutcome:
     # Where an applied reload's time went (seconds): load (files, policy, placement), compile, validate
     # (Envoy's check of what changed), publish.
     seconds: dict[str, float] = field(default_factory=dict)
+    # Whether the load read only the tenant files the watcher named (xds_server/config/incremental.py).
+    incremental: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,6 @@ class ControlPlane:
     config_source: ConfigSource | None = None
     # The revision of the change being applied or refused (then, of the last one): for the audit record.
     revision: Revision | None = None
-    # Whether the last load read only the tenant files the watcher named (xds_server/config/incremental.py).
-    incremental: bool = False
     # The control plane's certificate (its --tls-dir): presented to the runtimes' admin ports (unloads).
     admin_tls_dir: Path | None = None
     # Tenants moving between cells, and where each region's front tier sends each tenant.
@@ -175,8 +175,7 @@ class ControlPlane:
         # What differs from the serving config, where the load knows (it is the config this one was loaded
         # after; not after a refused change, which the serving one predates).
         changed = built.changes.tenants if built.changes is not None and built.changes.since is self.config else None
-        self.incremental = built.changes is not None
-        if not self.incremental:
+        if built.changes is None:
             self._full_at = time.monotonic()
         gone = repository.removed(self.config, config, changed)
         before, previous = self.config, self.compiled.version if self.compiled else None
@@ -196,7 +195,7 @@ class ControlPlane:
                  len(compiled.snapshots), capped(f"{r}={s.version}" for r, s in compiled.snapshots.items()))
         seconds = {**built.seconds, "publish": time.perf_counter() - publishing}
         self.last = ReloadOutcome(ok=True, version=compiled.version, error=None, at=time.time(),
-                                  revision=self.revision, seconds=seconds)
+                                  revision=self.revision, seconds=seconds, incremental=built.changes is not None)
         return self.last
 
     def _rejected(self, reason: str) -> ReloadOutcome:
@@ -299,7 +298,7 @@ class ControlPlane:
             "last_reload": None if self.last is None else {
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
                 # Read only the tenant files that changed (else everything).
-                "incremental": self.incremental,
+                "incremental": self.last.incremental,
                 "seconds": {k: round(v, 4) for k, v in self.last.seconds.items()},
                 "revision": self.last.revision.to_json() if self.last.revision else None,
             },

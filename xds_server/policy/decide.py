@@ -31,7 +31,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,19 +208,8 @@ class PolicyDecider:
             # Unchanged claims: the standing's fleet-wide answer, no violation, without rebuilding the document.
             fleet = self._fleet_answer(standing.claims) if claims_changed else ()
             self._forget_unused(len(standing.counts))
-            decisions: dict[str, dict[str, Any]] = {}
-            violations: list[Violation] = list(fleet)
-            adjustments: list[Violation] = []
-            for tid, (_, key) in present.items():
-                entry = entries[key]
-                if entry.decision is None:
-                    if not entry.violations:
-                        raise PolicyError(self.engine.name, ENTRIES, f"no decision for tenant {tid}")
-                else:
-                    decisions[tid] = entry.decision
-                violations += [v.about(tid) for v in entry.violations]
-                adjustments += [a.about(tid) for a in entry.adjustments]
-            out = Decisions(decisions, sorted(set(violations)), sorted(set(adjustments)), sources.revision)
+            out = self._decisions(((entries[key], (tid,)) for tid, (_, key) in present.items()), fleet,
+                                  sources.revision)
             standing.current = not out.violations
         self.last_seconds = time.perf_counter() - started
         return out
@@ -247,20 +236,7 @@ class PolicyDecider:
             claims = self._claims(groups, entries)
             fleet = self._fleet_answer(claims)
             self._forget_unused(len(groups))
-        decisions: dict[str, dict[str, Any]] = {}
-        violations: list[Violation] = list(fleet)
-        adjustments: list[Violation] = []
-        for key, ids in groups.items():
-            entry = entries[key]
-            if entry.decision is None:
-                if not entry.violations:  # denied anyway: its violations say why, which "no decision" would hide
-                    raise PolicyError(self.engine.name, ENTRIES, f"no decision for tenant {ids[0]}")
-            else:
-                decisions.update(dict.fromkeys(ids, entry.decision))
-            # A violation about one document is about every tenant that has it.
-            violations += [v.about(m) for v in entry.violations for m in ids]
-            adjustments += [a.about(m) for a in entry.adjustments for m in ids]
-        out = Decisions(decisions, sorted(set(violations)), sorted(set(adjustments)), sources.revision)
+        out = self._decisions(((entries[key], ids) for key, ids in groups.items()), fleet, sources.revision)
         standing = None
         if record and not out.violations:
             standing = Standing(
@@ -269,6 +245,24 @@ class PolicyDecider:
                 {ck: (claim, set(members)) for ck, (claim, members) in claims.items()})
         self.last_seconds = time.perf_counter() - started
         return out, standing
+
+    def _decisions(self, answered: Iterable[tuple[_Entry, Sequence[str]]], fleet: tuple[Violation, ...],
+                   revision: str) -> Decisions:
+        """The decisions for these tenants (each entry with the tenants whose document it answers), with every
+        violation and adjustment named for each tenant, and the fleet-wide violations."""
+        decisions: dict[str, dict[str, Any]] = {}
+        violations: list[Violation] = list(fleet)
+        adjustments: list[Violation] = []
+        for entry, ids in answered:
+            if entry.decision is None:
+                if not entry.violations:  # denied anyway: its violations say why, which "no decision" would hide
+                    raise PolicyError(self.engine.name, ENTRIES, f"no decision for tenant {ids[0]}")
+            else:
+                decisions.update(dict.fromkeys(ids, entry.decision))
+            # A violation about one document is about every tenant that has it.
+            violations += [v.about(m) for v in entry.violations for m in ids]
+            adjustments += [a.about(m) for a in entry.adjustments for m in ids]
+        return Decisions(decisions, sorted(set(violations)), sorted(set(adjustments)), revision)
 
     def _load(self, sources: PolicySources, platform: dict[str, Any], loaded: tuple[str, str]) -> None:
         if self._loaded != loaded:
