@@ -25,6 +25,7 @@ from xds_server.compiler import (
     listener,
     naming,
     own,
+    parallel,
     ratelimits,
     routes,
     shaping,
@@ -36,6 +37,7 @@ from xds_server.config.changes import TenantChanges
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.snapshot import ENDPOINT, Resource, Snapshot
+from xds_server.workers import worker_count
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,9 @@ class Compiler:
             changed = {tid for tid, spec in specs.items() if before.get(tid) != spec}
             gone = None
         views = inputs.cells if inputs.cells is not None else settled_views(cfg)
+        # Thousands of tenants to compile (a first load, a policy or catalog change): in worker processes.
+        precompiled = parallel.compile_tenants(_compile_tenant, cfg, tls, self._pending(
+            cfg, specs, shared_key, changed if changes is not None and changes.since is self._compiled else None))
         snapshot_memo: dict[str, _KeptSnapshot] = {}
         listener_inputs = (cfg.platform.auth.model_dump_json(), rl.model_dump_json() if rl is not None else None)
         used_listeners: dict[tuple[object, ...], Resource] = {}
@@ -157,7 +162,7 @@ class Compiler:
                 for tid in members:
                     tenant = cfg.tenants[tid]
                     key = (region_id, specs[tid], shared_key)
-                    compiled = fresh.get(key) or self._memo.get(key)
+                    compiled = fresh.get(key) or self._memo.get(key) or precompiled.get((region_id, tid))
                     if compiled is None:
                         compiled = tuple(_compile_tenant(cfg, tenant, region_id, tls))
                     used[key] = compiled
@@ -213,6 +218,16 @@ class Compiler:
         self._listeners = used_listeners
         limits = self._limit_table(cfg, changed, gone) if rl is not None else self._no_limits()
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots), ratelimits=limits)
+
+    def _pending(self, cfg: PlatformConfig, specs: dict[str, str], shared_key: str,
+                 changed: set[str] | None) -> list[tuple[str, str]]:
+        """Each (region, tenant) whose resources are not in the memo; of the `changed` tenants only, after an
+        incremental load (the others' memo keys are the last compile's)."""
+        if changed is not None and worker_count(len(changed), cfg.platform.controlplane.workers) < 2:
+            return []  # an edit or a few: not worth a worker, nor a look at every tenant
+        candidates = cfg.tenants.keys() if changed is None else changed
+        return [(region, tid) for tid in candidates for region in cfg.tenants[tid].routes
+                if region in cfg.regions and (region, specs[tid], shared_key) not in self._memo]
 
     def _no_limits(self) -> LimitTable:
         self._limits = None  # the next table is built whole: `changed` will be relative to this compile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +27,8 @@ from xds_server.config.model import (
     Tier,
     is_s3,
 )
+from xds_server.config.yaml_data import load_yaml
+from xds_server.workers import fork_map, worker_count
 
 if TYPE_CHECKING:
     from xds_server.config.changes import TenantChanges
@@ -134,17 +136,28 @@ class TenantFileCache:
     # The last successful load through this cache; None after a failed one (the next load is a full one).
     last: LoadState | None = None
 
-    def load(self, entry: os.DirEntry[str]) -> TenantFile:
-        return self.load_stat(entry.path, entry.stat())
-
     def load_stat(self, path: str, st: os.stat_result) -> TenantFile:
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        key = _stat_key(st)
         hit = self.entries.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
         parsed = _parse_tenant(Path(path))
         self.entries[path] = (key, parsed)
         return parsed
+
+    def read_ahead(self, stats: list[tuple[str, os.stat_result]], workers: int | None) -> None:
+        """Parse, in worker processes, the files among `stats` this cache does not hold as they are now,
+        when there are enough of them to be worth it (a first load); `load_stat` then finds them here."""
+        missing = [(path, st) for path, st in stats
+                   if (hit := self.entries.get(path)) is None or hit[0] != _stat_key(st)]
+        n = worker_count(len(missing), workers)
+        if n < 2:
+            return
+        read = fork_map(_read_tenant_files, None, [path for path, _ in missing], n, "reading tenant files")
+        if read is None:
+            return  # a worker failed: load_stat reads them here
+        for (path, st), (data, problems) in zip(missing, (r for part in read for r in part), strict=True):
+            self.entries[path] = (_stat_key(st), _tenant_file(Path(path), data, problems))
 
     def forget(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -167,6 +180,10 @@ class TenantFileCache:
             del self.entries[path]
         for path in set(self.checked) - present:
             del self.checked[path]
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def load_config(
@@ -198,7 +215,7 @@ def load_config(
     regions_file = _load_file(root / "regions.yaml", RegionsFile, problems)
     models = _load_file(root / "models.yaml", ModelsFile, problems)
     cache = cache if cache is not None else TenantFileCache()
-    tenants = _load_tenants(root / "tenants", problems, cache)
+    tenants = _load_tenants(root / "tenants", problems, cache, platform.controlplane.workers)
 
     regions: dict[str, Region] = {}
     if regions_file is not None:
@@ -307,13 +324,14 @@ def _same_placement(before: dict[str, ResolvedTenant], after: dict[str, Resolved
     return before.keys() == after.keys() and all(same(t, before[tid]) for tid, t in after.items())
 
 
-# libyaml's C parser where present (it is, in PyYAML's wheels): ~10x faster on thousands of tenant files.
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def parse_yaml(path: Path, problems: list[Problem]) -> Any:
     try:
-        return yaml.load(path.read_text(), Loader=_YamlLoader)
+        # Bytes: libyaml decodes them, so a file that is not UTF-8 is a YAML error with its position.
+        return load_yaml(path.read_bytes())
+    except yaml.reader.ReaderError as err:
+        problems.append(Problem(str(path), f"byte {err.position + 1}",
+                                f"not UTF-8 text: {err.reason} (byte 0x{err.character:02x})"
+                                if isinstance(err.character, int) else f"not UTF-8 text: {err.reason}"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -347,7 +365,8 @@ def validate(path: Path, schema: type[M], data: Any, problems: list[Problem]) ->
         return None
 
 
-def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCache) -> list[TenantFile]:
+def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCache,
+                  workers: int | None = None) -> list[TenantFile]:
     if not directory.is_dir():
         problems.append(Problem(str(directory), "", "tenant directory is missing"))
         return []
@@ -357,19 +376,36 @@ def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCac
         entries = sorted((e for e in it if e.name.endswith((".yaml", ".yml")) and e.is_file()),
                          key=lambda e: e.name)
     cache.forget_missing({e.path for e in entries})
+    stats: list[tuple[str, os.stat_result]] = []
     for entry in entries:
         try:
-            file = cache.load(entry)
+            stats.append((entry.path, entry.stat()))
         except FileNotFoundError:
             continue  # deleted while we listed: the next reload sees the settled directory
+    cache.read_ahead(stats, workers)
+    for path, st in stats:
+        file = cache.load_stat(path, st)
         problems.extend(file.problems)
         out.append(file)
     return out
 
 
+def _read_tenant_files(_: None, paths: Sequence[str]) -> list[tuple[Any, list[Problem]]]:
+    """In a worker process: each file's YAML as plain data (cheap to send back, unlike validated models),
+    with the problems reading it found."""
+    out: list[tuple[Any, list[Problem]]] = []
+    for path in paths:
+        problems: list[Problem] = []
+        out.append((parse_yaml(Path(path), problems), problems))
+    return out
+
+
 def _parse_tenant(path: Path) -> TenantFile:
     problems: list[Problem] = []
-    data = parse_yaml(path, problems)
+    return _tenant_file(path, parse_yaml(path, problems), problems)
+
+
+def _tenant_file(path: Path, data: Any, problems: list[Problem]) -> TenantFile:
     if problems:
         return TenantFile(path, None, None, tuple(problems))
     tenant = validate(path, Tenant, data, problems)

@@ -402,9 +402,13 @@ class PolicySettings(Strict):
 class ControlPlaneSettings(Strict):
     """How many control-plane replicas serve the region (`fairshare chart-values` carries it into the chart,
     so the chart and the config cannot disagree). Unset: the launcher decides (`fairshare run`: one, or
-    --control-planes; the chart: controlPlane.replicas)."""
+    --control-planes; the chart: controlPlane.replicas). And how many processes each shares a cold load
+    among."""
 
     replicas: int | None = Field(default=None, ge=1, le=16)
+    # Processes a first load (or any reload that reads or compiles thousands of tenants) shares its work
+    # among (xds_server/workers.py). Unset: the CPUs the control plane may use, at most 8; 1: none.
+    workers: int | None = Field(default=None, ge=1, le=64)
 
 
 class CellSettings(Strict):

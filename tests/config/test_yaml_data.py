@@ -1,0 +1,90 @@
+"""The config loader's YAML reader (xds_server/config/yaml_data.py) gives exactly PyYAML's answer, on every
+YAML file this repository ships and on the corners of YAML 1.1 that decide what a config means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xds_server.config.loader import parse_yaml
+from xds_server.config.yaml_data import load_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = sorted(p for p in REPO.rglob("*.y*ml")
+                 if ".venv" not in p.parts and ".git" not in p.parts and "templates" not in p.parts)
+
+CORNERS = {
+    "implicit types": "a: yes\nb: no\nc: on\nd: ~\ne: null\nf: 0x1F\ng: 0o17\nh: 1_000\ni: 1:30\nj: .inf\nk: -.Inf\n"
+                      "l: .nan\nm: 1e3\nn: '1'\no: \"yes\"\np: 017\nq: +12\nr: 3.5\ns: True\nt: NULL\n",
+    "nested": "tenants:\n  - id: a\n    models: {m: {split: {v1: 90, v2: 10}}}\n  - []\n  - {}\n",
+    "explicit tags": "a: !!str 12\nb: !!int '7'\nc: !!float 1\nd: !!bool 'true'\ne: !!null ''\n",
+    "keys of every kind": "1: int\n2.5: float\ntrue: bool\n~: null\n'x': str\n",
+    "duplicate keys": "a: 1\na: 2\n",
+    "block scalars": "a: |\n  line one\n  line two\nb: >\n  folded\n  text\n",
+    "anchors and aliases": "base: &b {x: 1}\nuse: *b\nlist: &l [1, 2]\nagain: *l\n",
+    "merge keys": "base: &b {x: 1, y: 2}\nmerged:\n  <<: *b\n  y: 3\n",
+    "timestamps": "when: 2026-12-02\nat: 2026-12-02T12:00:00Z\n",
+    "set": "s: !!set {a, b}\n",
+    "omap": "o: !!omap [a: 1, b: 2]\n",
+    "binary": "b: !!binary aGVsbG8=\n",
+    "empty document": "",
+    "only a comment": "# nothing\n",
+    "a bare scalar": "42\n",
+    "a list at the top": "- 1\n- two\n",
+    "unicode": "name: Zoë 東京\n",
+}
+
+
+@pytest.mark.parametrize("text", CORNERS.values(), ids=CORNERS.keys())
+def test_the_corners_of_yaml_read_as_pyyaml_reads_them(text: str) -> None:
+    expected = yaml.load(text, Loader=yaml.SafeLoader)
+    got = load_yaml(text)
+    # (.nan compares equal: PyYAML hands out one float object for it, as this reader does through it)
+    assert got == expected
+    assert load_yaml(text.encode()) == got
+
+
+def test_an_alias_is_one_shared_object_as_in_pyyaml() -> None:
+    data = load_yaml("a: &x [1]\nb: *x\n")
+    assert data["a"] is data["b"]
+
+
+def test_a_recursive_document_is_built_as_pyyaml_builds_it() -> None:
+    data = load_yaml("a: &x [*x]\n")
+    assert data["a"][0] is data["a"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(REPO)) for p in SHIPPED])
+def test_every_shipped_yaml_file_reads_as_pyyaml_reads_it(path: Path) -> None:
+    text = path.read_text()
+    try:
+        expected = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        pytest.skip("not plain YAML (a template)")
+    if len(expected) != 1:
+        pytest.skip("a multi-document stream: the loader reads single documents")
+    assert load_yaml(path.read_bytes()) == expected[0]
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("a: [1, 2\n", yaml.YAMLError),
+    ("a: 1\n---\nb: 2\n", yaml.composer.ComposerError),
+    ("a: !custom 1\n", yaml.constructor.ConstructorError),
+    ("? [1, 2]\n: x\n", yaml.constructor.ConstructorError),
+])
+def test_what_pyyaml_refuses_is_refused_with_its_error(text: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        yaml.load(text, Loader=yaml.SafeLoader)
+    with pytest.raises(error):
+        load_yaml(text)
+
+
+def test_a_file_that_is_not_utf8_is_a_problem_naming_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_bytes(b"id: acme\ntier: \xff\n")
+    problems: list = []
+    assert parse_yaml(path, problems) is None
+    assert [(p.file, p.field) for p in problems] == [(str(path), "byte 16")]
+    assert "not UTF-8" in problems[0].message and "0xff" in problems[0].message
