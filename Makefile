@@ -58,10 +58,12 @@ test-fast: setup
 bench: bench-controlplane bench-cells bench-gateway bench-policy bench-ratelimit bench-fairness bench-pii bench-region bench-models bench-cluster bench-mtls bench-audit bench-offboard
 
 # One Envoy at 100 to 10,000 tenants, then (bench.cells) 10,000 tenants in 4 cells against it and a move of
-# 1% of them to a new cell under load.
+# 1% of them to a new cell under load, then (bench.cold_load) a first load of 10,000 tenants in worker
+# processes against one process.
 bench-controlplane: setup
 	$(BIN)/python -m bench.controlplane
 	$(BIN)/python -m bench.cells
+	$(BIN)/python -m bench.cold_load
 
 bench-gateway: setup
 	$(BIN)/python -m bench.gateway

@@ -50,8 +50,9 @@ def usable_cpus() -> int:
 
 
 def worker_count(items: int, setting: int | None) -> int:
-    """How many workers `items` are worth: `setting` (platform.yaml controlplane.workers) or the usable
-    CPUs, at most MAX_WORKERS, and at least MIN_PER_WORKER items each; 1 means do it in this process."""
+    """How many processes, this one included, `items` are worth: `setting` (platform.yaml
+    controlplane.workers) or the usable CPUs, at most MAX_WORKERS, and at least MIN_PER_WORKER items each;
+    1 means this process alone."""
     wanted = setting if setting is not None else min(usable_cpus(), MAX_WORKERS)
     return max(1, min(wanted, items // MIN_PER_WORKER))
 
@@ -70,9 +71,9 @@ def chunks(items: Sequence[T], n: int) -> list[Sequence[T]]:
 
 def fork_map(fn: Callable[[Any, Sequence[T]], R], context: Any, items: Sequence[T], workers: int,
              what: str) -> list[R] | None:
-    """fn(context, chunk) for `workers` contiguous chunks of `items`, each in a forked process that inherits
-    `context` as it is now; the results in order, or None if any worker failed (the caller then does the
-    work in this process). `what` names the work in the log."""
+    """fn(context, chunk) for `workers` contiguous chunks of `items`: the first in this process, each other in
+    a forked process that inherits `context` as it is now; the results in order, or None if any worker
+    failed (the caller then does the work in this process). `what` names the work in the log."""
     if workers < 2 or len(items) < 2:
         return None
     parts = chunks(items, workers)
@@ -81,13 +82,15 @@ def fork_map(fn: Callable[[Any, Sequence[T]], R], context: Any, items: Sequence[
     with _lock:  # one fork at a time: the inherited context is a single slot
         _inherited = context
         before = set(multiprocessing.active_children())
-        pool = ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(len(parts) - 1, mp_context=multiprocessing.get_context("fork"))
         started = time.perf_counter()
         done = False
         try:
-            futures = [pool.submit(_in_worker, fn, part) for part in parts]
+            futures = [pool.submit(_in_worker, fn, part) for part in parts[1:]]
+            # This process works too, rather than wait: one share needs no fork and no trip back.
+            results = [fn(context, parts[0])]
             deadline = started + timeout
-            results = [f.result(timeout=max(0.0, deadline - time.perf_counter())) for f in futures]
+            results += [f.result(timeout=max(0.0, deadline - time.perf_counter())) for f in futures]
             done = True
         except (BrokenProcessPool, TimeoutError, OSError) as err:
             log.warning("%s: a worker process failed (%s); doing it in this process instead", what,
@@ -100,7 +103,7 @@ def fork_map(fn: Callable[[Any, Sequence[T]], R], context: Any, items: Sequence[
                 for child in set(multiprocessing.active_children()) - before:
                     child.kill()
                     child.join(5)
-    log.debug("%s: %d items in %d workers, %.2fs", what, len(items), len(parts), time.perf_counter() - started)
+    log.debug("%s: %d items in %d processes, %.2fs", what, len(items), len(parts), time.perf_counter() - started)
     return results
 
 

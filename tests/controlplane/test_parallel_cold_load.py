@@ -106,15 +106,27 @@ def test_broken_files_read_in_workers_report_the_same_problems(
     assert all(tenant_id(i) in rendered for i in (3, 50, 90))
 
 
-def _dies_in_a_worker(context: Any, part: Any) -> Any:
-    os._exit(9)  # as if killed for memory
+_HERE = os.getpid()
+_READ, _COMPILE = loader._read_tenant_files, parallel._compile_part
+
+
+def _read_or_die(context: Any, part: Any) -> Any:
+    if os.getpid() != _HERE:
+        os._exit(9)  # a worker, as if killed for memory
+    return _READ(context, part)
+
+
+def _compile_or_die(context: Any, part: Any) -> Any:
+    if os.getpid() != _HERE:
+        os._exit(9)
+    return _COMPILE(context, part)
 
 
 def test_a_worker_that_dies_leaves_the_load_to_this_process(
         cfg_dir: Path, forks: list[tuple[str, bool]], monkeypatch: pytest.MonkeyPatch) -> None:
     want_cfg, want = one_process(cfg_dir, monkeypatch)
-    monkeypatch.setattr(loader, "_read_tenant_files", _dies_in_a_worker)
-    monkeypatch.setattr(parallel, "_compile_part", _dies_in_a_worker)
+    monkeypatch.setattr(loader, "_read_tenant_files", _read_or_die)
+    monkeypatch.setattr(parallel, "_compile_part", _compile_or_die)
     got_cfg, got = load_and_compile(cfg_dir)
     assert forks == [("reading tenant files", False), ("compiling tenants", False)]
     assert got_cfg.tenants == want_cfg.tenants

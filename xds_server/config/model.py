@@ -406,8 +406,9 @@ class ControlPlaneSettings(Strict):
     among."""
 
     replicas: int | None = Field(default=None, ge=1, le=16)
-    # Processes a first load (or any reload that reads or compiles thousands of tenants) shares its work
-    # among (xds_server/workers.py). Unset: the CPUs the control plane may use, at most 8; 1: none.
+    # Processes, the control plane's own included, a first load (or any reload that reads or compiles
+    # thousands of tenants) shares its work among (xds_server/workers.py). Unset: the CPUs the control
+    # plane may use, at most 8; 1: its own process alone.
     workers: int | None = Field(default=None, ge=1, le=64)
 
 
