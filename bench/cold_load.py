@@ -1,6 +1,7 @@
 """A control plane's cold load of 10,000 tenants (a first start, a failover to another replica): shared among
 worker processes (xds_server/workers.py, the default) against one process (`controlplane.workers: 1`), in
-the same run, each a fresh ControlPlane on the same files, alternating, median of a few.
+the same run, each a fresh ControlPlane on the same files, alternating, median of a few. And the tenant
+files' YAML read by xds_server/config/yaml_data.py against PyYAML's own loader (libyaml's parser both).
 
     python -m bench.cold_load [--tenants 10000] [--cells 4] [--runs 3]
 
@@ -26,6 +27,7 @@ from bench import report
 from bench.cells_config import write_cells_config, write_endpoints
 from xds_server.auth.keys import SigningKey
 from xds_server.compiler import Compiler
+from xds_server.config.yaml_data import Loader, load_yaml
 from xds_server.controlplane.service import ControlPlane
 from xds_server.workers import usable_cpus, worker_count
 from xds_server.xds.store import SnapshotStore
@@ -69,17 +71,34 @@ def run(tenants: int, cells: int, runs: int) -> dict[str, Any]:
                 _with_workers(config_dir, setting)
                 each[name].append(_first_load(config_dir, endpoints, key))
                 progress(f"run {k + 1}/{runs}, {name}: {each[name][-1]['total_s']:.2f}s")
+        yaml_s = _yaml_readers(config_dir / "tenants", runs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     median = {name: {part: statistics.median(r[part] for r in rows) for part in rows[0]} for name, rows in each.items()}
     ratio = median["workers"]["total_s"] / median["one process"]["total_s"]
+    yaml_median = {name: statistics.median(times) for name, times in yaml_s.items()}
     return {
         "benchmark": "cold_load", "environment": report.environment(), "tenants": tenants, "cells": cells,
         "runs": runs, "cpus": usable_cpus(), "processes": worker_count(tenants, None),
         "median": median, "each": each,
         # No target of its own: it serves issue 14's time to applied (bench/cells.py).
-        "ratio": {"workers_vs_one_process": ratio},
+        "ratio": {"workers_vs_one_process": ratio,
+                  "yaml_data_vs_pyyaml": yaml_median["yaml_data"] / yaml_median["pyyaml"]},
+        "yaml_s": yaml_median,
     }
+
+
+def _yaml_readers(tenants_dir: Path, runs: int) -> dict[str, list[float]]:
+    """Every tenant file's bytes (read once) to plain data: PyYAML's loader against yaml_data's, alternating."""
+    texts = [p.read_bytes() for p in sorted(tenants_dir.iterdir())]
+    out: dict[str, list[float]] = {"pyyaml": [], "yaml_data": []}
+    for _ in range(runs):
+        for name, read in (("pyyaml", lambda t: yaml.load(t, Loader=Loader)), ("yaml_data", load_yaml)):
+            started = time.perf_counter()
+            docs = [read(t) for t in texts]
+            out[name].append(time.perf_counter() - started)
+            del docs
+    return out
 
 
 def render(results: dict[str, Any]) -> str:
@@ -95,6 +114,8 @@ against one process (`controlplane.workers: 1`).
 {report.markdown_table(["", "total s", "load s", "compile s"], rows)}
 
 - workers vs one process: {ratio:.3f}x
+- the tenant files' YAML (read once, {results['tenants']:,} files): yaml_data {results['yaml_s']['yaml_data']:.2f}s vs
+  PyYAML's loader {results['yaml_s']['pyyaml']:.2f}s: {results['ratio']['yaml_data_vs_pyyaml']:.3f}x
 """
 
 

@@ -35,6 +35,7 @@ from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.changes import TenantChanges
 from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
+from xds_server.layered import Layered
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.snapshot import ENDPOINT, Resource, Snapshot
 from xds_server.workers import worker_count
@@ -92,7 +93,7 @@ class Compiler:
     # and the others are published as the same objects, which the store does not push again.
     _snapshot_memo: dict[str, _KeptSnapshot] = field(default_factory=dict)
     # Each tenant's memo key at the last compile.
-    _specs: dict[str, str] = field(default_factory=dict)
+    _specs: Mapping[str, str] = field(default_factory=dict)
     # The last rate-limit table and what every tenant's limits read besides the tenant.
     _limits: tuple[object, LimitTable] | None = None
     # Each gateway listener by what it is built from.
@@ -119,14 +120,16 @@ class Compiler:
         before = self._specs
         changes = inputs.changes
         if changes is not None and changes.since is self._compiled:
-            # An incremental load: only these tenants can have a new memo key.
-            specs = dict(before)
+            # An incremental load: only these tenants can have a new memo key. Layered over the last compile's
+            # keys: a copy of 100,000 cost an edit about 5 ms, copied and then traversed by the collector.
+            updates: dict[str, str | None] = {}
             for tid in changes.tenants:
                 if tid in cfg.tenants:
-                    specs[tid] = self._key(tid, cfg.tenants[tid])
+                    updates[tid] = self._key(tid, cfg.tenants[tid])
                 else:
-                    specs.pop(tid, None)
+                    updates[tid] = None
                     self._keys.pop(tid, None)
+            specs: Mapping[str, str] = Layered.over(before, updates)
             changed = {tid for tid in changes.tenants if before.get(tid) != specs.get(tid)}
             gone: set[str] | None = {tid for tid in changes.tenants if tid not in cfg.tenants}
             shaping.carry(cfg, changes)
@@ -220,7 +223,7 @@ class Compiler:
         limits = self._limit_table(cfg, changed, gone) if rl is not None else self._no_limits()
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots), ratelimits=limits)
 
-    def _pending(self, cfg: PlatformConfig, specs: dict[str, str], shared_key: str, changed: set[str] | None,
+    def _pending(self, cfg: PlatformConfig, specs: Mapping[str, str], shared_key: str, changed: set[str] | None,
                  views: Mapping[str, CellView], changes: TenantChanges | None) -> list[tuple[str, str]]:
         """Each (region, tenant) whose resources are not in the memo; of the `changed` tenants only, after an
         incremental load (the others' memo keys are the last compile's). In the order the snapshots are

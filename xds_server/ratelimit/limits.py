@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
 
 from xds_server.config.model import FailureMode
+from xds_server.layered import Layered
 
 DOMAIN = "fairshare"
 
@@ -115,60 +115,6 @@ class LimitTable:
 
     def get(self, tenant: str) -> TenantLimits | None:
         return self.tenants.get(tenant)
-
-
-class Layered(Mapping[str, TenantLimits]):
-    """A read-only mapping: a base shared with the tables before, and the changes since (None: removed).
-    Lookups read the changes first; once they grow past a sixteenth of the base (and 1,024) they are
-    merged into a new base, so an edit costs its changes and, amortised, a few copies of each tenant."""
-
-    __slots__ = ("_base", "_changes", "_len")
-
-    def __init__(self, base: Mapping[str, TenantLimits], changes: dict[str, TenantLimits | None], size: int) -> None:
-        self._base, self._changes, self._len = base, changes, size
-
-    @classmethod
-    def over(cls, table: Mapping[str, TenantLimits], changes: Mapping[str, TenantLimits | None]) -> Layered:
-        base, pending = (table._base, dict(table._changes)) if isinstance(table, Layered) else (table, {})
-        size = len(table)
-        for tid, limits in changes.items():
-            size += (limits is not None) - (tid in table)
-            pending[tid] = limits
-        if len(pending) > max(1024, len(base) // 16):
-            merged = dict(base)
-            for tid, limits in pending.items():
-                if limits is None:
-                    merged.pop(tid, None)
-                else:
-                    merged[tid] = limits
-            return cls(MappingProxyType(merged), {}, len(merged))
-        return cls(base, pending, size)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        hit = self._changes.get(key, _UNCHANGED)
-        if hit is _UNCHANGED:
-            return self._base.get(key, default)
-        return hit if hit is not None else default
-
-    def __getitem__(self, key: str) -> TenantLimits:
-        hit = self.get(key, _UNCHANGED)
-        if hit is _UNCHANGED:
-            raise KeyError(key)
-        return hit  # type: ignore[no-any-return]
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key, _UNCHANGED) is not _UNCHANGED
-
-    def __iter__(self) -> Iterator[str]:
-        changes = self._changes
-        yield from (tid for tid in self._base if tid not in changes)
-        yield from (tid for tid, limits in changes.items() if limits is not None)
-
-    def __len__(self) -> int:
-        return self._len
-
-
-_UNCHANGED: Any = object()
 
 
 def _table_version(accumulated: int, count: int) -> str:
