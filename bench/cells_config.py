@@ -4,11 +4,12 @@ cell's gateway listens on this machine."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
 
-from bench.synth import tenant_id, tenant_spec, write_config
+from bench.synth import REPO_CONFIG, tenant_id, tenant_spec, write_config
 from xds_server.cells.layout import cells, local_port
 from xds_server.compiler import Endpoint, EndpointDirectory
 from xds_server.config.model import Region, RegionCells
@@ -33,6 +34,17 @@ def write_cells_config(config_dir: Path, tenants: int, gateway_port: int, shared
     tenants_dir = config_dir / "tenants"
     for i in range(tenants):
         write_tenant_fast(tenants_dir, i)
+
+
+def example_in_cells(dest: Path, size: int, shared: int, dedicated: tuple[str, ...] = ()) -> Path:
+    """The repository's example config (own models, failover, every tier) copied to `dest`, REGION split into
+    `shared` cells of at most `size` tenants and the `dedicated` ones."""
+    root = Path(shutil.copytree(REPO_CONFIG, dest))
+    platform = yaml.safe_load((root / "platform.yaml").read_text())
+    platform["cells"] = {"size": size}
+    (root / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
+    set_cells(root, shared, dedicated)
+    return root
 
 
 def set_cells(config_dir: Path, shared: int, dedicated: tuple[str, ...] = ()) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.cells_config import REGION, set_cells
+from bench.cells_config import REGION, example_in_cells
 from bench.synth import REPO_CONFIG, tenant_id, tenant_spec
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory, shaping
 from xds_server.config import ConfigError, PlatformConfig, load_config
@@ -32,11 +31,7 @@ SYNTHETIC = 40
 def cfg_dir(tmp_path: Path) -> Path:
     """The example config (own models, failover, every tier) and 40 synthetic tenants, us-east-1 in 3 cells
     and a dedicated one."""
-    root = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
-    platform = yaml.safe_load((root / "platform.yaml").read_text())
-    platform["cells"] = {"size": 30}
-    (root / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
-    set_cells(root, 3, ("d0",))
+    root = example_in_cells(tmp_path / "config", 30, 3, ("d0",))
     for i in range(SYNTHETIC):
         write(root, i, tenant_spec(i))
     return root

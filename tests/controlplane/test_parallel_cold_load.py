@@ -5,7 +5,6 @@ files; and when a worker dies, the load still succeeds, done in the control plan
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bench.cells_config import set_cells
-from bench.synth import REPO_CONFIG, tenant_id, tenant_spec
+from bench.cells_config import example_in_cells
+from bench.synth import tenant_id, tenant_spec
 from xds_server import workers
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory, parallel
 from xds_server.config import ConfigError, PlatformConfig, load_config, loader
@@ -26,11 +25,7 @@ SYNTHETIC = 120
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
     """The example config and 120 synthetic tenants, us-east-1 in 3 cells of 50 and a dedicated one."""
-    root = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
-    platform = yaml.safe_load((root / "platform.yaml").read_text())
-    platform["cells"] = {"size": 50}
-    (root / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
-    set_cells(root, 3, ("d0",))
+    root = example_in_cells(tmp_path / "config", 50, 3, ("d0",))
     for i in range(SYNTHETIC):
         spec = tenant_spec(i)
         if i % 40 == 7:
