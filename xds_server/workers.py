@@ -16,6 +16,7 @@ does the work itself: `fork_map` returns None, after a timeout for a hang, and n
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 log = logging.getLogger("fairshare.workers")
@@ -42,11 +44,31 @@ _lock = threading.Lock()
 _inherited: Any = None
 
 
-def usable_cpus() -> int:
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may run on, and no more than its cgroup's CPU quota allows: in a pod with
+    `limits.cpu: 2` on a node of 32, the affinity says 32 and the quota 2 (forking 32 workers there would
+    only share 2 CPUs' time, and multiply the memory the pod's limit counts)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+
+
+def _cgroup_quota(cgroup: Path) -> float | None:
+    """CPUs' worth of time per period the cgroup allows (v2 `cpu.max`, or v1's quota and period); None: no limit."""
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]  # "max 100000" or "200000 100000"
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        v1_quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+        v1_period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return None if v1_quota <= 0 or v1_period <= 0 else v1_quota / v1_period
 
 
 def worker_count(items: int, setting: int | None) -> int:

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,20 @@ def test_chunks_are_contiguous_nearly_equal_and_in_order() -> None:
     parts = workers.chunks(list(range(11)), 4)
     assert [len(p) for p in parts] == [3, 3, 3, 2]
     assert [x for p in parts for x in p] == list(range(11))
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, limits.cpu: 2
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs' time: 2 processes can use it
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no limit
+    ({}, None),  # no cgroup files at all
+])
+def test_the_cgroup_cpu_quota_caps_the_usable_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   files: dict[str, str], expected: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(8)))  # a node of 8
+    assert workers.usable_cpus(tmp_path) == (expected if expected is not None else 8)

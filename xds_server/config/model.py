@@ -408,7 +408,8 @@ class ControlPlaneSettings(Strict):
     replicas: int | None = Field(default=None, ge=1, le=16)
     # Processes, the control plane's own included, a first load (or any reload that reads or compiles
     # thousands of tenants) shares its work among (xds_server/workers.py). Unset: the CPUs the control
-    # plane may use, at most 8; 1: its own process alone.
+    # plane may use (its affinity, and its cgroup's CPU quota: a pod's limits.cpu), at most 8; 1: its own
+    # process alone.
     workers: int | None = Field(default=None, ge=1, le=64)
 
 
