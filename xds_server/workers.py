@@ -9,8 +9,11 @@ spawn, because the workers need the loaded config and a fork hands them it witho
 
 Forking a process that runs gRPC's and asyncio's threads is safe for what the workers do (pure Python and
 protobuf, nothing of gRPC): the child has only the forking thread, and never returns to the parent's code.
-Should a worker still die or hang (killed for memory, a lock some thread held at the fork), the caller
-does the work itself: `fork_map` returns None, after a timeout for a hang, and nothing is lost but time.
+Should a worker still die or hang (killed for memory, a lock some thread held at the fork), or fail any
+other way (an exception, a result that cannot be sent back), the caller does the work itself: `fork_map`
+returns None, after a timeout for a hang, and nothing is lost but time (a bug then recurs in the caller,
+with its traceback). While it runs a worker adds the memory it writes to, about a quarter of the control
+plane's (78 MB beside 325 MB at 10,000 tenants, measured), which the pod's memory limit counts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,7 +116,7 @@ def fork_map(fn: Callable[[Any, Sequence[T]], R], context: Any, items: Sequence[
             deadline = started + timeout
             results += [f.result(timeout=max(0.0, deadline - time.perf_counter())) for f in futures]
             done = True
-        except (BrokenProcessPool, TimeoutError, OSError) as err:
+        except Exception as err:  # dead, hung, its result unsendable; a bug in fn recurs in the caller
             log.warning("%s: a worker process failed (%s); doing it in this process instead", what,
                         type(err).__name__)
             return None

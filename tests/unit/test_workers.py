@@ -52,6 +52,15 @@ def test_a_worker_that_dies_gives_none_and_leaves_no_process_behind() -> None:
     assert _no_children_within(10)
 
 
+def _unsendable(_: None, part: Sequence[int]) -> list[object]:
+    return [lambda: None for _ in part]  # a worker's result that cannot cross the pipe
+
+
+def test_a_result_that_cannot_be_sent_back_gives_none() -> None:
+    assert workers.fork_map(_unsendable, None, list(range(10)), 2, "unsendable") is None
+    assert _no_children_within(10)
+
+
 def test_a_worker_that_hangs_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers, "TIMEOUT_BASE_S", 1.0)
     started = time.monotonic()
