@@ -38,9 +38,11 @@ progress = functools.partial(report.progress, "cold_load")
 def _with_workers(config_dir: Path, workers: int | None) -> None:
     path = config_dir / "platform.yaml"
     data = yaml.safe_load(path.read_text())
-    data.setdefault("controlplane", {})["workers"] = workers
+    controlplane = data.setdefault("controlplane", {})
     if workers is None:
-        del data["controlplane"]["workers"]
+        controlplane.pop("workers", None)
+    else:
+        controlplane["workers"] = workers
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -119,7 +119,8 @@ class Compiler:
         tls = self._upstream_tls(cfg)
         before = self._specs
         changes = inputs.changes
-        if changes is not None and changes.since is self._compiled:
+        incremental = changes is not None and changes.since is self._compiled
+        if changes is not None and incremental:
             # An incremental load: only these tenants can have a new memo key. Layered over the last compile's
             # keys: a copy of 100,000 cost an edit about 5 ms, copied and then traversed by the collector.
             updates: dict[str, str | None] = {}
@@ -145,8 +146,7 @@ class Compiler:
         views = inputs.cells if inputs.cells is not None else settled_views(cfg)
         # Thousands of tenants to compile (a first load, a policy or catalog change): in worker processes.
         precompiled = parallel.compile_tenants(_compile_tenant, cfg, tls, self._pending(
-            cfg, specs, shared_key, changed if changes is not None and changes.since is self._compiled else None,
-            views, changes))
+            cfg, specs, shared_key, changed if incremental else None, views, changes))
         snapshot_memo: dict[str, _KeptSnapshot] = {}
         listener_inputs = (cfg.platform.auth.model_dump_json(), rl.model_dump_json() if rl is not None else None)
         used_listeners: dict[tuple[object, ...], Resource] = {}
