@@ -15,7 +15,7 @@ from xds_server.compiler import CompileInputs, Compiler, EndpointDirectory, rout
 from xds_server.config import load_config
 from xds_server.controlplane.service import ControlPlane
 from xds_server.envoy.process import find_envoy
-from xds_server.envoy.validate import EnvoyValidator, _bootstrap
+from xds_server.envoy.validate import EnvoyValidator, _bootstrap, changed_resources
 from xds_server.snapshot import ROUTE, Resource, Snapshot
 from xds_server.xds.store import SnapshotStore
 
@@ -61,10 +61,11 @@ def test_a_route_envoy_refuses_is_reported_with_envoys_reason() -> None:
 def test_only_what_changed_is_validated(cfg_dir: Path) -> None:
     compiler = Compiler()
     before = compile_us(cfg_dir, compiler)
-    assert _bootstrap(before, before) is None  # nothing changed: Envoy is not even started
+    assert _bootstrap(before, changed_resources(before, before)) is None  # nothing changed: Envoy is not even started
     path = cfg_dir / "tenants" / "acme.yaml"
     path.write_text(path.read_text().replace("{v1: 90, v2: 10}", "{v1: 50, v2: 50}"))
-    boot = _bootstrap(before, compile_us(cfg_dir, compiler))
+    after = compile_us(cfg_dir, compiler)
+    boot = _bootstrap(after, changed_resources(before, after))
     assert boot is not None
     [listener] = boot.static_resources.listeners
     hcm = hcm_pb2.HttpConnectionManager()

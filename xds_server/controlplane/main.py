@@ -126,6 +126,8 @@ async def serve(opts: ServeOptions) -> None:
         if rls is not None:
             await rls.stop()
         await runner.cleanup()
+        if cp.validator is not None:
+            cp.validator.close()  # its spare Envoy
         log.info("control plane stopped")
 
 
