@@ -7,10 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from watchfiles import awatch
-
 from xds_server.policy.backends import default_policy_dir
 from xds_server.sources.config.base import Revision, Tracker
+from xds_server.sources.config.file_events import settled_changes
 
 
 @dataclass
@@ -45,12 +44,12 @@ class LocalSource:
         return self.tracker.settle(ok)
 
     async def changes(self, extra: list[Path], stop: asyncio.Event | None) -> AsyncIterator[frozenset[str] | None]:
-        # The policies are watched like the config: a merged policy change is served without a restart. A
-        # short debounce lets an editor or `git checkout` finish writing before we read.
-        # The paths are the events' own: a load told which tenant files changed reads only those.
-        async for events in awatch(self.config_dir, self.policy_dir, *extra, debounce=50, step=25, stop_event=stop,
-                                   recursive=True, ignore_permission_denied=True):
-            yield frozenset(path for _, path in events)
+        # The policies are watched like the config: a merged policy change is served without a restart. Each
+        # set of changes comes once its files are closed (file_events.py): an edit is read at once, a file
+        # still being written is not read at all. The paths are the events' own: a load told which tenant
+        # files changed reads only those.
+        async for paths in settled_changes([self.config_dir, self.policy_dir, *extra], stop):
+            yield paths
 
     def status(self) -> dict[str, object]:
         return self.tracker.status(self.kind, self.location)
