@@ -173,20 +173,22 @@ class Compiler:
                     out.extend(compiled)
                 return out
 
-            listeners: dict[int, Resource] = {}
+            listeners: dict[tuple[int, bool], Resource] = {}
 
-            def gateway(port: int, region_id: str = region_id, listeners: dict[int, Resource] = listeners) -> Resource:
-                """Built once per port: in a cluster every cell of the region listens on the same one; on one
-                machine each cell has its own, and 40 cells' listeners cost an edit 50 ms: kept while their
-                inputs are the same."""
-                if port not in listeners:
-                    key = (inputs.listen_address, port, listener_inputs, inputs.jwks, region_id)
+            def gateway(port: int, front: bool = False, region_id: str = region_id,
+                        listeners: dict[tuple[int, bool], Resource] = listeners) -> Resource:
+                """Built once per port (and tier): in a cluster every cell of the region listens on the same one;
+                on one machine each cell has its own, and 40 cells' listeners cost an edit 50 ms: kept while
+                their inputs are the same, the front tier's too."""
+                if (port, front) not in listeners:
+                    key = (inputs.listen_address, port, listener_inputs, inputs.jwks, region_id, front)
                     kept = self._listeners.get(key)
                     if kept is None:
                         kept = Resource.pack(naming.LISTENER, listener.gateway_listener(
-                            inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id, rl))
-                    listeners[port] = used_listeners[key] = kept
-                return listeners[port]
+                            inputs.listen_address, port, cfg.platform.auth, inputs.jwks, region_id,
+                            None if front else rl, front=front))
+                    listeners[port, front] = used_listeners[key] = kept
+                return listeners[port, front]
 
             def build(key: str, head: list[Resource], members: frozenset[str]) -> None:
                 head_ident = (tuple((r.name, r.version) for r in head), shared_key)
@@ -211,12 +213,8 @@ class Compiler:
             for index, cell in enumerate(layout.cells(region)):
                 port = layout.local_port(region, index) if self.local_cell_ports else region.gateway_port
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
-            front_key = (inputs.listen_address, region.gateway_port, listener_inputs, inputs.jwks, region_id, FRONT)
-            front_listener = used_listeners[front_key] = self._listeners.get(front_key) or Resource.pack(
-                naming.LISTENER, listener.gateway_listener(inputs.listen_address, region.gateway_port,
-                                                           cfg.platform.auth, inputs.jwks, region_id, front=True))
-            build(snapshot_key(region_id, FRONT), [front_listener, *self._front(cfg, inputs, region_id, view)],
-                  frozenset())
+            build(snapshot_key(region_id, FRONT),
+                  [gateway(region.gateway_port, front=True), *self._front(cfg, inputs, region_id, view)], frozenset())
         # Keep only what this config used: the memo never outgrows the current tenant set. Only now, once
         # every snapshot is built: a compile that fails half-way must not leave the next one comparing
         # against memo keys whose snapshots were never built.
