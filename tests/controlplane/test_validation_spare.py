@@ -7,26 +7,19 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.controlplane.test_validation import compile_us, with_bad_regex
+from tests.e2e.conftest import eventually
 from xds_server.compiler import Compiler
 from xds_server.envoy.process import find_envoy
 from xds_server.envoy.validate import EnvoyValidator
 from xds_server.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def until(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def exited(pid: int) -> Callable[[], bool]:
@@ -42,9 +35,10 @@ def exited(pid: int) -> Callable[[], bool]:
 
 
 def spare_pid(validator: EnvoyValidator) -> int:
-    assert validator.spare is not None
-    until(lambda: validator.spare is not None and validator.spare.ready_pid() is not None)
-    pid = validator.spare.ready_pid()
+    spare = validator.spare
+    assert spare is not None
+    assert eventually(lambda: spare.ready_pid() is not None, interval=0.01)
+    pid = spare.ready_pid()
     assert pid is not None
     return pid
 
@@ -65,10 +59,10 @@ def test_a_spare_checks_the_next_change_with_a_fresh_envoys_verdict(snapshots: t
             waiting = spare_pid(validator)
             assert validator.check(good, bad) == fresh  # Envoy's own reason, without the spare's file name
             assert fresh is not None and "missing ]" in fresh and "/tmp/" not in fresh
-            until(exited(waiting))  # that spare ran this check: it validates once, then exits
+            assert eventually(exited(waiting))  # that spare ran this check: it validates once, then exits
             waiting = spare_pid(validator)
             assert validator.check(None, good) is None
-            until(exited(waiting))
+            assert eventually(exited(waiting))
     finally:
         validator.close()
 
@@ -93,12 +87,12 @@ def test_closing_or_dropping_a_validator_stops_its_spare(snapshots: tuple[Snapsh
     validator.check(None, good)
     pid = spare_pid(validator)
     validator.close()
-    until(exited(pid))
+    assert eventually(exited(pid))
     dropped = EnvoyValidator(find_envoy())
     dropped.check(None, good)
     pid = spare_pid(dropped)
     del dropped
-    until(exited(pid))
+    assert eventually(exited(pid))
 
 
 def test_a_spare_dies_with_a_control_plane_that_crashed(tmp_path: Path) -> None:
@@ -120,5 +114,5 @@ def test_a_spare_dies_with_a_control_plane_that_crashed(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[-1])
-    until(exited(pid))
+    assert eventually(exited(pid))
 
