@@ -32,6 +32,8 @@ log = logging.getLogger("fairshare.envoy.validate")
 
 # How long a check waits for a spare still starting to open its FIFO before running a fresh Envoy instead.
 OPEN_WAIT_S = 1.0
+# In a spare's own folder: the FIFO it reads its config from (`.pb`: binary proto) and what it prints.
+_FIFO, _OUTPUT = "bootstrap.pb", "output.txt"
 
 
 def validate_argv(binary: str, config: str) -> list[str]:
@@ -45,11 +47,11 @@ class _Spare:
 
     @property
     def fifo(self) -> Path:
-        return self.workdir / "bootstrap.pb"
+        return self.workdir / _FIFO
 
     @property
     def output(self) -> Path:
-        return self.workdir / "output.txt"
+        return self.workdir / _OUTPUT
 
     def discard(self) -> None:
         if self.proc.poll() is None:
@@ -140,10 +142,9 @@ class SpareEnvoy:
     def _start(self) -> _Spare:
         assert self._setpriv is not None
         workdir = Path(tempfile.mkdtemp(prefix="fairshare-validate-spare-"))
-        spare_fifo = workdir / "bootstrap.pb"
-        os.mkfifo(spare_fifo, 0o600)
-        with open(workdir / "output.txt", "wb") as output:
-            argv = [self._setpriv, "--pdeathsig", "KILL", *validate_argv(self.binary, str(spare_fifo))]
+        os.mkfifo(workdir / _FIFO, 0o600)
+        with open(workdir / _OUTPUT, "wb") as output:
+            argv = [self._setpriv, "--pdeathsig", "KILL", *validate_argv(self.binary, str(workdir / _FIFO))]
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
         # It starts while the control plane publishes; below the control plane's priority, it waits its turn.
         with contextlib.suppress(OSError):
