@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.synth import REPO_CONFIG
 from xds_server.controlplane.service import ControlPlane
+from xds_server.status_table import cell_rows
 from xds_server.xds.store import SnapshotStore
 
 JWKS = '{"keys": []}'
@@ -27,6 +28,16 @@ def test_valid_config_is_published_per_region(tmp_path: Path) -> None:
         assert outcome.ok and outcome.error is None
         assert sorted(store.regions()) == ["eu-west-1", "us-east-1"]
         assert cp.status()["config_version"] == outcome.version
+        # A region without cells is still listed with the tenants its gateways serve, which the status
+        # table prints (it printed "-").
+        assert cp.config is not None
+        served = {r: sum(1 for t in cp.config.tenants.values() if r in t.routes) for r in store.regions()}
+        listed = {c["key"]: c for c in cp.status()["cells"]}  # type: ignore[attr-defined]
+        assert {key: c["tenants"] for key, c in listed.items()} == served
+        assert all(c["cell"] is None for c in listed.values())
+        assert 0 < served["eu-west-1"] < served["us-east-1"], served
+        rows = {row.key: row for row in cell_rows(cp.status())}
+        assert {key: row.tenants for key, row in rows.items()} == served
 
     asyncio.run(scenario())
 

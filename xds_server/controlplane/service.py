@@ -330,7 +330,9 @@ class ControlPlane:
         out: list[dict[str, object]] = []
         for key, snap in sorted(self.compiled.snapshots.items()):
             region, cell = split_key(key)
-            if cell is None:
+            if cell is None:  # a region without cells: one gateway fleet holds its tenants
+                out.append({"region": region, "cell": None, "key": key, "version": snap.version,
+                            "tenants": len(snap.resources.get(SCOPED_ROUTE, {})), "moving_in": 0, "moving_out": 0})
                 continue
             counts = moving.get(region, {}).get(cell, {})
             out.append({
