@@ -329,12 +329,9 @@ class ControlPlane:
         moving = self.moves.status()
         out: list[dict[str, object]] = []
         for key, snap in sorted(self.compiled.snapshots.items()):
+            # A region without cells (cell None) is listed too: its one gateway fleet holds its tenants.
             region, cell = split_key(key)
-            if cell is None:  # a region without cells: one gateway fleet holds its tenants
-                out.append({"region": region, "cell": None, "key": key, "version": snap.version,
-                            "tenants": len(snap.resources.get(SCOPED_ROUTE, {})), "moving_in": 0, "moving_out": 0})
-                continue
-            counts = moving.get(region, {}).get(cell, {})
+            counts = moving.get(region, {}).get(cell, {}) if cell is not None else {}
             out.append({
                 "region": region, "cell": cell, "key": key, "version": snap.version,
                 # The front holds no tenant's resources: its count is the tenants it routes.
