@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jwt
@@ -40,6 +41,36 @@ def test_token_is_on_the_last_line_and_verifies_against_the_jwks(
 def test_token_for_unknown_tenant_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["token", "nobody", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 2
     assert "unknown tenant 'nobody'" in capsys.readouterr().err
+
+
+def test_token_needs_only_the_tenants_own_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken file of another tenant (the serving config is then still the last good one) does not stop a
+    credential for a sound tenant; the broken tenant's own is refused, naming its file and line."""
+    config = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, config)
+    (config / "tenants" / "acme.yaml").write_text("id: acme\nname: [unclosed\n")
+    state = tmp_path / "state"
+    assert main(["token", "globex", "--config", str(config), "--state", str(state)]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    key = jwt.PyJWK(json.loads(SigningKey.load_or_create(state).jwks())["keys"][0]).key
+    assert jwt.decode(token, key, algorithms=["ES256"], audience="fairshare-gateway")["tenant"] == "globex"
+    assert main(["token", "acme", "--config", str(config), "--state", str(state)]) == 2
+    assert f"{config / 'tenants' / 'acme.yaml'}: line 3, column 1: not valid YAML" in capsys.readouterr().err
+
+
+def test_token_refuses_offboarded_tenants_and_names_that_are_not_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, config)
+    globex = config / "tenants" / "globex.yaml"
+    globex.write_text(globex.read_text() + "offboard: true\n")
+    state = str(tmp_path / "state")
+    assert main(["token", "globex", "--config", str(config), "--state", state]) == 2
+    assert "tenant 'globex' is offboarded" in capsys.readouterr().err
+    # platform.yaml is a file in the config folder, not a tenant: a path is never read as a tenant file.
+    assert main(["token", "../platform", "--config", str(config), "--state", state]) == 2
+    assert "unknown tenant '../platform': a tenant id is lowercase letters" in capsys.readouterr().err
 
 
 def test_corrupt_signing_key_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

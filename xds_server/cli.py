@@ -13,7 +13,7 @@ from pathlib import Path
 from xds_server.audit import cli as audit_cli
 from xds_server.audit.log import AuditError
 from xds_server.auth.keys import SigningKey, SigningKeyError
-from xds_server.auth.tokens import UnknownTenant, issue_for_config
+from xds_server.auth.tokens import UnknownTenant, issue_from_files
 from xds_server.config import ConfigError, load_config
 from xds_server.listing import capped
 from xds_server.sources.config import cli as config_cli
@@ -59,9 +59,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
     key = SigningKey.load_or_create(args.state)
-    print(issue_for_config(cfg, key, args.tenant, args.ttl))
+    print(issue_from_files(args.config, key, args.tenant, args.ttl))
     return 0
 
 

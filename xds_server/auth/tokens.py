@@ -3,13 +3,16 @@ customer's identity provider issues them and only the JWKS changes."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from pathlib import Path
 
 import jwt
 
 from xds_server.auth.keys import SigningKey
-from xds_server.config.model import AuthSettings, PlatformConfig
+from xds_server.config.loader import load_tenant_alone
+from xds_server.config.model import NAME_PATTERN, AuthSettings, PlatformConfig
 from xds_server.listing import capped
 
 
@@ -44,3 +47,16 @@ def issue_for_config(config: PlatformConfig, key: SigningKey, tenant: str, ttl_s
         raise UnknownTenant(f"unknown tenant {tenant!r} ({len(config.tenants):,} known: "
                             f"{capped(sorted(config.tenants))})")
     return issue_token(key, config.platform.auth, tenant, ttl_seconds)
+
+
+def issue_from_files(directory: str | Path, key: SigningKey, tenant: str, ttl_seconds: int | None = None) -> str:
+    """A token for `tenant` from its own file and platform.yaml alone (`fairshare token`): the gateway, not
+    the token, decides what the tenant may reach, so the rest of the config need not load."""
+    platform, found = load_tenant_alone(directory, tenant)
+    if found is None and not re.fullmatch(NAME_PATTERN, tenant):
+        raise UnknownTenant(f"unknown tenant {tenant!r}: a tenant id is lowercase letters, digits and '-'")
+    if found is None:
+        raise UnknownTenant(f"unknown tenant {tenant!r}: no {Path(directory) / 'tenants' / tenant}.yaml")
+    if found.offboard:
+        raise UnknownTenant(f"tenant {tenant!r} is offboarded: no tokens are issued for it")
+    return issue_token(key, platform.auth, tenant, ttl_seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import (
+    NAME_PATTERN,
     Model,
     ModelVersion,
     OwnModel,
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from xds_server.config.changes import TenantChanges
 
 M = TypeVar("M", bound=BaseModel)
+# A tenant id as the config model allows it: anything else names no file (nor a path outside tenants/).
+_NAME = re.compile(NAME_PATTERN)
 
 
 class TiersFile(Strict):
@@ -262,6 +266,31 @@ def load_config(
         regions=regions, models=models.models, context=context,
         checked=checked, offboarded=offboarded, resolved=resolved, config=config)
     return config
+
+
+def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, Tenant | None]:
+    """platform.yaml and `tenant_id`'s own file, each checked against its schema, and nothing else: what a
+    credential for the tenant needs (`fairshare token`). Neither another tenant's file nor the policies
+    are read, so a broken file elsewhere does not stop a token for a sound tenant, and a token is as quick
+    at 100,000 tenants as at four. The tenant is None where it has no file; ConfigError, naming the file
+    and field, where either file is unsound."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ConfigError([Problem(str(root), "", "config directory does not exist")])
+    problems: list[Problem] = []
+    platform = _load_file(root / "platform.yaml", Platform, problems, optional=True) or Platform()
+    files = [root / "tenants" / f"{tenant_id}{ext}" for ext in (".yaml", ".yml")]
+    files = [f for f in files if f.is_file()] if _NAME.fullmatch(tenant_id) else []
+    if len(files) > 1:  # acme.yaml beside acme.yml, as a full load reports it
+        problems.append(Problem(str(files[1]), "id", f"tenant {tenant_id!r} is defined twice"))
+    tenant = None
+    if files:
+        file = _parse_tenant(files[0])
+        problems.extend(file.problems)
+        tenant = file.tenant
+    if problems:
+        raise ConfigError(problems)
+    return platform, tenant
 
 
 def checked_tenant(cache: TenantFileCache, file: TenantFile, context: str, tiers: dict[str, Tier],

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # The runtime finds the entities, so it owns their names (as it owns the gateway header names).
 from inference_images.runtime.pii.entities import Entity as PiiEntity
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")]
+NAME_PATTERN = r"[a-z][a-z0-9-]{0,40}[a-z0-9]"
+Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
 VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
