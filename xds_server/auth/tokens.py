@@ -11,7 +11,7 @@ from pathlib import Path
 import jwt
 
 from xds_server.auth.keys import SigningKey
-from xds_server.config.loader import load_tenant_alone
+from xds_server.config.loader import load_tenant_alone, tenant_file_ids
 from xds_server.config.model import NAME_PATTERN, AuthSettings, PlatformConfig
 from xds_server.listing import capped
 
@@ -56,7 +56,8 @@ def issue_from_files(directory: str | Path, key: SigningKey, tenant: str, ttl_se
     if found is None and not re.fullmatch(NAME_PATTERN, tenant):
         raise UnknownTenant(f"unknown tenant {tenant!r}: a tenant id is lowercase letters, digits and '-'")
     if found is None:
-        raise UnknownTenant(f"unknown tenant {tenant!r}: no {Path(directory) / 'tenants' / tenant}.yaml")
+        known = tenant_file_ids(directory)
+        raise UnknownTenant(f"unknown tenant {tenant!r} ({len(known):,} known: {capped(known)})")
     if found.offboard:
         raise UnknownTenant(f"tenant {tenant!r} is offboarded: no tokens are issued for it")
     return issue_token(key, platform.auth, tenant, ttl_seconds)

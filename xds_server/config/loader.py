@@ -293,6 +293,15 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
     return platform, tenant
 
 
+def tenant_file_ids(directory: str | Path) -> list[str]:
+    """The tenant ids the config's tenant files are named after, sorted (none if there is no tenants/)."""
+    try:
+        with os.scandir(Path(directory) / "tenants") as it:
+            return sorted({e.name.rsplit(".", 1)[0] for e in it if e.name.endswith((".yaml", ".yml"))})
+    except OSError:
+        return []
+
+
 def checked_tenant(cache: TenantFileCache, file: TenantFile, context: str, tiers: dict[str, Tier],
                    regions: dict[str, Region], models: dict[str, Model], problems: list[Problem]) -> Tenant | None:
     """The file's tenant once it and what it names (tiers, regions, models: `context`) are sound, else None
