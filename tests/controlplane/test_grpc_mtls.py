@@ -62,6 +62,18 @@ async def xds_call(port: int, creds: grpc.ChannelCredentials) -> discovery_pb2.D
         return resp
 
 
+async def xds_refused(port: int, creds: grpc.ChannelCredentials) -> discovery_pb2.DiscoveryResponse:
+    """An ADS stream opened and read without a request written: the refusal comes before any handler reads
+    one, and a Python aio client whose write lands after the server's status replaces that status with
+    INTERNAL "Internal error from Core" (grpc/grpc#36066; seen once in a full run). A stream that is not
+    refused gets nothing to read, and so ends DEADLINE_EXCEEDED, which no assertion accepts."""
+    async with channel(port, creds) as ch:
+        call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(ch).StreamAggregatedResources(timeout=10)
+        resp: discovery_pb2.DiscoveryResponse = await call.read()
+        call.cancel()
+        return resp
+
+
 async def rls_call(port: int, creds: grpc.ChannelCredentials) -> rls_pb2.RateLimitResponse:
     async with channel(port, creds) as ch:
         req = rls_pb2.RateLimitRequest(domain="fairshare")
@@ -116,7 +128,7 @@ def test_a_client_without_the_gateways_certificate_is_refused(pki: LocalPki, tmp
                  "a runtime's certificate": credentials(pki.ca_cert, pki.runtime_dir)}
         codes = {}
         for name, creds in cases.items():
-            codes[f"xds, {name}"] = await refused(xds_call(xds, creds))
+            codes[f"xds, {name}"] = await refused(xds_refused(xds, creds))
             codes[f"ratelimit, {name}"] = await refused(rls_call(rls, creds))
         # Plaintext gRPC at a TLS port gets no answer either.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{rls}") as ch:
