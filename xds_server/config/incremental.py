@@ -38,7 +38,11 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
     if names is None:
         return None
     tenants_dir = str(root / "tenants")  # paths as the full load writes them (it lists this folder)
-    checked = dict(state.checked)
+    # Updated in place, not copied: the dict is the last LoadState's alone (the config holds the policy's
+    # answer, not this), and that state is replaced by this load or, should it decline, by the full load that
+    # follows. At 100,000 tenants the copy and freeing the old one cost an edit about 6 ms. `offboarded` is
+    # also the serving config's, so it is copied (it is small).
+    checked = state.checked
     offboarded = dict(state.offboarded)
     touched: set[str] = set()
     added = False
