@@ -43,6 +43,10 @@ class Layout:
     config_dir: Path
     gateway_port: int
 
+    @property
+    def endpoints_file(self) -> Path:
+        return self.config_dir.parent / f"endpoints-{self.row['name']}.yaml"
+
     async def close(self) -> None:
         await self.rig.stop()
         shutil.rmtree(self.config_dir, ignore_errors=True)
@@ -56,7 +60,7 @@ async def measure(bench: Bench, name: str, tenants: int, shared: int, run: list[
     gateway_port = free_ports_in_a_row(2 + shared + len(dedicated))
     progress(f"{name}: writing {tenants:,} tenants ({shared} shared cells)")
     write_cells_config(config_dir, tenants, gateway_port, shared, size=size)
-    endpoints = config_dir.parent / f"endpoints-{name}.yaml"
+    endpoints = config_dir.parent / f"endpoints-{name}.yaml"  # Layout.endpoints_file
     write_endpoints(endpoints, bench.runtime_port, gateway_port, shared, dedicated or (DEDICATED,))
     # The kernel writes the bench's own files back to disk: done before the first load is timed, not during it.
     os.sync()

@@ -46,7 +46,8 @@ def _with_workers(config_dir: Path, workers: int | None) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _first_load(config_dir: Path, endpoints: Path, key: SigningKey) -> dict[str, float]:
+def first_load(config_dir: Path, endpoints: Path, key: SigningKey) -> dict[str, float]:
+    """A fresh ControlPlane's first load of `config_dir`, timed: total and parts (load, compile, ...)."""
     cp = ControlPlane(config_dir, endpoints, key.jwks(), SnapshotStore(), "127.0.0.1", validator=None,
                       compiler=Compiler(local_cell_ports=True))
     started = time.perf_counter()
@@ -67,11 +68,11 @@ def run(tenants: int, cells: int, runs: int) -> dict[str, Any]:
         os.sync()
         key = SigningKey.load_or_create(root / "state")
         each: dict[str, list[dict[str, float]]] = {"one process": [], "workers": []}
-        _first_load(config_dir, endpoints, key)  # warms the page cache and the imports for both
+        first_load(config_dir, endpoints, key)  # warms the page cache and the imports for both
         for k in range(runs):
             for name, setting in (("one process", 1), ("workers", None)):
                 _with_workers(config_dir, setting)
-                each[name].append(_first_load(config_dir, endpoints, key))
+                each[name].append(first_load(config_dir, endpoints, key))
                 progress(f"run {k + 1}/{runs}, {name}: {each[name][-1]['total_s']:.2f}s")
         yaml_s = _yaml_readers(config_dir / "tenants", runs)
     finally:
