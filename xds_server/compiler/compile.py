@@ -88,6 +88,8 @@ class Compiler:
     # The front tier's tenant -> cell table per region, kept while the table is unchanged.
     # (the table, the timeout, its resource, and the view's own dict: the same object, nothing to compare)
     _front_memo: dict[str, tuple[dict[str, str], float, Resource, Mapping[str, str]]] = field(default_factory=dict)
+    # Each region's front cell clusters and endpoint sets, by its cells and the endpoints they were built over.
+    _front_cells: dict[str, tuple[tuple[object, ...], list[Resource]]] = field(default_factory=dict)
     # Each snapshot, kept while what it is built from is unchanged (its listener and shared resources, its
     # tenants and their memo keys): an edit among 100,000 tenants in 40 cells rebuilds one cell's snapshot,
     # and the others are published as the same objects, which the store does not push again.
@@ -297,11 +299,16 @@ class Compiler:
         else:
             table = Resource.pack(naming.FRONT_ROUTES, front.front_routes(view.front, timeout))
             self._front_memo[region_id] = (dict(view.front), timeout, table, view.front)
-        return [
-            table,
-            *(Resource.pack(c.name, c) for c in (front.cell_cluster(cell, region_id) for cell in layout.cells(region))),
-            *front.cell_endpoint_sets(region, inputs.endpoints),
-        ]
+        # A cluster and an endpoint set per cell, kept while the cells and the endpoints are the same objects'
+        # (an edit among 100,000 tenants in 40 cells rebuilt all 80: 1-2 ms).
+        key = (tuple(layout.cells(region)), inputs.endpoints)
+        kept = self._front_cells.get(region_id)
+        if kept is None or kept[0] != key:
+            kept = self._front_cells[region_id] = (key, [
+                *(Resource.pack(c.name, c) for c in (front.cell_cluster(cell, region_id) for cell in key[0])),
+                *front.cell_endpoint_sets(region, inputs.endpoints),
+            ])
+        return [table, *kept[1]]
 
     def _upstream_tls(self, cfg: PlatformConfig) -> TransportSocket | None:
         settings = cfg.platform.gateway.upstream_tls
