@@ -122,6 +122,7 @@ class CellsRig:
         self.envoys.clear()
         if self.xds is not None:
             await self.xds.stop(0)
+            self.xds = None  # stopped once: a second stop (the layout's close after a bench's) has nothing to do
         self.cp = None  # its config and snapshots: gigabytes at 100,000 tenants
 
 
