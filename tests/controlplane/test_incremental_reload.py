@@ -203,6 +203,45 @@ def test_a_tenant_edit_reads_one_file_and_rebuilds_only_its_cell(cfg_dir: Path,
     assert moved == {f"{REGION}/{cell}"}
 
 
+def test_a_change_naming_no_tenant_file_keeps_the_next_edit_incremental(cfg_dir: Path) -> None:
+    """An editor's scratch file beside the tenants (vim's .t00001.yaml.swp) changes nothing: the same config,
+    and the next edit still reads one file (the last load's state, updated in place, is kept)."""
+    cache = TenantFileCache()
+    before = load_config(cfg_dir, cache)
+    swap = cfg_dir / "tenants" / f".{tenant_id(1)}.yaml.swp"
+    swap.write_bytes(b"\0vim")
+    assert load_config(cfg_dir, cache, changed=[swap]) is before
+    write(cfg_dir, 1, tenant_spec(1, (50, 50)))
+    after = load_config(cfg_dir, cache, changed=[cfg_dir / "tenants" / f"{tenant_id(1)}.yaml"])
+    assert cache.last is not None and cache.last.changes is not None and cache.last.changes.since is before
+    assert after.tenants[tenant_id(1)] is not before.tenants[tenant_id(1)]
+
+
+def test_an_incremental_load_that_fails_leaves_nothing_half_updated(cfg_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug half-way through an incremental load (here, in the policy layer) must not leave the next load
+    building on a tenant table that says the edit happened: the next load is a full one, and right."""
+    cache = TenantFileCache()
+    load_config(cfg_dir, cache)
+    write(cfg_dir, 1, tenant_spec(1, (50, 50)))
+    changed = [cfg_dir / "tenants" / f"{tenant_id(1)}.yaml"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(resolve, "resolve_changed", broken)
+        with pytest.raises(RuntimeError):
+            load_config(cfg_dir, cache, changed=changed)
+    assert cache.last is None  # nothing to build on: the next load reads everything
+    write(cfg_dir, 2, tenant_spec(2, (50, 50)))
+    cfg = load_config(cfg_dir, cache, changed=[cfg_dir / "tenants" / f"{tenant_id(2)}.yaml"])
+    assert cache.last is not None and cache.last.changes is None  # the full load ran
+    want = fresh(cfg_dir)
+    assert not isinstance(want, str)
+    assert_same(cfg, compiled(Compiler(), cfg, cache), *want, "after a failed incremental load")
+
+
 def test_the_control_plane_reloads_incrementally_from_the_watchers_events(cfg_dir: Path) -> None:
     async def scenario() -> None:
         cp = ControlPlane(cfg_dir, None, "{}", SnapshotStore(), "127.0.0.1")

@@ -39,9 +39,10 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
         return None
     tenants_dir = str(root / "tenants")  # paths as the full load writes them (it lists this folder)
     # Updated in place, not copied: the dict is the last LoadState's alone (the config holds the policy's
-    # answer, not this), and that state is replaced by this load or, should it decline, by the full load that
-    # follows. At 100,000 tenants the copy and freeing the old one cost an edit about 6 ms. `offboarded` is
-    # also the serving config's, so it is copied (it is small).
+    # answer, not this), and that state is replaced by this load or, should it decline or fail, by the full
+    # load that follows (it is no longer `cache.last` meanwhile). At 100,000 tenants the copy and freeing the
+    # old one cost an edit about 6 ms. `offboarded` is also the serving config's, so it is copied (small).
+    cache.last = None
     checked = state.checked
     offboarded = dict(state.offboarded)
     touched: set[str] = set()
@@ -81,6 +82,7 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
     if added:  # in file-name order, as the full load lists the folder
         checked = dict(sorted(checked.items(), key=lambda item: item[1][1].name))
     if not touched:
+        cache.last = state  # as it was: an entry replaced by an equal one at most
         return state.config
     return _decided(root, state, cache, policy_dir, checked, offboarded, frozenset(touched))
 
