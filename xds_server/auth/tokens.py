@@ -3,7 +3,6 @@ customer's identity provider issues them and only the JWKS changes."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,7 @@ import jwt
 
 from xds_server.auth.keys import SigningKey
 from xds_server.config.loader import load_tenant_alone, tenant_file_ids
-from xds_server.config.model import NAME_PATTERN, AuthSettings, PlatformConfig
+from xds_server.config.model import AuthSettings, PlatformConfig, is_name
 from xds_server.listing import capped
 
 
@@ -52,9 +51,9 @@ def issue_for_config(config: PlatformConfig, key: SigningKey, tenant: str, ttl_s
 def issue_from_files(directory: str | Path, key: SigningKey, tenant: str, ttl_seconds: int | None = None) -> str:
     """A token for `tenant` from its own file and platform.yaml alone (`fairshare token`): the gateway, not
     the token, decides what the tenant may reach, so the rest of the config need not load."""
-    platform, found = load_tenant_alone(directory, tenant)
-    if found is None and not re.fullmatch(NAME_PATTERN, tenant):
+    if not is_name(tenant):  # before any file is read by that name
         raise UnknownTenant(f"unknown tenant {tenant!r}: a tenant id is lowercase letters, digits and '-'")
+    platform, found = load_tenant_alone(directory, tenant)
     if found is None:
         known = tenant_file_ids(directory)
         raise UnknownTenant(f"unknown tenant {tenant!r} ({len(known):,} known: {capped(known)})")

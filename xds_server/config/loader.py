@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ from pydantic import BaseModel, ValidationError
 
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import (
-    NAME_PATTERN,
     Model,
     ModelVersion,
     OwnModel,
@@ -27,6 +25,7 @@ from xds_server.config.model import (
     Strict,
     Tenant,
     Tier,
+    is_name,
     is_s3,
 )
 from xds_server.config.yaml_data import load_yaml
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from xds_server.config.changes import TenantChanges
 
 M = TypeVar("M", bound=BaseModel)
-# A tenant id as the config model allows it: anything else names no file (nor a path outside tenants/).
-_NAME = re.compile(NAME_PATTERN)
 
 
 class TiersFile(Strict):
@@ -280,7 +277,8 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
     problems: list[Problem] = []
     platform = _load_file(root / "platform.yaml", Platform, problems, optional=True) or Platform()
     files = [root / "tenants" / f"{tenant_id}{ext}" for ext in (".yaml", ".yml")]
-    files = [f for f in files if f.is_file()] if _NAME.fullmatch(tenant_id) else []
+    # Anything but a tenant id names no file (nor a path outside tenants/).
+    files = [f for f in files if f.is_file()] if is_name(tenant_id) else []
     if len(files) > 1:  # acme.yaml beside acme.yml, as a full load reports it
         problems.append(Problem(str(files[1]), "id", f"tenant {tenant_id!r} is defined twice"))
     tenant = None

@@ -13,6 +13,15 @@ from inference_images.runtime.pii.entities import Entity as PiiEntity
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,40}[a-z0-9]"
 Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
+_NAME = re.compile(NAME_PATTERN)
+
+
+def is_name(value: str) -> bool:
+    """Whether `value` is a name as `Name` allows it: what a name given on a command line (a tenant to
+    offboard, or to mint a token for) must be before any file is looked up by it."""
+    return _NAME.fullmatch(value) is not None
+
+
 VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
 BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

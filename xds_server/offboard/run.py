@@ -31,7 +31,7 @@ from xds_server.audit.log import rfc3339
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import UnknownTenant, issue_for_config
 from xds_server.config import ConfigError, PlatformConfig, load_config
-from xds_server.config.model import is_s3
+from xds_server.config.model import is_name, is_s3
 from xds_server.controlplane import inventory, repository
 from xds_server.controlplane.admin_client import AdminClient
 from xds_server.listing import capped
@@ -39,7 +39,6 @@ from xds_server.local.keys import remove_tenant_key
 from xds_server.offboard import receipt, storage
 
 STEPS = ("mark", "routes", "tokens", "models", "artifacts", "counters", "secrets", "receipt")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}[a-z0-9]$")
 _MARK = re.compile(r"^offboard:.*$", re.MULTILINE)
 
 
@@ -149,7 +148,7 @@ class Offboarding:
     # -- before any step: the refusals -------------------------------------------------------------
 
     def preflight(self, state: State) -> None:
-        if not _NAME.match(self.tenant):
+        if not is_name(self.tenant):
             raise OffboardError(f"{self.tenant!r} is not a tenant id (lowercase letters, digits and dashes)")
         path = self.tenant_file
         if not path.is_file():
