@@ -41,11 +41,8 @@ class Layout:
     row: dict[str, Any]
     rig: CellsRig
     config_dir: Path
+    endpoints_file: Path
     gateway_port: int
-
-    @property
-    def endpoints_file(self) -> Path:
-        return self.config_dir.parent / f"endpoints-{self.row['name']}.yaml"
 
     async def close(self) -> None:
         await self.rig.stop()
@@ -60,12 +57,12 @@ async def measure(bench: Bench, name: str, tenants: int, shared: int, run: list[
     gateway_port = free_ports_in_a_row(2 + shared + len(dedicated))
     progress(f"{name}: writing {tenants:,} tenants ({shared} shared cells)")
     write_cells_config(config_dir, tenants, gateway_port, shared, size=size)
-    endpoints = config_dir.parent / f"endpoints-{name}.yaml"  # Layout.endpoints_file
+    endpoints = config_dir.parent / f"endpoints-{name}.yaml"
     write_endpoints(endpoints, bench.runtime_port, gateway_port, shared, dedicated or (DEDICATED,))
     # The kernel writes the bench's own files back to disk: done before the first load is timed, not during it.
     os.sync()
     rig = CellsRig(bench.root, endpoints, bench.key)
-    layout = Layout({}, rig, config_dir, gateway_port)
+    layout = Layout({}, rig, config_dir, endpoints, gateway_port)
     try:
         progress(f"{name}: first load (load + policy + compile + publish)")
         build_s = await rig.start(config_dir, [])

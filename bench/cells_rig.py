@@ -124,6 +124,7 @@ class CellsRig:
             await self.xds.stop(0)
             self.xds = None  # stopped once: a second stop (the layout's close after a bench's) has nothing to do
         self.cp = None  # its config and snapshots: gigabytes at 100,000 tenants
+        self.store = SnapshotStore()
 
 
 FRONT_KEY = key_of(FRONT)

@@ -34,7 +34,6 @@ from bench.report import results_dir, write_results
 from xds_server.auth.keys import SigningKey
 from xds_server.cells.keys import FRONT
 from xds_server.local.processes import free_port
-from xds_server.xds.store import SnapshotStore
 
 CELL_SIZE = 2500
 # First loads of each of the 10,000- and 100,000-tenant layouts; their medians are compared.
@@ -74,7 +73,6 @@ async def more_loads(bench: Bench, layout: Layout, loads: int) -> None:
     # The rig's control plane, Envoys and snapshots gone first: the other loads run in the process as the
     # rig's did, not beside a second config of the same size.
     await layout.rig.stop()
-    layout.rig.store = SnapshotStore()
     for k in range(loads - 1):
         gc.collect()  # the last fresh control plane's config, gone before the next one is built
         samples.append(first_load(layout.config_dir, layout.endpoints_file, bench.key)["total_s"])

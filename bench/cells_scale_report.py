@@ -19,9 +19,13 @@ def _cells_measured(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: e for k, e in row["envoys"].items() if not k.endswith("/front")}
 
 
+def load_samples(row: dict[str, Any]) -> list[float]:
+    """The layout's first loads: its samples (the rig's first), else the rig's alone."""
+    return row.get("build_samples_s") or [row["build_s"]]
+
+
 def first_load_s(row: dict[str, Any]) -> float:
-    """The layout's first load: the median of its samples (the rig's first), else the rig's alone."""
-    return statistics.median(row.get("build_samples_s") or [row["build_s"]])
+    return statistics.median(load_samples(row))
 
 
 def summarise_scale(one: dict[str, Any], ten: dict[str, Any], big: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def summarise_scale(one: dict[str, Any], ten: dict[str, Any], big: dict[str, Any
 
 
 def _samples(row: dict[str, Any]) -> str:
-    return ", ".join(f"{x:.2f}" for x in row.get("build_samples_s") or [row["build_s"]])
+    return ", ".join(f"{x:.2f}" for x in load_samples(row))
 
 
 def render_scale(results: dict[str, Any]) -> str:
@@ -61,7 +65,7 @@ def render_scale(results: dict[str, Any]) -> str:
     f, t = results["figures"], results["targets"]
     measured = len(_cells_measured(big))
     figures = markdown_table(["figure", "baseline", f"{big['tenants']:,} tenants", "ratio", "target"], [
-        [f"first load s (load + policy + compile + publish; median of {len(big.get('build_samples_s') or [0])})",
+        [f"first load s (load + policy + compile + publish; median of {len(load_samples(big))})",
          f"{first_load_s(ten):.2f} ({ten['tenants']:,}; {_samples(ten)})",
          f"{first_load_s(big):.2f} ({_samples(big)})", round(t["first_load_growth"]["value"], 2),
          f"<= {LOAD_GROWTH:g}x"],
