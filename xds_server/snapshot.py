@@ -40,13 +40,20 @@ class Resource:
     type_url: str
     packed: any_pb2.Any
     version: str
+    # The payload's length, known when packed: reading it back from `packed` copies the bytes out, and every
+    # publish sums a snapshot's (7,500 resources in a cell: about a millisecond of an edit).
+    size: int
 
     @classmethod
     def pack(cls, name: str, message: Message) -> Resource:
         payload = message.SerializeToString(deterministic=True)
-        type_url = TYPE_PREFIX + message.DESCRIPTOR.full_name
-        packed = any_pb2.Any(type_url=type_url, value=payload)
-        return cls(name=name, type_url=type_url, packed=packed, version=_digest(payload))
+        return cls.of_bytes(name, TYPE_PREFIX + message.DESCRIPTOR.full_name, payload, _digest(payload))
+
+    @classmethod
+    def of_bytes(cls, name: str, type_url: str, payload: bytes, version: str) -> Resource:
+        """A resource from its serialised message and that payload's digest (`pack`'s, or a worker's)."""
+        return cls(name=name, type_url=type_url, packed=any_pb2.Any(type_url=type_url, value=payload),
+                   version=version, size=len(payload))
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class Snapshot:
 
     @cached_property
     def _total_bytes(self) -> int:
-        return sum(len(r.packed.value) for by_name in self.resources.values() for r in by_name.values())
+        return sum(r.size for by_name in self.resources.values() for r in by_name.values())
 
     def count(self) -> int:
         return sum(len(by_name) for by_name in self.resources.values())

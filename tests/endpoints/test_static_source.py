@@ -44,3 +44,24 @@ def test_edits_are_announced_and_a_bad_edit_keeps_the_last_good(tmp_path: Path) 
 async def _until(check: object) -> None:
     while not check():  # type: ignore[operator]
         await asyncio.sleep(0.02)
+
+
+def test_a_reload_reads_the_file_again_only_once_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "endpoints.yaml"
+    EndpointDirectory({US: (Endpoint("127.0.0.1", 9001),)}).dump(path)
+    src = StaticEndpoints(path)  # not started: no watcher, so only for_reload reads the file
+    reads: list[Path] = []
+    load = EndpointDirectory.load
+    monkeypatch.setattr(EndpointDirectory, "load", classmethod(lambda cls, p: reads.append(p) or load(p)))
+    assert [e.port for e in src.for_reload().of(*US)] == [9001]
+    assert [e.port for e in src.for_reload().of(*US)] == [9001]
+    assert len(reads) == 1  # unchanged: the last read stands
+    EndpointDirectory({US: (Endpoint("127.0.0.1", 9002),)}).dump(path)  # same size, a new mtime
+    assert [e.port for e in src.for_reload().of(*US)] == [9002]
+    path.write_text("regions: {us-east-1: {cpu: [{host: 127.0.0.1, port: 0}]}}\n")
+    for _ in range(2):  # a bad file refuses every reload, not only the first after the edit
+        with pytest.raises(ConfigError):
+            src.for_reload()
+    assert [e.port for e in src.current().of(*US)] == [9002]
+    EndpointDirectory({US: (Endpoint("127.0.0.1", 9003),)}).dump(path)
+    assert [e.port for e in src.for_reload().of(*US)] == [9003]

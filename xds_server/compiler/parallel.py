@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from envoy.config.core.v3.base_pb2 import TransportSocket
-from google.protobuf import any_pb2
 
 from xds_server.config.model import PlatformConfig, ResolvedTenant
 from xds_server.snapshot import Resource
@@ -31,8 +30,7 @@ def compile_tenants(compile_one: CompileOne, cfg: PlatformConfig, tls: Transport
         return {}
     out: dict[tuple[str, str], tuple[Resource, ...]] = {}
     for pair, wired in zip(pending, (w for part in parts for w in part), strict=True):
-        out[pair] = tuple(Resource(name, type_url, any_pb2.Any(type_url=type_url, value=value), version)
-                          for name, type_url, value, version in wired)
+        out[pair] = tuple(Resource.of_bytes(name, type_url, value, version) for name, type_url, value, version in wired)
     return out
 
 

@@ -138,7 +138,7 @@ class TenantFileCache:
     last: LoadState | None = None
 
     def load_stat(self, path: str, st: os.stat_result) -> TenantFile:
-        key = _stat_key(st)
+        key = stat_key(st)
         hit = self.entries.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
@@ -150,7 +150,7 @@ class TenantFileCache:
         """Parse, in worker processes, the files among `stats` this cache does not hold as they are now,
         when there are enough of them to be worth it (a first load); `load_stat` then finds them here."""
         missing = [(path, st) for path, st in stats
-                   if (hit := self.entries.get(path)) is None or hit[0] != _stat_key(st)]
+                   if (hit := self.entries.get(path)) is None or hit[0] != stat_key(st)]
         n = worker_count(len(missing), workers)
         if n < 2:
             return
@@ -158,7 +158,7 @@ class TenantFileCache:
         if read is None:
             return  # a worker failed: load_stat reads them here
         for (path, st), (data, problems) in zip(missing, (r for part in read for r in part), strict=True):
-            self.entries[path] = (_stat_key(st), _tenant_file(Path(path), data, problems))
+            self.entries[path] = (stat_key(st), _tenant_file(Path(path), data, problems))
 
     def forget(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -183,7 +183,8 @@ class TenantFileCache:
             del self.checked[path]
 
 
-def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+def stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    """What says a file is as it was when last read: a write changes its mtime, a replacement its inode."""
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 

@@ -11,6 +11,7 @@ from watchfiles import awatch
 
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.errors import ConfigError
+from xds_server.config.loader import stat_key
 from xds_server.endpoints.source import EndpointSource
 
 log = logging.getLogger("fairshare.endpoints")
@@ -21,6 +22,8 @@ class StaticEndpoints(EndpointSource):
         super().__init__()
         self.path = Path(path)
         self.error: str | None = None
+        # The file's stat when last read without a problem: a reload re-reads it only once it changed.
+        self._read: tuple[int, int, int] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
@@ -33,9 +36,17 @@ class StaticEndpoints(EndpointSource):
         self._task = asyncio.create_task(self._watch())
 
     def for_reload(self) -> EndpointDirectory:
-        """Re-read the file, as a full reload does today: a bad file refuses the reload with every problem."""
+        """Re-read the file if it changed since it was last read well: a bad file refuses the reload with every
+        problem, every time. Unchanged, it is not parsed again (with 40 cells' gateways in it, a millisecond of
+        every edit)."""
+        try:
+            seen = stat_key(self.path.stat())
+        except OSError:
+            seen = None  # EndpointDirectory.load reports it
+        if seen is not None and seen == self._read:
+            return self.current()
         directory = EndpointDirectory.load(self.path)
-        self.error = None
+        self.error, self._read = None, seen
         self._publish(directory)
         return self.current()
 
