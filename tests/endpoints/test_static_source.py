@@ -52,7 +52,11 @@ def test_a_reload_reads_the_file_again_only_once_it_changed(tmp_path: Path, monk
     src = StaticEndpoints(path)  # not started: no watcher, so only for_reload reads the file
     reads: list[Path] = []
     load = EndpointDirectory.load
-    monkeypatch.setattr(EndpointDirectory, "load", classmethod(lambda cls, p: reads.append(p) or load(p)))
+
+    def counted(cls: type[EndpointDirectory], p: Path) -> EndpointDirectory:
+        reads.append(p)
+        return load(p)
+    monkeypatch.setattr(EndpointDirectory, "load", classmethod(counted))
     assert [e.port for e in src.for_reload().of(*US)] == [9001]
     assert [e.port for e in src.for_reload().of(*US)] == [9001]
     assert len(reads) == 1  # unchanged: the last read stands

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from xds_server.policy.resolve import (
 )
 
 Tenants = dict[str, tuple[Tenant, Path]]
-Resolved = dict[str, ResolvedTenant]
+Resolved = Mapping[str, ResolvedTenant]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -111,7 +111,7 @@ class LoadState:
     offboarded: dict[str, Tenant]
     # What the policy layer returned (the config's `tenants` is a validated copy): what its next answer
     # is computed from.
-    resolved: dict[str, ResolvedTenant]
+    resolved: Mapping[str, ResolvedTenant]
     config: PlatformConfig
     # How `config` differs from the config of the load before, when this load was incremental.
     changes: TenantChanges | None = None
@@ -133,7 +133,7 @@ class TenantFileCache:
     policy_memo: Any = None
     # The last placement in cells and what it was computed from (`_place_in_cells`), kept with these files
     # for the same reason.
-    placement_memo: tuple[tuple[object, ...], dict[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
+    placement_memo: tuple[tuple[object, ...], Mapping[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
     # The last successful load through this cache; None after a failed one (the next load is a full one).
     last: LoadState | None = None
 
@@ -320,7 +320,7 @@ def _policy_key(policy_dir: Path | None) -> str | None:
     return None if policy_dir is None else os.path.abspath(policy_dir)
 
 
-def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], resolved: dict[str, ResolvedTenant],
+def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], resolved: Mapping[str, ResolvedTenant],
                     files: dict[str, tuple[Tenant, Path]], cache: TenantFileCache | None,
                     changed: Collection[str] | None = None) -> dict[str, dict[str, str]]:
     """Each tenant's cell in every region split into cells (xds_server/cells/assign.py); an unknown pin or a
@@ -349,7 +349,7 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
     return cells
 
 
-def _same_placement(before: dict[str, ResolvedTenant], after: dict[str, ResolvedTenant],
+def _same_placement(before: Mapping[str, ResolvedTenant], after: Mapping[str, ResolvedTenant],
                     changed: Collection[str] | None) -> bool:
     """Whether every tenant of `after` is in `before` and back, with the same pin and regions."""
     def same(t: ResolvedTenant, b: ResolvedTenant) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated
 
@@ -487,7 +488,9 @@ class PlatformConfig(Strict):
     tiers: dict[Name, Tier]
     regions: dict[Name, Region]
     models: dict[Name, Model]
-    tenants: dict[Name, ResolvedTenant]
+    # In file-name order; after an edit that adds or removes none, the last config's table with the edited
+    # tenants' values replaced (xds_server/layered.py `Revised`), not a copy.
+    tenants: Mapping[Name, ResolvedTenant]
     # Tenants whose file says `offboard: true`, with their spec as written: known, but served nowhere (not in
     # `tenants`); their data class still decides how long their old log lines are kept (xds_server/retention).
     offboarded: dict[Name, Tenant] = Field(default_factory=dict)
