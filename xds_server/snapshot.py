@@ -52,8 +52,7 @@ class Resource:
     @classmethod
     def of_bytes(cls, name: str, type_url: str, payload: bytes, version: str) -> Resource:
         """A resource from its serialised message and that payload's digest (`pack`'s, or a worker's)."""
-        return cls(name=name, type_url=type_url, packed=any_pb2.Any(type_url=type_url, value=payload),
-                   version=version, size=len(payload))
+        return cls(name, type_url, any_pb2.Any(type_url=type_url, value=payload), version, len(payload))
 
 
 @dataclass(frozen=True)
