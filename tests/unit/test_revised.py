@@ -40,3 +40,20 @@ def test_edits_read_as_a_dict_in_the_same_order() -> None:
 def test_only_values_are_replaced() -> None:
     with pytest.raises(KeyError, match="'new'"):
         Revised.over({"a": 1}, {"new": 2})
+
+
+def test_an_edited_config_serialises_as_one_loaded_whole() -> None:
+    import warnings
+
+    from bench.synth import REPO_CONFIG
+    from xds_server.config import load_config
+    from xds_server.config.model import PlatformConfig
+
+    whole = load_config(REPO_CONFIG)
+    first = next(iter(whole.tenants))
+    edited = PlatformConfig.model_construct(**{**dict(whole), "tenants": Revised.over(whole.tenants, {
+        first: whole.tenants[first]})})
+    assert isinstance(edited.tenants, Revised)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a field's value is not the type it serialises
+        assert edited.model_dump_json() == whole.model_dump_json()

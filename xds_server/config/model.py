@@ -5,12 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 # The runtime finds the entities, so it owns their names (as it owns the gateway header names).
 from inference_images.runtime.pii.entities import Entity as PiiEntity
+from xds_server.layered import as_dict
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,40}[a-z0-9]"
 Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
@@ -497,6 +506,10 @@ class PlatformConfig(Strict):
     # Regions split into cells: region -> tenant -> the cell it belongs in (xds_server/cells/assign.py), for
     # every tenant served there. Regions without cells are absent.
     cells: dict[Name, dict[Name, Name]] = Field(default_factory=dict)
+
+    @field_serializer("tenants", mode="wrap")
+    def _tenants_as_dict(self, tenants: Mapping[str, ResolvedTenant], handler: SerializerFunctionWrapHandler) -> Any:
+        return handler(as_dict(tenants))  # pydantic serialises a dict; an edited config's table is a Revised
 
     def version_regions(self, model: str, version: str) -> list[str]:
         """Regions in which a model version is deployed (its pool exists there)."""
