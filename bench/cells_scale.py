@@ -1,9 +1,9 @@
 """Cells at 100,000 tenants (issue 14), against baselines measured in the same run:
 
 - 100,000 tenants in 40 cells: the first load (load + policy + compile + publish) against 10,000 tenants in
-  4 cells (the median of 3 loads each, the two layouts' taken in turn); each cell's Envoy against a plain
-  single-cell region of 2,500 tenants; the front tier's Envoy (its whole tenant -> cell table); one
-  tenant's edit served against the same edit at 10,000.
+  4 cells (the median of 3 loads each); each cell's Envoy against a plain single-cell region of 2,500
+  tenants; the front tier's Envoy (its whole tenant -> cell table); one tenant's edit served against the
+  same edit at 10,000.
 
 Two cells' Envoys (the edited tenant's and one more) and the front run at 100,000; the other 38 cells hold
 the same number of tenants with the same shapes, so their Envoys cost the same (each cell's snapshot size
@@ -52,40 +52,32 @@ async def run(tenants: int, shared: int, edits: int, loads: int = LOADS) -> dict
             progress(f"baseline: {small:,} tenants in {shared // 10} cells")
             ten = await measure(bench, f"cells-{small}", small, shared // 10, [EDITED_CELL, FRONT], edits,
                                 size=CELL_SIZE)
-            # Its control plane, Envoys and snapshots gone before the next layout's: each rig runs alone in
-            # the process, and so do the loads after (not beside a second config).
-            await ten.rig.stop()
-            try:
-                progress(f"{tenants:,} tenants in {shared} cells")
-                big = await measure(bench, f"cells-{tenants}", tenants, shared, [EDITED_CELL, "c0", "c1", FRONT],
-                                    edits, size=CELL_SIZE)
-                big.row["cell_snapshots"] = cell_snapshots(big)
-                await big.rig.stop()
-                try:
-                    more_loads(bench, [ten, big], loads)
-                finally:
-                    await big.close()
-            finally:
-                await ten.close()
+            await more_loads(bench, ten, loads)
+            await ten.close()
+            progress(f"{tenants:,} tenants in {shared} cells")
+            big = await measure(bench, f"cells-{tenants}", tenants, shared, [EDITED_CELL, "c0", "c1", FRONT], edits,
+                                size=CELL_SIZE)
+            big.row["cell_snapshots"] = cell_snapshots(big)
+            await more_loads(bench, big, loads)
+            await big.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return summarise_scale(one.row, ten.row, big.row)
 
 
-def more_loads(bench: Bench, layouts: list[Layout], loads: int) -> None:
-    """`loads` first loads of each layout's files (its rig's, then fresh control planes' on the same files,
-    the layouts taken in turn, the rigs stopped): one load of 100,000 tenants moves by 10-20% from one run
-    to the next here, more than the target's margin, so the growth is taken between medians; and the
-    machine's pace drifts over the minutes a run takes, so each layout's loads are spread across them
-    alike rather than one layout's all early and the other's late."""
-    for layout in layouts:
-        layout.row["build_samples_s"] = [layout.row["build_s"]]
+async def more_loads(bench: Bench, layout: Layout, loads: int) -> None:
+    """`loads` first loads in all of the layout's files, the rig's and fresh control planes' on the same
+    files, the rig stopped: one load of 100,000 tenants moves by 10-20% from one run to the next here, more
+    than the target's margin, so the growth is taken between medians."""
+    samples = [layout.row["build_s"]]
+    # The rig's control plane, Envoys and snapshots gone first: the other loads run in the process as the
+    # rig's did, not beside a second config of the same size.
+    await layout.rig.stop()
     for k in range(loads - 1):
-        for layout in layouts:
-            gc.collect()  # the last fresh control plane's config, gone before the next one is built
-            samples = layout.row["build_samples_s"]
-            samples.append(first_load(layout.config_dir, layout.endpoints_file, bench.key)["total_s"])
-            progress(f"{layout.row['name']}: first load {k + 2}/{loads}: {samples[-1]:.2f}s")
+        gc.collect()  # the last fresh control plane's config, gone before the next one is built
+        samples.append(first_load(layout.config_dir, layout.endpoints_file, bench.key)["total_s"])
+        progress(f"{layout.row['name']}: first load {k + 2}/{loads}: {samples[-1]:.2f}s")
+    layout.row["build_samples_s"] = samples
 
 
 def cell_snapshots(layout: Any) -> dict[str, dict[str, int]]:
