@@ -110,3 +110,62 @@ def test_a_dedicated_cell_may_not_take_a_shared_cells_name(config: Path) -> None
     (config / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
     with pytest.raises(ConfigError, match="dedicated cell 'c7': c<number> names are the shared cells'"):
         load_config(config)
+
+
+def test_placing_the_changed_tenants_alone_answers_as_placing_everyone() -> None:
+    """Onboarding, offboarding, pins and regions changing, from roomy cells to full ones: wherever
+    place_changed answers, it is place's answer; where a cell is or would be full, it leaves it to place."""
+    import random
+
+    from xds_server.cells.assign import place, place_changed
+
+    rng = random.Random(11)
+    split = Region(id="us-east-1", pools=[Pool(name="cpu")], cells=RegionCells(shared=4, dedicated=["d0"]))
+    plain = Region(id="eu-west-1", pools=[Pool(name="cpu")])
+    regions = {r.id: r for r in (split, plain)}
+    size = 45
+    served: dict[str, tuple[str | None, list[str]]] = {f"t{i:04d}": (None, ["us-east-1"]) for i in range(150)}
+    before, problems = place(size, regions, served)
+    assert not problems
+    answered = declined = 0
+    for step in range(600):
+        changed: dict[str, tuple[str | None, list[str]] | None] = {}
+        for _ in range(rng.choice([1, 1, 2, 5, 12])):
+            tid = f"t{rng.randrange(400):04d}"
+            if rng.random() < (0.2 if step // 150 % 2 == 0 else 0.6):  # filling up, then emptying, in turn
+                changed[tid] = None  # offboarded
+            else:
+                pin = rng.choice([None] * 8 + ["d0", "c1", "nowhere"])
+                where = rng.choice([["us-east-1"], ["us-east-1", "eu-west-1"], ["eu-west-1"]])
+                changed[tid] = (pin, where)
+        after_served = {**served, **{t: i for t, i in changed.items() if i is not None}}
+        for t in [t for t, i in changed.items() if i is None]:
+            after_served.pop(t, None)
+        whole, problems = place(size, regions, after_served)
+        quick = place_changed(size, regions, before, {t: after_served.get(t) for t in changed})
+        if quick is None:
+            declined += 1
+        else:
+            answered += 1
+            assert not problems, step  # it never answers where place refuses
+            assert quick == whole, step
+        if not problems:  # a refused change is not applied: the last good placement stays
+            served, before = after_served, whole
+    assert answered > 100 and declined > 100  # both roomy and full cells were met
+
+
+def test_changes_that_would_over_fill_a_cell_are_left_to_place() -> None:
+    from xds_server.cells.assign import _hashes, place, place_changed
+
+    region = Region(id="us-east-1", pools=[Pool(name="cpu")], cells=RegionCells(shared=2, dedicated=["d0"]))
+    regions = {region.id: region}
+    to_c0 = [t for t in (f"t{i}" for i in range(100)) if jump(_hashes(t)[0], 2) == 0][:3]
+    before, _ = place(2, regions, {to_c0[0]: (None, [region.id])})
+    assert before[region.id] == {to_c0[0]: "c0"}  # c0 has room for one more
+    arriving = {t: (None, [region.id]) for t in to_c0[1:]}
+    assert place_changed(2, regions, before, arriving) is None  # c0 would hold 3 of 2: place overflows one
+    whole, problems = place(2, regions, {to_c0[0]: (None, [region.id]), **arriving})
+    assert not problems and sorted(whole[region.id].values()) == ["c0", "c0", "c1"]
+    pinned = {f"p{i}": ("d0", [region.id]) for i in range(3)}  # a dedicated cell over its size: place refuses
+    assert place_changed(2, regions, before, pinned) is None
+    assert place(2, regions, {to_c0[0]: (None, [region.id]), **pinned})[1]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -128,3 +129,48 @@ def place(size: int, regions: dict[str, Region], served: dict[str, tuple[str | N
         out[region_id], found = assign_region(region, here, size)
         problems.extend(found)
     return out, problems
+
+
+def place_changed(size: int, regions: dict[str, Region], before: dict[str, dict[str, str]],
+                  changed: dict[str, tuple[str | None, list[str]] | None]) -> dict[str, dict[str, str]] | None:
+    """What `place` would answer after `changed` (tenant -> its pin and regions, None: gone), from its answer
+    `before`, in work that follows the changed tenants rather than the region's (onboarding one tenant
+    among 100,000: 0.3 s to place them all again). None where only `place` can tell: a region any of whose
+    shared cells was full before (its hash may have over-filled it, so some tenants may sit elsewhere and
+    come back once there is room), or would be over full after, an unknown pin, a region it did not place.
+
+    Sound because, with every shared cell below its size, no cell overflowed: each unpinned tenant is in its
+    hash's cell and each pinned one in its pin, which is what `place` gives each changed tenant too, as long
+    as no cell then holds more than its size."""
+    out: dict[str, dict[str, str]] = {}
+    for region_id, region in regions.items():
+        if not is_split(region):
+            if any(info is not None and region_id in info[1] and info[0] is not None
+                   and single_cell_pin(region, info[0]) is not None for info in changed.values()):
+                return None  # a pin this region refuses: `place` says so
+            continue
+        placed = before.get(region_id)
+        if placed is None:
+            return None
+        load = Counter(placed.values())
+        shared = region.cells.shared
+        if any(load[f"c{i}"] >= size for i in range(shared)):
+            return None
+        known = set(cells(region))
+        after = dict(placed)
+        for tenant, info in changed.items():
+            old = after.pop(tenant, None)
+            if old is not None:
+                load[old] -= 1
+            if info is None or region_id not in info[1]:
+                continue
+            pin = info[0]
+            if pin is not None and pin not in known:
+                return None
+            cell = pin if pin is not None else f"c{jump(_hashes(tenant)[0], shared)}"
+            after[tenant] = cell
+            load[cell] += 1
+        if any(n > size for n in load.values()):
+            return None
+        out[region_id] = after
+    return out

@@ -88,9 +88,8 @@ class Compiler:
     upstream_tls_dir: str | None = None
     # Every cell of a region on one machine (`fairshare run`): cell k listens on layout.local_port(region, k).
     local_cell_ports: bool = False
-    # The front tier's tenant -> cell table per region, kept while the table is unchanged.
-    # (the table, the timeout, its resource, and the view's own dict: the same object, nothing to compare)
-    _front_memo: dict[str, tuple[dict[str, str], float, Resource, Mapping[str, str]]] = field(default_factory=dict)
+    # The front tier's tenant -> cell table per region, kept and patched as tenants come, go or move.
+    _front_memo: dict[str, front.FrontTable] = field(default_factory=dict)
     # Each region's front cell clusters and endpoint sets, by its cells and the endpoints they were built over.
     _front_cells: dict[str, tuple[tuple[object, ...], list[Resource]]] = field(default_factory=dict)
     # Each snapshot, kept while what it is built from is unchanged (its listener and shared resources, its
@@ -298,16 +297,14 @@ class Compiler:
                                 ratelimits=compiled.ratelimits)
 
     def _front(self, cfg: PlatformConfig, inputs: CompileInputs, region_id: str, view: CellView) -> list[Resource]:
-        """The front tier's snapshot but its listener: the tenant -> cell table (rebuilt only when a tenant's
-        cell changes: 100,000 entries take about 0.8 s), a cluster and an endpoint set per cell."""
+        """The front tier's snapshot but its listener: the tenant -> cell table (patched where tenants came,
+        went or moved: building 100,000 entries takes about 0.5 s), a cluster and an endpoint set per cell."""
         region = cfg.regions[region_id]
         timeout = cfg.platform.gateway.request_timeout_seconds
         memo = self._front_memo.get(region_id)
-        if memo is not None and memo[1] == timeout and (memo[3] is view.front or memo[0] == view.front):
-            table = memo[2]
-        else:
-            table = Resource.pack(naming.FRONT_ROUTES, front.front_routes(view.front, timeout))
-            self._front_memo[region_id] = (dict(view.front), timeout, table, view.front)
+        if memo is None or memo.timeout_seconds != timeout:
+            memo = self._front_memo[region_id] = front.FrontTable.build(view.front, timeout)
+        table = memo.routes(view.front)
         # A cluster and an endpoint set per cell, kept while the region's cells and the endpoints are the same
         # (an edit among 100,000 tenants in 40 cells rebuilt all 80: 1-2 ms).
         key = (tuple(layout.cells(region)), inputs.endpoints)

@@ -10,6 +10,7 @@ tenants/, a problem to report, a tenant defined twice), it declines and the full
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -46,7 +47,7 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
     checked = state.checked
     offboarded = dict(state.offboarded)
     touched: set[str] = set()
-    added = False
+    added = 0  # new entries, which a dict puts last
     for name in sorted(names):
         path = os.path.join(tenants_dir, name)
         tid = name.rsplit(".", 1)[0]
@@ -75,16 +76,30 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
         if tenant is not None and tenant.offboard:
             offboarded[tid] = tenant
         elif tenant is not None:
-            added = added or before is None
+            added += before is None
             checked[tid] = (tenant, Path(path))
         if was is not tenant:
             touched.add(tid)
     if added:  # in file-name order, as the full load lists the folder
-        checked = dict(sorted(checked.items(), key=lambda item: item[1][1].name))
+        checked = _in_file_order(checked, added)
     if not touched:
         cache.last = state  # as it was: an entry replaced by an equal one at most
         return state.config
     return _decided(root, state, cache, policy_dir, checked, offboarded, frozenset(touched))
+
+
+def _in_file_order(checked: dict[str, tuple[Tenant, Path]], added: int) -> dict[str, tuple[Tenant, Path]]:
+    """`checked` with its last `added` entries moved to their places among the others, which are in file-name
+    order: each found by bisection (sorting 100,000 entries by name cost onboarding a tenant 0.3 s)."""
+    items = list(checked.items())
+    kept, new = items[:-added], sorted(items[-added:], key=_file_name)
+    for item in new:
+        kept.insert(bisect.bisect_left(kept, _file_name(item), key=_file_name), item)
+    return dict(kept)
+
+
+def _file_name(item: tuple[str, tuple[Tenant, Path]]) -> str:
+    return item[1][1].name
 
 
 def _tenant_files(root: Path, changed: Collection[str | Path]) -> set[str] | None:
