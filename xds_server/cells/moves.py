@@ -67,6 +67,10 @@ class Moves:
     # The placement's own dict is kept too: the same object (the loader keeps it while nobody moves) needs
     # no comparison.
     _last: dict[str, tuple[dict[str, str], CellView, Mapping[str, str]]] = field(default_factory=dict)
+    # Per region, the placement the books were last brought up to date with (a copy, and the mapping it came
+    # from) and each cell's tenants in it: a new placement is compared with it, and only the tenants it
+    # changed, and those moving, are looked at again (onboarding one among 100,000: 0.2 s to walk them all).
+    _placed: dict[str, _Placed] = field(default_factory=dict)
 
     def views(self, cfg: PlatformConfig, first: bool = False) -> dict[str, CellView]:
         """What each cell's snapshot holds and where the front sends each tenant, for this config; starts the
@@ -86,12 +90,22 @@ class Moves:
                 front = self._front.setdefault(region, {})
                 arriving = self._arriving.setdefault(region, {})
                 leaving = self._leaving.setdefault(region, {})
-                for tenant in [t for t in front if t not in assigned]:  # offboarded or no longer served here
-                    del front[tenant]
-                for book in (arriving, leaving):
-                    for tenant in [t for t in book if t not in assigned]:
-                        del book[tenant]
-                for tenant, cell in assigned.items():
+                placed = self._placed.get(region)
+                touched = placed.changed(assigned) if placed is not None and not first else None
+                if placed is None or touched is None:  # everyone: a first load, or a new placement for most
+                    placed = _Placed.of(assigned)
+                    touched = [*assigned, *(t for t in {*front, *arriving, *leaving} if t not in assigned)]
+                else:
+                    placed = placed.after(assigned, touched)
+                self._placed[region] = placed
+                # A tenant the placement did not change is as the last views left it (settled, or moving to the
+                # cell it still has): nothing to do for it.
+                for tenant in touched:
+                    cell = assigned.get(tenant)
+                    if cell is None:  # offboarded or no longer served here
+                        for book in (front, arriving, leaving):
+                            book.pop(tenant, None)
+                        continue
                     current = front.get(tenant)
                     if first and current is None:
                         front[tenant] = cell
@@ -104,21 +118,23 @@ class Moves:
                     gone = leaving.get(tenant)
                     if gone is not None and gone.cell == cell:
                         del leaving[tenant]  # moved back before its old cell let go: nothing to drop
-                out[region] = self._view(region, assigned)
-                self._last[region] = (dict(assigned), out[region], assigned)
+                out[region] = self._view(region, placed)
+                self._last[region] = (placed.assigned, out[region], assigned)
             return out
 
-    def _view(self, region: str, assigned: Mapping[str, str]) -> CellView:
-        members: dict[str, set[str]] = {}
-        for tenant, cell in assigned.items():
-            members.setdefault(cell, set()).add(tenant)
+    def _view(self, region: str, placed: _Placed) -> CellView:
+        """Each cell's tenants in the placement, and those moving also in the cell they leave."""
+        extra: dict[str, set[str]] = {}
         front = self._front[region]
         for tenant in self._arriving[region]:
             if (old := front.get(tenant)) is not None:
-                members.setdefault(old, set()).add(tenant)
+                extra.setdefault(old, set()).add(tenant)
         for tenant, gone in self._leaving[region].items():
-            members.setdefault(gone.cell, set()).add(tenant)
-        return CellView(members={c: frozenset(m) for c, m in members.items()}, front=dict(front))
+            extra.setdefault(gone.cell, set()).add(tenant)
+        members = dict(placed.members)
+        for cell, tenants in extra.items():
+            members[cell] = members.get(cell, frozenset()) | tenants
+        return CellView(members=members, front=dict(front))
 
     def advance(self, store: SnapshotStore) -> bool:
         """Take every step whose acknowledgement has come; True if a cell's or the front's snapshot must
@@ -201,8 +217,51 @@ class Moves:
             return sum(len(a) for a in self._arriving.values()) + sum(len(v) for v in self._leaving.values())
 
     def _forget(self, region: str) -> None:
-        for book in (self._front, self._arriving, self._leaving, self._last):
+        for book in (self._front, self._arriving, self._leaving, self._last, self._placed):
             book.pop(region, None)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A region's placement as the books last saw it, with each cell's tenants in it."""
+
+    assigned: dict[str, str]
+    members: dict[str, frozenset[str]]
+    source: Mapping[str, str]
+
+    @classmethod
+    def of(cls, assigned: Mapping[str, str]) -> _Placed:
+        members: dict[str, set[str]] = {}
+        for tenant, cell in assigned.items():
+            members.setdefault(cell, set()).add(tenant)
+        return cls(dict(assigned), {c: frozenset(m) for c, m in members.items()}, assigned)
+
+    def changed(self, assigned: Mapping[str, str]) -> list[str] | None:
+        """The tenants `assigned` places otherwise (or not at all, or anew); None where that is most of them."""
+        if assigned is self.source:
+            return []
+        before = self.assigned
+        out = [t for t in before if t not in assigned]
+        out += [t for t, c in assigned.items() if before.get(t) != c]
+        return out if len(out) <= len(assigned) // 8 else None
+
+    def after(self, assigned: Mapping[str, str], changed: list[str]) -> _Placed:
+        """This placement brought to `assigned`, which differs from it in `changed` alone."""
+        gone: dict[str, set[str]] = {}
+        came: dict[str, set[str]] = {}
+        for tenant in changed:
+            if (old := self.assigned.get(tenant)) is not None:
+                gone.setdefault(old, set()).add(tenant)
+            if (new := assigned.get(tenant)) is not None:
+                came.setdefault(new, set()).add(tenant)
+        members = dict(self.members)
+        for cell in {*gone, *came}:
+            tenants = (members.get(cell, frozenset()) - gone.get(cell, set())) | came.get(cell, set())
+            if tenants:
+                members[cell] = tenants
+            else:
+                members.pop(cell, None)
+        return _Placed(dict(assigned), members, assigned)
 
 
 def _holding(store: SnapshotStore, key: str, tenant: str) -> int | None:
