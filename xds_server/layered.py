@@ -31,7 +31,7 @@ class Layered(Mapping[str, V]):
         for key, value in changes.items():
             size += (value is not None) - (key in table)
             pending[key] = value
-        if len(pending) > max(1024, len(base) // 16):
+        if _merge_due(pending, base):
             merged = dict(base)
             for key, value in pending.items():
                 if value is None:
@@ -68,6 +68,11 @@ class Layered(Mapping[str, V]):
 _UNCHANGED: Any = object()
 
 
+def _merge_due(changes: Mapping[str, Any], base: Mapping[str, Any]) -> bool:
+    """Changes past a sixteenth of the base (and 1,024) are merged into a new base."""
+    return len(changes) > max(1024, len(base) // 16)
+
+
 class Revised(Mapping[str, V]):
     """A base mapping with some of its values replaced: its keys, and their order, are the base's. What an
     edit of a few tenants builds for the config's tenant table, where order matters (tenants are sorted)
@@ -88,7 +93,7 @@ class Revised(Mapping[str, V]):
             if key not in base:
                 raise KeyError(f"{key!r} is not in the table: only a value can be replaced")
             pending[key] = value
-        if len(pending) > max(1024, len(base) // 16):
+        if _merge_due(pending, base):
             return as_dict(cls(base, pending))
         return cls(base, pending)
 
@@ -121,9 +126,6 @@ class _RevisedItems(ItemsView[str, V]):
 
     def __iter__(self) -> Iterator[tuple[str, V]]:
         replaced = self._mapping._replaced
-        if not replaced:
-            yield from self._mapping._base.items()
-            return
         for key, value in self._mapping._base.items():
             yield key, replaced.get(key, value)
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from xds_server.cells.keys import FRONT, snapshot_key
-from xds_server.cells.view import CellView
+from xds_server.cells.view import CellView, changed_tenants, members_by_cell
 from xds_server.compiler import naming
 from xds_server.config.model import PlatformConfig
 from xds_server.snapshot import SCOPED_ROUTE
@@ -231,19 +231,11 @@ class _Placed:
 
     @classmethod
     def of(cls, assigned: Mapping[str, str]) -> _Placed:
-        members: dict[str, set[str]] = {}
-        for tenant, cell in assigned.items():
-            members.setdefault(cell, set()).add(tenant)
-        return cls(dict(assigned), {c: frozenset(m) for c, m in members.items()}, assigned)
+        return cls(dict(assigned), members_by_cell(assigned), assigned)
 
     def changed(self, assigned: Mapping[str, str]) -> list[str] | None:
-        """The tenants `assigned` places otherwise (or not at all, or anew); None where that is most of them."""
-        if assigned is self.source:
-            return []
-        before = self.assigned
-        out = [t for t in before if t not in assigned]
-        out += [t for t, c in assigned.items() if before.get(t) != c]
-        return out if len(out) <= len(assigned) // 8 else None
+        """The tenants `assigned` places otherwise (view.changed_tenants); none if it is the same mapping."""
+        return [] if assigned is self.source else changed_tenants(self.assigned, assigned)
 
     def after(self, assigned: Mapping[str, str], changed: list[str]) -> _Placed:
         """This placement brought to `assigned`, which differs from it in `changed` alone."""

@@ -17,10 +17,23 @@ class CellView:
 
 
 def settled(assigned: Mapping[str, str]) -> CellView:
+    return CellView(members=members_by_cell(assigned), front=dict(assigned))
+
+
+def members_by_cell(assigned: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """tenant -> cell turned round: each cell's tenants."""
     members: dict[str, set[str]] = {}
     for tenant, cell in assigned.items():
         members.setdefault(cell, set()).add(tenant)
-    return CellView(members={c: frozenset(m) for c, m in members.items()}, front=dict(assigned))
+    return {c: frozenset(m) for c, m in members.items()}
+
+
+def changed_tenants(before: Mapping[str, str], after: Mapping[str, str]) -> list[str] | None:
+    """The tenants `after` places otherwise than `before` (or no longer, or anew); None where they are more
+    than an eighth of `after` (a new cell, a rebalance), which is as cheap to redo whole as to follow."""
+    out = [t for t in before if t not in after]
+    out += [t for t, c in after.items() if before.get(t) != c]
+    return out if len(out) <= len(after) // 8 else None
 
 
 def settled_views(cfg: PlatformConfig) -> dict[str, CellView]:

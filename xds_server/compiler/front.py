@@ -25,6 +25,7 @@ from xds.type.matcher.v3 import matcher_pb2
 
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
 from xds_server.cells import layout
+from xds_server.cells.view import changed_tenants
 from xds_server.compiler import clusters, naming, routes
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.compiler.failover import pack_any
@@ -96,18 +97,17 @@ class FrontTable:
         if placement is self.source or placement == self.placement:
             self.source = placement
             return self.resource
-        before = self.placement
-        gone = [t for t in before if t not in placement]
-        moved = [(t, c) for t, c in placement.items() if before.get(t) != c]
-        if len(gone) + len(moved) > len(placement) // 8:  # a new cell, a rebalance: building is as cheap
+        changed = changed_tenants(self.placement, placement)
+        if changed is None:
             fresh = FrontTable.build(placement, self.timeout_seconds)
             self.placement, self.message, self.resource = fresh.placement, fresh.message, fresh.resource
         else:
             entries = self.message.virtual_hosts[0].matcher.matcher_tree.exact_match_map.map
-            for tenant in gone:
-                del entries[tenant]
-            for tenant, cell in moved:
-                entries[tenant].CopyFrom(_on_match(cell, self.timeout_seconds))
+            for tenant in changed:
+                if (cell := placement.get(tenant)) is None:
+                    del entries[tenant]
+                else:
+                    entries[tenant].CopyFrom(_on_match(cell, self.timeout_seconds))
             self.placement = dict(placement)
             self.resource = Resource.pack(naming.FRONT_ROUTES, self.message)
         self.source = placement

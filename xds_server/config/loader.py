@@ -334,17 +334,17 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
 
     layout = (platform.cells.size, tuple((r.id, r.cells.shared, tuple(r.cells.dedicated)) for r in regions.values()))
     last = cache.placement_memo if cache is not None else None
-    if last is not None and last[0] == layout and _same_placement(last[1], resolved, changed):
-        return last[2]  # no tenant came, went, or changed its pin or regions: the placement is the same
-    if last is not None and last[0] == layout and changed is not None:
-        # A tenant onboarded, offboarded, pinned or served elsewhere: placed alone where no cell is full.
-        moved = {tid: (resolved[tid].spec.cell, list(resolved[tid].routes)) if tid in resolved else None
-                 for tid in changed}
-        after = place_changed(platform.cells.size, regions, last[2], moved)
-        if after is not None:
-            if cache is not None:
+    if cache is not None and last is not None and last[0] == layout:
+        if _same_placement(last[1], resolved, changed):
+            return last[2]  # no tenant came, went, or changed its pin or regions: the placement is the same
+        if changed is not None:
+            # A tenant onboarded, offboarded, pinned or served elsewhere: placed alone where no cell is full.
+            moved = {tid: (resolved[tid].spec.cell, list(resolved[tid].routes)) if tid in resolved else None
+                     for tid in changed}
+            after = place_changed(platform.cells.size, regions, last[2], moved)
+            if after is not None:
                 cache.placement_memo = (layout, resolved, after)
-            return after
+                return after
     served = {tid: (t.spec.cell, list(t.routes)) for tid, t in resolved.items()}
     cells, found = place(platform.cells.size, regions, served)
     if found:
