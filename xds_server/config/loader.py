@@ -32,6 +32,7 @@ from xds_server.config.yaml_data import load_yaml
 from xds_server.workers import fork_map, worker_count
 
 if TYPE_CHECKING:
+    from xds_server.cells.assign import Placement
     from xds_server.config.changes import TenantChanges
 
 M = TypeVar("M", bound=BaseModel)
@@ -133,7 +134,7 @@ class TenantFileCache:
     policy_memo: Any = None
     # The last placement in cells and what it was computed from (`_place_in_cells`), kept with these files
     # for the same reason.
-    placement_memo: tuple[tuple[object, ...], Mapping[str, ResolvedTenant], dict[str, dict[str, str]]] | None = None
+    placement_memo: tuple[tuple[object, ...], Mapping[str, ResolvedTenant], Placement] | None = None
     # The last successful load through this cache; None after a failed one (the next load is a full one).
     last: LoadState | None = None
 
@@ -336,17 +337,17 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
     last = cache.placement_memo if cache is not None else None
     if cache is not None and last is not None and last[0] == layout:
         if _same_placement(last[1], resolved, changed):
-            return last[2]  # no tenant came, went, or changed its pin or regions: the placement is the same
+            return last[2].cells  # no tenant came, went, or changed its pin or regions: the placement is the same
         if changed is not None:
-            # A tenant onboarded, offboarded, pinned or served elsewhere: placed alone where no cell is full.
+            # A tenant onboarded, offboarded, pinned or served elsewhere: placed from the last placement.
             moved = {tid: (resolved[tid].spec.cell, list(resolved[tid].routes)) if tid in resolved else None
                      for tid in changed}
             after = place_changed(platform.cells.size, regions, last[2], moved)
             if after is not None:
                 cache.placement_memo = (layout, resolved, after)
-                return after
+                return after.cells
     served = {tid: (t.spec.cell, list(t.routes)) for tid, t in resolved.items()}
-    cells, found = place(platform.cells.size, regions, served)
+    placement, found = place(platform.cells.size, regions, served)
     if found:
         raise ConfigError([
             Problem(str(files[p.tenant][1]), "cell", p.message) if p.tenant is not None and p.tenant in files
@@ -354,8 +355,8 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
             for p in found
         ])
     if cache is not None:
-        cache.placement_memo = (layout, resolved, cells)
-    return cells
+        cache.placement_memo = (layout, resolved, placement)
+    return placement.cells
 
 
 def _same_placement(before: Mapping[str, ResolvedTenant], after: Mapping[str, ResolvedTenant],
