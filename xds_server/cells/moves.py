@@ -16,15 +16,21 @@ control plane's first load, when nothing is serving yet and every tenant goes st
 
 With several control-plane replicas each one follows the Envoys connected to it. A replica that has none
 of the new cell's Envoys cannot see them apply; it switches after `_UNSEEN_WAIT_S` (the replica that
-has them saw them apply within seconds). With one replica a cell with no connected Envoy never gets
-its tenants' traffic: `fairshare status` shows them moving in.
+has them saw them apply within seconds), and one that has no front-tier Envoy counts its front as switched
+`_UNSEEN_WAIT_S` after its switch. Every replica's old cell then keeps the tenant until
+`2 * _UNSEEN_WAIT_S` after the move began (or later, after its own fronts and the drain): the old cell's
+Envoys take requests from every replica's fronts, and a replica that switched on its own Envoys' word
+must not drop the tenant while another's fronts, switching on the fallback, still send it there. This
+assumes the replicas load a change within a few seconds of each other and the new cell's Envoys apply it
+within `_UNSEEN_WAIT_S`; nothing tells one replica what another's Envoys acknowledged. With one replica a
+cell with no connected Envoy never gets its tenants' traffic: `fairshare status` shows them moving in.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from xds_server.cells.keys import FRONT, snapshot_key
@@ -47,6 +53,8 @@ class _Arriving:
 @dataclass
 class _Leaving:
     cell: str  # the old cell, which keeps the tenant until the front has switched and drained
+    began: float = 0.0  # when the move began (its _Arriving's since)
+    switched: float = 0.0  # when this replica's front switched it
     front_seq: int | None = None  # the first front publication that sent the tenant to its new cell
     until: float | None = None  # when the old cell may drop it
 
@@ -57,6 +65,7 @@ class Moves:
     # With more than one control-plane replica, switch after _UNSEEN_WAIT_S when no Envoy of the new cell is
     # connected to this one.
     replicated: bool = False
+    clock: Callable[[], float] = time.monotonic
     _front: dict[str, dict[str, str]] = field(default_factory=dict)  # region -> tenant -> cell the front uses
     _arriving: dict[str, dict[str, _Arriving]] = field(default_factory=dict)
     _leaving: dict[str, dict[str, _Leaving]] = field(default_factory=dict)
@@ -75,7 +84,7 @@ class Moves:
     def views(self, cfg: PlatformConfig, first: bool = False) -> dict[str, CellView]:
         """What each cell's snapshot holds and where the front sends each tenant, for this config; starts the
         moves it implies. `first`: nothing is serving yet, so every tenant goes straight to its cell."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             for region in set(self._front) - set(cfg.cells):
                 self._forget(region)
@@ -139,7 +148,7 @@ class Moves:
     def advance(self, store: SnapshotStore) -> bool:
         """Take every step whose acknowledgement has come; True if a cell's or the front's snapshot must
         change (the caller recompiles with `views`)."""
-        now = time.monotonic()
+        now = self.clock()
         changed = False
         with self._lock:
             for region in list(self._front):
@@ -155,14 +164,16 @@ class Moves:
                     front[tenant] = move.cell
                     del arriving[tenant]
                     if old is not None:
-                        leaving[tenant] = _Leaving(old)
+                        leaving[tenant] = _Leaving(old, began=move.since, switched=now)
                     moved = True
                 front_key = snapshot_key(region, FRONT)
                 for tenant, gone in list(leaving.items()):
                     if gone.front_seq is None:
                         continue  # the front's new table is not published yet: `published` records it
-                    if gone.until is None and self._applied(store, front_key, gone.front_seq, 0.0):
+                    if gone.until is None and self._applied(store, front_key, gone.front_seq, now - gone.switched):
                         gone.until = now + self.drain_seconds
+                        if self.replicated:  # another replica's fronts may switch on the fallback (docstring)
+                            gone.until = max(gone.until, gone.began + 2 * _UNSEEN_WAIT_S)
                     if gone.until is not None and now >= gone.until:
                         del leaving[tenant]
                         moved = True
