@@ -110,6 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         config_source=args.config_source, poll_seconds=args.poll_seconds,
         source_dir=Path(args.source_dir) if args.source_dir else None,
         local_cell_ports=args.local_cell_ports,
+        peers=tuple(a.strip() for a in args.peers.split(",") if a.strip()),
     )
     try:
         asyncio.run(serve(opts))
@@ -288,6 +289,10 @@ def _parser() -> argparse.ArgumentParser:
                             help="every cell of a region on this machine: cell k listens on the region's "
                                  "gateway_port + 1 + k (the front tier on gateway_port); in a cluster each cell's "
                                  "pods listen on gateway_port")
+            sp.add_argument("--peers", default="", metavar="HOST:PORT[,HOST:PORT...]",
+                            help="every control-plane replica's status port (this one's may be among them; a "
+                                 "name resolves to every address it has, as a headless Service does): a move "
+                                 "between cells takes each step once every replica's Envoys acknowledged it")
             sp.add_argument("--ratelimit-shared-port", action="store_true",
                             help="share the rate-limit port with other control planes on this host (SO_REUSEPORT)")
             sp.add_argument("--upstream-tls-dir", default=None,

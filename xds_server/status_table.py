@@ -280,4 +280,24 @@ def render(status: Mapping[str, Any], now: float | None = None, max_rows: int | 
     offboarded = status.get("offboarded") or []
     if offboarded:
         parts.append(f"offboarded ({len(offboarded):,}): {capped(offboarded)}")
+    peers = render_peers(status)
+    if peers:
+        parts.append(peers)
     return "\n".join(parts)
+
+
+def render_peers(status: Mapping[str, Any]) -> str:
+    """The other replicas asked about moves (xds_server/cells/peers.py): one line, naming those that did not
+    answer last time (a move waits on them)."""
+    peers = status.get("peers")
+    if not peers:
+        return ""
+    answers: Mapping[str, str] = peers.get("answers") or {}
+    silent = {target: why for target, why in answers.items() if why != "ok"}
+    line = f"peers {', '.join(peers.get('addresses') or [])}"
+    if not answers:
+        return line + ": not asked yet (no move pending)"
+    if not silent:
+        return line + f": {len(answers)} answering"
+    waiting = capped(f"{target} ({clipped(why, 200)})" for target, why in sorted(silent.items()))
+    return f"{line}: moves wait on {waiting}"

@@ -1,19 +1,31 @@
-"""Moves with several control-plane replicas (cells/moves.py): each replica sees only the Envoys connected to
-it. A replica with none of the new cell's Envoys switches its front on the fallback, and no replica's old
-cell drops the tenant before such a front has switched and drained; a replica with no front-tier Envoy
-still lets the old cell go. Driven through the real snapshot store, each Envoy's acknowledgement recorded
-as the xDS server records it; the clock is the test's."""
+"""Moves with several control-plane replicas (cells/moves.py, cells/peers.py): each replica sees only the
+Envoys connected to it.
+
+Without peers: a replica with none of the new cell's Envoys switches its front on the fallback, and no
+replica's old cell drops the tenant before such a front has switched and drained; a replica with no
+front-tier Envoy still lets the old cell go. With peers (each replica's answers on a real HTTP server):
+every step waits until every replica vouched for its Envoys, so a replica without the new cell's Envoys
+switches within a second, a replica that loads the move late holds everyone back until its Envoys have
+it, and a replica that does not answer holds every step. Driven through the real snapshot store, each
+Envoy's acknowledgement recorded as the xDS server records it; the clock is the test's."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from aiohttp import web
 from envoy.config.route.v3 import scoped_route_pb2
 
+from xds_server.cells import peers
 from xds_server.cells.keys import FRONT, snapshot_key
-from xds_server.cells.moves import _UNSEEN_WAIT_S, Moves
+from xds_server.cells.moves import _UNSEEN_WAIT_S, Moves, PeerWord
 from xds_server.compiler import naming
+from xds_server.local.processes import free_port
 from xds_server.snapshot import Resource, Snapshot
 from xds_server.xds.store import NodeStatus, SnapshotStore
 
@@ -42,9 +54,9 @@ class Replica:
         self.assigned = assigned
         self._publish(self.moves.views(_config(assigned), first)[REGION])
 
-    def step(self) -> None:
+    def step(self, word: PeerWord | None = None) -> None:
         """What the moves' follower does on each tick."""
-        if self.moves.advance(self.store):
+        if self.moves.advance(self.store, word):
             self._publish(self.moves.views(_config(self.assigned))[REGION])
 
     def _publish(self, view: Any) -> None:
@@ -116,3 +128,167 @@ def test_a_replica_with_no_front_envoy_still_lets_the_old_cell_go() -> None:
     seen = _run([r], clock, 4 * _UNSEEN_WAIT_S)
     assert seen[-1][1] == ["c1"] and seen[-1][2] == [False]  # switched, and c0 let go
     assert not r.moves.pending()
+
+
+class Peered:
+    """Replicas each answering on a real HTTP server (peers.add_routes), each asking all of them."""
+
+    def __init__(self, replicas: list[Replica]) -> None:
+        self.replicas = replicas
+        self.runners: list[web.AppRunner] = []
+        self.asking: list[peers.Peers] = []
+
+    async def start(self) -> None:
+        addresses = []
+        for k, r in enumerate(self.replicas):
+            app = web.Application()
+            peers.add_routes(app, r.moves, r.store, f"r{k}")
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            self.runners.append(runner)
+            addresses.append(f"127.0.0.1:{runner.addresses[0][1]}")
+        self.asking = [peers.Peers(tuple(addresses), replica=f"r{k}", timeout_s=1.0) for k in range(len(self.replicas))]
+
+    async def run(self, clock: list[float], until: float, load_late: tuple[int, float, dict[str, str]] | None = None,
+                  ) -> list[tuple[float, list[str | None], list[bool]]]:
+        seen = []
+        while clock[0] < until:
+            clock[0] += 0.5
+            if load_late is not None and clock[0] >= load_late[1]:
+                self.replicas[load_late[0]].views(load_late[2])
+                load_late = None
+            for r, asking in zip(self.replicas, self.asking, strict=True):
+                r.step(await asking.word(*r.moves.questions()))
+            seen.append((clock[0], [r.front() for r in self.replicas], [r.old_cell_holds() for r in self.replicas]))
+        return seen
+
+    async def close(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+def _first(seen: list[tuple[float, list[str | None], list[bool]]], k: int, front: str) -> float:
+    return min(t for t, fronts, _ in seen if fronts[k] == front)
+
+
+def _no_request_lost(seen: list[tuple[float, list[str | None], list[bool]]]) -> None:
+    for t, fronts, holds in seen:
+        if "c0" in fronts:
+            assert all(holds), (t, fronts, holds)
+
+
+def test_with_peers_a_replica_without_the_new_cells_envoys_switches_on_their_word() -> None:
+    async def scenario() -> None:
+        clock = [0.0]
+        r1, r2 = Replica(clock, ["c0", FRONT]), Replica(clock, ["c0", "c1", FRONT])
+        net = Peered([r1, r2])
+        await net.start()
+        try:
+            for r in (r1, r2):
+                r.views({TENANT: "c0", "other": "c1"}, first=True)
+            for r in (r1, r2):
+                r.views({TENANT: "c1", "other": "c1"})
+            seen = await net.run(clock, 20.0)
+        finally:
+            await net.close()
+        assert _first(seen, 0, "c1") <= 1.0 and _first(seen, 1, "c1") <= 1.0  # not the 30 s fallback
+        _no_request_lost(seen)
+        dropped = [min(t for t, _, holds in seen if not holds[k]) for k in range(2)]
+        assert all(max(_first(seen, 0, "c1"), _first(seen, 1, "c1")) + 5.0 <= d <= 8.0 for d in dropped), dropped
+        assert not r1.moves.pending() and not r2.moves.pending()
+
+    asyncio.run(scenario())
+
+
+def test_with_peers_a_replica_that_loads_the_move_late_holds_everyone_back() -> None:
+    async def scenario() -> None:
+        clock = [0.0]
+        r1, r2 = Replica(clock, ["c0", "c1", FRONT]), Replica(clock, ["c0", "c1", FRONT])
+        net = Peered([r1, r2])
+        await net.start()
+        try:
+            for r in (r1, r2):
+                r.views({TENANT: "c0"}, first=True)
+            r1.views({TENANT: "c1"})  # r2 sees the change 12 s later (a ConfigMap volume lagging)
+            seen = await net.run(clock, 30.0, load_late=(1, 12.0, {TENANT: "c1"}))
+        finally:
+            await net.close()
+        # r1's c1 Envoy has the tenant at once, r2's (which r1's fronts also send to) only once r2 loaded it.
+        assert 12.0 <= _first(seen, 0, "c1") <= 13.5, seen[:30]
+        _no_request_lost(seen)
+        assert seen[-1][1] == ["c1", "c1"] and seen[-1][2] == [False, False]
+
+    asyncio.run(scenario())
+
+
+def test_with_peers_a_replica_that_does_not_answer_holds_every_step() -> None:
+    async def scenario() -> None:
+        clock = [0.0]
+        r1, r2 = Replica(clock, ["c0", FRONT]), Replica(clock, ["c0", "c1", FRONT])
+        net = Peered([r1, r2])
+        await net.start()
+        try:
+            for r in (r1, r2):
+                r.views({TENANT: "c0"}, first=True)
+            for r in (r1, r2):
+                r.views({TENANT: "c1"})
+            # r1 cannot reach r2 (a partition): r2 hears r1, r1 does not hear r2.
+            unreachable = f"127.0.0.1:{free_port()}"
+            net.asking[0] = peers.Peers((net.asking[0].addresses[0], unreachable), replica="r0", timeout_s=1.0)
+            seen = await net.run(clock, 3 * _UNSEEN_WAIT_S)
+        finally:
+            await net.close()
+        assert all(fronts[0] == "c0" for _, fronts, _ in seen)  # r1 never switches: no word from r2's c1
+        assert net.asking[0].last[unreachable] != "ok"  # and says why (status)
+        assert _first(seen, 1, "c1") <= 1.0  # r2 switched on its own Envoy's and r1's word
+        _no_request_lost(seen)  # but keeps c0 until r1's fronts have switched: they never did
+
+    asyncio.run(scenario())
+
+
+def test_a_replica_vouches_only_for_what_its_envoys_applied() -> None:
+    clock = [0.0]
+    r = Replica(clock, ["c0", FRONT])
+    r.views({TENANT: "c0"}, first=True)
+    c0, c1 = snapshot_key(REGION, "c0"), snapshot_key(REGION, "c1")
+    held, routed = r.moves.vouch(r.store, [(c0, TENANT), (c1, TENANT), (c0, "stranger")],
+                                 [(REGION, TENANT, "c0"), (REGION, TENANT, "c1")])
+    # c0's Envoy holds it; no Envoy of c1 here (0: nothing here serves it); c0's does not hold a stranger.
+    assert held == [1, 0, None]
+    assert routed == [1, None]  # the front here sends it to c0, not c1
+
+
+def test_a_malformed_question_is_a_clear_400() -> None:
+    async def scenario() -> tuple[int, dict[str, Any]]:
+        r = Replica([0.0], [])
+        app = web.Application()
+        peers.add_routes(app, r.moves, r.store, "r0")
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}{peers.PATH}"
+        try:
+            return await asyncio.to_thread(_post, url, {"held": [["us-east-1/c0"]], "routed": []})
+        finally:
+            await runner.cleanup()
+
+    status, body = asyncio.run(scenario())
+    assert status == 400 and "held[0] must be a list of 2 strings" in body["error"]
+
+
+def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+@pytest.mark.parametrize("address", ["nowhere.invalid:18001"])
+def test_a_peer_name_that_does_not_resolve_vouches_for_nothing(address: str) -> None:
+    asking = peers.Peers((address,), replica="r0")
+    word = asyncio.run(asking.word([(snapshot_key(REGION, "c1"), TENANT)], []))
+    assert word.held == {} and "not resolved" in asking.last[address]

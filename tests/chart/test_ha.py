@@ -1,6 +1,7 @@
 """The chart runs the control plane highly available: replicas from the config when it says, a
 PodDisruptionBudget, spread across nodes and zones, one signing key, and the rate-limit service dialled at
-the Service, so every replica compiles the same snapshot. More than one replica with unshared counters is
+the Service, so every replica compiles the same snapshot; each finds the others through a headless Service
+(moves between cells wait on every replica's Envoys). More than one replica with unshared counters is
 refused."""
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ def test_two_replicas_with_budget_spread_and_one_key(rendered: dict[str, list[di
     assert SigningKey.load_or_create(tmp_path).kid
     args = pod["containers"][0]["args"]
     assert args[args.index("--ratelimit-address") + 1] == "fairshare-control-plane"
+    # Each replica asks the others about moves between cells: every ready pod's IP, on the status port.
+    peers = find(manifests, "Service", "fairshare-control-plane-peers")
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert not peers["spec"].get("publishNotReadyAddresses")
+    [port] = peers["spec"]["ports"]
+    ns = deployment["metadata"]["namespace"]
+    assert args[args.index("--peers") + 1] == f"fairshare-control-plane-peers.{ns}.svc:{port['port']}"
+    assert {"name": "status", "containerPort": port["port"]} in pod["containers"][0]["ports"]
 
 
 def test_operator_secret_replaces_the_chart_key(helm_bin: str, spec_values: dict[str, Path]) -> None:
@@ -55,6 +65,7 @@ def test_unshared_counters_with_two_replicas_are_refused(helm_bin: str, spec_val
     one = template(helm_bin, spec_values[REGION], sets=("redis.enabled=false", "controlPlane.replicas=1"))
     assert _cp(one)["spec"]["replicas"] == 1
     assert not [m for m in one if m["kind"] == "PodDisruptionBudget" and "control-plane" in m["metadata"]["name"]]
+    assert "--peers" not in _cp(one)["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
 def test_config_replicas_win(helm_bin: str, spec_values: dict[str, Path], tmp_path: Path) -> None:

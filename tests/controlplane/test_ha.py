@@ -42,6 +42,32 @@ def test_every_envoy_lists_every_replica(pair: LocalPlatform) -> None:
     assert pair.redis is not None and pair.redis_url == pair.redis.url
 
 
+def test_each_replica_answers_its_peers_for_the_envoys_connected_to_it(pair: LocalPlatform) -> None:
+    """Moves between cells wait on every replica's Envoys (xds_server/cells/peers.py): the launcher gave each
+    replica the others' status ports, and each answers, on its own, for the Envoys connected to it."""
+    import urllib.request
+
+    from xds_server.cells import peers
+
+    addresses = sorted(f"{pair.opts.host}:{status}" for _, status in pair.control_plane_ports)
+    region = cluster_ha.REGION
+    assert pair.config is not None
+    tenant = sorted(t for t, r in pair.config.tenants.items() if region in r.routes)[0]
+    answers = []
+    for index, (_, status) in enumerate(pair.control_plane_ports):
+        assert sorted(pair.control_plane_status(index)["peers"]["addresses"]) == addresses
+        body = json.dumps({"held": [[region, tenant], [region, "nobody"]], "routed": []}).encode()
+        request = urllib.request.Request(f"http://{pair.opts.host}:{status}{peers.PATH}", data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            answers.append(json.load(resp))
+    assert answers[0]["replica"] != answers[1]["replica"]
+    # Between them they vouch for every Envoy of the region holding the tenant, and none for a stranger
+    # (an Envoy connected there holds no such tenant: None, unless none is connected there: 0).
+    assert sum(a["held"][0] for a in answers) == len(cluster_ha.node_ids(pair))
+    assert all(a["held"][1] in (None, 0) for a in answers) and any(a["held"][1] is None for a in answers)
+
+
 def test_losing_a_replica_under_load(pair: LocalPlatform) -> None:
     assert all(healthcheck.check(pair.opts.host, status, 2.0) for _, status in pair.control_plane_ports)
     lost = cluster_ha.loss(pair, seconds=3.0)

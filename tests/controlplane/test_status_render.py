@@ -183,3 +183,16 @@ def test_a_disconnected_gateway_keeps_its_last_state() -> None:
     assert not row.connected and row.states == (SYNCED,) * 5 and row.rank == 2
     # Memory per cell counts only the gateways still connected.
     assert {r.cell: r.memory for r in cell_rows(status)}["c0"] == 100 * 2**20
+
+
+def test_peers_that_did_not_answer_are_named_with_why() -> None:
+    status = cells_status()
+    assert "peers" not in render(status)  # one replica: no line
+    status["peers"] = {"replica": "r0", "addresses": ["cp-peers.fs.svc:18001"], "answers": {}}
+    assert render(status).endswith("peers cp-peers.fs.svc:18001: not asked yet (no move pending)")
+    status["peers"]["answers"] = {"10.0.0.5:18001": "ok", "10.0.0.6:18001": "ok"}
+    assert render(status).endswith(": 2 answering")
+    status["peers"]["answers"]["10.0.0.6:18001"] = "ClientConnectorError: " + "x" * 5_000
+    last = render(status).splitlines()[-1]
+    assert last.startswith("peers cp-peers.fs.svc:18001: moves wait on 10.0.0.6:18001 (ClientConnectorError: xx")
+    assert len(last) < 400

@@ -14,16 +14,18 @@ waiting for Envoy's acknowledgement, never for a timer alone:
 A tenant new to a region waits at step 1 too (the front learns it once its cell serves it), except on the
 control plane's first load, when nothing is serving yet and every tenant goes straight to its cell.
 
-With several control-plane replicas each one follows the Envoys connected to it. A replica that has none
-of the new cell's Envoys cannot see them apply; it switches after `_UNSEEN_WAIT_S` (the replica that
-has them saw them apply within seconds), and one that has no front-tier Envoy counts its front as switched
-`_UNSEEN_WAIT_S` after its switch. Every replica's old cell then keeps the tenant until
-`2 * _UNSEEN_WAIT_S` after the move began (or later, after its own fronts and the drain): the old cell's
-Envoys take requests from every replica's fronts, and a replica that switched on its own Envoys' word
-must not drop the tenant while another's fronts, switching on the fallback, still send it there. This
-assumes the replicas load a change within a few seconds of each other and the new cell's Envoys apply it
-within `_UNSEEN_WAIT_S`; nothing tells one replica what another's Envoys acknowledged. With one replica a
-cell with no connected Envoy never gets its tenants' traffic: `fairshare status` shows them moving in.
+With several control-plane replicas each one sees only the Envoys connected to it, and a step is about
+every Envoy of the cell or the front tier. Given its peers (cells/peers.py: `fairshare serve --peers`,
+which the chart and `fairshare run --control-planes N` pass), a replica asks every replica before each
+step and takes it only once each has vouched for its Envoys (`advance`'s `peers`, answered by `vouch`):
+a replica that has not loaded the move yet, or does not answer, holds the step. Without peers, the
+fallbacks: a replica that has none of the new cell's Envoys switches after `_UNSEEN_WAIT_S`, one that has
+no front-tier Envoy counts its front as switched `_UNSEEN_WAIT_S` after its switch, and every old cell
+keeps the tenant until `2 * _UNSEEN_WAIT_S` after the move began (or later, after its own fronts and the
+drain), since the old cell's Envoys take requests from every replica's fronts. Those assume the replicas
+load a change within a few seconds of each other and the new cell's Envoys apply it within
+`_UNSEEN_WAIT_S`. With one replica a cell with no connected Envoy never gets its tenants' traffic:
+`fairshare status` shows them moving in.
 """
 
 from __future__ import annotations
@@ -145,9 +147,10 @@ class Moves:
             members[cell] = members.get(cell, frozenset()) | tenants
         return CellView(members=members, front=dict(front))
 
-    def advance(self, store: SnapshotStore) -> bool:
+    def advance(self, store: SnapshotStore, peers: PeerWord | None = None) -> bool:
         """Take every step whose acknowledgement has come; True if a cell's or the front's snapshot must
-        change (the caller recompiles with `views`)."""
+        change (the caller recompiles with `views`). `peers`: what the other control-plane replicas vouch for
+        (cells/peers.py); None: no peers are known, and the fallbacks for unseen Envoys apply."""
         now = self.clock()
         changed = False
         with self._lock:
@@ -155,11 +158,18 @@ class Moves:
                 moved = False
                 front, arriving, leaving = self._front[region], self._arriving[region], self._leaving[region]
                 for tenant, move in list(arriving.items()):
+                    key = snapshot_key(region, move.cell)
                     if move.seq is None:
-                        move.seq = _holding(store, snapshot_key(region, move.cell), tenant)
-                    if move.seq is None or not self._applied(store, snapshot_key(region, move.cell), move.seq,
-                                                             now - move.since):
+                        move.seq = _holding(store, key, tenant)
+                    if move.seq is None:
                         continue
+                    if peers is None:
+                        if not self._applied(store, key, move.seq, now - move.since):
+                            continue
+                    else:  # every Envoy of the new cell, wherever connected, holds it (and there is one)
+                        here, there = _applied_count(store, key, move.seq), peers.held.get((key, tenant))
+                        if here is None or there is None or here + there == 0:
+                            continue
                     old = front.get(tenant)
                     front[tenant] = move.cell
                     del arriving[tenant]
@@ -170,10 +180,16 @@ class Moves:
                 for tenant, gone in list(leaving.items()):
                     if gone.front_seq is None:
                         continue  # the front's new table is not published yet: `published` records it
-                    if gone.until is None and self._applied(store, front_key, gone.front_seq, now - gone.switched):
-                        gone.until = now + self.drain_seconds
-                        if self.replicated:  # another replica's fronts may switch on the fallback (docstring)
-                            gone.until = max(gone.until, gone.began + 2 * _UNSEEN_WAIT_S)
+                    if gone.until is None:
+                        if peers is None:
+                            switched = self._applied(store, front_key, gone.front_seq, now - gone.switched)
+                        else:  # every front Envoy, wherever connected, sends it to its new cell
+                            switched = (_applied_count(store, front_key, gone.front_seq) is not None
+                                        and (region, tenant, front[tenant]) in peers.routed)
+                        if switched:
+                            gone.until = now + self.drain_seconds
+                            if self.replicated and peers is None:  # another replica's fronts may switch on the
+                                gone.until = max(gone.until, gone.began + 2 * _UNSEEN_WAIT_S)  # fallback
                     if gone.until is not None and now >= gone.until:
                         del leaving[tenant]
                         moved = True
@@ -192,10 +208,47 @@ class Moves:
                         gone.front_seq = pub.seq
 
     def _applied(self, store: SnapshotStore, key: str, seq: int, waited: float) -> bool:
-        nodes = [n for n in store.nodes() if n.connected and n.region == key]
-        if not nodes:
+        count = _applied_count(store, key, seq)
+        if count == 0:
             return self.replicated and waited >= _UNSEEN_WAIT_S
-        return all(n.applied_seq >= seq for n in nodes)
+        return count is not None
+
+    def questions(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """What the pending steps wait for, to ask the other replicas: (snapshot key, tenant) for each tenant
+        arriving in a cell, (region, tenant, new cell) for each whose old cell waits on the fronts."""
+        with self._lock:
+            held = [(snapshot_key(region, move.cell), tenant)
+                    for region, arriving in self._arriving.items() for tenant, move in arriving.items()]
+            routed = [(region, tenant, self._front[region][tenant])
+                      for region, leaving in self._leaving.items() for tenant in leaving]
+        return held, routed
+
+    def vouch(self, store: SnapshotStore, held: list[tuple[str, str]], routed: list[tuple[str, str, str]],
+              ) -> tuple[list[int | None], list[int | None]]:
+        """This replica's answers to another's questions: for each, how many Envoys connected here it vouches
+        for (0: none connected here), or None where one of them has not applied it yet.
+
+        held (snapshot key, tenant): every Envoy of that cell here has applied a snapshot holding the tenant.
+        routed (region, tenant, cell): every front Envoy of the region here has applied a table that sends the
+        tenant to that cell; judged from this replica's own books, so a replica that has not loaded the move
+        yet, or is still waiting to switch it, says None."""
+        out_held: list[int | None] = []
+        for key, tenant in held:
+            seq = _holding(store, key, tenant)
+            count = _applied_count(store, key, seq if seq is not None else _NEVER)
+            out_held.append(count)
+        out_routed: list[int | None] = []
+        with self._lock:
+            for region, tenant, cell in routed:
+                key = snapshot_key(region, FRONT)
+                pub = store.published(key)
+                gone = self._leaving.get(region, {}).get(tenant)
+                seq = gone.front_seq if gone is not None else pub.seq if pub is not None else None
+                if (self._front.get(region, {}).get(tenant) != cell or tenant in self._arriving.get(region, {})
+                        or seq is None):
+                    seq = _NEVER
+                out_routed.append(_applied_count(store, key, seq))
+        return out_held, out_routed
 
     def status(self) -> dict[str, dict[str, dict[str, int]]]:
         """region -> cell -> {moving_in, moving_out}."""
@@ -265,6 +318,27 @@ class _Placed:
             else:
                 members.pop(cell, None)
         return _Placed(dict(assigned), members, assigned)
+
+
+# A publication no Envoy has applied: a question about it is answered 0 where no Envoy of it is connected
+# (nothing here serves it), None where one is.
+_NEVER = 1 << 62
+
+
+@dataclass(frozen=True)
+class PeerWord:
+    """What every other control-plane replica vouched for (Moves.vouch, asked by cells/peers.py), summed over
+    them: a question is missing where some replica did not vouch (its Envoys have not applied it yet, or it
+    did not answer)."""
+
+    held: Mapping[tuple[str, str], int]  # (snapshot key, tenant) -> the cell's Envoys at the peers
+    routed: Mapping[tuple[str, str, str], int]  # (region, tenant, cell) -> front Envoys at the peers
+
+
+def _applied_count(store: SnapshotStore, key: str, seq: int) -> int | None:
+    """How many Envoys of `key` are connected here, if every one has applied publication `seq` or later."""
+    nodes = [n for n in store.nodes() if n.connected and n.region == key]
+    return len(nodes) if all(n.applied_seq >= seq for n in nodes) else None
 
 
 def _holding(store: SnapshotStore, key: str, tenant: str) -> int | None:

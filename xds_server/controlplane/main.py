@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from xds_server.audit import AuditLog
 from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
+from xds_server.cells import peers
 from xds_server.compiler import Compiler
 from xds_server.config.model import RateLimitBackend, RateLimitSettings
 from xds_server.controlplane import grpc_tls as control_plane_tls
@@ -67,6 +69,9 @@ class ServeOptions:
     source_dir: Path | None = None  # where an S3 source unpacks revisions; None: <state_dir>/config-source
     # Every cell of a region on this machine (`fairshare run`): cell k listens on gateway_port + 1 + k.
     local_cell_ports: bool = False
+    # Every control-plane replica's status address (host:port; a name resolves to all its addresses), asked
+    # about moves between cells (xds_server/cells/peers.py); empty: no peers.
+    peers: tuple[str, ...] = ()
 
 
 async def serve(opts: ServeOptions) -> None:
@@ -86,6 +91,8 @@ async def serve(opts: ServeOptions) -> None:
                                         local_cell_ports=opts.local_cell_ports))
     if opts.audit_log is not None:
         cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
+    replica = uuid.uuid4().hex  # in this replica's answers to its peers, who skip their own
+    cp.peers = peers.Peers(opts.peers, replica=replica) if opts.peers else None
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", given.location)
@@ -101,6 +108,8 @@ async def serve(opts: ServeOptions) -> None:
     from xds_server.offboard import http as offboard_http
 
     offboard_http.add_routes(app, cp, rls.service.backend if rls is not None else None)
+    # Answered whether or not this replica asks others: a peer may.
+    peers.add_routes(app, cp.moves, store, replica)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, opts.host, opts.status_port).start()

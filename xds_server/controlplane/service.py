@@ -17,6 +17,7 @@ from xds_server.audit.log import redact_secrets
 from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.cells.keys import FRONT, split_key
 from xds_server.cells.moves import Moves
+from xds_server.cells.peers import Peers
 from xds_server.cells.view import CellView
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
@@ -93,6 +94,9 @@ class ControlPlane:
     admin_tls_dir: Path | None = None
     # Tenants moving between cells, and where each region's front tier sends each tenant.
     moves: Moves = field(default_factory=Moves)
+    # The other control-plane replicas, asked what their Envoys acknowledged before each step of a move
+    # (xds_server/cells/peers.py); None: none known (the moves' fallbacks for unseen Envoys apply).
+    peers: Peers | None = None
     # Reloads told which files changed read only those (the watcher's events); at least this often a reload
     # reads everything, in case an event was lost (an inotify queue overflow, a file changed while unwatched).
     full_reload_seconds: float = 300.0
@@ -248,7 +252,10 @@ class ControlPlane:
             config = self.config
             if config is None or not config.cells or not self.moves.pending():
                 continue
-            if self.moves.advance(self.store):
+            word = None
+            if self.peers is not None:
+                word = await self.peers.word(*self.moves.questions())
+            if self.moves.advance(self.store, word):
                 async with self._building:
                     if self.config is config:  # a reload in between has already compiled the new views
                         await self._recompose(config)
@@ -313,6 +320,8 @@ class ControlPlane:
             "xds": self.store.status(),
             # Regions split into cells: each cell's (and each front tier's) snapshot, tenants and moves.
             "cells": self._cells_status(),
+            # The other replicas asked about moves, and how each last answered; None: no peers given.
+            "peers": None if self.peers is None else self.peers.status(),
             # Every runtime replica with its admin address (the repository extension), for operators'
             # tools (`fairshare models`); never routed to by Envoy.
             "replicas": [

@@ -211,6 +211,9 @@ class LocalPlatform:
                   "--xds-port", str(xds_port), "--status-port", str(status_port),
                   "--listen-address", self.opts.host, "--ratelimit-port", str(self.ratelimit_port),
                   *(["--ratelimit-shared-port"] if len(self.control_plane_ports) > 1 else []),
+                  # Each asks the others about moves between cells (xds_server/cells/peers.py).
+                  *(["--peers", ",".join(f"{self.opts.host}:{port}" for _, port in self.control_plane_ports)]
+                    if len(self.control_plane_ports) > 1 else []),
                   *(["--ratelimit-redis-url", self.redis_url] if self.redis_url else []),
                   *(["--upstream-tls-dir", str(self.pki.sds_dir)] if self.pki else []),
                   *(["--tls-dir", str(self.pki.controlplane_dir)] if self.pki and self._control_plane_tls else []),
