@@ -292,3 +292,28 @@ def test_a_peer_name_that_does_not_resolve_vouches_for_nothing(address: str) -> 
     asking = peers.Peers((address,), replica="r0")
     word = asyncio.run(asking.word([(snapshot_key(REGION, "c1"), TENANT)], []))
     assert word.held == {} and "not resolved" in asking.last[address]
+
+
+def test_many_questions_go_in_several_requests_and_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell added moves thousands of tenants: their questions are split under the request size limit."""
+    monkeypatch.setattr(peers, "MAX_QUESTIONS", 4)
+    clock = [0.0]
+    here, there = Replica(clock, ["c0", FRONT]), Replica(clock, ["c0", FRONT])
+    tenants = {f"t{i}": "c0" for i in range(7)}
+    for r in (here, there):
+        r.views(tenants, first=True)
+
+    async def scenario() -> PeerWord:
+        net = Peered([here, there])
+        await net.start()
+        try:
+            c0 = snapshot_key(REGION, "c0")
+            return await net.asking[0].word([(c0, t) for t in tenants] + [(c0, "stranger")],
+                                            [(REGION, t, "c0") for t in tenants])
+        finally:
+            await net.close()
+
+    word = asyncio.run(scenario())
+    c0 = snapshot_key(REGION, "c0")
+    assert word.held == {(c0, t): 1 for t in tenants}  # the other replica's one c0 Envoy; a stranger not vouched
+    assert word.routed == {(REGION, t, "c0"): 1 for t in tenants}

@@ -40,7 +40,7 @@ from xds_server.cells.view import CellView, changed_tenants, members_by_cell
 from xds_server.compiler import naming
 from xds_server.config.model import PlatformConfig
 from xds_server.snapshot import SCOPED_ROUTE
-from xds_server.xds.store import SnapshotStore
+from xds_server.xds.store import NodeStatus, SnapshotStore
 
 _UNSEEN_WAIT_S = 30.0
 
@@ -232,11 +232,17 @@ class Moves:
         routed (region, tenant, cell): every front Envoy of the region here has applied a table that sends the
         tenant to that cell; judged from this replica's own books, so a replica that has not loaded the move
         yet, or is still waiting to switch it, says None."""
-        out_held: list[int | None] = []
-        for key, tenant in held:
-            seq = _holding(store, key, tenant)
-            count = _applied_count(store, key, seq if seq is not None else _NEVER)
-            out_held.append(count)
+        # Each snapshot's connected Envoys, once: thousands of questions (a cell added) each about a few.
+        by_key: dict[str, list[NodeStatus]] = {}
+        for node in store.nodes():
+            if node.connected:
+                by_key.setdefault(node.region, []).append(node)
+
+        def count(key: str, seq: int | None) -> int | None:
+            nodes = by_key.get(key, [])
+            return len(nodes) if all(n.applied_seq >= (_NEVER if seq is None else seq) for n in nodes) else None
+
+        out_held = [count(key, _holding(store, key, tenant)) for key, tenant in held]
         out_routed: list[int | None] = []
         with self._lock:
             for region, tenant, cell in routed:
@@ -244,10 +250,9 @@ class Moves:
                 pub = store.published(key)
                 gone = self._leaving.get(region, {}).get(tenant)
                 seq = gone.front_seq if gone is not None else pub.seq if pub is not None else None
-                if (self._front.get(region, {}).get(tenant) != cell or tenant in self._arriving.get(region, {})
-                        or seq is None):
-                    seq = _NEVER
-                out_routed.append(_applied_count(store, key, seq))
+                switched = (self._front.get(region, {}).get(tenant) == cell
+                            and tenant not in self._arriving.get(region, {}))
+                out_routed.append(count(key, seq if switched else None))
         return out_held, out_routed
 
     def status(self) -> dict[str, dict[str, dict[str, int]]]:

@@ -34,8 +34,9 @@ from xds_server.xds.store import SnapshotStore
 log = logging.getLogger("fairshare.cells.peers")
 
 PATH = "/moves/ask"
-# At most this many questions in one request (every tenant of a few cells moving at once).
-MAX_QUESTIONS = 200_000
+# At most this many questions in one request (about 60 bytes each: under the status app's 1 MB body limit);
+# more (every tenant of a few cells moving at once) go in several.
+MAX_QUESTIONS = 10_000
 
 Held = tuple[str, str]  # snapshot key, tenant
 Routed = tuple[str, str, str]  # region, tenant, cell
@@ -56,20 +57,23 @@ class Peers:
         targets = await self._targets()
         if targets is None:
             return PeerWord({}, {})  # no replica could be found: nobody vouched
-        body = {"replica": self.replica, "held": [list(q) for q in held], "routed": [list(q) for q in routed]}
+        held_sum: dict[Held, int] = {q: 0 for q in held}
+        routed_sum: dict[Routed, int] = {q: 0 for q in routed}
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            answers = await asyncio.gather(*(self._ask(session, target, body) for target in targets))
-        held_sum: dict[Held, int] | None = {q: 0 for q in held}
-        routed_sum: dict[Routed, int] | None = {q: 0 for q in routed}
-        for answer in answers:
-            if answer is None:
-                return PeerWord({}, {})
-            if answer["replica"] == self.replica:
-                continue
-            held_sum = _add(held_sum, held, answer["held"])
-            routed_sum = _add(routed_sum, routed, answer["routed"])
-        return PeerWord(held_sum or {}, routed_sum or {})
+            step = MAX_QUESTIONS // 2
+            for start in range(0, max(len(held), len(routed)), step):
+                some_held, some_routed = held[start:start + step], routed[start:start + step]
+                body = {"replica": self.replica, "held": [list(q) for q in some_held],
+                        "routed": [list(q) for q in some_routed]}
+                answers = await asyncio.gather(*(self._ask(session, target, body) for target in targets))
+                for answer in answers:
+                    if answer is None:
+                        return PeerWord({}, {})  # one replica's Envoys unaccounted for: nothing is vouched
+                    if answer["replica"] != self.replica:
+                        _add(held_sum, some_held, answer["held"])
+                        _add(routed_sum, some_routed, answer["routed"])
+        return PeerWord(held_sum, routed_sum)
 
     async def _ask(self, session: aiohttp.ClientSession, target: str, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -117,10 +121,8 @@ class Peers:
         return {"replica": self.replica, "addresses": list(self.addresses), "answers": dict(self.last)}
 
 
-def _add(sums: dict[Any, int] | None, questions: Sequence[Any], counts: list[Any]) -> dict[Any, int] | None:
-    """`sums` with one replica's counts added; a question it did not vouch for (None) drops out."""
-    if sums is None:
-        return None
+def _add(sums: dict[Any, int], questions: Sequence[Any], counts: list[Any]) -> None:
+    """One replica's counts added to `sums`; a question it did not vouch for (None) drops out."""
     for question, count in zip(questions, counts, strict=True):
         if question not in sums:
             continue
@@ -128,7 +130,6 @@ def _add(sums: dict[Any, int] | None, questions: Sequence[Any], counts: list[Any
             sums[question] += count
         else:
             del sums[question]
-    return sums
 
 
 def add_routes(app: web.Application, moves: Moves, store: SnapshotStore, replica: str) -> None:
