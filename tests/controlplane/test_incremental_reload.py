@@ -89,7 +89,23 @@ def assert_same(got: PlatformConfig, out: CompiledPlatform, want: PlatformConfig
 
 
 def test_a_random_walk_of_edits_loads_and_compiles_as_a_fresh_load_does(cfg_dir: Path) -> None:
-    rng = random.Random(14)
+    _walk(cfg_dir, random.Random(14))
+
+
+def test_the_walk_near_capacity_places_as_a_fresh_load_does(tmp_path: Path) -> None:
+    """Cells of 16 for 43-53 tenants: the hash over-fills some, and each arrival, departure or pin is placed
+    from the last placement and its ledger (cells/assign.py place_changed), overflow included."""
+    root = example_in_cells(tmp_path / "config", 16, 3, ("d0",))
+    for i in range(SYNTHETIC):
+        write(root, i, tenant_spec(i))
+    overflowing = _walk(root, random.Random(3))
+    assert overflowing >= 10, overflowing
+
+
+def _walk(cfg_dir: Path, rng: random.Random) -> int:
+    """Random edits, each loaded incrementally and compared with a fresh load; the steps whose placement had
+    tenants overflowing their hash's cell."""
+    overflowing = 0
     cache, compiler = TenantFileCache(), Compiler()
     last = load_config(cfg_dir, cache)
     compiled(compiler, last, cache)
@@ -156,7 +172,10 @@ def test_a_random_walk_of_edits_loads_and_compiles_as_a_fresh_load_does(cfg_dir:
         assert_same(got_cfg, got, *want, f"step {step} ({kind})")
         last = got_cfg
         incremental += cache.last is not None and cache.last.changes is not None
+        memo = cache.placement_memo
+        overflowing += memo is not None and bool(memo[2].ledgers[REGION].overflow)
     assert incremental >= 40  # most steps took the incremental path, not the full load after it
+    return overflowing
 
 
 def test_a_change_outside_tenants_takes_the_full_load(cfg_dir: Path) -> None:
