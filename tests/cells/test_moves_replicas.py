@@ -97,14 +97,19 @@ def _run(replicas: list[Replica], clock: list[float], until: float) -> list[tupl
     return seen
 
 
+def _load(replicas: list[Replica], before: dict[str, str], after: dict[str, str]) -> None:
+    """Every replica's first load of `before`, then the move to `after`, loaded at the same moment."""
+    for r in replicas:
+        r.views(before, first=True)
+    for r in replicas:
+        r.views(after)
+
+
 def test_no_old_cell_lets_go_before_every_replicas_front_has_switched() -> None:
     clock = [0.0]
     # R1 has no Envoy of the new cell c1 (it cannot see c1 apply); R2 has one. Both have a front and an old cell.
     r1, r2 = Replica(clock, ["c0", FRONT]), Replica(clock, ["c0", "c1", FRONT])
-    for r in (r1, r2):
-        r.views({TENANT: "c0", "other": "c1"}, first=True)
-    for r in (r1, r2):
-        r.views({TENANT: "c1", "other": "c1"})  # both load the move at the same moment
+    _load([r1, r2], {TENANT: "c0", "other": "c1"}, {TENANT: "c1", "other": "c1"})
     seen = _run([r1, r2], clock, 3 * _UNSEEN_WAIT_S)
     r2_switched = min(t for t, fronts, _ in seen if fronts[1] == "c1")
     r1_switched = min(t for t, fronts, _ in seen if fronts[0] == "c1")
@@ -185,10 +190,7 @@ def test_with_peers_a_replica_without_the_new_cells_envoys_switches_on_their_wor
         net = Peered([r1, r2])
         await net.start()
         try:
-            for r in (r1, r2):
-                r.views({TENANT: "c0", "other": "c1"}, first=True)
-            for r in (r1, r2):
-                r.views({TENANT: "c1", "other": "c1"})
+            _load([r1, r2], {TENANT: "c0", "other": "c1"}, {TENANT: "c1", "other": "c1"})
             seen = await net.run(clock, 20.0)
         finally:
             await net.close()
@@ -229,10 +231,7 @@ def test_with_peers_a_replica_that_does_not_answer_holds_every_step() -> None:
         net = Peered([r1, r2])
         await net.start()
         try:
-            for r in (r1, r2):
-                r.views({TENANT: "c0"}, first=True)
-            for r in (r1, r2):
-                r.views({TENANT: "c1"})
+            _load([r1, r2], {TENANT: "c0"}, {TENANT: "c1"})
             # r1 cannot reach r2 (a partition): r2 hears r1, r1 does not hear r2.
             unreachable = f"127.0.0.1:{free_port()}"
             net.asking[0] = peers.Peers((net.asking[0].addresses[0], unreachable), replica="r0", timeout_s=1.0)
