@@ -98,3 +98,11 @@ def test_models_lists_catalog_and_own_models_without_a_platform(capsys: pytest.C
     assert set(rows) == {"classifier", "globex:intent"}
     assert rows["globex:intent"]["versions"] == {"1": 100} and rows["globex:intent"]["regions"] == ["us-east-1"]
     assert main(["models", "--config", str(REPO_CONFIG), "--tenant", "nobody", "--status-port", "1"]) == 2
+
+
+@pytest.mark.parametrize("bad", ["cp-peers", "cp-peers:status", ":18001", "cp:0", "cp:70000"])
+def test_serve_refuses_a_peer_that_is_not_host_and_port(bad: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["serve", "--config", str(REPO_CONFIG), "--state", str(tmp_path), "--peers", f"10.0.0.5:18001,{bad}"]
+    assert main(argv) == 2
+    assert f"--peers: {bad!r} is not HOST:PORT" in capsys.readouterr().err

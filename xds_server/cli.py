@@ -93,6 +93,12 @@ def _serve(args: argparse.Namespace) -> int:
     from xds_server.ratelimit.redis_auth import RedisUrlError
     from xds_server.sources.config import SourceError
 
+    peers = tuple(a.strip() for a in args.peers.split(",") if a.strip())
+    for address in peers:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            print(f"error: --peers: {address!r} is not HOST:PORT (each replica's status port)", file=sys.stderr)
+            return 2
     if args.ratelimit_address and args.ratelimit_port is None:
         print("error: --ratelimit-address needs --ratelimit-port (the port Envoy dials there)", file=sys.stderr)
         return 2
@@ -110,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
         config_source=args.config_source, poll_seconds=args.poll_seconds,
         source_dir=Path(args.source_dir) if args.source_dir else None,
         local_cell_ports=args.local_cell_ports,
-        peers=tuple(a.strip() for a in args.peers.split(",") if a.strip()),
+        peers=peers,
     )
     try:
         asyncio.run(serve(opts))

@@ -316,3 +316,27 @@ def test_many_questions_go_in_several_requests_and_add_up(monkeypatch: pytest.Mo
     c0 = snapshot_key(REGION, "c0")
     assert word.held == {(c0, t): 1 for t in tenants}  # the other replica's one c0 Envoy; a stranger not vouched
     assert word.routed == {(REGION, t, "c0"): 1 for t in tenants}
+
+
+def test_an_answer_of_the_wrong_shape_vouches_for_nothing() -> None:
+    """A peer that answers nonsense (another service on the port, a version that answers otherwise) is a peer
+    that did not answer: nothing is vouched, and the reason is kept for the status."""
+    async def scenario() -> tuple[PeerWord, str]:
+        app = web.Application()
+
+        async def odd(_: web.Request) -> web.Response:
+            return web.json_response({"replica": "other", "held": 3, "routed": []})
+
+        app.router.add_post(peers.PATH, odd)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        address = f"127.0.0.1:{runner.addresses[0][1]}"
+        asking = peers.Peers((address,), replica="r0")
+        try:
+            return await asking.word([(snapshot_key(REGION, "c1"), TENANT)], []), asking.last[address]
+        finally:
+            await runner.cleanup()
+
+    word, why = asyncio.run(scenario())
+    assert word.held == {} and "does not match the questions" in why

@@ -82,8 +82,8 @@ class Peers:
                 if resp.status != 200:
                     raise ValueError(f"HTTP {resp.status}: {answer.get('error') if isinstance(answer, dict) else ''}")
             if (not isinstance(answer, dict) or not isinstance(answer.get("replica"), str)
-                    or len(answer.get("held", ())) != len(body["held"])
-                    or len(answer.get("routed", ())) != len(body["routed"])):
+                    or not isinstance(answer.get("held"), list) or len(answer["held"]) != len(body["held"])
+                    or not isinstance(answer.get("routed"), list) or len(answer["routed"]) != len(body["routed"])):
                 raise ValueError("an answer that does not match the questions")
         except (TimeoutError, aiohttp.ClientError, ValueError) as err:
             why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
