@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from bench.synth import small_config
@@ -67,3 +68,32 @@ def test_a_pod_change_in_a_split_region_equals_a_full_compile(tmp_path: Path) ->
                    if compiled.snapshots[key].of_type(t).get(n) != r}
         assert all(t == ENDPOINT for t, _ in changed)
         assert bool(changed) == (key == snapshot_key(REGION, "front"))
+
+
+def test_a_cell_taken_out_stays_reachable_from_the_front_until_its_tenants_have_moved(tmp_path: Path) -> None:
+    """cells.shared 3 -> 2: c2's tenants move to c0 and c1, and until each one's new cell holds it the front
+    still sends it to c2, so the front keeps c2's cluster and its gateways (also over a pod change)."""
+    from xds_server.cells.moves import Moves
+
+    root = _split(tmp_path)
+    gateways = EndpointDirectory({(REGION, f"gateway.c{k}"): (Endpoint("127.0.0.1", 9001 + k),) for k in range(3)})
+    moves, compiler = Moves(), Compiler()
+    cfg = load_config(root)
+    compiler.compile(CompileInputs(cfg, gateways, JWKS, cells=moves.views(cfg, first=True)))
+    leaving = sorted(t for t, c in cfg.cells[REGION].items() if c == "c2")
+    regions = yaml.safe_load((root / "regions.yaml").read_text())
+    regions["regions"][0]["cells"] = {"shared": 2}
+    (root / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    cfg = load_config(root)
+    views = moves.views(cfg)
+    assert leaving and all(views[REGION].front[t] == "c2" for t in leaving)  # still sent to c2
+    for compiled in (out := compiler.compile(CompileInputs(cfg, gateways, JWKS, cells=views)),
+                     Compiler.with_endpoints(out, cfg, gateways)):
+        front = compiled.snapshots[snapshot_key(REGION, "front")]
+        assert set(front.of_type(CLUSTER)) >= {naming.cell_cluster(c) for c in ("c0", "c1", "c2")}
+        c2 = endpoint_pb2.ClusterLoadAssignment()
+        front.of_type(ENDPOINT)[naming.cell_gateway_endpoints("c2", REGION)].packed.Unpack(c2)
+        assert [e.endpoint.address.socket_address.port_value for e in c2.endpoints[0].lb_endpoints] == [9003]
+    # Once nobody is left in c2 (settled), the front lets its cluster go.
+    settled = compiler.compile(CompileInputs(cfg, gateways, JWKS))
+    assert naming.cell_cluster("c2") not in settled.snapshots[snapshot_key(REGION, "front")].of_type(CLUSTER)

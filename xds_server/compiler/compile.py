@@ -290,7 +290,7 @@ class Compiler:
         for key, snap in compiled.snapshots.items():
             region_id, cell = split_key(key)
             resources = [r for t, by_name in snap.resources.items() if t != ENDPOINT for r in by_name.values()]
-            resources.extend(front.cell_endpoint_sets(cfg.regions[region_id], endpoints) if cell == FRONT
+            resources.extend(front.cell_endpoint_sets(region_id, front.cells_reached(snap), endpoints) if cell == FRONT
                              else endpoint_resources(cfg, endpoints, region_id))
             snapshots[key] = Snapshot.build(_version(resources), resources)
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
@@ -307,12 +307,12 @@ class Compiler:
         table = memo.routes(view.front)
         # A cluster and an endpoint set per cell, kept while the region's cells and the endpoints are the same
         # (an edit among 100,000 tenants in 40 cells rebuilt all 80: 1-2 ms).
-        key = (tuple(layout.cells(region)), inputs.endpoints)
+        key = (tuple(front.front_cells(region, view.members)), inputs.endpoints)
         kept = self._front_cells.get(region_id)
         if kept is None or kept[0] != key:
             kept = self._front_cells[region_id] = (key, [
                 *(Resource.pack(c.name, c) for c in (front.cell_cluster(cell, region_id) for cell in key[0])),
-                *front.cell_endpoint_sets(region, inputs.endpoints),
+                *front.cell_endpoint_sets(region_id, key[0], inputs.endpoints),
             ])
         return [table, *kept[1]]
 

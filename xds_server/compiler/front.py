@@ -9,7 +9,7 @@ the cell's cluster. One cluster per cell, over the endpoint set of the cell's ga
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
@@ -30,7 +30,7 @@ from xds_server.compiler import clusters, naming, routes
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.compiler.failover import pack_any
 from xds_server.config.model import Region
-from xds_server.snapshot import Resource
+from xds_server.snapshot import CLUSTER, Resource, Snapshot
 
 # A retry never crosses cells: the front retries a refused or reset connection on another gateway of
 # the same cell (the tenant's only cluster here), which is what a rolling restart of a cell needs.
@@ -144,11 +144,25 @@ _HTTP2 = http_protocol_options_pb2.HttpProtocolOptions(
 
 
 
-def cell_endpoint_sets(region: Region, endpoints: EndpointDirectory) -> list[Resource]:
+def front_cells(region: Region, members: Iterable[str]) -> list[str]:
+    """The cells the front tier must reach: the region's, then any other that still holds tenants (`members`:
+    the cells of the view). A cell taken out of the layout keeps its tenants until each one's new cell holds
+    it, and the front keeps sending them there meanwhile: without its cluster, those requests would fail."""
+    cells = layout.cells(region)
+    return [*cells, *sorted(set(members) - set(cells))]
+
+
+def cell_endpoint_sets(region_id: str, cells: Iterable[str], endpoints: EndpointDirectory) -> list[Resource]:
     """Each cell's gateways, as the front tier's endpoint sets."""
     out = []
-    for cell in layout.cells(region):
-        name = naming.cell_gateway_endpoints(cell, region.id)
-        gateways = endpoints.of(region.id, naming.cell_gateway_pool(cell))
+    for cell in cells:
+        name = naming.cell_gateway_endpoints(cell, region_id)
+        gateways = endpoints.of(region_id, naming.cell_gateway_pool(cell))
         out.append(Resource.pack(name, clusters.endpoint_set(name, gateways)))
     return out
+
+
+def cells_reached(front: Snapshot) -> list[str]:
+    """The cells a front snapshot has a cluster for (`front_cells` when it was built)."""
+    prefix = naming.CELL_CLUSTER_PREFIX
+    return [name.removeprefix(prefix) for name in front.of_type(CLUSTER) if name.startswith(prefix)]
