@@ -215,7 +215,8 @@ def cell_rows(status: Mapping[str, Any]) -> list[CellRow]:
         published = regions.get(key) or {}
         held = memory.get(key, [])
         rows.append(CellRow(
-            region=str(cell.get("region") or "-"), cell=str(cell.get("cell") or ""), key=key,
+            region=str(cell.get("region") or "-"),
+            cell=str(cell.get("cell") or "") + (" (removed)" if cell.get("removed") else ""), key=key,
             tenants=cell.get("tenants"), version=str(cell.get("version") or published.get("version") or "-"),
             connected=int(published.get("nodes_connected") or 0), applied=int(published.get("nodes_applied") or 0),
             moving_in=cell.get("moving_in"), moving_out=cell.get("moving_out"),

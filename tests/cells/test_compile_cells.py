@@ -97,3 +97,25 @@ def test_a_cell_taken_out_stays_reachable_from_the_front_until_its_tenants_have_
     # Once nobody is left in c2 (settled), the front lets its cluster go.
     settled = compiler.compile(CompileInputs(cfg, gateways, JWKS))
     assert naming.cell_cluster("c2") not in settled.snapshots[snapshot_key(REGION, "front")].of_type(CLUSTER)
+
+
+
+def test_the_status_lists_a_cell_taken_out_while_its_tenants_move_out(tmp_path: Path) -> None:
+    from xds_server.controlplane.service import ControlPlane
+    from xds_server.status_table import render_cells
+    from xds_server.xds.store import SnapshotStore
+
+    root = _split(tmp_path)
+    cp = ControlPlane(root, None, JWKS, SnapshotStore(), "127.0.0.1")
+    assert cp.reload().ok
+    assert cp.config is not None
+    leaving = sum(1 for c in cp.config.cells[REGION].values() if c == "c2")
+    regions = yaml.safe_load((root / "regions.yaml").read_text())
+    regions["regions"][0]["cells"] = {"shared": 2}
+    (root / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    assert cp.reload().ok
+    status = cp.status()
+    [c2] = [c for c in status["cells"] if c["cell"] == "c2"]  # type: ignore[union-attr]
+    assert c2["removed"] and c2["moving_out"] == c2["tenants"] == leaving > 0
+    [line] = [line for line in render_cells(status) if "c2 (removed)" in line]
+    assert f"0/{leaving}" in line  # moving in / out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xds_server.audit.log import redact_secrets
 from xds_server.audit.trail import ControlPlaneAudit
-from xds_server.cells.keys import FRONT, split_key
+from xds_server.cells.keys import FRONT, snapshot_key, split_key
 from xds_server.cells.moves import Moves
 from xds_server.cells.peers import Peers
 from xds_server.cells.view import CellView
@@ -348,6 +348,17 @@ class ControlPlane:
                 else self.moves.routed(region),
                 "moving_in": counts.get("moving_in", 0), "moving_out": counts.get("moving_out", 0),
             })
+        # A cell taken out of the layout that its tenants are still moving out of: its last snapshot serves them.
+        for region, cells in sorted(moving.items()):
+            for cell, counts in sorted(cells.items()):
+                key = snapshot_key(region, cell)
+                if key in self.compiled.snapshots:
+                    continue
+                published = self.store.published(key)
+                out.append({"region": region, "cell": cell, "key": key, "removed": True,
+                            "version": published.snapshot.version if published is not None else None,
+                            "tenants": counts.get("moving_out", 0),
+                            "moving_in": counts.get("moving_in", 0), "moving_out": counts.get("moving_out", 0)})
         return out
 
 
