@@ -72,7 +72,8 @@ def test_a_pod_change_in_a_split_region_equals_a_full_compile(tmp_path: Path) ->
 
 def test_a_cell_taken_out_stays_reachable_from_the_front_until_its_tenants_have_moved(tmp_path: Path) -> None:
     """cells.shared 3 -> 2: c2's tenants move to c0 and c1, and until each one's new cell holds it the front
-    still sends it to c2, so the front keeps c2's cluster and its gateways (also over a pod change)."""
+    still sends it to c2, so the front keeps c2's cluster and its gateways, and c2's snapshot still holds
+    those tenants, kept current (also over a pod change)."""
     from xds_server.cells.moves import Moves
 
     root = _split(tmp_path)
@@ -94,9 +95,12 @@ def test_a_cell_taken_out_stays_reachable_from_the_front_until_its_tenants_have_
         c2 = endpoint_pb2.ClusterLoadAssignment()
         front.of_type(ENDPOINT)[naming.cell_gateway_endpoints("c2", REGION)].packed.Unpack(c2)
         assert [e.endpoint.address.socket_address.port_value for e in c2.endpoints[0].lb_endpoints] == [9003]
-    # Once nobody is left in c2 (settled), the front lets its cluster go.
+        held = compiled.snapshots[snapshot_key(REGION, "c2")].of_type(SCOPED_ROUTE)
+        assert set(held) == {naming.tenant_scope(t) for t in leaving}
+    # Once nobody is left in c2 (settled), the front lets its cluster go, and c2 is compiled no more.
     settled = compiler.compile(CompileInputs(cfg, gateways, JWKS))
     assert naming.cell_cluster("c2") not in settled.snapshots[snapshot_key(REGION, "front")].of_type(CLUSTER)
+    assert snapshot_key(REGION, "c2") not in settled.snapshots
 
 
 

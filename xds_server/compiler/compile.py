@@ -34,7 +34,7 @@ from xds_server.compiler import (
 from xds_server.compiler.endpoint_sets import endpoint_resources
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config.changes import TenantChanges
-from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant
+from xds_server.config.model import PlatformConfig, RateLimitSettings, ResolvedTenant, is_shared_cell
 from xds_server.layered import Layered
 from xds_server.ratelimit.limits import LimitTable
 from xds_server.snapshot import ENDPOINT, Resource, Snapshot
@@ -223,6 +223,15 @@ class Compiler:
             for index, cell in enumerate(layout.cells(region)):
                 port = layout.local_port(region, index) if self.local_cell_ports else region.gateway_port
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
+            # A cell taken out of the layout while its tenants move out still serves them: kept current (their
+            # edits, the pools' pods) until it is empty. On one machine only a shared cell's port is known.
+            for cell in front.front_cells(region, view.members)[len(layout.cells(region)):]:
+                port = region.gateway_port
+                if self.local_cell_ports:
+                    if not is_shared_cell(cell):
+                        continue  # its last snapshot stays as it was
+                    port = layout.local_port(region, int(cell[1:]))
+                build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members[cell])
             build(snapshot_key(region_id, FRONT),
                   [gateway(region.gateway_port, front=True), *self._front(cfg, inputs, region_id, view)], frozenset())
         # Keep only what this config used: the memo never outgrows the current tenant set. Only now, once

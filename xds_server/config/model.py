@@ -108,6 +108,11 @@ class Pool(Strict):
 _SHARED_CELL = re.compile(r"^c[0-9]+$")
 
 
+def is_shared_cell(name: str) -> bool:
+    """Whether `name` is a shared cell's (c0, c1, ...): its index is its number."""
+    return _SHARED_CELL.match(name) is not None
+
+
 class RegionCells(Strict):
     """How a region's tenants are split across gateway fleets (xds_server/cells, docs/design/0005): `shared`
     cells c0..c{N-1} take every tenant not pinned elsewhere; `dedicated` cells only tenants pinned to them
@@ -121,7 +126,7 @@ class RegionCells(Strict):
     def _dedicated_names(cls, names: list[str]) -> list[str]:
         _reject_duplicates(names, "dedicated cell")
         for name in names:
-            if _SHARED_CELL.match(name) or name == "front":
+            if is_shared_cell(name) or name == "front":
                 raise ValueError(f"dedicated cell {name!r}: c<number> names are the shared cells' and 'front' is "
                                  "the front tier's; choose another name")
         return names

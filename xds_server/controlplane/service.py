@@ -15,6 +15,7 @@ from pathlib import Path
 
 from xds_server.audit.log import redact_secrets
 from xds_server.audit.trail import ControlPlaneAudit
+from xds_server.cells import layout
 from xds_server.cells.keys import FRONT, snapshot_key, split_key
 from xds_server.cells.moves import Moves
 from xds_server.cells.peers import Peers
@@ -341,14 +342,18 @@ class ControlPlane:
             # A region without cells (cell None) is listed too: its one gateway fleet holds its tenants.
             region, cell = split_key(key)
             counts = moving.get(region, {}).get(cell, {}) if cell is not None else {}
+            kept = cell is None or cell == FRONT or region not in self.config.regions \
+                or cell in layout.cells(self.config.regions[region])
             out.append({
                 "region": region, "cell": cell, "key": key, "version": snap.version,
+                # Taken out of the layout, its tenants still moving out (compiler/compile.py keeps it meanwhile).
+                **({} if kept else {"removed": True}),
                 # The front holds no tenant's resources: its count is the tenants it routes.
                 "tenants": len(snap.resources.get(SCOPED_ROUTE, {})) if cell != FRONT
                 else self.moves.routed(region),
                 "moving_in": counts.get("moving_in", 0), "moving_out": counts.get("moving_out", 0),
             })
-        # A cell taken out of the layout that its tenants are still moving out of: its last snapshot serves them.
+        # One the compiler could not keep (a dedicated cell on one machine): its last snapshot serves them.
         for region, cells in sorted(moving.items()):
             for cell, counts in sorted(cells.items()):
                 key = snapshot_key(region, cell)
