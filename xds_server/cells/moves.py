@@ -64,8 +64,8 @@ class _Leaving:
 @dataclass
 class Moves:
     drain_seconds: float = 5.0
-    # With more than one control-plane replica, switch after _UNSEEN_WAIT_S when no Envoy of the new cell is
-    # connected to this one.
+    # With more than one control-plane replica and no word from them (no peers): switch after _UNSEEN_WAIT_S
+    # when no Envoy of the new cell is connected to this one, and keep old cells longer (the docstring).
     replicated: bool = False
     clock: Callable[[], float] = time.monotonic
     _front: dict[str, dict[str, str]] = field(default_factory=dict)  # region -> tenant -> cell the front uses
@@ -188,8 +188,9 @@ class Moves:
                                         and (region, tenant, front[tenant]) in peers.routed)
                         if switched:
                             gone.until = now + self.drain_seconds
-                            if self.replicated and peers is None:  # another replica's fronts may switch on the
-                                gone.until = max(gone.until, gone.began + 2 * _UNSEEN_WAIT_S)  # fallback
+                            if self.replicated and peers is None:
+                                # Another replica's fronts may switch only on the fallback (the docstring).
+                                gone.until = max(gone.until, gone.began + 2 * _UNSEEN_WAIT_S)
                     if gone.until is not None and now >= gone.until:
                         del leaving[tenant]
                         moved = True
