@@ -153,6 +153,7 @@ class Moves:
         (cells/peers.py); None: no peers are known, and the fallbacks for unseen Envoys apply."""
         now = self.clock()
         changed = False
+        nodes = _connected(store)
         with self._lock:
             for region in list(self._front):
                 moved = False
@@ -164,10 +165,10 @@ class Moves:
                     if move.seq is None:
                         continue
                     if peers is None:
-                        if not self._applied(store, key, move.seq, now - move.since):
+                        if not self._applied(nodes, key, move.seq, now - move.since):
                             continue
                     else:  # every Envoy of the new cell, wherever connected, holds it (and there is one)
-                        here, there = _applied_count(store, key, move.seq), peers.held.get((key, tenant))
+                        here, there = _applied_count(nodes, key, move.seq), peers.held.get((key, tenant))
                         if here is None or there is None or here + there == 0:
                             continue
                     old = front.get(tenant)
@@ -182,9 +183,9 @@ class Moves:
                         continue  # the front's new table is not published yet: `published` records it
                     if gone.until is None:
                         if peers is None:
-                            switched = self._applied(store, front_key, gone.front_seq, now - gone.switched)
+                            switched = self._applied(nodes, front_key, gone.front_seq, now - gone.switched)
                         else:  # every front Envoy, wherever connected, sends it to its new cell
-                            switched = (_applied_count(store, front_key, gone.front_seq) is not None
+                            switched = (_applied_count(nodes, front_key, gone.front_seq) is not None
                                         and (region, tenant, front[tenant]) in peers.routed)
                         if switched:
                             gone.until = now + self.drain_seconds
@@ -208,8 +209,8 @@ class Moves:
                     if gone.front_seq is None and pub is not None:
                         gone.front_seq = pub.seq
 
-    def _applied(self, store: SnapshotStore, key: str, seq: int, waited: float) -> bool:
-        count = _applied_count(store, key, seq)
+    def _applied(self, nodes: Mapping[str, list[NodeStatus]], key: str, seq: int, waited: float) -> bool:
+        count = _applied_count(nodes, key, seq)
         if count == 0:
             return self.replicated and waited >= _UNSEEN_WAIT_S
         return count is not None
@@ -233,17 +234,8 @@ class Moves:
         routed (region, tenant, cell): every front Envoy of the region here has applied a table that sends the
         tenant to that cell; judged from this replica's own books, so a replica that has not loaded the move
         yet, or is still waiting to switch it, says None."""
-        # Each snapshot's connected Envoys, once: thousands of questions (a cell added) each about a few.
-        by_key: dict[str, list[NodeStatus]] = {}
-        for node in store.nodes():
-            if node.connected:
-                by_key.setdefault(node.region, []).append(node)
-
-        def count(key: str, seq: int | None) -> int | None:
-            nodes = by_key.get(key, [])
-            return len(nodes) if all(n.applied_seq >= (_NEVER if seq is None else seq) for n in nodes) else None
-
-        out_held = [count(key, _holding(store, key, tenant)) for key, tenant in held]
+        nodes = _connected(store)
+        out_held = [_applied_count(nodes, key, _holding(store, key, tenant)) for key, tenant in held]
         out_routed: list[int | None] = []
         with self._lock:
             for region, tenant, cell in routed:
@@ -253,7 +245,7 @@ class Moves:
                 seq = gone.front_seq if gone is not None else pub.seq if pub is not None else None
                 switched = (self._front.get(region, {}).get(tenant) == cell
                             and tenant not in self._arriving.get(region, {}))
-                out_routed.append(count(key, seq if switched else None))
+                out_routed.append(_applied_count(nodes, key, seq if switched else None))
         return out_held, out_routed
 
     def status(self) -> dict[str, dict[str, dict[str, int]]]:
@@ -341,10 +333,22 @@ class PeerWord:
     routed: Mapping[tuple[str, str, str], int]  # (region, tenant, cell) -> front Envoys at the peers
 
 
-def _applied_count(store: SnapshotStore, key: str, seq: int) -> int | None:
-    """How many Envoys of `key` are connected here, if every one has applied publication `seq` or later."""
-    nodes = [n for n in store.nodes() if n.connected and n.region == key]
-    return len(nodes) if all(n.applied_seq >= seq for n in nodes) else None
+def _connected(store: SnapshotStore) -> dict[str, list[NodeStatus]]:
+    """Each snapshot key's connected Envoys, grouped once: a step or an answer asks about thousands of tenants
+    (a cell added), each about a few of them."""
+    out: dict[str, list[NodeStatus]] = {}
+    for node in store.nodes():
+        if node.connected:
+            out.setdefault(node.region, []).append(node)
+    return out
+
+
+def _applied_count(nodes: Mapping[str, list[NodeStatus]], key: str, seq: int | None) -> int | None:
+    """How many Envoys of `key` are connected here (`nodes`: `_connected`'s), if every one has applied
+    publication `seq` or later; `seq` None: one no Envoy has applied."""
+    here = nodes.get(key, [])
+    target = _NEVER if seq is None else seq
+    return len(here) if all(n.applied_seq >= target for n in here) else None
 
 
 def _holding(store: SnapshotStore, key: str, tenant: str) -> int | None:
