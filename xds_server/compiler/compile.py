@@ -225,7 +225,8 @@ class Compiler:
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
             # A cell taken out of the layout while its tenants move out still serves them: kept current (their
             # edits, the pools' pods) until it is empty. On one machine only a shared cell's port is known.
-            for cell in front.front_cells(region, view.members)[len(layout.cells(region)):]:
+            reached = front.front_cells(region, view.members)
+            for cell in reached[len(layout.cells(region)):]:
                 port = region.gateway_port
                 if self.local_cell_ports:
                     if not is_shared_cell(cell):
@@ -233,7 +234,8 @@ class Compiler:
                     port = layout.local_port(region, int(cell[1:]))
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members[cell])
             build(snapshot_key(region_id, FRONT),
-                  [gateway(region.gateway_port, front=True), *self._front(cfg, inputs, region_id, view)], frozenset())
+                  [gateway(region.gateway_port, front=True), *self._front(cfg, inputs, region_id, view, reached)],
+                  frozenset())
         # Keep only what this config used: the memo never outgrows the current tenant set. Only now, once
         # every snapshot is built: a compile that fails half-way must not leave the next one comparing
         # against memo keys whose snapshots were never built.
@@ -305,10 +307,11 @@ class Compiler:
         return CompiledPlatform(version=_overall(snapshots), snapshots=MappingProxyType(snapshots),
                                 ratelimits=compiled.ratelimits)
 
-    def _front(self, cfg: PlatformConfig, inputs: CompileInputs, region_id: str, view: CellView) -> list[Resource]:
+    def _front(self, cfg: PlatformConfig, inputs: CompileInputs, region_id: str, view: CellView,
+               reached: list[str]) -> list[Resource]:
         """The front tier's snapshot but its listener: the tenant -> cell table (patched where tenants came,
-        went or moved: building 100,000 entries takes about 0.5 s), a cluster and an endpoint set per cell."""
-        region = cfg.regions[region_id]
+        went or moved: building 100,000 entries takes about 0.5 s), a cluster and an endpoint set per cell it
+        reaches (`reached`: front.front_cells)."""
         timeout = cfg.platform.gateway.request_timeout_seconds
         memo = self._front_memo.get(region_id)
         if memo is None or memo.timeout_seconds != timeout:
@@ -316,7 +319,7 @@ class Compiler:
         table = memo.routes(view.front)
         # A cluster and an endpoint set per cell, kept while the region's cells and the endpoints are the same
         # (an edit among 100,000 tenants in 40 cells rebuilt all 80: 1-2 ms).
-        key = (tuple(front.front_cells(region, view.members)), inputs.endpoints)
+        key = (tuple(reached), inputs.endpoints)
         kept = self._front_cells.get(region_id)
         if kept is None or kept[0] != key:
             kept = self._front_cells[region_id] = (key, [
