@@ -88,6 +88,7 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from inference_images.runtime.tls import TlsConfigError
+    from xds_server.cells.peers import split_address
     from xds_server.controlplane.main import ServeOptions, serve
     from xds_server.endpoints.source import EndpointSourceError
     from xds_server.ratelimit.redis_auth import RedisUrlError
@@ -95,9 +96,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     peers = tuple(a.strip() for a in args.peers.split(",") if a.strip())
     for address in peers:
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            print(f"error: --peers: {address!r} is not HOST:PORT (each replica's status port)", file=sys.stderr)
+        try:
+            split_address(address)
+        except ValueError as err:
+            print(f"error: --peers: {err}", file=sys.stderr)
             return 2
     if args.ratelimit_address and args.ratelimit_port is None:
         print("error: --ratelimit-address needs --ratelimit-port (the port Envoy dials there)", file=sys.stderr)

@@ -102,9 +102,9 @@ class Peers:
         loop = asyncio.get_running_loop()
         out: list[str] = []
         for address in self.addresses:
-            host, _, port = address.rpartition(":")
             try:
-                infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+                host, port = split_address(address)
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except (OSError, ValueError) as err:
                 self.last[address] = f"not resolved: {err}"
                 log.warning("replica address %s not resolved (%s): moves wait", address, err)
@@ -119,6 +119,14 @@ class Peers:
 
     def status(self) -> dict[str, Any]:
         return {"replica": self.replica, "addresses": list(self.addresses), "answers": dict(self.last)}
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """A replica's `HOST:PORT` (the status port); ValueError naming it otherwise."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not HOST:PORT (each replica's status port)")
+    return host, int(port)
 
 
 def _add(sums: dict[Any, int], questions: Sequence[Any], counts: list[Any]) -> None:
