@@ -72,6 +72,7 @@ async def measure(bench: Bench, name: str, tenants: int, shared: int, run: list[
         progress(f"{name}: published in {build_s:.2f}s; starting {len(run)} Envoy(s), one at a time")
         applied: dict[str, float] = {}
         for cell in run:
+            await rig.quiet()
             applied[key_of(cell)] = await rig.start_envoy(cell)
             progress(f"{name}: {key_of(cell)} applied {applied[key_of(cell)]:.2f}s after its start")
         envoys: dict[str, dict[str, Any]] = {}

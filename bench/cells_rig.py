@@ -74,6 +74,19 @@ class CellsRig:
         await asyncio.to_thread(envoy.wait_ready, 60)
         return applied_s
 
+    async def quiet(self, timeout_s: float = 60.0) -> None:
+        """Wait until every running Envoy is idle. An Envoy that has ACKed goes on building its workers'
+        copies of what it applied for a while; the next Envoy, timed "alone", must not share the cores with it."""
+        pids = [e.pid for e in self.envoys.values() if e.pid is not None]
+        deadline = time.monotonic() + timeout_s
+        before = _cpu_ticks(pids)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(QUIET_WINDOW_S)
+            now = _cpu_ticks(pids)
+            if now - before <= QUIET_TICKS:
+                return
+            before = now
+
     def launch_envoy(self, cell: str | None) -> EnvoyProcess:
         """Start the Envoy of `cell` without waiting (a cell not yet in the config: it waits for its snapshot)."""
         assert self.xds is not None
@@ -128,3 +141,17 @@ class CellsRig:
 
 
 FRONT_KEY = key_of(FRONT)
+# Idle: the running Envoys together used at most QUIET_TICKS clock ticks (1/100 s each) of CPU in a window.
+QUIET_WINDOW_S, QUIET_TICKS = 0.25, 1
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    """User + system CPU ticks the processes `pids` have used (one that is gone counts nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    return total
