@@ -4,7 +4,9 @@ endpoint sets only, equal to a full compile (the front's cell gateways included)
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import yaml
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -123,3 +125,44 @@ def test_the_status_lists_a_cell_taken_out_while_its_tenants_move_out(tmp_path: 
     assert c2["removed"] and c2["moving_out"] == c2["tenants"] == leaving > 0
     [line] = [line for line in render_cells(status) if "c2 (removed)" in line]
     assert f"0/{leaving}" in line  # moving in / out
+
+
+def _settle_every_move(moves: Any) -> None:
+    """What Moves.advance does once every Envoy has acknowledged every step: each tenant in its new cell alone."""
+    for region, arriving in moves._arriving.items():
+        moves._front[region].update({t: move.cell for t, move in arriving.items()})
+        arriving.clear()
+        moves._leaving[region].clear()
+        moves._last.pop(region, None)
+
+
+def test_a_cell_taken_out_is_published_empty_once_its_last_tenants_have_moved_out(tmp_path: Path) -> None:
+    """Its gateways outlive the move (the chart's second step removes them): they must not keep serving the
+    routes of the tenants that left, so the move's last step publishes it once more, empty; after that it is
+    compiled no more."""
+    from xds_server.controlplane.service import ControlPlane
+    from xds_server.xds.store import SnapshotStore
+
+    root = _split(tmp_path)
+    store = SnapshotStore()
+    cp = ControlPlane(root, None, JWKS, store, "127.0.0.1")
+    assert cp.reload().ok
+    c2 = snapshot_key(REGION, "c2")
+    regions = yaml.safe_load((root / "regions.yaml").read_text())
+    regions["regions"][0]["cells"] = {"shared": 2}
+    (root / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    assert cp.reload().ok
+    held = store.get(c2)
+    assert held is not None and held.of_type(SCOPED_ROUTE)  # moving out: c2 still serves them
+    _settle_every_move(cp.moves)
+    assert cp.config is not None
+    asyncio.run(cp._recompose(cp.config))  # the moves' last step, as _follow_moves publishes it
+    emptied = store.get(c2)
+    assert emptied is not None and not emptied.of_type(SCOPED_ROUTE) and emptied.version != held.version
+    assert cp.compiled is not None and c2 in cp.compiled.snapshots
+    assert cp.reload().ok  # nothing left to empty: c2 is no longer compiled, nor listed
+    assert c2 not in cp.compiled.snapshots
+    assert store.get(c2) is emptied
+    assert all(c["cell"] != "c2" for c in cp.status()["cells"])  # type: ignore[union-attr]
+    front = cp.compiled.snapshots[snapshot_key(REGION, "front")]
+    assert naming.cell_cluster("c2") not in front.of_type(CLUSTER)

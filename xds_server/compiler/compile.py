@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -53,6 +53,9 @@ class CompileInputs:
     # How `config` differs from the config before (an incremental load): where that is the config this
     # compiler compiled last, only those tenants are looked at again. None: every tenant is compared.
     changes: TenantChanges | None = None
+    # Per region, cells taken out of the layout whose last tenants have moved out while their gateways'
+    # snapshot still holds some (the control plane's published one): compiled once more, with nobody in them.
+    emptied: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,14 +228,17 @@ class Compiler:
                 build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
             # A cell taken out of the layout while its tenants move out still serves them: kept current (their
             # edits, the pools' pods) until it is empty. On one machine only a shared cell's port is known.
+            # Once empty, it is built once more with nobody in it (`emptied`): its gateways, if still running,
+            # then hold no tenant whose routes they would otherwise keep serving.
             reached = front.front_cells(region, view.members)
-            for cell in reached[len(layout.cells(region)):]:
+            emptied = [c for c in inputs.emptied.get(region_id, ()) if c not in reached]
+            for cell in [*reached[len(layout.cells(region)):], *emptied]:
                 port = region.gateway_port
                 if self.local_cell_ports:
                     if not is_shared_cell(cell):
                         continue  # its last snapshot stays as it was
                     port = layout.local_port(region, int(cell[1:]))
-                build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members[cell])
+                build(snapshot_key(region_id, cell), [gateway(port), *shared], view.members.get(cell, frozenset()))
             build(snapshot_key(region_id, FRONT),
                   [gateway(region.gateway_port, front=True), *self._front(cfg, inputs, region_id, view, reached)],
                   frozenset())

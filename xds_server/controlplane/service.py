@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +142,8 @@ class ControlPlane:
                 endpoints = source.for_reload() if source is not None else EndpointDirectory()
                 views = self._cell_views(config)
                 compiled = self.compiler.compile(CompileInputs(config, endpoints, self.jwks, self.listen_address,
-                                                               cells=views, changes=changes))
+                                                               cells=views, changes=changes,
+                                                               emptied=self._emptied(config, views)))
             seconds["compile"] = time.perf_counter() - started - seconds["load"]
             moved = given.verify(revision)
             if moved is not None:
@@ -245,6 +246,21 @@ class ControlPlane:
         self.moves.replicated = (config.platform.controlplane.replicas or 1) > 1
         return self.moves.views(config, first=self.compiled is None)
 
+    def _emptied(self, config: PlatformConfig, views: Mapping[str, CellView]) -> dict[str, list[str]]:
+        """Per region, the cells out of its layout that no tenant is in any more while the snapshot published
+        for them still holds some (compiler/compile.py builds them once more, empty)."""
+        out: dict[str, list[str]] = {}
+        for key in self.store.regions():
+            region, cell = split_key(key)
+            view = views.get(region)
+            if cell is None or cell == FRONT or view is None or cell in view.members \
+                    or cell in layout.cells(config.regions[region]):
+                continue
+            published = self.store.get(key)
+            if published is not None and published.of_type(SCOPED_ROUTE):
+                out.setdefault(region, []).append(cell)
+        return out
+
     async def _follow_moves(self, interval: float = 0.1) -> None:
         """Tenants moving between cells (xds_server/cells/moves.py): take each step once the Envoys have
         acknowledged the last, and publish the cells' and the front's new snapshots."""
@@ -266,8 +282,9 @@ class ControlPlane:
         """Publish the serving config with the cells' new membership: the same tenants' resources (memoised),
         so nothing new to validate; only the snapshots whose membership changed get a new version."""
         # The same config as the last compile's: no tenant to compare.
-        inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=self._cell_views(config),
-                               changes=TenantChanges(config, frozenset()))
+        views = self._cell_views(config)
+        inputs = CompileInputs(config, self.endpoints, self.jwks, self.listen_address, cells=views,
+                               changes=TenantChanges(config, frozenset()), emptied=self._emptied(config, views))
         compiled = await asyncio.to_thread(self.compiler.compile, inputs)
         compiled, endpoints = self._over_newest_endpoints(config, compiled, inputs.endpoints)
         for key, snapshot in compiled.snapshots.items():
