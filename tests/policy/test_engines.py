@@ -5,6 +5,7 @@ backends get errors that name the file or the backend, promptly."""
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,26 @@ def test_a_policy_that_runs_too_long_is_stopped_and_the_engine_recovers(tmp_path
         assert engine.query("fairshare/tenant/result", {}) == 42
     finally:
         engine.close()
+
+
+def test_a_ctrl_c_at_the_terminal_leaves_the_policy_worker_to_its_parent(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the terminal's group: the worker must go on answering and end quietly
+    when its parent closes it, not print a KeyboardInterrupt traceback into `make run`'s output."""
+    policy = tmp_path / "p"
+    (policy / "tenant").mkdir(parents=True)
+    (policy / "tenant" / "tenant.rego").write_text("package fairshare.tenant\n\nresult := 42\n")
+    engine = EmbeddedEngine()
+    try:
+        engine.load(PolicySources.load(policy), {})
+        proc = engine._proc
+        assert proc is not None
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        assert engine.query("fairshare/tenant/result", {}) == 42
+        assert engine._proc is proc  # the same worker answered: it was not stopped by the signal
+    finally:
+        engine.close()
+    assert proc.returncode == 0
 
 
 def test_an_opa_server_that_is_down_is_named(policy_copy: Path, tmp_path: Path) -> None:

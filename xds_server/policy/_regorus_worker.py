@@ -7,6 +7,7 @@ crosses the process boundary as a message, never as a crash of the control plane
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -43,6 +44,9 @@ def clean_error(message: str) -> str:
 
 
 def main() -> None:
+    # Its parent decides when it ends (closing stdin, or dying): a Ctrl-C at the terminal reaches the whole
+    # process group, and must stop the parent, which then stops this, not print a traceback from here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = sys.stdout.buffer
     for raw in sys.stdin.buffer:
         request = json.loads(raw)
