@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from xds_server.config import ConfigError, load_config
 
@@ -67,6 +68,15 @@ def test_every_problem_in_a_file_is_reported_at_once(cfg_dir: Path) -> None:
     assert f"{path}: regions.allowed[1]: unknown region 'mars-1'" in found
     assert f"{path}: models.nomodel: unknown model 'nomodel'" in found
     assert len(found) == 6, found
+
+
+def test_every_weight_out_of_range_in_a_split_is_named(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "acme.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["embedder"] = {"split": {"v1": 150, "v2": -50}}
+    path.write_text(yaml.safe_dump(spec))
+    assert problems_of(cfg_dir) == [
+        f"{path}: models.embedder.split: weights must be between 0 and 100: 'v1' got 150, 'v2' got -50"]
 
 
 def test_a_tenant_defined_twice_is_an_error(cfg_dir: Path) -> None:

@@ -20,6 +20,7 @@ from pydantic import (
 # The runtime finds the entities, so it owns their names (as it owns the gateway header names).
 from inference_images.runtime.pii.entities import Entity as PiiEntity
 from xds_server.layered import as_dict
+from xds_server.listing import capped
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,40}[a-z0-9]"
 Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
@@ -230,9 +231,10 @@ class ModelGrant(Strict):
 
 
 def check_split(split: dict[str, int]) -> dict[str, int]:
-    for version, pct in split.items():
-        if not 0 <= pct <= 100:
-            raise ValueError(f"weight of {version!r} must be between 0 and 100, got {pct}")
+    # Every weight out of range at once: a fix for the first alone would only bring up the next.
+    bad = [f"{version!r} got {pct}" for version, pct in split.items() if not 0 <= pct <= 100]
+    if bad:
+        raise ValueError(f"{'weight' if len(bad) == 1 else 'weights'} must be between 0 and 100: {capped(bad, 8)}")
     total = sum(split.values())
     if total != 100:
         raise ValueError(f"weights must add up to 100, got {total}")
