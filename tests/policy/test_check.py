@@ -64,6 +64,18 @@ def test_an_unreadable_plan_is_an_error_not_a_pass(tmp_path: Path, capsys: pytes
     assert "not a `terraform show -json` plan" in capsys.readouterr().out
 
 
+def test_a_config_that_does_not_load_fails_on_its_errors_not_as_zero_violations(
+    config: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    acme = config / "tenants" / "acme.yaml"
+    acme.write_text(acme.read_text() + "colour: red\n")
+    assert main(["policy", "check", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"config ({config}): could not be checked, 1 error(s)" in out
+    assert f"  error: {acme}: colour: unknown field" in out
+    assert out.rstrip().endswith("policy check FAILED: 1 error(s), 0 violation(s)")
+
+
 def test_many_violations_are_shown_as_the_first_few_and_counts_by_rule(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -55,8 +55,11 @@ class Report:
         rest are by rule, most frequent first; the JSON form (`to_json`) has every one."""
         lines: list[str] = []
         for s in self.sections:
-            state = "error" if s.errors else (f"{len(s.violations)} violation(s)" if s.violations else "ok")
-            lines.append(f"{s.name} ({s.source}): {s.checked} checked, {state}")
+            if s.errors:  # nothing was evaluated: a count of what was checked would read as a pass
+                lines.append(f"{s.name} ({s.source}): could not be checked, {len(s.errors):,} error(s)")
+            else:
+                state = f"{len(s.violations):,} violation(s)" if s.violations else "ok"
+                lines.append(f"{s.name} ({s.source}): {s.checked:,} checked, {state}")
             errors = s.errors if limit is None else s.errors[:limit]
             lines += [f"  error: {e}" for e in errors]
             if len(s.errors) > len(errors):
@@ -75,7 +78,9 @@ class Report:
                              f"{capped(f'{rule} ({n:,})' for rule, n in rest.most_common())} "
                              "(the --json report lists every one)")
         total = sum(len(s.violations) for s in self.sections)
-        lines.append("policy check passed" if self.ok else f"policy check FAILED: {total} violation(s)")
+        errors = sum(len(s.errors) for s in self.sections)
+        failed = ([f"{errors:,} error(s)"] if errors else []) + [f"{total:,} violation(s)"]
+        lines.append("policy check passed" if self.ok else f"policy check FAILED: {', '.join(failed)}")
         return "\n".join(lines)
 
 
