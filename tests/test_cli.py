@@ -21,6 +21,23 @@ def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert "config OK: 4 tenants" in capsys.readouterr().out
 
 
+def test_validate_notes_each_quota_clamped_to_its_tiers_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Valid, and served with the tier's limit: the file's author is told, not left to find it in an audit."""
+    config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+    globex = config / "tenants" / "globex.yaml"
+    globex.write_text(globex.read_text() + "quotas: {concurrency: 100000}\n")
+    assert main(["validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "note: globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64" in out
+    assert main(["validate", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == [
+        "globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64"]
+    assert main(["validate", "--config", str(REPO_CONFIG)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_validate_reports_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--config", str(tmp_path / "missing")]) == 2
     assert f"{tmp_path / 'missing'}: config directory does not exist" in capsys.readouterr().err

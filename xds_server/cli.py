@@ -15,7 +15,9 @@ from xds_server.audit.log import AuditError
 from xds_server.auth.keys import SigningKey, SigningKeyError
 from xds_server.auth.tokens import UnknownTenant, issue_from_files
 from xds_server.config import ConfigError, load_config
-from xds_server.listing import capped
+from xds_server.config.errors import PROBLEMS_SHOWN
+from xds_server.config.model import clamped_notes
+from xds_server.listing import capped, capped_lines
 from xds_server.sources.config import cli as config_cli
 
 DEFAULT_STATE = Path(os.environ.get("FAIRSHARE_STATE", ".fairshare"))
@@ -50,11 +52,14 @@ def _validate(args: argparse.Namespace) -> int:
             raise  # main() prints it for a person: the first problems, then a count
         print(json.dumps(err.to_json(), indent=2))
         return 2
+    notes = clamped_notes(cfg)
     if args.json:
         print(json.dumps({"ok": True, "tenants": len(cfg.tenants), "models": len(cfg.models),
-                          "regions": len(cfg.regions)}, indent=2))
+                          "regions": len(cfg.regions), "notes": notes}, indent=2))
     else:
         print(f"config OK: {len(cfg.tenants)} tenants, {len(cfg.models)} models, {len(cfg.regions)} regions")
+        for line in capped_lines(notes, PROBLEMS_SHOWN, "note: ", "notes (--json lists every one)"):
+            print(line)
     return 0
 
 

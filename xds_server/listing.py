@@ -7,7 +7,7 @@ Callers order the items so the ones that matter most come first (the largest, th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 # Enough to recognise the pattern and act on the worst offenders; the rest is a count.
 DEFAULT_LIMIT = 5
@@ -27,6 +27,15 @@ def capped(items: Iterable[object], limit: int = DEFAULT_LIMIT, sep: str = ", ")
     if not more:
         return sep.join(shown)
     return f"{sep.join(shown)} and {more:,} more"
+
+
+def capped_lines(items: Sequence[str], limit: int | None, prefix: str, rest: str) -> list[str]:
+    """`prefix` + each of the first `limit` items (None: all) as its own line, then `  ... and N more <rest>`."""
+    shown = items if limit is None else items[:limit]
+    out = [f"{prefix}{item}" for item in shown]
+    if len(items) > len(shown):
+        out.append(f"  ... and {len(items) - len(shown):,} more {rest}")
+    return out
 
 
 def clipped(text: str, limit: int) -> str:

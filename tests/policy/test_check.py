@@ -40,6 +40,7 @@ def test_every_violation_is_named_with_tenant_field_rule_and_reason(
     assert "why:   classifier:v2 takes 50% of the tenant's traffic but is not deployed in eu-west-1" in out
     assert "rule:  quota/weight-above-tier" in out
     assert "policy check FAILED: 2 violation(s)" in out
+    assert "note:" not in out  # hooli's weight is a violation, not a clamp: no quota was cut down
     report = json.loads(report_file.read_text())
     assert report["ok"] is False
     assert {(v["subject"], v["rule"]) for v in report["sections"][0]["violations"]} == {
@@ -74,6 +75,20 @@ def test_a_config_that_does_not_load_fails_on_its_errors_not_as_zero_violations(
     assert f"config ({config}): could not be checked, 1 error(s)" in out
     assert f"  error: {acme}: colour: unknown field" in out
     assert out.rstrip().endswith("policy check FAILED: 1 error(s), 0 violation(s)")
+
+
+def test_a_quota_clamped_to_its_tiers_limit_is_a_note_not_a_failure(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    globex = config / "tenants" / "globex.yaml"
+    globex.write_text(globex.read_text() + "quotas: {concurrency: 100000}\n")
+    report_file = tmp_path / "report.json"
+    assert main(["policy", "check", "--config", str(config), "--json", str(report_file)]) == 0
+    out = capsys.readouterr().out
+    assert "  note: globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64" in out
+    assert "policy check passed" in out
+    assert json.loads(report_file.read_text())["sections"][0]["notes"] == [
+        "globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64"]
 
 
 def test_many_violations_are_shown_as_the_first_few_and_counts_by_rule(

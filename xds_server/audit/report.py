@@ -204,15 +204,15 @@ def models(cfg: PlatformConfig, t: ResolvedTenant) -> dict[str, Any]:
 def quotas(cfg: PlatformConfig, t: ResolvedTenant) -> dict[str, Any]:
     tier = cfg.tiers[t.spec.tier]
     effective = t.quotas.model_dump()
+    clamped = t.clamped()
     fields = {}
     for name, value in effective.items():
-        asked = getattr(t.spec.quotas, name)
-        if asked is None:
+        if name in clamped:
+            source = f"tenant asked {clamped[name][0]}, clamped to tier {t.spec.tier}'s limit"
+        elif getattr(t.spec.quotas, name) is None:
             source = f"tier {t.spec.tier} default"
-        elif asked == value:
-            source = "tenant override"
         else:
-            source = f"tenant asked {asked}, clamped to tier {t.spec.tier}'s limit"
+            source = "tenant override"
         fields[name] = {"effective": value, "from": source}
     return {"tier": t.spec.tier, "weight": t.weight, "quotas": fields,
             "tier_defaults": tier.quotas.model_dump(), "tier_limits": tier.limits.model_dump(exclude_none=True),

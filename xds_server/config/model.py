@@ -496,6 +496,22 @@ class ResolvedTenant(Strict):
     def id(self) -> str:
         return self.spec.id
 
+    def clamped(self) -> dict[str, tuple[int, int]]:
+        """Each quota the tenant's file asks more of than its tier allows: name -> (asked, what it gets)."""
+        out = {}
+        for name, value in self.quotas.model_dump().items():
+            asked = getattr(self.spec.quotas, name)
+            if asked is not None and asked != value:
+                out[name] = (asked, value)
+        return out
+
+
+def clamped_notes(cfg: PlatformConfig) -> list[str]:
+    """One line per quota cut down to its tier's limit, for `fairshare validate` and `policy check` (the
+    config is valid: the tenant gets its tier's limit, which its author may not expect)."""
+    return [f"{t.id}: quotas.{name}: asked {asked}, clamped to tier {t.spec.tier}'s limit {value}"
+            for t in cfg.tenants.values() for name, (asked, value) in t.clamped().items()]
+
 
 class PlatformConfig(Strict):
     """The whole validated config: cross-references between files already checked."""

@@ -16,8 +16,8 @@ import yaml
 
 from xds_server.config.errors import PROBLEMS_SHOWN, ConfigError
 from xds_server.config.loader import load_config
-from xds_server.config.model import PlatformConfig
-from xds_server.listing import capped
+from xds_server.config.model import PlatformConfig, clamped_notes
+from xds_server.listing import capped, capped_lines
 from xds_server.policy.backends import default_policy_dir, make_engine
 from xds_server.policy.decide import Violation
 from xds_server.policy.engine import PolicyError
@@ -36,6 +36,7 @@ class Section:
     errors: list[str] = field(default_factory=list)  # could not be evaluated: a failure, not a pass
     checked: int = 0  # tenants, manifests or planned resources looked at
     locations: dict[str, str] = field(default_factory=dict)  # subject -> file, where known
+    notes: list[str] = field(default_factory=list)  # worth a look, not a failure (a quota clamped to its tier's)
 
 
 @dataclass
@@ -60,11 +61,7 @@ class Report:
             else:
                 state = f"{len(s.violations):,} violation(s)" if s.violations else "ok"
                 lines.append(f"{s.name} ({s.source}): {s.checked:,} checked, {state}")
-            errors = s.errors if limit is None else s.errors[:limit]
-            lines += [f"  error: {e}" for e in errors]
-            if len(s.errors) > len(errors):
-                lines.append(f"  ... and {len(s.errors) - len(errors):,} more errors "
-                             "(the --json report lists every one)")
+            lines += capped_lines(s.errors, limit, "  error: ", "errors (the --json report lists every one)")
             shown = s.violations if limit is None else s.violations[:limit]
             for v in shown:
                 where = f" [{s.locations[v.subject]}]" if v.subject in s.locations else ""
@@ -72,6 +69,7 @@ class Report:
                 lines.append(f"      field: {v.field or '-'}")
                 lines.append(f"      rule:  {v.concern}/{v.rule}")
                 lines.append(f"      why:   {v.message}")
+            lines += capped_lines(s.notes, limit, "  note: ", "notes (the --json report lists every one)")
             if len(s.violations) > len(shown):
                 rest = Counter(f"{v.concern}/{v.rule}" for v in s.violations[len(shown):])
                 lines.append(f"  ... and {sum(rest.values()):,} more violations: "
@@ -96,6 +94,7 @@ def check_config(config_dir: Path) -> tuple[Section, PlatformConfig | None]:
         section.errors = [str(p) for p in err.problems]
     else:
         section.checked = len(cfg.tenants)
+        section.notes = clamped_notes(cfg)
         return section, cfg
     return section, None
 
