@@ -248,7 +248,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("tenant")
     t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: platform.yaml)")
     c = cmd("compile", _compile, "compile the config and print the snapshot summary")
-    c.add_argument("--endpoints", default=None, help="endpoints file (as written by `fairshare run`)")
+    c.add_argument("--endpoints", default=None,
+                   help="endpoints file (as written by `fairshare run`: the versions match the running "
+                   "control plane's only with the same endpoints)")
     mo = cmd("models", _models, "list every model (catalog and tenants' own): format, pool, versions, where it "
              "is resident now and its hit rate")
     mo.add_argument("--tenant", default=None, help="only the models this tenant may call (its own and its grants)")
