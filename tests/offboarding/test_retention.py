@@ -25,6 +25,10 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
                                    "data": ["refund to jane.doe@example.com, card 4111 1111 1111 1111"]}]}).encode()
     reply = post(p.url("/v2/models/classifier/infer?contact=jane.doe@example.com"), body, p.token("stayer"))
     assert reply.status == 200, reply.body
+    # Personal data in the path itself, where no redaction can reach it in Envoy: a model name, a version.
+    token = p.token("stayer")
+    assert post(p.url("/v2/models/classifier/versions/jane.doe@example.com/infer"), body, token).status != 200
+    assert post(p.url("/v2/models/jane.doe@example.com/infer"), body, token).status == 404
     run = p.state_dir / "run"
     envoy_log = run / "envoy-us-east-1" / "envoy-us-east-1.log"
     runtime_log = run / "runtime-us-east-1-cpu-r1.log"
@@ -41,11 +45,13 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
         return out
 
     # Envoy flushes its access log on its own schedule: wait for the line.
-    assert eventually(lambda: any(e.get("tenant") == "stayer" for e in lines(envoy_log)), timeout=15)
-    gateway = [e for e in lines(envoy_log) if e.get("tenant") == "stayer"][-1]
-    assert gateway["status"] == 200 and gateway["path"] == "/v2/models/classifier/infer"
+    assert eventually(lambda: len([e for e in lines(envoy_log) if e.get("tenant") == "stayer"]) >= 3, timeout=15)
+    served, pinned, unknown = [e for e in lines(envoy_log) if e.get("tenant") == "stayer"][-3:]
+    assert (served["status"], served["route"], served["operation"]) == (200, "classifier", "infer")
+    assert (pinned["route"], unknown["route"], unknown["status"]) == ("classifier", "unknown-model", 404)
     runtime = [e for e in lines(runtime_log) if e.get("msg") == "request" and e.get("tenant") == "stayer"]
-    assert runtime and runtime[-1]["status"] == 200 and runtime[-1]["path"] == "/v2/models/classifier/infer"
+    assert [(e["status"], e["path"]) for e in runtime[-2:]] == [
+        (200, "/v2/models/classifier/infer"), (404, "/v2/models/classifier/versions/[EMAIL]/infer")]
     for path in (envoy_log, runtime_log):
         text = path.read_text()
         # The card number as sent, not its first group alone: a random request id (a UUID) may hold "4111".

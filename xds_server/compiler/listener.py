@@ -24,8 +24,12 @@ _ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
     "tenant": f"%REQ({contract.TENANT_HEADER.upper()})%",
     "method": "%REQ(:METHOD)%",
-    # Without the query string: a client may put anything there, personal data included.
-    "path": "%PATH(NQ:ORIG_OR_PATH)%",
+    # Not the path: a client may put anything in it, personal data included (an email as a model name or a
+    # version, which Envoy cannot redact). The route is named by the config (the model, or model/version, or
+    # why it was refused) and the operation is one of a fixed few, so nothing here is what a client wrote.
+    "route": "%ROUTE_NAME%",
+    "operation": "%CEL(request.url_path.endsWith('/infer') ? 'infer' : request.url_path.endsWith('/ready') ? 'ready'"
+                 " : request.url_path.startsWith('/v2/models/') ? 'metadata' : 'other')%",
     "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
