@@ -416,7 +416,7 @@ def _policy_check(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
-    return 0 if report.ok else 1
+    return 1 if any(s.violations for s in sections) else 2 if not report.ok else 0
 
 
 def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

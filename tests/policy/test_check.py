@@ -61,8 +61,38 @@ def test_manifests_are_checked_by_the_admission_policy(tmp_path: Path, capsys: p
 def test_an_unreadable_plan_is_an_error_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text("{not json")
-    assert main(["policy", "check", "--no-config", "--plan", str(plan)]) == 1
-    assert "not a `terraform show -json` plan" in capsys.readouterr().out
+    assert main(["policy", "check", "--no-config", "--plan", str(plan)]) == 2
+    assert f"{plan}: not JSON" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"{}", "not `terraform show -json` output"),
+    (b'{"format_version": "1.0", "values": {"root_module": {}}}', "a state, not a plan"),
+    (b"PK\x03\x04binary", "a binary plan file"),
+])
+def test_what_is_not_a_plan_is_an_error_not_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, why: str,
+) -> None:
+    """Each holds no planned resource: evaluated, the policies would find nothing wrong with it."""
+    plan = tmp_path / "plan.json"
+    plan.write_bytes(content)
+    assert main(["policy", "check", "--no-config", "--plan", str(plan)]) == 2
+    out = capsys.readouterr().out
+    assert f"{plan}: {why}" in out and "terraform show -json <planfile>" in out
+    assert out.rstrip().endswith("policy check FAILED: 1 error(s), 0 violation(s)")
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    ("", "no Kubernetes objects in it"),
+    ("gateway:\n  replicas: 3\n", "document 1 is not a Kubernetes object"),
+])
+def test_what_is_not_a_manifest_is_an_error_not_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, why: str,
+) -> None:
+    manifests = tmp_path / "values.yaml"
+    manifests.write_text(content)
+    assert main(["policy", "check", "--no-config", "--manifests", str(manifests)]) == 2
+    assert f"{manifests}: {why}" in capsys.readouterr().out
 
 
 def test_a_config_that_does_not_load_fails_on_its_errors_not_as_zero_violations(
@@ -70,7 +100,7 @@ def test_a_config_that_does_not_load_fails_on_its_errors_not_as_zero_violations(
 ) -> None:
     acme = config / "tenants" / "acme.yaml"
     acme.write_text(acme.read_text() + "colour: red\n")
-    assert main(["policy", "check", "--config", str(config)]) == 1
+    assert main(["policy", "check", "--config", str(config)]) == 2  # nothing could be checked
     out = capsys.readouterr().out
     assert f"config ({config}): could not be checked, 1 error(s)" in out
     assert f"  error: {acme}: colour: unknown field" in out

@@ -105,9 +105,20 @@ def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Sectio
     for path in paths:
         for file in sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]:
             try:
-                manifests += [d for d in yaml.safe_load_all(file.read_text()) if isinstance(d, dict)]
+                found = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
             except (OSError, yaml.YAMLError) as err:
                 section.errors.append(f"{file}: cannot read manifests: {err}")
+                continue
+            # Anything else (a values file, an empty render) would be checked as nothing, and pass.
+            others = [k for k, d in enumerate(found, 1) if not (isinstance(d, dict) and d.get("apiVersion")
+                                                                 and d.get("kind"))]
+            if not found:
+                section.errors.append(f"{file}: no Kubernetes objects in it")
+            elif others:
+                section.errors.append(f"{file}: document {capped(others)} is not a Kubernetes object (no "
+                                      "apiVersion and kind): give the rendered manifests (`helm template`)")
+            else:
+                manifests += found
     section.checked = len(manifests)
     _evaluate(section, ADMISSION, {"manifests": manifests}, policy_dir)
     return section
@@ -116,10 +127,15 @@ def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Sectio
 def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path | None = None) -> Section:
     section = Section("plan", str(plan_file))
     try:
-        plan = json.loads(plan_file.read_text())
-    except (OSError, ValueError) as err:
-        section.errors.append(f"{plan_file}: not a `terraform show -json` plan: {err}")
+        raw = plan_file.read_bytes()
+    except OSError as err:
+        section.errors.append(f"{plan_file}: cannot read the plan: {err}")
         return section
+    problem = _not_a_plan(raw)
+    if problem is not None:
+        section.errors.append(f"{plan_file}: {problem}")
+        return section
+    plan = json.loads(raw)
     section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
         + sum(len(m.get("resources", [])) for m in _child_modules(plan))
     _evaluate(section, INFRASTRUCTURE, plan_input(plan, config), policy_dir)
@@ -141,6 +157,25 @@ def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[V
         raise PolicyError(engine.name, query, f"no policy answers data.{query.replace('/', '.')}")
     concern = query.split("/")[1]
     return sorted({Violation.of(v, concern) for v in found})
+
+
+def _not_a_plan(raw: bytes) -> str | None:
+    """Why `raw` is not what `terraform show -json <planfile>` prints, or None. Anything else (a state, an
+    empty object) holds no planned resources, so the policies would find nothing and it would pass."""
+    show = "run `terraform show -json <planfile> > plan.json` and check that"
+    if raw.startswith(b"PK"):
+        return f"a binary plan file (what `terraform plan -out` writes): {show}"
+    try:
+        plan = json.loads(raw)
+    except ValueError as err:
+        return f"not JSON ({err}): {show}"
+    if not isinstance(plan, dict) or "format_version" not in plan:
+        return f"not `terraform show -json` output: {show}"
+    if "planned_values" not in plan and "resource_changes" not in plan:
+        if "values" in plan:
+            return f"a state, not a plan (`terraform show -json` without a plan file): {show}"
+        return f"no planned_values or resource_changes: not a plan: {show}"
+    return None
 
 
 def plan_input(plan: dict[str, Any], config: PlatformConfig | None) -> dict[str, Any]:
