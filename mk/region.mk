@@ -12,7 +12,7 @@
 # State: s3://$(TF_STATE_BUCKET)/fairshare/<region>/terraform.tfstate (in TF_STATE_REGION), locked with S3's
 # lock file. Tenants and serving pools come from $(CONFIG), validated first.
 # AWS_ENDPOINT=http://127.0.0.1:5000 points the state and every AWS call at a moto server instead.
-.PHONY: region-init region-plan region-apply region-destroy bench-region local-aws local-aws-stop region-preflight
+.PHONY: region-init region-forget-plan region-plan region-apply region-destroy bench-region local-aws local-aws-stop region-preflight
 
 TERRAFORM ?= terraform
 REGION ?= us-east-1
@@ -61,7 +61,12 @@ region-init: setup region-preflight
 
 # A plan the policies refuse (policy/infrastructure, with the tenant config) is not kept, so region-apply
 # cannot apply it.
-region-plan: region-init
+# First: a plan that fails (in the preflight, init or plan itself) must not leave the last one behind for
+# region-apply to apply.
+region-forget-plan:
+	rm -f $(TF_PLAN) $(TF_WORK)/$(REGION).plan.json
+
+region-plan: region-forget-plan region-init
 	$(TF) plan -input=false -out=$(abspath $(TF_PLAN)) $(TF_VARS)
 	$(TF) show -json $(abspath $(TF_PLAN)) > $(TF_WORK)/$(REGION).plan.json
 	$(BIN)/fairshare policy check --config $(CONFIG) --plan $(TF_WORK)/$(REGION).plan.json \

@@ -60,6 +60,18 @@ def test_the_readme_rollout_works_as_written(rollout_env: dict[str, str], tmp_pa
         eks = aws.client(exports["AWS_ENDPOINT"], "eks", REGION)
         assert eks.list_clusters()["clusters"] == [f"fairshare-{REGION}"]
 
+        # A later plan that fails leaves nothing for region-apply to apply: not the plan before it.
+        _make("region-plan", env, f"REGION={REGION}")
+        assert (tmp_path / "terraform" / f"{REGION}.tfplan").exists()
+        dead = env | {"AWS_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+        failed = subprocess.run(["make", "--no-print-directory", "region-plan", f"REGION={REGION}"], cwd=REPO,
+                                env=dead, capture_output=True, text=True, timeout=300, check=False)
+        assert failed.returncode != 0
+        assert not (tmp_path / "terraform" / f"{REGION}.tfplan").exists()
+        refused = subprocess.run(["make", "--no-print-directory", "region-apply", f"REGION={REGION}"], cwd=REPO,
+                                 env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert refused.returncode != 0 and "no saved plan" in refused.stdout + refused.stderr
+
         destroyed = _make("region-destroy", env, f"REGION={REGION}", "AUTO_APPROVE=1")
         assert f"Destroy complete! Resources: {added.group(1)} destroyed" in destroyed, destroyed[-2000:]
         assert eks.list_clusters()["clusters"] == []
