@@ -286,6 +286,15 @@ def test_an_override_for_a_cell_the_region_lacks_is_refused(helm_bin: str, cell_
     assert "gateway.cells.overrides.c9: region us-east-1 has no cell c9 (its cells: c0, c1, c2, c3)" in str(err.value)
 
 
+def test_an_override_in_a_region_without_cells_is_refused(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    # Nothing there reads the overrides, so the mistake would otherwise go unnoticed.
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, spec_values["eu-west-1"], sets=("gateway.cells.overrides.c9.workers=4",))
+    assert "gateway.cells.overrides.c9: region eu-west-1 has no cell c9 (it has no cells" in str(err.value)
+    # The cells' defaults are no mistake there: every region's values carry them.
+    template(helm_bin, spec_values["eu-west-1"], sets=("gateway.cells.workers=4",))
+
+
 BAD = [
     (["gateway.cells.workers=0"], "at '/gateway/cells/workers': minimum: got 0, want 1"),
     (["gateway.cells.overrides.c0.workers=0"], "at '/gateway/cells/overrides/c0/workers': minimum: got 0, want 1"),

@@ -7,7 +7,8 @@
        extra      labels added to the pods' labels and selector (a cell's), may be empty
        bootstrap  the Envoy bootstrap JSON (its checksum restarts the pods when it changes)
        size       replicas, workers, resources, autoscaling, podDisruptionBudget
-       stopWait   seconds preStop waits (the drain, and a load balancer's deregistration where there is one) */}}
+       stopWait   seconds preStop waits (the drain, and a load balancer's deregistration where there is one)
+       minPath, maxPath  the values that set size.autoscaling.minReplicas and maxReplicas, for errors */}}
 {{- define "fairshare.gatewayFleet" -}}
 {{- $root := .root }}
 {{- $ctx := .ctx }}
@@ -17,6 +18,11 @@
 {{- $port := int $root.Values.spec.gatewayPort }}
 {{- $drain := $root.Values.gateway.drain }}
 {{- $tlsUp := $root.Values.spec.upstreamTls | default dict -}}
+{{- /* The API server refuses such an HPA, after the rest of the release is applied; the schema cannot compare
+     two values. */}}
+{{- if and $size.autoscaling.enabled (gt (int $size.autoscaling.minReplicas) (int $size.autoscaling.maxReplicas)) }}
+{{- fail (printf "%s %d is above %s %d: the HorizontalPodAutoscaler %s needs minReplicas <= maxReplicas" .minPath (int $size.autoscaling.minReplicas) .maxPath (int $size.autoscaling.maxReplicas) .name) }}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
