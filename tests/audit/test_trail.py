@@ -190,3 +190,73 @@ def test_tenants_with_one_effective_spec_share_one_stored_result(audited: Audite
         quotas = decision_of(record, tid)["result"]["quotas"]  # type: ignore[index]
         assert (quotas["before"]["concurrency"], quotas["after"]["concurrency"]) == (4, 6)
     assert verify(audited.log_path).ok
+
+
+def _artifact(audited: Audited, relative: str, data: bytes) -> str:
+    """An own model's artifact written into the config copy; its sha256 (the config load checks it)."""
+    import hashlib
+
+    path = audited.config / "models" / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_split_and_artifact_changes_record_the_rows_that_changed(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    """A new own-model version with a 70/30 split, a new artifact digest for an own version, a catalog
+    canary step: each is a record whose result says before and after, only the rows that changed
+    (model, version, percent, and for own versions the sha256); the report shows them."""
+    from xds_server.cli import main
+
+    assert audited.cp.reload().ok
+    first = {d["tenant"]: d["result"] for d in audited.records()[0]["decisions"] if "result" in d}
+    assert {"model": "embedder", "version": "v1", "percent": 90} in first["acme"]["splits"]["after"]
+    assert [r["version"] for r in first["acme"]["own_models"]["after"]] == ["1", "2"]
+
+    one = "908d8d5eac605cb819f2ace28588028ef2bfe9c0d7393c1064c388896f61b1fd"
+    intent = (audited.config / "models" / "globex" / "intent" / "1" / "model.onnx").read_bytes()
+    two = _artifact(audited, "globex/intent/2/model.onnx", intent + b"\0")
+    audited.edit("globex", f'"1": {{artifact: ../models/globex/intent/1/model.onnx, sha256: {one}}}',
+                 f'"1": {{artifact: ../models/globex/intent/1/model.onnx, sha256: {one}}}\n'
+                 f'      "2": {{artifact: ../models/globex/intent/2/model.onnx, sha256: {two}}}\n'
+                 '    split: {"1": 70, "2": 30}')
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    assert decision["tenant"] == "globex" and set(decision["result"]) == {"own_models"}
+    assert decision["result"]["own_models"] == {
+        "before": [{"model": "intent", "version": "1", "percent": 100, "sha256": one}],
+        "after": [{"model": "intent", "version": "1", "percent": 70, "sha256": one},
+                  {"model": "intent", "version": "2", "percent": 30, "sha256": two}]}
+    assert audited.records()[-1]["decided_by"]["own_models"] == "fairshare/models"
+
+    old = "77be7c925f2d4c4654603289b8ae241a9172c612ad40a3fc7a43ca67cfa41dc2"
+    router = audited.config / "models" / "acme" / "ticket-router" / "2" / "model.onnx"
+    new = _artifact(audited, "acme/ticket-router/2/model.onnx", router.read_bytes() + b"\0")
+    audited.edit("acme", old, new)
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    # Version 1 did not change: it is not in the record.
+    assert decision["result"] == {"own_models": {
+        "before": [{"model": "ticket-router", "version": "2", "percent": 10, "sha256": old}],
+        "after": [{"model": "ticket-router", "version": "2", "percent": 10, "sha256": new}]}}
+
+    audited.edit("acme", "embedder: {split: {v1: 90, v2: 10}}", "embedder: {split: {v1: 50, v2: 50}}")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    assert decision["result"] == {"splits": {
+        "before": [{"model": "embedder", "version": "v1", "percent": 90},
+                   {"model": "embedder", "version": "v2", "percent": 10}],
+        "after": [{"model": "embedder", "version": "v1", "percent": 50},
+                  {"model": "embedder", "version": "v2", "percent": 50}]}}
+    assert audited.records()[-1]["decided_by"]["splits"] == "fairshare/residency"
+    assert verify(audited.log_path).ok
+
+    capsys.readouterr()
+    assert main(["compliance", "report", "--tenant", "acme", "--config", str(audited.config),
+                 "--log", str(audited.log_path)]) == 0
+    text = capsys.readouterr().out
+    assert "config.applied: -" not in text
+    assert (f"own_models: ticket-router 2 10% (sha256 {old[:12]}) -> ticket-router 2 10% (sha256 {new[:12]})"
+            in text)
+    assert "splits: embedder v1 90%, embedder v2 10% -> embedder v1 50%, embedder v2 50%" in text

@@ -65,3 +65,17 @@ def test_own_secret_for_the_control_plane(helm_bin: str, spec_values: dict[str, 
     with pytest.raises(HelmError) as err:
         template(helm_bin, values, sets=off)
     assert "existingSecrets.controlPlane" in str(err.value)
+
+
+def test_every_missing_secret_is_named_at_once(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    values = spec_values["us-east-1"]
+    off = "tls.upstream.certManager.enabled=false"
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, values, sets=(off, "tls.upstream.existingSecrets.gateway=gw"))
+    assert "existingSecrets.runtime (" in str(err.value) and "existingSecrets.controlPlane (" in str(err.value)
+    assert "existingSecrets.gateway (" not in str(err.value)
+    # With the control plane's hops in plaintext (platform.yaml control_plane: false) it needs no Secret.
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, values, sets=(off, "spec.upstreamTls.controlPlane=false"))
+    assert "existingSecrets.gateway (" in str(err.value) and "existingSecrets.runtime (" in str(err.value)
+    assert "existingSecrets.controlPlane" not in str(err.value)

@@ -114,9 +114,11 @@ def test_own_issuer_and_own_secrets_are_honoured(helm_bin: str, spec_values: dic
     assert not [m for m in own if m["kind"] == "Certificate"]
     assert volume_secret(pod(own, "fairshare-pool-cpu-general"), "/etc/fairshare/tls", "runtime") == "rt"
     assert volume_secret(pod(own, "fairshare-gateway"), CHART_CERTS_DIR, "envoy") == "gw"
+    # Every missing Secret in the one error, not one per attempt.
     with pytest.raises(HelmError) as err:
         template(helm_bin, values, sets=("tls.upstream.certManager.enabled=false",))
-    assert "existingSecrets.gateway and existingSecrets.runtime" in str(err.value)
+    for name in ("gateway", "runtime", "controlPlane"):
+        assert f"tls.upstream.existingSecrets.{name} (" in str(err.value), name
 
 
 def test_gateway_drains_for_longer_than_the_deregistration_delay(rendered: dict[str, Manifests]) -> None:

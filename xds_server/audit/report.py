@@ -314,6 +314,21 @@ def _join(items: list[Any]) -> str:
 REPORT_LIST_LIMIT = 10
 
 
+def _rows(rows: list[dict[str, Any]] | None) -> str:
+    if not rows:
+        return "none"
+    return _join([f"{r['model']} {r['version']} {r['percent']}%"
+                  + (f" (sha256 {r['sha256'][:12]})" if "sha256" in r else "") for r in rows])
+
+
+def _row_changes(result: dict[str, Any]) -> list[str]:
+    """A split or own-model change, before -> after, one line each: the part's name alone would not say
+    which canary moved or which artifact changed."""
+    changes = [(part, result[part]) for part in ("splits", "own_models") if part in result]
+    return [f"     {part}: {_rows(c['before'])} -> {_rows(c['after'])}" for part, c in changes
+            if c["before"] or c["after"]]
+
+
 def render(d: dict[str, Any]) -> str:
     """The report for a person: one section per question an auditor asks."""
     lines = [f"Compliance report for tenant {d['tenant']}", f"generated {d['generated']} from {d['config']}", ""]
@@ -387,6 +402,7 @@ def render(d: dict[str, Any]) -> str:
         who = r.get("author") or "author unknown"
         lines.append(f"   seq {r['seq']} {r['time']} {r['kind']}: {what}; revision {r.get('revision') or '-'} by "
                      f"{who}; digest {r['digest']}")
+        lines += _row_changes((r.get("decision") or {}).get("result", {}))
         for reason in r.get("reasons", []):
             lines.append(f"     reason: {reason}")
     if a["verified"] and a["records"]:

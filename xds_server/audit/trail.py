@@ -4,10 +4,18 @@ An applied change records where it came from (source, revision, author), the con
 tenants it touched, and for each of them a decision entry modelled on OPA's decision log (decision_id,
 path, input digest instead of the input, result, timestamp; `decided_by` names the policy package behind
 each part) whose result holds only what changed in the tenant's effective spec (weight and quotas,
-routes, own-model routes, PII rules), before and after. Those are config values; a record never holds a
-request, a token or a key. A result several tenants share (a fleet on tier defaults) is stored once in the
-record's `results` under its digest and named by each entry's `result_ref`; `decision_of` reads a
-tenant's entry back with its result inline.
+routes, catalog splits, own-model routes, own-model versions, PII rules), before and after. Those are
+config values; a record never holds a request, a token or a key.
+
+Splits and own-model versions are rows, one per (model, version): a catalog split's percent; an own
+version's percent and artifact digest (sha256). Only the rows that changed go in a changed tenant's
+result (a canary step or a new digest is one or two rows, not the tenant's every model), and model and
+version names stay values, never keys: a tenant's model named `text` would otherwise be a field name the
+writer refuses (xds_server/audit/log.py FORBIDDEN_KEYS), losing the whole record.
+
+A result several tenants share (a fleet on tier defaults) is stored once in the record's `results`
+under its digest and named by each entry's `result_ref`; `decision_of` reads a tenant's entry back with
+its result inline.
 
 The diff is cheap: the policy layer hands back the same ResolvedTenant object for a tenant whose file
 and decision did not change, so an identity check skips it and only changed tenants are compared."""
@@ -31,8 +39,12 @@ log = logging.getLogger("fairshare.audit")
 # The document the control plane queries for every tenant (xds_server/policy/engine.py DECISIONS), and
 # the policy package that decides each part of it.
 DECISION_PATH = "fairshare/tenant/result"
-DECIDED_BY = {"quotas": "fairshare/quota", "routes": "fairshare/residency", "own_routes": "fairshare/models",
-              "pii": "fairshare/pii"}
+# A split is the tenant's own, checked by residency (no traffic to a version not deployed where it is
+# routed); own-model versions by the models policy (bucket, size, format).
+DECIDED_BY = {"quotas": "fairshare/quota", "routes": "fairshare/residency", "splits": "fairshare/residency",
+              "own_routes": "fairshare/models", "own_models": "fairshare/models", "pii": "fairshare/pii"}
+# The parts whose values are rows keyed by (model, version): diffed row by row.
+_ROW_PARTS = ("splits", "own_models")
 _TENANT_FILE = re.compile(r"/tenants/([a-z][a-z0-9-]{0,40}[a-z0-9])\.ya?ml\b")
 
 
@@ -57,13 +69,57 @@ def git_source(directory: Path) -> dict[str, Any]:
 def _effective(t: ResolvedTenant) -> dict[str, Any]:
     # The models' own field dicts (frozen, JSON values only): a model_dump per tenant cost more.
     return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.__dict__},
-            "routes": t.routes, "own_routes": t.own_routes, "pii": t.pii.__dict__}
+            "routes": t.routes, "splits": _splits(t), "own_routes": t.own_routes, "own_models": _own_models(t),
+            "pii": t.pii.__dict__}
+
+
+def _splits(t: ResolvedTenant) -> list[dict[str, Any]]:
+    """The tenant's catalog splits: one row per granted version with its percent."""
+    return [{"model": m, "version": v, "percent": pct}
+            for m, grant in sorted(t.spec.models.items()) for v, pct in sorted(grant.split.items())]
+
+
+def _own_models(t: ResolvedTenant) -> list[dict[str, Any]]:
+    """The tenant's own models: one row per declared version (0% included: it stays addressable) with
+    its percent and the sha256 the runtime verifies its artifact against."""
+    return [{"model": m, "version": v, "percent": om.split.get(v, 0), "sha256": ov.sha256}
+            for m, om in sorted(t.spec.own_models.items()) for v, ov in sorted(om.versions.items())]
 
 
 def _same_effective(a: ResolvedTenant, b: ResolvedTenant) -> bool:
-    """`_effective(a) == _effective(b)`, without building either (10,000 of them on a first load)."""
+    """`_effective(a) == _effective(b)`, without building either (10,000 of them on a first load). The
+    grants and own models compared whole: stricter than their rows, so never a false match."""
     return (a.spec.tier == b.spec.tier and a.weight == b.weight and a.quotas.__dict__ == b.quotas.__dict__
-            and a.routes == b.routes and a.own_routes == b.own_routes and a.pii.__dict__ == b.pii.__dict__)
+            and a.routes == b.routes and a.own_routes == b.own_routes and a.pii.__dict__ == b.pii.__dict__
+            and a.spec.models == b.spec.models and a.spec.own_models == b.spec.own_models)
+
+
+def _changed_rows(was: list[dict[str, Any]], now: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The rows of a row part that differ, before and after (a row added: only in `after`; removed:
+    only in `before`); None when none does."""
+    def key(row: dict[str, Any]) -> tuple[str, str]:
+        return row["model"], row["version"]
+
+    old, new = {key(r): r for r in was}, {key(r): r for r in now}
+    before = [r for k, r in old.items() if new.get(k) != r]
+    after = [r for k, r in new.items() if old.get(k) != r]
+    return {"before": before, "after": after} if before or after else None
+
+
+def _changes(was: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two effective specs, part by part: a row part's changed rows, any other
+    part whole."""
+    result: dict[str, Any] = {}
+    for part, value in now.items():
+        if was[part] == value:
+            continue
+        if part in _ROW_PARTS:
+            rows = _changed_rows(was[part], value)
+            if rows is not None:
+                result[part] = rows
+        else:
+            result[part] = {"before": was[part], "after": value}
+    return result
 
 
 def _input_digest(t: ResolvedTenant, documents: dict[str, Any]) -> str:
@@ -118,9 +174,7 @@ def tenant_decisions(before: PlatformConfig | None, after: PlatformConfig, memo:
             result = {part: {"before": None, "after": value} for part, value in _effective(new).items()}
             by_input.setdefault(digest, (new, result))
         else:
-            now, was = _effective(new), _effective(prior)
-            result = {part: {"before": was[part], "after": value} for part, value in now.items()
-                      if was[part] != value}
+            result = _changes(_effective(prior), _effective(new))
             if not result and prior.spec == new.spec:
                 continue
             digest = _input_digest(new, documents)
