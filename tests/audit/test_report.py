@@ -147,3 +147,69 @@ def test_a_tenants_shared_result_is_found_by_the_report_and_audit_show(
     shown = json.loads(line)
     (entry,) = [d for d in shown["decisions"] if d["tenant"] == "hooli-2"]
     assert shown["results"][entry["result_ref"]] == decision["result"]
+
+
+def test_an_offboarded_tenant_still_gets_its_report_from_the_trail(
+        audited: Audited, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """After offboarding, the auditor still gets a report (exit 0), marked offboarded: when it was
+    offboarded with the receipt's digest (checked against the receipt on disk), what it was last served
+    with, and its records; also once its file is removed, and, marked but not yet offboarded, saying so."""
+    import hashlib
+
+    from xds_server.offboard.run import receipt_path
+
+    assert audited.cp.reload().ok
+    audited.edit("initech", "tier: pro", "tier: pro\noffboard: true")
+    assert audited.cp.reload().ok
+
+    def offboarded(*extra: str) -> tuple[int, str]:
+        capsys.readouterr()
+        rc = main(["compliance", "report", "--tenant", "initech", "--config", str(audited.config),
+                   "--log", str(audited.log_path), "--state", str(tmp_path / "state"), *extra])
+        out = capsys.readouterr()
+        return rc, out.out + out.err
+
+    rc, out = offboarded()
+    assert rc == 0, out
+    assert "OFFBOARDED" in out and "no completed offboarding" in out and "--from-config" in out
+
+    # What the control plane records at the receipt step (xds_server/offboard/http.py): the digest of the JWS.
+    token = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"
+    signed = receipt_path(tmp_path / "state", "initech")
+    signed.parent.mkdir(parents=True)
+    signed.write_text(token + "\n")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    audited.cp.audit.log.append("tenant.offboarded", tenants=["initech"],  # type: ignore[union-attr]
+                                steps=["mark", "routes", "receipt"], receipt_sha256=digest)
+
+    rc, out = offboarded("--json")
+    assert rc == 0, out
+    data = json.loads(out)
+    assert data["status"] == "offboarded" and data["tenant"] == "initech"
+    o = data["offboarding"]
+    assert o["tenant_file"] == "marked offboard: true" and o["receipt_sha256"] == digest
+    assert o["completed_at"] == o["records"][-1]["time"] and o["records"][-1]["seq"] == 3
+    assert o["receipt"] == {"file": str(signed), "sha256": digest, "matches_audit_record": True}
+    # What it was served with until the mark: the record that removed it.
+    last = data["last_served"]
+    assert last["seq"] == 2 and list(last["before"]["routes"]) == ["eu-west-1"]
+    assert {"model": "embedder", "version": "v1", "percent": 50} in last["before"]["splits"]
+    assert [r["kind"] for r in data["audit"]["records"]] == ["config.applied", "config.applied", "tenant.offboarded"]
+    assert "acme" not in json.dumps(data)
+
+    rc, text = offboarded()
+    assert rc == 0
+    assert f"deletion receipt sha256 {digest}" in text and "matches the audit record" in text
+    assert "routed in eu-west-1" in text and "embedder v1 50%" in text
+    assert f"seq 3 {o['completed_at']} tenant.offboarded: receipt sha256 {digest}" in text
+
+    # The file removed by a later change: the trail still knows the tenant.
+    (audited.config / "tenants" / "initech.yaml").unlink()
+    assert audited.cp.reload().ok
+    rc, out = offboarded("--json")
+    assert rc == 0, out
+    assert json.loads(out)["offboarding"]["tenant_file"] == "removed from the config"
+    # A tampered receipt no longer matches what the trail recorded.
+    signed.write_text(token + "x\n")
+    rc, text = offboarded()
+    assert rc == 0 and "DOES NOT MATCH the audit record" in text

@@ -75,10 +75,13 @@ def _show(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from xds_server.audit.report import build_report, parse_when
+    from xds_server.offboard.run import receipt_path
 
     since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until", end=True)
+    # An offboarded tenant's receipt, where `fairshare tenant offboard` with the same --state wrote it.
     report = build_report(Path(args.config), args.tenant, _log_path(args), since, until,
-                          Path(args.policy) if args.policy else None)
+                          Path(args.policy) if args.policy else None,
+                          receipt_file=receipt_path(Path(args.state), args.tenant))
     print(json.dumps(report.data, indent=2) if args.json else report.render())
     return 0 if report.trustworthy else 1
 
@@ -109,7 +112,8 @@ def add_commands(sub: argparse._SubParsersAction[Any], default_state: str) -> No
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument("--log", default=None, metavar="PATH", help="the audit log (default: <state>/audit/audit.jsonl)")
     r.add_argument("--config", default="config", help="config directory (default: config/)")
-    r.add_argument("--state", default=default_state, help="local state")
+    r.add_argument("--state", default=default_state,
+                   help="local state (an offboarded tenant's deletion receipt: <state>/offboard/T.receipt.jws)")
     r.add_argument("--policy", default=None, help="policy directory (default: the repository's policy/)")
     r.set_defaults(func=_report)
 

@@ -3,7 +3,10 @@ Art. 30 records, SOC 2 change management), from the config, the policies' decisi
 trail. Every value is read from what the platform enforces (the resolved tenant), not restated.
 
 Nothing of other tenants appears: audit records are cut down to this tenant's decision, with each
-record's seq and digest so the auditor can check them against the verified log."""
+record's seq and digest so the auditor can check them against the verified log.
+
+An offboarded tenant is served nowhere, so its report comes from the trail alone (`offboarded_report`):
+its offboarding with the receipt's digest, what it was last served with, and its records."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any
 
 from xds_server.audit.log import AuditError
 from xds_server.audit.trail import _TENANT_FILE, decision_of
-from xds_server.audit.verify import verify
+from xds_server.audit.verify import Verified, verify
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
 from xds_server.listing import capped
@@ -248,9 +251,11 @@ def _tenant_view(record: dict[str, Any], tenant: str) -> dict[str, Any]:
     return view
 
 
-def audit_section(log_path: Path, tenant: str, since: datetime | None, until: datetime | None) -> dict[str, Any]:
+def audit_section(log_path: Path, tenant: str, since: datetime | None, until: datetime | None,
+                  result: Verified | None = None) -> dict[str, Any]:
+    """`result`: the log already verified (an offboarded tenant's report reads it first)."""
     period = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
-    result = verify(log_path)
+    result = result if result is not None else verify(log_path)
     out: dict[str, Any] = {"log": str(log_path), "period": period, "verified": result.ok, "records": None}
     if not result.files:
         out["message"] = f"no audit log at {log_path}: no change to this tenant has been recorded there"
@@ -285,25 +290,91 @@ class Report:
 
 
 def build_report(config_dir: Path, tenant: str, log_path: Path, since: datetime | None = None,
-                 until: datetime | None = None, policy_dir: Path | None = None) -> Report:
+                 until: datetime | None = None, policy_dir: Path | None = None,
+                 receipt_file: Path | None = None) -> Report:
+    """`receipt_file`: where an offboarded tenant's signed deletion receipt would be, to check it against
+    the digest the trail recorded."""
     if since is not None and until is not None and since > until:
         raise ReportError(f"--since ({since.isoformat()}) is after --until ({until.isoformat()})")
     cfg = load_config(config_dir, policy_dir=policy_dir)
     if tenant not in cfg.tenants:
-        if tenant in cfg.offboarded:
-            raise ReportError(f"tenant {tenant!r} is offboarded (offboard: true): it is served nowhere; its audit "
-                              f"records remain: `fairshare audit show --tenant {tenant}`")
+        # Offboarded: marked in its file, or offboarded and its file since removed (the trail says so).
+        # Its auditor needs the report most now, so it is made from the trail, not refused.
+        verified = verify(log_path)
+        if tenant in cfg.offboarded or offboardings(verified.records, tenant):
+            return Report(offboarded_report(config_dir, tenant, log_path, verified, since, until,
+                                            marked=tenant in cfg.offboarded, receipt_file=receipt_file))
         raise ReportError(f"unknown tenant {tenant!r} in {config_dir} "
                           f"({len(cfg.tenants):,} known: {capped(sorted(cfg.tenants))})")
     t = cfg.tenants[tenant]
     data = {
-        "tenant": tenant, "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tenant": tenant, "status": "served", "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": str(config_dir.resolve()),
         "residency": residency(cfg, t), "models": models(cfg, t), "pii": pii(cfg, t, policy_dir),
         "quotas": quotas(cfg, t), "change_control": change_control(config_dir, tenant),
         "audit": audit_section(log_path, tenant, since, until),
     }
     return Report(data)
+
+
+def offboardings(records: list[dict[str, Any]], tenant: str) -> list[dict[str, Any]]:
+    """The tenant's `tenant.offboarded` records (one per completed run: a retry records it again)."""
+    return [r for r in records if r.get("kind") == "tenant.offboarded" and touches(r, tenant)]
+
+
+def last_served(records: list[dict[str, Any]], tenant: str) -> dict[str, Any] | None:
+    """What the tenant was served with before it left the config: the last record that removed it,
+    whose decision holds every part's before."""
+    record = next((r for r in reversed(records) if r.get("kind") == "config.applied"
+                   and tenant in (r.get("removed") or [])), None)
+    decision = decision_of(record, tenant) if record is not None else None
+    if record is None or decision is None:
+        return None
+    return {"seq": record["seq"], "time": record["time"], "config_version": record.get("config_version"),
+            "digest": record["digest"],
+            "before": {part: change["before"] for part, change in (decision.get("result") or {}).items()}}
+
+
+def receipt_check(receipt_file: Path | None, recorded: str | None) -> dict[str, Any] | None:
+    """The deletion receipt on disk against the digest the trail recorded (the control plane hashes the
+    JWS as sent, without the file's newline)."""
+    if receipt_file is None or not receipt_file.is_file():
+        return None
+    try:
+        digest = hashlib.sha256(receipt_file.read_text().strip().encode()).hexdigest()
+    except OSError:
+        return None
+    return {"file": str(receipt_file), "sha256": digest, "matches_audit_record": digest == recorded}
+
+
+def offboarded_report(config_dir: Path, tenant: str, log_path: Path, verified: Verified, since: datetime | None,
+                      until: datetime | None, *, marked: bool, receipt_file: Path | None = None) -> dict[str, Any]:
+    """An offboarded tenant's evidence: served nowhere, so no regions, models, rules or quotas of its own;
+    when and how it was offboarded (the trail's offboarding records with the receipt's digest, whatever
+    the period), what it was last served with, who may change its file, and its audit records."""
+    # A log that does not verify is refused in the audit section: nothing read from it is presented.
+    records = verified.records if verified.ok else []
+    done = offboardings(records, tenant)
+    last = done[-1] if done else None
+    offboarding: dict[str, Any] = {
+        "tenant_file": "marked offboard: true" if marked else "removed from the config",
+        "records": [{k: r.get(k) for k in ("seq", "time", "steps", "receipt_sha256", "digest")} for r in done],
+        "completed_at": last["time"] if last else None,
+        "receipt_sha256": last.get("receipt_sha256") if last else None,
+        "receipt": receipt_check(receipt_file, last.get("receipt_sha256") if last else None),
+    }
+    if last is None:
+        offboarding["message"] = (
+            "the trail holds no completed offboarding of this tenant" + (" (the log does not verify)"
+                                                                        if not verified.ok else "")
+            + f": it is marked but its data may remain; run `fairshare tenant offboard {tenant} --from-config`")
+    return {
+        "tenant": tenant, "status": "offboarded", "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": str(config_dir.resolve()), "offboarding": offboarding,
+        "last_served": last_served(records, tenant),
+        "change_control": change_control(config_dir, tenant),
+        "audit": audit_section(log_path, tenant, since, until, verified),
+    }
 
 
 def _join(items: list[Any]) -> str:
@@ -331,6 +402,8 @@ def _row_changes(result: dict[str, Any]) -> list[str]:
 
 def render(d: dict[str, Any]) -> str:
     """The report for a person: one section per question an auditor asks."""
+    if d.get("status") == "offboarded":
+        return render_offboarded(d)
     lines = [f"Compliance report for tenant {d['tenant']}", f"generated {d['generated']} from {d['config']}", ""]
     res = d["residency"]
     lines += ["1. Where its traffic and model artifacts may be, and are",
@@ -380,8 +453,47 @@ def render(d: dict[str, Any]) -> str:
     q = d["quotas"]
     lines += ["", f"4. Quotas (tier {q['tier']}, weight {q['weight']}; decided by {q['policy']})"]
     lines += [f"   {name}: {f['effective']} ({f['from']})" for name, f in q["quotas"].items()]
-    cc = d["change_control"]
-    lines += ["", "5. Who may change its spec", f"   tenant file: {cc['file']} (source: {cc['source']})"]
+    lines += ["", *_change_control_lines(d["change_control"], 5), "", *_audit_lines(d["audit"], 6)]
+    return "\n".join(lines)
+
+
+def render_offboarded(d: dict[str, Any]) -> str:
+    o = d["offboarding"]
+    lines = [f"Compliance report for tenant {d['tenant']}: OFFBOARDED (served nowhere: no routes, tokens or models)",
+             f"generated {d['generated']} from {d['config']}", "", "1. Offboarding",
+             f"   tenant file: {o['tenant_file']}"]
+    if o.get("message"):
+        lines.append(f"   {o['message']}")
+    for r in o["records"]:
+        lines.append(f"   offboarded {r['time']} (audit seq {r['seq']}, digest {r['digest']}); steps "
+                     f"{_join(r.get('steps') or [])}; deletion receipt sha256 {r.get('receipt_sha256')}")
+    receipt = o.get("receipt")
+    if receipt is None and o["records"]:
+        lines.append("   no receipt file under --state to check against it: check the customer's copy "
+                     "(its sha256 must match)")
+    elif receipt is not None:
+        lines.append(f"   receipt {receipt['file']}: sha256 {receipt['sha256']} "
+                     + ("matches the audit record" if receipt["matches_audit_record"]
+                        else "DOES NOT MATCH the audit record"))
+    last = d["last_served"]
+    lines += ["", "2. What it was last served with"]
+    if last is None:
+        lines.append("   no record in the trail removes it (it left the config before the log began, or the log "
+                     "does not verify)")
+    else:
+        before = last["before"]
+        regions = sorted({r for r, m in (before.get("routes") or {}).items() if any(m.values())}
+                         | {r for r, names in (before.get("own_routes") or {}).items() if names})
+        lines += [f"   until {last['time']} (audit seq {last['seq']}, config {last['config_version']}): routed in "
+                  f"{_join(regions)}",
+                  f"   catalog splits: {_rows(before.get('splits'))}",
+                  f"   own models: {_rows(before.get('own_models'))}"]
+    lines += ["", *_change_control_lines(d["change_control"], 3), "", *_audit_lines(d["audit"], 4)]
+    return "\n".join(lines)
+
+
+def _change_control_lines(cc: dict[str, Any], n: int) -> list[str]:
+    lines = [f"{n}. Who may change its spec", f"   tenant file: {cc['file']} (source: {cc['source']})"]
     if cc["git"] is None:
         lines.append(f"   {cc['note']}")
     else:
@@ -392,13 +504,17 @@ def render(d: dict[str, Any]) -> str:
         owners = cc["codeowners"]
         lines.append(f"   code owners ({owners['file']}): {_join(owners['owners'])}" if owners
                      else "   no CODEOWNERS file: any committer with write access may change it")
-    a = d["audit"]
+    return lines
+
+
+def _audit_lines(a: dict[str, Any], n: int) -> list[str]:
     period = f"{a['period']['since'] or 'start of the log'} .. {a['period']['until'] or 'now'}"
-    lines += ["", f"6. Audit records ({period}; log {a['log']})"]
+    lines = [f"{n}. Audit records ({period}; log {a['log']})"]
     if a.get("message"):
         lines.append(f"   {a['message']}")
     for r in a["records"] or []:
-        what = ", ".join(sorted((r.get("decision") or {}).get("result", {}))) or "-"
+        what = ", ".join(sorted((r.get("decision") or {}).get("result", {}))) or (
+            f"receipt sha256 {r['receipt_sha256']}" if r.get("receipt_sha256") else "-")
         who = r.get("author") or "author unknown"
         lines.append(f"   seq {r['seq']} {r['time']} {r['kind']}: {what}; revision {r.get('revision') or '-'} by "
                      f"{who}; digest {r['digest']}")
@@ -407,7 +523,7 @@ def render(d: dict[str, Any]) -> str:
             lines.append(f"     reason: {reason}")
     if a["verified"] and a["records"]:
         lines.append(f"   the chain verifies: {len(a['records'])} record(s) shown")
-    return "\n".join(lines)
+    return lines
 
 
-__all__ = ["Report", "ReportError", "build_report", "parse_when", "select"]
+__all__ = ["Report", "ReportError", "build_report", "offboardings", "parse_when", "select"]
