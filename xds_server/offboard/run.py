@@ -59,7 +59,8 @@ class Options:
     # The config-change flow: the tenant file must already say `offboard: true` (merged in a pull
     # request); nothing here writes the config.
     from_config: bool = False
-    # AWS steps skipped (a local platform without an AWS account: nothing of the tenant is stored there).
+    # AWS steps skipped (a local platform without an AWS account); the receipt lists what they would have
+    # looked at as remaining.
     no_aws: bool = False
     recovery_window_days: int = 30
     secret_prefix: str = storage.SECRET_PREFIX
@@ -174,6 +175,27 @@ class Offboarding:
             raise OffboardError(f"tenant {self.tenant!r} still has traffic pinned to it, which offboarding "
                                 f"would break: {capped(pinned, sep='; ')}. Move those artifacts out of "
                                 f"tenants/{self.tenant}/ first")
+        # Refused here, not at the artifacts step: by then the tenant is already off every gateway, and the
+        # missing credentials say nothing of --no-aws.
+        aws = self.aws_needed(state)
+        if aws and storage.credentials_missing():
+            raise OffboardError(f"no AWS credentials found, and offboarding {self.tenant} cleans "
+                                f"{'; '.join(aws)}. Configure AWS credentials, or {storage.NO_AWS}")
+
+    def aws_needed(self, state: State) -> list[str]:
+        """What the steps still to run would ask AWS for (nothing with --no-aws)."""
+        assert self.config is not None
+        if self.opts.no_aws:
+            return []
+        out = []
+        buckets = self._buckets()
+        if buckets and "artifacts" not in state.steps:
+            out.append(f"the model buckets {capped(buckets)} (its objects under "
+                       f"{storage.tenant_prefix(self.tenant)})")
+        if "secrets" not in state.steps:
+            out.append(f"Secrets Manager in {capped(sorted(self.config.regions))} (secrets named "
+                       f"{self.opts.secret_prefix}/{self.tenant}/...)")
+        return out
 
     def pinned(self) -> list[str]:
         """What others serve from the tenant's storage: a catalog model version, or another tenant's own
@@ -269,6 +291,7 @@ class Offboarding:
         endpoints = inventory.endpoints_from_status(self._status())
         prefix = f"{self.tenant}:"
         spec = self._spec()
+        own = sorted(f"{prefix}{m}" for m in (spec.own_models if spec else ()))
         digests = sorted({ov.sha256 for om in (spec.own_models.values() if spec else ())
                           for ov in om.versions.values()})
         out: list[dict[str, Any]] = []
@@ -299,19 +322,64 @@ class Offboarding:
                     raise OffboardError(f"replica {where} is still reading artefact copies "
                                         f"{capped(d[:12] for d in purged['busy'])}; run the command again")
                 out.append({"replica": where, "region": region, "pool": pool, "unloaded": sorted(held),
+                            "holds_now": sorted(left),
                             "purged_copies": len(purged["purged"]) if purged is not None else 0})
-        return {"replicas": out, "artifact_digests": digests}
+        result: dict[str, Any] = {"own_models": own, "replicas": out, "artifact_digests": digests}
+        # The control plane asks a removed model's replicas to unload it on the reload that removes it, so
+        # by now they usually hold nothing: "0 unloads" must not read as "nothing was there".
+        before = [m for m in own if not any(m in r["unloaded"] for r in out)]
+        if before:
+            result["unloaded_on_reload"] = {
+                "models": before,
+                "note": "held by no replica when asked here (checked, none remains): the control plane asked "
+                        "their pools' replicas to unload them on the reload that offboarded the tenant (a "
+                        "model never called was never loaded)"}
+        return result
 
     def _artifacts(self, _state: State) -> dict[str, Any]:
         assert self.config is not None
+        local = self._local_files()
+        if not self._buckets():
+            return {"buckets": [], "note": "no region of the config has a model bucket: nothing in S3 to delete",
+                    "local_files_not_deleted": local}
         if self.opts.no_aws:
-            return {"skipped": "--no-aws: no AWS account, nothing stored in a model bucket"}
+            spec = self._spec()
+            s3 = sorted({ov.artifact for om in (spec.own_models.values() if spec else ())
+                         for ov in om.versions.values() if is_s3(ov.artifact)})
+            return {"skipped": f"--no-aws: the model buckets ({capped(self._buckets())}) were not cleaned",
+                    "s3_artifacts_not_deleted": s3, "local_files_not_deleted": local}
         buckets = [storage.delete_artifacts(r.model_bucket, r.id, self.tenant)
                    for r in self.config.regions.values() if r.model_bucket]
-        spec = self._spec()
-        local = sorted({ov.artifact for om in (spec.own_models.values() if spec else ())
-                        for ov in om.versions.values() if not is_s3(ov.artifact)})
         return {"buckets": [b.to_json() for b in buckets], "local_files_not_deleted": local}
+
+    def _local_files(self) -> list[str]:
+        """The tenant's own model files in the config source: its local artifacts and its folder
+        `models/<tenant>/` (metadata beside them); relative to the config folder when inside it."""
+        spec = self._spec()
+        files = {self._resolve(ov.artifact) for om in (spec.own_models.values() if spec else ())
+                 for ov in om.versions.values() if not is_s3(ov.artifact)}
+        folder = self.opts.config_dir / "models" / self.tenant
+        if folder.is_dir():
+            files |= {p.resolve() for p in folder.rglob("*")} - self._local_files_of_others()
+        root = self.opts.config_dir.resolve()
+        return sorted(str(f.relative_to(root)) if f.is_relative_to(root) else str(f) for f in files if f.is_file())
+
+    def _local_files_of_others(self) -> set[Path]:
+        # A file of the folder that a catalog version or another tenant loads is theirs too: never listed
+        # for removal with this tenant.
+        assert self.config is not None
+        artifacts = [mv.artifact for m in self.config.models.values() for mv in m.versions.values() if mv.artifact]
+        artifacts += [ov.artifact for t in self.config.tenants.values() if t.id != self.tenant
+                      for om in t.spec.own_models.values() for ov in om.versions.values()]
+        return {Path(a).resolve() for a in artifacts if not is_s3(a)}
+
+    def _resolve(self, artifact: str) -> Path:
+        # As the loader does: a relative path is relative to the tenant file's folder.
+        return (self.tenant_file.parent / artifact).resolve()
+
+    def _buckets(self) -> list[str]:
+        assert self.config is not None
+        return sorted(f"s3://{r.model_bucket}" for r in self.config.regions.values() if r.model_bucket)
 
     def _counters(self, _state: State) -> dict[str, Any]:
         return self._post(f"/offboard/{self.tenant}/counters", None, method="DELETE")
@@ -322,7 +390,7 @@ class Offboarding:
         # gone no pseudonym made with it can be linked to anything.
         local_key = remove_tenant_key(self.opts.state_dir, self.tenant)
         if self.opts.no_aws:
-            return {"skipped": "--no-aws: no AWS account, no secrets stored", "local_key_deleted": local_key}
+            return {"skipped": "--no-aws: Secrets Manager not asked (no AWS account)", "local_key_deleted": local_key}
         found = [s.to_json() for region in sorted(self.config.regions)
                  for s in storage.schedule_secret_deletion(region, self.tenant, self.opts.recovery_window_days,
                                                            self.opts.secret_prefix)]
@@ -342,7 +410,7 @@ class Offboarding:
             "started_at": state.started_at,
             "completed_at": rfc3339(),
             "steps": [{"step": s, **state.steps[s]} for s in STEPS if s in state.steps],
-            "remains": [
+            "remains": [*self._remains(state),
                 {"what": "audit records", "where": "the control plane's audit log",
                  "why": "kept on purpose: they record changes and decisions by tenant id, never request data, "
                         "model bytes or secrets"},
@@ -365,6 +433,26 @@ class Offboarding:
                               {"receipt": token, "steps": [s for s in STEPS if s in state.steps] + ["receipt"]})
         return {"file": str(signed), "audit": recorded}
 
+    def _remains(self, state: State) -> list[dict[str, Any]]:
+        """What the steps left of the tenant's own, as they recorded it: its model files in the config source,
+        and with --no-aws, its artifacts in the model buckets and anything of it in Secrets Manager."""
+        artifacts = state.steps.get("artifacts", {})
+        out: list[dict[str, Any]] = []
+        local = artifacts.get("local_files_not_deleted") or []
+        if local:
+            out.append({"what": f"the tenant's own model files ({len(local)})", "files": local,
+                        "where": f"the config source ({self.opts.config_dir})",
+                        "why": "they are part of the config, not of a model bucket: remove them with the tenant's "
+                               "file, in the change that removes it"})
+        s3 = artifacts.get("s3_artifacts_not_deleted") or []
+        if s3:
+            out.append({"what": f"the tenant's own model artifacts in the model buckets ({len(s3)})", "files": s3,
+                        "where": "S3", "why": "--no-aws: not deleted"})
+        if "skipped" in state.steps.get("secrets", {}):
+            out.append({"what": f"any secret named {self.opts.secret_prefix}/{self.tenant}/...",
+                        "where": "Secrets Manager", "why": "--no-aws: not looked for, not scheduled for deletion"})
+        return out
+
     # -- helpers ---------------------------------------------------------------------------------------
 
     def _spec(self) -> Any:
@@ -373,6 +461,8 @@ class Offboarding:
             return None
         if self.tenant in cfg.tenants:
             return cfg.tenants[self.tenant].spec
+        if self.tenant in cfg.offboarded:
+            return cfg.offboarded[self.tenant]  # as loaded: local artifact paths made absolute
         raw = yaml.safe_load(self.tenant_file.read_text()) if self.tenant_file.is_file() else None
         from xds_server.config.model import Tenant
 
@@ -416,17 +506,35 @@ def _held(endpoint: Any, prefix: str, client: AdminClient) -> set[str]:
             if str(e.get("name", "")).startswith(prefix)}
 
 
+def _models_summary(result: dict[str, Any]) -> str:
+    n = sum(len(r["unloaded"]) for r in result["replicas"])
+    own = result.get("own_models")  # absent from a state file written before it was recorded
+    line = (f"{len(own)} own model(s) ({capped(own)}), none remains on {len(result['replicas'])} replicas "
+            f"(checked); {n} unloads here" if own else
+            f"no own models; none held on {len(result['replicas'])} replicas (checked)")
+    if "unloaded_on_reload" in result:
+        line += f"; {capped(result['unloaded_on_reload']['models'])} unloaded on the reload that offboarded it"
+    return line
+
+
+def _artifacts_summary(result: dict[str, Any]) -> str:
+    line = result.get("skipped") or result.get("note") or ", ".join(
+        f"s3://{b['bucket']}/{b['prefix']}: {b['versions_deleted']} versions" for b in result["buckets"])
+    local = result.get("local_files_not_deleted") or []
+    if local:
+        line += f"; {len(local)} own model file(s) remain in the config source (listed in the receipt)"
+    return f"skipped ({line})" if "skipped" in result else line
+
+
 def _summary(step: str, result: dict[str, Any]) -> str:
+    if step == "artifacts":
+        return _artifacts_summary(result)
     if "skipped" in result:
         return f"skipped ({result['skipped']})"
     if step == "routes":
         return f"gone from every gateway (config {result['config_version']}, {result['gateways']})"
     if step == "models":
-        n = sum(len(r["unloaded"]) for r in result["replicas"])
-        return f"{n} unloads on {len(result['replicas'])} replicas"
-    if step == "artifacts":
-        return ", ".join(f"s3://{b['bucket']}/{b['prefix']}: {b['versions_deleted']} versions"
-                         for b in result["buckets"]) or "no model buckets"
+        return _models_summary(result)
     if step == "counters":
         return f"{result.get('deleted', 0)} deleted ({result.get('backend')})"
     if step == "secrets":

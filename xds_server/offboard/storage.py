@@ -17,8 +17,27 @@ SECRET_PREFIX = "fairshare/tenants"
 MIN_RECOVERY_DAYS, MAX_RECOVERY_DAYS = 7, 30
 
 
+# What a platform without an AWS account (a local `fairshare run`) passes instead, and what that skips:
+# said wherever missing credentials stop an offboarding, since nothing else would point there.
+NO_AWS = ("on a platform without an AWS account (a local `fairshare run`), run the same command with --no-aws: "
+          "it skips deleting the tenant's artifacts under tenants/<tenant>/ of the model buckets and scheduling "
+          "its secrets in Secrets Manager for deletion, and the receipt says they were skipped")
+
+
 class StorageError(Exception):
     """A bucket or secret store that could not be cleaned: names which and why."""
+
+
+def credentials_missing() -> bool:
+    """True when boto3 finds no credentials anywhere it looks (environment, shared files, SSO, a container
+    or instance role)."""
+    import boto3
+
+    return boto3.Session().get_credentials() is None
+
+
+def _no_credentials(what: str) -> StorageError:
+    return StorageError(f"{what}: no AWS credentials found; configure them, or {NO_AWS}")
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -51,7 +70,7 @@ class BucketResult:
 def delete_artifacts(bucket: str, region: str, tenant: str, client: Any | None = None) -> BucketResult:
     """Delete every version and delete marker under the tenant's prefix: in a versioned bucket a plain
     delete only hides an object behind a marker, and its bytes stay."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, NoCredentialsError
 
     s3 = client or _client("s3", region)
     prefix = tenant_prefix(tenant)
@@ -78,6 +97,8 @@ def delete_artifacts(bucket: str, region: str, tenant: str, client: Any | None =
         if code == "NoSuchBucket":
             return BucketResult(bucket, region, prefix, 0, 0, note="bucket does not exist")
         raise StorageError(f"s3://{bucket}/{prefix}: {code or err}") from err
+    except NoCredentialsError as err:
+        raise _no_credentials(f"s3://{bucket}/{prefix}") from err
     # Unversioned buckets list their objects here too (version id "null"); a leftover means a race
     # with a writer, which a re-run cleans.
     left = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount", 0)
@@ -102,7 +123,7 @@ def schedule_secret_deletion(region: str, tenant: str, recovery_days: int, prefi
                              client: Any | None = None) -> list[SecretResult]:
     """Schedule every secret named `<prefix>/<tenant>/...` in `region` for deletion after
     `recovery_days` (Terraform's `recovery_window_in_days`); one already scheduled is left as it is."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, NoCredentialsError
 
     if not MIN_RECOVERY_DAYS <= recovery_days <= MAX_RECOVERY_DAYS:
         raise StorageError(f"recovery window {recovery_days} days: Secrets Manager takes "
@@ -126,6 +147,8 @@ def schedule_secret_deletion(region: str, tenant: str, recovery_days: int, prefi
     except ClientError as err:
         raise StorageError(f"Secrets Manager in {region}, {name_prefix}*: "
                            f"{err.response.get('Error', {}).get('Code', err)}") from err
+    except NoCredentialsError as err:
+        raise _no_credentials(f"Secrets Manager in {region}, {name_prefix}*") from err
     return sorted(out, key=lambda s: s.name)
 
 

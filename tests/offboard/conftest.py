@@ -1,0 +1,115 @@
+"""A platform for offboarding as a new user runs it on a local `fairshare run`: no AWS account at all (no
+credentials, no moto), a region whose config still names a model bucket (as the example config does), and
+a tenant whose own model lives in the config source (`models/<tenant>/...`, as the example tenants' do).
+Its own platform: offboarding destroys the tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from xds_server.auth.keys import SigningKey
+from xds_server.auth.tokens import issue_token
+from xds_server.local.platform import LocalPlatform, PlatformOptions
+from xds_server.local.processes import free_port
+
+REGION = "us-east-1"
+BUCKET = "local-us-east-1-models"
+REPO_MODELS = Path(__file__).resolve().parents[2] / "config" / "models" / "acme" / "ticket-router"
+# local is offboarded by the tests; stayer must never notice.
+TENANTS = ("local", "stayer")
+
+
+def local_model_files(cfg: Path, tenant: str) -> list[str]:
+    """The tenant's own model in the config source, as the example tenants have theirs: two versions'
+    artifacts and a metadata file beside them; the files' paths relative to the config folder."""
+    folder = cfg / "models" / tenant / "router"
+    for version in ("1", "2"):
+        (folder / version).mkdir(parents=True)
+        shutil.copy(REPO_MODELS / "1" / "model.onnx", folder / version / "model.onnx")
+    shutil.copy(REPO_MODELS / "features.json", folder / "features.json")
+    return sorted(str(p.relative_to(cfg)) for p in folder.rglob("*") if p.is_file())
+
+
+def write_config(root: Path, gateway_port: int, bucket: str | None = BUCKET) -> Path:
+    cfg = root / "config"
+    (cfg / "tenants").mkdir(parents=True)
+    quotas = {"concurrency": 64, "requests_per_second": 2000, "tokens_per_minute": 100_000_000, "gpus": 0}
+    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
+        "weight": 1, "quotas": quotas,
+        "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
+    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True},
+                                                       "gateway": {"upstream_tls": {"enabled": True}}}))
+    region: dict[str, Any] = {"id": REGION, "gateway_port": gateway_port,
+                              "pools": [{"name": "cpu", "replicas": 2, "model_cache_mb": 64}]}
+    if bucket is not None:
+        region["model_bucket"] = bucket
+    (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [region]}))
+    (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
+        "kind": "classifier", "versions": {"v1": {"pool": "cpu", "loader": "lexicon"}}}}}))
+    local_model_files(cfg, "local")
+    digest = hashlib.sha256((REPO_MODELS / "1" / "model.onnx").read_bytes()).hexdigest()
+    for tenant in TENANTS:
+        spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
+                                "models": {"classifier": {"split": {"v1": 100}}}}
+        if tenant == "local":
+            spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
+                v: {"artifact": f"../models/local/router/{v}/model.onnx", "sha256": digest} for v in ("1", "2")},
+                "split": {"1": 50, "2": 50}}}
+        (cfg / "tenants" / f"{tenant}.yaml").write_text(
+            f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
+    return cfg
+
+
+def without_aws(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """A machine without an AWS account: boto3 finds no credentials anywhere (and asks no instance role)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_ENDPOINT_URL", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(root / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+
+@dataclass
+class LocalOffboardPlatform:
+    platform: LocalPlatform
+    config_dir: Path
+    state_dir: Path
+    key: SigningKey
+
+    def token(self, tenant: str) -> str:
+        assert self.platform.config is not None
+        return issue_token(self.key, self.platform.config.platform.auth, tenant)
+
+    def url(self, path: str) -> str:
+        return self.platform.gateway_url(REGION) + path
+
+    def cli(self, *args: str) -> list[str]:
+        return ["tenant", "offboard", *args, "--config", str(self.config_dir), "--state", str(self.state_dir),
+                "--status-port", str(self.platform.opts.status_port)]
+
+
+@pytest.fixture(scope="session")
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOffboardPlatform]:
+    root = tmp_path_factory.mktemp("offboard-local")
+    platform: LocalPlatform | None = None
+    try:
+        cfg = write_config(root, free_port())
+        state = root / "state"
+        platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=state, xds_port=free_port(),
+                                                 status_port=free_port()))
+        platform.start()
+        yield LocalOffboardPlatform(platform, cfg, state, SigningKey.load_or_create(state))
+    finally:
+        if platform is not None:
+            platform.stop()
