@@ -20,6 +20,10 @@ BAD = [
       "spec.tenants[0].quotas.gpus=-1"], "at '/spec/tenants/0/quotas/gpus': minimum: got -1, want 0"),
     (["redis.enabled=maybe"], "at '/redis/enabled': got string, want boolean"),
     (["inference.roleArn=my-role"], "at '/inference/roleArn': 'my-role' does not match pattern"),
+    # Whole seconds from 1: "exclusiveMinimum: got 0, want 0" said nothing a reader could act on.
+    (["inference.pseudonymisationKeys.ttlSeconds=0"],
+     "at '/inference/pseudonymisationKeys/ttlSeconds': minimum: got 0, want 1"),
+    (["config.pollSeconds=0"], "at '/config/pollSeconds': minimum: got 0, want 1"),
 ]
 
 
