@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -18,7 +19,8 @@ import pytest
 import redis
 
 from inference_images.runtime.tls import GATEWAY_IDENTITY, RUNTIME_IDENTITY
-from tests.chart.helm import HelmError, find, template
+from tests.chart.helm import CHART, HelmError, find, template
+from xds_server.auth.keys import KEY_FILE, SigningKey
 from xds_server.compiler import upstream_tls
 from xds_server.envoy.sds import CHART_CERTS_DIR, CLIENT_FILE, VALIDATION_FILE, sds_documents
 from xds_server.local.processes import free_port
@@ -147,6 +149,56 @@ def test_port_443_terminates_tls_at_the_load_balancer(rendered: dict[str, Manife
     assert "gateway.tls.certificateArn" in str(err.value)
 
 
+def _arn(region: str) -> str:
+    return f"arn:aws:acm:{region}:123456789012:certificate/0b6f1a52-8d2e-4c1f-9a7e-3f5c2d1e4b6a"
+
+
+def test_each_region_gets_its_own_regions_certificate(rendered: dict[str, Manifests]) -> None:
+    """examples/production.yaml serves every region (the docs pair it with eu-west-1 as with us-east-1): each
+    region's NLB gets a certificate of that region, since a load balancer can use no other."""
+    for region in ("us-east-1", "eu-west-1"):
+        svc = find(rendered[f"region:{region}+production"], "Service", "fairshare-gateway")
+        arn = svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"]
+        assert arn.split(":")[3] == region, (region, arn)
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    ((f"gateway.tls.certificateArn={_arn('us-east-1')}",),
+     f"gateway.tls.certificateArn: {_arn('us-east-1')} is an ACM certificate in us-east-1, but this render is for "
+     "region eu-west-1 (spec.region)"),
+    ((f"gateway.tls.certificateArns.eu-west-1={_arn('us-east-1')}",),
+     f"gateway.tls.certificateArns.eu-west-1: {_arn('us-east-1')} is an ACM certificate in us-east-1, "
+     "not in eu-west-1"),
+    # Another region's entry is checked too: it is wrong wherever it is used.
+    ((f"gateway.tls.certificateArns.us-east-2={_arn('us-east-1')}",),
+     f"gateway.tls.certificateArns.us-east-2: {_arn('us-east-1')} is an ACM certificate in us-east-1, "
+     "not in us-east-2"),
+    # The operator's own annotation wins over the chart's, so it is what the load balancer gets: checked as well.
+    (("gateway.service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-ssl-cert="
+      f"{_arn('eu-west-1')}\\,{_arn('us-east-2')}",),
+     f"gateway.service.annotations[service.beta.kubernetes.io/aws-load-balancer-ssl-cert]: {_arn('us-east-2')} "
+     "is an ACM certificate in us-east-2, but this render is for region eu-west-1"),
+], ids=["certificateArn", "certificateArns", "another-region's-entry", "annotation"])
+def test_a_certificate_of_another_region_is_refused_naming_both(helm_bin: str, spec_values: dict[str, Path],
+                                                                 sets: tuple[str, ...], expected: str) -> None:
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, spec_values["eu-west-1"], sets=sets)
+    assert expected in str(err.value)
+
+
+def test_a_regions_own_certificate_or_an_iam_one_is_taken(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    def cert(*sets: str) -> str:
+        svc = find(template(helm_bin, spec_values["eu-west-1"], sets=sets), "Service", "fairshare-gateway")
+        return str(svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"])
+
+    # The region's entry wins over the one for any region.
+    assert cert(f"gateway.tls.certificateArn={_arn('us-east-1')}",
+                f"gateway.tls.certificateArns.eu-west-1={_arn('eu-west-1')}") == _arn("eu-west-1")
+    # An IAM server certificate is global.
+    iam = "arn:aws:iam::123456789012:server-certificate/gateway"
+    assert cert(f"gateway.service.annotations.service\\.beta\\.kubernetes\\.io/aws-load-balancer-ssl-cert={iam}") == iam
+
+
 def test_opa_is_a_loopback_sidecar(rendered: dict[str, Manifests]) -> None:
     manifests = rendered[f"{REGION}+production"]
     opa = container(pod(manifests, "fairshare-control-plane"), "opa")
@@ -167,6 +219,60 @@ def test_signing_key_secret_exists_at_any_replica_count(helm_bin: str, spec_valu
         assert "signing-key.pem" in secret["data"]
         assert volume_secret(pod(manifests, "fairshare-control-plane"), "/var/lib/fairshare",
                              "control-plane") == "fairshare-signing-key"
+
+
+def _secrets_needed(manifests: Manifests) -> list[tuple[str, str]]:
+    """(workload, Secret) for every Secret a pod cannot start without (volumes and env, optional ones aside)."""
+    needed = []
+    for m in manifests:
+        if m["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        spec = m["spec"]["template"]["spec"]
+        for v in spec.get("volumes", []):
+            if "secret" in v and not v["secret"].get("optional"):
+                needed.append((m["metadata"]["name"], v["secret"]["secretName"]))
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    needed.append((m["metadata"]["name"], ref["name"]))
+    return needed
+
+
+def test_every_secret_a_pod_needs_is_rendered(rendered: dict[str, Manifests]) -> None:
+    """A Secret nobody creates holds its pods in ContainerCreating until `helm --wait` times out: with the
+    defaults and with each example, the chart makes every one (or a cert-manager Certificate it renders does)."""
+    for case, manifests in rendered.items():
+        made = {m["metadata"]["name"] for m in manifests if m["kind"] == "Secret"}
+        made |= {m["spec"]["secretName"] for m in manifests if m["kind"] == "Certificate"}
+        for workload, secret in _secrets_needed(manifests):
+            assert secret in made, f"{case}: {workload} needs Secret {secret}, which nothing renders"
+    assert _secrets_needed(rendered["region:eu-west-1+production"])
+
+
+def test_the_production_examples_own_key_recipe_makes_a_key_the_control_plane_reads(
+        helm_bin: str, spec_values: dict[str, Path], tmp_path: Path) -> None:
+    """examples/production.yaml's commented alternative: its commands make the Secret the line below them
+    names, holding the one key `serve --state` reads, in the release's namespace."""
+    example = CHART / "examples" / "production.yaml"
+    text = example.read_text()
+    commands = [line.split("#", 1)[1].strip() for line in text.splitlines() if line.lstrip().startswith("#   ")]
+    (openssl,) = [c for c in commands if c.startswith("openssl ")]
+    (create,) = [c for c in commands if " create secret generic " in c]
+    found = re.search(r"^\s*# signingKeySecret: (\S+)$", text, re.M)
+    assert found, "the example shows signingKeySecret as a commented alternative"
+    name = found.group(1)
+    words = create.split()
+    assert words[words.index("generic") + 1] == name
+    assert words[words.index("-n") + 1] == "fairshare"  # the namespace the chart is installed into
+    assert f"--from-file={KEY_FILE}" in words
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not on PATH")
+    subprocess.run(openssl.split(), cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    assert SigningKey.load_or_create(tmp_path).kid
+    manifests = template(helm_bin, spec_values["eu-west-1"], example, sets=(f"controlPlane.signingKeySecret={name}",))
+    assert volume_secret(pod(manifests, "fairshare-control-plane"), "/var/lib/fairshare", "control-plane") == name
+    assert not [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == name]
 
 
 def _acl(manifests: Manifests) -> tuple[str, str]:
