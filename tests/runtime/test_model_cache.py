@@ -195,7 +195,8 @@ def test_failed_load_marks_failed_and_retries_only_after_exponential_backoff() -
     asyncio.run(main())
 
 
-def test_digest_mismatch_fails_the_model_with_a_reason_naming_it_and_the_check(tmp_path: Path) -> None:
+def test_digest_mismatch_fails_the_model_with_a_reason_naming_it_and_the_check(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, sha = onnx_graphs.linear(tmp_path / "router.onnx")
     wrong = hashlib.sha256(b"other bytes").hexdigest()
 
@@ -205,13 +206,32 @@ def test_digest_mismatch_fails_the_model_with_a_reason_naming_it_and_the_check(t
         bad = ref("acme", "router", sha=wrong, artifact=str(path))
         with pytest.raises(ModelUnavailableError) as exc:
             await cache.acquire(bad)
+        # The caller learns the model, the version and the check, not where the replica reads the artifact
+        # nor either digest.
         reason = exc.value.reason
-        assert "acme:router" in reason and "checksum mismatch" in reason and wrong in reason and sha in reason
+        assert reason == "model 'acme:router' version '1': its artifact failed its integrity check (sha256 mismatch)"
         row = cache.index()[0]
         assert row.state == "failed" and row.reason == reason
+        # The replica's log has the detail.
+        (record,) = [r for r in caplog.records if r.getMessage() == "model failed to load"]
+        detail = record.__dict__["detail"]
+        assert str(path) in detail and wrong in detail and sha in detail and record.__dict__["reason"] == reason
         # Nothing unverified was kept: the right digest still loads from the same path.
         good = await cache.acquire(ref("acme", "router", version="2", sha=sha, artifact=str(path)))
         assert [spec.name for spec in good.inputs] == ["x"]
+        await cache.close()
+
+    asyncio.run(main())
+
+
+def test_a_local_artifact_gone_from_the_replica_fails_without_naming_its_path(tmp_path: Path) -> None:
+    gone = tmp_path / "models" / "router.onnx"
+
+    async def main() -> None:
+        cache = ModelCache(OwnModelLoader(ArtifactStore(tmp_path / "cache")), min_residency_s=0)
+        with pytest.raises(ModelUnavailableError) as exc:
+            await cache.acquire(ref("acme", "router", version="3", artifact=str(gone)))
+        assert exc.value.reason == "model 'acme:router' version '3': its artifact cannot be read on this replica"
         await cache.close()
 
     asyncio.run(main())

@@ -104,7 +104,7 @@ def test_checksum_mismatch_keeps_the_replica_not_ready_with_the_reason(s3: S3, t
         body = wait_settled(server)
         actual = hashlib.sha256(LEXICON_BYTES + b" ").hexdigest()
         assert body["reasons"] == {
-            "classifier:v1": f"failed: ArtifactError: {uri}: checksum mismatch: expected sha256 {LEXICON_SHA}, "
+            "classifier:v1": f"failed: ChecksumMismatchError: {uri}: checksum mismatch: expected sha256 {LEXICON_SHA}, "
             f"got {actual}"
         }
         assert server.get("/v2/health/ready").status == 503 and server.get("/v2/health/live").status == 200

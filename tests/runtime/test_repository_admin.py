@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from inference_images.runtime.gateway import MODEL_OWNER_HEADER
 from tests.runtime import onnx_graphs
@@ -56,18 +57,23 @@ def test_32_concurrent_first_calls_make_one_load(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_digest_mismatch_is_503_with_the_reason_and_failed_in_the_index(tmp_path: Path) -> None:
+def test_digest_mismatch_is_503_with_the_reason_and_failed_in_the_index(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, sha = onnx_graphs.linear(tmp_path / "router.onnx")
     wrong = hashlib.sha256(b"what the config says").hexdigest()
     server = start_own_server(tmp_path)
     try:
         reply = server.infer("/v2/models/router/infer", {"inputs": [X]}, own_headers("acme", path, wrong))
         assert reply.status == 503
-        assert "acme:router" in reply.error and "checksum mismatch" in reply.error and wrong in reply.error
-        assert sha in reply.error  # what the bytes really hash to: the operator sees both digests
+        # The client learns which model failed which check; the server's path and the digests stay in its log.
+        assert reply.error == "model 'acme:router' version '1': its artifact failed its integrity check " \
+            "(sha256 mismatch)"
+        assert str(tmp_path) not in reply.error and wrong not in reply.error and sha not in reply.error
+        logged = [r.__dict__.get("detail", "") for r in caplog.records if r.getMessage() == "model failed to load"]
+        assert any(str(path) in d and wrong in d and sha in d for d in logged), logged
         assert int(reply.headers["retry-after"]) >= 1
         row = server.row("acme:router")
-        assert row["state"] == "failed" and "checksum mismatch" in row["reason"]
+        assert row["state"] == "failed" and row["reason"] == reply.error
         # Within the backoff: the same answer, no second download.
         again = server.infer("/v2/models/router/infer", {"inputs": [X]}, own_headers("acme", path, wrong))
         assert again.status == 503 and again.error == reply.error
@@ -75,7 +81,7 @@ def test_digest_mismatch_is_503_with_the_reason_and_failed_in_the_index(tmp_path
         assert metric(metrics, "fairshare_runtime_cache_loads_total", tenant="acme", result="failed") == 1
         # Metadata and readiness say the same.
         ready = server.get("/v2/models/router/ready", own_headers("acme", path, wrong))
-        assert ready.status == 503 and ready.body["ready"] is False and "checksum mismatch" in ready.body["reason"]
+        assert ready.status == 503 and ready.body["ready"] is False and ready.body["reason"] == reply.error
         # The replica itself stays ready: one tenant's broken model is not the replica's problem.
         assert server.get("/v2/health/ready").status == 200
     finally:

@@ -87,6 +87,10 @@ class ArtifactError(Exception):
     """An artefact that cannot be used; the message names the artefact and what is wrong with it."""
 
 
+class ChecksumMismatchError(ArtifactError):
+    """The artefact's bytes do not hash to the sha256 its reference names; the message has both digests."""
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
     uri: str
@@ -216,7 +220,7 @@ class ArtifactStore:
                 raise ArtifactError(f"{ref.uri}: no such file or directory")
             data, got = _read_hashing(source)
         if got != ref.sha256:
-            raise ArtifactError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
+            raise ChecksumMismatchError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
         # A local file needs no copy: reading it again is as cheap as reading a copy.
         return Verified(ref, data, on_disk=not ref.is_s3)
 
@@ -318,7 +322,7 @@ class ArtifactStore:
                 else:
                     raise ArtifactError(f"{ref.uri}: no such file or directory")
             if got != ref.sha256:
-                raise ArtifactError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
+                raise ChecksumMismatchError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
             relative = self._unpack(ref, content, kind)
             (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": relative}))
             path = self._publish(ref, content)

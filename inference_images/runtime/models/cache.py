@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from inference_images.runtime.models.artifacts import background_priority
+from inference_images.runtime.models.artifacts import ArtifactError, ChecksumMismatchError, background_priority
 from inference_images.runtime.models.base import Model
 from inference_images.runtime.models.own import ModelLoader, OwnModelKey, OwnModelRef
 from inference_images.runtime.scheduling.interface import Head
@@ -84,6 +84,19 @@ class ModelUnavailableError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
+
+
+def failure_reason(what: str, ref: OwnModelRef, exc: Exception) -> str:
+    """What a failed load tells the tenant's callers (the 503, the index): the model and the check that failed.
+    An artefact's own message names where this replica reads it and, for a mismatch, both digests: that
+    stays in the replica's log (the caller's ``detail``)."""
+    if isinstance(exc, ChecksumMismatchError):
+        return f"{what}: its artifact failed its integrity check (sha256 mismatch)"
+    if isinstance(exc, ArtifactError) and not ref.artifact.is_s3:
+        return f"{what}: its artifact cannot be read on this replica"
+    # Loader messages name the model and the check (S3 objects, formats); never tensor data.
+    message = str(exc)
+    return message if message.startswith(("model '", "head model '", "base model '")) else f"{what}: {message}"
 
 
 class CacheEvents(Protocol):
@@ -411,11 +424,11 @@ class ModelCache:
             seconds = time.perf_counter() - start
             self._release_slot(ref.owner)
             self._account(entry, seconds, weight, ok=False)
-            # Loader messages name the model and the check (artifacts, formats); never tensor data.
-            reason = str(exc) if str(exc).startswith(("model '", "head model '", "base model '")) else f"{what}: {exc}"
+            reason = failure_reason(what, ref, exc)
             self._fail(entry, reason)
             log.warning(
-                "model failed to load", extra={"model": ref.qualified, "version": ref.version, "reason": reason}
+                "model failed to load",
+                extra={"model": ref.qualified, "version": ref.version, "reason": reason, "detail": str(exc)},
             )
             raise ModelUnavailableError(reason, entry.retry_at - self._clock()) from None
         except BaseException:  # cancelled (closing): the thread finishes on its own, the slot is moot
