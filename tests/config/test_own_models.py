@@ -124,7 +124,7 @@ def test_catalog_onnx_model_needs_its_artifact(cfg_dir: Path) -> None:
     data["models"]["router"] = {"kind": "classifier", "versions": {
         "v1": {"pool": "cpu-general", "loader": "onnx",
                "artifact": "models/acme/ticket-router/1/model.onnx",
-               "sha256": "da7d9c3d5b427e57a8590e7bc28f08ad75cb43cd696290ee89649e6b509d1b56"},
+               "sha256": hashlib.sha256((cfg_dir / "models/acme/ticket-router/1/model.onnx").read_bytes()).hexdigest()},
     }}
     models.write_text(yaml.safe_dump(data))
     cfg = load_config(cfg_dir)

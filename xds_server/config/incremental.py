@@ -35,6 +35,10 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
     state = cache.last
     if state is None or state.root != os.path.abspath(root) or state.policy_dir != _policy_key(policy_dir):
         return None
+    # An artifact may sit beside the tenant files, where _tenant_files passes over it: a change to one a
+    # tenant names takes the full load, which checks its digest again.
+    if any(os.path.abspath(path) in cache.digests.entries for path in changed):
+        return None
     names = _tenant_files(root, changed)
     if names is None:
         return None

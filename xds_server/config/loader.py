@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from inference_images.runtime.models.artifacts import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import (
     Model,
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
     from xds_server.config.changes import TenantChanges
 
 M = TypeVar("M", bound=BaseModel)
+
+StatKey = tuple[int, int, int]
+# What says a local artifact is as it was: a file's stat_key; a directory's, each file's under it.
+ArtifactKey = StatKey | tuple[tuple[str, StatKey], ...]
 
 
 class TiersFile(Strict):
@@ -94,6 +100,10 @@ class TenantFile:
     tenant: Tenant | None
     refs: TenantRefs | None
     problems: tuple[Problem, ...]
+    # The local artifacts its own models name, with their keys when read (None: unreadable then). Its size
+    # and digest checks hold while these are the same: a rewritten artifact is checked again, although
+    # the tenant file is unchanged.
+    artifacts: tuple[tuple[str, ArtifactKey | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,10 +129,36 @@ class LoadState:
 
 
 @dataclass
-class TenantFileCache:
-    """Parsed tenant files keyed by their stat, so a reload after one edit re-reads one file."""
+class ArtifactDigests:
+    """Local artifacts' sha256 kept with the key they were computed at (ArtifactKey), so a reload hashes only
+    an artifact written or replaced since, and a file that many tenants name is hashed once."""
 
-    entries: dict[str, tuple[tuple[int, int, int], TenantFile]] = field(default_factory=dict)
+    entries: dict[str, tuple[ArtifactKey, str]] = field(default_factory=dict)
+
+    def sha256(self, path: str, key: ArtifactKey, is_dir: bool) -> str:
+        """Raises OSError, or ArtifactError for a directory the runtime would refuse (a link in it)."""
+        hit = self.entries.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        # The runtime's own definitions, so the load accepts exactly the bytes the runtime will.
+        digest = tree_digest(Path(path)) if is_dir else file_digest(Path(path))
+        self.entries[path] = (key, digest)
+        return digest
+
+    def keep_only(self, paths: set[str]) -> None:
+        """Forget artifacts the config no longer names: renamed versions would otherwise pile up for as
+        long as the control plane runs."""
+        for path in set(self.entries) - paths:
+            del self.entries[path]
+
+
+@dataclass
+class TenantFileCache:
+    """Parsed tenant files keyed by their stat, so a reload after one edit re-reads one file (and one whose
+    local artifacts changed: TenantFile.artifacts)."""
+
+    entries: dict[str, tuple[StatKey, TenantFile]] = field(default_factory=dict)
+    digests: ArtifactDigests = field(default_factory=ArtifactDigests)
     # A file's reference check, valid while the file and the files it refers to (tiers, regions,
     # models; `context`) are unchanged.
     checked: dict[str, tuple[TenantFile, str, tuple[Problem, ...], Tenant | None]] = field(
@@ -141,9 +177,9 @@ class TenantFileCache:
     def load_stat(self, path: str, st: os.stat_result) -> TenantFile:
         key = stat_key(st)
         hit = self.entries.get(path)
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit[0] == key and _artifacts_unchanged(hit[1]):
             return hit[1]
-        parsed = _parse_tenant(Path(path))
+        parsed = _parse_tenant(Path(path), self.digests)
         self.entries[path] = (key, parsed)
         return parsed
 
@@ -159,7 +195,7 @@ class TenantFileCache:
         if read is None:
             return  # a worker failed: load_stat reads them here
         for (path, st), (data, problems) in zip(missing, (r for part in read for r in part), strict=True):
-            self.entries[path] = (stat_key(st), _tenant_file(Path(path), data, problems))
+            self.entries[path] = (stat_key(st), _tenant_file(Path(path), data, problems, self.digests))
 
     def forget(self, path: str) -> None:
         self.entries.pop(path, None)
@@ -184,9 +220,37 @@ class TenantFileCache:
             del self.checked[path]
 
 
-def stat_key(st: os.stat_result) -> tuple[int, int, int]:
+def stat_key(st: os.stat_result) -> StatKey:
     """What says a file is as it was when last read: a write changes its mtime, a replacement its inode."""
     return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def artifact_key(path: str, st: os.stat_result) -> ArtifactKey:
+    """`path`'s ArtifactKey, given its stat. A directory's own stat does not change when a file in it is
+    rewritten, so its key is every entry's under it (links not followed). Raises OSError."""
+    if not stat.S_ISDIR(st.st_mode):
+        return stat_key(st)
+    entries: list[tuple[str, StatKey]] = []
+    for folder, dirs, names in os.walk(path, onerror=_raise):
+        for name in dirs + names:
+            full = os.path.join(folder, name)
+            entries.append((os.path.relpath(full, path), stat_key(os.lstat(full))))
+    return tuple(sorted(entries))
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def _current_key(path: str) -> ArtifactKey | None:
+    try:
+        return artifact_key(path, os.stat(path))
+    except OSError:
+        return None
+
+
+def _artifacts_unchanged(file: TenantFile) -> bool:
+    return all(_current_key(path) == key for path, key in file.artifacts)
 
 
 def load_config(
@@ -227,7 +291,11 @@ def load_config(
     if models is not None and regions_file is not None:
         _check_models(root / "models.yaml", models.models, regions, problems)
     if models is not None:
-        models = ModelsFile(models=_resolve_catalog_artifacts(root / "models.yaml", models.models, problems))
+        models = ModelsFile(models=_resolve_catalog_artifacts(root / "models.yaml", models.models, problems,
+                                                              cache.digests))
+        cache.digests.keep_only({path for f in tenants for path, _ in f.artifacts}
+                                | {mv.artifact for m in models.models.values() for mv in m.versions.values()
+                                   if mv.artifact is not None and not is_s3(mv.artifact)})
     if tiers is None or models is None or regions_file is None:
         raise ConfigError(problems)  # tenants cannot be checked against files that did not load
 
@@ -285,7 +353,7 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
         problems.append(Problem(str(files[1]), "id", f"tenant {tenant_id!r} is defined twice"))
     tenant = None
     if files:
-        file = _parse_tenant(files[0])
+        file = _parse_tenant(files[0], None)  # a credential does not need the artifacts' digests
         problems.extend(file.problems)
         tenant = file.tenant
     if problems:
@@ -447,68 +515,112 @@ def _read_tenant_files(_: None, paths: Sequence[str]) -> list[tuple[Any, list[Pr
     return out
 
 
-def _parse_tenant(path: Path) -> TenantFile:
+def _parse_tenant(path: Path, digests: ArtifactDigests | None) -> TenantFile:
     problems: list[Problem] = []
-    return _tenant_file(path, parse_yaml(path, problems), problems)
+    return _tenant_file(path, parse_yaml(path, problems), problems, digests)
 
 
-def _tenant_file(path: Path, data: Any, problems: list[Problem]) -> TenantFile:
+def _tenant_file(path: Path, data: Any, problems: list[Problem], digests: ArtifactDigests | None) -> TenantFile:
+    """`digests`: where local artifacts' digests are checked and kept; None checks none (a credential)."""
     if problems:
         return TenantFile(path, None, None, tuple(problems))
     tenant = validate(path, Tenant, data, problems)
     if tenant is not None and tenant.id != path.stem:
         problems.append(Problem(str(path), "id", f"must match the file name {path.stem!r}, got {tenant.id!r}"))
         tenant = None
+    artifacts: list[tuple[str, ArtifactKey | None]] = []
     if tenant is not None and tenant.own_models:
-        tenant = _resolve_own_artifacts(path, tenant, problems)
+        tenant = _resolve_own_artifacts(path, tenant, problems, digests, artifacts)
     refs = TenantRefs.of(tenant) if tenant is not None else TenantRefs.of_raw(data)
-    return TenantFile(path, tenant, refs, tuple(problems))
+    return TenantFile(path, tenant, refs, tuple(problems), tuple(artifacts))
 
 
-def _local_artifact(file: Path, where: str, artifact: str, declared: int | None,
-                    problems: list[Problem]) -> tuple[str, int | None]:
-    """A local artifact as the runtime will read it (absolute: relative to `file`'s folder) and its size.
-    The digest is the runtime's to check, on every load; existence and size are checked here, so a
-    typo is refused with the config rather than found at the first request."""
+@dataclass(frozen=True)
+class _Artifact:
+    """A local artifact as the runtime will read it (absolute) and what the load measured of it."""
+
+    path: str
+    size: int | None
+    key: ArtifactKey | None  # None: it could not be read
+
+
+def _local_artifact(file: Path, where: str, artifact: str, sha256: str, declared: int | None,
+                    digests: ArtifactDigests | None, problems: list[Problem]) -> _Artifact | None:
+    """A local artifact (None for s3://), relative to `file`'s folder, checked here so that a typo or a
+    wrong digest is refused with the config rather than found by the runtime at the first request."""
     if is_s3(artifact):
-        return artifact, declared
+        return None
     # os.path, not pathlib: a tenant file may declare hundreds of versions, and pathlib's parsing cost
     # more than the stat itself.
     resolved = os.path.abspath(os.path.join(os.path.dirname(file), artifact))
     try:
-        size = os.stat(resolved).st_size
+        st = os.stat(resolved)
+        key = artifact_key(resolved, st)
     except OSError as err:
         problems.append(Problem(str(file), f"{where}.artifact", f"cannot read {resolved}: {err.strerror}"))
-        return resolved, declared
-    if declared is not None and declared != size:
-        problems.append(Problem(str(file), f"{where}.bytes", f"declares {declared} bytes but {resolved} has {size}"))
-    return resolved, size
+        return _Artifact(resolved, declared, None)
+    found = _Artifact(resolved, st.st_size, key)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        # Hashing a FIFO or a device would block or never end.
+        problems.append(Problem(str(file), f"{where}.artifact", f"{resolved} is not a file or a directory"))
+        return found
+    if declared is not None and declared != st.st_size:
+        problems.append(Problem(str(file), f"{where}.bytes",
+                                f"declares {declared} bytes but {resolved} has {st.st_size}"))
+    if digests is not None:
+        _check_digest(file, where, found, sha256, stat.S_ISDIR(st.st_mode), digests, problems)
+    return found
 
 
-def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem]) -> Tenant | None:
+def _check_digest(file: Path, where: str, artifact: _Artifact, sha256: str, is_dir: bool,
+                  digests: ArtifactDigests, problems: list[Problem]) -> None:
+    assert artifact.key is not None
+    try:
+        actual = digests.sha256(artifact.path, artifact.key, is_dir)
+    except OSError as err:
+        problems.append(Problem(str(file), f"{where}.artifact", f"cannot read {artifact.path}: {err.strerror}"))
+        return
+    except ArtifactError as err:
+        problems.append(Problem(str(file), f"{where}.artifact", str(err)))
+        return
+    if actual != sha256:
+        problems.append(Problem(str(file), f"{where}.sha256", f"the artifact's sha256 is {actual}, not {sha256}"))
+
+
+def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem], digests: ArtifactDigests | None,
+                           seen: list[tuple[str, ArtifactKey | None]]) -> Tenant | None:
+    """The tenant with its local artifacts made absolute and their sizes measured; each one is added to
+    `seen`, with its key. None where one is unsound."""
     before = len(problems)
     own: dict[str, OwnModel] = {}
     for name, model in tenant.own_models.items():
         versions: dict[str, OwnModelVersion] = {}
         for version, ov in model.versions.items():
-            artifact, size = _local_artifact(path, f"own_models.{name}.versions.{version}", ov.artifact, ov.bytes,
-                                             problems)
-            versions[version] = ov.model_copy(update={"artifact": artifact, "bytes": size})
+            found = _local_artifact(path, f"own_models.{name}.versions.{version}", ov.artifact, ov.sha256,
+                                    ov.bytes, digests, problems)
+            if found is not None:
+                seen.append((found.path, found.key))
+                ov = ov.model_copy(update={"artifact": found.path, "bytes": found.size})
+            versions[version] = ov
         own[name] = model.model_copy(update={"versions": versions})
     if len(problems) > before:
         return None
     return tenant.model_copy(update={"own_models": own})
 
 
-def _resolve_catalog_artifacts(path: Path, models: dict[str, Model], problems: list[Problem]) -> dict[str, Model]:
-    """`loader: onnx` catalog versions with a local artifact: made absolute, relative to models.yaml."""
+def _resolve_catalog_artifacts(path: Path, models: dict[str, Model], problems: list[Problem],
+                               digests: ArtifactDigests) -> dict[str, Model]:
+    """`loader: onnx` catalog versions with a local artifact: made absolute, relative to models.yaml, and
+    checked against their sha256 (each full load; only a changed artifact is hashed again)."""
     out: dict[str, Model] = {}
     for name, model in models.items():
         versions: dict[str, ModelVersion] = {}
         for version, mv in model.versions.items():
-            if mv.artifact is not None:
-                artifact, _ = _local_artifact(path, f"models.{name}.versions.{version}", mv.artifact, None, problems)
-                mv = mv.model_copy(update={"artifact": artifact})
+            if mv.artifact is not None and mv.sha256 is not None:
+                found = _local_artifact(path, f"models.{name}.versions.{version}", mv.artifact, mv.sha256, None,
+                                        digests, problems)
+                if found is not None:
+                    mv = mv.model_copy(update={"artifact": found.path})
             versions[version] = mv
         out[name] = model.model_copy(update={"versions": versions})
     return out
