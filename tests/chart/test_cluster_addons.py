@@ -218,3 +218,35 @@ def test_chart_install_installs_the_addons_before_the_platform(sample_values: Pa
     addons = installs[0]
     assert f"-f {sample_values}" in addons and f"--namespace {NAMESPACE}" in addons and "--wait" in addons
     assert out.index("crds/crds.yaml") < out.index("upgrade --install cluster-addons")
+
+
+def _commands(text: str) -> list[str]:
+    """Shell commands, one per entry: continuation lines joined, comments and blank lines left out."""
+    joined = text.replace("\\\n", " ")
+    lines = [line.strip() for line in joined.splitlines()]
+    return [" ".join(line.split()) for line in lines if line and not line.startswith("#")]
+
+
+def test_the_docs_manual_steps_are_what_make_runs() -> None:
+    """docs/helm.md spells out make chart-install's steps for running them by hand: the same two CRD files (the
+    controller's crds/ also holds a kustomization.yaml, which kubectl refuses), and Terraform's output read
+    through the region's working dir (in the repository root `terraform output` has no state)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not on PATH")
+    doc = (REPO / "docs" / "helm.md").read_text()
+    start = doc.index("# which runs, in this order")
+    steps = _commands(doc[start:doc.index("```", start)])
+    made = _commands(subprocess.run(["make", "-n", "addons-install", f"REGION={REGION}"], cwd=REPO,
+                                    capture_output=True, text=True, timeout=60, check=True).stdout)
+    (doc_crds,) = [c for c in steps if c.startswith("kubectl apply")]
+    (make_crds,) = [c for c in made if c.startswith("kubectl apply")]
+    assert doc_crds == make_crds
+    (doc_tf,) = [c for c in steps if "-chdir=terraform/region" in c]
+    (make_tf,) = [c for c in made if "-chdir=terraform/region" in c]
+    output = "terraform -chdir=terraform/region output -json cluster_addons_values"
+    assert output in doc_tf and output in make_tf
+
+    def data_dir(command: str) -> str:
+        return next(w for w in command.split() if w.startswith("TF_DATA_DIR=")).replace("$PWD", str(REPO))
+
+    assert data_dir(doc_tf) == data_dir(make_tf)
