@@ -5,8 +5,10 @@ warm routing, and add / split / remove / refusal live."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -187,23 +189,36 @@ def test_one_model_lands_on_one_replica(running: RunningPlatform, unthrottled) -
         assert resp.headers.get("x-fairshare-replica") in replicas
 
 
-def test_digest_mismatch_is_503_with_the_reason_and_failed_in_fairshare_models(
-        running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_digest_is_refused_and_an_artifact_changed_after_loading_is_503(
+        running: RunningPlatform, restore_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     before = running.platform.status()["config_version"]
-    artifact = str(MODELS / "acme/ticket-router/1/model.onnx")
+    source = MODELS / "acme/ticket-router/1/model.onnx"
+    # Declared with a wrong digest: the load refuses it, naming the field, and the last good config serves.
     edit_tenant(running, "acme", lambda s: s["own_models"].update({"tampered": {
         "format": "onnx", "pool": "cpu-general",
-        "versions": {"1": {"artifact": artifact, "sha256": "ab" * 32}}}}))
+        "versions": {"1": {"artifact": str(source), "sha256": "ab" * 32}}}}))
+    assert eventually(lambda: not running.platform.status()["last_reload"]["ok"], timeout=30)
+    status = running.platform.status()
+    assert "own_models.tampered.versions.1.sha256" in status["last_reload"]["error"]
+    assert status["config_version"] == before
+    # Declared right, then changed on disk after the load checked it: the runtime checks it again as it loads it.
+    copy = tmp_path / "model.onnx"
+    shutil.copyfile(source, copy)
+    digest = hashlib.sha256(copy.read_bytes()).hexdigest()
+    edit_tenant(running, "acme", lambda s: s["own_models"]["tampered"]["versions"]["1"].update(
+        {"artifact": str(copy), "sha256": digest}))
     assert eventually(lambda: published(running, before), timeout=30)
+    copy.write_bytes(copy.read_bytes() + b"\0")
     reply = post(running.url(US, "/v2/models/tampered/infer"), tensor_body(features(TICKETS[:1])),
                  running.token("acme"))
     assert reply.status == 503, reply.body
     error = reply.body["error"]
-    assert "acme:tampered" in error and "sha256" in error
+    assert "acme:tampered" in error and "integrity" in error and str(copy) not in error and digest not in error
     # Other models keep serving.
     ok = post(running.url(US, "/v2/models/ticket-router/versions/1/infer"), tensor_body(features(TICKETS[:1])),
               running.token("acme"))
     assert ok.status == 200
+    shutil.copyfile(source, copy)  # `fairshare models` loads the config from disk, which checks the digest too
     row = next(m for m in fairshare_models(running, "--tenant", "acme")["models"] if m["model"] == "acme:tampered")
     assert any(r["state"].upper() == "FAILED" and "sha256" in r["reason"] for r in row["resident"]), row
 
