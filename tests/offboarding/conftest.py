@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+# The local platform's fixture (tests/offboarding/test_local.py), kept in its own module: its names are its own.
+from tests.offboarding.local_platform import local_platform  # noqa: F401
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.local.aws import moto_server

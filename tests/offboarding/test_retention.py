@@ -27,7 +27,8 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
     assert reply.status == 200, reply.body
     # Personal data in the path itself, where no redaction can reach it in Envoy: a model name, a version.
     token = p.token("stayer")
-    assert post(p.url("/v2/models/classifier/versions/jane.doe@example.com/infer"), body, token).status != 200
+    pinned = post(p.url("/v2/models/classifier/versions/jane.doe@example.com/infer"), body, token).status
+    assert pinned != 200
     assert post(p.url("/v2/models/jane.doe@example.com/infer"), body, token).status == 404
     run = p.state_dir / "run"
     envoy_log = run / "envoy-us-east-1" / "envoy-us-east-1.log"
@@ -45,13 +46,14 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
         return out
 
     # Envoy flushes its access log on its own schedule: wait for the line.
-    assert eventually(lambda: len([e for e in lines(envoy_log) if e.get("tenant") == "stayer"]) >= 3, timeout=15)
-    served, pinned, unknown = [e for e in lines(envoy_log) if e.get("tenant") == "stayer"][-3:]
-    assert (served["status"], served["route"], served["operation"]) == (200, "classifier", "infer")
-    assert (pinned["route"], unknown["route"], unknown["status"]) == ("classifier", "unknown-model", 404)
+    # Other tests' requests for this tenant share the log: each of these three is looked for by what it logs.
+    assert eventually(lambda: any(e.get("tenant") == "stayer" and e.get("route") == "unknown-model"
+                                  for e in lines(envoy_log)), timeout=15)
+    logged = {(e["status"], e["route"], e["operation"]) for e in lines(envoy_log) if e.get("tenant") == "stayer"}
+    assert {(200, "classifier", "infer"), (pinned, "classifier", "infer"), (404, "unknown-model", "infer")} <= logged
     runtime = [e for e in lines(runtime_log) if e.get("msg") == "request" and e.get("tenant") == "stayer"]
-    assert [(e["status"], e["path"]) for e in runtime[-2:]] == [
-        (200, "/v2/models/classifier/infer"), (404, "/v2/models/classifier/versions/[EMAIL]/infer")]
+    assert {(200, "/v2/models/classifier/infer"), (pinned, "/v2/models/classifier/versions/[EMAIL]/infer")} \
+        <= {(e["status"], e["path"]) for e in runtime}
     for path in (envoy_log, runtime_log):
         text = path.read_text()
         # The card number as sent, not its first group alone: a random request id (a UUID) may hold "4111".

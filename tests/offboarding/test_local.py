@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import post
-from tests.offboard.conftest import BUCKET, LocalOffboardPlatform, local_model_files, without_aws, write_config
+from tests.offboarding.local_platform import BUCKET, LocalOffboardPlatform, local_model_files, without_aws, write_config
 from tests.offboarding.test_offboard import CLASSIFY, held, router_body, run_cli
 from xds_server.local.processes import free_port
 from xds_server.offboard import storage
