@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,12 @@ import yaml
 
 # The local platform's fixture (tests/offboarding/test_local.py), kept in its own module: its names are its own.
 from tests.offboarding.local_platform import local_platform  # noqa: F401
+from tests.offboarding.platform import REGION, OffboardPlatform
 from xds_server.auth.keys import SigningKey
-from xds_server.auth.tokens import issue_token
 from xds_server.local.aws import moto_server
 from xds_server.local.platform import LocalPlatform, PlatformOptions
 from xds_server.local.processes import free_port
 
-REGION = "us-east-1"
 BUCKET = "offboard-us-east-1-models"
 REPO_MODEL = Path(__file__).resolve().parents[2] / "config" / "models" / "acme" / "ticket-router" / "1" / "model.onnx"
 # leaver and retry are offboarded by the tests; stayer is the tenant that must never notice.
@@ -60,35 +58,6 @@ def write_config(root: Path, gateway_port: int) -> Path:
         (cfg / "tenants" / f"{tenant}.yaml").write_text(
             f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
     return cfg
-
-
-@dataclass
-class OffboardPlatform:
-    platform: LocalPlatform
-    config_dir: Path
-    state_dir: Path
-    key: SigningKey
-    aws_endpoint: str
-
-    def token(self, tenant: str) -> str:
-        assert self.platform.config is not None
-        return issue_token(self.key, self.platform.config.platform.auth, tenant)
-
-    def url(self, path: str) -> str:
-        return self.platform.gateway_url(REGION) + path
-
-    @property
-    def status_port(self) -> int:
-        return self.platform.opts.status_port
-
-    def cli(self, *args: str) -> list[str]:
-        return ["tenant", "offboard", *args, "--config", str(self.config_dir), "--state", str(self.state_dir),
-                "--status-port", str(self.status_port)]
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(service, region_name=REGION)
 
 
 def seed_aws() -> None:

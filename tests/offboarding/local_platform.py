@@ -8,19 +8,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.offboarding.platform import REGION, OffboardPlatform
 from xds_server.auth.keys import SigningKey
-from xds_server.auth.tokens import issue_token
 from xds_server.local.platform import LocalPlatform, PlatformOptions
 from xds_server.local.processes import free_port
 
-REGION = "us-east-1"
 BUCKET = "local-us-east-1-models"
 REPO_MODELS = Path(__file__).resolve().parents[2] / "config" / "models" / "acme" / "ticket-router"
 # local is offboarded by the tests; stayer must never notice.
@@ -80,27 +78,8 @@ def without_aws(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
 
 
-@dataclass
-class LocalOffboardPlatform:
-    platform: LocalPlatform
-    config_dir: Path
-    state_dir: Path
-    key: SigningKey
-
-    def token(self, tenant: str) -> str:
-        assert self.platform.config is not None
-        return issue_token(self.key, self.platform.config.platform.auth, tenant)
-
-    def url(self, path: str) -> str:
-        return self.platform.gateway_url(REGION) + path
-
-    def cli(self, *args: str) -> list[str]:
-        return ["tenant", "offboard", *args, "--config", str(self.config_dir), "--state", str(self.state_dir),
-                "--status-port", str(self.platform.opts.status_port)]
-
-
 @pytest.fixture(scope="session")
-def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOffboardPlatform]:
+def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OffboardPlatform]:
     root = tmp_path_factory.mktemp("offboard-local")
     platform: LocalPlatform | None = None
     try:
@@ -109,7 +88,7 @@ def local_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalOf
         platform = LocalPlatform(PlatformOptions(config_dir=cfg, state_dir=state, xds_port=free_port(),
                                                  status_port=free_port()))
         platform.start()
-        yield LocalOffboardPlatform(platform, cfg, state, SigningKey.load_or_create(state))
+        yield OffboardPlatform(platform, cfg, state, SigningKey.load_or_create(state))
     finally:
         if platform is not None:
             platform.stop()

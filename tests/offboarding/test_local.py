@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import post
-from tests.offboarding.local_platform import BUCKET, LocalOffboardPlatform, local_model_files, without_aws, write_config
+from tests.offboarding.local_platform import BUCKET, local_model_files, without_aws, write_config
+from tests.offboarding.platform import OffboardPlatform
 from tests.offboarding.test_offboard import CLASSIFY, held, router_body, run_cli
 from xds_server.local.processes import free_port
 from xds_server.offboard import storage
@@ -21,7 +22,7 @@ from xds_server.offboard.run import OffboardError, Offboarding, Options, State, 
 
 
 def test_offboarding_without_aws_names_no_aws_and_the_receipt_says_what_remains(
-        local_platform: LocalOffboardPlatform, capsys: pytest.CaptureFixture[str],
+        local_platform: OffboardPlatform, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     p = local_platform
     without_aws(monkeypatch, tmp_path)
