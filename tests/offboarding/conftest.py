@@ -8,14 +8,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 # The local platform's fixture (tests/offboarding/test_local.py), kept in its own module: its names are its own.
 from tests.offboarding.local_platform import local_platform  # noqa: F401
-from tests.offboarding.platform import REGION, OffboardPlatform
+from tests.offboarding.platform import REGION, OffboardPlatform, write_base_config, write_tenant
 from xds_server.auth.keys import SigningKey
 from xds_server.local.aws import moto_server
 from xds_server.local.platform import LocalPlatform, PlatformOptions
@@ -33,30 +31,12 @@ def artifact_key(tenant: str, version: str) -> str:
 
 
 def write_config(root: Path, gateway_port: int) -> Path:
-    cfg = root / "config"
-    (cfg / "tenants").mkdir(parents=True)
-    quotas = {"concurrency": 64, "requests_per_second": 2000, "tokens_per_minute": 100_000_000, "gpus": 0}
-    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
-        "weight": 1, "quotas": quotas,
-        "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
-    # Mutual TLS on, as the example config has it: the models step unloads through the admin ports' mTLS.
-    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True},
-                                                       "gateway": {"upstream_tls": {"enabled": True}}}))
-    (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [{
-        "id": REGION, "gateway_port": gateway_port, "model_bucket": BUCKET,
-        "pools": [{"name": "cpu", "replicas": 1, "model_cache_mb": 64}]}]}))
-    (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
-        "kind": "classifier", "versions": {"v1": {"pool": "cpu", "loader": "lexicon"}}}}}))
+    cfg = write_base_config(root, {"id": REGION, "gateway_port": gateway_port, "model_bucket": BUCKET,
+                                   "pools": [{"name": "cpu", "replicas": 1, "model_cache_mb": 64}]})
     digest = hashlib.sha256(REPO_MODEL.read_bytes()).hexdigest()
     for tenant in TENANTS:
-        spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
-                                "models": {"classifier": {"split": {"v1": 100}}}}
-        if tenant in OFFBOARDED:
-            spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
-                v: {"artifact": f"s3://{BUCKET}/{artifact_key(tenant, v)}", "sha256": digest} for v in ("1", "2")},
-                "split": {"1": 50, "2": 50}}}
-        (cfg / "tenants" / f"{tenant}.yaml").write_text(
-            f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
+        write_tenant(cfg, tenant, {v: f"s3://{BUCKET}/{artifact_key(tenant, v)}" for v in ("1", "2")}
+                     if tenant in OFFBOARDED else None, digest)
     return cfg
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.offboarding.platform import REGION, OffboardPlatform
+from tests.offboarding.platform import REGION, OffboardPlatform, write_base_config, write_tenant
 from xds_server.auth.keys import SigningKey
 from xds_server.local.platform import LocalPlatform, PlatformOptions
 from xds_server.local.processes import free_port
@@ -37,32 +36,16 @@ def local_model_files(cfg: Path, tenant: str) -> list[str]:
 
 
 def write_config(root: Path, gateway_port: int, bucket: str | None = BUCKET) -> Path:
-    cfg = root / "config"
-    (cfg / "tenants").mkdir(parents=True)
-    quotas = {"concurrency": 64, "requests_per_second": 2000, "tokens_per_minute": 100_000_000, "gpus": 0}
-    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
-        "weight": 1, "quotas": quotas,
-        "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
-    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True},
-                                                       "gateway": {"upstream_tls": {"enabled": True}}}))
     region: dict[str, Any] = {"id": REGION, "gateway_port": gateway_port,
                               "pools": [{"name": "cpu", "replicas": 2, "model_cache_mb": 64}]}
     if bucket is not None:
         region["model_bucket"] = bucket
-    (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [region]}))
-    (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
-        "kind": "classifier", "versions": {"v1": {"pool": "cpu", "loader": "lexicon"}}}}}))
+    cfg = write_base_config(root, region)
     local_model_files(cfg, "local")
     digest = hashlib.sha256((REPO_MODELS / "1" / "model.onnx").read_bytes()).hexdigest()
     for tenant in TENANTS:
-        spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
-                                "models": {"classifier": {"split": {"v1": 100}}}}
-        if tenant == "local":
-            spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
-                v: {"artifact": f"../models/local/router/{v}/model.onnx", "sha256": digest} for v in ("1", "2")},
-                "split": {"1": 50, "2": 50}}}
-        (cfg / "tenants" / f"{tenant}.yaml").write_text(
-            f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
+        write_tenant(cfg, tenant, {v: f"../models/local/router/{v}/model.onnx" for v in ("1", "2")}
+                     if tenant == "local" else None, digest)
     return cfg
 
 

@@ -6,11 +6,43 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 from xds_server.local.platform import LocalPlatform
 
 REGION = "us-east-1"
+
+
+def write_base_config(root: Path, region: dict[str, Any]) -> Path:
+    """What both platforms' configs share: one tier allowing ONNX own models, `region` (its id REGION, one
+    pool named cpu), the lexicon classifier; mutual TLS on, as the example config has it (the models step
+    unloads through the admin ports' mTLS). The tenants are each platform's own (`write_tenant`)."""
+    cfg = root / "config"
+    (cfg / "tenants").mkdir(parents=True)
+    quotas = {"concurrency": 64, "requests_per_second": 2000, "tokens_per_minute": 100_000_000, "gpus": 0}
+    (cfg / "tiers.yaml").write_text(yaml.safe_dump({"tiers": {"pro": {
+        "weight": 1, "quotas": quotas,
+        "own_models": {"max_per_tenant": 5, "max_bytes_per_model": 10_000_000, "formats": ["onnx"]}}}}))
+    (cfg / "platform.yaml").write_text(yaml.safe_dump({"ratelimit": {"enabled": True},
+                                                       "gateway": {"upstream_tls": {"enabled": True}}}))
+    (cfg / "regions.yaml").write_text(yaml.safe_dump({"regions": [region]}))
+    (cfg / "models.yaml").write_text(yaml.safe_dump({"models": {"classifier": {
+        "kind": "classifier", "versions": {"v1": {"pool": "cpu", "loader": "lexicon"}}}}}))
+    return cfg
+
+
+def write_tenant(cfg: Path, tenant: str, artifacts: dict[str, str] | None, digest: str) -> None:
+    """A tenant of the offboarding tests on the classifier; with `artifacts` (version -> where), an own model
+    `router` of those versions, split half and half."""
+    spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
+                            "models": {"classifier": {"split": {"v1": 100}}}}
+    if artifacts is not None:
+        spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
+            v: {"artifact": where, "sha256": digest} for v, where in artifacts.items()}, "split": {"1": 50, "2": 50}}}
+    (cfg / "tenants" / f"{tenant}.yaml").write_text(
+        f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
 
 
 @dataclass
