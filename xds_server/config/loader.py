@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from inference_images.runtime.models.artifacts import ArtifactError, file_digest, tree_digest
+from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import (
     Model,

@@ -59,6 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+# Re-exported: callers of this module's verification find the digest's definition here too.
+from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
+
 CACHE_ENV = "FAIRSHARE_ARTIFACT_CACHE"
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # What _staging creates (and _enforce_budget renames a removed copy to): ".<sha12>-<suffix>".
@@ -81,10 +84,6 @@ _LOGGED_DIGESTS = 20
 BACKGROUND_NICE = 10
 
 log = logging.getLogger(__name__)
-
-
-class ArtifactError(Exception):
-    """An artefact that cannot be used; the message names the artefact and what is wrong with it."""
 
 
 class ChecksumMismatchError(ArtifactError):
@@ -126,32 +125,6 @@ class ArtifactRef:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "fairshare-artifacts")
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_digest(root: Path) -> str:
-    """The sha256 of a directory's manifest (see the module docstring); symlinks are refused."""
-    lines = []
-    for path in sorted(_tree_files(root), key=lambda p: p.relative_to(root).as_posix().encode()):
-        lines.append(f"{file_digest(path)}  {path.relative_to(root).as_posix()}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def _tree_files(root: Path) -> list[Path]:
-    files = []
-    for path in root.rglob("*"):
-        if path.is_symlink():
-            raise ArtifactError(f"{root}: {path.relative_to(root)} is a symbolic link; artefacts hold plain files")
-        if path.is_file():
-            files.append(path)
-    return files
 
 
 @dataclass(frozen=True, slots=True)
