@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.offboarding.platform import REGION, OffboardPlatform, write_base_config, write_tenant
@@ -59,6 +60,8 @@ def without_aws(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(root / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # boto3's default session keeps the credentials it found the first time (another test's, for moto).
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.fixture(scope="session")
