@@ -140,7 +140,8 @@ def test_a_tenants_shared_result_is_found_by_the_report_and_audit_show(
     assert "results" not in record and "acme" not in json.dumps(record)
     rc = main(["compliance", "report", "--tenant", "hooli-2", "--config", str(audited.config),
                "--log", str(audited.log_path)])
-    assert rc == 0 and "config.applied: own_models, own_routes, pii, quotas, routes, splits" in capsys.readouterr().out
+    parts = "own_models, own_routes, pii, quotas, routes, serving, splits"
+    assert rc == 0 and f"config.applied: {parts}" in capsys.readouterr().out
 
     assert main(["audit", "show", "--tenant", "hooli-2", "--log", str(audited.log_path)]) == 0
     (line,) = capsys.readouterr().out.splitlines()

@@ -260,3 +260,25 @@ def test_split_and_artifact_changes_record_the_rows_that_changed(
     assert (f"own_models: ticket-router 2 10% (sha256 {old[:12]}) -> ticket-router 2 10% (sha256 {new[:12]})"
             in text)
     assert "splits: embedder v1 90%, embedder v2 10% -> embedder v1 50%, embedder v2 50%" in text
+
+
+def test_a_cell_pin_or_a_rate_limit_mode_is_recorded_before_and_after(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    """Set in the tenant's file and decided by no policy, yet how it is served: putting its rate limits in
+    shadow (they count, refuse nothing) is a change an auditor asks about."""
+    from xds_server.cli import main
+
+    assert audited.cp.reload().ok
+    path = audited.config / "tenants" / "acme.yaml"
+    path.write_text(path.read_text() + "rate_limit: {shadow: true}\n")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    assert decision["tenant"] == "acme"
+    assert decision["result"] == {"serving": {"before": {"cell": None, "shadow": False, "exempt": False},
+                                              "after": {"cell": None, "shadow": True, "exempt": False}}}
+    assert verify(audited.log_path).ok
+    capsys.readouterr()
+    assert main(["compliance", "report", "--tenant", "acme", "--config", str(audited.config),
+                 "--log", str(audited.log_path)]) == 0
+    assert "serving: cell -, exempt False, shadow False -> cell -, exempt False, shadow True" in capsys.readouterr().out
+

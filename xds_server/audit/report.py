@@ -396,8 +396,18 @@ def _row_changes(result: dict[str, Any]) -> list[str]:
     """A split or own-model change, before -> after, one line each: the part's name alone would not say
     which canary moved or which artifact changed."""
     changes = [(part, result[part]) for part in ("splits", "own_models") if part in result]
-    return [f"     {part}: {_rows(c['before'])} -> {_rows(c['after'])}" for part, c in changes
-            if c["before"] or c["after"]]
+    lines = [f"     {part}: {_rows(c['before'])} -> {_rows(c['after'])}" for part, c in changes
+             if c["before"] or c["after"]]
+    if "serving" in result:  # a pin to another cell, rate limits put in shadow: which, not only that
+        lines.append(f"     serving: {_settings(result['serving']['before'])} -> "
+                     f"{_settings(result['serving']['after'])}")
+    return lines
+
+
+def _settings(values: dict[str, Any] | None) -> str:
+    if values is None:  # onboarded or offboarded: nothing on that side
+        return "none"
+    return ", ".join(f"{k} {v if v is not None else '-'}" for k, v in values.items())
 
 
 def render(d: dict[str, Any]) -> str:

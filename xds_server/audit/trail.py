@@ -4,8 +4,8 @@ An applied change records where it came from (source, revision, author), the con
 tenants it touched, and for each of them a decision entry modelled on OPA's decision log (decision_id,
 path, input digest instead of the input, result, timestamp; `decided_by` names the policy package behind
 each part) whose result holds only what changed in the tenant's effective spec (weight and quotas,
-routes, catalog splits, own-model routes, own-model versions, PII rules), before and after. Those are
-config values; a record never holds a request, a token or a key.
+routes, catalog splits, own-model routes, own-model versions, PII rules, its cell pin and rate-limit mode),
+before and after. Those are config values; a record never holds a request, a token or a key.
 
 Splits and own-model versions are rows, one per (model, version): a catalog split's percent; an own
 version's percent and artifact digest (sha256). Only the rows that changed go in a changed tenant's
@@ -42,7 +42,8 @@ DECISION_PATH = "fairshare/tenant/result"
 # A split is the tenant's own, checked by residency (no traffic to a version not deployed where it is
 # routed); own-model versions by the models policy (bucket, size, format).
 DECIDED_BY = {"quotas": "fairshare/quota", "routes": "fairshare/residency", "splits": "fairshare/residency",
-              "own_routes": "fairshare/models", "own_models": "fairshare/models", "pii": "fairshare/pii"}
+              "own_routes": "fairshare/models", "own_models": "fairshare/models", "pii": "fairshare/pii",
+              "serving": "the tenant's file (no policy decides it)"}
 # The parts whose values are rows keyed by (model, version): diffed row by row.
 _ROW_PARTS = ("splits", "own_models")
 _TENANT_FILE = re.compile(r"/tenants/([a-z][a-z0-9-]{0,40}[a-z0-9])\.ya?ml\b")
@@ -70,7 +71,13 @@ def _effective(t: ResolvedTenant) -> dict[str, Any]:
     # The models' own field dicts (frozen, JSON values only): a model_dump per tenant cost more.
     return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.__dict__},
             "routes": t.routes, "splits": _splits(t), "own_routes": t.own_routes, "own_models": _own_models(t),
-            "pii": t.pii.__dict__}
+            "pii": t.pii.__dict__, "serving": _serving(t)}
+
+
+def _serving(t: ResolvedTenant) -> dict[str, Any]:
+    """What its file sets of how it is served beside the policies' decisions: the cell it is pinned to, and
+    whether its gateway rate limits only count (shadow) or do not apply (exempt)."""
+    return {"cell": t.spec.cell, **t.spec.rate_limit.__dict__}
 
 
 def _splits(t: ResolvedTenant) -> list[dict[str, Any]]:
@@ -91,7 +98,8 @@ def _same_effective(a: ResolvedTenant, b: ResolvedTenant) -> bool:
     grants and own models compared whole: stricter than their rows, so never a false match."""
     return (a.spec.tier == b.spec.tier and a.weight == b.weight and a.quotas.__dict__ == b.quotas.__dict__
             and a.routes == b.routes and a.own_routes == b.own_routes and a.pii.__dict__ == b.pii.__dict__
-            and a.spec.models == b.spec.models and a.spec.own_models == b.spec.own_models)
+            and a.spec.models == b.spec.models and a.spec.own_models == b.spec.own_models
+            and a.spec.cell == b.spec.cell and a.spec.rate_limit == b.spec.rate_limit)
 
 
 def _changed_rows(was: list[dict[str, Any]], now: list[dict[str, Any]]) -> dict[str, Any] | None:
