@@ -23,6 +23,7 @@ from xds_server.audit.verify import Verified, verify
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
 from xds_server.listing import capped
+from xds_server.offboard.receipt import digest as receipt_digest
 
 
 class ReportError(AuditError):
@@ -336,12 +337,11 @@ def last_served(records: list[dict[str, Any]], tenant: str) -> dict[str, Any] | 
 
 
 def receipt_check(receipt_file: Path | None, recorded: str | None) -> dict[str, Any] | None:
-    """The deletion receipt on disk against the digest the trail recorded (the control plane hashes the
-    JWS as sent, without the file's newline)."""
+    """The deletion receipt on disk against the digest the trail recorded."""
     if receipt_file is None or not receipt_file.is_file():
         return None
     try:
-        digest = hashlib.sha256(receipt_file.read_text().strip().encode()).hexdigest()
+        digest = receipt_digest(receipt_file.read_text())
     except OSError:
         return None
     return {"file": str(receipt_file), "sha256": digest, "matches_audit_record": digest == recorded}

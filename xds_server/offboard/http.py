@@ -9,12 +9,12 @@ names cannot hold a colon, so the tenant's keys are exactly those whose third fi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from xds_server.offboard import receipt
 from xds_server.ratelimit.backends import Backend
 from xds_server.ratelimit.backends.memory import MemoryBackend
 from xds_server.ratelimit.backends.redis import RedisBackend
@@ -101,7 +101,7 @@ def add_routes(app: web.Application, cp: ControlPlane, backend: Backend | None) 
 
         try:
             record = cp.audit.log.append("tenant.offboarded", tenants=[tenant], steps=steps,
-                                         receipt_sha256=hashlib.sha256(signed.encode()).hexdigest())
+                                         receipt_sha256=receipt.digest(signed))
         except AuditError as err:
             return web.json_response({"error": f"the audit log refused the record: {err}"}, status=500)
         return web.json_response({"recorded": True, "seq": record["seq"], "digest": record["digest"]})

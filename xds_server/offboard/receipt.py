@@ -5,6 +5,7 @@ the same key whose public half Envoy verifies tenant tokens with (the control pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -26,6 +27,12 @@ class ReceiptError(Exception):
 def sign(receipt: dict[str, Any], key: SigningKey) -> str:
     payload = json.dumps(receipt, sort_keys=True, separators=(",", ":")).encode()
     return jwt.api_jws.encode(payload, key.private, algorithm="ES256", headers={"kid": key.kid, "typ": TYPE})
+
+
+def digest(signed: str) -> str:
+    """The sha256 the audit trail records of a receipt (its JWS as issued, without a file's newline): which
+    receipt was issued, holding nothing of the tenant."""
+    return hashlib.sha256(signed.strip().encode()).hexdigest()
 
 
 def load_jwks(source: str) -> dict[str, Any]:
