@@ -292,8 +292,7 @@ class Offboarding:
         prefix = f"{self.tenant}:"
         spec = self._spec()
         own = sorted(f"{prefix}{m}" for m in (spec.own_models if spec else ()))
-        digests = sorted({ov.sha256 for om in (spec.own_models.values() if spec else ())
-                          for ov in om.versions.values()})
+        digests = sorted({ov.sha256 for ov in self._own_versions()})
         out: list[dict[str, Any]] = []
         for (region, pool), eps in sorted(endpoints.by_pool.items()):
             for ep in eps:
@@ -343,9 +342,7 @@ class Offboarding:
             return {"buckets": [], "note": "no region of the config has a model bucket: nothing in S3 to delete",
                     "local_files_not_deleted": local}
         if self.opts.no_aws:
-            spec = self._spec()
-            s3 = sorted({ov.artifact for om in (spec.own_models.values() if spec else ())
-                         for ov in om.versions.values() if is_s3(ov.artifact)})
+            s3 = sorted({ov.artifact for ov in self._own_versions() if is_s3(ov.artifact)})
             return {"skipped": f"--no-aws: the model buckets ({capped(self._buckets())}) were not cleaned",
                     "s3_artifacts_not_deleted": s3, "local_files_not_deleted": local}
         buckets = [storage.delete_artifacts(r.model_bucket, r.id, self.tenant)
@@ -355,9 +352,7 @@ class Offboarding:
     def _local_files(self) -> list[str]:
         """The tenant's own model files in the config source: its local artifacts and its folder
         `models/<tenant>/` (metadata beside them); relative to the config folder when inside it."""
-        spec = self._spec()
-        files = {self._resolve(ov.artifact) for om in (spec.own_models.values() if spec else ())
-                 for ov in om.versions.values() if not is_s3(ov.artifact)}
+        files = {self._resolve(ov.artifact) for ov in self._own_versions() if not is_s3(ov.artifact)}
         folder = self.opts.config_dir / "models" / self.tenant
         if folder.is_dir():
             files |= {p.resolve() for p in folder.rglob("*")} - self._local_files_of_others()
@@ -470,6 +465,11 @@ class Offboarding:
             return Tenant.model_validate(raw) if isinstance(raw, dict) else None
         except ValueError:
             return None
+
+    def _own_versions(self) -> list[Any]:
+        """Every version of the tenant's own models (where its artifact is, its digest)."""
+        spec = self._spec()
+        return [ov for om in (spec.own_models.values() if spec else ()) for ov in om.versions.values()]
 
     def _status(self) -> dict[str, Any]:
         url = f"{self.opts.status_url}/status"
