@@ -29,7 +29,7 @@ def capped(items: Iterable[object], limit: int = DEFAULT_LIMIT, sep: str = ", ")
     return f"{sep.join(shown)} and {more:,} more"
 
 
-def capped_lines(items: Sequence[str], limit: int | None, prefix: str, rest: str) -> list[str]:
+def capped_lines(items: Sequence[object], limit: int | None, prefix: str, rest: str) -> list[str]:
     """`prefix` + each of the first `limit` items (None: all) as its own line, then `  ... and N more <rest>`."""
     shown = items if limit is None else items[:limit]
     out = [f"{prefix}{item}" for item in shown]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xds_server.listing import capped_lines
+
 # Problems a message lists before the rest become a count (the JSON form has every one).
 PROBLEMS_SHOWN = 20
 
@@ -31,10 +33,7 @@ class ConfigError(Exception):
         with the same mistake are a count, not 6,000 lines in a log or on the status page."""
         n = len(self.problems)
         lines = [f"config is invalid ({n:,} problem{'s' if n != 1 else ''}):"]
-        shown = self.problems if limit is None else self.problems[:limit]
-        lines += [f"  - {p}" for p in shown]
-        if n > len(shown):
-            lines.append(f"  ... and {n - len(shown):,} more (`fairshare validate --json` lists every one)")
+        lines += capped_lines(self.problems, limit, "  - ", "(`fairshare validate --json` lists every one)")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
