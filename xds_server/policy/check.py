@@ -131,11 +131,10 @@ def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path 
     except OSError as err:
         section.errors.append(f"{plan_file}: cannot read the plan: {err}")
         return section
-    problem = _not_a_plan(raw)
-    if problem is not None:
-        section.errors.append(f"{plan_file}: {problem}")
+    plan = _plan_of(raw)
+    if isinstance(plan, str):
+        section.errors.append(f"{plan_file}: {plan}")
         return section
-    plan = json.loads(raw)
     section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
         + sum(len(m.get("resources", [])) for m in _child_modules(plan))
     _evaluate(section, INFRASTRUCTURE, plan_input(plan, config), policy_dir)
@@ -159,9 +158,10 @@ def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[V
     return sorted({Violation.of(v, concern) for v in found})
 
 
-def _not_a_plan(raw: bytes) -> str | None:
-    """Why `raw` is not what `terraform show -json <planfile>` prints, or None. Anything else (a state, an
-    empty object) holds no planned resources, so the policies would find nothing and it would pass."""
+def _plan_of(raw: bytes) -> dict[str, Any] | str:
+    """The plan `raw` holds, or why it is not what `terraform show -json <planfile>` prints. Anything else
+    (a state, an empty object) holds no planned resources, so the policies would find nothing and it would
+    pass."""
     show = "run `terraform show -json <planfile> > plan.json` and check that"
     if raw.startswith(b"PK"):
         return f"a binary plan file (what `terraform plan -out` writes): {show}"
@@ -175,7 +175,7 @@ def _not_a_plan(raw: bytes) -> str | None:
         if "values" in plan:
             return f"a state, not a plan (`terraform show -json` without a plan file): {show}"
         return f"no planned_values or resource_changes: not a plan: {show}"
-    return None
+    return plan
 
 
 def plan_input(plan: dict[str, Any], config: PlatformConfig | None) -> dict[str, Any]:
