@@ -7,7 +7,7 @@ import pytest
 
 from bench.loadgen import infer_body
 from tests.cells.conftest import PINS, REGION, CellsPlatform
-from tests.e2e.conftest import post
+from tests.e2e.conftest import get, post
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.envoy.process import EnvoyProcess
 
@@ -42,6 +42,16 @@ def test_an_unknown_tenant_is_refused_at_the_front(cells: CellsPlatform) -> None
                  cells.token("nobody"))
     assert reply.status == 403, reply.body
     assert {c: served(envoys[f"{REGION}/{c}"]) for c in before} == before
+
+
+def test_the_front_tier_answers_server_health_and_its_cell_the_server_metadata(cells: CellsPlatform) -> None:
+    base = cells.platform.gateway_url(REGION)
+    assert get(base + "/v2/health/ready").status == 200
+    tenant, cell = next(iter(PINS.items()))
+    before = served(cells.platform.envoys[f"{REGION}/{cell}"])
+    meta = get(base + "/v2", cells.token(tenant))
+    assert meta.status == 200 and meta.body["name"] == "fairshare-gateway", meta
+    assert served(cells.platform.envoys[f"{REGION}/{cell}"]) == before + 1
 
 
 def test_the_cells_gateways_are_the_front_tiers_endpoints(cells: CellsPlatform) -> None:

@@ -22,6 +22,7 @@ from inference_images.runtime.tls import GATEWAY_IDENTITY, RUNTIME_IDENTITY
 from tests.chart.helm import CHART, HelmError, find, template
 from xds_server.auth.keys import KEY_FILE, SigningKey
 from xds_server.compiler import upstream_tls
+from xds_server.compiler.listener import HEALTH_PATHS
 from xds_server.envoy.sds import CHART_CERTS_DIR, CLIENT_FILE, VALIDATION_FILE, sds_documents
 from xds_server.local.processes import free_port
 from xds_server.offboard.http import purge
@@ -30,6 +31,7 @@ from xds_server.ratelimit.backends.redis import RedisBackend
 
 Manifests = list[dict[str, Any]]
 REGION = "region:us-east-1"
+HEALTH = "/v2/health/ready"
 
 
 def pod(manifests: Manifests, name: str) -> dict[str, Any]:
@@ -135,6 +137,12 @@ def test_gateway_drains_for_longer_than_the_deregistration_delay(rendered: dict[
     assert waited >= delay
     assert spec["terminationGracePeriodSeconds"] > waited
     assert envoy["args"][envoy["args"].index("--drain-time-s") + 1] == "30"
+    # What the hook fails is what the kubelet and the load balancer ask: the listener's health answer
+    # (compiler/listener.py), which is 503 from then on.
+    assert re.fullmatch(HEALTH_PATHS, HEALTH)
+    assert envoy["readinessProbe"]["httpGet"] == {"path": HEALTH, "port": "http"}
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-path"] == HEALTH
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol"] == "http"
 
 
 def test_port_443_terminates_tls_at_the_load_balancer(rendered: dict[str, Manifests], helm_bin: str,

@@ -179,14 +179,22 @@ class Reply:
 
 
 def post(url: str, body: bytes, token: str | None = None, headers: dict[str, str] | None = None) -> Reply:
+    return call("POST", url, body, token, {"content-type": "application/json", **(headers or {})})
+
+
+def get(url: str, token: str | None = None) -> Reply:
+    return call("GET", url, None, token, {})
+
+
+def call(method: str, url: str, body: bytes | None, token: str | None, headers: dict[str, str]) -> Reply:
     import json
     import urllib.error
     import urllib.request
 
-    h = {"content-type": "application/json", **(headers or {})}
+    h = dict(headers)
     if token is not None:
         h["authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=body, headers=h, method="POST")
+    req = urllib.request.Request(url, data=body, headers=h, method=method)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw, status, hdrs = resp.read(), resp.status, dict(resp.headers)

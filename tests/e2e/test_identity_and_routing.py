@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.loadgen import infer_body
-from tests.e2e.conftest import RunningPlatform, post
+from tests.e2e.conftest import RunningPlatform, get, post
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
 
@@ -33,6 +33,35 @@ def test_light_model_answers(running: RunningPlatform) -> None:
                  running.token("globex"))
     assert reply.status == 200, reply.body
     assert {o["name"] for o in reply.body["outputs"]} >= {"label", "score"}
+
+
+def test_the_gateway_answers_server_health_without_a_credential(running: RunningPlatform) -> None:
+    envoy = running.platform.envoys[US]
+    for path in ("/v2/health/live", "/v2/health/ready"):
+        assert get(running.url(US, path)).status == 200, path
+    # Draining (a preStop hook, a rollout): health says so at once, so clients and load balancers move on,
+    # while requests still in flight are served.
+    envoy.admin_post("/healthcheck/fail")
+    try:
+        assert get(running.url(US, "/v2/health/ready")).status == 503
+        assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]),
+                    running.token("globex")).status == 200
+    finally:
+        envoy.admin_post("/healthcheck/ok")
+    assert get(running.url(US, "/v2/health/ready")).status == 200
+    # Only those two paths: anything else under /v2/health is a tenant's route, behind the credential.
+    assert get(running.url(US, "/v2/health/live/x")).status == 401
+
+
+def test_server_metadata_is_the_gateways_own_behind_a_credential(running: RunningPlatform) -> None:
+    assert get(running.url(US, "/v2")).status == 401
+    reply = get(running.url(US, "/v2"), running.token("acme"))
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.body["name"] == "fairshare-gateway" and reply.body["extensions"] == ["binary_tensor_data"]
+    # Errors keep their shape next to it.
+    assert get(running.url(US, "/v2/nothing"), running.token("acme")).body == {
+        "error": "no such endpoint", "code": 404}
 
 
 def test_no_or_malformed_credential_is_401(running: RunningPlatform) -> None:

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bench.example_models.train import featurize
-from tests.e2e.conftest import RunningPlatform, applied, eventually, post
+from tests.e2e.conftest import RunningPlatform, applied, eventually, get, post
 
 pytestmark = pytest.mark.e2e
 US = "us-east-1"
@@ -48,15 +48,6 @@ def text_body(texts: list[str]) -> bytes:
 
 def outputs(body: dict[str, Any]) -> dict[str, np.ndarray]:
     return {o["name"]: np.asarray(o["data"]).reshape(o["shape"]) for o in body["outputs"]}
-
-
-def get(url: str, token: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, headers={"authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 def edit_tenant(running: RunningPlatform, tenant: str, change) -> None:  # type: ignore[no-untyped-def]
@@ -99,8 +90,9 @@ def test_onnx_model_answers_exactly_what_onnxruntime_computes(running: RunningPl
 
 
 def test_metadata_is_the_graphs_signature(running: RunningPlatform) -> None:
-    status, meta = get(running.url(US, "/v2/models/ticket-router"), running.token("acme"))
-    assert status == 200, meta
+    reply = get(running.url(US, "/v2/models/ticket-router"), running.token("acme"))
+    assert reply.status == 200, reply.body
+    meta = reply.body
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
         ("features", "FP32", [-1, len(FEATURES["vocabulary"])])]
     assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"label": "INT64", "probabilities": "FP32"}
@@ -127,6 +119,11 @@ def test_tritonclient_calls_a_tenants_model(running: RunningPlatform) -> None:
 
     client = httpclient.InferenceServerClient(url=url)
     try:
+        # The server-level calls a client makes first: the gateway answers them itself (health without a
+        # credential, as a load balancer would ask), since behind it there is no one server.
+        assert client.is_server_live() and client.is_server_ready()
+        server = client.get_server_metadata(headers=auth("acme"))
+        assert server["name"] == "fairshare-gateway" and "binary_tensor_data" in server["extensions"]
         meta = client.get_model_metadata("ticket-router", headers=auth("acme"))
         assert meta["inputs"][0]["name"] == "features"
         x = features(TICKETS)

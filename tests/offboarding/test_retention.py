@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import eventually, post
+from tests.e2e.conftest import eventually, get, post
 from tests.offboarding.conftest import OffboardPlatform, write_config
 from xds_server.cli import main
 
@@ -30,6 +30,7 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
     pinned = post(p.url("/v2/models/classifier/versions/jane.doe@example.com/infer"), body, token).status
     assert pinned != 200
     assert post(p.url("/v2/models/jane.doe@example.com/infer"), body, token).status == 404
+    assert get(p.url("/v2/health/ready")).status == 200  # a load balancer's probe: not logged
     run = p.state_dir / "run"
     envoy_log = run / "envoy-us-east-1" / "envoy-us-east-1.log"
     runtime_log = run / "runtime-us-east-1-cpu-r1.log"
@@ -50,6 +51,7 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
     assert eventually(lambda: any(e.get("tenant") == "stayer" and e.get("route") == "unknown-model"
                                   for e in lines(envoy_log)), timeout=15)
     logged = {(e["status"], e["route"], e["operation"]) for e in lines(envoy_log) if e.get("tenant") == "stayer"}
+    assert not [e for e in lines(envoy_log) if e.get("operation") == "ready" and not e.get("tenant")]
     assert {(200, "classifier", "infer"), (pinned, "classifier", "infer"), (404, "unknown-model", "infer")} <= logged
     runtime = [e for e in lines(runtime_log) if e.get("msg") == "request" and e.get("tenant") == "stayer"]
     assert {(200, "/v2/models/classifier/infer"), (pinned, "/v2/models/classifier/versions/[EMAIL]/infer")} \

@@ -5,6 +5,7 @@ from __future__ import annotations
 # Imported for their descriptors: ParseDict resolves each typed_config's type URL through them.
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.health_check.v3 import health_check_pb2  # noqa: F401
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2  # noqa: F401
@@ -16,6 +17,7 @@ from inference_images.runtime import gateway as contract  # the runtime owns the
 from xds_server.compiler import failover, naming, ratelimits
 from xds_server.config.model import AuthSettings, RateLimitSettings
 
+HEALTH_PATHS = "^/v2/health/(live|ready)$"
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
 
@@ -29,7 +31,7 @@ _ACCESS_LOG_FORMAT = {
     # why it was refused) and the operation is one of a fixed few, so nothing here is what a client wrote.
     "route": "%ROUTE_NAME%",
     "operation": "%CEL(request.url_path.endsWith('/infer') ? 'infer' : request.url_path.endsWith('/ready') ? 'ready'"
-                 " : request.url_path.startsWith('/v2/models/') ? 'metadata' : 'other')%",
+                 " : request.url_path.startsWith('/v2/models/') || request.url_path == '/v2' ? 'metadata' : 'other')%",
     "status": "%RESPONSE_CODE%",
     "flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
@@ -71,6 +73,18 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                 "scoped_rds": {"scoped_rds_config_source": _ADS},
             }}),
         "http_filters": [
+            # The Open Inference Protocol's server health (tritonclient's is_server_live/is_server_ready),
+            # answered here, before the credential: it says only that this gateway is up and not draining
+            # (503 once it is, so a client or load balancer moves on). Behind the gateway there is no one
+            # server; a model's readiness is `/v2/models/<m>/ready`, per tenant, through its routes.
+            {
+                "name": "envoy.filters.http.health_check",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
+                    "pass_through_mode": False,
+                    "headers": [{"name": ":path", "string_match": {"safe_regex": {"regex": HEALTH_PATHS}}}],
+                },
+            },
             {
                 "name": "envoy.filters.http.jwt_authn",
                 "typed_config": {
@@ -106,6 +120,11 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
             # No scope matched a verified token's tenant: it is unknown, or its data may not be served in
             # this region (a region's snapshot holds only the tenants allowed there).
             "mappers": [{
+                # Not an error: the server metadata route's JSON (compiler/routes.py), the health answer.
+                "filter": {"status_code_filter": {"comparison": {
+                    "op": "EQ", "value": {"default_value": 200, "runtime_key": "fairshare.local_reply_ok"}}}},
+                "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
+            }, {
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
                 "body": {"inline_string": f"tenant is not served in region {region}"},
@@ -119,6 +138,8 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
         },
         "access_log": [{
             "name": "envoy.access_loggers.stdout",
+            # Not the health answers (a load balancer's probe every few seconds); they carry no tenant.
+            "filter": {"not_health_check_filter": {}},
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
                 "log_format": {"json_format": _ACCESS_LOG_FORMAT},

@@ -8,6 +8,7 @@ same way (RouteAction.metadata_match)."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -18,7 +19,9 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
+from inference_images.runtime import __version__
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
+from inference_images.runtime.protocol import BINARY_EXTENSION
 from xds_server.compiler import clusters, naming
 from xds_server.compiler.failover import FAILOVER_HEADER, pack_any
 from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
@@ -105,6 +108,7 @@ def tenant_routes(
             f"tenant {tenant} may not use model {model_name}",
         ))
     routes.append(_refuse("unknown-model", "/v2/models", 404, "unknown model"))
+    routes.append(SERVER_METADATA_ROUTE)
     routes.append(rc.Route(
         name="not-found",
         match=rc.RouteMatch(prefix="/"),
@@ -196,6 +200,19 @@ _RETRY = rc.RetryPolicy(
     retry_priority=rc.RetryPolicy.RetryPriority(
         name="envoy.retry_priorities.previous_priorities",
         typed_config=pack_any(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=1))),
+)
+
+
+# Open Inference Protocol's server metadata (`GET /v2`, tritonclient's get_server_metadata), answered by the
+# gateway: behind it there is no one server, and what a client may rely on (the protocol, the binary tensor
+# extension) is the same on every replica. The local reply mapper (compiler/listener.py) passes a 200's
+# body through as it is, where it wraps every refusal's message in the JSON error shape.
+SERVER_NAME = "fairshare-gateway"
+SERVER_METADATA_ROUTE = rc.Route(
+    name="server-metadata",
+    match=rc.RouteMatch(path="/v2"),
+    direct_response=rc.DirectResponseAction(status=200, body=base_pb2.DataSource(inline_string=json.dumps(
+        {"name": SERVER_NAME, "version": __version__, "extensions": [BINARY_EXTENSION]}))),
 )
 
 

@@ -71,9 +71,10 @@ spec:
           ports:
             # The listener's port comes over xDS from regions.yaml (gateway_port), so it is the spec's too.
             - {name: http, containerPort: {{ $port }}}
-          # The listener exists only once the control plane's config arrived: ready means "can route".
+          # The listener exists only once the control plane's config arrived, and its health answer is 503 once
+          # the preStop hook below failed the health check: ready means "can route, and is not draining".
           readinessProbe:
-            tcpSocket: {port: http}
+            httpGet: {path: /v2/health/ready, port: http}
             periodSeconds: 5
           # Drain before SIGTERM (Envoy itself exits at once on it): fail the health check, drain the listeners
           # (each response closes its connection, so clients reconnect to the other replicas), then wait out
