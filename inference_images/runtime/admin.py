@@ -36,6 +36,7 @@ from inference_images.runtime.models.artifacts import ArtifactStore
 from inference_images.runtime.models.cache import ModelCache, ModelUnavailableError
 from inference_images.runtime.models.own import BaseUnavailableError, OwnModelRef, resolve_base
 from inference_images.runtime.models.registry import ModelNotFoundError, ModelRepository
+from inference_images.runtime.protocol import error_body
 from inference_images.runtime.tls import is_peer
 
 
@@ -80,11 +81,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except _Refused as exc:
-        return web.json_response({"error": exc.message}, status=exc.status, headers=exc.headers)
+        return web.json_response(error_body(exc.message, exc.status), status=exc.status, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return web.json_response({"error": f"{exc.reason}: {request.method} {request.path}"}, status=exc.status)
+        return web.json_response(error_body(f"{exc.reason}: {request.method} {request.path}", exc.status),
+                                 status=exc.status)
 
 
 @web.middleware
@@ -95,8 +97,8 @@ async def _control_plane_only(request: web.Request, handler: Handler) -> web.Str
     assert identity is not None
     transport = request.transport
     if not is_peer(transport.get_extra_info("peercert") if transport is not None else None, identity):
-        return web.json_response({"error": f"only the control plane ({identity}) may call the repository extension"},
-                                 status=403)
+        return web.json_response(
+            error_body(f"only the control plane ({identity}) may call the repository extension", 403), status=403)
     return await handler(request)
 
 

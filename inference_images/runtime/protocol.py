@@ -1,7 +1,8 @@
 """Open Inference Protocol (KServe v2) REST shapes: parse and validate requests, build responses.
 
 Everything a client can get wrong is caught here and reported as a ``ProtocolError`` whose message names
-the input and the field, so the server answers 400 ``{"error": message}`` (the OIP error format).
+the input and the field, so the server answers 400 ``{"error": message, "code": 400}`` (the OIP error
+format, with the status).
 Validation runs in two steps: the request on its own (``parse_infer_request``), then against the model's
 declared tensors (``check_against_model``), so a model's ``predict`` only ever sees inputs it declared.
 
@@ -557,8 +558,10 @@ def model_metadata(model: Model, versions: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def error_body(message: str) -> dict[str, str]:
-    return {"error": message}
+def error_body(message: str, status: int) -> dict[str, str | int]:
+    """The Open Inference Protocol's error (`error`), with the status beside it: the shape of the gateway's
+    own refusals too (xds_server/compiler/listener.py), so a client reads one shape whoever answered."""
+    return {"error": message, "code": status}
 
 
 def _is_int(value: Any) -> bool:

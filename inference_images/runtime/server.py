@@ -2,7 +2,7 @@
 
 Handlers stay thin: gateway checks (``gateway``), request shapes (``protocol``), model lookup
 (``models.registry``) and queueing (``scheduling``) each live in their own module. Every error leaves as
-``{"error": "..."}`` with the status that fits, and every response carries ``x-fairshare-replica``.
+``{"error": "...", "code": N}`` with the status that fits, and every response carries ``x-fairshare-replica``.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def _describe_http_error(request: web.Request, exc: web.HTTPException) -> str:
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(message), status=status, headers=headers)
+    return web.json_response(error_body(message, status), status=status, headers=headers)
 
 
 def _client_gone(request: web.Request) -> bool:

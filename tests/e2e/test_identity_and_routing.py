@@ -64,6 +64,16 @@ def test_server_metadata_is_the_gateways_own_behind_a_credential(running: Runnin
         "error": "no such endpoint", "code": 404}
 
 
+def test_an_error_has_one_shape_whether_envoy_or_a_replica_answered(running: RunningPlatform) -> None:
+    token = running.token("globex")
+    by_envoy = post(running.url(US, "/v2/models/no-such-model/infer"), infer_body(["x"]), token)
+    by_replica = post(running.url(US, "/v2/models/classifier/infer"), b'{"inputs": 7}', token)
+    assert "x-fairshare-replica" not in by_envoy.headers and "x-fairshare-replica" in by_replica.headers
+    for reply, status in ((by_envoy, 404), (by_replica, 400)):
+        assert reply.status == status and reply.body["code"] == status, reply.body
+        assert set(reply.body) == {"error", "code"} and reply.headers["content-type"].startswith("application/json")
+
+
 def test_no_or_malformed_credential_is_401(running: RunningPlatform) -> None:
     url = running.url(US, "/v2/models/classifier/infer")
     assert post(url, infer_body(["x"])).status == 401
