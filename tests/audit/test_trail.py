@@ -176,7 +176,8 @@ def test_tenants_with_one_effective_spec_share_one_stored_result(audited: Audite
         assert result["quotas"]["after"] == {"tier": enforced.spec.tier, "weight": enforced.weight,
                                              **enforced.quotas.model_dump()}
         assert result["routes"]["after"] == enforced.routes and result["own_routes"]["after"] == enforced.own_routes
-        assert result["pii"]["after"] == enforced.pii.model_dump(mode="json")
+        assert result["pii"]["after"] == {"data_class": enforced.spec.data_class,
+                                          **enforced.pii.model_dump(mode="json")}
     assert decision_of(record, "nobody") is None
 
     # A tier default changed: the fleet's before/after results are equal (different objects) and are
@@ -190,6 +191,13 @@ def test_tenants_with_one_effective_spec_share_one_stored_result(audited: Audite
         quotas = decision_of(record, tid)["result"]["quotas"]  # type: ignore[index]
         assert (quotas["before"]["concurrency"], quotas["after"]["concurrency"]) == (4, 6)
     assert verify(audited.log_path).ok
+
+
+def local(audited: Audited, relative: str) -> str:
+    """Where the config load says a local artifact under the config copy's models/ is."""
+    import os
+
+    return os.path.abspath(audited.config / "models" / relative)
 
 
 def _artifact(audited: Audited, relative: str, data: bytes) -> str:
@@ -224,10 +232,14 @@ def test_split_and_artifact_changes_record_the_rows_that_changed(
     assert audited.cp.reload().ok
     (decision,) = audited.records()[-1]["decisions"]
     assert decision["tenant"] == "globex" and set(decision["result"]) == {"own_models"}
+    head = {"format": "head", "base": "embedder/v1", "pool": "gpu-small"}
     assert decision["result"]["own_models"] == {
-        "before": [{"model": "intent", "version": "1", "percent": 100, "sha256": one}],
-        "after": [{"model": "intent", "version": "1", "percent": 70, "sha256": one},
-                  {"model": "intent", "version": "2", "percent": 30, "sha256": two}]}
+        "before": [{"model": "intent", "version": "1", "percent": 100, "sha256": one,
+                    "artifact": local(audited, "globex/intent/1/model.onnx"), **head}],
+        "after": [{"model": "intent", "version": "1", "percent": 70, "sha256": one,
+                   "artifact": local(audited, "globex/intent/1/model.onnx"), **head},
+                  {"model": "intent", "version": "2", "percent": 30, "sha256": two,
+                   "artifact": local(audited, "globex/intent/2/model.onnx"), **head}]}
     assert audited.records()[-1]["decided_by"]["own_models"] == "fairshare/models"
 
     old = "77be7c925f2d4c4654603289b8ae241a9172c612ad40a3fc7a43ca67cfa41dc2"
@@ -237,9 +249,11 @@ def test_split_and_artifact_changes_record_the_rows_that_changed(
     assert audited.cp.reload().ok
     (decision,) = audited.records()[-1]["decisions"]
     # Version 1 did not change: it is not in the record.
-    assert decision["result"] == {"own_models": {
-        "before": [{"model": "ticket-router", "version": "2", "percent": 10, "sha256": old}],
-        "after": [{"model": "ticket-router", "version": "2", "percent": 10, "sha256": new}]}}
+    router_row = {"model": "ticket-router", "version": "2", "percent": 10,
+                  "artifact": local(audited, "acme/ticket-router/2/model.onnx"), "format": "onnx", "base": None,
+                  "pool": "cpu-general"}
+    assert decision["result"] == {"own_models": {"before": [{**router_row, "sha256": old}],
+                                                 "after": [{**router_row, "sha256": new}]}}
 
     audited.edit("acme", "embedder: {split: {v1: 90, v2: 10}}", "embedder: {split: {v1: 50, v2: 50}}")
     assert audited.cp.reload().ok
@@ -257,9 +271,53 @@ def test_split_and_artifact_changes_record_the_rows_that_changed(
                  "--log", str(audited.log_path)]) == 0
     text = capsys.readouterr().out
     assert "config.applied: -" not in text
-    assert (f"own_models: ticket-router 2 10% (sha256 {old[:12]}) -> ticket-router 2 10% (sha256 {new[:12]})"
-            in text)
+    where = f"onnx on pool cpu-general, from {local(audited, 'acme/ticket-router/2/model.onnx')}"
+    assert (f"own_models: ticket-router 2 10% (sha256 {old[:12]}, {where}) -> "
+            f"ticket-router 2 10% (sha256 {new[:12]}, {where})") in text
     assert "splits: embedder v1 90%, embedder v2 10% -> embedder v1 50%, embedder v2 50%" in text
+
+
+def test_where_an_own_model_runs_and_is_read_from_and_a_data_class_are_recorded(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    """Changes that alter no digest and no percent, yet are what an auditor asks about: the same bytes read
+    from another place, a model moved to another pool, the tenant's data declared of another class."""
+    import shutil
+
+    from xds_server.cli import main
+
+    assert audited.cp.reload().ok
+    models = audited.config / "models" / "acme" / "ticket-router"
+    shutil.copytree(models / "1", models / "1-moved")
+    audited.edit("acme", "../models/acme/ticket-router/1/model.onnx", "../models/acme/ticket-router/1-moved/model.onnx")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    rows = decision["result"]["own_models"]
+    # A local artifact as the runtime reads it (absolute); an s3:// one as written.
+    assert [(r["version"], r["artifact"]) for r in rows["before"]] == [
+        ("1", local(audited, "acme/ticket-router/1/model.onnx"))]
+    assert [(r["version"], r["artifact"]) for r in rows["after"]] == [
+        ("1", local(audited, "acme/ticket-router/1-moved/model.onnx"))]
+    assert rows["before"][0]["sha256"] == rows["after"][0]["sha256"]
+
+    audited.edit("acme", "pool: cpu-general", "pool: gpu-small")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    rows = decision["result"]["own_models"]
+    assert {(r["version"], r["pool"]) for r in rows["before"]} == {("1", "cpu-general"), ("2", "cpu-general")}
+    assert {(r["version"], r["pool"]) for r in rows["after"]} == {("1", "gpu-small"), ("2", "gpu-small")}
+
+    audited.edit("hooli", "data_class: public", "data_class: internal")
+    assert audited.cp.reload().ok
+    (decision,) = audited.records()[-1]["decisions"]
+    pii = decision["result"]["pii"]
+    assert (pii["before"]["data_class"], pii["after"]["data_class"]) == ("public", "internal")
+    assert verify(audited.log_path).ok
+
+    capsys.readouterr()
+    assert main(["compliance", "report", "--tenant", "acme", "--config", str(audited.config),
+                 "--log", str(audited.log_path)]) == 0
+    moved = local(audited, "acme/ticket-router/1-moved/model.onnx")
+    assert f"onnx on pool gpu-small, from {moved}" in capsys.readouterr().out
 
 
 def test_a_cell_pin_or_a_rate_limit_mode_is_recorded_before_and_after(

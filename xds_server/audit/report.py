@@ -388,8 +388,20 @@ REPORT_LIST_LIMIT = 10
 def _rows(rows: list[dict[str, Any]] | None) -> str:
     if not rows:
         return "none"
-    return _join([f"{r['model']} {r['version']} {r['percent']}%"
-                  + (f" (sha256 {r['sha256'][:12]})" if "sha256" in r else "") for r in rows])
+    return _join([f"{r['model']} {r['version']} {r['percent']}%" + _own_row(r) for r in rows])
+
+
+def _own_row(r: dict[str, Any]) -> str:
+    """An own version's artifact and where it runs; records written before a field was recorded lack it."""
+    if "sha256" not in r:
+        return ""  # a catalog split's row
+    facts = [f"sha256 {r['sha256'][:12]}"]
+    if r.get("format"):
+        facts.append(f"{r['format']}" + (f" over {r['base']}" if r.get("base") else "")
+                     + (f" on pool {r['pool']}" if r.get("pool") else ""))
+    if r.get("artifact"):
+        facts.append(f"from {r['artifact']}")
+    return f" ({', '.join(facts)})"
 
 
 def _row_changes(result: dict[str, Any]) -> list[str]:

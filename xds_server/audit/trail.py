@@ -4,13 +4,15 @@ An applied change records where it came from (source, revision, author), the con
 tenants it touched, and for each of them a decision entry modelled on OPA's decision log (decision_id,
 path, input digest instead of the input, result, timestamp; `decided_by` names the policy package behind
 each part) whose result holds only what changed in the tenant's effective spec (weight and quotas,
-routes, catalog splits, own-model routes, own-model versions, PII rules, its cell pin and rate-limit mode),
-before and after. Those are config values; a record never holds a request, a token or a key.
+routes, catalog splits, own-model routes, own-model versions, its data class and PII rules, its cell pin
+and rate-limit mode), before and after. Those are config values; a record never holds a request, a
+token or a key.
 
 Splits and own-model versions are rows, one per (model, version): a catalog split's percent; an own
-version's percent and artifact digest (sha256). Only the rows that changed go in a changed tenant's
-result (a canary step or a new digest is one or two rows, not the tenant's every model), and model and
-version names stay values, never keys: a tenant's model named `text` would otherwise be a field name the
+version's percent, artifact digest (sha256) and location, and its model's format, base and pool. Only the
+rows that changed go in a changed tenant's result (a canary step or a new digest is one or two rows, not
+the tenant's every model), and model and version names stay values, never keys: a tenant's model named
+`text` would otherwise be a field name the
 writer refuses (xds_server/audit/log.py FORBIDDEN_KEYS), losing the whole record.
 
 A result several tenants share (a fleet on tier defaults) is stored once in the record's `results`
@@ -71,7 +73,7 @@ def _effective(t: ResolvedTenant) -> dict[str, Any]:
     # The models' own field dicts (frozen, JSON values only): a model_dump per tenant cost more.
     return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.__dict__},
             "routes": t.routes, "splits": _splits(t), "own_routes": t.own_routes, "own_models": _own_models(t),
-            "pii": t.pii.__dict__, "serving": _serving(t)}
+            "pii": {"data_class": t.spec.data_class, **t.pii.__dict__}, "serving": _serving(t)}
 
 
 def _serving(t: ResolvedTenant) -> dict[str, Any]:
@@ -88,8 +90,11 @@ def _splits(t: ResolvedTenant) -> list[dict[str, Any]]:
 
 def _own_models(t: ResolvedTenant) -> list[dict[str, Any]]:
     """The tenant's own models: one row per declared version (0% included: it stays addressable) with
-    its percent and the sha256 the runtime verifies its artifact against."""
-    return [{"model": m, "version": v, "percent": om.split.get(v, 0), "sha256": ov.sha256}
+    its percent, the sha256 the runtime verifies its artifact against, where the artifact is read from
+    (a bucket in another country is a residency question), and the model's format, base and pool (where
+    its requests run)."""
+    return [{"model": m, "version": v, "percent": om.split.get(v, 0), "sha256": ov.sha256,
+             "artifact": ov.artifact, "format": str(om.format), "base": om.base, "pool": om.pool}
             for m, om in sorted(t.spec.own_models.items()) for v, ov in sorted(om.versions.items())]
 
 
@@ -98,6 +103,7 @@ def _same_effective(a: ResolvedTenant, b: ResolvedTenant) -> bool:
     grants and own models compared whole: stricter than their rows, so never a false match."""
     return (a.spec.tier == b.spec.tier and a.weight == b.weight and a.quotas.__dict__ == b.quotas.__dict__
             and a.routes == b.routes and a.own_routes == b.own_routes and a.pii.__dict__ == b.pii.__dict__
+            and a.spec.data_class == b.spec.data_class
             and a.spec.models == b.spec.models and a.spec.own_models == b.spec.own_models
             and a.spec.cell == b.spec.cell and a.spec.rate_limit == b.spec.rate_limit)
 
