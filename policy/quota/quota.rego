@@ -97,8 +97,12 @@ fleet_violations contains v if {
 	v := {
 		"rule": "gpu-guarantees-exceed-capacity",
 		"subject": region,
-		"field": "quotas.gpus",
-		"message": sprintf("region %s guarantees %d GPUs ({subjects}) but its pools have %d", [region, guaranteed, capacity]),
+		# regions.yaml's field: the region's pools hold the capacity; the tenants' quotas.gpus the guarantees.
+		"field": "pools",
+		"message": sprintf(
+			"region %s guarantees %d GPUs ({subjects}) but its pools have %d: raise replicas or gpus_per_replica of a GPU pool of %s in regions.yaml, or lower quotas.gpus in a tenant's file (or give it a tier that guarantees fewer)",
+			[region, guaranteed, capacity, region],
+		),
 		"subjects": [sprintf("%s=%d", [m, 0 - n]) | some [n, m] in ranked],
 	}
 }
