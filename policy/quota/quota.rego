@@ -100,8 +100,8 @@ fleet_violations contains v if {
 		# regions.yaml's field: the region's pools hold the capacity; the tenants' quotas.gpus the guarantees.
 		"field": "pools",
 		"message": sprintf(
-			"region %s guarantees %d GPUs ({subjects}) but its pools have %d: raise replicas or gpus_per_replica of a GPU pool of %s in regions.yaml, or lower quotas.gpus in a tenant's file (or give it a tier that guarantees fewer)",
-			[region, guaranteed, capacity, region],
+			"region %s guarantees %d GPUs ({subjects}) but its pools have %d: add GPU pool replicas in regions.yaml or lower tenants' quotas.gpus",
+			[region, guaranteed, capacity],
 		),
 		"subjects": [sprintf("%s=%d", [m, 0 - n]) | some [n, m] in ranked],
 	}

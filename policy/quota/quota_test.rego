@@ -160,7 +160,7 @@ test_guarantees_over_capacity_are_a_violation if {
 	v.subject == "eu"
 	v.field == "pools"
 
-	startswith(v.message, "region eu guarantees 3 GPUs ({subjects}) but its pools have 2: raise replicas or gpus_per_replica")
+	startswith(v.message, "region eu guarantees 3 GPUs ({subjects}) but its pools have 2: add GPU pool replicas in regions.yaml")
 
 	# Zero-GPU tenants are not named among the holders.
 	v.subjects == ["a=1", "b=1", "c=1"]
@@ -182,7 +182,7 @@ test_a_claim_is_what_the_entry_guarantees_and_where if {
 test_claims_alike_count_once_per_member if {
 	# What the control plane sends once entries are evaluated: claims grouped, each with its members.
 	[v] := [x | some x in fleet({"k": {"gpus": 1, "regions": ["eu"], "members": ["x", "y", "z"]}})]
-	startswith(v.message, "region eu guarantees 3 GPUs ({subjects}) but its pools have 2: raise replicas or gpus_per_replica")
+	startswith(v.message, "region eu guarantees 3 GPUs ({subjects}) but its pools have 2: add GPU pool replicas in regions.yaml")
 	v.subjects == ["x=1", "y=1", "z=1"]
 	fleet({"k": {"gpus": 1, "regions": ["eu"], "members": ["x", "y"]}}) == set()
 }

@@ -71,7 +71,8 @@ def test_tenants_sharing_a_spec_get_one_evaluation_and_the_same_answers() -> Non
     # ...and a shared spec's guarantee counts once per tenant: 7 pro tenants x 1 GPU in the EU.
     [capacity] = [v for v in shared.violations if v.rule == "gpu-guarantees-exceed-capacity"]
     assert capacity.message == ("region eu-west-1 guarantees 7 GPUs (clone0=1, clone1=1, clone2=1, clone3=1, "
-                                "clone4=1 and 2 more) but its pools have 4")
+                                "clone4=1 and 2 more) but its pools have 4: add GPU pool replicas in regions.yaml or "
+                                "lower tenants' quotas.gpus")
     assert capacity.subjects == ("clone0=1", "clone1=1", "clone2=1", "clone3=1", "clone4=1", "leaky=1", "leaky2=1")
 
 

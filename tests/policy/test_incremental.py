@@ -258,7 +258,8 @@ def test_many_tenants_over_a_regions_gpus_get_one_short_message_and_the_full_lis
     assert len(over.message) < 300, over.message
     # The largest guarantees first, then the count of the rest.
     assert re.fullmatch(r"region us-east-1 guarantees 6012 GPUs \(t06000=4, t06001=4, t06002=4, t00000=1, "
-                        r"t00001=1 and 5,998 more\) but its pools have 4", over.message), over.message
+                        r"t00001=1 and 5,998 more\) but its pools have 4: add GPU pool replicas in regions.yaml "
+                        r"or lower tenants' quotas.gpus", over.message), over.message
     assert len(over.subjects) == 6003 and over.subjects[:3] == ("t06000=4", "t06001=4", "t06002=4")
     from xds_server.policy.check import Report
 
