@@ -55,6 +55,34 @@ def test_token_is_on_the_last_line_and_verifies_against_the_jwks(
     assert (tmp_path / "signing-key.pem").stat().st_mode & 0o077 == 0  # the key is owner-only
 
 
+@pytest.mark.parametrize("ttl", ["0", "-5", "2678401", "1h"])
+def test_token_refuses_a_lifetime_that_is_not_one(ttl: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An already-expired credential printed with exit 0 would be found only at the gateway's 401."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["token", "acme", "--config", str(REPO_CONFIG), "--state", str(tmp_path), f"--ttl={ttl}"])
+    assert exit_.value.code == 2
+    assert "argument --ttl:" in capsys.readouterr().err
+
+
+def test_compile_prints_a_row_per_snapshot_and_json_every_resource(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Resource names are 30,000 lines at 10,000 tenants: the table counts them, --json names them."""
+    assert main(["compile", "--config", str(REPO_CONFIG), "--state", str(tmp_path), "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert main(["compile", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"config version {full['version']}: {len(full['regions'])} snapshots"
+    header = lines[1].split()
+    assert header[:3] == ["SNAPSHOT", "VERSION", "SIZE"] and "CLUSTERS" in header and "ROUTES" in header
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == set(full["regions"])
+    for region, snap in full["regions"].items():
+        counts = rows[region][-(len(header) - 3):]
+        assert rows[region][1] == snap["version"][:12]
+        assert int(counts[header.index("CLUSTERS") - 3]) == len(snap["resources"]["Cluster"])
+        assert int(counts[header.index("ROUTES") - 3]) == len(snap["resources"]["RouteConfiguration"])
+
+
 def test_token_for_unknown_tenant_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["token", "nobody", "--config", str(REPO_CONFIG), "--state", str(tmp_path)]) == 2
     assert "unknown tenant 'nobody'" in capsys.readouterr().err

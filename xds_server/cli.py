@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from xds_server.audit import cli as audit_cli
 from xds_server.audit.log import AuditError
@@ -42,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours; stdout is pointed at /dev/null so that
+        # Python's flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -87,8 +93,37 @@ def _compile(args: argparse.Namespace) -> int:
             for region, snap in compiled.snapshots.items()
         },
     }
-    print(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(_compiled_table(summary))
     return 0
+
+
+# Snapshots a person reads in one screen (a region of 40 cells is 41); --json holds every one.
+COMPILED_ROWS = 50
+
+
+def _compiled_table(summary: dict[str, Any]) -> str:
+    """One row per snapshot: its version, size and how many resources of each type it holds; the names
+    (30,000 at 10,000 tenants) only in --json."""
+    from xds_server.status_table import size, table
+
+    snaps = summary["regions"]
+    types = sorted({t for s in snaps.values() for t in s["resources"]}, key=lambda t: (list(_COLUMNS).index(t)
+                                                                                         if t in _COLUMNS else 99, t))
+    rows = [[key, s["version"][:12], size(s["bytes"]), *(f"{len(s['resources'].get(t, ())):,}" for t in types)]
+            for key, s in sorted(snaps.items())]
+    lines = [f"config version {summary['version']}: {len(snaps)} snapshot{'s' if len(snaps) != 1 else ''}",
+             *table(["SNAPSHOT", "VERSION", "SIZE", *(_COLUMNS.get(t, t.upper()) for t in types)],
+                   rows[:COMPILED_ROWS])]
+    if len(rows) > COMPILED_ROWS:
+        lines.append(f"... and {len(rows) - COMPILED_ROWS} more snapshots (--json lists every one)")
+    return "\n".join(lines)
+
+
+_COLUMNS = {"Listener": "LISTENERS", "ScopedRouteConfiguration": "SCOPES", "RouteConfiguration": "ROUTES",
+            "Cluster": "CLUSTERS", "ClusterLoadAssignment": "ENDPOINTS", "Secret": "SECRETS"}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -246,8 +281,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="every problem as JSON (file, field, message)")
     t = cmd("token", _token, "print a credential for TENANT on the last line")
     t.add_argument("tenant")
-    t.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default: platform.yaml)")
-    c = cmd("compile", _compile, "compile the config and print the snapshot summary")
+    t.add_argument("--ttl", type=_ttl, default=None, help="lifetime in seconds (default: platform.yaml)")
+    c = cmd("compile", _compile, "compile the config and print each snapshot's version, size and resource counts")
+    c.add_argument("--json", action="store_true", help="every snapshot's resources by name, as JSON")
     c.add_argument("--endpoints", default=None,
                    help="endpoints file (as written by `fairshare run`: the versions match the running "
                    "control plane's only with the same endpoints)")
@@ -341,6 +377,20 @@ def _parser() -> argparse.ArgumentParser:
 
     offboard_parsers(sub, DEFAULT_STATE)
     return p
+
+
+def _ttl(text: str) -> int:
+    """A token's lifetime: within what platform.yaml's auth.token_ttl_seconds may be, at least a second."""
+    from xds_server.config.model import AuthSettings
+
+    most = next(m.le for m in AuthSettings.model_fields["token_ttl_seconds"].metadata if hasattr(m, "le"))
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if not 1 <= seconds <= most:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {most:,} seconds, got {seconds}")
+    return seconds
 
 
 def _policy_dir(args: argparse.Namespace) -> Path:

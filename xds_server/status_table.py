@@ -142,7 +142,8 @@ def gateway_rows(status: Mapping[str, Any], now: float) -> list[GatewayRow]:
     return rows
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Columns padded to their widest cell, three spaces apart (the manner of `istioctl proxy-status`)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     return ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in (header, *rows)]
@@ -154,7 +155,7 @@ def render_gateways(status: Mapping[str, Any], now: float, max_rows: int | None 
         return ["no gateways connected"]
     shown = rows if max_rows is None else rows[:max_rows]
     header = ("NAME", "REGION", "CELL", "CONNECTED", *(c for c, _ in TYPES), "VERSION", "MEMORY", "LAST NACK")
-    lines = _table(header, [
+    lines = table(header, [
         (r.node_id, r.region, r.cell,
          ("yes " if r.connected else "no ") + age(None if r.since is None else now - r.since),
          *r.states, r.version, size(r.memory), r.nack or "-")
@@ -236,7 +237,7 @@ def render_cells(status: Mapping[str, Any], max_rows: int | None = DEFAULT_MAX_R
     def count(n: int | None) -> str:
         return "-" if n is None else f"{n:,}"
 
-    lines = _table(
+    lines = table(
         ("REGION", "CELL", "TENANTS", "VERSION", "GATEWAYS", "MOVING IN/OUT", "MEMORY"),
         [(r.region, r.cell, count(r.tenants), r.version, f"{r.applied}/{r.connected} applied",
           f"{count(r.moving_in)}/{count(r.moving_out)}" if r.moving_in is not None or r.moving_out is not None else "-",
