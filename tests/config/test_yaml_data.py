@@ -37,7 +37,6 @@ CORNERS = {
     "nested": "tenants:\n  - id: a\n    models: {m: {split: {v1: 90, v2: 10}}}\n  - []\n  - {}\n",
     "explicit tags": "a: !!str 12\nb: !!int '7'\nc: !!float 1\nd: !!bool 'true'\ne: !!null ''\n",
     "keys of every kind": "1: int\n2.5: float\ntrue: bool\n~: null\n'x': str\n",
-    "duplicate keys": "a: 1\na: 2\n",
     "block scalars": "a: |\n  line one\n  line two\nb: >\n  folded\n  text\n",
     "anchors and aliases": "base: &b {x: 1}\nuse: *b\nlist: &l [1, 2]\nagain: *l\n",
     "merge keys": "base: &b {x: 1, y: 2}\nmerged:\n  <<: *b\n  y: 3\n",
@@ -93,6 +92,37 @@ def test_what_pyyaml_refuses_is_refused_with_its_error(text: str, error: type[Ex
         yaml.load(text, Loader=yaml.SafeLoader)
     with pytest.raises(error):
         load_yaml(text)
+
+
+@pytest.mark.parametrize(("text", "line", "column", "problem"), [
+    ("id: acme\ntier: free\ntier: pro\n", 3, 1, "duplicate key 'tier' (first at line 2)"),
+    ("a: {b: 1, c: 2, b: 3}\n", 1, 17, "duplicate key 'b' (first at line 1, column 5)"),
+    ("split: {1: 50, 1: 50}\n", 1, 16, "duplicate key 1 (first at line 1, column 9)"),
+    # The same, where the document is PyYAML's to build (an alias, a merge key, a timestamp): the same answer.
+    ("base: &b {x: 1}\nuse: *b\nd: 1\nd: 2\n", 4, 1, "duplicate key 'd' (first at line 3)"),
+    ("base: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n  y: 3\n", 5, 3, "duplicate key 'y' (first at line 4)"),
+    ("when: 2026-12-02\nwhen: 2026-12-03\n", 2, 1, "duplicate key 'when' (first at line 1)"),
+    # A merge's source with a key written twice, found although only merged.
+    ("base: &b {k: 1, k: 2}\nm: {<<: *b}\n", 1, 17, "duplicate key 'k' (first at line 1, column 11)"),
+])
+def test_a_key_written_twice_is_refused_with_both_positions(text: str, line: int, column: int,
+                                                            problem: str) -> None:
+    """PyYAML keeps the last of two equal keys: `tier: free` then `tier: pro` would silently be pro."""
+    with pytest.raises(yaml.constructor.ConstructorError) as info:
+        load_yaml(text)
+    mark = info.value.problem_mark
+    assert mark is not None
+    assert (mark.line + 1, mark.column + 1, info.value.problem) == (line, column, problem)
+
+
+@pytest.mark.parametrize("text", [
+    "base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n",  # a key a merge brought in, overridden
+    "a: &a {k: 1}\nb: &b {<<: *a, k: 2}\nc: {<<: *b, k: 3}\n",  # merges of merges, each overriding
+    "m:\n  <<: [{k: 1}, {k: 2}]\n",  # two merged sources with the same key: the first wins, as in PyYAML
+    "1: int\ntrue: bool\n",  # equal in Python, two keys in YAML
+])
+def test_what_is_not_a_key_written_twice_reads_as_pyyaml_reads_it(text: str) -> None:
+    assert load_yaml(text) == yaml.load(text, Loader=yaml.SafeLoader)
 
 
 def test_a_file_that_is_not_utf8_is_a_problem_naming_the_byte(tmp_path: Path) -> None:
