@@ -238,10 +238,16 @@ async def _server_metadata(request: web.Request) -> web.Response:
 
 
 def _resolve(request: web.Request, header_version: str | None) -> ModelEntry:
-    """The model a request addresses. A version in the path wins over the gateway's version header,
-    which wins over the default (highest) version."""
+    """The model a request addresses: the gateway's version header (the version its route picked: the
+    tenant's split, or the granted version the path pins), else the version in the path, else the default
+    (highest). Through the gateway a path naming another version is one the tenant was not granted (its
+    request reached the split's route), so it is the 404 of a version that does not exist, naming none of
+    the versions this replica serves: they are other tenants' business."""
     repository = request.app[STATE].repository
-    version = request.match_info.get("version") or header_version
+    path_version = request.match_info.get("version")
+    if header_version is not None and path_version is not None and path_version != header_version:
+        raise ApiError(404, f"unknown version '{path_version}' of model '{request.match_info['model']}'")
+    version = path_version or header_version
     try:
         return repository.resolve(request.match_info["model"], version)
     except ModelNotFoundError as exc:

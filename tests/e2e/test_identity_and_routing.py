@@ -214,3 +214,19 @@ def test_explicit_version_in_path_pins_the_version(running: RunningPlatform, unt
     refused = [(r.status, r.body, dict(r.headers)) for r in replies if r.status != 200]
     assert not refused, refused
     assert {r.body.get("model_version") for r in replies} == {"v2"}
+
+
+def test_a_version_the_tenant_is_not_granted_is_unknown_to_it(running: RunningPlatform) -> None:
+    """acme's grant is classifier v1 alone (its split); v2 runs on the same pool for others. Naming it in
+    the path (tritonclient's model_version) must not reach it, nor say which versions exist."""
+    token = running.token("acme")
+    for path in ("/v2/models/classifier/versions/v2/infer", "/v2/models/classifier/versions/v3/infer"):
+        reply = post(running.url(US, path), infer_body(["x"]), token)
+        version = path.split("/")[5]
+        assert reply.status == 404, (path, reply.body)
+        assert reply.body["error"] == f"unknown version '{version}' of model 'classifier'"
+    metadata = get(running.url(US, "/v2/models/classifier/versions/v2"), token)
+    ready = get(running.url(US, "/v2/models/classifier/versions/v2/ready"), token)
+    assert (metadata.status, ready.status) == (404, 404), (metadata.body, ready.body)
+    granted = post(running.url(US, "/v2/models/classifier/versions/v1/infer"), infer_body(["x"]), token)
+    assert granted.status == 200 and granted.body["model_version"] == "v1", granted.body

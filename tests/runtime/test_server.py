@@ -91,13 +91,17 @@ def test_version_from_gateway_header(lexicon_server: RuntimeServer) -> None:
     assert reply.body["outputs"][0]["data"] == ["positive"]
 
 
-def test_version_from_path_wins_over_header(lexicon_server: RuntimeServer) -> None:
-    reply = lexicon_server.infer(
-        "/v2/models/classifier/versions/v1/infer",
-        text_request("x"),
-        headers={**TENANT, "x-fairshare-model-version": "v2"},
-    )
-    assert reply.body["model_version"] == "v1"
+def test_a_path_version_other_than_the_gateways_is_unknown(lexicon_server: RuntimeServer) -> None:
+    """The gateway's header is the version the tenant's route picked; a path naming another one reached
+    the tenant's split route because the tenant was not granted it."""
+    refused = lexicon_server.infer("/v2/models/classifier/versions/v1/infer", text_request("x"),
+                                   headers={**TENANT, "x-fairshare-model-version": "v2"})
+    assert refused.status == 404 and refused.body["error"] == "unknown version 'v1' of model 'classifier'"
+    pinned = lexicon_server.infer("/v2/models/classifier/versions/v2/infer", text_request("x"),
+                                  headers={**TENANT, "x-fairshare-model-version": "v2"})
+    assert pinned.status == 200 and pinned.body["model_version"] == "v2"
+    direct = lexicon_server.infer("/v2/models/classifier/versions/v1/infer", text_request("x"), headers=TENANT)
+    assert direct.status == 200 and direct.body["model_version"] == "v1"
 
 
 @pytest.mark.parametrize(

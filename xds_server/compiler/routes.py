@@ -73,7 +73,8 @@ def tenant_routes(
     timeout = duration(timeout_seconds)
     for model in served:
         metadata = model_metadata(model.model) if model_metadata is not None else None
-        # An explicit version in the path pins that version (still only one the tenant is granted).
+        # An explicit version in the path pins that version, if the tenant is granted it; any other falls
+        # through to the split's route, whose version header the runtime holds the path to (a 404).
         for target in model.targets:
             routes.append(rc.Route(
                 name=f"{model.model}/{target.version}",
