@@ -45,3 +45,22 @@ def test_run_refuses_fewer_than_one_gateway(flag: str, tmp_path: Path, capsys: p
     config = small_config(tmp_path, 8080)
     assert main(["run", "--config", str(config), "--state", str(tmp_path / "state"), flag, "0"]) == 2
     assert f"error: {flag} must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_run_refuses_a_cell_on_another_regions_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The example regions sit on 8080 and 8081: two cells in the first put cell c0 on 8081, where Envoy's
+    SO_REUSEPORT would let both bind and the kernel spread the EU's clients over a US cell."""
+    import shutil
+
+    import yaml
+
+    config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+    regions = yaml.safe_load((config / "regions.yaml").read_text())
+    assert [(r["id"], r["gateway_port"]) for r in regions["regions"]] == [("us-east-1", 8080), ("eu-west-1", 8081)]
+    regions["regions"][0]["cells"] = {"shared": 2}
+    (config / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    assert main(["run", "--config", str(config), "--state", str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert f"{config / 'regions.yaml'}: us-east-1.gateway_port: port 8081 would be listened on by " \
+           "region us-east-1's cell c0 and region eu-west-1's gateway" in err, err
+    assert not (tmp_path / "state" / "run").exists()  # nothing was started

@@ -135,6 +135,30 @@ def plan_gateways(cfg: PlatformConfig, per_region: int = 1, per_cell: int = 1) -
     return out
 
 
+def port_clashes(gateways: list[GatewaySpec], reserved: dict[int, str]) -> list[tuple[str, str]]:
+    """(region, what to say) for each port two gateways of different snapshots, or a gateway and one of
+    the run's own ports (`reserved`: port -> what holds it), would both listen on. Envoy's SO_REUSEPORT
+    lets both bind, and the kernel would spread one region's clients over the other's gateway."""
+    holders: dict[int, list[GatewaySpec]] = {}
+    for gw in gateways:
+        if gw.replica == 0:
+            holders.setdefault(gw.port, []).append(gw)
+    out: list[tuple[str, str]] = []
+    for port, specs in sorted(holders.items()):
+        names = [_gateway_name(gw) for gw in specs] + ([reserved[port]] if port in reserved else [])
+        if len(names) > 1:
+            out.append((specs[0].region, (
+                f"port {port} would be listened on by {' and '.join(names)} (locally a region's cell k listens on "
+                "its gateway_port + 1 + k); set the regions' gateway_port further apart")))
+    return out
+
+
+def _gateway_name(gw: GatewaySpec) -> str:
+    if gw.cell is None:
+        return f"region {gw.region}'s gateway"
+    return f"region {gw.region}'s {'front tier' if gw.cell == FRONT else f'cell {gw.cell}'}"
+
+
 def cell_gateway_endpoints(cfg: PlatformConfig, host: str = "127.0.0.1") -> dict[tuple[str, str], tuple[Endpoint, ...]]:
     """Each cell's gateways as pool `gateway.<cell>` of its region: the front tier's cluster of that cell
     is EDS over them. One endpoint per cell: its replicas share the port, the kernel spreads connections."""

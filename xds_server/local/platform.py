@@ -23,6 +23,7 @@ from xds_server.cells.layout import local_port
 from xds_server.compiler import naming
 from xds_server.compiler.endpoints import EndpointDirectory
 from xds_server.config import load_config
+from xds_server.config.errors import ConfigError, Problem
 from xds_server.config.model import PlatformConfig, RateLimitBackend
 from xds_server.envoy.bootstrap import bootstrap
 from xds_server.envoy.process import EnvoyError, EnvoyProcess
@@ -36,6 +37,7 @@ from xds_server.local.layout import (
     endpoint_directory,
     plan_gateways,
     plan_replicas,
+    port_clashes,
     region_cells,
     replica_count,
 )
@@ -129,6 +131,12 @@ class LocalPlatform:
 
     def start(self) -> LocalPlatform:
         self.config = load_config(self.opts.config_dir)  # fail fast, with every problem, before starting
+        gateways = plan_gateways(self.config, self.opts.gateways_per_region, self.opts.gateways_per_cell)
+        clashes = port_clashes(gateways, {self.opts.xds_port: "the control plane's xDS port (--xds-port)",
+                                          self.opts.status_port: "its status port (--status-port)"})
+        if clashes:
+            regions = str(self.opts.config_dir / "regions.yaml")
+            raise ConfigError([Problem(regions, f"{region}.gateway_port", why) for region, why in clashes])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # Each tenant's pseudonymisation key (what Secrets Manager holds in a region), kept across runs.
         self.keys_dir = ensure_tenant_keys(self.opts.state_dir, self.config.tenants)
@@ -158,7 +166,6 @@ class LocalPlatform:
             for index in range(planes):
                 self.start_control_plane(index)
             # Cells before their front tier, so the front's first request finds its cells serving.
-            gateways = plan_gateways(self.config, self.opts.gateways_per_region, self.opts.gateways_per_cell)
             for gw in sorted(gateways, key=lambda g: g.cell == FRONT):
                 self.start_envoy(gw.region, gw.replica, cell=gw.cell)
             for replica in self.replicas:
@@ -340,9 +347,12 @@ class LocalPlatform:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        print("starting Fairshare (control plane, runtimes, one Envoy per region)...", flush=True)
+        print("starting Fairshare (control plane, runtimes, gateways)...", flush=True)
         try:
             self.start()
+        except ConfigError as err:  # the config's own problems, as `fairshare validate` prints them
+            print(err.render(), file=sys.stderr)
+            return 2
         except Exception as err:
             print(f"error: platform failed to start: {err}", file=sys.stderr)
             return 1
