@@ -171,6 +171,8 @@ def test_token_cost_is_charged_after_the_response(limited: LimitedPlatform) -> N
     refused = post(limited.infer_url, small, token)
     assert refused.status == 429 and int(refused.headers["retry-after"]) >= 10, refused.headers
     assert '"tokens";r=0' in refused.headers["ratelimit"]
+    assert refused.body == {"error": "rate limit exceeded: retry after the seconds in Retry-After (the RateLimit "
+                                     "headers say which limit)", "code": 429}, refused.body
     # The big request's settlement was applied (the refusal above depends on it); a small one's may be
     # dropped if Envoy's call times out on a loaded machine, which leaves its reservation charged.
     assert limited.metric("fairshare_ratelimit_settled_tokens_total", tenant="costly") >= 300

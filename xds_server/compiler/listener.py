@@ -125,6 +125,13 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                     "op": "EQ", "value": {"default_value": 200, "runtime_key": "fairshare.local_reply_ok"}}}},
                 "body_format_override": {"text_format": "%LOCAL_REPLY_BODY%", "content_type": "application/json"},
             }, {
+                # The rate-limit filters' own refusals (the local bucket, the global service) carry no
+                # message, or Envoy's detail string; which limit and for how long is in the headers.
+                "filter": {"status_code_filter": {"comparison": {
+                    "op": "EQ", "value": {"default_value": 429, "runtime_key": "fairshare.local_reply_429"}}}},
+                "body": {"inline_string": "rate limit exceeded: retry after the seconds in Retry-After "
+                                          "(the RateLimit headers say which limit)"},
+            }, {
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
                 "body": {"inline_string": f"tenant is not served in region {region}"},
