@@ -12,10 +12,13 @@
 # State: s3://$(TF_STATE_BUCKET)/fairshare/<region>/terraform.tfstate (in TF_STATE_REGION), locked with S3's
 # lock file. Tenants and serving pools come from $(CONFIG), validated first.
 # AWS_ENDPOINT=http://127.0.0.1:5000 points the state and every AWS call at a moto server instead.
-.PHONY: region-init region-forget-plan region-plan region-apply region-destroy bench-region local-aws local-aws-stop region-preflight
+.PHONY: region-required region-init region-forget-plan region-plan region-apply region-destroy bench-region local-aws local-aws-stop region-preflight
 
 TERRAFORM ?= terraform
+# No default region for these targets: a forgotten REGION= must not plan, apply or destroy a real one
+# (chart.mk's rendering default does not count: `origin` says where the value came from).
 REGION ?= us-east-1
+REGION_GIVEN := $(filter command line environment environment override override,$(origin REGION))
 TF_STATE_BUCKET ?=
 TF_STATE_REGION ?= us-east-1
 AWS_ENDPOINT ?=
@@ -45,7 +48,11 @@ local-aws-stop:
 
 # With AWS_ENDPOINT set, the endpoint must answer, hold AWS's managed IAM policies and the state bucket;
 # otherwise the apply would fail halfway (after the network exists). Each problem is named with its fix.
-region-preflight:
+region-required:
+	@test -n "$(REGION_GIVEN)" || { echo "error: set REGION=<region> for the region-* targets" \
+	  "(regions: $(basename $(notdir $(wildcard terraform/regions/*.tfvars))))"; exit 2; }
+
+region-preflight: region-required
 	$(if $(AWS_ENDPOINT),@$(BIN)/python -m xds_server.local.aws check --endpoint $(AWS_ENDPOINT) \
 	  $(if $(TF_STATE_BUCKET),--bucket $(TF_STATE_BUCKET)))
 
@@ -63,7 +70,7 @@ region-init: setup region-preflight
 # cannot apply it.
 # First: a plan that fails (in the preflight, init or plan itself) must not leave the last one behind for
 # region-apply to apply.
-region-forget-plan:
+region-forget-plan: region-required
 	rm -f $(TF_PLAN) $(TF_WORK)/$(REGION).plan.json
 
 region-plan: region-forget-plan region-init

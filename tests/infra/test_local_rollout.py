@@ -98,3 +98,15 @@ def test_a_plain_moto_server_is_refused_with_the_cause_and_the_fix(rollout_env: 
     # Refused before Terraform ran: nothing was planned, so nothing can be applied.
     assert not (tmp_path / "terraform" / f"{REGION}.tfplan").exists()
     assert "terraform -chdir" not in proc.stdout
+
+
+@pytest.mark.parametrize("target", ["region-plan", "region-apply", "region-destroy"])
+def test_a_region_target_without_region_refuses_before_anything_runs(target: str, tmp_path: Path) -> None:
+    """A forgotten REGION= must not plan, apply or destroy the region a default would name."""
+    env = {k: v for k, v in os.environ.items() if k != "REGION" and not k.startswith(("AWS_", "TF_"))}
+    env |= {"TF_WORK": str(tmp_path / "terraform"), "TERRAFORM": "false"}  # terraform itself must not run
+    proc = subprocess.run(["make", "--no-print-directory", target, "AUTO_APPROVE=1", "TF_STATE_BUCKET=b"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error: set REGION=<region> for the region-* targets (regions: eu-west-1 us-east-1)" in proc.stdout
+    assert not (tmp_path / "terraform").exists()
