@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from xds_server.config.errors import PROBLEMS_SHOWN, ConfigError
+from xds_server.config.errors import PROBLEMS_SHOWN, ConfigError, Problem
 from xds_server.config.loader import load_config
 from xds_server.config.model import PlatformConfig, clamped_notes
 from xds_server.listing import capped, capped_lines
@@ -33,7 +33,7 @@ class Section:
     name: str  # config, manifests or plan
     source: str
     violations: list[Violation] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)  # could not be evaluated: a failure, not a pass
+    errors: list[Problem] = field(default_factory=list)  # could not be evaluated: a failure, not a pass
     checked: int = 0  # tenants, manifests or planned resources looked at
     locations: dict[str, str] = field(default_factory=dict)  # subject -> file, where known
     notes: list[str] = field(default_factory=list)  # worth a look, not a failure (a quota clamped to its tier's)
@@ -48,6 +48,7 @@ class Report:
         return not any(s.violations or s.errors for s in self.sections)
 
     def to_json(self) -> dict[str, Any]:
+        """Every section, each error as {file, field, message} (as `validate --json` lists problems)."""
         return {"ok": self.ok, "sections": [
             {**asdict(s), "violations": [asdict(v) for v in s.violations]} for s in self.sections]}
 
@@ -91,7 +92,7 @@ def check_config(config_dir: Path) -> tuple[Section, PlatformConfig | None]:
         section.violations, section.locations = err.violations, err.files
         section.checked = len(err.files)
     except ConfigError as err:
-        section.errors = [str(p) for p in err.problems]
+        section.errors = list(err.problems)
     else:
         section.checked = len(cfg.tenants)
         section.notes = clamped_notes(cfg)
@@ -107,16 +108,17 @@ def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Sectio
             try:
                 found = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
             except (OSError, yaml.YAMLError) as err:
-                section.errors.append(f"{file}: cannot read manifests: {err}")
+                section.errors.append(Problem(str(file), "", f"cannot read manifests: {err}"))
                 continue
             # Anything else (a values file, an empty render) would be checked as nothing, and pass.
             others = [k for k, d in enumerate(found, 1) if not (isinstance(d, dict) and d.get("apiVersion")
                                                                  and d.get("kind"))]
             if not found:
-                section.errors.append(f"{file}: no Kubernetes objects in it")
+                section.errors.append(Problem(str(file), "", "no Kubernetes objects in it"))
             elif others:
-                section.errors.append(f"{file}: document {capped(others)} is not a Kubernetes object (no "
-                                      "apiVersion and kind): give the rendered manifests (`helm template`)")
+                section.errors.append(Problem(str(file), "", f"document {capped(others)} is not a Kubernetes "
+                                              "object (no apiVersion and kind): give the rendered manifests "
+                                              "(`helm template`)"))
             else:
                 manifests += found
     section.checked = len(manifests)
@@ -129,11 +131,11 @@ def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path 
     try:
         raw = plan_file.read_bytes()
     except OSError as err:
-        section.errors.append(f"{plan_file}: cannot read the plan: {err}")
+        section.errors.append(Problem(str(plan_file), "", f"cannot read the plan: {err.strerror or err}"))
         return section
     plan = _plan_of(raw)
     if isinstance(plan, str):
-        section.errors.append(f"{plan_file}: {plan}")
+        section.errors.append(Problem(str(plan_file), "", plan))
         return section
     section.checked = len(plan.get("planned_values", {}).get("root_module", {}).get("resources", [])) \
         + sum(len(m.get("resources", [])) for m in _child_modules(plan))
@@ -148,7 +150,7 @@ def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[V
 
     engine = make_engine(PolicySettings())
     try:
-        engine.load(PolicySources.load(policy_dir or default_policy_dir()), {})
+        engine.load(PolicySources.load(policy_dir or default_policy_dir(), engine.name), {})
         found = engine.query(query, input)
     finally:
         engine.close()
@@ -192,7 +194,7 @@ def _evaluate(section: Section, query: str, input: Any, policy_dir: Path | None)
     try:
         section.violations = violations(query, input, policy_dir)
     except PolicyError as err:
-        section.errors.append(str(err))
+        section.errors.append(err.problem())
 
 
 def _child_modules(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -180,7 +180,7 @@ class PolicyDecider:
         with self._lock:
             if not standing.current:
                 return None
-            sources = PolicySources.load(self.policy_dir)
+            sources = PolicySources.load(self.policy_dir, self.engine.name)
             loaded = (sources.revision, spec_digest(platform))
             if loaded != standing.loaded:
                 return None
@@ -218,7 +218,7 @@ class PolicyDecider:
                 record: bool) -> tuple[Decisions, Standing | None]:
         started = time.perf_counter()
         with self._lock:
-            sources = PolicySources.load(self.policy_dir)
+            sources = PolicySources.load(self.policy_dir, self.engine.name)
             loaded = (sources.revision, spec_digest(platform))
             self._load(sources, platform, loaded)
             groups: dict[str, list[str]] = {}
@@ -278,8 +278,7 @@ class PolicyDecider:
         answer = self.engine.query(ENTRIES, {"tenants": {name: doc for name, (_, doc) in named.items()}})
         parts = ("decisions", "claims")
         if not isinstance(answer, dict) or not all(isinstance(answer.get(p), dict) for p in parts):
-            raise PolicyError(self.engine.name, ENTRIES, "the policies gave no decisions (is "
-                              "policy/tenant/tenant.rego there, with `entries` and `fleet`?)")
+            raise PolicyError(self.engine.name, ENTRIES, f"the policies gave no decisions ({self._hint()})")
         about: dict[str, dict[str, list[Violation]]] = {name: {"violations": [], "adjustments": []}
                                                         for name in named}
         for part in ("violations", "adjustments"):
@@ -321,14 +320,16 @@ class PolicyDecider:
         if hit is None:
             raw = self.engine.query(FLEET, document)
             if not isinstance(raw, list):
-                raise PolicyError(self.engine.name, FLEET, "the policies gave no fleet-wide answer (is "
-                                  "policy/tenant/tenant.rego there, with `entries` and `fleet`?)")
+                raise PolicyError(self.engine.name, FLEET, f"the policies gave no fleet-wide answer ({self._hint()})")
             hit = self._fleet[key] = tuple(Violation.of(v if isinstance(v, dict) else {}) for v in raw)
             self.last_fleet_evaluated = len(claims)
             while len(self._fleet) > _FLEET_ANSWERS:
                 self._fleet.popitem(last=False)
         self._fleet.move_to_end(key)
         return hit
+
+    def _hint(self) -> str:
+        return f"is {self.policy_dir / 'tenant' / 'tenant.rego'} there, with `entries` and `fleet`?"
 
     def _forget_unused(self, used: int) -> None:
         # Room for twice the largest config decided (so an edit's old and new documents, or a report

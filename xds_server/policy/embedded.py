@@ -16,9 +16,10 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
-from xds_server.policy.engine import PolicyError
+from xds_server.policy.engine import PolicyError, locate
 from xds_server.policy.sources import PolicySources
 
 
@@ -29,22 +30,23 @@ class EmbeddedEngine:
         self.timeout_seconds = timeout_seconds
         self._proc: subprocess.Popen[bytes] | None = None
         self._loaded: bytes | None = None
+        self._root: Path | None = None  # the loaded policies' directory: an error's file is named under it
         self._lock = threading.Lock()  # one request in flight per worker
 
     def load(self, sources: PolicySources, platform: dict[str, Any]) -> None:
         request = _line({"op": "load", "modules": dict(sources.modules),
                          "data": {"fairshare": {"platform": platform}}})
         with self._lock:
-            self._call(request, where="loading policies")
-            self._loaded = request
+            self._call(request, where="loading policies", root=sources.root)
+            self._loaded, self._root = request, sources.root
 
     def query(self, path: str, input: Any) -> Any:
         with self._lock:
             if self._loaded is None:
                 raise PolicyError(self.name, path, "no policies loaded")
-            return self._call(_line({"op": "query", "path": path, "input": input}), where=path)
+            return self._call(_line({"op": "query", "path": path, "input": input}), where=path, root=self._root)
 
-    def _call(self, request: bytes, *, where: str) -> Any:
+    def _call(self, request: bytes, *, where: str, root: Path | None = None) -> Any:
         proc = self._worker(where)
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -62,7 +64,7 @@ class EmbeddedEngine:
             raise PolicyError(self.name, where, "the policy worker process died")
         answer = json.loads(reply)
         if not answer["ok"]:
-            raise PolicyError(self.name, where, answer["error"])
+            raise _error(self.name, where, answer["error"], root)
         return answer["value"]
 
     def _worker(self, where: str) -> subprocess.Popen[bytes]:
@@ -73,7 +75,7 @@ class EmbeddedEngine:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         if self._loaded is not None:  # a fresh worker after a timeout gets the last good policies
-            self._call(self._loaded, where=where)
+            self._call(self._loaded, where=where, root=self._root)
         return self._proc
 
     def _kill(self) -> None:
@@ -93,6 +95,17 @@ class EmbeddedEngine:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _error(backend: str, where: str, message: str, root: Path | None) -> PolicyError:
+    """regorus' error as a PolicyError: where it names a place (`--> quota/quota.rego:36:1` over a caret
+    diagram, then `error: <reason>`), the file under the policy directory, its line and column, and the
+    reason alone."""
+    at = locate(message)
+    if at is None:
+        return PolicyError(backend, where, message)
+    file = str(root / at.file) if root is not None else at.file
+    return PolicyError(backend, where, at.reason, file=file, line=at.line, column=at.column)
 
 
 def _line(message: dict[str, Any]) -> bytes:

@@ -137,7 +137,7 @@ def resolve_tenants(
                                                       {tid: doc for tid, (doc, _) in documents.items()},
                                                       {tid: digest for tid, (_, digest) in documents.items()})
     except PolicyError as err:
-        raise ConfigError([Problem(f"policy ({err.backend})", err.where, err.message)]) from None
+        raise ConfigError([err.problem()]) from None
     if decisions.violations:
         raise PolicyViolations([_problem(v, root, tenants) for v in decisions.violations], decisions.violations,
                                {tid: str(path) for tid, (_, path) in tenants.items()})

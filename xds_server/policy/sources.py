@@ -22,10 +22,13 @@ class PolicySources:
     revision: str
 
     @classmethod
-    def load(cls, root: str | Path) -> PolicySources:
+    def load(cls, root: str | Path, engine: str | None = None) -> PolicySources:
+        """`engine`: the backend they are loaded for, named in the error when they cannot be."""
         base = Path(root)
         if not base.is_dir():
-            raise PolicyError("policy", str(base), "policy directory does not exist")
+            what = "is not a directory" if base.exists() else "does not exist"
+            raise PolicyError(engine, "loading policies", f"policy directory {what}",
+                              file=str(base))
         modules: dict[str, str] = {}
         tests: dict[str, str] = {}
         digest = hashlib.blake2b(digest_size=8)
@@ -34,9 +37,9 @@ class PolicySources:
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
-                raise PolicyError("policy", rel, f"cannot read: {err}") from err
+                raise PolicyError(engine, "loading policies", f"cannot read: {err}", file=str(path)) from err
             (tests if rel.endswith(TEST_SUFFIX) else modules)[rel] = text
             digest.update(rel.encode() + b"\0" + text.encode() + b"\0")
         if not modules:
-            raise PolicyError("policy", str(base), "no .rego policies found")
+            raise PolicyError(engine, "loading policies", "no .rego policies found", file=str(base))
         return cls(base, MappingProxyType(modules), MappingProxyType(tests), digest.hexdigest())
