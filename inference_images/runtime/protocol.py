@@ -366,6 +366,11 @@ _EXPECTED_ELEMENTS = {"BYTES": "strings", "BOOL": "booleans", **dict.fromkeys(_F
 
 def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
     for i, value in enumerate(flat):
+        if datatype == "BYTES" and isinstance(value, str) and not value.isascii() and not _encodes(value):
+            # JSON may escape half of a UTF-16 pair ("\ud800"), which no model, tokenizer or PII
+            # detector can take as text: the client's error, as invalid UTF-8 in binary data is.
+            raise ProtocolError(f"{where}: element {i} of field 'data' is not valid Unicode text "
+                                "(a lone UTF-16 surrogate, such as \\ud800 without its pair)")
         if not _element_ok(value, datatype):
             if datatype in _INT_RANGES:
                 low, high = _INT_RANGES[datatype]
@@ -376,6 +381,14 @@ def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
                 f"{where}: field 'data' must hold {expected} for datatype {datatype}; "
                 f"element {i} is {_json_type(value)}"
             )
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _element_ok(value: Any, datatype: str) -> bool:

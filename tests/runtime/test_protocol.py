@@ -84,6 +84,8 @@ def test_bad_json_is_refused(body: bytes) -> None:
         (one_input(datatype="fp32"), "is not a known datatype"),
         (one_input(data="ab"), "input 'text': field 'data' must be a list"),
         (one_input(data=["a", 3]), "input 'text': field 'data' must hold strings for datatype BYTES; element 1"),
+        (one_input(data=["café", "\ud800 hi"]),
+         "input 'text': element 1 of field 'data' is not valid Unicode text (a lone UTF-16 surrogate"),
         (one_input(datatype="FP32", data=[1.0, "x"]), "must hold numbers for datatype FP32; element 1"),
         (one_input(datatype="FP32", data=[1.0, True]), "element 1 is a boolean"),
         (one_input(datatype="UINT8", data=[1, 256]), "integers in [0, 255] for datatype UINT8; element 1"),
