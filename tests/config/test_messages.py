@@ -44,3 +44,65 @@ def test_a_version_written_twice_in_a_split_is_not_a_split_of_half(cfg_dir: Path
     path = tenant(cfg_dir, "id: hooli\ntier: free\n" + REGIONS + "models: {classifier: {split: {v2: 50, v2: 50}}}\n")
     assert problems_of(cfg_dir) == [
         Problem(str(path), "line 4, column 39", "not valid YAML: duplicate key 'v2' (first at line 4, column 31)")]
+
+
+LOWER, UPPER = "a" * 64, "A" * 64
+OWN_UNQUOTED = f"""id: hooli
+tier: free
+regions: {{home: us-east-1, allowed: [us-east-1]}}
+own_models:
+  router:
+    format: onnx
+    pool: cpu-general
+    versions:
+      1: {{artifact: s3://fairshare-us-east-1-models/tenants/hooli/1.onnx, sha256: {LOWER}}}
+      "2": {{artifact: s3://fairshare-us-east-1-models/tenants/hooli/2.onnx, sha256: {UPPER}}}
+    split: {{1: 90, "2": 10}}
+"""
+
+
+def test_an_unquoted_version_is_named_as_the_docs_write_it_and_told_to_be_quoted(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, OWN_UNQUOTED)
+    assert problems_of(cfg_dir) == [
+        Problem(str(path), "own_models.router.split.1", 'a version name is a string: quote it ("1": ...)'),
+        Problem(str(path), "own_models.router.versions.1", 'a version name is a string: quote it ("1": {...})'),
+        Problem(str(path), "own_models.router.versions.2.sha256",
+                "must be 64 lower-case hex digits (the artifact's sha256, as sha256sum prints it)"),
+    ]
+
+
+def test_a_list_index_stays_in_brackets(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "id: hooli\ntier: free\nregions: {home: us-east-1, allowed: [us-east-1, Mars]}\n")
+    found = problems_of(cfg_dir)
+    assert {(p.file, p.field) for p in found} == {(str(path), "regions.allowed[1]")}
+    assert any(p.message.startswith("must be 2 to 42 lower-case letters") for p in found)
+
+
+@pytest.mark.parametrize(("extra", "field", "expected"), [
+    ("pii: {redact: [email], block: [email]}\n", "pii",
+     "an entity type cannot be in both pii.redact and pii.block: [email] (list each in one of them)"),
+    ("models: {embedder: v1}\n", "models.embedder", "expected a mapping such as {split: {v1: 100}}"),
+    ("models: {embedder: {split: v1}}\n", "models.embedder.split", "expected a mapping such as {v1: 90, v2: 10}"),
+    ("pii: {redact: email}\n", "pii.redact", "expected a list such as [email]"),
+    ("quotas: 8\n", "quotas", "expected a mapping such as {concurrency: 8}"),
+    ("data_class: [payment]\n", "data_class", "expected a string, got a list"),
+    ("models: {1: {split: {v1: 100}}}\n", "models.1", 'a model name is a string: quote it ("1": {...})'),
+])
+def test_a_value_of_the_wrong_shape_says_what_to_write(cfg_dir: Path, extra: str, field: str, expected: str) -> None:
+    path = tenant(cfg_dir, "id: hooli\ntier: free\n" + REGIONS + extra)
+    assert problems_of(cfg_dir) == [Problem(str(path), field, expected)]
+
+
+def test_the_catalog_and_regions_files_say_what_to_write_too(cfg_dir: Path) -> None:
+    models = cfg_dir / "models.yaml"
+    models.write_text(models.read_text().replace("v1: {pool: cpu-general, loader: lexicon}", "v1: lexicon"))
+    regions = cfg_dir / "regions.yaml"
+    regions.write_text(regions.read_text().replace("model_bucket: fairshare-eu-west-1-models",
+                                                   "model_bucket: Fairshare_EU"))
+    assert problems_of(cfg_dir) == [
+        Problem(str(models), "models.classifier.versions.v1",
+                "expected a mapping such as {pool: cpu-general, loader: lexicon}"),
+        Problem(str(regions), "regions[1].model_bucket",
+                "must be an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending "
+                "with a letter or digit"),
+    ]

@@ -102,7 +102,7 @@ def test_bad_artifacts_and_digests_are_named(cfg_dir: Path) -> None:
     found = "\n".join(problems_of(cfg_dir))
     assert "bucketonly.versions.1.artifact: an S3 artifact must be s3://BUCKET/KEY naming one object" in found
     assert "own_models.http.versions.1.artifact: an artifact is an s3:// URI or a local path" in found
-    assert "own_models.digest.versions.1.sha256: String should match pattern" in found
+    assert "own_models.digest.versions.1.sha256: must be 64 lower-case hex digits" in found
 
 
 def test_missing_local_artifact_is_refused_with_the_config(cfg_dir: Path) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
+from xds_server.config.messages import error_message, field_path
 from xds_server.config.model import (
     Model,
     ModelVersion,
@@ -476,7 +477,7 @@ def validate(path: Path, schema: type[M], data: Any, problems: list[Problem]) ->
         return schema.model_validate(data or {})
     except ValidationError as err:
         for e in err.errors():
-            problems.append(Problem(str(path), _field(e["loc"]), _message(e)))
+            problems.append(Problem(str(path), field_path(e["loc"], data), error_message(e, schema)))
         return None
 
 
@@ -688,19 +689,3 @@ def _check_refs(
                 known = ", ".join(sorted(model.versions))
                 message = f"model {model_name!r} has no version {version!r} (known: {known})"
                 problems.append(Problem(file, where, message))
-
-
-def _field(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field"
-    if error["type"] == "missing":
-        return "required field is missing"
-    msg = str(error["msg"])
-    return msg.removeprefix("Value error, ")

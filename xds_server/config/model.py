@@ -22,8 +22,20 @@ from inference_images.runtime.pii.entities import Entity as PiiEntity
 from xds_server.layered import as_dict
 from xds_server.listing import capped
 
+# What each pattern below means, in words: what the loader says of a value that does not match one
+# (xds_server/config/messages.py), instead of the regular expression.
+PATTERN_MEANINGS: dict[str, str] = {}
+
+
+def _pattern(pattern: str, meaning: str) -> str:
+    PATTERN_MEANINGS[pattern] = meaning
+    return pattern
+
+
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,40}[a-z0-9]"
-Name = Annotated[str, Field(pattern=rf"^{NAME_PATTERN}$")]
+Name = Annotated[str, Field(pattern=_pattern(
+    rf"^{NAME_PATTERN}$",
+    "must be 2 to 42 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit"))]
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -33,18 +45,33 @@ def is_name(value: str) -> bool:
     return _NAME.fullmatch(value) is not None
 
 
-VersionName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,20}$")]
-BucketName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+VersionName = Annotated[str, Field(pattern=_pattern(
+    r"^[a-z0-9][a-z0-9.-]{0,20}$",
+    "must be 1 to 21 lower-case letters, digits, '.' and '-', starting with a letter or digit (v1, 2, 1.0)"))]
+BucketName = Annotated[str, Field(pattern=_pattern(
+    r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+    "must be an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a "
+    "letter or digit"))]
+Sha256 = Annotated[str, Field(pattern=_pattern(
+    r"^[0-9a-f]{64}$", "must be 64 lower-case hex digits (the artifact's sha256, as sha256sum prints it)"))]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def example(value: Any) -> ConfigDict:
+    """A model's config with an example of it, which the loader shows where a file has something else in
+    its place (`models.embedder: expected a mapping such as {split: {v1: 100}}`). Fields carry theirs as
+    Field(examples=[...])."""
+    return ConfigDict(json_schema_extra={"examples": [value]})
+
+
 
 class Quotas(Strict):
     """Per-tenant limits. Absent fields fall back to the tier's defaults."""
+
+    model_config = example({"concurrency": 8})
 
     concurrency: int | None = Field(default=None, ge=1, le=100_000)
     requests_per_second: float | None = Field(default=None, gt=0)
@@ -83,7 +110,7 @@ class TierOwnModels(Strict):
 
     max_per_tenant: int = Field(default=0, ge=0, le=100_000)
     max_bytes_per_model: int = Field(default=0, ge=0)
-    formats: list[ModelFormat] = Field(default_factory=list)
+    formats: list[ModelFormat] = Field(default_factory=list, examples=[["onnx", "head"]])
 
 
 class Tier(Strict):
@@ -96,6 +123,8 @@ class Tier(Strict):
 
 
 class Pool(Strict):
+    model_config = example({"name": "cpu-general", "replicas": 2})
+
     name: Name
     accelerator: str = "cpu"
     replicas: int = Field(default=2, ge=1, le=1000)
@@ -119,8 +148,10 @@ class RegionCells(Strict):
     cells c0..c{N-1} take every tenant not pinned elsewhere; `dedicated` cells only tenants pinned to them
     (a tenant's `cell`). One shared cell and no dedicated one is a region without cells: no front tier."""
 
+    model_config = example({"shared": 2})
+
     shared: int = Field(default=1, ge=1, le=1000)
-    dedicated: list[Name] = Field(default_factory=list)
+    dedicated: list[Name] = Field(default_factory=list, examples=[["big-tenant"]])
 
     @field_validator("dedicated")
     @classmethod
@@ -136,7 +167,7 @@ class RegionCells(Strict):
 class Region(Strict):
     id: Name
     gateway_port: int = Field(default=8080, ge=1, le=65535)
-    pools: list[Pool] = Field(min_length=1)
+    pools: list[Pool] = Field(min_length=1, examples=[[{"name": "cpu-general", "replicas": 2}]])
     cells: RegionCells = RegionCells()
     # The region's model bucket (terraform/region names its model_store after it): tenants' S3
     # artifacts must sit in the bucket of a region they allow (policy/models).
@@ -170,9 +201,11 @@ def is_s3(artifact: str) -> bool:
 
 
 class ModelVersion(Strict):
+    model_config = example({"pool": "cpu-general", "loader": "lexicon"})
+
     pool: Name
     loader: str = Field(min_length=1)
-    regions: list[Name] | None = None  # None: every region that has the pool
+    regions: list[Name] | None = Field(default=None, examples=[["us-east-1"]])  # None: every region that has the pool
     # For `loader: onnx` (a platform team's own ONNX model): where its bytes are and their digest.
     artifact: str | None = Field(default=None, min_length=1, max_length=1024)
     sha256: Sha256 | None = None
@@ -201,15 +234,18 @@ class ModelKind(StrEnum):
 
 class Model(Strict):
     kind: ModelKind
-    versions: dict[VersionName, ModelVersion] = Field(min_length=1)
+    versions: dict[VersionName, ModelVersion] = Field(
+        min_length=1, examples=[{"v1": {"pool": "cpu-general", "loader": "lexicon"}}])
 
 
 class TenantRegions(Strict):
+    model_config = example({"home": "us-east-1", "allowed": ["us-east-1"]})
+
     home: Name
-    allowed: list[Name] = Field(min_length=1)
+    allowed: list[Name] = Field(min_length=1, examples=[["us-east-1", "eu-west-1"]])
     # Where the tenant's traffic may go when its home region cannot serve; the residency policy keeps
     # it inside `allowed`.
-    failover: list[Name] = Field(default_factory=list)
+    failover: list[Name] = Field(default_factory=list, examples=[["eu-west-1"]])
 
     @model_validator(mode="after")
     def _home_is_allowed(self) -> TenantRegions:
@@ -222,7 +258,9 @@ class TenantRegions(Strict):
 class ModelGrant(Strict):
     """The versions of one model a tenant may use, with its traffic split in percent."""
 
-    split: dict[VersionName, int] = Field(min_length=1)
+    model_config = example({"split": {"v1": 100}})
+
+    split: dict[VersionName, int] = Field(min_length=1, examples=[{"v1": 90, "v2": 10}])
 
     @field_validator("split")
     @classmethod
@@ -242,6 +280,8 @@ def check_split(split: dict[str, int]) -> dict[str, int]:
 
 
 class OwnModelVersion(Strict):
+    model_config = example({"artifact": "../models/acme/router/1/model.onnx", "sha256": "<64 hex digits>"})
+
     artifact: str = Field(min_length=1, max_length=1024)
     sha256: Sha256
     # The artifact's size: measured by the loader for a local path; for s3:// the tenant may declare
@@ -259,11 +299,14 @@ class OwnModel(Strict):
 
     format: ModelFormat
     # For `head`: the catalog model and version it runs over, as `model/version` (embedder/v1).
-    base: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,40}[a-z0-9]/[a-z0-9][a-z0-9.-]{0,20}$")
+    base: str | None = Field(default=None, pattern=_pattern(
+        r"^[a-z][a-z0-9-]{0,40}[a-z0-9]/[a-z0-9][a-z0-9.-]{0,20}$",
+        "must be a catalog model and one of its versions, as model/version (e.g. embedder/v1)"))
     pool: Name
-    versions: dict[VersionName, OwnModelVersion] = Field(min_length=1)
+    versions: dict[VersionName, OwnModelVersion] = Field(
+        min_length=1, examples=[{"1": {"artifact": "../models/acme/router/1/model.onnx", "sha256": "<64 hex digits>"}}])
     # Percent per version, adding up to 100; may be left out when there is one version.
-    split: dict[VersionName, int] = Field(default_factory=dict)
+    split: dict[VersionName, int] = Field(default_factory=dict, examples=[{"1": 90, "2": 10}])
 
     @model_validator(mode="after")
     def _consistent(self) -> OwnModel:
@@ -294,24 +337,29 @@ class OwnModel(Strict):
 class PiiRules(Strict):
     """A tenant's own additions to what its data class requires (the PII policy decides the rest)."""
 
-    redact: list[PiiEntity] = Field(default_factory=list)
-    block: list[PiiEntity] = Field(default_factory=list)
+    model_config = example({"redact": ["email"]})
+
+    redact: list[PiiEntity] = Field(default_factory=list, examples=[["email"]])
+    block: list[PiiEntity] = Field(default_factory=list, examples=[["credit_card"]])
     # Replaced by the tenant's keyed pseudonym instead of a placeholder (stable per tenant, so its
     # analytics can join on it); the PII policy decides where that may replace redaction.
-    pseudonymise: list[PiiEntity] = Field(default_factory=list)
+    pseudonymise: list[PiiEntity] = Field(default_factory=list, examples=[["email"]])
     # Models the tenant asks to receive its raw input; the PII policy refuses any it does not trust.
-    unredacted_models: list[Name] = Field(default_factory=list)
+    unredacted_models: list[Name] = Field(default_factory=list, examples=[["classifier"]])
 
     @model_validator(mode="after")
     def _disjoint(self) -> PiiRules:
         for a, b in (("redact", "block"), ("pseudonymise", "redact"), ("pseudonymise", "block")):
             both = sorted(set(getattr(self, a)) & set(getattr(self, b)))
             if both:
-                raise ValueError(f"an entity type cannot be in both pii.{a} and pii.{b}: {both}")
+                raise ValueError(f"an entity type cannot be in both pii.{a} and pii.{b}: "
+                                 f"[{', '.join(e.value for e in both)}] (list each in one of them)")
         return self
 
 
 class TenantRateLimit(Strict):
+    model_config = example({"shadow": True})
+
     # Count what the limits would refuse, refuse nothing: for rolling out a new or tighter limit.
     shadow: bool = False
     # No gateway rate limit at all (internal traffic); the tenant's other quotas still apply.
@@ -328,7 +376,7 @@ class Tenant(Strict):
     # entities that must be redacted or blocked. None: the policy's default class.
     data_class: str | None = Field(default=None, min_length=1, max_length=64)
     pii: PiiRules = PiiRules()
-    models: dict[Name, ModelGrant] = Field(default_factory=dict)
+    models: dict[Name, ModelGrant] = Field(default_factory=dict, examples=[{"embedder": {"split": {"v1": 100}}}])
     # Models the tenant brings itself; relative local artifact paths are relative to the tenant file.
     own_models: dict[Name, OwnModel] = Field(default_factory=dict)
     rate_limit: TenantRateLimit = TenantRateLimit()
@@ -353,7 +401,8 @@ class UpstreamTls(Strict):
     mounts them (a launcher overrides it: `fairshare run` keeps its local CA in the state dir)."""
 
     enabled: bool = False
-    sds_dir: str = Field(default="/etc/fairshare/upstream-tls", pattern=r"^/[^\s]*$")
+    sds_dir: str = Field(default="/etc/fairshare/upstream-tls", pattern=_pattern(
+        r"^/[^\s]*$", "must be an absolute path without spaces (e.g. /etc/fairshare/upstream-tls)"))
     # With `enabled`, Envoy's other upstreams too: the xDS stream and the rate-limit service
     # (xds_server.controlplane.grpc_tls), the same client certificate, the control plane's name checked.
     # The control plane then needs --tls-dir; false keeps those two hops plaintext (a migration step).
@@ -415,7 +464,9 @@ class PolicyBackend(StrEnum):
 
 class PolicySettings(Strict):
     backend: PolicyBackend = PolicyBackend.EMBEDDED
-    opa_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
+    opa_url: str | None = Field(default=None, pattern=_pattern(
+        r"^https?://[^\s/]+(:\d+)?/?$", "must be the OPA server's http:// or https:// URL without a path "
+        "(e.g. http://localhost:8181)"))
     # Longest a policy evaluation may take; past it the change is rejected and the last good config serves.
     timeout_seconds: float = Field(default=10, gt=0, le=300)
 

@@ -1,0 +1,177 @@
+"""What a person reads about a value a config file's schema refuses: the field as the docs write it
+(`own_models.router.versions.1.sha256`), and what is wrong in words, with what to write instead, rather
+than pydantic's wording, a regular expression or a Python repr.
+
+Only a refused file comes here: nothing in this module runs on a config that loads.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from xds_server.config.model import PATTERN_MEANINGS
+from xds_server.listing import capped
+
+# pydantic's loc part for a dict's key, after the key itself: the key is what it refused.
+_KEY = "[key]"
+# What the keys of a mapping field name, by the field.
+_KEY_NOUNS = {"versions": "version", "split": "version", "models": "model", "own_models": "model",
+              "tiers": "tier", "regions": "region", "pools": "pool"}
+
+
+def field_path(loc: tuple[int | str, ...], data: Any) -> str:
+    """`loc` as the docs write a field: a mapping's key after a dot, a list's index in brackets
+    (`regions.allowed[1]`, `own_models.router.versions.2.sha256`). `data` (what the file holds) says
+    which an int is: a YAML key may be a number (`1:` for `"1":`)."""
+    out = ""
+    node = data
+    for part in loc:
+        if part == _KEY:
+            break  # the key is what is wrong: the path ends at it
+        if isinstance(part, int) and not isinstance(node, dict):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+        node = _child(node, part)
+    return out
+
+
+def _child(node: Any, part: int | str) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def error_message(error: Mapping[str, Any], schema: type[BaseModel]) -> str:
+    """One pydantic error (ValidationError.errors()) about a file validated as `schema`, for a person."""
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if loc and loc[-1] == _KEY:
+        return _key_message(error, schema, loc)
+    if kind == "string_type":
+        return f"expected a string, got {_written(error.get('input'))}"
+    if kind == "string_pattern_mismatch" and (meaning := _meaning(error)) is not None:
+        return meaning
+    if kind in ("model_type", "dict_type"):
+        tp, info = _at(schema, loc)
+        if (shown := _example(tp, info)) is not None:
+            return f"expected a mapping such as {shown}"
+        if _is_model(tp):
+            return f"expected a mapping of its fields ({capped(tp.model_fields)})"
+        return "expected a mapping (name: value, one per line, or {name: value, ...})"
+    if kind == "list_type":
+        tp, info = _at(schema, loc)
+        if (shown := _example(tp, info)) is not None:
+            return f"expected a list such as {shown}"
+        return "expected a list ([a, b], or one '- item' per line)"
+    return _pydantic(error)
+
+
+def _key_message(error: Mapping[str, Any], schema: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """A key of a mapping refused: a number or a boolean where a name goes (`1:` for `"1":`), or a name
+    that is not one. `loc` ends with the key and _KEY."""
+    parent = next((p for p in reversed(loc[:-2]) if isinstance(p, str)), "")
+    noun = f"a {_KEY_NOUNS[parent]} name" if parent in _KEY_NOUNS else "a name"
+    if error["type"] == "string_type":
+        tp, _ = _at(schema, loc[:-2])
+        value = "{...}" if _is_model(_value_type(tp)) else "..."
+        return f'{noun} is a string: quote it ("{_written(error.get("input"))}": {value})'
+    if error["type"] == "string_pattern_mismatch" and (meaning := _meaning(error)) is not None:
+        return f"{noun} {meaning}"
+    return f"{noun}: {_pydantic(error)}"
+
+
+def _meaning(error: Mapping[str, Any]) -> str | None:
+    return PATTERN_MEANINGS.get(str(error.get("ctx", {}).get("pattern")))
+
+
+def _pydantic(error: Mapping[str, Any]) -> str:
+    """pydantic's own message: ours, from a validator, or one that already says what to write (an enum's values)."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _written(value: Any) -> str:
+    """What the file holds where a string goes, as YAML writes it."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)
+
+
+def _at(schema: type[BaseModel], loc: Iterable[int | str]) -> tuple[Any, FieldInfo | None]:
+    """The type `schema` expects at `loc`, and the field it is when `loc` ends at one (None: a mapping's
+    value or a list's item); (None, None) where `loc` leaves the schema."""
+    tp: Any = schema
+    info: FieldInfo | None = None
+    for part in loc:
+        tp = _plain(tp)
+        if _is_model(tp):
+            info = tp.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return None, None
+            tp = info.annotation
+        elif get_origin(tp) in (dict, list):
+            tp, info = _value_type(tp), None
+        else:
+            return None, None
+    return _plain(tp), info
+
+
+def _value_type(tp: Any) -> Any:
+    """A mapping's value type, a list's item type."""
+    args = get_args(_plain(tp))
+    return _plain(args[-1]) if args else None
+
+
+def _plain(tp: Any) -> Any:
+    """`tp` without Annotated's constraints or an Optional's None."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _plain(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return _plain(args[0]) if len(args) == 1 else tp
+    return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _example(tp: Any, info: FieldInfo | None) -> str | None:
+    """The field's example, else its model's (model.example), in YAML's flow style."""
+    examples = info.examples if info is not None else None
+    if not examples and _is_model(tp):
+        extra = tp.model_config.get("json_schema_extra")
+        examples = extra.get("examples") if isinstance(extra, dict) else None
+    if not examples or not isinstance(examples[0], (dict, list)):
+        return None
+    return _flow(examples[0])
+
+
+def _flow(value: Any) -> str:
+    """`value` in YAML's flow style, a string quoted only where YAML would read it as something else."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(k)}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and (yaml.safe_load(value) != value or any(c in value for c in ",:[]{}#")):
+        return json.dumps(value)
+    return str(value)
