@@ -38,7 +38,9 @@ def test_writes_the_regions_values(tmp_path: Path) -> None:
 def test_unknown_region_is_an_error_naming_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chart-values", "--config", str(CONFIG), "--region", "mars-1"]) == 2
     err = capsys.readouterr().err
-    assert "region 'mars-1' is not defined; known: eu-west-1, us-east-1" in err
+    # The argument is wrong, not the config.
+    assert err.startswith("the chart cannot ship this config (1 problem):")
+    assert f"--region: mars-1: not a region of {CONFIG / 'regions.yaml'} (known: eu-west-1, us-east-1)" in err
 
 
 def test_invalid_config_is_reported_not_rendered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,4 +54,8 @@ def test_config_too_large_for_a_config_map_is_refused(tmp_path: Path, capsys: py
     with (config / "models.yaml").open("a") as f:
         f.write(("# " + "x" * 98 + "\n") * 11_000)  # 1.1 MB of comments: still a valid config
     assert main(["chart-values", "--config", str(config), "--region", "us-east-1"]) == 2
-    assert "over the 1,032,192 a Kubernetes ConfigMap holds" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("the chart cannot ship this config") and "config is invalid" not in err
+    assert "over the 1,032,192 a Kubernetes ConfigMap holds" in err
+    # Cells do not shrink it (every region's control plane reads the whole config): a bucket does.
+    assert "split the tenants into cells" not in err and "serve the config from a bucket" in err

@@ -24,6 +24,10 @@ class Problem:
 class ConfigError(Exception):
     """Every problem found in a config directory, reported together."""
 
+    # What the problems amount to, heading them (a subclass for a config that is sound but cannot be
+    # deployed as asked says so instead).
+    HEADLINE = "config is invalid"
+
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(set(problems))
         super().__init__(self.render())
@@ -32,7 +36,7 @@ class ConfigError(Exception):
         """The problems for a person: the first `limit` (None: all), then how many more; 6,000 tenants
         with the same mistake are a count, not 6,000 lines in a log or on the status page."""
         n = len(self.problems)
-        lines = [f"config is invalid ({n:,} problem{'s' if n != 1 else ''}):"]
+        lines = [f"{self.HEADLINE} ({n:,} problem{'s' if n != 1 else ''}):"]
         lines += capped_lines(self.problems, limit, "  - ", "(`fairshare validate --json` lists every one)")
         return "\n".join(lines)
 

@@ -53,21 +53,27 @@ _KEY_SAFE = re.compile(r"[^-._a-zA-Z0-9]")
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
+class ChartValuesError(ConfigError):
+    """A sound config the chart cannot carry as asked (a region it lacks, artifacts it cannot ship)."""
+
+    HEADLINE = "the chart cannot ship this config"
+
+
 def is_dedicated(tenant: ResolvedTenant) -> bool:
     return tenant.quotas.gpus > 0 or tenant.spec.tier in DEDICATED_TIERS
 
 
 def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir: Path | None = None,
                  config_source: str | None = None) -> dict[str, Any]:
-    """The `spec` values for `region`. Raises ConfigError naming the region if it is not in the config.
+    """The `spec` values for `region`. Raises ChartValuesError naming the region if it is not in the config.
 
     `config_source` (the chart's `config.source`: s3://bucket/key or git): the control plane reads the config
     and policies from there, so they are not shipped in ConfigMaps and the 1 MiB cap does not apply to them
     (local model artifacts still travel in the ConfigMap, for the runtimes, and are still capped)."""
     reg = cfg.regions.get(region)
     if reg is None:
-        raise ConfigError([Problem(str(config_dir / "regions.yaml"), "regions",
-                                   f"region {region!r} is not defined; known: {', '.join(sorted(cfg.regions))}")])
+        raise ChartValuesError([Problem("--region", region, (
+            f"not a region of {config_dir / 'regions.yaml'} (known: {', '.join(sorted(cfg.regions))})"))])
     # What each replica of a pool serves comes from the same plan `fairshare run` starts locally: every
     # model version on the pool in the region, in one runtime (the compiler's endpoint sets are per pool).
     served = {(r.region, r.pool): r.models for r in plan_replicas(cfg, [0] * replica_count(cfg))}  # ports unused
@@ -78,7 +84,7 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     if config_source and model_files:
         # The runtimes would find them only in the ConfigMap, at the path the control plane resolved from its
         # own copy of the config; from a bundle or checkout that path is another one.
-        raise ConfigError([Problem(str(root / model_files[0]["path"]), "", (
+        raise ChartValuesError([Problem(str(root / model_files[0]["path"]), "", (
             f"with config source {config_source}, model artifacts given by local path cannot reach the runtimes "
             f"({len(model_files)} of them); put them on S3 (s3://<region's model_bucket>/...)"))])
     _check_configmap_size(config_dir, config_files, model_files)
@@ -206,7 +212,7 @@ def _model_files(cfg: PlatformConfig, root: Path) -> list[dict[str, str]]:
     for artifact, file, field in _local_artifacts(cfg):
         path = Path(artifact)
         if not path.is_relative_to(root):
-            raise ConfigError([Problem(str(root / file), field, (
+            raise ChartValuesError([Problem(str(root / file), field, (
                 f"{artifact} is outside the config directory, so the chart cannot ship it to the cluster; "
                 "put it under the config directory, or on S3 (s3://<region's model_bucket>/tenants/<tenant>/...)"))])
         paths.add(path)
@@ -224,16 +230,16 @@ def _check_configmap_size(root: Path, config: list[dict[str, str]], models: list
     keys = {f["key"] for f in config}
     for f in models:
         if f["key"] in keys:
-            raise ConfigError([Problem(str(root / f["path"]), "", f"its ConfigMap key {f['key']!r} is also that of a "
-                                                                   "config file; rename one of them")])
+            raise ChartValuesError([Problem(str(root / f["path"]), "", (
+                f"its ConfigMap key {f['key']!r} is also that of a config file; rename one of them"))])
     text = sum(len(f["content"].encode()) for f in config)
     binary = sum(len(base64.b64decode(f["content"])) for f in models)
     if text + binary > CONFIGMAP_LIMIT:
-        raise ConfigError([Problem(str(root), "", (
+        raise ChartValuesError([Problem(str(root), "", (
             f"the config is {text:,} bytes and its local model artifacts {binary:,}, over the {CONFIGMAP_LIMIT:,} "
-            "a Kubernetes ConfigMap holds; the chart cannot ship it (put model artifacts on S3, split the tenants "
-            "into cells, or serve the config from a bucket: `make config-publish`, the chart's config.source, "
-            "and `fairshare chart-values --config-source s3://BUCKET/KEY`)"))])
+            "a Kubernetes ConfigMap holds, whatever the cells (every region's control plane reads the whole "
+            "fleet's config): serve the config from a bucket (`make config-publish`, the chart's config.source, "
+            "`fairshare chart-values --config-source s3://BUCKET/KEY`), and put model artifacts on S3"))])
 
 
 def _files(root: Path, paths: Iterable[Path], *, binary: bool = False) -> list[dict[str, str]]:
@@ -243,7 +249,7 @@ def _files(root: Path, paths: Iterable[Path], *, binary: bool = False) -> list[d
         rel = path.relative_to(root).as_posix()
         key = _KEY_SAFE.sub("_", rel.replace("/", "."))
         if key in keys:
-            raise ConfigError([Problem(str(path), "", f"its ConfigMap key {key!r} is also that of {keys[key]!r}; "
+            raise ChartValuesError([Problem(str(path), "", f"its ConfigMap key {key!r} is also that of {keys[key]!r}; "
                                                       "rename one of the files")])
         keys[key] = rel
         content = base64.b64encode(path.read_bytes()).decode() if binary else path.read_text()
