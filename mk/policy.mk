@@ -20,6 +20,7 @@ policy-bundle: setup
 
 # What CI runs on a pull request: the tenant config, and the chart rendered for every region, through every
 # policy (PLAN=plan.json adds a Terraform plan: `terraform show -json`). Exits non-zero on any violation.
+# Each region's render is evaluated on its own: a manifest violation names its file, so its region.
 PLAN ?=
 REGIONS = $(shell $(BIN)/python -c "import yaml; print(' '.join(r['id'] for r in yaml.safe_load(open('$(CONFIG)/regions.yaml'))['regions']))")
 

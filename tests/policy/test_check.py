@@ -58,6 +58,48 @@ def test_manifests_are_checked_by_the_admission_policy(tmp_path: Path, capsys: p
     assert "Pod/fairshare/evil" in out and "privileged" in out
 
 
+def test_each_manifest_violation_names_its_file_and_is_reported_for_each_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two regions' renders hold the same objects: the same defect in both is two violations, each naming its
+    file (text and JSON), not one merged violation naming neither."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evil", "namespace": "fairshare"},
+           "spec": {"containers": [{"name": "c", "image": "ghcr.io/fairshare/x:1",
+                                    "securityContext": {"privileged": True}}]}}
+    fine = {**pod, "metadata": {"name": "fine", "namespace": "fairshare"},
+            "spec": {"containers": [{"name": "c", "image": "ghcr.io/fairshare/x:1"}]}}
+    eu, us, clean = tmp_path / "eu-west-1" / "manifests.yaml", tmp_path / "us-east-1" / "manifests.yaml", \
+        tmp_path / "clean.yaml"
+    for path, docs in ((eu, [fine, pod]), (us, [pod]), (clean, [fine])):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump_all(docs))
+    report_file = tmp_path / "report.json"
+    assert main(["policy", "check", "--no-config", "--manifests", str(eu), str(us), str(clean),
+                 "--json", str(report_file)]) == 1
+    out = capsys.readouterr().out
+    assert f"- Pod/fairshare/evil [{eu}]" in out and f"- Pod/fairshare/evil [{us}]" in out
+    assert "4 checked, 2 violation(s)" in out and "policy check FAILED: 2 violation(s)" in out
+    [section] = json.loads(report_file.read_text())["sections"]
+    assert [(v["subject"], v["rule"], v["file"]) for v in section["violations"]] == [
+        ("Pod/fairshare/evil", "no-privileged-containers", str(eu)),
+        ("Pod/fairshare/evil", "no-privileged-containers", str(us))]
+    assert section["locations"] == {"Pod/fairshare/evil": f"{eu}, {us}"}
+
+
+def test_manifests_that_are_not_yaml_are_one_line_naming_file_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: v1\nkind: [Pod\nmetadata: {name: x}\n")
+    report_file = tmp_path / "report.json"
+    assert main(["policy", "check", "--no-config", "--manifests", str(bad), "--json", str(report_file)]) == 2
+    out = capsys.readouterr().out
+    assert f"  error: {bad}: line 3, column 9: not valid YAML: did not find expected ',' or ']'\n" in out
+    assert "<unicode string>" not in out and "while parsing" not in out
+    assert json.loads(report_file.read_text())["sections"][0]["errors"] == [
+        {"file": str(bad), "field": "line 3, column 9", "message": "not valid YAML: did not find expected ',' or ']'"}]
+
+
 def test_an_unreadable_plan_is_an_error_not_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text("{not json")
@@ -93,6 +135,15 @@ def test_what_is_not_a_manifest_is_an_error_not_a_pass(
     manifests.write_text(content)
     assert main(["policy", "check", "--no-config", "--manifests", str(manifests)]) == 2
     assert f"{manifests}: {why}" in capsys.readouterr().out
+
+
+def test_a_directory_without_manifests_is_an_error_not_a_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = tmp_path / "render"
+    empty.mkdir()
+    assert main(["policy", "check", "--no-config", "--manifests", str(empty)]) == 2
+    assert f"{empty}: no manifests in it (no *.yaml or *.yml file)" in capsys.readouterr().out
 
 
 def test_a_config_that_does_not_load_fails_on_its_errors_not_as_zero_violations(

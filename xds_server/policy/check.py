@@ -17,6 +17,7 @@ import yaml
 from xds_server.config.errors import PROBLEMS_SHOWN, ConfigError, Problem
 from xds_server.config.loader import load_config
 from xds_server.config.model import PlatformConfig, clamped_notes
+from xds_server.config.yaml_data import Loader
 from xds_server.listing import capped, capped_lines
 from xds_server.policy.backends import default_policy_dir, make_engine
 from xds_server.policy.decide import Violation
@@ -35,8 +36,18 @@ class Section:
     violations: list[Violation] = field(default_factory=list)
     errors: list[Problem] = field(default_factory=list)  # could not be evaluated: a failure, not a pass
     checked: int = 0  # tenants, manifests or planned resources looked at
-    locations: dict[str, str] = field(default_factory=dict)  # subject -> file, where known
+    # subject -> file, where known (a subject found in several files: each of them, ", "-separated)
+    locations: dict[str, str] = field(default_factory=dict)
+    # The file each violation came from, in step with `violations`, where the subject alone does not say
+    # (the same manifest in two regions' renders); empty: `locations` names it.
+    files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth a look, not a failure (a quota clamped to its tier's)
+
+    def where(self) -> list[str]:
+        """The file of each violation, in step with `violations` ("" where unknown)."""
+        if self.files:
+            return self.files
+        return [self.locations.get(v.subject, "") for v in self.violations]
 
 
 @dataclass
@@ -48,9 +59,15 @@ class Report:
         return not any(s.violations or s.errors for s in self.sections)
 
     def to_json(self) -> dict[str, Any]:
-        """Every section, each error as {file, field, message} (as `validate --json` lists problems)."""
+        """Every section with every error ({file, field, message}, as `validate --json` lists problems) and
+        every violation, each with the file it came from where known."""
         return {"ok": self.ok, "sections": [
-            {**asdict(s), "violations": [asdict(v) for v in s.violations]} for s in self.sections]}
+            {"name": s.name, "source": s.source,
+             "violations": [{**asdict(v), **({"file": f} if f else {})} for v, f in zip(s.violations, s.where(),
+                                                                                      strict=True)],
+             "errors": [asdict(e) for e in s.errors], "checked": s.checked, "locations": s.locations,
+             "notes": s.notes}
+            for s in self.sections]}
 
     def render(self, limit: int | None = PROBLEMS_SHOWN) -> str:
         """For a person: each section's first `limit` errors and violations (None: all), then what the
@@ -64,9 +81,8 @@ class Report:
                 lines.append(f"{s.name} ({s.source}): {s.checked:,} checked, {state}")
             lines += capped_lines(s.errors, limit, "  error: ", "errors (the --json report lists every one)")
             shown = s.violations if limit is None else s.violations[:limit]
-            for v in shown:
-                where = f" [{s.locations[v.subject]}]" if v.subject in s.locations else ""
-                lines.append(f"  - {v.subject}{where}")
+            for v, file in zip(shown, s.where(), strict=False):
+                lines.append(f"  - {v.subject}" + (f" [{file}]" if file else ""))
                 lines.append(f"      field: {v.field or '-'}")
                 lines.append(f"      rule:  {v.concern}/{v.rule}")
                 lines.append(f"      why:   {v.message}")
@@ -101,29 +117,62 @@ def check_config(config_dir: Path) -> tuple[Section, PlatformConfig | None]:
 
 
 def check_manifests(paths: list[Path], policy_dir: Path | None = None) -> Section:
+    """Every file's manifests through policy/admission, each file on its own: a violation names its file, and
+    the same one in two files (one object in two regions' renders) is reported for each."""
     section = Section("manifests", ", ".join(map(str, paths)))
-    manifests: list[Any] = []
+    per_file: list[tuple[str, list[Any]]] = []
     for path in paths:
-        for file in sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]:
-            try:
-                found = [d for d in yaml.safe_load_all(file.read_text()) if d is not None]
-            except (OSError, yaml.YAMLError) as err:
-                section.errors.append(Problem(str(file), "", f"cannot read manifests: {err}"))
-                continue
-            # Anything else (a values file, an empty render) would be checked as nothing, and pass.
-            others = [k for k, d in enumerate(found, 1) if not (isinstance(d, dict) and d.get("apiVersion")
-                                                                 and d.get("kind"))]
-            if not found:
-                section.errors.append(Problem(str(file), "", "no Kubernetes objects in it"))
-            elif others:
-                section.errors.append(Problem(str(file), "", f"document {capped(others)} is not a Kubernetes "
-                                              "object (no apiVersion and kind): give the rendered manifests "
-                                              "(`helm template`)"))
-            else:
-                manifests += found
-    section.checked = len(manifests)
-    _evaluate(section, ADMISSION, {"manifests": manifests}, policy_dir)
+        files = sorted(path.rglob("*.y*ml")) if path.is_dir() else [path]
+        if not files:  # checked as nothing, it would pass
+            section.errors.append(Problem(str(path), "", "no manifests in it (no *.yaml or *.yml file)"))
+        for file in files:
+            found = _manifests_in(file, section.errors)
+            if found is not None:
+                per_file.append((str(file), found))
+    section.checked = sum(len(found) for _, found in per_file)
+    if section.errors:
+        return section
+    try:
+        answers = violations_each(ADMISSION, [{"manifests": found} for _, found in per_file], policy_dir)
+    except PolicyError as err:
+        section.errors.append(err.problem())
+        return section
+    for (name, _), found_in_file in zip(per_file, answers, strict=True):
+        section.violations += found_in_file
+        section.files += [name] * len(found_in_file)
+        for v in found_in_file:
+            known = section.locations.get(v.subject)
+            if known is None:
+                section.locations[v.subject] = name
+            elif name not in known.split(", "):
+                section.locations[v.subject] = f"{known}, {name}"
     return section
+
+
+def _manifests_in(file: Path, errors: list[Problem]) -> list[Any] | None:
+    """The Kubernetes objects in one file, or None with why not in `errors`."""
+    try:
+        # Bytes: libyaml decodes them, and an error's position is the file's (line and column).
+        found = [d for d in yaml.load_all(file.read_bytes(), Loader=Loader) if d is not None]
+    except OSError as err:
+        errors.append(Problem(str(file), "", f"cannot read manifests: {err.strerror or err}"))
+        return None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = " ".join(str(getattr(err, "problem", None) or err).split())
+        errors.append(Problem(str(file), where, f"not valid YAML: {why}"))
+        return None
+    # Anything else (a values file, an empty render) would be checked as nothing, and pass.
+    others = [k for k, d in enumerate(found, 1) if not (isinstance(d, dict) and d.get("apiVersion") and d.get("kind"))]
+    if not found:
+        errors.append(Problem(str(file), "", "no Kubernetes objects in it"))
+    elif others:
+        errors.append(Problem(str(file), "", f"document {capped(others)} is not a Kubernetes object (no apiVersion "
+                                             "and kind): give the rendered manifests (`helm template`)"))
+    else:
+        return found
+    return None
 
 
 def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path | None = None) -> Section:
@@ -146,18 +195,26 @@ def check_plan(plan_file: Path, config: PlatformConfig | None, policy_dir: Path 
 def violations(query: str, input: Any, policy_dir: Path | None = None) -> list[Violation]:
     """Every violation the policies find in `input` at `query` (ADMISSION or INFRASTRUCTURE), on the
     embedded engine. Raises PolicyError when they cannot answer."""
+    return violations_each(query, [input], policy_dir)[0]
+
+
+def violations_each(query: str, inputs: list[Any], policy_dir: Path | None = None) -> list[list[Violation]]:
+    """`violations` for each of `inputs` on its own (one file's manifests each), the policies loaded once."""
     from xds_server.config.model import PolicySettings
 
     engine = make_engine(PolicySettings())
+    concern = query.split("/")[1]
+    answers: list[list[Violation]] = []
     try:
         engine.load(PolicySources.load(policy_dir or default_policy_dir(), engine.name), {})
-        found = engine.query(query, input)
+        for input in inputs:
+            found = engine.query(query, input)
+            if found is None:
+                raise PolicyError(engine.name, query, f"no policy answers data.{query.replace('/', '.')}")
+            answers.append(sorted({Violation.of(v, concern) for v in found}))
     finally:
         engine.close()
-    if found is None:
-        raise PolicyError(engine.name, query, f"no policy answers data.{query.replace('/', '.')}")
-    concern = query.split("/")[1]
-    return sorted({Violation.of(v, concern) for v in found})
+    return answers
 
 
 def _plan_of(raw: bytes) -> dict[str, Any] | str:
