@@ -193,10 +193,58 @@ def test_syntax_error_is_reported_naming_the_file(tmp_path: Path) -> None:
     )
     report = run_suites(root)
     assert not report.ok
-    assert {(e.engine, e.file) for e in report.load_errors} == {(EMBEDDED, "bad/bad.rego"), (OPA, "bad/bad.rego")}
+    # The file under the policy directory, the line (and column: OPA gives none) and the reason in one line.
+    bad = str(root / "bad" / "bad.rego")
+    assert {(e.engine, e.file, e.line, e.column) for e in report.load_errors} == {(EMBEDDED, bad, 3, 6),
+                                                                                 (OPA, bad, 3, None)}
     for err in report.load_errors:
-        assert "bad/bad.rego:3" in err.message and "Stack backtrace" not in err.message
-    assert "LOAD ERROR (embedded) bad/bad.rego" in report.render()
+        assert "\n" not in err.message and "Stack backtrace" not in err.message and "-->" not in err.message
+    text = report.render()
+    assert f"LOAD ERROR (embedded) {bad}: line 3, column 6: unexpected keyword 'if'\n" in text
+    assert f"LOAD ERROR (opa) {bad}: line 3: unexpected if keyword" in text
+    assert report.to_json()["load_errors"][0] == {"engine": EMBEDDED, "file": bad, "line": 3, "column": 6,
+                                                  "message": "unexpected keyword 'if'"}
+    assert text.endswith("policy test FAILED: 2 load errors")
+
+
+def test_an_erroring_test_names_the_policy_line_in_one_line(tmp_path: Path) -> None:
+    policy = "package fairshare.demo\n\nx := 1 if input.a\n\nx := 2 if input.a\n\ny := 1 / input.z\n"
+    tests = ("package fairshare.demo_test\n\nimport data.fairshare.demo\n\n"
+             'test_conflict if {\n\tdemo.x == 1 with input as {"a": true}\n}\n\n'
+             'test_div if {\n\tdemo.y == 1 with input as {"z": 0}\n}\n')
+    root = write(tmp_path, {"demo/demo.rego": policy, "demo/demo_test.rego": tests})
+    report = run_suites(root)
+    by_name = {t.case.name: t.outcomes for t in report.tests}
+    demo = root / "demo" / "demo.rego"
+    assert by_name["test_div"][EMBEDDED].detail == f"{demo}: line 7, column 8: divide by zero"
+    assert by_name["test_div"][OPA].detail == f"{demo}: line 7: div: divide by zero"
+    assert by_name["test_conflict"][EMBEDDED].detail.startswith(f"{demo}: line 5, column 1: rule conflicts with")
+    assert by_name["test_conflict"][OPA].detail.startswith(f"{demo}: line 5: ")
+
+
+def test_a_run_failing_only_on_coverage_says_so_and_which_engine_missed_each_line(tmp_path: Path) -> None:
+    report = run_suites(write(tmp_path, {"demo/demo.rego": DEMO, "demo/demo_test.rego": DEMO_TEST_ALLOWED_ONLY}))
+    assert report.failed == 0 and not report.load_errors and not report.ok
+    # regorus evaluates the body of a rule in a queried package (line 6) even when it never holds: only OPA misses it.
+    assert [(u.line, u.engines) for u in report.uncovered] == [(5, (EMBEDDED, OPA)), (6, (OPA,))]
+    lines = report.render().splitlines()
+    assert lines[-1] == "policy test FAILED: 2 uncovered policy lines (coverage gate 100%)"
+    assert lines[-2].startswith("1 passed, 0 failed, 0 load errors;")
+    assert '    demo/demo.rego:5: denied contains "too big" if {    (missed by embedded and opa)' in lines
+    assert '    demo/demo.rego:6: input.x > 10    (in rule: denied contains "too big" if {; missed by opa)' in lines
+    assert json.loads(json.dumps(report.to_json()))["uncovered"][1]["engines"] == [OPA]
+
+
+def test_coverage_is_a_line_per_policy_file_with_a_column_per_engine(repo_report: SuiteReport) -> None:
+    lines = repo_report.render().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("coverage "))
+    assert lines[header].split() == ["coverage", EMBEDDED, OPA]
+    rows = lines[header + 1: header + 1 + len(repo_report.coverage[EMBEDDED])]
+    assert sorted(row.split()[0] for row in rows) == sorted(repo_report.coverage[EMBEDDED])
+    assert all(row.split()[1:] == ["100%", "100%"] for row in rows)
+    assert max(len(line) for line in lines) < 120
+    # A pass ends on the summary, as before: no verdict line of failure.
+    assert lines[-1] == repo_report.summary() and "FAILED" not in repo_report.render()
 
 
 def test_cli_exit_status_and_json(
@@ -221,4 +269,4 @@ def test_cli_exit_status_and_json(
     }
 
     assert main(["policy", "test", "--policy", str(tmp_path / "missing")]) == 2
-    assert "policy directory does not exist" in capsys.readouterr().err
+    assert f"{tmp_path / 'missing'}: policy directory does not exist" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from xds_server.policy._regorus_worker import clean_error
+from xds_server.policy.engine import locate
 from xds_server.policy.sources import PolicySources
 
 EMBEDDED, OPA = "embedded", "opa"
@@ -78,8 +79,13 @@ class TestResult:
 @dataclass(frozen=True)
 class LoadError:
     engine: str
-    file: str
-    message: str
+    file: str  # the file's path under the policy directory as given
+    line: int | None  # where the engine says, else None
+    column: int | None  # regorus gives one, OPA does not
+    message: str  # the reason, one line where the engine says where
+
+    def __str__(self) -> str:
+        return f"{self.file}: {_position(self.line, self.column)}{self.message}"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class Uncovered:
     line: int
     text: str  # the source line
     rule: str  # the head of the rule the line belongs to
+    engines: tuple[str, ...] = ()  # the engines that never evaluated it
 
 
 @dataclass
@@ -134,6 +141,17 @@ class SuiteReport:
         total = covered + sum(len(f.not_covered) for f in files.values())
         return 100.0 * covered / total if total else 100.0
 
+    def verdict(self) -> str | None:
+        """Why the run fails, in one line; None when it passes."""
+        if self.ok:
+            return None
+        why = [_count(self.failed, "failed test"), _count(len(self.load_errors), "load error")]
+        if self.uncovered:
+            why.append(f"{_count(len(self.uncovered), 'uncovered policy line')} (coverage gate 100%)")
+        if not self.tests:
+            why.append("no test rules found")
+        return "policy test FAILED: " + ", ".join(w for w in why if w)
+
     def summary(self) -> str:
         cover = ", ".join(f"{self.coverage_percent(e):.1f}% {e}" for e in self.engines)
         return (
@@ -142,10 +160,11 @@ class SuiteReport:
         )
 
     def render(self) -> str:
-        """The readable report: what failed and why, load errors, uncovered lines, the summary."""
+        """The readable report: what failed and why, load errors, uncovered lines, coverage per file, the
+        summary, and on a failure the verdict saying why."""
         lines: list[str] = []
         for err in self.load_errors:
-            lines.append(f"LOAD ERROR ({err.engine}) {err.file}: {err.message}")
+            lines.append(f"LOAD ERROR ({err.engine}) {err}")
         for t in self.tests:
             if t.passed:
                 continue
@@ -154,19 +173,37 @@ class SuiteReport:
             for engine, o in t.outcomes.items():
                 lines.append(f"    {engine}: {o.status}" + (f": {_indent(o.detail)}" if o.detail else ""))
         if self.uncovered:
-            lines.append("UNCOVERED policy lines (no test evaluates them, or the rule never holds):")
+            lines.append("UNCOVERED policy lines (no test evaluates them, or the rule never holds), and the "
+                         "engine that missed each:")
             for u in self.uncovered:
-                rule = "" if u.rule == u.text else f"    (in rule: {u.rule.strip()})"
-                lines.append(f"    {u.file}:{u.line}: {u.text.strip()}{rule}")
-        for engine in self.engines:
-            per_file = ", ".join(
-                f"{name} {cov.percent:.0f}%" for name, cov in sorted(self.coverage.get(engine, {}).items())
-            )
-            lines.append(f"coverage {engine}: {per_file}")
+                about = ([] if u.rule == u.text else [f"in rule: {u.rule.strip()}"]) + (
+                    [f"missed by {' and '.join(u.engines)}"] if u.engines else [])
+                note = f"    ({'; '.join(about)})" if about else ""
+                lines.append(f"    {u.file}:{u.line}: {u.text.strip()}{note}")
+        lines += self._coverage_table()
         if not self.tests:
             lines.append(f"no test rules found under {self.policy_dir}")
         lines.append(self.summary())
+        verdict = self.verdict()
+        if verdict is not None:
+            lines.append(verdict)
         return "\n".join(lines)
+
+    def _coverage_table(self) -> list[str]:
+        """Coverage per policy file, a column per engine (a file's line would be hundreds of characters)."""
+        files = sorted({name for e in self.engines for name in self.coverage.get(e, {})})
+        if not files:
+            return []
+        width = max(len(name) for name in files)
+        cells = {e: max(len(e), 6) for e in self.engines}
+        lines = ["coverage".ljust(width + 6) + "  ".join(e.rjust(cells[e]) for e in self.engines)]
+        for name in files:
+            row = []
+            for e in self.engines:
+                cov = self.coverage.get(e, {}).get(name)
+                row.append(("-" if cov is None else _percent(cov.percent)).rjust(cells[e]))
+            lines.append(f"    {name.ljust(width)}  " + "  ".join(row))
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -358,12 +395,13 @@ def run_suites(
     runners = [_RUNNERS[n]() for n in names]
     try:
         load_errors: list[LoadError] = []
+        broken: set[str] = set()
         for runner in runners:
             for file, text in [*sources.modules.items(), *sources.tests.items()]:
                 message = runner.add(file, text)
                 if message is not None:
-                    load_errors.append(LoadError(runner.name, file, message))
-        broken = {e.file for e in load_errors}
+                    load_errors.append(_load_error(runner.name, file, message, sources.root))
+                    broken.add(file)
         results: list[TestResult] = []
         for file, text in sources.tests.items():
             cases = discover(file, text)
@@ -371,7 +409,7 @@ def run_suites(
                 _say(progress, f"{file}: not run, it does not load")
                 continue
             file_started = time.monotonic()
-            per_engine = {r.name: r.run(cases) for r in runners}
+            per_engine = {r.name: [_located(o, sources.root) for o in r.run(cases)] for r in runners}
             file_results = [
                 TestResult(c, {name: outcomes[i] for name, outcomes in per_engine.items()}) for i, c in enumerate(cases)
             ]
@@ -389,16 +427,53 @@ def run_suites(
         for module, text in sources.modules.items():
             if module not in broken:
                 files.setdefault(module, FileCoverage(not_covered=_rule_heads(text)))
-    gate: dict[str, set[int]] = {}
-    for files in coverage.values():
+    gate: dict[str, dict[int, list[str]]] = {}  # file -> line -> the engines that never evaluated it
+    for engine, files in coverage.items():
         for file, cov in files.items():
-            gate.setdefault(file, set()).update(cov.not_covered)
+            for line in cov.not_covered:
+                gate.setdefault(file, {}).setdefault(line, []).append(engine)
     uncovered = [
-        Uncovered(file, line, _line(sources.modules[file], line), _rule_of(sources.modules[file], line))
+        Uncovered(file, line, _line(sources.modules[file], line), _rule_of(sources.modules[file], line),
+                  tuple(e for e in names if e in missed))
         for file, lines in sorted(gate.items())
-        for line in sorted(lines)
+        for line, missed in sorted(lines.items())
     ]
     return SuiteReport(str(policy_dir), names, results, load_errors, coverage, uncovered, time.monotonic() - started)
+
+
+def _load_error(engine: str, module: str, message: str, root: Path) -> LoadError:
+    """An engine's load error, at the file, line and column it names (regorus draws them over a caret
+    diagram, OPA writes `file:line: code: reason`), with the reason alone."""
+    at = locate(message)
+    if at is None:
+        return LoadError(engine, str(root / module), None, None, " ".join(message.split()))
+    more = f" (and {_count(at.more, 'more error')})" if at.more else ""
+    return LoadError(engine, str(root / at.file), at.line, at.column, at.reason + more)
+
+
+def _located(outcome: Outcome, root: Path) -> Outcome:
+    """An error outcome whose message names a place (a division by zero, a rule conflict) as
+    `file: line N, column M: reason`, the file under the policy directory; any other as it is."""
+    at = locate(outcome.detail) if outcome.status is Status.ERROR else None
+    if at is None:
+        return outcome
+    return Outcome(outcome.status, f"{root / at.file}: {_position(at.line, at.column)}{at.reason}")
+
+
+def _position(line: int | None, column: int | None) -> str:
+    if line is None:
+        return ""
+    return f"line {line}" + (f", column {column}" if column is not None else "") + ": "
+
+
+def _count(n: int, what: str) -> str:
+    """`2 failed tests`, `1 load error`; "" for none."""
+    return "" if not n else f"{n:,} {what}" + ("s" if n != 1 else "")
+
+
+def _percent(value: float) -> str:
+    """`100%` only when every line is covered: 99.96% is `99.9%`, not a rounded-up 100%."""
+    return "100%" if value >= 100.0 else f"{min(value, 99.9):.1f}%"
 
 
 def _say(progress: Callable[[str], None] | None, message: str) -> None:
