@@ -65,8 +65,8 @@ def test_every_problem_in_a_file_is_reported_at_once(cfg_dir: Path) -> None:
     assert any(p.startswith(f"{path}: quotas.concurrency:") for p in found)
     assert f"{path}: models.embedder.split: weights must add up to 100, got 95" in found
     assert any(p.startswith(f"{path}: tier: unknown tier 'platinum'") for p in found)
-    assert f"{path}: regions.allowed[1]: unknown region 'mars-1'" in found
-    assert f"{path}: models.nomodel: unknown model 'nomodel'" in found
+    assert f"{path}: regions.allowed[1]: unknown region 'mars-1' (known: eu-west-1, us-east-1)" in found
+    assert f"{path}: models.nomodel: unknown model 'nomodel' (known: classifier, embedder)" in found
     assert len(found) == 6, found
 
 

@@ -106,3 +106,45 @@ def test_the_catalog_and_regions_files_say_what_to_write_too(cfg_dir: Path) -> N
                 "must be an S3 bucket name: 3 to 63 lower-case letters, digits, '.' and '-', starting and ending "
                 "with a letter or digit"),
     ]
+
+
+def test_an_unknown_field_near_a_known_one_is_named(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "id: hooli\ntier: free\ndata_clas: public\n"
+                           "regions: {home: us-east-1, allowd: [us-east-1]}\nquotas: {concurency: 3}\n")
+    assert problems_of(cfg_dir) == [
+        Problem(str(path), "data_clas", "unknown field (did you mean data_class?)"),
+        Problem(str(path), "quotas.concurency", "unknown field (did you mean concurrency?)"),
+        Problem(str(path), "regions.allowd", "unknown field (did you mean allowed?)"),
+        Problem(str(path), "regions.allowed", "required field is missing"),
+    ]
+
+
+def test_an_unknown_model_region_or_tier_lists_the_known_ones_and_the_nearest(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "id: hooli\ntier: fre\nregions: {home: us-east1, allowed: [us-east1]}\n"
+                           "models: {embeder: {split: {v1: 100}}, ranker: {split: {v1: 100}}}\n")
+    region = "unknown region 'us-east1' (did you mean us-east-1? known: eu-west-1, us-east-1)"
+    assert problems_of(cfg_dir) == [
+        Problem(str(path), "models.embeder",
+                "unknown model 'embeder' (did you mean embedder? known: classifier, embedder)"),
+        Problem(str(path), "models.ranker", "unknown model 'ranker' (known: classifier, embedder)"),
+        Problem(str(path), "regions.allowed[0]", region),
+        Problem(str(path), "regions.home", region),
+        Problem(str(path), "tier", "unknown tier 'fre' (did you mean free? known: enterprise, free, pro)"),
+    ]
+
+
+def test_a_long_catalog_is_listed_in_part(cfg_dir: Path) -> None:
+    models = cfg_dir / "models.yaml"
+    models.write_text(models.read_text() + "".join(
+        f"  extra-{i}:\n    kind: classifier\n    versions: {{v1: {{pool: cpu-general, loader: lexicon}}}}\n"
+        for i in range(20)))
+    path = tenant(cfg_dir, "id: hooli\ntier: free\n" + REGIONS + "models: {ranker: {split: {v1: 100}}}\n")
+    assert problems_of(cfg_dir) == [Problem(str(path), "models.ranker", (
+        "unknown model 'ranker' (known: classifier, embedder, extra-0, extra-1, extra-10 and 17 more)"))]
+
+
+def test_an_own_model_granted_as_a_catalog_one_is_told_where_its_split_goes(cfg_dir: Path) -> None:
+    path = cfg_dir / "tenants" / "acme.yaml"
+    path.write_text(path.read_text().replace("classifier: {split: {v1: 100}}", "ticket-router: {split: {v1: 100}}"))
+    assert problems_of(cfg_dir) == [Problem(str(path), "models.ticket-router", (
+        "'ticket-router' is one of this tenant's own_models: its split goes there, not under models"))]

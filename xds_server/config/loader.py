@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
-from xds_server.config.messages import error_message, field_path
+from xds_server.config.messages import error_message, field_path, unknown
 from xds_server.config.model import (
     Model,
     ModelVersion,
@@ -648,7 +648,7 @@ def _check_models(path: Path, models: dict[str, Model], regions: dict[str, Regio
             where = f"models.{name}.versions.{version}"
             for r in mv.regions or []:
                 if r not in regions:
-                    problems.append(Problem(str(path), f"{where}.regions", f"unknown region {r!r}"))
+                    problems.append(Problem(str(path), f"{where}.regions", unknown("region", r, regions)))
                 elif regions[r].pool(mv.pool) is None:
                     problems.append(Problem(str(path), f"{where}.pool", f"pool {mv.pool!r} does not exist in {r!r}"))
             if not any(reg.pool(mv.pool) for reg in regions.values()):
@@ -665,12 +665,12 @@ def _check_refs(
 ) -> None:
     file = str(path)
     if refs.tier is not None and refs.tier not in tiers:
-        problems.append(Problem(file, "tier", f"unknown tier {refs.tier!r} (known: {', '.join(sorted(tiers))})"))
+        problems.append(Problem(file, "tier", unknown("tier", refs.tier, tiers)))
     for i, region in enumerate(refs.allowed):
         if region not in regions:
-            problems.append(Problem(file, f"regions.allowed[{i}]", f"unknown region {region!r}"))
+            problems.append(Problem(file, f"regions.allowed[{i}]", unknown("region", region, regions)))
     if refs.home is not None and refs.home not in regions:
-        problems.append(Problem(file, "regions.home", f"unknown region {refs.home!r}"))
+        problems.append(Problem(file, "regions.home", unknown("region", refs.home, regions)))
     for own in refs.own:
         if own in models:
             message = (f"own model {own!r} has the name of a catalog model; a tenant's own model names may not "
@@ -679,7 +679,9 @@ def _check_refs(
     for model_name, split in refs.splits.items():
         model = models.get(model_name)
         if model is None:
-            problems.append(Problem(file, f"models.{model_name}", f"unknown model {model_name!r}"))
+            message = (f"{model_name!r} is one of this tenant's own_models: its split goes there, not under models"
+                       if model_name in refs.own else unknown("model", model_name, models))
+            problems.append(Problem(file, f"models.{model_name}", message))
             continue
         # Whether a split may run where the tenant's data may go is policy/residency's call.
         for version in split:

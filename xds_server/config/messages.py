@@ -7,6 +7,8 @@ Only a refused file comes here: nothing in this module runs on a config that loa
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import types
 from collections.abc import Iterable, Mapping
@@ -55,7 +57,9 @@ def error_message(error: Mapping[str, Any], schema: type[BaseModel]) -> str:
     """One pydantic error (ValidationError.errors()) about a file validated as `schema`, for a person."""
     kind, loc = error["type"], tuple(error["loc"])
     if kind == "extra_forbidden":
-        return "unknown field"
+        tp, _ = _at(schema, loc[:-1])
+        near = _nearest(str(loc[-1]), tuple(tp.model_fields)) if loc and _is_model(tp) else None
+        return f"unknown field (did you mean {near}?)" if near else "unknown field"
     if kind == "missing":
         return "required field is missing"
     if loc and loc[-1] == _KEY:
@@ -77,6 +81,22 @@ def error_message(error: Mapping[str, Any], schema: type[BaseModel]) -> str:
             return f"expected a list such as {shown}"
         return "expected a list ([a, b], or one '- item' per line)"
     return _pydantic(error)
+
+
+def unknown(what: str, name: str, known: Iterable[str]) -> str:
+    """`unknown model 'embeder' (did you mean embedder? known: classifier, embedder)`: a name that is none of
+    `known`, the nearest of them if one is near, and the first few."""
+    names = tuple(sorted(known))
+    near = _nearest(name, names)
+    return f"unknown {what} {name!r} ({f'did you mean {near}? ' if near else ''}known: {capped(names)})"
+
+
+# Remembered: a model taken out of the catalog is unknown to each of the 10,000 tenants that used it, and
+# a typo copied into every tenant file is the same typo in each.
+@functools.lru_cache(maxsize=1024)
+def _nearest(name: str, names: tuple[str, ...]) -> str | None:
+    near = difflib.get_close_matches(name, names, n=1)
+    return near[0] if near else None
 
 
 def _key_message(error: Mapping[str, Any], schema: type[BaseModel], loc: tuple[int | str, ...]) -> str:
