@@ -123,8 +123,8 @@ def test_a_tampered_log_is_refused_and_the_break_named(audited: Audited, capsys:
 def test_a_tenants_shared_result_is_found_by_the_report_and_audit_show(
         audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
     """Tenants on one effective spec share a stored result: the report still shows this tenant's own
-    decision with its result inline (and the ref it was read from), nothing of the others; `audit show`
-    prints the verbatim record, whose results hold what the tenant's decision names."""
+    decision with its result inline (and the ref it was read from), nothing of the others; so does
+    `audit show --tenant --json`, the record cut to the tenant."""
     hooli = (audited.config / "tenants" / "hooli.yaml").read_text()
     (audited.config / "tenants" / "hooli-2.yaml").write_text(hooli.replace("id: hooli", "id: hooli-2"))
     assert audited.cp.reload().ok
@@ -143,11 +143,10 @@ def test_a_tenants_shared_result_is_found_by_the_report_and_audit_show(
     parts = "own_models, own_routes, pii, quotas, routes, serving, splits"
     assert rc == 0 and f"config.applied: {parts}" in capsys.readouterr().out
 
-    assert main(["audit", "show", "--tenant", "hooli-2", "--log", str(audited.log_path)]) == 0
+    assert main(["audit", "show", "--tenant", "hooli-2", "--log", str(audited.log_path), "--json"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     shown = json.loads(line)
-    (entry,) = [d for d in shown["decisions"] if d["tenant"] == "hooli-2"]
-    assert shown["results"][entry["result_ref"]] == decision["result"]
+    assert shown["decisions"] == [decision] and "results" not in shown and shown["cut_to_tenant"] == "hooli-2"
 
 
 def test_an_offboarded_tenant_still_gets_its_report_from_the_trail(
