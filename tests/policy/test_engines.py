@@ -147,6 +147,23 @@ def test_an_opa_server_that_is_down_is_named(policy_copy: Path, tmp_path: Path) 
     assert "policy (opa)" in err.value.render() and f"OPA at {url} is unreachable" in err.value.render()
 
 
+def test_a_syntax_error_on_the_opa_backend_names_the_file_and_line(
+    policy_copy: Path, tmp_path: Path, opa_url: str,
+) -> None:
+    config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+    (config / "platform.yaml").write_text(
+        (config / "platform.yaml").read_text() + f"policy: {{backend: opa, opa_url: '{opa_url}'}}\n")
+    target = policy_copy / "quota" / "quota.rego"
+    before = target.read_text()
+    target.write_text(before + "\nbroken := count(1\n}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(config, policy_dir=policy_copy)
+    [problem] = err.value.problems
+    # OPA gives the line, not the column.
+    assert (problem.file, problem.field) == (str(target), f"line {before.count(chr(10)) + 3}")
+    assert problem.message.startswith("unexpected } token") and "\n" not in problem.message
+
+
 def test_the_pii_policy_knows_exactly_the_entities_the_runtime_finds() -> None:
     from inference_images.runtime.pii.entities import Entity
 
