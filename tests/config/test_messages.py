@@ -148,3 +148,64 @@ def test_an_own_model_granted_as_a_catalog_one_is_told_where_its_split_goes(cfg_
     path.write_text(path.read_text().replace("classifier: {split: {v1: 100}}", "ticket-router: {split: {v1: 100}}"))
     assert problems_of(cfg_dir) == [Problem(str(path), "models.ticket-router", (
         "'ticket-router' is one of this tenant's own_models: its split goes there, not under models"))]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    (b"id: hooli\ntier: free\nregions:\n\thome: us-east-1\n\tallowed: [us-east-1]\n", "line 4, column 1"),
+    (b"id: hooli\ntier: free\nregions:\n  home: us-east-1\n  \tallowed: [us-east-1]\n", "line 5, column 3"),
+    (b"id: hooli\ntier: free\nregions:\n  home: us-east-1\n\t  allowed: [us-east-1]\n", "line 5, column 1"),
+])
+def test_a_tab_in_the_indentation_is_named(cfg_dir: Path, text: bytes, where: str) -> None:
+    path = tenant(cfg_dir, text)
+    assert problems_of(cfg_dir) == [Problem(
+        str(path), where, "not valid YAML: a tab character: YAML indents with spaces (replace the tab with spaces)")]
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    # Latin-1: the bad byte, on its line (libyaml names the newline after it, by its offset alone).
+    (b"id: hooli\ntier: free\ndata_class: caf\xe9\n", "line 3, column 16", "byte 0xe9 is not UTF-8 text"),
+    (b"id: hooli\ntier: free\ndata_class: caf\xe9s\n", "line 3, column 16", "byte 0xe9 is not UTF-8 text"),
+    # The column counts characters: the two-byte e-acute before it is one.
+    ("id: hooli\ntier: free\r\ndata_class: é ".encode() + b"\xff\n", "line 3, column 15",
+     "byte 0xff is not UTF-8 text"),
+])
+def test_a_byte_that_is_not_utf8_is_named_on_its_line(cfg_dir: Path, text: bytes, where: str, what: str) -> None:
+    path = tenant(cfg_dir, text + REGIONS.encode())
+    assert problems_of(cfg_dir) == [Problem(str(path), where, f"{what} (save the file as UTF-8)")]
+
+
+def test_a_control_character_is_named_on_its_line(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "\ufeffid: hooli\ntier: fr\x07ee\n".encode() + REGIONS.encode())
+    assert problems_of(cfg_dir) == [Problem(
+        str(path), "line 2, column 9", "character U+0007 is not allowed in YAML (control characters are not allowed): "
+                                       "remove it")]
+
+
+@pytest.mark.parametrize("text", [
+    "\ufeffid: hooli\ntier: free\n" + REGIONS,  # a UTF-8 BOM
+    "id: hooli\r\ntier: free\r\n" + REGIONS.replace("\n", "\r\n"),  # Windows' line ends
+])
+def test_what_editors_write_still_loads(cfg_dir: Path, text: str) -> None:
+    tenant(cfg_dir, text.encode())
+    assert load_config(cfg_dir).tenants["hooli"].spec.tier == "free"
+    tenant(cfg_dir, text.lstrip("\ufeff").encode("utf-16"))
+    assert load_config(cfg_dir).tenants["hooli"].spec.tier == "free"
+
+
+@pytest.mark.parametrize("text", ["", "# hooli: to be written\n", "\n\n"])
+def test_an_empty_tenant_file_is_one_problem_saying_what_a_tenant_needs(cfg_dir: Path, text: str) -> None:
+    path = tenant(cfg_dir, text)
+    assert problems_of(cfg_dir) == [Problem(str(path), "", "the file is empty: a tenant needs id, tier and regions")]
+
+
+def test_an_empty_catalog_file_says_what_it_needs_and_an_empty_platform_file_is_the_defaults(cfg_dir: Path) -> None:
+    (cfg_dir / "platform.yaml").write_text("# defaults\n")
+    (cfg_dir / "tiers.yaml").write_text("")
+    assert problems_of(cfg_dir) == [
+        Problem(str(cfg_dir / "tiers.yaml"), "", "the file is empty: tiers.yaml needs tiers")]
+
+
+def test_a_file_that_is_not_a_mapping_says_what_it_is(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "- id: hooli\n")
+    assert problems_of(cfg_dir) == [
+        Problem(str(path), "", "must be a mapping (field: value, one per line), got a list")]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
-from xds_server.config.messages import error_message, field_path, unknown
+from xds_server.config.messages import empty_file, error_message, field_path, kind_of, unknown, yaml_problem
 from xds_server.config.model import (
     Model,
     ModelVersion,
@@ -442,18 +442,15 @@ def _same_placement(before: Mapping[str, ResolvedTenant], after: Mapping[str, Re
 
 def parse_yaml(path: Path, problems: list[Problem]) -> Any:
     try:
-        # Bytes: libyaml decodes them, so a file that is not UTF-8 is a YAML error with its position.
-        return load_yaml(path.read_bytes())
-    except yaml.reader.ReaderError as err:
-        problems.append(Problem(str(path), f"byte {err.position + 1}",
-                                f"not UTF-8 text: {err.reason} (byte 0x{err.character:02x})"
-                                if isinstance(err.character, int) else f"not UTF-8 text: {err.reason}"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.append(Problem(str(path), where, f"not valid YAML: {getattr(err, 'problem', err)}"))
+        data = path.read_bytes()
     except OSError as err:
         problems.append(Problem(str(path), "", f"cannot read: {err.strerror}"))
+        return None
+    try:
+        # Bytes: libyaml decodes them, so a file that is not UTF-8 is a YAML error with its position.
+        return load_yaml(data)
+    except yaml.YAMLError as err:
+        problems.append(Problem(str(path), *yaml_problem(data, err)))
     return None
 
 
@@ -470,8 +467,11 @@ def _load_file(path: Path, schema: type[M], problems: list[Problem], optional: b
 
 
 def validate(path: Path, schema: type[M], data: Any, problems: list[Problem]) -> M | None:
+    if data is None and (empty := empty_file("a tenant" if schema is Tenant else path.name, schema)):
+        problems.append(Problem(str(path), "", empty))  # not a "required field is missing" for each field
+        return None
     if data is not None and not isinstance(data, dict):
-        problems.append(Problem(str(path), "", f"must be a mapping, got {type(data).__name__}"))
+        problems.append(Problem(str(path), "", f"must be a mapping (field: value, one per line), got {kind_of(data)}"))
         return None
     try:
         return schema.model_validate(data or {})

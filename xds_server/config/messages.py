@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 import types
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -20,6 +21,67 @@ from pydantic.fields import FieldInfo
 
 from xds_server.config.model import PATTERN_MEANINGS
 from xds_server.listing import capped
+
+# Where libyaml ends a line (YAML 1.1's line breaks).
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def yaml_problem(data: bytes, err: yaml.YAMLError) -> tuple[str, str]:
+    """(where, what) for a file libyaml refused: its line and column, and what is wrong there."""
+    if isinstance(err, yaml.reader.ReaderError):
+        return _unreadable(data, err)
+    mark = getattr(err, "problem_mark", None)
+    if mark is None:
+        return "", f"not valid YAML: {err}"
+    column = mark.column
+    line = _line(data, mark.line)
+    indent = len(line) - len(line.lstrip(" \t"))
+    # libyaml's own words ("found character that cannot start any token") never name the character.
+    if "\t" in line[:indent] or line[column:column + 1] == "\t":
+        column = line.index("\t") if "\t" in line[:indent] else column
+        return (f"line {mark.line + 1}, column {column + 1}",
+                "not valid YAML: a tab character: YAML indents with spaces (replace the tab with spaces)")
+    return f"line {mark.line + 1}, column {column + 1}", f"not valid YAML: {getattr(err, 'problem', None) or err}"
+
+
+def _line(data: bytes, number: int) -> str:
+    """Line `number` (from 0) of the file as libyaml counts lines; '' past the end."""
+    text = data.decode("utf-16" if data.startswith(_UTF16_BOMS) else "utf-8-sig", "replace")
+    lines = _LINE_BREAK.split(text)
+    return lines[number] if number < len(lines) else ""
+
+
+def _unreadable(data: bytes, err: yaml.reader.ReaderError) -> tuple[str, str]:
+    """The first byte that is not UTF-8, on its line (libyaml's position is where it gave up, which may be
+    the byte after); or a character YAML does not allow (a control character)."""
+    if data.startswith(_UTF16_BOMS):  # UTF-16, which libyaml reads too: its position is all there is
+        return f"byte {err.position + 1}", f"not UTF-16 text: {err.reason}"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return _at_byte(data, bad.start), f"byte 0x{data[bad.start]:02x} is not UTF-8 text (save the file as UTF-8)"
+    # libyaml's position is a byte offset; its character a code point.
+    what = f"character U+{err.character:04X}" if isinstance(err.character, int) else "a character"
+    return _at_byte(data, err.position), f"{what} is not allowed in YAML ({err.reason}): remove it"
+
+
+def _at_byte(data: bytes, offset: int) -> str:
+    start = max(data.rfind(b"\n", 0, offset), data.rfind(b"\r", 0, offset)) + 1
+    line = len(_LINE_BREAK.findall(data[:start].decode("utf-8", "replace"))) + 1
+    column = len(data[start:offset].decode("utf-8-sig" if start == 0 else "utf-8", "replace")) + 1
+    return f"line {line}, column {column}"
+
+
+def empty_file(what: str, schema: type[BaseModel]) -> str | None:
+    """What an empty file (or one of only comments) lacks, when `schema` needs anything; `what`: what the
+    file describes (a tenant, tiers.yaml)."""
+    required = [name for name, f in schema.model_fields.items() if f.is_required()]
+    if not required:
+        return None
+    needs = required[0] if len(required) == 1 else f"{', '.join(required[:-1])} and {required[-1]}"
+    return f"the file is empty: {what} needs {needs}"
+
 
 # pydantic's loc part for a dict's key, after the key itself: the key is what it refused.
 _KEY = "[key]"
@@ -122,12 +184,25 @@ def _pydantic(error: Mapping[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _written(value: Any) -> str:
-    """What the file holds where a string goes, as YAML writes it."""
+def kind_of(value: Any) -> str:
+    """What a value is, in YAML's words: a mapping, a list, a string, a number, a boolean, null."""
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _written(value: Any) -> str:
+    """What the file holds where a string goes, as YAML writes it."""
+    if isinstance(value, (dict, list)):
+        return kind_of(value)
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     return str(value)
