@@ -142,7 +142,34 @@ def test_models_lists_catalog_and_own_models_without_a_platform(capsys: pytest.C
     # globex sees its own model and the catalog models it is granted; not acme's model nor the embedder.
     assert set(rows) == {"classifier", "globex:intent"}
     assert rows["globex:intent"]["versions"] == {"1": 100} and rows["globex:intent"]["regions"] == ["us-east-1"]
+    # A catalog model as globex may call it: its grant's split, in the regions it is served (not v1 v2 in both).
+    assert rows["classifier"]["versions"] == {"v1": 80, "v2": 20} and rows["classifier"]["regions"] == ["us-east-1"]
     assert main(["models", "--config", str(REPO_CONFIG), "--tenant", "nobody", "--status-port", "1"]) == 2
+
+
+def test_models_from_an_old_runs_endpoints_file_says_so_and_caps_its_warnings_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No control plane: the replicas come from the endpoints file an old run left, which is said; only the
+    config's pools are asked (not the cells' gateways), and the unreadable ones are a few lines on stderr."""
+    port, dead = free_port(), free_port()
+    pool = [{"host": "127.0.0.1", "port": dead, "admin_port": dead, "name": f"runtime-r{i}"} for i in range(8)]
+    gateway = [{"host": "127.0.0.1", "port": dead, "name": "gateway-us-east-1-c0"}]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "endpoints.yaml").write_text(json.dumps({"regions": {
+        "us-east-1": {"cpu-general": pool, "gpu-small": pool[:4], "gateway.c0": gateway, "gateway.vip": gateway}}}))
+    argv = ["models", "--config", str(REPO_CONFIG), "--status-port", str(port), "--state", str(tmp_path)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (f"no control plane at 127.0.0.1:{port}; replicas from "
+                                   f"{tmp_path / 'run' / 'endpoints.yaml'} (may be stale)")
+    assert "warning" not in out and "gateway-us-east-1" not in out + err
+    warnings = err.splitlines()[1:]
+    assert len(warnings) == 6 and warnings[-1] == "  ... and 7 more replicas not readable (--json lists every one)"
+    assert all(line.startswith("warning: runtime-r") for line in warnings[:5])
+    assert max(len(line) for line in out.splitlines()) <= 130  # was 305: a name per replica, padded
+    assert main([*argv, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["unreachable"]) == 12 and err.count("\n") == 1  # every one, and only the note
 
 
 @pytest.mark.parametrize("bad", ["cp-peers", "cp-peers:status", ":18001", "cp:0", "cp:70000"])

@@ -236,12 +236,17 @@ def _models(args: argparse.Namespace) -> int:
         path = Path(args.endpoints) if args.endpoints else Path(args.state) / "run" / "endpoints.yaml"
         if path.is_file():
             endpoints, source = EndpointDirectory.load(path), str(path)
+            # Perhaps an old run's addresses: said, not taken silently for what runs now.
+            print(f"no control plane at {args.host}:{args.status_port}; replicas from {path} (may be stale)",
+                  file=sys.stderr)
     client = AdminClient.for_operator(cfg, Path(args.tls_dir) if args.tls_dir else None, Path(args.state))
     found = inventory.build(cfg, endpoints, args.tenant, client=client)
     if args.json:
         print(json.dumps({**found.to_json(), "replicas_from": source}, indent=2))
     else:
         print(found.render())
+        for line in found.warnings():  # the first few, on stderr beside the table; --json lists every one
+            print(line, file=sys.stderr)
         if not endpoints.by_pool:
             print(f"(residency unknown: {source}; start the platform with `fairshare run`)")
     return 0

@@ -186,6 +186,33 @@ def test_one_model_lands_on_one_replica(running: RunningPlatform, unthrottled) -
         assert resp.headers.get("x-fairshare-replica") in replicas
 
 
+def test_models_table_counts_ready_replicas_per_region(running: RunningPlatform) -> None:
+    """`fairshare models` as a person reads it: a count per region (classifier v2 is us-east-1's only),
+    rows a terminal holds, nothing on stderr when every replica answers; with --tenant, the tenant's split
+    in the regions it is served."""
+    import contextlib
+
+    from xds_server.cli import main
+
+    def table(*extra: str) -> tuple[dict[str, str], str]:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), contextlib.redirect_stderr(err):
+            assert main(["models", "--config", str(running.config_dir), "--state",
+                         str(running.platform.opts.state_dir),
+                         "--status-port", str(running.platform.opts.status_port), *extra]) == 0
+        lines = out.getvalue().splitlines()
+        assert max(len(line) for line in lines) <= 130, out.getvalue()
+        return {line.split()[0]: line for line in lines[1:]}, err.getvalue()
+
+    rows, err = table()
+    assert err == ""
+    assert "eu-west-1 2/2@v1, us-east-1 2/2  " in rows["classifier"], rows["classifier"]
+    assert rows["classifier"].endswith("ready")
+    rows, err = table("--tenant", "globex")
+    assert err == "" and set(rows) == {"classifier", "globex:intent"}
+    assert "v1=80% v2=20%  " in rows["classifier"] and "  us-east-1 2/2  " in rows["classifier"]
+
+
 def test_a_wrong_digest_is_refused_and_an_artifact_changed_after_loading_is_503(
         running: RunningPlatform, restore_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     before = running.platform.status()["config_version"]
