@@ -41,6 +41,9 @@ MODEL_FORMAT_HEADER = "x-fairshare-model-format"
 MODEL_BASE_HEADER = "x-fairshare-model-base"
 MODEL_ARTIFACT_HEADER = "x-fairshare-model-artifact"
 MODEL_SHA256_HEADER = "x-fairshare-model-sha256"
+# The artifact's size in bytes, as the tenant's file declares it (or the config load measured it): the
+# runtime refuses an artifact of another size before reading it, so a tier's size cap holds at load.
+MODEL_BYTES_HEADER = "x-fairshare-model-bytes"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
 # Set by the runtime on an inference response whose text it changed: counts by entity type
@@ -73,6 +76,7 @@ class OwnModelHeaders:
     base: str | None
     artifact: str | None
     sha256: str | None
+    bytes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,5 +134,6 @@ def read_gateway_context(headers: Mapping[str, str], *, own_region: str, allow_a
             base=headers.get(MODEL_BASE_HEADER) or None,
             artifact=headers.get(MODEL_ARTIFACT_HEADER) or None,
             sha256=headers.get(MODEL_SHA256_HEADER) or None,
+            bytes=headers.get(MODEL_BYTES_HEADER) or None,
         )
     return GatewayContext(tenant=tenant, weight=weight, region=region, model_version=version, pii=pii, own_model=own)

@@ -280,6 +280,7 @@ def _own_ref(request: web.Request, context: GatewayContext | None = None) -> tup
             artifact=own.artifact,
             sha256=own.sha256,
             base=own.base,
+            size=own.bytes,
         )
     except ValueError as exc:
         raise ApiError(400, f"gateway headers for an own model: {exc}") from None

@@ -172,6 +172,24 @@ violations contains v if {
 }
 
 # METADATA
+# title: Model size declared
+# description: |
+#   Where the tier caps a model's size, each version on S3 declares its bytes: the config load reads no
+#   bucket (a local artifact is measured), and the runtime refuses an artifact of another size unread.
+violations contains v if {
+	some id, t in input.tenants
+	some [m, ver, a] in artifacts[id]
+	cap := tier_caps[t.tier].max_bytes_per_model
+	object.get(a, "bytes", null) == null
+	v := {
+		"rule": "own-model-size-undeclared",
+		"subject": id,
+		"field": sprintf("own_models.%s.versions.%s.bytes", [m, ver]),
+		"message": sprintf("declare the artifact's size in bytes: tier %s allows at most %d bytes per model, and the runtime refuses an artifact of another size", [t.tier, cap]),
+	}
+}
+
+# METADATA
 # title: A head's base exists
 # description: A head model's base must be a catalog model version.
 violations contains v if {

@@ -143,9 +143,15 @@ test_artifact_larger_than_the_tier_allows_is_denied if {
 	v.message == "artifact is 5000 bytes; tier pro allows at most 1000 bytes per model"
 }
 
-test_artifact_of_unknown_size_is_left_to_the_runtime if {
+test_an_artifact_of_undeclared_size_is_denied_where_the_tier_caps_size if {
+	# The config load reads no bucket: the size is the file's word, which the runtime holds the bytes to.
 	unknown := {"format": "onnx", "pool": "cpu", "versions": {"1": {"artifact": "s3://models-us/tenants/a/r.onnx", "sha256": "00"}}}
-	rules({"a": tenant(["us"], {"r": unknown})}) == set()
+	v := only({"a": tenant(["us"], {"r": unknown})})
+	v.rule == "own-model-size-undeclared"
+	v.field == "own_models.r.versions.1.bytes"
+	startswith(v.message, "declare the artifact's size in bytes: tier pro allows at most 1000 bytes per model")
+	declared := {"format": "onnx", "pool": "cpu", "versions": {"1": object.union(unknown.versions["1"], {"bytes": 900})}}
+	rules({"a": tenant(["us"], {"r": declared})}) == set()
 }
 
 # Heads

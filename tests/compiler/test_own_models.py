@@ -83,6 +83,8 @@ def test_own_model_route_splits_over_the_pools_hashed_clusters_with_what_to_load
         "x-fairshare-model-version": "1",
         "x-fairshare-model-artifact": str(REPO_CONFIG / "models/acme/ticket-router/1/model.onnx"),
         "x-fairshare-model-sha256": ROUTER_SHA["1"],
+        # Measured by the config load (a local file): the runtime refuses a file of another size unread.
+        "x-fairshare-model-bytes": str((REPO_CONFIG / "models/acme/ticket-router/1/model.onnx").stat().st_size),
     }
     assert headers(weighted["own.cpu-general.1"].request_headers_to_add)["x-fairshare-model-version"] == "2"
     # An explicit version pins it, with every header on the route.

@@ -33,10 +33,11 @@ def artifact_key(tenant: str, version: str) -> str:
 def write_config(root: Path, gateway_port: int) -> Path:
     cfg = write_base_config(root, {"id": REGION, "gateway_port": gateway_port, "model_bucket": BUCKET,
                                    "pools": [{"name": "cpu", "replicas": 1, "model_cache_mb": 64}]})
-    digest = hashlib.sha256(REPO_MODEL.read_bytes()).hexdigest()
+    data = REPO_MODEL.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
     for tenant in TENANTS:
         write_tenant(cfg, tenant, {v: f"s3://{BUCKET}/{artifact_key(tenant, v)}" for v in ("1", "2")}
-                     if tenant in OFFBOARDED else None, digest)
+                     if tenant in OFFBOARDED else None, digest, len(data))
     return cfg
 
 

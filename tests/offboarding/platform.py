@@ -33,14 +33,16 @@ def write_base_config(root: Path, region: dict[str, Any]) -> Path:
     return cfg
 
 
-def write_tenant(cfg: Path, tenant: str, artifacts: dict[str, str] | None, digest: str) -> None:
+def write_tenant(cfg: Path, tenant: str, artifacts: dict[str, str] | None, digest: str,
+                 size: int | None = None) -> None:
     """A tenant of the offboarding tests on the classifier; with `artifacts` (version -> where), an own model
-    `router` of those versions, split half and half."""
+    `router` of those versions, split half and half; `size`: the bytes an S3 artifact declares."""
     spec: dict[str, Any] = {"id": tenant, "tier": "pro", "regions": {"home": REGION, "allowed": [REGION]},
                             "models": {"classifier": {"split": {"v1": 100}}}}
     if artifacts is not None:
         spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu", "versions": {
-            v: {"artifact": where, "sha256": digest} for v, where in artifacts.items()}, "split": {"1": 50, "2": 50}}}
+            v: {"artifact": where, "sha256": digest, **({"bytes": size} if size is not None else {})}
+            for v, where in artifacts.items()}, "split": {"1": 50, "2": 50}}}
     (cfg / "tenants" / f"{tenant}.yaml").write_text(
         f"# {tenant}: a tenant of the offboarding tests\n" + yaml.safe_dump(spec, sort_keys=False))
 

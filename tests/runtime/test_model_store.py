@@ -126,6 +126,27 @@ def test_missing_object_is_a_reason_not_a_crash(s3: S3, tmp_path: Path) -> None:
         server.stop()
 
 
+def test_an_artifact_not_of_its_declared_size_is_refused_unread(s3: S3, tmp_path: Path) -> None:
+    """A tenant's file declares its model's size (the tier's cap is checked against it): a larger object
+    behind the same name is refused on its size, from S3 or disk, in memory or as a copy, before a byte
+    of it is read or hashed."""
+    from inference_images.runtime.models.artifacts import SizeMismatchError
+
+    store = ArtifactStore(tmp_path / "cache")
+    local = tmp_path / "lexicon.json"
+    local.write_bytes(LEXICON_BYTES)
+    uri = s3.put("lexicons/sized.json", LEXICON_BYTES)
+    archive_uri = s3.put("lexicons/sized.tar.gz", LEXICON_BYTES)  # fetched as a copy (download_fileobj)
+    for where in (uri, str(local)):
+        ref = ArtifactRef(where, LEXICON_SHA, size=len(LEXICON_BYTES) - 1)
+        with pytest.raises(SizeMismatchError, match=f"is {len(LEXICON_BYTES)} bytes, not the {len(LEXICON_BYTES) - 1}"):
+            store.fetch_bytes(ref)
+        verified = store.fetch_bytes(ArtifactRef(where, LEXICON_SHA, size=len(LEXICON_BYTES)))
+        assert verified is not None and verified.data == LEXICON_BYTES
+    with pytest.raises(SizeMismatchError):
+        store.fetch(ArtifactRef(archive_uri, LEXICON_SHA, size=1))
+
+
 def test_verified_copy_is_reused_by_checksum(s3: S3, tmp_path: Path) -> None:
     uri = s3.put("lexicons/cached.json", LEXICON_BYTES)
     store = ArtifactStore(tmp_path / "cache")

@@ -193,6 +193,7 @@ def test_bad_gateway_headers_for_an_own_model_are_400s_naming_the_field(tmp_path
     try:
         cases = [
             ({"x-fairshare-model-sha256": "abc"}, "sha256 must be 64 hex digits"),
+            ({"x-fairshare-model-bytes": "-5"}, "artifact size '-5' must be a positive number of bytes"),
             ({"x-fairshare-model-format": "pickle"}, "format 'pickle'"),
             ({"x-fairshare-model-artifact": "relative/model.onnx"}, "must be absolute"),
             ({MODEL_OWNER_HEADER: "acme:evil"}, "owner"),

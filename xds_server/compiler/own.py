@@ -31,6 +31,7 @@ FORMAT_HEADER = contract.MODEL_FORMAT_HEADER
 BASE_HEADER = contract.MODEL_BASE_HEADER
 ARTIFACT_HEADER = contract.MODEL_ARTIFACT_HEADER
 SHA256_HEADER = contract.MODEL_SHA256_HEADER
+BYTES_HEADER = contract.MODEL_BYTES_HEADER
 
 # Bounded load (Envoy's consistent_hashing_lb_config.hash_balance_factor, in percent): a replica takes
 # at most 1.5x the pool's average outstanding requests before the ring sends its next request onward,
@@ -82,7 +83,8 @@ def own_routes(tenant: ResolvedTenant, region: str) -> tuple[OwnModelRoute, ...]
             OwnTarget(version=v, cluster=naming.own_cluster(model.pool, live.index(v) if v in live else 0, chain),
                       weight=model.split.get(v, 0),
                       headers=((contract.MODEL_VERSION_HEADER, v), (ARTIFACT_HEADER, ov.artifact),
-                               (SHA256_HEADER, ov.sha256)))
+                               (SHA256_HEADER, ov.sha256),
+                               *(((BYTES_HEADER, str(ov.bytes)),) if ov.bytes is not None else ())))
             for v, ov in sorted(model.versions.items())
         )
         out.append(OwnModelRoute(model=name, headers=tuple(headers), targets=targets))

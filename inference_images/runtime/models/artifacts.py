@@ -90,10 +90,17 @@ class ChecksumMismatchError(ArtifactError):
     """The artefact's bytes do not hash to the sha256 its reference names; the message has both digests."""
 
 
+class SizeMismatchError(ArtifactError):
+    """The artefact is not the size its owner declared (found before its bytes are read)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
     uri: str
     sha256: str
+    # What its owner declared of its size (an own model's tenant file): an artifact of another size is
+    # refused before it is read, so nobody's 5 GB file lands in a replica's memory under a 1 MB claim.
+    size: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> ArtifactRef:
@@ -191,6 +198,7 @@ class ArtifactStore:
                 return None
             if not source.is_file():
                 raise ArtifactError(f"{ref.uri}: no such file or directory")
+            _check_size(ref, source.stat().st_size)
             data, got = _read_hashing(source)
         if got != ref.sha256:
             raise ChecksumMismatchError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
@@ -481,6 +489,9 @@ class ArtifactStore:
     def _download(self, ref: ArtifactRef, dest: Path) -> str:
         bucket, key = _bucket_key(ref)
         client = _s3_client()
+        if ref.size is not None:
+            with _s3_errors(ref):
+                _check_size(ref, int(client.head_object(Bucket=bucket, Key=key)["ContentLength"]))
         with _s3_errors(ref), dest.open("wb") as raw:
             hashing = _HashingWriter(raw)
             client.download_fileobj(bucket, key, hashing)
@@ -493,7 +504,11 @@ class ArtifactStore:
         digest = hashlib.sha256()
         chunks: list[bytes] = []
         with _s3_errors(ref):
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+            response = client.get_object(Bucket=bucket, Key=key)
+            body = response["Body"]
+            if ref.size is not None and int(response["ContentLength"]) != ref.size:
+                body.close()
+                _check_size(ref, int(response["ContentLength"]))
             try:
                 for chunk in body.iter_chunks(_CHUNK):
                     digest.update(chunk)
@@ -501,6 +516,11 @@ class ArtifactStore:
             finally:
                 body.close()
         return b"".join(chunks), digest.hexdigest()
+
+
+def _check_size(ref: ArtifactRef, actual: int) -> None:
+    if ref.size is not None and actual != ref.size:
+        raise SizeMismatchError(f"{ref.uri}: is {actual:,} bytes, not the {ref.size:,} its owner declared; not read")
 
 
 def _bucket_key(ref: ArtifactRef) -> tuple[str, str]:

@@ -48,7 +48,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from inference_images.runtime.models.artifacts import ArtifactError, ChecksumMismatchError, background_priority
+from inference_images.runtime.models.artifacts import (
+    ArtifactError,
+    ChecksumMismatchError,
+    SizeMismatchError,
+    background_priority,
+)
 from inference_images.runtime.models.base import Model
 from inference_images.runtime.models.own import ModelLoader, OwnModelKey, OwnModelRef
 from inference_images.runtime.scheduling.interface import Head
@@ -92,6 +97,8 @@ def failure_reason(what: str, ref: OwnModelRef, exc: Exception) -> str:
     stays in the replica's log (the caller's ``detail``)."""
     if isinstance(exc, ChecksumMismatchError):
         return f"{what}: its artifact failed its integrity check (sha256 mismatch)"
+    if isinstance(exc, SizeMismatchError):
+        return f"{what}: its artifact failed its integrity check (not the size its tenant's file declares)"
     if isinstance(exc, ArtifactError) and not ref.artifact.is_s3:
         return f"{what}: its artifact cannot be read on this replica"
     # Loader messages name the model and the check (S3 objects, formats); never tensor data.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,6 +78,7 @@ class OwnModelRef:
         artifact: str | None,
         sha256: str | None,
         base: str | None = None,
+        size: str | None = None,
     ) -> OwnModelRef:
         """Check each field; a ValueError names the field that is wrong."""
         for what, value in (("owner", owner), ("name", name), ("version", version)):
@@ -91,6 +92,10 @@ class OwnModelRef:
         if not artifact or not sha256:
             raise ValueError(f"own model {owner}:{name}: an artifact and its sha256 are required")
         ref = ArtifactRef.parse(f"{artifact}#sha256={sha256}")
+        if size is not None:
+            if not size.isdigit() or int(size) < 1:
+                raise ValueError(f"own model {owner}:{name}: artifact size {size!r} must be a positive number of bytes")
+            ref = replace(ref, size=int(size))
         if not ref.is_s3 and not ref.uri.removeprefix("file://").startswith("/"):
             raise ValueError(f"own model {owner}:{name}: a local artifact path must be absolute, got {artifact!r}")
         base_ref = None
