@@ -82,7 +82,8 @@ def test_every_weight_out_of_range_in_a_split_is_named(cfg_dir: Path) -> None:
 def test_a_tenant_defined_twice_is_an_error(cfg_dir: Path) -> None:
     src = cfg_dir / "tenants" / "hooli.yaml"
     (cfg_dir / "tenants" / "hooli.yml").write_text(src.read_text())
-    assert problems_of(cfg_dir) == [f"{cfg_dir / 'tenants' / 'hooli.yml'}: id: tenant 'hooli' is defined twice"]
+    assert problems_of(cfg_dir) == [f"{cfg_dir / 'tenants' / 'hooli.yml'}: id: tenant 'hooli' is defined twice: "
+                                    "also in hooli.yaml (keep one of the two files)"]
 
 
 def test_cross_references_are_checked(cfg_dir: Path) -> None:

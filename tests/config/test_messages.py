@@ -209,3 +209,42 @@ def test_a_file_that_is_not_a_mapping_says_what_it_is(cfg_dir: Path) -> None:
     path = tenant(cfg_dir, "- id: hooli\n")
     assert problems_of(cfg_dir) == [
         Problem(str(path), "", "must be a mapping (field: value, one per line), got a list")]
+
+
+TWICE = "tenant 'hooli' is defined twice: also in hooli.yaml (keep one of the two files)"
+
+
+def test_a_tenant_defined_twice_names_the_other_file(cfg_dir: Path) -> None:
+    from xds_server.config.loader import load_tenant_alone
+
+    twin = cfg_dir / "tenants" / "hooli.yml"
+    twin.write_text((cfg_dir / "tenants" / "hooli.yaml").read_text())
+    assert problems_of(cfg_dir) == [Problem(str(twin), "id", TWICE)]
+    with pytest.raises(ConfigError) as info:
+        load_tenant_alone(cfg_dir, "hooli")  # what a credential reads
+    assert info.value.problems == [Problem(str(twin), "id", TWICE)]
+
+
+def test_an_offboarded_tenant_defined_twice_is_defined_twice_too(cfg_dir: Path) -> None:
+    """Before, an offboarded hooli.yaml beside a live hooli.yml was two tenants of one id, one served."""
+    first = cfg_dir / "tenants" / "hooli.yaml"
+    twin = cfg_dir / "tenants" / "hooli.yml"
+    twin.write_text(first.read_text())
+    first.write_text(first.read_text() + "offboard: true\n")
+    assert problems_of(cfg_dir) == [Problem(str(twin), "id", TWICE)]
+
+
+@pytest.mark.parametrize(("regions", "field", "region"), [
+    ("{home: eu-west-1, allowed: [eu-west-1, eu-west-1], failover: [eu-west-1]}", "regions.allowed", "eu-west-1"),
+    ("{home: eu-west-1, allowed: [eu-west-1, us-east-1], failover: [us-east-1, us-east-1]}", "regions.failover",
+     "us-east-1"),
+])
+def test_a_region_listed_twice_names_the_list(cfg_dir: Path, regions: str, field: str, region: str) -> None:
+    path = tenant(cfg_dir, f"id: hooli\ntier: free\nregions: {regions}\n")
+    assert problems_of(cfg_dir) == [Problem(str(path), field, f"duplicate region '{region}' (list each once)")]
+
+
+def test_a_home_region_not_allowed_lists_the_allowed_ones_in_words(cfg_dir: Path) -> None:
+    path = tenant(cfg_dir, "id: hooli\ntier: free\nregions: {home: eu-west-1, allowed: [us-east-1]}\n")
+    assert problems_of(cfg_dir) == [Problem(str(path), "regions", (
+        "home region 'eu-west-1' must be one of the allowed regions (us-east-1): add it to regions.allowed"))]

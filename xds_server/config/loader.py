@@ -305,13 +305,15 @@ def load_config(
     ).hexdigest()
     checked: dict[str, tuple[Tenant, Path]] = {}
     offboarded: dict[str, Tenant] = {}
+    files: dict[str, Path] = {}  # each tenant's file, offboarded or not
     for file in tenants:
         tenant = checked_tenant(cache, file, context, tiers.tiers, regions, models.models, problems)
         if tenant is None:
             continue
-        if tenant.id in checked:  # acme.yaml beside acme.yml
-            problems.append(Problem(str(file.path), "id", f"tenant {tenant.id!r} is defined twice"))
+        if tenant.id in files:  # acme.yaml beside acme.yml
+            problems.append(Problem(str(file.path), "id", defined_twice(tenant.id, files[tenant.id])))
             continue
+        files[tenant.id] = file.path
         if tenant.offboard:
             # Offboarded: never put to the policies, so it gets no routes, limits or secrets anywhere.
             offboarded[tenant.id] = tenant
@@ -351,7 +353,7 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
     # Anything but a tenant id names no file (nor a path outside tenants/).
     files = [f for f in files if f.is_file()] if is_name(tenant_id) else []
     if len(files) > 1:  # acme.yaml beside acme.yml, as a full load reports it
-        problems.append(Problem(str(files[1]), "id", f"tenant {tenant_id!r} is defined twice"))
+        problems.append(Problem(str(files[1]), "id", defined_twice(tenant_id, files[0])))
     tenant = None
     if files:
         file = _parse_tenant(files[0], None)  # a credential does not need the artifacts' digests
@@ -369,6 +371,10 @@ def tenant_file_ids(directory: str | Path) -> list[str]:
             return sorted({e.name.rsplit(".", 1)[0] for e in it if e.name.endswith((".yaml", ".yml"))})
     except OSError:
         return []
+
+
+def defined_twice(tenant_id: str, first: Path) -> str:
+    return f"tenant {tenant_id!r} is defined twice: also in {first.name} (keep one of the two files)"
 
 
 def checked_tenant(cache: TenantFileCache, file: TenantFile, context: str, tiers: dict[str, Tier],

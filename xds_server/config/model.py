@@ -247,11 +247,17 @@ class TenantRegions(Strict):
     # it inside `allowed`.
     failover: list[Name] = Field(default_factory=list, examples=[["eu-west-1"]])
 
+    @field_validator("allowed", "failover")
+    @classmethod
+    def _each_once(cls, regions: list[str]) -> list[str]:
+        _reject_duplicates(regions, "region")  # on the list's own field: which list holds it
+        return regions
+
     @model_validator(mode="after")
     def _home_is_allowed(self) -> TenantRegions:
-        _reject_duplicates(self.allowed, "region")
         if self.home not in self.allowed:
-            raise ValueError(f"home region {self.home!r} must be one of the allowed regions {self.allowed}")
+            raise ValueError(f"home region {self.home!r} must be one of the allowed regions "
+                             f"({', '.join(self.allowed)}): add it to regions.allowed")
         return self
 
 
@@ -596,4 +602,4 @@ def _reject_duplicates(items: list[str], what: str) -> None:
     seen: set[str] = set()
     dups = sorted({i for i in items if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
     if dups:
-        raise ValueError(f"duplicate {what} {', '.join(map(repr, dups))}")
+        raise ValueError(f"duplicate {what} {', '.join(map(repr, dups))} (list each once)")
