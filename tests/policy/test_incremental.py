@@ -267,3 +267,11 @@ def test_many_tenants_over_a_regions_gpus_get_one_short_message_and_the_full_lis
     [listed] = [v for v in report.to_json()["sections"][0]["violations"] if v["rule"] == over.rule]
     assert {s.split("=")[0] for s in listed["subjects"]} == {f"t{i:05d}" for i in range(6003)}
     assert max(len(line) for line in report.render().splitlines()) < 300
+    # `fairshare validate --json` keeps the whole list too, where its text shows the first few.
+    from xds_server.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    [problem] = [p for p in refused.value.to_json()["problems"] if "gpu-guarantees-exceed-capacity" in p["message"]]
+    assert problem["subjects"] == list(over.subjects)
+    assert "and 5,998 more" in refused.value.render()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from xds_server.listing import capped_lines
@@ -15,10 +16,17 @@ class Problem:
     file: str
     field: str
     message: str
+    # Every item the message names (a policy violation's tenants: the message shows the first few and a
+    # count); the JSON form carries them all. Not part of a problem's identity.
+    subjects: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def __str__(self) -> str:
         where = f"{self.file}: {self.field}" if self.field else self.file
         return f"{where}: {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.file, "field": self.field, "message": self.message,
+                **({"subjects": list(self.subjects)} if self.subjects else {})}
 
 
 class ConfigError(Exception):
@@ -41,5 +49,4 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"ok": False, "problems": [{"file": p.file, "field": p.field, "message": p.message}
-                                          for p in self.problems]}
+        return {"ok": False, "problems": [p.to_json() for p in self.problems]}

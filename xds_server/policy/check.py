@@ -65,7 +65,7 @@ class Report:
             {"name": s.name, "source": s.source,
              "violations": [{**asdict(v), **({"file": f} if f else {})} for v, f in zip(s.violations, s.where(),
                                                                                       strict=True)],
-             "errors": [asdict(e) for e in s.errors], "checked": s.checked, "locations": s.locations,
+             "errors": [e.to_json() for e in s.errors], "checked": s.checked, "locations": s.locations,
              "notes": s.notes}
             for s in self.sections]}
 

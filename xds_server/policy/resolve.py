@@ -224,7 +224,8 @@ def resolve_changed(
 def _problem(v: Violation, root: Path, tenants: dict[str, tuple[Tenant, Path]]) -> Problem:
     reason = f"{v.message} (policy {v.concern}: {v.rule})"
     if v.subject in tenants:
-        return Problem(str(tenants[v.subject][1]), v.field, reason)
+        return Problem(str(tenants[v.subject][1]), v.field, reason, v.subjects)
     if v.subject in ("",):
-        return Problem(str(root), v.field, reason)
-    return Problem(str(root / "regions.yaml"), f"{v.subject}: {v.field}" if v.field else v.subject, reason)
+        return Problem(str(root), v.field, reason, v.subjects)
+    return Problem(str(root / "regions.yaml"), f"{v.subject}: {v.field}" if v.field else v.subject, reason,
+                   v.subjects)
