@@ -288,7 +288,8 @@ class Offboarding:
     def _models(self, _state: State) -> dict[str, Any]:
         assert self.config is not None
         client = AdminClient.for_operator(self.config, self.opts.tls_dir, self.opts.state_dir)
-        endpoints = inventory.endpoints_from_status(self._status())
+        # The serving pools' replicas only: a region of cells also lists its gateways, which hold no models.
+        endpoints = inventory.serving(self.config, inventory.endpoints_from_status(self._status()))
         prefix = f"{self.tenant}:"
         spec = self._spec()
         own = sorted(f"{prefix}{m}" for m in (spec.own_models if spec else ()))
