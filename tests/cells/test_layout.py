@@ -64,3 +64,40 @@ def test_run_refuses_a_cell_on_another_regions_port(tmp_path: Path, capsys: pyte
     assert f"{config / 'regions.yaml'}: us-east-1.gateway_port: port 8081 would be listened on by " \
            "region us-east-1's cell c0 and region eu-west-1's gateway" in err, err
     assert not (tmp_path / "state" / "run").exists()  # nothing was started
+
+
+def test_stopping_drains_the_front_tier_before_the_cells(tmp_path: Path) -> None:
+    """The front's HTTP/2 connections to a cell would hold that cell's drain open to its end (a warning per
+    cell, and the whole drain time waited) if both drained at once."""
+    from typing import Any, cast
+
+    from xds_server.local.platform import LocalPlatform, PlatformOptions
+
+    events: list[str] = []
+
+    class Gateway:
+        drain_time_s = 0.0
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def begin_drain(self) -> None:
+            events.append(f"drain {self.name}")
+
+        def wait_drained(self, _timeout: float) -> None:
+            events.append(f"drained {self.name}")
+
+        def stop(self) -> None:
+            events.append(f"stop {self.name}")
+
+    platform = LocalPlatform(PlatformOptions(config_dir=tmp_path, state_dir=tmp_path))
+    platform.envoys = cast(dict[str, Any], {key: Gateway(key) for key in (
+        "us-east-1/c0", "us-east-1/front", "us-east-1/front#2", "us-east-1/c1", "eu-west-1")})
+    platform.stop()
+    assert events == [
+        "drain us-east-1/front", "drain us-east-1/front#2", "drained us-east-1/front", "drained us-east-1/front#2",
+        "stop us-east-1/front", "stop us-east-1/front#2",
+        "drain us-east-1/c0", "drain us-east-1/c1", "drain eu-west-1",
+        "drained us-east-1/c0", "drained us-east-1/c1", "drained eu-west-1",
+        "stop us-east-1/c0", "stop us-east-1/c1", "stop eu-west-1"]
+    assert platform.envoys == {}

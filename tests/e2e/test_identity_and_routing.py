@@ -125,7 +125,7 @@ def test_token_signed_with_our_key_for_another_audience_or_issuer_is_refused(
 def test_token_for_a_tenant_not_in_config_is_refused(running: RunningPlatform) -> None:
     reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("mallory"))
     assert reply.status == 403
-    assert reply.body["error"] == "tenant is not served in region us-east-1"
+    assert reply.body == {"error": "tenant mallory is not served in region us-east-1", "code": 403}
 
 
 def test_spoofed_tenant_header_is_ignored(running: RunningPlatform) -> None:
@@ -187,7 +187,7 @@ def test_unknown_model_is_404(running: RunningPlatform) -> None:
 def test_tenant_outside_its_regions_is_403(running: RunningPlatform) -> None:
     reply = post(running.url(EU, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("globex"))
     assert reply.status == 403
-    assert reply.body["error"] == "tenant is not served in region eu-west-1"
+    assert reply.body == {"error": "tenant globex is not served in region eu-west-1", "code": 403}
 
 
 def test_eu_tenant_served_in_eu(running: RunningPlatform) -> None:

@@ -134,7 +134,10 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
             }, {
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
-                "body": {"inline_string": f"tenant is not served in region {region}"},
+                "body_format_override": {
+                    "json_format": {"error": f"tenant %REQ({contract.TENANT_HEADER})% is not served in region {region}",
+                                    "code": "%RESPONSE_CODE%"},
+                    "content_type": "application/json"},
             },
                 # No replica could take it: say where none was, and that no other region may serve it.
                 *failover.local_reply_mappers(region)],
