@@ -156,7 +156,7 @@ def render_gateways(status: Mapping[str, Any], now: float, max_rows: int | None 
     shown = rows if max_rows is None else rows[:max_rows]
     header = ("NAME", "REGION", "CELL", "CONNECTED", *(c for c, _ in TYPES), "VERSION", "MEMORY", "LAST NACK")
     lines = table(header, [
-        (r.node_id, r.region, r.cell,
+        (r.node_id, r.region, r.cell or "-",
          ("yes " if r.connected else "no ") + age(None if r.since is None else now - r.since),
          *r.states, r.version, size(r.memory), r.nack or "-")
         for r in shown

@@ -50,13 +50,13 @@ def test_status_table_shows_the_real_envoy_synced_then_stale_with_its_nack(tmp_p
             synced = {"xds": store.status()}
             text = render(synced)
             row = _row(text, "gw-eu-0")
-            assert row[:4] == ["gw-eu-0", "eu", "yes", row[3]] and row[3].endswith("s")  # no cell: blank column
-            assert row[4:9] == [SYNCED] * 5, text
-            assert row[9] == "v1"
+            assert row[:5] == ["gw-eu-0", "eu", "-", "yes", row[4]] and row[4].endswith("s")  # no cell: "-"
+            assert row[5:10] == [SYNCED] * 5, text
+            assert row[10] == "v1"
             memory = store.status()["nodes"]["gw-eu-0"]["memory"]["allocated"]
             assert memory > 1_000_000, "Envoy's allocator holds megabytes once it runs a config"
-            assert row[10:12] == [f"{memory / 2**20:.3g}", "MiB"], text
-            assert row[12] == "-", "no NACK yet"
+            assert row[11:13] == [f"{memory / 2**20:.3g}", "MiB"], text
+            assert row[13] == "-", "no NACK yet"
             # The region's section: published version, the gateway applied it, its memory summed.
             [cell] = [line for line in text.splitlines() if line.startswith("eu ")]
             assert "v1" in cell and "1/1 applied" in cell and "MiB" in cell, text
