@@ -44,6 +44,9 @@ MODEL_SHA256_HEADER = "x-fairshare-model-sha256"
 # The artifact's size in bytes, as the tenant's file declares it (or the config load measured it): the
 # runtime refuses an artifact of another size before reading it, so a tier's size cap holds at load.
 MODEL_BYTES_HEADER = "x-fairshare-model-bytes"
+# Every version of the tenant's own model, comma-separated, on its route: what its metadata lists (the
+# request's own version header is the one the split picked).
+MODEL_VERSIONS_HEADER = "x-fairshare-model-versions"
 # Set by the runtime on every response, so tests and operators can see which replica answered.
 REPLICA_HEADER = "x-fairshare-replica"
 # Set by the runtime on an inference response whose text it changed: counts by entity type

@@ -27,6 +27,7 @@ from inference_images.runtime.gateway import (
     MAX_QUEUE_HEADER,
     MODEL_OWNER_HEADER,
     MODEL_VERSION_HEADER,
+    MODEL_VERSIONS_HEADER,
     PII_PSEUDONYMISED_HEADER,
     PII_REDACTED_HEADER,
     REPLICA_HEADER,
@@ -315,7 +316,8 @@ async def _acquire(state: RuntimeState, ref: OwnModelRef, weight: float) -> Mode
 
 async def _own_model_metadata(request: web.Request, ref: OwnModelRef, weight: float) -> web.Response:
     model = await _acquire(request.app[STATE], ref, weight)
-    body = model_metadata(model, [ref.version])
+    listed = [v for v in request.headers.get(MODEL_VERSIONS_HEADER, "").split(",") if v]
+    body = model_metadata(model, listed if ref.version in listed else [ref.version])
     body["name"] = ref.name  # the tenant's own name, not the cache's qualified one
     body["device"] = model.device
     # The digest lets the tenant confirm which bytes serve it; the URI would show the platform's bucket

@@ -75,7 +75,7 @@ def test_own_model_route_splits_over_the_pools_hashed_clusters_with_what_to_load
     split = routes["ticket-router"]
     assert split.match.path_separated_prefix == "/v2/models/ticket-router"
     assert headers(split.request_headers_to_add) == {
-        "x-fairshare-model-owner": "acme", "x-fairshare-model-format": "onnx"}
+        "x-fairshare-model-owner": "acme", "x-fairshare-model-format": "onnx", "x-fairshare-model-versions": "1,2"}
     weighted = {c.name: c for c in split.route.weighted_clusters.clusters}
     assert {n: c.weight.value for n, c in weighted.items()} == {"own.cpu-general.0": 90, "own.cpu-general.1": 10}
     v1 = headers(weighted["own.cpu-general.0"].request_headers_to_add)
@@ -117,7 +117,7 @@ def test_head_route_names_its_base() -> None:
     intent = next(r for r in vhost(us, "globex").routes if r.name == "intent")
     assert headers(intent.request_headers_to_add) == {
         "x-fairshare-model-owner": "globex", "x-fairshare-model-format": "head",
-        "x-fairshare-model-base": "embedder/v1"}
+        "x-fairshare-model-versions": "1", "x-fairshare-model-base": "embedder/v1"}
     assert [c.name for c in intent.route.weighted_clusters.clusters] == ["own.gpu-small.0"]
 
 

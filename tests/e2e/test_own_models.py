@@ -93,6 +93,7 @@ def test_metadata_is_the_graphs_signature(running: RunningPlatform) -> None:
     reply = get(running.url(US, "/v2/models/ticket-router"), running.token("acme"))
     assert reply.status == 200, reply.body
     meta = reply.body
+    assert meta["versions"] == ["1", "2"]  # every version of acme's model, whichever the split picked
     assert [(i["name"], i["datatype"], i["shape"]) for i in meta["inputs"]] == [
         ("features", "FP32", [-1, len(FEATURES["vocabulary"])])]
     assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {"label": "INT64", "probabilities": "FP32"}

@@ -70,7 +70,8 @@ def own_routes(tenant: ResolvedTenant, region: str) -> tuple[OwnModelRoute, ...]
         model = spec.own_models.get(name)
         if model is None:
             continue
-        headers = [(OWNER_HEADER, spec.id), (FORMAT_HEADER, str(model.format))]
+        headers = [(OWNER_HEADER, spec.id), (FORMAT_HEADER, str(model.format)),
+                   (contract.MODEL_VERSIONS_HEADER, ",".join(sorted(model.versions)))]
         if model.base is not None:
             headers.append((BASE_HEADER, model.base))
         # With failover regions the policy routes the model in (docs/design/0004), the chain's clusters,
