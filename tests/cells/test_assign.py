@@ -120,6 +120,9 @@ def test_a_bad_pin_is_a_config_error_naming_the_tenant_file(config: Path) -> Non
         load_config(config)
     text = err.value.render()
     assert "acme.yaml: cell: cell 'vip' is not a cell of region" in text and "its only cell is c0" in text
+    # What to do, where a tenant served in two regions is pinned to one region's dedicated cell.
+    assert "a pin holds in every region the tenant is served in, so add 'vip' to" in text
+    assert "cells.dedicated in regions.yaml, or drop the pin" in text
 
 
 def test_a_dedicated_cell_may_not_take_a_shared_cells_name(config: Path) -> None:

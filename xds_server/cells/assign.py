@@ -179,8 +179,10 @@ def single_cell_pin(region: Region, pin: str) -> str | None:
     """A pin in a region without cells: only its one cell, c0, is valid."""
     if is_split(region) or pin == "c0":
         return None
+    # A pin holds in every region the tenant is served in: one region's dedicated cell is not enough.
     return (f"cell {pin!r} is not a cell of region {region.id}, which is not split into cells (cells.shared 1, no "
-            "dedicated cells): its only cell is c0")
+            f"dedicated cells): its only cell is c0; a pin holds in every region the tenant is served in, so add "
+            f"{pin!r} to {region.id}'s cells.dedicated in regions.yaml, or drop the pin")
 
 
 def place(size: int, regions: dict[str, Region], served: dict[str, tuple[str | None, list[str]]],
