@@ -247,4 +247,5 @@ def test_a_region_listed_twice_names_the_list(cfg_dir: Path, regions: str, field
 def test_a_home_region_not_allowed_lists_the_allowed_ones_in_words(cfg_dir: Path) -> None:
     path = tenant(cfg_dir, "id: hooli\ntier: free\nregions: {home: eu-west-1, allowed: [us-east-1]}\n")
     assert problems_of(cfg_dir) == [Problem(str(path), "regions", (
-        "home region 'eu-west-1' must be one of the allowed regions (us-east-1): add it to regions.allowed"))]
+        "home region 'eu-west-1' must be one of the allowed regions (us-east-1): add it to regions.allowed, or make "
+        "one of those home"))]

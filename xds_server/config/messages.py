@@ -1,6 +1,7 @@
-"""What a person reads about a value a config file's schema refuses: the field as the docs write it
-(`own_models.router.versions.1.sha256`), and what is wrong in words, with what to write instead, rather
-than pydantic's wording, a regular expression or a Python repr.
+"""What a person reads about a config file the loader refuses: where (a line and column for YAML it cannot
+read, the field as the docs write it for a value the schema refuses: `own_models.router.versions.1.sha256`),
+and what is wrong in words, with what to write instead, rather than libyaml's or pydantic's wording, a
+regular expression or a Python repr.
 
 Only a refused file comes here: nothing in this module runs on a config that loads.
 """
@@ -34,15 +35,16 @@ def yaml_problem(data: bytes, err: yaml.YAMLError) -> tuple[str, str]:
     mark = getattr(err, "problem_mark", None)
     if mark is None:
         return "", f"not valid YAML: {err}"
-    column = mark.column
     line = _line(data, mark.line)
-    indent = len(line) - len(line.lstrip(" \t"))
-    # libyaml's own words ("found character that cannot start any token") never name the character.
-    if "\t" in line[:indent] or line[column:column + 1] == "\t":
-        column = line.index("\t") if "\t" in line[:indent] else column
-        return (f"line {mark.line + 1}, column {column + 1}",
+    # A tab in the line's indentation, or where libyaml stopped: its own words ("found character that cannot
+    # start any token") never name the character.
+    tab = line.find("\t", 0, len(line) - len(line.lstrip(" \t")))
+    if tab < 0 and line[mark.column:mark.column + 1] == "\t":
+        tab = mark.column
+    if tab >= 0:
+        return (f"line {mark.line + 1}, column {tab + 1}",
                 "not valid YAML: a tab character: YAML indents with spaces (replace the tab with spaces)")
-    return f"line {mark.line + 1}, column {column + 1}", f"not valid YAML: {getattr(err, 'problem', None) or err}"
+    return f"line {mark.line + 1}, column {mark.column + 1}", f"not valid YAML: {getattr(err, 'problem', None) or err}"
 
 
 def _line(data: bytes, number: int) -> str:

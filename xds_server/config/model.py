@@ -257,7 +257,7 @@ class TenantRegions(Strict):
     def _home_is_allowed(self) -> TenantRegions:
         if self.home not in self.allowed:
             raise ValueError(f"home region {self.home!r} must be one of the allowed regions "
-                             f"({', '.join(self.allowed)}): add it to regions.allowed")
+                             f"({', '.join(self.allowed)}): add it to regions.allowed, or make one of those home")
         return self
 
 
