@@ -30,6 +30,7 @@ import aiohttp
 import yaml
 
 from bench.loadgen import Target, infer_body, one
+from bench.models_real import own_copy
 from bench.report import environment, markdown_table, progress, results_dir, write_results
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
@@ -72,7 +73,7 @@ def write_config(root: Path, replicas: int = 1, own_model: Path | None = None) -
                                 "models": {"classifier": {"split": {"v1": 100}}}}
         if own_model is not None:
             digest = hashlib.sha256(own_model.read_bytes()).hexdigest()
-            version = {"artifact": str(own_model.resolve()), "sha256": digest}
+            version = {"artifact": str(own_copy(cfg, tenant, own_model.resolve())), "sha256": digest}
             spec["own_models"] = {OWN_MODEL: {"format": "onnx", "pool": POOL, "versions": {"1": version}}}
         (cfg / "tenants" / f"{tenant}.yaml").write_text(yaml.safe_dump(spec))
     return cfg

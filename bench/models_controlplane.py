@@ -22,7 +22,7 @@ import aiohttp
 import yaml
 
 from bench.controlplane import POOL, REGION, Rig
-from bench.models_real import write_model
+from bench.models_real import own_copy, write_model
 from bench.synth import tenant_id, tenant_spec, write_config, write_tenant
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
@@ -46,6 +46,7 @@ def _enterprise(tenants: int, count: int | None = None) -> list[int]:
 
 def _with_own(config_dir: Path, i: int, artifact: Path, sha: str) -> None:
     spec = tenant_spec(i)
+    artifact = own_copy(config_dir, tenant_id(i), artifact)
     spec["own_models"] = {f"m{k}": {"format": "onnx", "pool": POOL,
                                     "versions": {"1": {"artifact": str(artifact), "sha256": sha}}}
                           for k in range(PER_TENANT)}

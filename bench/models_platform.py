@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.models_real import write_model
+from bench.models_real import own_copy, write_model
 from bench.models_sim import RingHash, request_hash
 from bench.report import latency_stats
 from inference_images.runtime import gateway as contract
@@ -43,7 +43,7 @@ def write_config(root: Path, gateway_port: int, own: int, budget_mb: int) -> tup
     """One region, one pool of 2 replicas; catalog ``scorer`` (loader onnx) and acme's ``twin`` (the same
     graph, as an own model) plus ``own`` other own models of 20 KB."""
     cfg = root / "config"
-    models = root / "models"
+    models = cfg / "models" / TENANT  # a tenant's local artifacts live in its own folder of the config
     (cfg / "tenants").mkdir(parents=True, exist_ok=True)
     models.mkdir(parents=True, exist_ok=True)
     scorer, scorer_sha, d = write_model(models, 200_000, seed=1)
@@ -58,7 +58,8 @@ def write_config(root: Path, gateway_port: int, own: int, budget_mb: int) -> tup
         "models:\n  scorer:\n    kind: classifier\n    versions:\n"
         f"      v1: {{pool: {POOL}, loader: onnx, artifact: {scorer}, sha256: {scorer_sha}}}\n")
     own_models: dict[str, Any] = {"twin": {"format": "onnx", "pool": POOL,
-                                           "versions": {"1": {"artifact": str(scorer), "sha256": scorer_sha}}}}
+                                           "versions": {"1": {"artifact": str(own_copy(cfg, TENANT, scorer)),
+                                                              "sha256": scorer_sha}}}}
     dims = {"twin": d}
     for i in range(own):
         path, sha, dim = write_model(models, 20_000, seed=100 + i)

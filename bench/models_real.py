@@ -69,6 +69,19 @@ def write_model(root: Path, target_bytes: int, seed: int) -> tuple[Path, str, in
     return path, hashlib.sha256(data).hexdigest(), d
 
 
+def own_copy(config_dir: Path, tenant: str, artifact: Path) -> Path:
+    """`artifact` in `tenant`'s own folder of the config (models/<tenant>/), where a tenant's local artifacts
+    must be: a hard link, so a thousand tenants bringing the same bench model cost no disk."""
+    target = config_dir / "models" / tenant / artifact.name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(artifact, target)
+        except OSError:  # another filesystem
+            shutil.copyfile(artifact, target)
+    return target
+
+
 def local_ref(owner: str, name: str, path: Path, digest: str) -> OwnModelRef:
     return OwnModelRef.parse(owner=owner, name=name, version="1", format="onnx", artifact=str(path), sha256=digest)
 

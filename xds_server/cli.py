@@ -157,7 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         upstream_tls_dir=args.upstream_tls_dir, tls_dir=Path(args.tls_dir) if args.tls_dir else None,
         config_source=args.config_source, poll_seconds=args.poll_seconds,
         source_dir=Path(args.source_dir) if args.source_dir else None,
-        local_cell_ports=args.local_cell_ports,
+        local_cell_ports=args.local_cell_ports, region=args.region,
         peers=peers,
     )
     try:
@@ -341,6 +341,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--ratelimit-address", default=None,
                             help="where Envoy dials the rate-limit service, with --ratelimit-port (default: "
                                  "--host); a name all replicas share, e.g. the control plane's Service")
+            sp.add_argument("--region", default=None,
+                            help="the region this control plane runs in (the chart sets it): only its tenants' "
+                                 "local model artifacts are read and checked, the ones its cluster holds")
             sp.add_argument("--local-cell-ports", action="store_true",
                             help="every cell of a region on this machine: cell k listens on the region's "
                                  "gateway_port + 1 + k (the front tier on gateway_port); in a cluster each cell's "

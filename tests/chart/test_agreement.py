@@ -32,10 +32,22 @@ def _config_volume(manifests: Manifests, target: Path) -> Path:
 def test_control_plane_in_the_cluster_loads_the_same_config(
     rendered: dict[str, Manifests], config: PlatformConfig, tmp_path: Path
 ) -> None:
+    from xds_server.config.loader import ArtifactDigests, TenantFileCache
+
     for region in config.regions:
         mounted = _config_volume(rendered[f"region:{region}"], tmp_path / region)
-        # The same config, but for where it lies: local artifacts resolve under the mount, not the repo.
-        assert _relative(load_config(mounted), mounted) == _relative(config, CONFIG)
+        # As `serve --region` loads it: the model files of the tenants allowed here are the mount's.
+        got = load_config(mounted, TenantFileCache(digests=ArtifactDigests(regions=frozenset({region}))))
+        # The same config, but for where it lies (local artifacts resolve under the mount, not the repo),
+        # and for the sizes of artifacts of tenants not allowed here, which are not in this cluster.
+        def unmeasured(cfg: PlatformConfig, region: str = region) -> PlatformConfig:
+            tenants = {tid: t if region in t.spec.regions.allowed else t.model_copy(update={"spec": t.spec.model_copy(
+                update={"own_models": {m: om.model_copy(update={"versions": {
+                    v: ov.model_copy(update={"bytes": None}) for v, ov in om.versions.items()}})
+                    for m, om in t.spec.own_models.items()}})}) for tid, t in cfg.tenants.items()}
+            return cfg.model_copy(update={"tenants": tenants})
+
+        assert _relative(got, mounted) == _relative(unmeasured(config), CONFIG)
 
 
 def _relative(cfg: PlatformConfig, root: Path) -> str:
@@ -66,6 +78,28 @@ def test_runtimes_find_local_artifacts_where_the_control_plane_resolved_them(
             inside = volume / Path(artifact).relative_to(CONFIG)
             assert hashlib.sha256(inside.read_bytes()).hexdigest() == sha, artifact
         assert not (volume / "tenants").exists()  # the runtimes get the model files, not the tenant files
+
+
+def test_a_region_holds_only_the_model_files_of_tenants_allowed_there(
+        rendered: dict[str, Manifests], config: PlatformConfig) -> None:
+    """A tenant's model bytes stay in the regions its residency allows, as its S3 artifacts must: globex
+    (us-east-1 only) has none in eu-west-1's cluster, acme (both) in each; the control plane is told its
+    region, so it reads and checks only those."""
+    def shipped(region: str) -> set[str]:
+        cm = find(rendered[f"region:{region}"], "ConfigMap", "fairshare-config")
+        return {key for key in cm.get("binaryData", {}) if key.startswith("models.")}
+
+    def owned(tenant: str) -> set[str]:
+        return {"models." + Path(ov.artifact).relative_to(CONFIG / "models").as_posix().replace("/", ".")
+                for m in config.tenants[tenant].spec.own_models.values() for ov in m.versions.values()}
+
+    assert config.tenants["globex"].spec.regions.allowed == ["us-east-1"] and owned("globex")
+    assert owned("globex") <= shipped("us-east-1") and not owned("globex") & shipped("eu-west-1")
+    assert owned("acme") <= shipped("us-east-1") and owned("acme") <= shipped("eu-west-1")
+    for region in ("us-east-1", "eu-west-1"):
+        args = find(rendered[f"region:{region}"], "Deployment", "fairshare-control-plane")[
+            "spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--region") + 1] == region
 
 
 def test_opa_server_is_the_policy_backend_when_enabled(rendered: dict[str, Manifests], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ Service; a pool that hosts only own models still runs replicas; the admission po
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -128,17 +129,20 @@ def test_admission_admits_the_own_models_chart(own_only: tuple[PlatformConfig, M
 
 
 def test_an_artifact_outside_the_config_cannot_ship_and_says_so(tmp_path: Path) -> None:
+    """A catalog model's (a tenant's own must be in its folder of the config: refused at load)."""
     config_dir = tmp_path / "config"
     shutil.copytree(CONFIG, config_dir)
     outside = tmp_path / "elsewhere" / "model.onnx"
     outside.parent.mkdir()
     shutil.copy(config_dir / "models/acme/ticket-router/1/model.onnx", outside)
-    acme_file = config_dir / "tenants" / "acme.yaml"
-    acme = yaml.safe_load(acme_file.read_text())
-    acme["own_models"]["ticket-router"]["versions"]["1"]["artifact"] = str(outside)
-    acme_file.write_text(yaml.safe_dump(acme, sort_keys=False))
+    models_file = config_dir / "models.yaml"
+    models = yaml.safe_load(models_file.read_text())
+    models["models"]["scorer"] = {"kind": "classifier", "versions": {"v1": {
+        "pool": "cpu-general", "loader": "onnx", "artifact": str(outside),
+        "sha256": hashlib.sha256(outside.read_bytes()).hexdigest()}}}
+    models_file.write_text(yaml.safe_dump(models, sort_keys=False))
     with pytest.raises(ConfigError) as caught:
         chart_values(load_config(config_dir), "us-east-1", config_dir)
     message = str(caught.value)
-    assert "tenants/acme.yaml" in message and "own_models.ticket-router.versions.1.artifact" in message
+    assert "models.yaml" in message and "scorer.versions.v1.artifact" in message
     assert "outside the config directory" in message and "s3://" in message

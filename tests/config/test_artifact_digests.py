@@ -109,15 +109,15 @@ def test_the_control_plane_refuses_it_and_keeps_serving_the_last_good_config(cfg
 def test_a_reload_hashes_only_what_changed_and_a_shared_artifact_once(cfg_dir: Path, hashed: Counter[str]) -> None:
     shared = cfg_dir / "models/initech/router/1/model.onnx"
     sha = sha_of(shared)
-    for i in range(20):
-        spec = yaml.safe_load((cfg_dir / "tenants/initech.yaml").read_text())
-        spec["id"], spec["quotas"] = f"initech-{i}", {"gpus": 0}  # within the regions' GPUs
-        spec["own_models"] = {"router": {"format": "onnx", "pool": "cpu-general",
-                                         "versions": {"1": {"artifact": str(shared), "sha256": sha}}}}
-        (cfg_dir / f"tenants/initech-{i}.yaml").write_text(yaml.safe_dump(spec))
+    # One file named by many of the tenant's own models (a tenant's files are its own: tenants never share one).
+    spec = yaml.safe_load((cfg_dir / "tenants/initech.yaml").read_text())
+    for i in range(15):
+        spec["own_models"][f"router-{i}"] = {"format": "onnx", "pool": "cpu-general",
+                                             "versions": {"1": {"artifact": str(shared), "sha256": sha}}}
+    (cfg_dir / "tenants/initech.yaml").write_text(yaml.safe_dump(spec))
     cache = TenantFileCache()
     load_config(cfg_dir, cache)
-    # Every local artifact once: 21 tenants name `shared`.
+    # Every local artifact once: 16 models name `shared`.
     artifacts = {str(p) for p in (cfg_dir / "models").rglob("*.onnx")}
     assert set(hashed) == artifacts and set(hashed.values()) == {1}
 
@@ -131,14 +131,14 @@ def test_a_reload_hashes_only_what_changed_and_a_shared_artifact_once(cfg_dir: P
     assert load_config(cfg_dir, cache).tenants["acme"].quotas.concurrency == 30  # full
     assert not hashed
 
-    # The artifact rewritten, no tenant file touched: read again, once, and refused for every tenant naming it.
+    # The artifact rewritten, no tenant file touched: read again, once, and refused for every model naming it.
     original = shared.read_bytes()
     shared.write_bytes(original + b"\0")
     found = problems_of(cfg_dir, cache)
     assert hashed == {str(shared): 1}
     tampered = sha_of(shared)
-    assert mismatch(cfg_dir, "own_models.router.versions.1.sha256", tampered, sha, "tenants/initech-7.yaml") in found
-    assert len(found) == 21  # initech's version 1 and the 20 others
+    assert mismatch(cfg_dir, "own_models.router-7.versions.1.sha256", tampered, sha) in found
+    assert len(found) == 16  # router's version 1 and the 15 others
     # Put back: accepted again, with no tenant file edited.
     shared.write_bytes(original)
     load_config(cfg_dir, cache)
@@ -154,17 +154,32 @@ def test_an_edit_that_names_a_wrong_digest_is_refused_by_an_incremental_reload_t
         mismatch(cfg_dir, "own_models.router.versions.1.sha256", v1, "ab" * 32)]
 
 
-def test_an_artifact_beside_the_tenant_files_rewritten_is_checked_again(cfg_dir: Path) -> None:
-    beside = cfg_dir / "tenants/router.onnx"
-    shutil.copy(cfg_dir / "models/initech/router/1/model.onnx", beside)
-    sha = sha_of(beside)
-    set_router(cfg_dir, {"1": sha}, artifact="router.onnx")
+def test_an_artifact_rewritten_is_checked_again_when_the_watcher_names_it_alone(cfg_dir: Path) -> None:
+    artifact = cfg_dir / "models/initech/router/1/model.onnx"
+    sha = sha_of(artifact)
     cache = TenantFileCache()
     load_config(cfg_dir, cache)
-    beside.write_bytes(beside.read_bytes() + b"\0")
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
     # The watcher names the artifact alone: not a tenant file, but what a tenant file names.
-    assert problems_of(cfg_dir, cache, changed=[beside]) == [
-        mismatch(cfg_dir, "own_models.router.versions.1.sha256", sha_of(beside), sha)]
+    assert problems_of(cfg_dir, cache, changed=[artifact]) == [
+        mismatch(cfg_dir, "own_models.router.versions.1.sha256", sha_of(artifact), sha)]
+
+
+def test_a_tenants_artifact_outside_its_own_folder_is_refused_unread(cfg_dir: Path, hashed: Counter[str]) -> None:
+    """Another tenant's model, a file elsewhere on the host, a link out of the tenant's folder: refused before
+    a byte is read, so the refusal tells no digest of it."""
+    secret = cfg_dir.parent / "secret.bin"
+    secret.write_bytes(b"not a model")
+    link = cfg_dir / "models/initech/router/elsewhere.onnx"
+    link.symlink_to(secret)
+    for artifact in ("../models/acme/ticket-router/1/model.onnx", str(secret),
+                     "../models/initech/router/elsewhere.onnx", "../models/initech-evil/m.onnx"):
+        set_router(cfg_dir, {"1": "ab" * 32}, artifact=artifact)
+        found = problems_of(cfg_dir)
+        assert found == [f"{cfg_dir / 'tenants/initech.yaml'}: own_models.router.versions.1.artifact: {artifact} is "
+                         "not in models/initech/ of the config: a tenant serves only its own files (put it there, or "
+                         "on S3 under tenants/initech/)"], found
+    assert str(secret) not in hashed
 
 
 def test_a_catalog_model_with_a_local_artifact_is_checked_too(cfg_dir: Path) -> None:
@@ -214,3 +229,21 @@ def test_an_unreadable_artifact_is_a_problem_not_a_crash(cfg_dir: Path) -> None:
     assert problems_of(cfg_dir) == [
         f"{cfg_dir / 'tenants/initech.yaml'}: own_models.router.versions.1.artifact: cannot read {artifact}: "
         "Permission denied"]
+
+
+def test_a_control_plane_of_one_region_reads_only_the_artifacts_of_tenants_allowed_there(cfg_dir: Path) -> None:
+    """`serve --region`: its cluster holds only those files (the chart ships no others), and a tenant's bytes
+    never leave the regions it allows. The rest of the config is checked as everywhere."""
+    from xds_server.config.loader import ArtifactDigests
+
+    (cfg_dir / "models/globex/intent/1/model.onnx").unlink()  # globex: us-east-1 only
+    eu = TenantFileCache(digests=ArtifactDigests(regions=frozenset({"eu-west-1"})))
+    cfg = load_config(cfg_dir, eu)
+    intent = cfg.tenants["globex"].spec.own_models["intent"].versions["1"]
+    assert intent.artifact == str(cfg_dir / "models/globex/intent/1/model.onnx") and intent.bytes is None
+    assert cfg.tenants["acme"].spec.own_models["ticket-router"].versions["1"].bytes is not None  # measured
+    # Every region's (CI, a local run): the missing file is refused.
+    assert any("globex.yaml: own_models.intent.versions.1.artifact: cannot read" in p for p in problems_of(cfg_dir))
+    # A tenant of the region still has its files checked: initech (eu-west-1) with a wrong digest.
+    set_router(cfg_dir, {"1": "ab" * 32})
+    assert any("initech.yaml: own_models.router.versions.1.sha256" in p for p in problems_of(cfg_dir, eu))

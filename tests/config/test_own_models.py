@@ -107,10 +107,10 @@ def test_bad_artifacts_and_digests_are_named(cfg_dir: Path) -> None:
 
 
 def test_missing_local_artifact_is_refused_with_the_config(cfg_dir: Path) -> None:
-    set_own(cfg_dir, "acme", {"missing": onnx("../models/nowhere.onnx")})
+    set_own(cfg_dir, "acme", {"missing": onnx("../models/acme/nowhere.onnx")})
     (problem,) = problems_of(cfg_dir)
     assert problem.startswith(f"{cfg_dir}/tenants/acme.yaml: own_models.missing.versions.1.artifact: "
-                              f"cannot read {cfg_dir / 'models/nowhere.onnx'}")
+                              f"cannot read {cfg_dir / 'models/acme/nowhere.onnx'}")
 
 
 def test_own_model_may_not_shadow_a_catalog_model(cfg_dir: Path) -> None:

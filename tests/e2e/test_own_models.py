@@ -217,7 +217,7 @@ def test_models_table_counts_ready_replicas_per_region(running: RunningPlatform)
 def test_a_wrong_digest_is_refused_and_an_artifact_changed_after_loading_is_503(
         running: RunningPlatform, restore_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     before = running.platform.status()["config_version"]
-    source = MODELS / "acme/ticket-router/1/model.onnx"
+    source = running.config_dir / "models" / "acme/ticket-router/1/model.onnx"  # acme's own folder
     # Declared with a wrong digest: the load refuses it, naming the field, and the last good config serves.
     edit_tenant(running, "acme", lambda s: s["own_models"].update({"tampered": {
         "format": "onnx", "pool": "cpu-general",
@@ -227,7 +227,8 @@ def test_a_wrong_digest_is_refused_and_an_artifact_changed_after_loading_is_503(
     assert "own_models.tampered.versions.1.sha256" in status["last_reload"]["error"]
     assert status["config_version"] == before
     # Declared right, then changed on disk after the load checked it: the runtime checks it again as it loads it.
-    copy = tmp_path / "model.onnx"
+    copy = running.config_dir / "models" / "acme" / "tampered" / "model.onnx"  # in acme's own folder
+    copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, copy)
     digest = hashlib.sha256(copy.read_bytes()).hexdigest()
     edit_tenant(running, "acme", lambda s: s["own_models"]["tampered"]["versions"]["1"].update(

@@ -135,6 +135,12 @@ class ArtifactDigests:
     an artifact written or replaced since, and a file that many tenants name is hashed once."""
 
     entries: dict[str, tuple[ArtifactKey, str]] = field(default_factory=dict)
+    # Whose own-model artifacts this process reads: the tenants allowed in one of these regions (a cluster's
+    # control plane, `serve --region`: its ConfigMap carries only theirs); None: every tenant's (CI, a local run).
+    regions: frozenset[str] | None = None
+
+    def reads(self, tenant: Tenant) -> bool:
+        return self.regions is None or not self.regions.isdisjoint(tenant.regions.allowed)
 
     def sha256(self, path: str, key: ArtifactKey, is_dir: bool) -> str:
         """Raises OSError, or ArtifactError for a directory the runtime would refuse (a link in it)."""
@@ -597,14 +603,33 @@ def _check_digest(file: Path, where: str, artifact: _Artifact, sha256: str, is_d
 def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem], digests: ArtifactDigests | None,
                            seen: list[tuple[str, ArtifactKey | None]]) -> Tenant | None:
     """The tenant with its local artifacts made absolute and their sizes measured; each one is added to
-    `seen`, with its key. None where one is unsound."""
+    `seen`, with its key. None where one is unsound.
+
+    A local artifact must be in the tenant's own folder, models/<tenant>/ of the config (links resolved),
+    checked before anything is read: a tenant serves only bytes its own pipeline wrote, as on S3 under
+    tenants/<tenant>/, and no file elsewhere on the host is read or its digest told. One this process does
+    not read (`digests.reads`) is only made absolute."""
     before = len(problems)
+    home = os.path.realpath(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "models",
+                                         tenant.id))
+    read = digests is None or digests.reads(tenant)
     own: dict[str, OwnModel] = {}
     for name, model in tenant.own_models.items():
         versions: dict[str, OwnModelVersion] = {}
         for version, ov in model.versions.items():
-            found = _local_artifact(path, f"own_models.{name}.versions.{version}", ov.artifact, ov.sha256,
-                                    ov.bytes, digests, problems)
+            where = f"own_models.{name}.versions.{version}"
+            if not is_s3(ov.artifact) and not _inside(home, path, ov.artifact):
+                problems.append(Problem(str(path), f"{where}.artifact", (
+                    f"{ov.artifact} is not in models/{tenant.id}/ of the config: a tenant serves only its own "
+                    f"files (put it there, or on S3 under tenants/{tenant.id}/)")))
+                continue
+            if not read:
+                if not is_s3(ov.artifact):
+                    ov = ov.model_copy(update={"artifact": os.path.abspath(
+                        os.path.join(os.path.dirname(path), ov.artifact))})
+                versions[version] = ov
+                continue
+            found = _local_artifact(path, where, ov.artifact, ov.sha256, ov.bytes, digests, problems)
             if found is not None:
                 seen.append((found.path, found.key))
                 ov = ov.model_copy(update={"artifact": found.path, "bytes": found.size})
@@ -613,6 +638,12 @@ def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem], 
     if len(problems) > before:
         return None
     return tenant.model_copy(update={"own_models": own})
+
+
+def _inside(home: str, file: Path, artifact: str) -> bool:
+    """Whether `artifact` (relative to `file`'s folder, or absolute) resolves, links and all, into `home`."""
+    target = os.path.realpath(os.path.join(os.path.dirname(file), artifact))
+    return target.startswith(home + os.sep)
 
 
 def _resolve_catalog_artifacts(path: Path, models: dict[str, Model], problems: list[Problem],

@@ -69,6 +69,9 @@ class ServeOptions:
     source_dir: Path | None = None  # where an S3 source unpacks revisions; None: <state_dir>/config-source
     # Every cell of a region on this machine (`fairshare run`): cell k listens on gateway_port + 1 + k.
     local_cell_ports: bool = False
+    # The region this control plane runs in (a cluster's, `--region`): only the tenants allowed there have
+    # their local model artifacts read and checked (the chart ships no others); None: every tenant's.
+    region: str | None = None
     # Every control-plane replica's status address (host:port; a name resolves to all its addresses), asked
     # about moves between cells (xds_server/cells/peers.py); empty: no peers.
     peers: tuple[str, ...] = ()
@@ -89,6 +92,8 @@ async def serve(opts: ServeOptions) -> None:
                       validator=_validator(), compiler=Compiler(ratelimit_address=rl_address,
                                         upstream_tls_dir=opts.upstream_tls_dir,
                                         local_cell_ports=opts.local_cell_ports))
+    if opts.region is not None:
+        cp.tenant_files.digests.regions = frozenset({opts.region})
     if opts.audit_log is not None:
         cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
     replica = uuid.uuid4().hex  # in this replica's answers to its peers, who skip their own

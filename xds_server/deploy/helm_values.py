@@ -80,7 +80,7 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
     own = _own_models_per_pool(cfg, region)
     root = Path(os.path.normpath(config_dir.absolute()))
     config_files = [] if config_source else _config_files(config_dir)
-    model_files = _model_files(cfg, root)
+    model_files = _model_files(cfg, root, region)
     if config_source and model_files:
         # The runtimes would find them only in the ConfigMap, at the path the control plane resolved from its
         # own copy of the config; from a bundle or checkout that path is another one.
@@ -193,23 +193,27 @@ def _config_files(root: Path) -> list[dict[str, str]]:
     return files
 
 
-def _local_artifacts(cfg: PlatformConfig) -> Iterable[tuple[str, str, str]]:
-    """(absolute path, the file that names it, its field there) of every artifact given as a local path."""
+def _local_artifacts(cfg: PlatformConfig, region: str) -> Iterable[tuple[str, str, str]]:
+    """(absolute path, the file that names it, its field there) of every artifact given as a local path that
+    `region`'s cluster holds: the catalog's, and the own models of the tenants allowed there only (a tenant's
+    model bytes stay in the regions its residency allows, as its S3 artifacts must)."""
     for name, model in sorted(cfg.models.items()):
         for version, mv in sorted(model.versions.items()):
             if mv.artifact is not None and not is_s3(mv.artifact):
                 yield mv.artifact, "models.yaml", f"{name}.versions.{version}.artifact"
     for t in sorted(cfg.tenants.values(), key=lambda t: t.id):
+        if region not in t.spec.regions.allowed:
+            continue
         for name, own in sorted(t.spec.own_models.items()):
             for version, ov in sorted(own.versions.items()):
                 if not is_s3(ov.artifact):
                     yield ov.artifact, f"tenants/{t.id}.yaml", f"own_models.{name}.versions.{version}.artifact"
 
 
-def _model_files(cfg: PlatformConfig, root: Path) -> list[dict[str, str]]:
-    """The local artifacts as ConfigMap binary keys (content base64), each at its path under the config."""
+def _model_files(cfg: PlatformConfig, root: Path, region: str) -> list[dict[str, str]]:
+    """`region`'s local artifacts as ConfigMap binary keys (content base64), each at its path under the config."""
     paths: set[Path] = set()
-    for artifact, file, field in _local_artifacts(cfg):
+    for artifact, file, field in _local_artifacts(cfg, region):
         path = Path(artifact)
         if not path.is_relative_to(root):
             raise ChartValuesError([Problem(str(root / file), field, (
