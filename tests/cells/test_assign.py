@@ -115,12 +115,28 @@ def test_a_config_places_every_tenant_served_in_a_split_region(config: Path) -> 
 
 
 def test_a_bad_pin_is_a_config_error_naming_the_tenant_file(config: Path) -> None:
-    _edit(config / "tenants" / "acme.yaml", cell="vip")  # the region has no cells at all
+    _edit(config / "tenants" / "acme.yaml", cell="vip")  # no region has such a cell: a typo
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert "acme.yaml: cell: cell 'vip' is no region's cell (known: c0;" in err.value.render()
+
+
+def test_a_pin_to_one_regions_cell_says_it_holds_wherever_the_tenant_is_served(tmp_path: Path) -> None:
+    """acme is served in us-east-1 and eu-west-1; a dedicated cell of us-east-1 alone leaves it no cell in
+    the EU: the message says what to add."""
+    import shutil
+
+    from bench.synth import REPO_CONFIG
+
+    config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+    regions = yaml.safe_load((config / "regions.yaml").read_text())
+    regions["regions"][0]["cells"] = {"shared": 1, "dedicated": ["vip"]}
+    (config / "regions.yaml").write_text(yaml.safe_dump(regions, sort_keys=False))
+    _edit(config / "tenants" / "acme.yaml", cell="vip")
     with pytest.raises(ConfigError) as err:
         load_config(config)
     text = err.value.render()
-    assert "acme.yaml: cell: cell 'vip' is not a cell of region" in text and "its only cell is c0" in text
-    # What to do, where a tenant served in two regions is pinned to one region's dedicated cell.
+    assert "acme.yaml: cell: cell 'vip' is not a cell of region eu-west-1" in text and "its only cell is c0" in text
     assert "a pin holds in every region the tenant is served in, so add 'vip' to" in text
     assert "cells.dedicated in regions.yaml, or drop the pin" in text
 
@@ -191,3 +207,23 @@ def test_a_change_that_over_fills_a_cell_is_placed_as_place_places_it() -> None:
     assert quick == whole
     pinned = {f"p{i}": ("d0", [region.id]) for i in range(3)}  # a dedicated cell over its size: place refuses
     assert place_changed(2, regions, before, pinned) is None
+
+
+def test_a_pin_typo_is_found_with_the_files_not_behind_a_policy_refusal(tmp_path: Path) -> None:
+    """Over the region's GPUs (a policy refusal) and pinned to a cell no region has: the typo is what the
+    engineer sees first, as every typo is, rather than after fixing the GPUs."""
+    import shutil
+
+    from bench.synth import REPO_CONFIG
+
+    config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+    _edit(config / "tenants" / "acme.yaml", quotas={"gpus": 4}, cell="c99")
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert [str(p) for p in err.value.problems] == [
+        f"{config / 'tenants/acme.yaml'}: cell: cell 'c99' is no region's cell (known: c0; regions.yaml "
+        "cells.dedicated names a region's own cells)"]
+    _edit(config / "tenants" / "acme.yaml", cell=None)
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert "gpu-guarantees-exceed-capacity" in err.value.render()

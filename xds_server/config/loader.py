@@ -32,6 +32,7 @@ from xds_server.config.model import (
     is_s3,
 )
 from xds_server.config.yaml_data import load_yaml
+from xds_server.listing import capped
 from xds_server.workers import fork_map, worker_count
 
 if TYPE_CHECKING:
@@ -325,6 +326,7 @@ def load_config(
             offboarded[tenant.id] = tenant
             continue
         checked[tenant.id] = (tenant, file.path)
+    _check_pins(regions, checked, problems)
     if problems:
         raise ConfigError(problems)
     # Only a config that is sound on its own is put to the policies: their answers are about intent
@@ -438,6 +440,20 @@ def _place_in_cells(root: Path, platform: Platform, regions: dict[str, Region], 
     if cache is not None:
         cache.placement_memo = (layout, resolved, placement)
     return placement.cells
+
+
+def _check_pins(regions: dict[str, Region], checked: dict[str, tuple[Tenant, Path]], problems: list[Problem]) -> None:
+    """A pin to a cell no region has is a typo, found with the others: whether a pin fits each region the
+    tenant is served in is known only once the policies have placed it (`_place_in_cells`), which a config
+    the policies refuse never reaches."""
+    from xds_server.cells.layout import cells
+
+    known = {c for r in regions.values() for c in cells(r)}
+    for tenant, path in checked.values():
+        if tenant.cell is not None and tenant.cell not in known:
+            problems.append(Problem(str(path), "cell", (
+                f"cell {tenant.cell!r} is no region's cell (known: {capped(sorted(known))}; regions.yaml "
+                "cells.dedicated names a region's own cells)")))
 
 
 def _same_placement(before: Mapping[str, ResolvedTenant], after: Mapping[str, ResolvedTenant],
