@@ -40,6 +40,15 @@ def test_a_key_written_twice_is_refused_naming_both_lines(cfg_dir: Path) -> None
         Problem(str(path), "line 3, column 1", "not valid YAML: duplicate key 'tier' (first at line 2)")]
 
 
+def test_a_brace_left_open_names_the_line_it_was_opened_on(cfg_dir: Path) -> None:
+    """libyaml finds it on the next line: the message names both, as libyaml's own does."""
+    path = tenant(cfg_dir, "id: hooli\ntier: free\n" + REGIONS + "models:\n  classifier: {split: {v1: 100}\n"
+                  "  embedder: {split: {v1: 100}}\n")
+    assert problems_of(cfg_dir) == [Problem(str(path), "line 6, column 3", (
+        "not valid YAML: did not find expected ',' or '}' (while parsing a flow mapping that began at "
+        "line 5, column 15)"))]
+
+
 def test_a_version_written_twice_in_a_split_is_not_a_split_of_half(cfg_dir: Path) -> None:
     path = tenant(cfg_dir, "id: hooli\ntier: free\n" + REGIONS + "models: {classifier: {split: {v2: 50, v2: 50}}}\n")
     assert problems_of(cfg_dir) == [

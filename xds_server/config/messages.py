@@ -44,7 +44,14 @@ def yaml_problem(data: bytes, err: yaml.YAMLError) -> tuple[str, str]:
     if tab >= 0:
         return (f"line {mark.line + 1}, column {tab + 1}",
                 "not valid YAML: a tab character: YAML indents with spaces (replace the tab with spaces)")
-    return f"line {mark.line + 1}, column {mark.column + 1}", f"not valid YAML: {getattr(err, 'problem', None) or err}"
+    what = f"not valid YAML: {getattr(err, 'problem', None) or err}"
+    # Where libyaml stops is often the line after the mistake (a flow mapping left open on line 8 is found on
+    # line 9): name where the construct it was reading began, as its own message does.
+    context, start = getattr(err, "context", None), getattr(err, "context_mark", None)
+    parsing = isinstance(err, yaml.scanner.ScannerError | yaml.parser.ParserError)
+    if parsing and context and start is not None and start.line != mark.line:
+        what += f" ({context} that began at line {start.line + 1}, column {start.column + 1})"
+    return f"line {mark.line + 1}, column {mark.column + 1}", what
 
 
 def _line(data: bytes, number: int) -> str:
