@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if args.func in _LOADS_THE_CONFIG:
+            from xds_server.still_working import still_working
+
+            with still_working(f"fairshare: still reading, checking and deciding the config in {args.config}"):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except ConfigError as err:
         print(err.render(), file=sys.stderr)
@@ -511,3 +516,8 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# The commands that load and decide the whole config before they print anything (seconds to a minute at
+# thousands of tenants): a terminal is told they are still at it.
+_LOADS_THE_CONFIG = frozenset({_validate, _compile, _models, _chart_values, _policy_check})
