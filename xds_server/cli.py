@@ -514,10 +514,10 @@ def _policy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                    help="upload the bundle there (boto3's credentials; AWS_ENDPOINT_URL for S3-compatible stores)")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # The commands that load and decide the whole config before they print anything (seconds to a minute at
 # thousands of tenants): a terminal is told they are still at it.
 _LOADS_THE_CONFIG = frozenset({_validate, _compile, _models, _chart_values, _policy_check})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
