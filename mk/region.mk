@@ -85,7 +85,7 @@ region-apply: region-preflight
 	$(TF) apply -input=false $(abspath $(TF_PLAN))
 	rm -f $(TF_PLAN)
 	@echo "region $(REGION) applied; the chart's inputs (role ARNs, model bucket, GPU taint):"
-	$(TF) output -json chart_inputs
+	$(TF) output -json chart_inputs | $(BIN)/python -m json.tool
 
 region-destroy: region-init
 	$(TF) destroy -input=false $(if $(AUTO_APPROVE),-auto-approve) $(TF_VARS)
