@@ -17,21 +17,20 @@ import pytest
 import yaml
 
 from inference_images.runtime.models.artifacts import digest
+from tests.config.conftest import example_copy
 from xds_server.cli import main
 from xds_server.config import ConfigError, load_config, loader
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane.service import ControlPlane
 from xds_server.xds.store import SnapshotStore
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 ROUTER = "models/acme/ticket-router"
 
 
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
     """The example config, and initech (tier pro) with its own `router`: version 2 a 30% canary."""
-    root = tmp_path / "config"
-    shutil.copytree(REPO_CONFIG, root)
+    root = example_copy(tmp_path)
     for version in ("1", "2"):
         (root / f"models/initech/router/{version}").mkdir(parents=True)
         shutil.copy(root / f"{ROUTER}/{version}/model.onnx", root / f"models/initech/router/{version}/model.onnx")

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.config.conftest import REPO_CONFIG
 from xds_server.config import ConfigError, load_config
-
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(REPO_CONFIG, target)
-    return target
 
 
 def problems_of(directory: Path) -> list[str]:

@@ -3,7 +3,6 @@ instead, in words rather than YAML's or pydantic's internals."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,7 @@ import pytest
 from xds_server.config import ConfigError, load_config
 from xds_server.config.errors import Problem
 
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 REGIONS = "regions: {home: us-east-1, allowed: [us-east-1]}\n"
-
-
-@pytest.fixture
-def cfg_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(REPO_CONFIG, target)
-    return target
 
 
 def problems_of(directory: Path) -> list[Problem]:
