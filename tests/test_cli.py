@@ -27,13 +27,16 @@ def test_validate_notes_each_quota_clamped_to_its_tiers_limit(
     """Valid, and served with the tier's limit: the file's author is told, not left to find it in an audit."""
     config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
     globex = config / "tenants" / "globex.yaml"
-    globex.write_text(globex.read_text() + "quotas: {concurrency: 100000}\n")
+    globex.write_text(globex.read_text() + "quotas: {concurrency: 100000, requests_per_second: 500}\n")
     assert main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "note: globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64" in out
+    # A rate as the file writes it, not as a float prints.
+    assert "note: globex: quotas.requests_per_second: asked 500, clamped to tier pro's limit 200" in out
     assert main(["validate", "--config", str(config), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["notes"] == [
-        "globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64"]
+        "globex: quotas.concurrency: asked 100000, clamped to tier pro's limit 64",
+        "globex: quotas.requests_per_second: asked 500, clamped to tier pro's limit 200"]
     assert main(["validate", "--config", str(REPO_CONFIG)]) == 0
     assert "note:" not in capsys.readouterr().out
 

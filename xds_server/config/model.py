@@ -566,8 +566,13 @@ class ResolvedTenant(Strict):
 def clamped_notes(cfg: PlatformConfig) -> list[str]:
     """One line per quota cut down to its tier's limit, for `fairshare validate` and `policy check` (the
     config is valid: the tenant gets its tier's limit, which its author may not expect)."""
-    return [f"{t.id}: quotas.{name}: asked {asked}, clamped to tier {t.spec.tier}'s limit {value}"
+    return [f"{t.id}: quotas.{name}: asked {_number(asked)}, clamped to tier {t.spec.tier}'s limit {_number(value)}"
             for t in cfg.tenants.values() for name, (asked, value) in t.clamped().items()]
+
+
+def _number(value: float) -> str:
+    """As the file would write it: 500, not 500.0 (requests_per_second is a float), 2.5 as 2.5."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 class PlatformConfig(Strict):
