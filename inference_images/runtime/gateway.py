@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 from inference_images.runtime.pii.rules import NO_RULES, PiiRules
 
+# Triton's binary tensor data extension, as the server metadata names it: the runtime speaks it, and the
+# gateway's own answer to `GET /v2` (xds_server/compiler/routes.py) says so for every replica behind it.
+BINARY_EXTENSION = "binary_tensor_data"
+
 # The header contract between the gateway and the runtime, defined once, here: the control plane's
 # compiler imports these names when it writes each tenant's routes (xds_server/compiler/naming.py).
 HEADER_PREFIX = "x-fairshare-"

@@ -51,7 +51,6 @@ _STRUCT_CODES = {"BOOL": "?", "UINT8": "B", "INT8": "b", "UINT16": "H", "INT16":
 # Triton's binary tensor data extension: the request or response header that says how many bytes of the
 # body are JSON (the rest is binary tensor data), and the name the server metadata lists it under.
 HEADER_LENGTH_HEADER = "Inference-Header-Content-Length"
-BINARY_EXTENSION = "binary_tensor_data"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 _BINARY_SIZE = "binary_data_size"
 

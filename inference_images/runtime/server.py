@@ -22,6 +22,7 @@ from aiohttp import web
 
 from inference_images.runtime import __version__, tokens
 from inference_images.runtime.gateway import (
+    BINARY_EXTENSION,
     COST_TOKENS_HEADER,
     EXPECTED_TIMEOUT_HEADER,
     MAX_QUEUE_HEADER,
@@ -49,7 +50,6 @@ from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, split, summary, text_volume
 from inference_images.runtime.protocol import (
-    BINARY_EXTENSION,
     HEADER_LENGTH_HEADER,
     ProtocolError,
     RequestTooLargeError,

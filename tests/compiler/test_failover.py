@@ -4,6 +4,8 @@ with its versions (one cluster per tenant and model, docs/design/0001), and noth
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,10 +217,18 @@ ROUTER_CHAIN = {"own.cpu-general.0.failover.eu-west-1": 90, "own.cpu-general.1.f
 ROUTER_SET = "pool/cpu-general/us-east-1/failover/eu-west-1"
 
 
-def own_model_of(cfg_dir: Path, tenant: str, name: str) -> dict:  # type: ignore[type-arg]
-    """`tenant`'s own model as its file declares it (artifact paths are relative to the tenants folder,
-    so another tenant's file there can declare the same)."""
-    return dict(yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())["own_models"][name])
+def own_model_of(cfg_dir: Path, tenant: str, name: str, to: str) -> dict:  # type: ignore[type-arg]
+    """`tenant`'s own model as its file declares it, for tenant `to`: its artifacts copied into `to`'s own
+    folder of the config (a tenant's local artifacts must be there), the paths its file would write."""
+    model = dict(yaml.safe_load((cfg_dir / "tenants" / f"{tenant}.yaml").read_text())["own_models"][name])
+    versions = {}
+    for version, ov in model["versions"].items():
+        relative = os.path.relpath(os.path.join("tenants", ov["artifact"]), f"models/{tenant}")
+        copy = cfg_dir / "models" / to / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cfg_dir / "tenants" / ov["artifact"], copy)
+        versions[version] = {**ov, "artifact": f"../models/{to}/{relative}"}
+    return {**model, "versions": versions}
 
 
 def weighted(snapshot: Snapshot, tenant: str, route: str) -> dict[str, int]:
@@ -273,7 +283,7 @@ def test_own_model_failover_set_is_home_then_exactly_the_failover_regions_pool(f
 def test_us_only_tenants_own_models_read_only_us_endpoints(failover_dir: Path) -> None:
     # globex (US only) brings a model on acme's pool: same pool, its own clusters, the US replicas alone.
     data = yaml.safe_load((failover_dir / "tenants" / "globex.yaml").read_text())
-    data["own_models"]["router"] = own_model_of(failover_dir, "acme", "ticket-router")
+    data["own_models"]["router"] = own_model_of(failover_dir, "acme", "ticket-router", to="globex")
     (failover_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
     us = compile_dir(failover_dir).snapshots[US]
     for model in ("router", "intent"):
@@ -292,7 +302,7 @@ def test_us_only_tenants_own_models_read_only_us_endpoints(failover_dir: Path) -
 
 def test_own_clusters_of_tenants_without_failover_are_unchanged_byte_for_byte(cfg_dir: Path) -> None:
     data = yaml.safe_load((cfg_dir / "tenants" / "globex.yaml").read_text())
-    data["own_models"]["router"] = own_model_of(cfg_dir, "acme", "ticket-router")
+    data["own_models"]["router"] = own_model_of(cfg_dir, "acme", "ticket-router", to="globex")
     (cfg_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
     before = compile_dir(cfg_dir).snapshots[US]
     edit_tenant(cfg_dir, "acme", regions={"home": US, "allowed": [US, EU], "failover": [EU]})
@@ -318,7 +328,8 @@ def test_own_failover_clusters_grow_with_distinct_chains_not_tenants_or_models(f
     data = yaml.safe_load((failover_dir / "tenants" / "globex.yaml").read_text())
     data["regions"] = {"home": US, "allowed": [US, EU], "failover": [EU]}
     data["models"] = {"classifier": {"split": {"v1": 100}}}  # v2 runs only in the US
-    data["own_models"].update({f"r{i}": own_model_of(failover_dir, "acme", "ticket-router") for i in range(10)})
+    data["own_models"].update({f"r{i}": own_model_of(failover_dir, "acme", "ticket-router", to="globex")
+                               for i in range(10)})
     (failover_dir / "tenants" / "globex.yaml").write_text(yaml.safe_dump(data))
     two = compile_dir(failover_dir).snapshots[US]
     chain_clusters = sorted(n for n in two.of_type(CLUSTER) if ".failover." in n and n.startswith("own."))

@@ -3,6 +3,7 @@ tenant's routes carrying what to load, no name visible to another tenant, and En
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,15 @@ def _router_digests() -> dict[str, str]:
 ROUTER_SHA = _router_digests()
 
 
-def router_copy(n_versions: int = 1) -> dict:  # type: ignore[type-arg]
-    """An own model like acme's ticket-router version 1, with n versions of the same bytes."""
-    artifact = str(REPO_CONFIG / "models/acme/ticket-router/1/model.onnx")
+def router_copy(cfg_dir: Path, tenant: str, n_versions: int = 1) -> dict:  # type: ignore[type-arg]
+    """An own model of `tenant` like acme's ticket-router version 1, with n versions of the same bytes, in
+    the tenant's own folder of the config (where its local artifacts must be)."""
+    artifact = cfg_dir / "models" / tenant / "router-copy" / "model.onnx"
+    if not artifact.exists():
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_CONFIG / "models/acme/ticket-router/1/model.onnx", artifact)
     sha = ROUTER_SHA["1"]
-    versions = {str(i): {"artifact": artifact, "sha256": sha} for i in range(1, n_versions + 1)}
+    versions = {str(i): {"artifact": str(artifact), "sha256": sha} for i in range(1, n_versions + 1)}
     split = {v: 100 // n_versions + (100 % n_versions if v == "1" else 0) for v in versions}
     return {"format": "onnx", "pool": "cpu-general", "versions": versions, "split": split}
 
@@ -137,14 +142,14 @@ def test_shared_clusters_ring_hash_with_bounded_load_over_the_pools_endpoints() 
 
 def test_cluster_count_does_not_grow_with_own_models(cfg_dir: Path) -> None:
     before = compile_dir(cfg_dir).snapshots[US]
-    add_own_models(cfg_dir, "acme", {f"m{i}": router_copy(1 + i % 2) for i in range(40)})
-    add_own_models(cfg_dir, "globex", {f"g{i}": router_copy() for i in range(15)})
+    add_own_models(cfg_dir, "acme", {f"m{i}": router_copy(cfg_dir, "acme", 1 + i % 2) for i in range(40)})
+    add_own_models(cfg_dir, "globex", {f"g{i}": router_copy(cfg_dir, "globex") for i in range(15)})
     after = compile_dir(cfg_dir).snapshots[US]
     assert set(after.of_type(CLUSTER)) == set(before.of_type(CLUSTER))
     assert set(after.of_type(ENDPOINT)) == set(before.of_type(ENDPOINT))
     assert sum(1 for r in vhost(after, "acme").routes if r.name.startswith("m")) >= 40
     # A three-way split needs a third slot on its pool, and only that.
-    add_own_models(cfg_dir, "acme", {"three": router_copy(3)})
+    add_own_models(cfg_dir, "acme", {"three": router_copy(cfg_dir, "acme", 3)})
     three = compile_dir(cfg_dir).snapshots[US]
     assert set(three.of_type(CLUSTER)) - set(before.of_type(CLUSTER)) == {"own.cpu-general.2"}
 

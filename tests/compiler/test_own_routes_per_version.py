@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.compiler.test_own_models import REPO_CONFIG, US, add_own_models, compile_dir, headers, router_copy, vhost
+from tests.compiler.test_own_models import US, add_own_models, compile_dir, headers, router_copy, vhost
 
 
 def test_a_one_version_model_has_one_route_that_also_serves_its_version(cfg_dir: Path) -> None:
-    add_own_models(cfg_dir, "acme", {"solo": router_copy(1), "duo": router_copy(2)})
+    add_own_models(cfg_dir, "acme", {"solo": router_copy(cfg_dir, "acme", 1),
+                                     "duo": router_copy(cfg_dir, "acme", 2)})
     routes = [r for r in vhost(compile_dir(cfg_dir).snapshots[US], "acme").routes]
     solo = [r for r in routes if r.name.split("/")[0] == "solo"]
     assert [r.name for r in solo] == ["solo"]
@@ -20,7 +21,7 @@ def test_a_one_version_model_has_one_route_that_also_serves_its_version(cfg_dir:
     assert only.weight.value == 100
     assert headers(only.request_headers_to_add)["x-fairshare-model-version"] == "1"
     assert headers(only.request_headers_to_add)["x-fairshare-model-artifact"] == str(
-        REPO_CONFIG / "models/acme/ticket-router/1/model.onnx")
+        cfg_dir / "models/acme/router-copy/model.onnx")
     assert headers(solo[0].request_headers_to_add)["x-fairshare-model-owner"] == "acme"
     # Several versions: each can be pinned, ahead of the split route that would catch it otherwise.
     duo = [r.name for r in routes if r.name.split("/")[0] == "duo"]

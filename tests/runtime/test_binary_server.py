@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
+from inference_images.runtime.gateway import BINARY_EXTENSION
 from inference_images.runtime.models.base import RequestLimits
 from inference_images.runtime.models.registry import default_loaders
-from inference_images.runtime.protocol import BINARY_EXTENSION, HEADER_LENGTH_HEADER
+from inference_images.runtime.protocol import HEADER_LENGTH_HEADER
 from tests.runtime.conftest import TENANT, RuntimeServer, start_server, text_request
 from tests.runtime.test_pii_server import CARD, HEADERS, EchoModel
 

@@ -21,7 +21,6 @@ from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 
 from inference_images.runtime import __version__
 from inference_images.runtime import gateway as contract  # the runtime owns the header names
-from inference_images.runtime.protocol import BINARY_EXTENSION
 from xds_server.compiler import clusters, naming
 from xds_server.compiler.failover import FAILOVER_HEADER, pack_any
 from xds_server.compiler.own import HASH_POLICY, OwnModelRoute
@@ -213,7 +212,7 @@ SERVER_METADATA_ROUTE = rc.Route(
     name="server-metadata",
     match=rc.RouteMatch(path="/v2"),
     direct_response=rc.DirectResponseAction(status=200, body=base_pb2.DataSource(inline_string=json.dumps(
-        {"name": SERVER_NAME, "version": __version__, "extensions": [BINARY_EXTENSION]}))),
+        {"name": SERVER_NAME, "version": __version__, "extensions": [contract.BINARY_EXTENSION]}))),
 )
 
 
