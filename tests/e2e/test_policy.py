@@ -82,8 +82,8 @@ def test_split_onto_a_version_missing_from_an_allowed_region_is_refused_where_it
 def test_gpu_guarantees_over_capacity_are_refused(running: RunningPlatform, restore_config) -> None:  # type: ignore[no-untyped-def]
     tiers = running.config_dir / "tiers.yaml"
     edit(tiers, "tokens_per_minute: 300000, gpus: 1}", "tokens_per_minute: 300000, gpus: 3}")
-    edit(tiers, "limits: {concurrency: 64, requests_per_second: 200, gpus: 1}",
-         "limits: {concurrency: 64, requests_per_second: 200, gpus: 3}")
+    edit(tiers, "limits: {concurrency: 64, requests_per_second: 200, tokens_per_minute: 3000000, gpus: 1}",
+         "limits: {concurrency: 64, requests_per_second: 200, tokens_per_minute: 3000000, gpus: 3}")
     assert eventually(lambda: last_reload(running)["ok"] is False, timeout=30)
     error = last_reload(running)["error"]
     assert "gpu-guarantees-exceed-capacity" in error and "us-east-1 guarantees 5 GPUs" in error
