@@ -364,8 +364,9 @@ _EXPECTED_ELEMENTS = {"BYTES": "strings", "BOOL": "booleans", **dict.fromkeys(_F
 
 
 def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
+    text = datatype == "BYTES"  # once, not per element: a numeric tensor may hold thousands
     for i, value in enumerate(flat):
-        if datatype == "BYTES" and isinstance(value, str) and not value.isascii() and not _encodes(value):
+        if text and isinstance(value, str) and not value.isascii() and not _encodes(value):
             # JSON may escape half of a UTF-16 pair ("\ud800"), which no model, tokenizer or PII
             # detector can take as text: the client's error, as invalid UTF-8 in binary data is.
             raise ProtocolError(f"{where}: element {i} of field 'data' is not valid Unicode text "

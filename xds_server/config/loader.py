@@ -579,9 +579,7 @@ def _local_artifact(file: Path, where: str, artifact: str, sha256: str, declared
     wrong digest is refused with the config rather than found by the runtime at the first request."""
     if is_s3(artifact):
         return None
-    # os.path, not pathlib: a tenant file may declare hundreds of versions, and pathlib's parsing cost
-    # more than the stat itself.
-    resolved = os.path.abspath(os.path.join(os.path.dirname(file), artifact))
+    resolved = _beside(file, artifact)
     try:
         st = os.stat(resolved)
         key = artifact_key(resolved, st)
@@ -641,8 +639,7 @@ def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem], 
                 continue
             if not read:
                 if not is_s3(ov.artifact):
-                    ov = ov.model_copy(update={"artifact": os.path.abspath(
-                        os.path.join(os.path.dirname(path), ov.artifact))})
+                    ov = ov.model_copy(update={"artifact": _beside(path, ov.artifact)})
                 versions[version] = ov
                 continue
             found = _local_artifact(path, where, ov.artifact, ov.sha256, ov.bytes, digests, problems)
@@ -658,8 +655,14 @@ def _resolve_own_artifacts(path: Path, tenant: Tenant, problems: list[Problem], 
 
 def _inside(home: str, file: Path, artifact: str) -> bool:
     """Whether `artifact` (relative to `file`'s folder, or absolute) resolves, links and all, into `home`."""
-    target = os.path.realpath(os.path.join(os.path.dirname(file), artifact))
-    return target.startswith(home + os.sep)
+    return os.path.realpath(_beside(file, artifact)).startswith(home + os.sep)
+
+
+def _beside(file: Path, artifact: str) -> str:
+    """A local artifact's absolute path: as written, relative to the folder of the file that names it.
+    os.path, not pathlib: a tenant file may declare hundreds of versions, and pathlib's parsing cost more
+    than the stat itself."""
+    return os.path.abspath(os.path.join(os.path.dirname(file), artifact))
 
 
 def _resolve_catalog_artifacts(path: Path, models: dict[str, Model], problems: list[Problem],

@@ -506,10 +506,8 @@ class ArtifactStore:
         with _s3_errors(ref):
             response = client.get_object(Bucket=bucket, Key=key)
             body = response["Body"]
-            if ref.size is not None and int(response["ContentLength"]) != ref.size:
-                body.close()
-                _check_size(ref, int(response["ContentLength"]))
             try:
+                _check_size(ref, int(response["ContentLength"]))
                 for chunk in body.iter_chunks(_CHUNK):
                     digest.update(chunk)
                     chunks.append(chunk)
