@@ -143,8 +143,11 @@ def test_an_artifact_not_of_its_declared_size_is_refused_unread(s3: S3, tmp_path
             store.fetch_bytes(ref)
         verified = store.fetch_bytes(ArtifactRef(where, LEXICON_SHA, size=len(LEXICON_BYTES)))
         assert verified is not None and verified.data == LEXICON_BYTES
-    with pytest.raises(SizeMismatchError):
-        store.fetch(ArtifactRef(archive_uri, LEXICON_SHA, size=1))
+    local_archive = tmp_path / "sized.tar.gz"
+    local_archive.write_bytes(LEXICON_BYTES)
+    for where in (archive_uri, str(local_archive)):
+        with pytest.raises(SizeMismatchError):
+            store.fetch(ArtifactRef(where, LEXICON_SHA, size=1))
 
 
 def test_verified_copy_is_reused_by_checksum(s3: S3, tmp_path: Path) -> None:

@@ -299,6 +299,7 @@ class ArtifactStore:
                     shutil.copytree(source, content / "tree", symlinks=True)
                     got, kind = tree_digest(content / "tree"), "tree"
                 elif source.is_file():
+                    _check_size(ref, source.stat().st_size)  # as fetch_bytes does: an archive is fetched here
                     got, kind = _copy_hashing(source, content / source.name), "file"
                 else:
                     raise ArtifactError(f"{ref.uri}: no such file or directory")
