@@ -4,6 +4,7 @@ records carry no secret; the chain verifies."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -108,6 +109,10 @@ def test_records_carry_no_token_key_or_request_data(audited: Audited, tmp_path: 
         outcome = audited.cp.reload()
     assert not outcome.ok and outcome.error is not None and "[redacted]" in outcome.error
     assert token not in outcome.error and token not in caplog.text and "[redacted]" in caplog.text
+    page = json.dumps(audited.cp.status())
+    assert token not in page and "[redacted]" in page
+    (listed,) = [p for p in audited.cp.status()["last_reload"]["problems"] if "unknown field" in p["message"]]
+    assert "[redacted]" in listed["field"] + listed["message"]
     text = audited.log_path.read_text()
     assert "unknown field" in text and "[redacted]" in text
     assert token not in text and token.split(".")[1] not in text

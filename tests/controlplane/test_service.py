@@ -89,3 +89,24 @@ def test_watch_picks_up_an_edit(tmp_path: Path) -> None:
         assert cp.last is not None and cp.last.ok and cp.last.version != first.version
 
     asyncio.run(scenario())
+
+
+def test_a_refused_reload_keeps_every_tenant_a_problem_names_in_the_status_json(tmp_path: Path) -> None:
+    """The status page's text shows a violation's first few tenants; its JSON form keeps them all, as
+    `fairshare validate --json` does (issue 14: messages that stay readable at scale)."""
+    async def scenario() -> None:
+        cp, _, cfg = make(tmp_path)
+        assert cp.reload().ok
+        names = [f"gpu{i:02d}" for i in range(12)]
+        for name in names:  # one GPU each in us-east-1, whose pools have 4
+            (cfg / "tenants" / f"{name}.yaml").write_text(
+                f"id: {name}\ntier: pro\nregions: {{home: us-east-1, allowed: [us-east-1]}}\n"
+                "quotas: {gpus: 1}\nmodels: {classifier: {split: {v1: 100}}}\n")
+        outcome = cp.reload()
+        assert not outcome.ok and outcome.error is not None and "more" in outcome.error
+        last = cp.status()["last_reload"]
+        [over] = [p for p in last["problems"] if "gpu-guarantees-exceed-capacity" in p["message"]]  # type: ignore[index]
+        assert {s.split("=")[0] for s in over["subjects"]} >= set(names)
+        assert not any(name in outcome.error for name in names[6:])  # the text is capped
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -23,6 +24,7 @@ from xds_server.cells.view import CellView
 from xds_server.compiler import CompiledPlatform, CompileInputs, Compiler, EndpointDirectory
 from xds_server.config import ConfigError, PlatformConfig, load_config
 from xds_server.config.changes import TenantChanges
+from xds_server.config.errors import Problem
 from xds_server.config.loader import TenantFileCache
 from xds_server.controlplane import repository
 from xds_server.controlplane.admin_client import AdminClient
@@ -52,6 +54,17 @@ class ReloadOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
     # Whether the load read only the tenant files the watcher named (xds_server/config/incremental.py).
     incremental: bool = False
+    # A refused config's problems, each with every tenant it names (`error` shows the first few): the
+    # status's JSON keeps what `fairshare validate --json` would list.
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why a reload's build was refused: the text for people and logs, and a config's problems whole."""
+
+    reason: str
+    problems: tuple[Problem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,7 @@ class ControlPlane:
         """reload() with its slow half on a thread: the loop keeps answering probes and xDS meanwhile."""
         return self._apply(await asyncio.to_thread(self._build))
 
-    def _build(self, changed: frozenset[str] | None = None) -> Built | str:
+    def _build(self, changed: frozenset[str] | None = None) -> Built | Refused:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
         changed. Returns the config with its snapshots, or the reason it is rejected. `changed`: the paths
         that changed since the last reload, where the source knows them."""
@@ -147,14 +160,14 @@ class ControlPlane:
             seconds["compile"] = time.perf_counter() - started - seconds["load"]
             moved = given.verify(revision)
             if moved is not None:
-                return moved
+                return Refused(moved)
         except ConfigError as err:
-            return err.render()
+            return Refused(err.render(), tuple(err.problems))
         except SourceError as err:  # the revision could not be fetched, or is corrupt
-            return str(err)
+            return Refused(str(err))
         except Exception as err:  # a compiler bug must not take the serving config down with it
             log.exception("compile failed")
-            return f"internal compiler error: {err!r}"
+            return Refused(f"internal compiler error: {err!r}")
         validated = time.perf_counter()
         if self.validator is not None and config.platform.gateway.validate_before_publish:
             validator, published = self.validator, self.compiled
@@ -170,13 +183,13 @@ class ControlPlane:
                 reasons = map(check, regions) if len(regions) == 1 else pool.map(check, regions)
                 for region, reason in zip(regions, reasons, strict=True):
                     if reason is not None:
-                        return f"Envoy would reject the new config for region {region}: {reason}"
+                        return Refused(f"Envoy would reject the new config for region {region}: {reason}")
         seconds["validate"] = time.perf_counter() - validated
         return Built(config, compiled, endpoints, changes, seconds)
 
-    def _apply(self, built: Built | str) -> ReloadOutcome:
+    def _apply(self, built: Built | Refused) -> ReloadOutcome:
         """Publish on the event loop's thread: the store wakes streams with asyncio primitives."""
-        if isinstance(built, str):
+        if isinstance(built, Refused):
             return self._rejected(built)
         publishing = time.perf_counter()
         config, compiled, endpoints = built.config, built.compiled, built.endpoints
@@ -207,17 +220,19 @@ class ControlPlane:
                                   revision=self.revision, seconds=seconds, incremental=built.changes is not None)
         return self.last
 
-    def _rejected(self, reason: str) -> ReloadOutcome:
+    def _rejected(self, refused: Refused) -> ReloadOutcome:
         # A reason quotes the offending input back (a field name, a value), and people paste credentials into
         # config files: nothing that looks like a token or a key reaches the log or the status page.
-        reason = redact_secrets(reason)
+        reason = redact_secrets(refused.reason)
+        problems = tuple(dataclasses.replace(p, field=redact_secrets(p.field), message=redact_secrets(p.message))
+                         for p in refused.problems)
         serving = self.compiled.version if self.compiled else "none"
         self.revision = self._source().settle(False)
         log.error("config change rejected; still serving version %s\n%s", serving, reason)
         if self.audit is not None:
             self.audit.refused(reason, serving if self.compiled else None)
         self.last = ReloadOutcome(ok=False, version=serving if self.compiled else None, error=reason, at=time.time(),
-                                  revision=self.revision)
+                                  revision=self.revision, problems=problems)
         return self.last
 
     async def watch(self, stop: asyncio.Event | None = None) -> None:
@@ -329,6 +344,7 @@ class ControlPlane:
                 "incremental": self.last.incremental,
                 "seconds": {k: round(v, 4) for k, v in self.last.seconds.items()},
                 "revision": self.last.revision.to_json() if self.last.revision else None,
+                **({"problems": [p.to_json() for p in self.last.problems]} if self.last.problems else {}),
             },
             # Where the config comes from, the revision serving and the last refused one.
             "config_source": self._source().status(),
