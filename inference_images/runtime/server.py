@@ -81,6 +81,8 @@ access_log = logging.getLogger("inference_images.runtime.access")
 SERVER_NAME = "fairshare-runtime"
 # Probes and scrapes would drown the access log; they are counted elsewhere.
 _QUIET_PATHS = ("/v2/health/", "/metrics")
+# On a request for a tenant's own model: (its cache's qualified name, the name its caller used).
+_OWN_MODEL_NAMES = "fairshare.own_model_names"
 
 
 class ApiError(Exception):
@@ -164,7 +166,7 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ApiError as exc:
         # Messages may quote request data (an input's name, a bad field): never echo raw PII.
-        response = _error(exc.status, scrub(exc.message), exc.headers)
+        response = _error(exc.status, scrub(_as_the_tenant_names_it(request, exc.message)), exc.headers)
     except web.HTTPException as exc:
         # aiohttp's own refusals (no route, wrong method, body too large) in the OIP error shape.
         if exc.status < 400:
@@ -189,6 +191,16 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
             },
         )
     return response
+
+
+def _as_the_tenant_names_it(request: web.Request, message: str) -> str:
+    """A tenant's own model is 'owner:name' in this replica's cache, its index and its log (one cache holds
+    every tenant's); its caller named it 'name', and is told of it so."""
+    names = request.get(_OWN_MODEL_NAMES)
+    if names is None:
+        return message
+    qualified, name = names
+    return message.replace(f"'{qualified}'", f"'{name}'")
 
 
 def _describe_http_error(request: web.Request, exc: web.HTTPException) -> str:
@@ -285,6 +297,7 @@ def _own_ref(request: web.Request, context: GatewayContext | None = None) -> tup
         )
     except ValueError as exc:
         raise ApiError(400, f"gateway headers for an own model: {exc}") from None
+    request[_OWN_MODEL_NAMES] = (ref.qualified, ref.name)
     if state.cache is None:
         raise ApiError(503, f"model '{name}': this replica has no model cache for tenants' own models")
     return ref, context.weight

@@ -76,7 +76,7 @@ def test_own_model_answers_exactly_what_onnxruntime_computes(
     [
         ([tensor("x", "INT64", [1, 4], [1, 2, 3, 4])], "input 'x': field 'datatype' must be FP32, got INT64"),
         ([tensor("x", "FP32", [1, 3], [1, 2, 3])], "input 'x': field 'shape' [1, 3] does not fit [n, 4]"),
-        ([tensor("y", "FP32", [1, 4], [1, 2, 3, 4])], "input 'y' is not an input of model 'acme:router'"),
+        ([tensor("y", "FP32", [1, 4], [1, 2, 3, 4])], "input 'y' is not an input of model 'router' (inputs: x)"),
     ],
 )
 def test_a_request_that_does_not_fit_the_graph_is_a_400_naming_the_input(
@@ -85,6 +85,7 @@ def test_a_request_that_does_not_fit_the_graph_is_a_400_naming_the_input(
     reply = server.infer("/v2/models/router/infer", {"inputs": inputs}, headers=own_headers("acme", *graph))
     assert reply.status == 400
     assert message in reply.error
+    assert "acme:" not in reply.error  # the name its caller used, not the shared cache's qualified one
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary-tensors", "json-tensors"])
@@ -129,7 +130,7 @@ def test_corrupt_graph_is_503_with_the_reason_and_the_replica_keeps_serving(
         headers=own_headers("acme", corrupt, sha),
     )
     assert reply.status == 503
-    assert "acme:broken" in reply.error and "not a loadable ONNX graph" in reply.error
+    assert reply.error.startswith("model 'broken' version '1': not a loadable ONNX graph"), reply.error
     assert server.row("acme:broken")["state"] == "failed"
     ok = server.infer(
         "/v2/models/router/infer",

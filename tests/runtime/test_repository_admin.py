@@ -66,14 +66,15 @@ def test_digest_mismatch_is_503_with_the_reason_and_failed_in_the_index(
         reply = server.infer("/v2/models/router/infer", {"inputs": [X]}, own_headers("acme", path, wrong))
         assert reply.status == 503
         # The client learns which model failed which check; the server's path and the digests stay in its log.
-        assert reply.error == "model 'acme:router' version '1': its artifact failed its integrity check " \
+        # ... by the name it used; the replica's index (operators') qualifies it with its owner.
+        assert reply.error == "model 'router' version '1': its artifact failed its integrity check " \
             "(sha256 mismatch)"
         assert str(tmp_path) not in reply.error and wrong not in reply.error and sha not in reply.error
         logged = [r.__dict__.get("detail", "") for r in caplog.records if r.getMessage() == "model failed to load"]
         assert any(str(path) in d and wrong in d and sha in d for d in logged), logged
         assert int(reply.headers["retry-after"]) >= 1
         row = server.row("acme:router")
-        assert row["state"] == "failed" and row["reason"] == reply.error
+        assert row["state"] == "failed" and row["reason"] == reply.error.replace("'router'", "'acme:router'")
         # Within the backoff: the same answer, no second download.
         again = server.infer("/v2/models/router/infer", {"inputs": [X]}, own_headers("acme", path, wrong))
         assert again.status == 503 and again.error == reply.error
@@ -113,7 +114,8 @@ def test_models_from_s3_load_through_the_repository_extension_and_serve(
             {"inputs": [X]},
             own_headers("acme", "s3://models/tenants/acme/other/1/model.onnx", "ab" * 32),
         )
-        assert missing.status == 503 and "no such object" in missing.error and "acme:other" in missing.error
+        assert missing.status == 503 and "no such object" in missing.error
+        assert missing.error.startswith("model 'other' version '1': ")
     finally:
         server.stop()
 
