@@ -181,3 +181,17 @@ def test_serve_refuses_a_peer_that_is_not_host_and_port(bad: str, tmp_path: Path
     argv = ["serve", "--config", str(REPO_CONFIG), "--state", str(tmp_path), "--peers", f"10.0.0.5:18001,{bad}"]
     assert main(argv) == 2
     assert f"--peers: {bad!r} is not HOST:PORT" in capsys.readouterr().err
+
+
+def test_serve_with_a_signing_key_file_loads_it_and_never_makes_one(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The chart mounts the key from a Secret (read-only) beside a writable state dir: a missing key is an
+    error naming the file, not a new key that the other replicas' JWKS would refuse."""
+    missing = tmp_path / "secret" / "signing-key.pem"
+    argv = ["serve", "--config", str(REPO_CONFIG), "--state", str(tmp_path / "state"), "--signing-key", str(missing)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: cannot read the signing key" in err and "Traceback" not in err
+    assert not missing.exists() and not (tmp_path / "state" / "signing-key.pem").exists()
+    made = SigningKey.load_or_create(tmp_path / "made")
+    assert SigningKey.load(tmp_path / "made" / "signing-key.pem").kid == made.kid

@@ -163,7 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         config_source=args.config_source, poll_seconds=args.poll_seconds,
         source_dir=Path(args.source_dir) if args.source_dir else None,
         local_cell_ports=args.local_cell_ports, region=args.region,
-        peers=peers,
+        peers=peers, signing_key=Path(args.signing_key) if args.signing_key else None,
     )
     try:
         asyncio.run(serve(opts))
@@ -346,6 +346,9 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--ratelimit-address", default=None,
                             help="where Envoy dials the rate-limit service, with --ratelimit-port (default: "
                                  "--host); a name all replicas share, e.g. the control plane's Service")
+            sp.add_argument("--signing-key", default=None, metavar="FILE",
+                            help="the token signing key (PEM, EC P-256), loaded and never created: every "
+                                 "replica's, from a Secret (default: <state>/signing-key.pem, made if missing)")
             sp.add_argument("--region", default=None,
                             help="the region this control plane runs in (the chart sets it): only its tenants' "
                                  "local model artifacts are read and checked, the ones its cluster holds")

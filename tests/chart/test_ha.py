@@ -34,12 +34,12 @@ def test_two_replicas_with_budget_spread_and_one_key(rendered: dict[str, list[di
     terms = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     spread = {t["podAffinityTerm"]["topologyKey"] for t in terms}
     assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
-    # One key for all: the chart's Secret, mounted where `serve --state` reads it, and a usable ES256 key.
-    [state] = [v for v in pod["volumes"] if v["name"] == "state"]
-    secret = find(manifests, "Secret", state["secret"]["secretName"])
-    (tmp_path / "signing-key.pem").write_bytes(base64.b64decode(secret["data"]["signing-key.pem"]))
-    assert SigningKey.load_or_create(tmp_path).kid
+    # One key for all: the chart's Secret, mounted where `serve --signing-key` reads it, and a usable ES256 key.
     args = pod["containers"][0]["args"]
+    key_path = Path(args[args.index("--signing-key") + 1])
+    secret = find(manifests, "Secret", _volume_at(pod, key_path)["secret"]["secretName"])
+    (tmp_path / key_path.name).write_bytes(base64.b64decode(secret["data"][key_path.name]))
+    assert SigningKey.load(tmp_path / key_path.name).kid
     assert args[args.index("--ratelimit-address") + 1] == "fairshare-control-plane"
     # Each replica asks the others about moves between cells: every ready pod's IP, on the status port.
     peers = find(manifests, "Service", "fairshare-control-plane-peers")
@@ -52,10 +52,39 @@ def test_two_replicas_with_budget_spread_and_one_key(rendered: dict[str, list[di
     assert {"name": "status", "containerPort": port["port"]} in pod["containers"][0]["ports"]
 
 
+def _volume_at(pod: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The control-plane container's volume that holds `path` (its longest mount path above it), with the
+    mount's readOnly beside the volume's own fields."""
+    mounts = [m for m in pod["containers"][0]["volumeMounts"] if path.is_relative_to(m["mountPath"])]
+    assert mounts, f"{path} is on no volume: the container's own filesystem, read-only"
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return {**volume, "readOnly": bool(mount.get("readOnly"))}
+
+
+def test_the_control_plane_writes_only_where_it_can(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Kubernetes mounts a Secret or ConfigMap read-only, and the root filesystem is read-only: the state
+    dir (the audit log, S3 revisions) must be an emptyDir, the key a Secret beside it. A control plane whose
+    --state was the key's Secret exited at start, unable to make its audit log's folder."""
+    for case, manifests in rendered.items():
+        pod = _cp(manifests)["spec"]["template"]["spec"]
+        args = pod["containers"][0]["args"]
+        written = [Path(args[args.index(flag) + 1]) for flag in ("--state", "--source-dir", "--audit-log")
+                   if flag in args]
+        assert written, case
+        for path in written:
+            volume = _volume_at(pod, path)
+            assert ("emptyDir" in volume or "persistentVolumeClaim" in volume) and not volume["readOnly"], \
+                (case, str(path), volume)
+        key = _volume_at(pod, Path(args[args.index("--signing-key") + 1]))
+        assert "secret" in key and key["readOnly"], (case, key)
+
+
 def test_operator_secret_replaces_the_chart_key(helm_bin: str, spec_values: dict[str, Path]) -> None:
     manifests = template(helm_bin, spec_values[REGION], sets=("controlPlane.signingKeySecret=idp-key",))
-    [state] = [v for v in _cp(manifests)["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
-    assert state["secret"]["secretName"] == "idp-key"
+    pod = _cp(manifests)["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert _volume_at(pod, Path(args[args.index("--signing-key") + 1]))["secret"]["secretName"] == "idp-key"
     assert not [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == "fairshare-signing-key"]
 
 

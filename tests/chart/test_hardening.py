@@ -225,7 +225,7 @@ def test_signing_key_secret_exists_at_any_replica_count(helm_bin: str, spec_valu
         manifests = template(helm_bin, spec_values["us-east-1"], sets=(f"controlPlane.replicas={replicas}",))
         secret = find(manifests, "Secret", "fairshare-signing-key")
         assert "signing-key.pem" in secret["data"]
-        assert volume_secret(pod(manifests, "fairshare-control-plane"), "/var/lib/fairshare",
+        assert volume_secret(pod(manifests, "fairshare-control-plane"), "/etc/fairshare/signing-key",
                              "control-plane") == "fairshare-signing-key"
 
 
@@ -261,7 +261,7 @@ def test_every_secret_a_pod_needs_is_rendered(rendered: dict[str, Manifests]) ->
 def test_the_production_examples_own_key_recipe_makes_a_key_the_control_plane_reads(
         helm_bin: str, spec_values: dict[str, Path], tmp_path: Path) -> None:
     """examples/production.yaml's commented alternative: its commands make the Secret the line below them
-    names, holding the one key `serve --state` reads, in the release's namespace."""
+    names, holding the one key `serve --signing-key` reads, in the release's namespace."""
     example = CHART / "examples" / "production.yaml"
     text = example.read_text()
     commands = [line.split("#", 1)[1].strip() for line in text.splitlines() if line.lstrip().startswith("#   ")]
@@ -277,9 +277,10 @@ def test_the_production_examples_own_key_recipe_makes_a_key_the_control_plane_re
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not on PATH")
     subprocess.run(openssl.split(), cwd=tmp_path, check=True, capture_output=True, timeout=30)
-    assert SigningKey.load_or_create(tmp_path).kid
+    assert SigningKey.load(tmp_path / KEY_FILE).kid
     manifests = template(helm_bin, spec_values["eu-west-1"], example, sets=(f"controlPlane.signingKeySecret={name}",))
-    assert volume_secret(pod(manifests, "fairshare-control-plane"), "/var/lib/fairshare", "control-plane") == name
+    assert volume_secret(pod(manifests, "fairshare-control-plane"), "/etc/fairshare/signing-key",
+                         "control-plane") == name
     assert not [m for m in manifests if m["kind"] == "Secret" and m["metadata"]["name"] == name]
 
 

@@ -26,15 +26,27 @@ class SigningKey:
     kid: str
 
     @classmethod
+    def load(cls, path: str | Path) -> SigningKey:
+        """A key another process made (a cluster's Secret, which every replica shares): never created here,
+        since a replica that made its own would sign tokens the others' JWKS refuses."""
+        path = Path(path)
+        try:
+            pem = path.read_bytes()
+        except OSError as err:
+            raise SigningKeyError(f"{path}: cannot read the signing key ({err.strerror or err})") from err
+        try:
+            private = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as err:
+            raise SigningKeyError(f"{path}: not a readable PEM private key ({err})") from err
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise SigningKeyError(f"{path}: expected an EC P-256 key for ES256")
+        return cls(private=private, kid=_kid(private.public_key()))
+
+    @classmethod
     def load_or_create(cls, state_dir: str | Path) -> SigningKey:
         path = Path(state_dir) / KEY_FILE
         if path.exists():
-            try:
-                private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            except (ValueError, TypeError) as err:
-                raise SigningKeyError(f"{path}: not a readable PEM private key ({err})") from err
-            if not isinstance(private, ec.EllipticCurvePrivateKey):
-                raise SigningKeyError(f"{path}: expected an EC P-256 key for ES256")
+            return cls.load(path)
         else:
             private = ec.generate_private_key(ec.SECP256R1())
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -75,10 +75,13 @@ class ServeOptions:
     # Every control-plane replica's status address (host:port; a name resolves to all its addresses), asked
     # about moves between cells (xds_server/cells/peers.py); empty: no peers.
     peers: tuple[str, ...] = ()
+    # The signing key's file, where it is not <state_dir>/signing-key.pem: a Secret mounted read-only (the
+    # chart's), loaded and never created; the state dir stays writable (the audit log, S3 revisions).
+    signing_key: Path | None = None
 
 
 async def serve(opts: ServeOptions) -> None:
-    key = SigningKey.load_or_create(opts.state_dir)
+    key = SigningKey.load(opts.signing_key) if opts.signing_key else SigningKey.load_or_create(opts.state_dir)
     store = SnapshotStore()
     rl_address = (opts.ratelimit_address or opts.host, opts.ratelimit_port) if opts.ratelimit_port is not None else None
     source = open_source(opts.endpoints_from, opts.endpoints_file, opts.kubeconfig, opts.namespace)
