@@ -85,6 +85,27 @@ def test_expired_token_is_401(running: RunningPlatform) -> None:
     assert post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), expired).status == 401
 
 
+def test_a_token_without_expiry_is_401(running: RunningPlatform) -> None:
+    assert running.platform.config is not None
+    auth = running.platform.config.platform.auth
+    claims = {"iss": auth.issuer, "aud": auth.audience, auth.tenant_claim: "acme", "iat": int(time.time())}
+    forever = jwt.encode(claims, running.key.private, algorithm="ES256", headers={"kid": running.key.kid})
+    url = running.url(US, "/v2/models/classifier/infer")
+    assert post(url, infer_body(["x"]), forever).status == 401
+    assert post(url, infer_body(["x"]), running.token("acme")).status == 200  # the same key, with `exp`
+
+
+def test_a_token_is_taken_from_the_authorization_header_only(running: RunningPlatform) -> None:
+    """Envoy's default also reads `?access_token=`, which proxies and browsers log, and there it won over
+    the header: a query token is no credential, and never stands in for the header's."""
+    base = running.url(US, "/v2/models/classifier/infer")
+    assert post(f"{base}?access_token={running.token('acme')}", infer_body(["x"])).status == 401
+    beside = post(f"{base}?access_token=garbage", infer_body(["x"]), running.token("acme"))
+    assert beside.status == 200, beside
+    assert get(running.url(US, "/v2/models/intent") + f"?access_token={running.token('globex')}",
+               running.token("acme")).status == 404  # acme has no own intent; the query's globex is ignored
+
+
 def test_unsigned_token_is_401(running: RunningPlatform) -> None:
     assert running.platform.config is not None
     auth = running.platform.config.platform.auth

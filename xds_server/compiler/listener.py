@@ -94,6 +94,11 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                             "issuer": auth.issuer,
                             "audiences": [auth.audience],
                             "local_jwks": {"inline_string": jwks},
+                            # Only the Authorization header: Envoy's default also takes `?access_token=`,
+                            # where a bearer token ends up in proxies' logs, browser history and Referers.
+                            "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
+                            # A token without `exp` (an IdP misconfigured) would be good forever.
+                            "require_expiration": True,
                             # The front tier passes the token on: its cell verifies it again and trusts
                             # no header the front (or anyone) set.
                             "forward": front,
