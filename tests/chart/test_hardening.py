@@ -300,6 +300,27 @@ def test_redis_runs_with_acls_and_protected_mode(rendered: dict[str, Manifests])
     assert password not in acl and password not in json.dumps(find(manifests, "Deployment", "fairshare-redis"))
 
 
+def test_a_rotated_redis_password_restarts_the_control_plane_too(helm_bin: str, spec_values: dict[str, Path]) -> None:
+    """values.yaml's rotation (delete fairshare-redis-auth, upgrade) restarts Redis with the new ACL; the control
+    plane reads the password from an env var, set only at its start, so its pod template must change with the
+    password too, or every replica keeps sending the old one (WRONGPASS: no limits, or 503 on fail-closed
+    tiers). `helm template` has no lookup, so each render makes a new password, as a rotation does."""
+    def rendered_pair() -> tuple[str, dict[str, Any]]:
+        manifests = template(helm_bin, spec_values["us-east-1"])
+        password, _ = _acl(manifests)
+        return password, find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]
+
+    first_password, first = rendered_pair()
+    second_password, second = rendered_pair()
+    assert first_password != second_password
+    assert first != second
+    # The annotation hashes the Secret's own password (the one Redis's ACL holds), never the password itself.
+    for password, tmpl in ((first_password, first), (second_password, second)):
+        digest = hashlib.sha256(hashlib.sha256(password.encode()).hexdigest().encode()).hexdigest()
+        assert tmpl["metadata"]["annotations"]["checksum/redis-auth"] == digest
+        assert password not in json.dumps(tmpl)
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_rate_limit_backend_works_under_the_rendered_acl_and_nothing_else_does(
         rendered: dict[str, Manifests], tmp_path: Path) -> None:

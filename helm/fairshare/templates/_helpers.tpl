@@ -83,3 +83,21 @@ imagePullSecrets:
 {{- define "fairshare.controlPlaneTlsSecret" -}}
 {{- .Values.tls.upstream.existingSecrets.controlPlane | default "fairshare-control-plane-tls" -}}
 {{- end -}}
+
+{{/* Redis's password: the Secret's (lookup, on upgrades), else a new one; made once per render and kept in
+     .Values.redis, so the Secret, Redis's ACL checksum and the control plane's checksum all hash the same one. */}}
+{{- define "fairshare.redisPassword" -}}
+{{- $r := .Values.redis -}}
+{{- if not (hasKey $r "__password") -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace "fairshare-redis-auth" -}}
+{{- $password := randAlphaNum 40 -}}
+{{- with (dig "data" "password" "" ($existing | default dict)) }}{{ $password = b64dec . }}{{ end -}}
+{{- $_ := set $r "__password" $password -}}
+{{- end -}}
+{{- get $r "__password" -}}
+{{- end -}}
+
+{{/* What a pod that uses Redis's password restarts on: a new password (the Secret deleted and upgraded). */}}
+{{- define "fairshare.redisAuthChecksum" -}}
+{{- include "fairshare.redisPassword" . | sha256sum | sha256sum -}}
+{{- end -}}
