@@ -209,9 +209,11 @@ def test_single_cell_network_policies_are_todays(rendered: dict[str, Manifests])
 
 def _hardening(spec: dict[str, Any]) -> dict[str, Any]:
     """The pod spec without what legitimately differs between gateway fleets (its bootstrap ConfigMap, its
-    preStop wait and grace period, its size)."""
+    preStop wait and grace period, its size, the pods its spread counts: its own fleet's)."""
     spec = copy.deepcopy(spec)
     spec.pop("terminationGracePeriodSeconds")
+    for c in spec["topologySpreadConstraints"]:
+        c.pop("labelSelector")
     (envoy,) = spec["containers"]
     envoy["lifecycle"]["preStop"]["exec"]["command"][-1] = re.sub(
         r"sleep \d+$", "sleep N", envoy["lifecycle"]["preStop"]["exec"]["command"][-1])

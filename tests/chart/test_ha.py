@@ -31,8 +31,7 @@ def test_two_replicas_with_budget_spread_and_one_key(rendered: dict[str, list[di
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     pod = deployment["spec"]["template"]["spec"]
-    terms = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
-    spread = {t["podAffinityTerm"]["topologyKey"] for t in terms}
+    spread = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
     assert spread == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     # One key for all: the chart's Secret, mounted where `serve --signing-key` reads it, and a usable ES256 key.
     args = pod["containers"][0]["args"]

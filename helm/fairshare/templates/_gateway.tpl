@@ -57,6 +57,7 @@ spec:
       # Longer than the preStop drain (itself at least the load balancer's deregistration delay), so the
       # kubelet never kills an Envoy that still holds connections.
       terminationGracePeriodSeconds: {{ add $stopWait 15 }}
+      {{- include "fairshare.spread" (merge (include "fairshare.selector" $ctx | fromYaml) $extra) | nindent 6 }}
       containers:
         - name: envoy
           image: {{ include "fairshare.image" $root.Values.gateway.image }}

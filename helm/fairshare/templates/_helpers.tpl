@@ -101,3 +101,20 @@ imagePullSecrets:
 {{- define "fairshare.redisAuthChecksum" -}}
 {{- include "fairshare.redisPassword" . | sha256sum | sha256sum -}}
 {{- end -}}
+
+{{/* Spread a Deployment's replicas across nodes and zones, so that draining a node (an upgrade, the autoscaler's
+     scale-down) or losing a zone leaves the others serving. ScheduleAnyway: a small cluster still schedules.
+     pod-template-hash: a rollout's new pods spread among themselves, not against the old ones going away.
+     Argument: the pods' selector labels (a dict). */}}
+{{- define "fairshare.spread" -}}
+topologySpreadConstraints:
+{{- range list "kubernetes.io/hostname" "topology.kubernetes.io/zone" }}
+  - maxSkew: 1
+    topologyKey: {{ . }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- toYaml $ | nindent 8 }}
+    matchLabelKeys: [pod-template-hash]
+{{- end }}
+{{- end -}}
