@@ -17,6 +17,7 @@ from pathlib import Path
 
 from xds_server.config.changes import TenantChanges
 from xds_server.config.errors import Problem
+from xds_server.config.files import UnreadableFile, regular_stat
 from xds_server.config.loader import (
     LoadState,
     TenantFileCache,
@@ -58,9 +59,9 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
         if any(os.path.exists(os.path.join(tenants_dir, tid + s)) for s in _SUFFIXES if not name.endswith(s)):
             return None  # acme.yaml beside acme.yml: the full load says which one is defined twice
         try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
+            st = regular_stat(path)  # None: deleted
+        except UnreadableFile:
+            return None  # there but not a file (a dangling link): the full load names it
         tenant: Tenant | None = None
         if st is None:
             cache.forget(path)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
+from xds_server.config.files import UnreadableFile, read_regular, regular_stat
 from xds_server.config.messages import empty_file, error_message, field_path, kind_of, unknown, yaml_problem
 from xds_server.config.model import (
     Model,
@@ -470,9 +471,9 @@ def _same_placement(before: Mapping[str, ResolvedTenant], after: Mapping[str, Re
 
 def parse_yaml(path: Path, problems: list[Problem]) -> Any:
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        problems.append(Problem(str(path), "", f"cannot read: {err.strerror}"))
+        data = read_regular(path)
+    except UnreadableFile as err:
+        problems.append(Problem(str(path), "", str(err)))
         return None
     try:
         # Bytes: libyaml decodes them, so a file that is not UTF-8 is a YAML error with its position.
@@ -483,7 +484,7 @@ def parse_yaml(path: Path, problems: list[Problem]) -> Any:
 
 
 def _load_file(path: Path, schema: type[M], problems: list[Problem], optional: bool = False) -> M | None:
-    if not path.exists():
+    if not os.path.lexists(path):  # a link that leads nowhere is there: parse_yaml says where it leads
         if not optional:
             problems.append(Problem(str(path), "", "required file is missing"))
         return None
@@ -516,21 +517,28 @@ def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCac
         return []
     out: list[TenantFile] = []
     # os.scandir, not Path.glob: at 10,000 tenant files, pathlib objects cost a tenth of a reload.
+    # Every entry named like a tenant file: one that cannot be read (a dangling link, a directory) is a
+    # problem, not a tenant removed.
     with os.scandir(directory) as it:
-        entries = sorted((e for e in it if e.name.endswith((".yaml", ".yml")) and e.is_file()),
-                         key=lambda e: e.name)
-    cache.forget_missing({e.path for e in entries})
+        paths = sorted(e.path for e in it if e.name.endswith((".yaml", ".yml")))
+    cache.forget_missing(set(paths))
     stats: list[tuple[str, os.stat_result]] = []
-    for entry in entries:
+    unreadable: dict[str, TenantFile] = {}
+    for path in paths:
         try:
-            stats.append((entry.path, entry.stat()))
-        except FileNotFoundError:
-            continue  # deleted while we listed: the next reload sees the settled directory
+            st = regular_stat(path)
+        except UnreadableFile as err:
+            unreadable[path] = TenantFile(Path(path), None, None, (Problem(path, "", str(err)),))
+            continue
+        if st is not None:  # None: deleted while we listed; the next reload sees the settled directory
+            stats.append((path, st))
     cache.read_ahead(stats, workers)
-    for path, st in stats:
-        file = cache.load_stat(path, st)
-        problems.extend(file.problems)
-        out.append(file)
+    read = dict(stats)
+    for path in paths:
+        file = unreadable.get(path) or (cache.load_stat(path, read[path]) if path in read else None)
+        if file is not None:
+            problems.extend(file.problems)
+            out.append(file)
     return out
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from xds_server.config.files import UnreadableFile, read_regular
 from xds_server.policy.engine import PolicyError
 
 TEST_SUFFIX = "_test.rego"
@@ -35,9 +36,11 @@ class PolicySources:
         for path in sorted(base.rglob("*.rego")):
             rel = path.relative_to(base).as_posix()
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as err:
-                raise PolicyError(engine, "loading policies", f"cannot read: {err}", file=str(path)) from err
+                text = read_regular(path).decode("utf-8")  # a FIFO refused, never waited on
+            except UnreadableFile as err:
+                raise PolicyError(engine, "loading policies", str(err), file=str(path)) from err
+            except UnicodeDecodeError as err:
+                raise PolicyError(engine, "loading policies", f"not UTF-8 text: {err}", file=str(path)) from err
             (tests if rel.endswith(TEST_SUFFIX) else modules)[rel] = text
             digest.update(rel.encode() + b"\0" + text.encode() + b"\0")
         if not modules:
