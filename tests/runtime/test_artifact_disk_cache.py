@@ -179,3 +179,31 @@ def test_purge_removes_a_tenants_copies_now_but_never_one_being_read(s3: S3, tmp
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # nothing left behind renamed
     # A purged artefact loads again from S3, verified, as any miss does.
     assert store.fetch_bytes(a) is not None
+
+
+def test_a_digest_is_no_credential_a_copy_serves_only_the_sources_it_was_verified_from(
+    s3: S3, tmp_path: Path  # noqa: F811
+) -> None:
+    """acme's model cached on a replica; hooli names acme's digest under its own prefix, where no object
+    holds those bytes: it must be asked of S3 (and refused), not handed acme's copy."""
+    acme = _put(s3, "tenants/acme/router/1/model")
+    store = ArtifactStore(tmp_path / "cache")
+    _download_and_keep(store, acme)
+    assert _copies(tmp_path / "cache") == {acme.sha256}
+    hooli = ArtifactRef(f"s3://{s3.bucket}/disk-cache/tenants/hooli/x.onnx", acme.sha256)
+    for fetch in (store.fetch_bytes, store.fetch):
+        with pytest.raises(ArtifactError, match=r"tenants/hooli/x\.onnx"):
+            fetch(hooli)
+    # hooli's pipeline writes the same bytes under its own prefix: verified from there, then served from
+    # the one copy, for both sources.
+    data = (tmp_path / "cache" / acme.sha256 / acme.name).read_bytes()
+    shared = ArtifactRef(s3.put("disk-cache/tenants/hooli/router.onnx", data), acme.sha256)
+    verified = store.fetch_bytes(shared)
+    assert verified is not None and not verified.on_disk and verified.data == data  # downloaded and checked
+    store.keep(verified)
+    store.flush()
+    assert _copies(tmp_path / "cache") == {acme.sha256}
+    for ref in (acme, shared):
+        again = store.fetch_bytes(ref)
+        assert again is not None and again.on_disk and again.data == data
+    assert store.fetch(shared).read_bytes() == data

@@ -11,8 +11,11 @@ What gets verified:
 
 Verified content lands in a content-addressed cache (``<cache>/<sha256>/``), copied there while it is
 hashed, so the bytes a model loads are the bytes that were checked; an archive is unpacked there after its
-check (no absolute paths, no ``..``, no links or devices). A later fetch of the same checksum is served
-from the cache, whatever the source.
+check (no absolute paths, no ``..``, no links or devices). A later fetch of the same checksum from a source
+the copy was verified from is served from the cache. From any other source it is fetched and verified
+first, then that source is added to the copy's (one copy of the bytes still): a digest is no credential,
+and one tenant naming another's digest under its own prefix would otherwise be handed the other's model
+without S3 ever being asked whether its object holds those bytes.
 
 ``fetch_bytes`` is the in-memory way for a single-file artefact (a tenant's ONNX graph): the verified bytes
 themselves, which a format that builds from bytes (onnxruntime) uses without reading a copy back from disk.
@@ -262,16 +265,18 @@ class ArtifactStore:
 
     def _write_copy(self, ref: ArtifactRef, data: bytes) -> None:
         try:
-            if self._cached(ref) is None:
+            if self._cached(ref) is None and self._cached(ref, any_source=True) is not None:
+                self._add_source(ref)  # the bytes are there, verified from another source: no second copy
+            elif self._cached(ref) is None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
                 with self._staging(ref) as staging:
                     content = staging / "content"
                     content.mkdir()
                     (content / ref.name).write_bytes(data)
-                    (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": ref.name}))
+                    (content / _MARKER).write_text(json.dumps({"sources": [_source(ref)], "path": ref.name}))
                     self._publish(ref, content)
             self._enforce_budget()
-        except (OSError, ArtifactError) as exc:  # only a later download's saving is lost
+        except (OSError, ValueError, ArtifactError) as exc:  # only a later download's saving is lost
             log.warning("verified artefact copy not written", extra={"artifact": ref.uri, "reason": str(exc)})
         finally:
             with self._writer_lock:
@@ -306,28 +311,51 @@ class ArtifactStore:
             if got != ref.sha256:
                 raise ChecksumMismatchError(f"{ref.uri}: checksum mismatch: expected sha256 {ref.sha256}, got {got}")
             relative = self._unpack(ref, content, kind)
-            (content / _MARKER).write_text(json.dumps({"source": ref.uri, "path": relative}))
+            (content / _MARKER).write_text(json.dumps({"sources": [_source(ref)], "path": relative}))
             path = self._publish(ref, content)
         self._enforce_budget()
         return path
 
-    def _cached(self, ref: ArtifactRef) -> Path | None:
+    def _cached(self, ref: ArtifactRef, any_source: bool = False) -> Path | None:
+        """The verified copy of `ref`'s digest, if it was verified from `ref`'s source (`any_source`: from
+        any: the bytes are the same, for a caller that has just verified them itself)."""
         final = self.cache_dir / ref.sha256
         try:
-            relative = json.loads((final / _MARKER).read_text())["path"]
-        except (OSError, ValueError, KeyError, TypeError):
+            marker = json.loads((final / _MARKER).read_text())
+            relative = marker["path"]
+            sources = marker.get("sources") or [marker["source"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if not any_source and _source(ref) not in sources:
             return None
         path = final / relative
         return path if path.exists() else None
 
+    def _add_source(self, ref: ArtifactRef) -> None:
+        """Record that `ref`'s source was just verified to hold the copy's bytes. Replaced in one rename; two
+        writers at once may lose one's source, which costs only a later download."""
+        marker_path = self.cache_dir / ref.sha256 / _MARKER
+        marker = json.loads(marker_path.read_text())
+        sources = marker.pop("source", None)
+        marker["sources"] = sorted({*(marker.get("sources") or [sources]), _source(ref)} - {None})
+        staged = marker_path.with_name(f"{_MARKER}.{os.getpid()}-{time.monotonic_ns()}")
+        staged.write_text(json.dumps(marker))
+        staged.replace(marker_path)
+
     def _publish(self, ref: ArtifactRef, content: Path) -> Path:
+        """Put `content`, just verified from `ref`'s source, in the cache (or, where the digest is already
+        there, add the source to that copy's)."""
         final = self.cache_dir / ref.sha256
         try:
             content.rename(final)
         except OSError:
-            # Another process published the same checksum first: same bytes, use theirs.
-            if self._cached(ref) is None:
+            # Published before (another source, or another process first): the same bytes, use those.
+            if self._cached(ref, any_source=True) is None:
                 raise ArtifactError(f"{ref.uri}: cannot write the verified copy to {final}") from None
+            try:
+                self._add_source(ref)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                raise ArtifactError(f"{ref.uri}: cannot record the verified copy's source in {final}") from None
         cached = self._cached(ref)
         assert cached is not None
         self._remember(ref.sha256, final)
@@ -614,6 +642,11 @@ def _tree_bytes(root: Path) -> int:
             with contextlib.suppress(FileNotFoundError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
+
+
+def _source(ref: ArtifactRef) -> str:
+    """Where `ref`'s bytes come from, one spelling per place (`file:///m.onnx` and `/m.onnx` are one)."""
+    return ref.uri if ref.is_s3 else str(_local_path(ref.uri))
 
 
 def _local_path(uri: str) -> Path:
