@@ -366,7 +366,8 @@ async def _model_ready(request: web.Request) -> web.Response:
         except ApiError as exc:
             if exc.status != 503:
                 raise
-            return web.json_response({"name": ref.name, "version": ref.version, "ready": False, "reason": exc.message},
+            return web.json_response({"name": ref.name, "version": ref.version, "ready": False,
+                                      "reason": _as_the_tenant_names_it(request, exc.message)},
                                      status=503, headers=exc.headers)
         return web.json_response({"name": ref.name, "version": ref.version, "ready": True})
     entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
