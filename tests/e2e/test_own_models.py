@@ -242,6 +242,14 @@ def test_a_wrong_digest_is_refused_and_an_artifact_changed_after_loading_is_503(
     error = reply.body["error"]
     assert error.startswith("model 'tampered' version '1': ") and "integrity" in error
     assert str(copy) not in error and digest not in error
+    # Its 503s are the model's, not the replica's: the own-model clusters every tenant shares eject no
+    # replica for them (they did, moving other tenants' models off their warm replicas).
+    for _ in range(8):
+        assert post(running.url(US, "/v2/models/tampered/infer"), tensor_body(features(TICKETS[:1])),
+                    running.token("acme")).status == 503
+    stats = running.platform.envoys[US].admin_get(
+        "/stats?filter=^cluster\\.own\\..*\\.outlier_detection\\.ejections_enforced_total$")
+    assert stats.strip() and all(line.endswith(": 0") for line in stats.strip().splitlines()), stats
     # Other models keep serving.
     ok = post(running.url(US, "/v2/models/ticket-router/versions/1/infer"), tensor_body(features(TICKETS[:1])),
               running.token("acme"))

@@ -11,6 +11,7 @@ next replica on the ring once its replica carries more than the balance factor a
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -132,6 +133,16 @@ def _pool_breakers() -> circuit_breaker_pb2.CircuitBreakers:
     )])
 
 
+# Every tenant's own models on a pool share these clusters, and one tenant's broken model answers 503 at
+# once on every replica (its failed load's backoff): counted against the replica, as the per-tenant
+# clusters count a 5xx, it ejected replicas from every other tenant's own models (moved off their warm
+# replica, loaded cold elsewhere). Here only the replica's own failures eject it: connect failures, resets
+# and timeouts (local origin); a replica that cannot serve at all leaves through its readiness (EDS).
+_SHARED_OUTLIER_DETECTION = copy.deepcopy(_OUTLIER_DETECTION)
+for _enforcing in ("consecutive_5xx", "consecutive_gateway_failure", "success_rate", "failure_percentage"):
+    getattr(_SHARED_OUTLIER_DETECTION, f"enforcing_{_enforcing}").value = 0
+
+
 def own_cluster(name: str, eds_name: str,
                 transport_socket: base_pb2.TransportSocket | None = None) -> cluster_pb2.Cluster:
     return cluster_pb2.Cluster(
@@ -146,7 +157,7 @@ def own_cluster(name: str, eds_name: str,
             consistent_hashing_lb_config=cluster_pb2.Cluster.CommonLbConfig.ConsistentHashingLbConfig(
                 hash_balance_factor=wrappers_pb2.UInt32Value(value=HASH_BALANCE_FACTOR))),
         circuit_breakers=_pool_breakers(),
-        outlier_detection=_OUTLIER_DETECTION,
+        outlier_detection=_SHARED_OUTLIER_DETECTION,
         ignore_health_on_host_removal=True,
         transport_socket=transport_socket,
     )
