@@ -27,6 +27,7 @@ from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import redact
 from inference_images.runtime.pii.rules import PiiRules
 from tests.runtime.conftest import RuntimeServer, start_server, text_request
+from tests.runtime.test_pii_entities import fullwidth
 from tests.runtime.test_pii_server import EchoModel
 
 EMAIL = "Bob.Smith@Example.com"
@@ -68,6 +69,11 @@ def test_same_tenant_and_value_give_the_same_pseudonym_whatever_the_spelling() -
     assert EMAIL.lower() not in result.text.lower()
     assert dict(result.counts) == {Entity.EMAIL: 2, Entity.PHONE: 1}
     # Numbers join however they were written; the type is part of the message.
+    # Fullwidth digits, no-break spaces and zero-width characters make no other value.
+    assert tenant.pseudonym(Entity.CREDIT_CARD, fullwidth("4111 1111 1111 1111")) == tenant.pseudonym(
+        Entity.CREDIT_CARD, "4111\u00a01111\u200b1111-1111")
+    assert tenant.pseudonym(Entity.EMAIL, fullwidth("Bob@Example.com")) == tenant.pseudonym(
+        Entity.EMAIL, "bob@example.com")
     assert tenant.pseudonym(Entity.PHONE, "+1 415-555-0132") == tenant.pseudonym(Entity.PHONE, "+14155550132")
     assert tenant.pseudonym(Entity.IP_ADDRESS, "2001:DB8::1") == tenant.pseudonym(Entity.IP_ADDRESS, "2001:db8:0::1")
     iban = "GB82WEST12345698765432"

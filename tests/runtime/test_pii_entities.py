@@ -126,3 +126,64 @@ def test_tensors_inputs_outputs_and_summary() -> None:
 def test_scrub_replaces_every_type() -> None:
     assert scrub("input 'bob@example.com' from 10.0.0.7 is missing") == "input '[EMAIL]' from [IP_ADDRESS] is missing"
     assert scrub("nothing here") == "nothing here"
+
+
+NBSP, THIN, ZWSP, SHY = "\u00a0", "\u2009", "\u200b", "\u00ad"
+
+
+def fullwidth(text: str) -> str:
+    """``text`` as a phone's or a CJK keyboard's fullwidth forms write it (digits, ``@``, ``.``...)."""
+    return text.translate({code: code + 0xFEE0 for code in range(0x21, 0x7F)})
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        # The same card, as PDFs, forms, phones and other scripts write it.
+        (f"card 4111{NBSP}1111{NBSP}1111{NBSP}1111 ok", "credit_card", f"4111{NBSP}1111{NBSP}1111{NBSP}1111"),
+        (f"card 4111{THIN}1111{THIN}1111{THIN}1111", "credit_card", f"4111{THIN}1111{THIN}1111{THIN}1111"),
+        ("card 4111\n1111\n1111\n1111 ok", "credit_card", "4111\n1111\n1111\n1111"),
+        ("card 4111\r\n1111\r\n1111\r\n1111", "credit_card", "4111\r\n1111\r\n1111\r\n1111"),
+        ("card 4111.1111.1111.1111 ok", "credit_card", "4111.1111.1111.1111"),
+        ("card 4111/1111/1111/1111 ok", "credit_card", "4111/1111/1111/1111"),
+        (f"card 4111{ZWSP}1111{ZWSP}1111{ZWSP}1111 ok", "credit_card", f"4111{ZWSP}1111{ZWSP}1111{ZWSP}1111"),
+        ("card " + fullwidth("4111 1111 1111 1111") + " ok", "credit_card", fullwidth("4111 1111 1111 1111")),
+        ("card ٤١١١١١١١١١١١١١١١ ok", "credit_card", "٤١١١١١١١١١١١١١١١"),
+        ("mail bob" + fullwidth("@") + "example.com now", "email", "bob" + fullwidth("@") + "example.com"),
+        (f"mail b{ZWSP}ob@example.com now", "email", f"b{ZWSP}ob@example.com"),
+        (f"mail bob{SHY}@exa{SHY}mple.com!", "email", f"bob{SHY}@exa{SHY}mple.com"),
+        ("mail bob@exämple.com now", "email", "bob@exämple.com"),
+        ("mail bob@example.xn--p1ai now", "email", "bob@example.xn--p1ai"),
+        ("mail иван@пример.рф now", "email", "иван@пример.рф"),
+        ("call +" + fullwidth("44 20 7946 0958") + " now", "phone", "+" + fullwidth("44 20 7946 0958")),
+        (f"call +44{NBSP}20{NBSP}7946{NBSP}0958 now", "phone", f"+44{NBSP}20{NBSP}7946{NBSP}0958"),
+        ("from " + fullwidth("192.168.1.10") + " today", "ip_address", fullwidth("192.168.1.10")),
+    ],
+)
+def test_finds_values_whatever_their_code_points(text: str, entity: str, value: str) -> None:
+    assert found(text) == [(entity, value)]
+
+
+def test_redaction_replaces_the_original_span_invisible_characters_included() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL}), block=frozenset({Entity.CREDIT_CARD}))
+    text = f"{ZWSP}hi{ZWSP}{ZWSP} b{ZWSP}ob@example.com, {SHY}ok"
+    assert redact(text, rules).text == f"{ZWSP}hi{ZWSP}{ZWSP} [EMAIL], {SHY}ok"
+    assert redact(f"pay 4111{NBSP}1111{NBSP}1111{NBSP}1111", rules).blocked == {Entity.CREDIT_CARD}
+    assert scrub(f"/v2/models/m/versions/4111{NBSP}1111{NBSP}1111{NBSP}1111/infer") == (
+        "/v2/models/m/versions/[CREDIT_CARD]/infer"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "café crème à 12 € — naïve résumé, 北京 2024年",  # accents, CJK and a year are not PII
+        "order " + fullwidth("4111 1111 1111 1112") + " shipped",  # fullwidth, and still fails Luhn
+        "version " + fullwidth("4.2.1.3") + " released",  # a version in any digits is a version
+        "prices 1.299,00 / 2.499,00 / 3.999,00",
+        "icon" + fullwidth("@") + "2x.png and admin" + fullwidth("@") + "localhost",
+        "ids\n4111\n2222\n3333",  # short lines of numbers are not one card
+    ],
+)
+def test_folded_near_misses_are_left_alone(text: str) -> None:
+    assert found(text) == []

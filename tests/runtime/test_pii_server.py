@@ -17,6 +17,7 @@ from inference_images.runtime.models.base import ANY_DIM, Tensor, TensorSpec
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 from inference_images.runtime.models.registry import default_loaders
 from tests.runtime.conftest import RuntimeServer, start_server, text_request
+from tests.runtime.test_pii_entities import fullwidth
 
 HEADERS = {
     "x-fairshare-tenant": "acme",
@@ -121,6 +122,22 @@ def test_error_messages_never_echo_raw_pii(server: RuntimeServer) -> None:
     reply = server.infer("/v2/models/echo/infer", body, headers=HEADERS)
     assert reply.status == 400
     assert "bob@example.com" not in reply.error and "'[EMAIL]'" in reply.error
+
+
+def test_error_messages_and_logs_never_echo_a_card_in_unicode_spaces(server: RuntimeServer) -> None:
+    # A no-break space between the groups (copied from a PDF) is still the card, in the error and the log.
+    reply = server.infer("/v2/models/echo/versions/4111%C2%A01111%C2%A01111%C2%A01111/infer", text_request("x"),
+                         headers=HEADERS)
+    assert reply.status == 404 and "1111" not in reply.error and "[CREDIT_CARD]" in reply.error
+    formatter = JsonFormatter({"replica": "r1"})
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "request", (), None)
+    record.path = "/v2/models/echo/versions/4111\u00a01111\u00a01111\u00a01111/infer"
+    assert json.loads(formatter.format(record))["path"] == "/v2/models/echo/versions/[CREDIT_CARD]/infer"
+
+
+def test_a_blocked_card_in_fullwidth_digits_is_refused(server: RuntimeServer) -> None:
+    reply = server.infer("/v2/models/echo/infer", text_request("card " + fullwidth(CARD)), headers=HEADERS)
+    assert reply.status == 422 and "credit_card" in reply.error
 
 
 def test_unknown_entity_name_from_the_gateway_is_ignored(server: RuntimeServer) -> None:

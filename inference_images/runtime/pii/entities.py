@@ -19,6 +19,12 @@ content, because the checks a number must pass are where precision comes from:
 
 Findings of different types may overlap (a card number contains phone-shaped runs); ``find`` keeps the
 most specific type first (see ``_PRIORITY``), so each character belongs to at most one finding.
+
+The patterns run on a normalised view of the text (``fold``): a value copied from a PDF (no-break or thin
+spaces), typed on a phone (fullwidth digits and at sign, U+FF20), written in another script's digits (Arabic-Indic,
+Devanagari) or salted with invisible characters (zero-width space, soft hyphen) is the same value, and a
+rule that blocks it must see it. Findings are mapped back to the original text, so redaction replaces
+what the caller sent, invisible characters included.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,6 +74,78 @@ class Detector:
     # Keyword-anchored patterns run only when one of these occurs in the lower-cased text (a C-speed
     # substring test instead of a case-insensitive alternation tried at every word).
     keywords: tuple[str, ...] = ()
+
+
+# --- the normalised view -----------------------------------------------------------------------------
+
+# Code points folded so far; past this many distinct ones (a text in every script at once) the fold is
+# computed each time instead of kept, so no client can grow the table without bound.
+_FOLD_CACHE = 1 << 16
+
+
+class _Fold(dict[int, str | None]):
+    """A ``str.translate`` table filled on first sight of each code point: format characters (Unicode
+    category Cf: zero-width space and joiners, soft hyphen, byte-order mark, bidi marks) removed, decimal
+    digits of any script as ASCII, everything else as NFKC writes it (fullwidth forms, no-break and thin
+    spaces, the fullwidth at sign) where that is one character. Left alone: NFKC expansions (ligatures, ``⑴``), so that
+    only deletions change the text's length and the map back to the original is a list of deleted
+    positions; and digits that are not decimal (``²``, ``①``), so that every digit the patterns see
+    was a decimal digit (``\\d``) of the original, which ``find``'s quick exit relies on."""
+
+    def __missing__(self, code: int) -> str | None:
+        ch = chr(code)
+        value: str | None
+        if unicodedata.category(ch) == "Cf":
+            value = None
+        elif ch.isdecimal():
+            value = str(unicodedata.decimal(ch))
+        else:
+            folded = unicodedata.normalize("NFKC", ch)
+            value = folded if len(folded) == 1 and not folded.isdigit() else ch
+        if len(self) < _FOLD_CACHE:
+            self[code] = value
+            if value == ch:
+                _STABLE.add(ch)
+        return value
+
+
+_FOLD = _Fold()
+# Characters the fold leaves as they are: ASCII, and each other one once the table has met it.
+_STABLE: set[str] = {chr(code) for code in range(128)}
+# The characters NFKC folds to "@" (fullwidth and small commercial at).
+_AT_SIGNS = ("@", "\uff20", "\ufe6b")
+
+
+def fold(text: str) -> str:
+    """``text`` as the patterns see it (see ``_Fold``). Text made only of characters the fold leaves
+    alone (ASCII, accented letters, most CJK: a set difference in C) is returned as it is."""
+    if text.isascii():
+        return text
+    # Text not in NFKC (fullwidth punctuation in CJK, a no-break space) has something to fold: no need to
+    # look closer. A character the fold changes never occurs in NFKC text unless it is a format character
+    # or a foreign digit, which the set difference finds.
+    if unicodedata.is_normalized("NFKC", text):
+        unknown = set(text) - _STABLE
+        if all(_FOLD[ord(ch)] == ch for ch in unknown):
+            return text
+    return text.translate(_FOLD)
+
+
+def _folded(text: str) -> tuple[str, list[int]]:
+    """The folded text and, for each character the fold removed, the folded position it was removed at
+    (sorted; repeated for a run): folded index ``j`` is original index ``j + bisect_right(removed, j)``."""
+    folded = fold(text)
+    if len(folded) == len(text):
+        return folded, []
+    removed: list[int] = []
+    for run in _NON_ASCII.finditer(text):  # only non-ASCII characters are ever removed
+        for i in range(run.start(), run.end()):
+            if _FOLD[ord(text[i])] is None:
+                removed.append(i - len(removed))
+    return folded, removed
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
 # --- checksums ------------------------------------------------------------------------------------------
@@ -132,15 +211,19 @@ def card_network_ok(digits: str) -> bool:
 # engine skips in C to the positions that could start a match (a leading lookbehind would be tried at
 # every position: 2-5x slower on prose). Keyword- and '@'-anchored shapes are found by substring search.
 
-_CARD = re.compile(r"\d(?<![\w.\-+]\d)(?:[ -]?\d){12,24}(?![\w]|[\-.]\d)")
+# Groups apart by a space, dash, dot or slash, or one per line (a card copied from a form or a PDF).
+# Possessive, without alternation: as fast as the space-or-dash pattern it replaced.
+_CARD = re.compile(r"\d(?<![\w.\-+]\d)(?:\r?+[ \t\n\-./]?+\d){12,24}(?![\w]|[\-.]\d)")
+_CARD_SEPARATOR = re.compile(r"\D+")
 
 
 def _card(match: re.Match[str], text: str) -> tuple[int, int] | None:
     candidate = match.group()
-    seps = {ch for ch in candidate if not ch.isdigit()}
+    seps = set(_CARD_SEPARATOR.findall(candidate))
     if len(seps) > 1:
         return None
-    groups = re.split(r"[ -]", candidate) if seps else [candidate]
+    sep = len(next(iter(seps))) if seps else 0
+    groups = _CARD_SEPARATOR.split(candidate) if seps else [candidate]
     if seps and any(len(g) < 3 for g in groups[:-1]):
         return None
     # A trailing or leading group may be a neighbouring number ("... 1111 x2"): try the whole run, then
@@ -151,8 +234,8 @@ def _card(match: re.Match[str], text: str) -> tuple[int, int] | None:
             continue
         digits = "".join(groups[lo:hi])
         if 13 <= len(digits) <= 19 and card_network_ok(digits) and luhn_ok(digits):
-            offset = sum(len(g) + 1 for g in groups[:lo])
-            length = sum(len(g) for g in groups[lo:hi]) + (hi - lo - 1 if seps else 0)
+            offset = sum(len(g) + sep for g in groups[:lo])
+            length = sum(len(g) for g in groups[lo:hi]) + (hi - lo - 1) * sep
             return start + offset, start + offset + length
     return None
 
@@ -304,9 +387,12 @@ def _phone_keyword(match: re.Match[str], text: str) -> tuple[int, int] | None:
 
 # --- email ----------------------------------------------------------------------------------------------
 
-# Matched from each '@': the local part by walking back, the host name by this pattern.
+# Matched from each '@': the local part by walking back, the host name by this pattern. Labels may be
+# internationalised (``exämple.com``: letters and digits of any script) and so may the top-level domain,
+# in Unicode (``.рф``) or punycode (``.xn--p1ai``).
 _EMAIL_DOMAIN = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63})(?![\w\-]|\.[A-Za-z0-9])"
+    r"(?:[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?\.)+([^\W\d_]{2,63}|[Xx][Nn]--[A-Za-z0-9\-]{1,59})"
+    r"(?![\w\-]|\.[^\W_])"
 )
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.%+-")
 _MAX_LOCAL = 64
@@ -388,11 +474,33 @@ def _keyword_matches(detector: Detector, text: str, lowered: str) -> Iterator[re
 
 
 def find(text: str, entities: Iterable[Entity] | None = None) -> list[Finding]:
-    """Every finding in ``text``, non-overlapping, in text order.
+    """Every finding in ``text``, non-overlapping, in text order, as spans of ``text`` itself (matched on
+    its folded view: see the module's docstring).
 
     All types are looked for even when the caller needs fewer, so that a card number is never reported
     as a phone; ``entities`` then filters what is returned.
     """
+    # Every pattern needs a digit or an '@', and the fold makes digits only of digits: text with neither
+    # (most prose, in any script) costs no fold.
+    if _DIGIT.search(text) is None and not any(at in text for at in _AT_SIGNS):
+        return []
+    folded, removed = _folded(text)
+    kept = _find(folded)
+    if removed:
+        # A span of the folded text covers the original from its first character to its last, with
+        # whatever the fold removed in between.
+        kept = [
+            Finding(f.entity, f.start + bisect.bisect_right(removed, f.start),
+                    f.end + bisect.bisect_right(removed, f.end - 1))
+            for f in kept
+        ]
+    if entities is None:
+        return kept
+    wanted = frozenset(entities)
+    return [f for f in kept if f.entity in wanted]
+
+
+def _find(text: str) -> list[Finding]:
     has_at = "@" in text
     has_digit = _DIGIT.search(text) is not None
     if not has_digit and not has_at:
@@ -429,7 +537,4 @@ def find(text: str, entities: Iterable[Entity] | None = None) -> list[Finding]:
             continue
         starts.insert(i, finding.start)
         kept.insert(i, finding)
-    if entities is None:
-        return kept
-    wanted = frozenset(entities)
-    return [f for f in kept if f.entity in wanted]
+    return kept

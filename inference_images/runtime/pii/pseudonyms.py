@@ -20,7 +20,7 @@ import hmac
 import ipaddress
 import re
 
-from inference_images.runtime.pii.entities import Entity
+from inference_images.runtime.pii.entities import Entity, fold
 
 DIGEST_HEX = 16
 # Shorter keys are a configuration mistake (a placeholder, a truncated file), not a key: refused.
@@ -31,8 +31,9 @@ _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 
 
 def normalise(entity: Entity, value: str) -> str:
-    """The form two spellings of one value share."""
-    text = value.strip()
+    """The form two spellings of one value share (fullwidth digits, no-break spaces or a zero-width space
+    inside make no other value: the detectors' fold comes first)."""
+    text = fold(value).strip()
     if entity is Entity.EMAIL:
         # Domains are case-insensitive; local parts are in practice too (every large provider folds them).
         return text.lower()
