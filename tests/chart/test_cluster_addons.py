@@ -241,12 +241,14 @@ def test_the_docs_manual_steps_are_what_make_runs() -> None:
     (doc_crds,) = [c for c in steps if c.startswith("kubectl apply")]
     (make_crds,) = [c for c in made if c.startswith("kubectl apply")]
     assert doc_crds == make_crds
-    (doc_tf,) = [c for c in steps if "-chdir=terraform/region" in c]
-    (make_tf,) = [c for c in made if "-chdir=terraform/region" in c]
-    output = "terraform -chdir=terraform/region output -json cluster_addons_values"
-    assert output in doc_tf and output in make_tf
+    made += _commands(subprocess.run(["make", "-n", "chart-inputs", f"REGION={REGION}"], cwd=REPO,
+                                     capture_output=True, text=True, timeout=60, check=True).stdout)
 
     def data_dir(command: str) -> str:
         return next(w for w in command.split() if w.startswith("TF_DATA_DIR=")).replace("$PWD", str(REPO))
 
-    assert data_dir(doc_tf) == data_dir(make_tf)
+    for name in ("cluster_addons_values", "chart_inputs"):
+        output = f"terraform -chdir=terraform/region output -json {name}"
+        (doc_tf,) = [c for c in steps if output in c]
+        (make_tf,) = [c for c in made if output in c]
+        assert data_dir(doc_tf) == data_dir(make_tf), name

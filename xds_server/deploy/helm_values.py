@@ -144,6 +144,13 @@ def chart_values(cfg: PlatformConfig, region: str, config_dir: Path, policy_dir:
                 "rateLimitBackend": cfg.platform.ratelimit.backend.value if cfg.platform.ratelimit.enabled else "off",
             },
             "policyFiles": _files(policy_dir, _policy_paths(policy_dir)) if policy_dir and not config_source else [],
+            # What the runtimes read from AWS in this region, which needs their IRSA role (and the keys' prefix):
+            # the chart refuses an install without them rather than answer these with 503 in the cluster.
+            "runtimeAws": {
+                "s3Artifacts": _s3_artifacts(cfg, region, pools),
+                "pseudonymisingTenants": sorted(t.id for t in cfg.tenants.values()
+                                                if region in t.spec.regions.allowed and t.pii.pseudonymise),
+            },
         }
     }
 
@@ -208,6 +215,18 @@ def _local_artifacts(cfg: PlatformConfig, region: str) -> Iterable[tuple[str, st
             for version, ov in sorted(own.versions.items()):
                 if not is_s3(ov.artifact):
                     yield ov.artifact, f"tenants/{t.id}.yaml", f"own_models.{name}.versions.{version}.artifact"
+
+
+def _s3_artifacts(cfg: PlatformConfig, region: str, pools: list[dict[str, Any]]) -> list[str]:
+    """Each S3 artifact the region's runtimes load (with their IRSA role), as its file and field: the catalog
+    versions its pools serve, and the own models of the tenants allowed there."""
+    catalog = sorted({f"models.yaml: {m['name']}.versions.{m['version']}.artifact"
+                      for p in pools for m in p["models"] if is_s3(m.get("artifact", ""))})
+    own = [f"tenants/{t.id}.yaml: own_models.{name}.versions.{version}.artifact"
+           for t in sorted(cfg.tenants.values(), key=lambda t: t.id) if region in t.spec.regions.allowed
+           for name, model in sorted(t.spec.own_models.items())
+           for version, ov in sorted(model.versions.items()) if is_s3(ov.artifact)]
+    return catalog + own
 
 
 def _model_files(cfg: PlatformConfig, root: Path, region: str) -> list[dict[str, str]]:

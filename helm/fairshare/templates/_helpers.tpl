@@ -118,3 +118,29 @@ topologySpreadConstraints:
     matchLabelKeys: [pod-template-hash]
 {{- end }}
 {{- end -}}
+
+{{/* What would answer 503 in the cluster for want of an AWS identity: refused here, naming what needs it. The
+     runtimes read S3 artifacts and the tenants' pseudonymisation keys with their IRSA role (the node's metadata
+     service is out of a pod's reach), the keys under the prefix Terraform wrote them at; the control plane
+     reads an S3 config bundle with its own role. `make chart-install` carries them from Terraform's chart_inputs. */}}
+{{- define "fairshare.checkAwsIdentity" -}}
+{{- $v := .Values -}}
+{{- $aws := $v.spec.runtimeAws | default dict -}}
+{{- $from := "(terraform output -json chart_inputs; make chart-install passes them)" -}}
+{{- $s3 := $aws.s3Artifacts | default list -}}
+{{- $pseudo := $aws.pseudonymisingTenants | default list -}}
+{{- $problems := list -}}
+{{- if and (not $v.inference.roleArn) (or $s3 $pseudo) -}}
+{{- $needs := list -}}
+{{- with $s3 }}{{ $needs = append $needs (printf "S3 artifacts (%s)" (join ", " .)) }}{{ end -}}
+{{- with $pseudo }}{{ $needs = append $needs (printf "the pseudonymisation keys of tenants %s" (join ", " .)) }}{{ end -}}
+{{- $problems = append $problems (printf "inference.roleArn is empty, but the runtimes read %s with it: set it to chart_inputs' runtime_role_arn" (join " and " $needs)) -}}
+{{- end -}}
+{{- if and $pseudo (not $v.inference.pseudonymisationKeys.secretPrefix) -}}
+{{- $problems = append $problems (printf "inference.pseudonymisationKeys.secretPrefix is empty, but tenants %s pseudonymise (every request of theirs would get 503): set it to chart_inputs' tenant_secret_name_prefix" (join ", " $pseudo)) -}}
+{{- end -}}
+{{- if and (hasPrefix "s3://" $v.config.source) (not $v.controlPlane.roleArn) -}}
+{{- $problems = append $problems (printf "controlPlane.roleArn is empty, but the control plane reads its config from %s with it: set it to chart_inputs' control_plane_role_arn" $v.config.source) -}}
+{{- end -}}
+{{- with $problems }}{{ fail (printf "%s %s" (join "; " .) $from) }}{{ end -}}
+{{- end -}}
