@@ -34,11 +34,12 @@ class Recorder:
     inputs = (TensorSpec("x", "FP32", (ANY_DIM,)),)
     outputs = (TensorSpec("y", "FP32", (ANY_DIM,)),)
 
-    def __init__(self, row_s: float = 0.0) -> None:
+    def __init__(self, row_s: float = 0.0, call_s: float = 0.0) -> None:
         self.calls: list[list[float]] = []
         self.entered = threading.Event()
         self.gate: threading.Event | None = None
         self.row_s = row_s
+        self.call_s = call_s  # a call's fixed cost, whatever its rows
 
     def load(self) -> None:
         pass
@@ -49,7 +50,7 @@ class Recorder:
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(30), "gate never opened"
-        time.sleep(self.row_s * x.shape[0])
+        time.sleep(self.call_s + self.row_s * x.shape[0])
         return [Tensor("y", "FP32", x.shape, [2 * v for v in x.data])]
 
     def cost_hint(self, inputs: Mapping[str, Tensor]) -> float:
@@ -168,8 +169,8 @@ def test_a_request_whose_measured_cost_exceeds_its_time_left_is_refused_before_i
         events = Events()
         scheduler = WfqScheduler(events=events, clock=lambda: now[0])
         # Before the model is measured its cost is unknown: nothing is refused for it.
-        for i in range(3):
-            await submit(scheduler, model, "t", rows(float(i)), deadline=100.001)
+        for _ in range(3):
+            await submit(scheduler, model, "t", rows(*range(30)), deadline=100.001)
         with pytest.raises(DeadlineExceededError) as refused:
             await submit(scheduler, model, "t", rows(*range(100)), deadline=100.5)
         assert scheduler.queue_depth() == 0
@@ -184,6 +185,31 @@ def test_a_request_whose_measured_cost_exceeds_its_time_left_is_refused_before_i
     assert events.outcomes[("t", Outcome.EXPIRED)] == 1 and events.outcomes[("t", Outcome.OK)] == 4
 
 
+def test_small_runs_are_no_evidence_against_a_far_larger_request() -> None:
+    """A call's fixed cost spread over one row is a high rate per row: measured only on tiny requests (any
+    tenant's), a model seemed to need 20 s for 1,000 rows that take as long as one. A request far larger
+    than every recent run is not refused on an estimate; once runs near its size are measured, it is."""
+    model = Recorder(call_s=0.02)
+    now = [100.0]
+
+    async def main() -> None:
+        scheduler = WfqScheduler(clock=lambda: now[0])
+        for _ in range(3):
+            await submit(scheduler, model, "small", rows(1.0))
+        await submit(scheduler, model, "large", rows(*range(1000)), deadline=101.0)  # 1 s left: runs
+        await scheduler.close()
+        # A model whose rows cost: measured at 300 rows (0.3 s), 1,000 need 1 s, and 0.5 s are left.
+        scheduler, slow = WfqScheduler(clock=lambda: now[0]), Recorder(row_s=0.001)
+        for _ in range(3):
+            await submit(scheduler, slow, "t", rows(*range(300)))
+        with pytest.raises(DeadlineExceededError, match="cannot finish before its deadline"):
+            await submit(scheduler, slow, "t", rows(*range(1000)), deadline=100.5)
+        await scheduler.close()
+
+    asyncio.run(main())
+    assert len(model.calls) == 4 and len(model.calls[-1]) == 1000
+
+
 def test_a_queued_request_that_can_no_longer_finish_in_time_is_dropped_when_picked() -> None:
     model = Recorder(row_s=0.01)
     now = [100.0]
@@ -191,8 +217,8 @@ def test_a_queued_request_that_can_no_longer_finish_in_time_is_dropped_when_pick
     async def main() -> Events:
         events = Events()
         scheduler = WfqScheduler(events=events, clock=lambda: now[0])
-        for i in range(3):
-            await submit(scheduler, model, "t", rows(float(i)))
+        for _ in range(3):
+            await submit(scheduler, model, "t", rows(*range(30)))
         gate, held = await hold_worker(scheduler)
         late = submit(scheduler, model, "t", rows(*range(100)), deadline=105.0)  # needs >= 1 s of 5 s left
         await until(lambda: scheduler.tenant_depths().get("t") == 1)

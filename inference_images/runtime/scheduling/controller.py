@@ -60,9 +60,10 @@ _INITIAL_JOB_S = 0.005
 # Weight of the newest measurement in the running estimates.
 _EWMA_ALPHA = 0.2
 # A model's cost counts as known (for refusing work that cannot finish in time) after this many runs; its
-# floor estimate is the cheapest rate among the last _RECENT_RUNS.
+# floor estimate is the cheapest rate among the last _RECENT_RUNS at least 1/_EXTRAPOLATION of the job's size.
 _MIN_RUNS = 3
 _RECENT_RUNS = 32
+_EXTRAPOLATION = 4.0
 
 
 @dataclass(eq=False, slots=True)
@@ -108,31 +109,37 @@ class _Estimates:
 
     job_s: float = _INITIAL_JOB_S
     per_unit: dict[Any, float] = field(default_factory=dict)
-    recent: dict[Any, deque[float]] = field(default_factory=dict)
+    recent: dict[Any, deque[tuple[float, float]]] = field(default_factory=dict)  # (rate, units) per run
 
     def estimate(self, job: _Job) -> float:
         rate = self.per_unit.get(_key(job))
         return self.job_s if rate is None else rate * max(job.cost, 1.0)
 
     def floor(self, job: _Job) -> float | None:
-        """Worker seconds the job needs at the least, when its model's cost is known; else None.
+        """Worker seconds the job needs at the least, when its model's cost is known at its size; else None.
 
-        The cheapest recent rate is the one with the most of a call's fixed overhead spread over its
-        rows, so for a large request it is the estimate least likely to refuse work that would finish."""
+        A run's rate (seconds per unit) carries its call's fixed cost spread over its units, so a run much
+        smaller than the job overstates the job's need without bound: a model measured only on 1-character
+        texts "needed" minutes for a 3 MB one that takes half a second, and another tenant's tiny requests
+        made it so. Only runs of at least 1/_EXTRAPOLATION of the job's units count (then the floor is over
+        by at most _EXTRAPOLATION - 1 calls' fixed cost); with none, nothing is refused on an estimate."""
         key = _key(job)
-        rates = self.recent.get(key)
-        if key is None or rates is None or len(rates) < _MIN_RUNS:
+        runs = self.recent.get(key)
+        if key is None or runs is None or len(runs) < _MIN_RUNS:
             return None
-        return min(rates) * max(job.cost, 1.0)
+        units = max(job.cost, 1.0)
+        rates = [rate for rate, size in runs if size * _EXTRAPOLATION >= units]
+        return min(rates) * units if rates else None
 
     def update(self, jobs: Sequence[_Job], elapsed: float) -> None:
         self.job_s += _EWMA_ALPHA * (elapsed / len(jobs) - self.job_s)
         key = _key(jobs[0])
-        rate = elapsed / sum(max(job.cost, 1.0) for job in jobs)
+        units = sum(max(job.cost, 1.0) for job in jobs)
+        rate = elapsed / units
         old = self.per_unit.get(key)
         self.per_unit[key] = rate if old is None else old + _EWMA_ALPHA * (rate - old)
         if key is not None:
-            self.recent.setdefault(key, deque(maxlen=_RECENT_RUNS)).append(rate)
+            self.recent.setdefault(key, deque(maxlen=_RECENT_RUNS)).append((rate, units))
 
 
 def _key(job: _Job) -> Any:
