@@ -114,3 +114,45 @@ def test_stop_ends_the_watch(tmp_path: Path) -> None:
         assert await asyncio.wait_for(ended, 5) == "ended"
 
     asyncio.run(scenario())
+
+
+def test_a_root_folder_replaced_whole_is_watched_again(tmp_path: Path) -> None:
+    """`rm -rf policy && cp -r new policy`, or `mv config.new config`: the folder the watches were on is gone,
+    and edits in the new one were neither applied nor refused. Each step reads everything (None); the
+    new folder's edits are named again; the old folder, moved away, is no longer watched."""
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        root = tmp_path / "policy"
+        root.mkdir()
+        (root / "a.rego").write_text("package a\n")
+        changes = await started([root], stop)
+
+        async def until_read_everything() -> None:
+            while await next_set(changes) is not None:
+                pass
+
+        for f in root.iterdir():
+            f.unlink()
+        root.rmdir()
+        await until_read_everything()
+        root.mkdir()
+        (root / "a.rego").write_text("package a\n")
+        await until_read_everything()
+        (root / "b.rego").write_text("package b\n")
+        assert str(root / "b.rego") in (await next_set(changes) or set())
+
+        staged = tmp_path / "policy.new"
+        staged.mkdir()
+        (staged / "c.rego").write_text("package c\n")
+        os.replace(root, tmp_path / "policy.old")
+        await until_read_everything()
+        os.replace(staged, root)
+        await until_read_everything()
+        (tmp_path / "policy.old" / "stale.rego").write_text("package stale\n")  # no longer watched
+        (root / "d.rego").write_text("package d\n")
+        got = await next_set(changes)
+        assert got is not None and str(root / "d.rego") in got
+        assert not any("stale" in p for p in got)
+        stop.set()
+
+    asyncio.run(scenario())

@@ -12,6 +12,10 @@ that never pauses is handed on every `max_wait_s` (a checkout of 10,000 files ta
 files (hidden names such as vim's `.x.yaml.swp`, names ending in `~`) are reported but never hold a set
 back: vim keeps its swap file open for writing as long as it edits. A kernel queue overflow yields None:
 the reader cannot know what changed and reads everything.
+
+A root folder replaced whole (`rm -rf policy && cp -r new policy`, `mv config.new config`) is followed
+through its parent's events: its old watches go (after a `mv` they followed the old folder's inode), the new
+folder is watched when its name reappears, and each of the two steps reads everything, like an overflow.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ _MASK = (flags.MODIFY | flags.CLOSE_WRITE | flags.ATTRIB | flags.CREATE | flags.
          | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF)
 _CHANGED = _MASK & ~(flags.DELETE_SELF | flags.MOVE_SELF)
 _WRITE_DONE = flags.CLOSE_WRITE | flags.DELETE | flags.MOVED_FROM
+# On a root's parent: the root's own name coming or going. MASK_ADD: the parent may be watched already.
+_PARENT_MASK = flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.ONLYDIR | flags.MASK_ADD
 
 
 def _scratch(path: str) -> bool:
@@ -66,6 +72,23 @@ class _Pending:
 class _Watches:
     inotify: INotify
     dirs: dict[int, str] = field(default_factory=dict)  # watch descriptor -> its directory
+    parents: dict[int, dict[str, str]] = field(default_factory=dict)  # a root's parent's wd -> {name: root}
+
+    def watch_parent(self, root: str) -> None:
+        try:
+            wd = self.inotify.add_watch(os.path.dirname(root) or ".", _PARENT_MASK)
+        except OSError as err:
+            log.warning("not following %s being replaced: %s", root, err)
+            return
+        self.parents.setdefault(wd, {})[os.path.basename(root)] = root
+
+    def drop_tree(self, root: str) -> None:
+        """Stop watching `root` and everything under it (removed, or moved away under another name)."""
+        for wd, directory in list(self.dirs.items()):
+            if directory == root or directory.startswith(root + os.sep):
+                del self.dirs[wd]
+                with contextlib.suppress(OSError):  # already gone with its folder
+                    self.inotify.rm_watch(wd)
 
     def add_tree(self, root: str) -> list[str]:
         """Watch `root` and every directory under it; the files found there (a folder that appeared brings
@@ -88,10 +111,12 @@ async def settled_changes(roots: Sequence[Path], stop: asyncio.Event | None = No
     inotify = INotify(nonblocking=True)
     watches = _Watches(inotify)
     for root in roots:
+        path = str(root)
+        watches.watch_parent(path)
         if root.is_dir():
-            watches.add_tree(str(root))
+            watches.add_tree(path)
         else:
-            log.warning("not watching %s: no such folder", root)
+            log.warning("not watching %s: no such folder (yet: it is watched once it appears)", root)
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(inotify.fileno(), readable.set)
@@ -122,6 +147,12 @@ def _record(watches: _Watches, pending: _Pending, wd: int, mask: int, name: str)
     if mask & flags.Q_OVERFLOW:
         pending.overflow = True
         return
+    root = watches.parents.get(wd, {}).get(name)
+    if root is not None and mask & (flags.DELETE | flags.MOVED_FROM | flags.CREATE | flags.MOVED_TO):
+        watches.drop_tree(root)  # the folder that had the name, if any
+        if mask & (flags.CREATE | flags.MOVED_TO):
+            watches.add_tree(root)
+        pending.overflow = True  # a whole folder came or went: read everything
     directory = watches.dirs.get(wd)
     if mask & flags.IGNORED:  # the watched folder is gone
         watches.dirs.pop(wd, None)
