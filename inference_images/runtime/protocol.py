@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, compress, count
 from typing import Any
 
 from inference_images.runtime.models.base import ANY_DIM, Model, RequestLimits, Tensor, TensorSpec
@@ -61,6 +63,16 @@ class ProtocolError(ValueError):
 
 class RequestTooLargeError(ProtocolError):
     """A well-formed request larger than the model takes per request (answered 413, naming the limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SizeLimit:
+    """The model a request is for and what it takes per request, when known before the body is parsed:
+    then a request too large is refused from its tensors' ``shape`` and ``datatype`` alone, before any of
+    its ``data`` is looked at, so an oversized body costs its JSON decode and nothing else."""
+
+    model: str
+    limits: RequestLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +162,14 @@ def _member(path: str, key: str) -> str:
     return name if path == "the body" else f"{path}.{name}"
 
 
-def parse_request_body(body: bytes, header_length: str | None, max_depth: int = MAX_JSON_DEPTH) -> InferenceRequest:
+def parse_request_body(body: bytes, header_length: str | None, max_depth: int = MAX_JSON_DEPTH,
+                       size_limit: SizeLimit | None = None) -> InferenceRequest:
     """An inference request from its HTTP body: all JSON, or (with ``header_length``, the value of
-    ``Inference-Header-Content-Length``) that many bytes of JSON followed by binary tensor data."""
+    ``Inference-Header-Content-Length``) that many bytes of JSON followed by binary tensor data.
+    ``size_limit``: see ``SizeLimit``."""
     if header_length is None:
         try:
-            return parse_infer_request(decode_json(body, max_depth))
+            return parse_infer_request(decode_json(body, max_depth), size_limit=size_limit)
         except ProtocolError as exc:
             if b'"binary_data_size"' in body and "not valid JSON" in str(exc):
                 # Binary tensors sent without the header (or a proxy dropped it): say so, not only "bad JSON".
@@ -173,7 +187,8 @@ def parse_request_body(body: bytes, header_length: str | None, max_depth: int = 
             f"header {HEADER_LENGTH_HEADER} says the JSON part is {length} bytes but the body has only {len(body)}"
         )
     view = memoryview(body)
-    return parse_infer_request(decode_json(bytes(view[:length]), max_depth), binary=view[length:])
+    return parse_infer_request(decode_json(bytes(view[:length]), max_depth), binary=view[length:],
+                               size_limit=size_limit)
 
 
 class _BinaryData:
@@ -198,9 +213,11 @@ class _BinaryData:
         return chunk
 
 
-def parse_infer_request(doc: Any, binary: memoryview | None = None) -> InferenceRequest:
+def parse_infer_request(doc: Any, binary: memoryview | None = None,
+                        size_limit: SizeLimit | None = None) -> InferenceRequest:
     """Validate an inference request body (already decoded from JSON) on its own terms; ``binary`` is what
-    followed the JSON part in the body (the binary tensor data extension), None when there was none."""
+    followed the JSON part in the body (the binary tensor data extension), None when there was none;
+    ``size_limit``: see ``SizeLimit``."""
     if not isinstance(doc, dict):
         raise ProtocolError(f"request body must be a JSON object, not {_json_type(doc)}")
     request_id = doc.get("id")
@@ -219,7 +236,10 @@ def parse_infer_request(doc: Any, binary: memoryview | None = None) -> Inference
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise ProtocolError("field 'inputs' must be a non-empty list of input tensors")
     data = _BinaryData(binary) if binary is not None else None
-    inputs = tuple(_parse_input(i, raw, data) for i, raw in enumerate(raw_inputs))
+    headers = [_parse_input_header(i, raw, data is not None) for i, raw in enumerate(raw_inputs)]
+    if size_limit is not None:
+        _check_declared_size(headers, size_limit)
+    inputs = tuple(_parse_input_data(header, data) for header in headers)
     if data is not None and data.left:
         raise ProtocolError(
             f"the body has {data.left} bytes after the JSON part that no input's parameters.{_BINARY_SIZE} "
@@ -234,7 +254,20 @@ def parse_infer_request(doc: Any, binary: memoryview | None = None) -> Inference
     return InferenceRequest(request_id, parameters, inputs, _parse_outputs(doc.get("outputs")))
 
 
-def _parse_input(index: int, raw: Any, binary: _BinaryData | None) -> Tensor:
+@dataclass(frozen=True, slots=True)
+class _InputHeader:
+    """An input's fields other than its data, validated: what its size follows from."""
+
+    raw: dict[str, Any]
+    name: str
+    where: str
+    shape: list[int]
+    datatype: str
+    parameters: Mapping[str, Any]
+    binary_size: int | None
+
+
+def _parse_input_header(index: int, raw: Any, has_binary: bool) -> _InputHeader:
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
         raise ProtocolError(f"{where} must be an object, not {_json_type(raw)}")
@@ -260,21 +293,44 @@ def _parse_input(index: int, raw: Any, binary: _BinaryData | None) -> Tensor:
         raise ProtocolError(
             f"{where}: field 'datatype' {datatype!r} is not a known datatype (one of {', '.join(sorted(DATATYPES))})"
         )
-
-    expected = math.prod(shape)
     if binary_size is not None:
         if "data" in raw:
             raise ProtocolError(f"{where}: has both field 'data' and parameters.{_BINARY_SIZE}; send one")
-        if binary is None:
+        if not has_binary:
             raise ProtocolError(
                 f"{where}: parameters.{_BINARY_SIZE} is set but the request has no {HEADER_LENGTH_HEADER} "
                 "header saying where its binary data starts"
             )
-        chunk = binary.take(binary_size, where)
-        flat = _decode_binary(chunk, datatype, shape, expected, where)
-        return Tensor(name, datatype, tuple(shape), flat, parameters)
+    return _InputHeader(raw, name, where, shape, datatype, parameters, binary_size)
 
-    data = raw["data"]
+
+def _check_declared_size(headers: Sequence[_InputHeader], size_limit: SizeLimit) -> None:
+    """The rows every input declares, and the bytes that follow from the shapes of fixed-size inputs and
+    from the binary sizes of binary text inputs, against the model's limits (text sent as JSON is counted
+    by ``check_limits`` once parsed)."""
+    for header in headers:
+        _check_rows(header.name, header.shape[0] if header.shape else 1, size_limit.model, size_limit.limits)
+    if size_limit.limits.max_bytes is None:
+        return
+    size = 0
+    for header in headers:
+        if header.datatype != "BYTES":
+            size += _ELEMENT_BYTES[header.datatype] * math.prod(header.shape)
+        elif header.binary_size is not None:
+            size += max(0, header.binary_size - 4 * math.prod(header.shape))  # each element's length prefix
+    _check_bytes(size, size_limit.model, size_limit.limits)
+
+
+def _parse_input_data(header: _InputHeader, binary: _BinaryData | None) -> Tensor:
+    name, where, shape, datatype = header.name, header.where, header.shape, header.datatype
+    expected = math.prod(shape)
+    if header.binary_size is not None:
+        assert binary is not None  # the header's check
+        chunk = binary.take(header.binary_size, where)
+        flat = _decode_binary(chunk, datatype, shape, expected, where)
+        return Tensor(name, datatype, tuple(shape), flat, header.parameters)
+
+    data = header.raw["data"]
     if not isinstance(data, list):
         raise ProtocolError(f"{where}: field 'data' must be a list, not {_json_type(data)}")
     flat = _flatten(data, where)
@@ -283,7 +339,7 @@ def _parse_input(index: int, raw: Any, binary: _BinaryData | None) -> Tensor:
             f"{where}: field 'shape' {shape} holds {expected} elements but field 'data' has {len(flat)}"
         )
     _check_elements(flat, datatype, where)
-    return Tensor(name, datatype, tuple(shape), flat, parameters)
+    return Tensor(name, datatype, tuple(shape), flat, header.parameters)
 
 
 def _binary_size(parameters: Mapping[str, Any], where: str) -> int | None:
@@ -340,9 +396,24 @@ def _decode_strings(chunk: memoryview, shape: list[int], count: int, where: str)
 
 
 def _flatten(data: list[Any], where: str) -> list[Any]:
-    """OIP allows data flat or nested in row-major order; models always get it flat."""
-    if not any(isinstance(item, list) for item in data):
-        return data
+    """OIP allows data flat or nested in row-major order; models always get it flat.
+
+    A level of lists only is flattened in C (``chain``), one level at a time: what every client sends.
+    Lists beside scalars (ragged data, which the element count then refuses) take the general walk."""
+    level = data
+    for depth in range(1, _MAX_RANK + 1):
+        types = set(map(type, level))
+        if list not in types:
+            return level
+        if len(types) > 1:
+            return _flatten_ragged(data, where)
+        if depth == _MAX_RANK:
+            break
+        level = list(chain.from_iterable(level))
+    raise ProtocolError(f"{where}: field 'data' is nested deeper than {_MAX_RANK} levels")
+
+
+def _flatten_ragged(data: list[Any], where: str) -> list[Any]:
     flat: list[Any] = []
     # Iterative, so a hostile nesting depth cannot exhaust the interpreter's stack.
     iterators = [iter(data)]
@@ -363,24 +434,46 @@ _END = object()
 _EXPECTED_ELEMENTS = {"BYTES": "strings", "BOOL": "booleans", **dict.fromkeys(_FLOAT_TYPES, "numbers")}
 
 
+# The Python types a JSON or binary element of each datatype may be (exact types: a bool is no number).
+_ELEMENT_TYPES: dict[str, frozenset[type]] = {
+    "BYTES": frozenset({str}), "BOOL": frozenset({bool}),
+    **dict.fromkeys(_FLOAT_TYPES, frozenset({int, float})), **dict.fromkeys(_INT_RANGES, frozenset({int})),
+}  # fmt: skip
+
+
 def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
-    text = datatype == "BYTES"  # once, not per element: a numeric tensor may hold thousands
-    for i, value in enumerate(flat):
-        if text and isinstance(value, str) and not value.isascii() and not _encodes(value):
-            # JSON may escape half of a UTF-16 pair ("\ud800"), which no model, tokenizer or PII
-            # detector can take as text: the client's error, as invalid UTF-8 in binary data is.
-            raise ProtocolError(f"{where}: element {i} of field 'data' is not valid Unicode text "
-                                "(a lone UTF-16 surrogate, such as \\ud800 without its pair)")
-        if not _element_ok(value, datatype):
-            if datatype in _INT_RANGES:
-                low, high = _INT_RANGES[datatype]
-                expected = f"integers in [{low}, {high}]"
-            else:
-                expected = _EXPECTED_ELEMENTS[datatype]
-            raise ProtocolError(
-                f"{where}: field 'data' must hold {expected} for datatype {datatype}; "
-                f"element {i} is {_json_type(value)}"
-            )
+    """Every element of the right kind for ``datatype``. A tensor may hold millions of elements, so each
+    check is one pass in C (``map`` over a builtin), and the element to name is looked for only once one
+    is known to be wrong."""
+    allowed = _ELEMENT_TYPES[datatype]
+    if not allowed.issuperset(map(type, flat)):
+        _refuse_element(flat, list(map(allowed.__contains__, map(type, flat))).index(False), datatype, where)
+    if datatype == "BYTES":
+        # JSON may escape half of a UTF-16 pair ("\ud800"), which no model, tokenizer or PII detector can
+        # take as text: the client's error, as invalid UTF-8 in binary data is.
+        joined = "".join(flat)
+        if joined.isascii() or _encodes(joined):
+            return
+        for i in compress(count(), map(operator.not_, map(str.isascii, flat))):
+            if not _encodes(flat[i]):
+                raise ProtocolError(f"{where}: element {i} of field 'data' is not valid Unicode text "
+                                    "(a lone UTF-16 surrogate, such as \\ud800 without its pair)")
+    elif datatype in _INT_RANGES and flat:
+        low, high = _INT_RANGES[datatype]
+        if min(flat) < low or max(flat) > high:
+            in_range = map(operator.and_, map(low.__le__, flat), map(high.__ge__, flat))
+            _refuse_element(flat, list(in_range).index(False), datatype, where)
+
+
+def _refuse_element(flat: Sequence[Any], i: int, datatype: str, where: str) -> None:
+    if datatype in _INT_RANGES:
+        low, high = _INT_RANGES[datatype]
+        expected = f"integers in [{low}, {high}]"
+    else:
+        expected = _EXPECTED_ELEMENTS[datatype]
+    raise ProtocolError(
+        f"{where}: field 'data' must hold {expected} for datatype {datatype}; element {i} is {_json_type(flat[i])}"
+    )
 
 
 def _encodes(text: str) -> bool:
@@ -389,17 +482,6 @@ def _encodes(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _element_ok(value: Any, datatype: str) -> bool:
-    if datatype == "BYTES":
-        return isinstance(value, str)
-    if datatype == "BOOL":
-        return isinstance(value, bool)
-    if datatype in _FLOAT_TYPES:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    low, high = _INT_RANGES[datatype]
-    return _is_int(value) and low <= value <= high
 
 
 def _parse_outputs(raw: Any) -> tuple[RequestedOutput, ...] | None:
@@ -466,27 +548,35 @@ def _check_tensor(tensor: Tensor, spec: TensorSpec) -> None:
 def check_limits(request: InferenceRequest, model: Model, limits: RequestLimits) -> None:
     """Hold the request to the rows and bytes the model takes per request (RequestTooLargeError, a 413).
 
-    Runs before the request is redacted or queued, so a request too large costs neither."""
+    Runs before the request is redacted or queued, so a request too large costs neither (and, where the
+    model is known before the body is parsed, ``SizeLimit`` refuses most of them before that)."""
     for tensor in request.inputs:
-        rows = tensor.shape[0] if tensor.shape else 1
-        if rows > limits.max_rows:
-            raise RequestTooLargeError(
-                f"input '{tensor.name}' has {rows} rows; model '{model.name}' accepts at most "
-                f"{limits.max_rows} rows per request (split it into several requests)"
-            )
+        _check_rows(tensor.name, tensor.shape[0] if tensor.shape else 1, model.name, limits)
     if limits.max_bytes is not None:
-        size = sum(tensor_bytes(tensor) for tensor in request.inputs)
-        if size > limits.max_bytes:
-            raise RequestTooLargeError(
-                f"inputs hold {size} bytes of data; model '{model.name}' accepts at most "
-                f"{limits.max_bytes} bytes per request (split it into several requests)"
-            )
+        _check_bytes(sum(tensor_bytes(tensor) for tensor in request.inputs), model.name, limits)
+
+
+def _check_rows(name: str, rows: int, model: str, limits: RequestLimits) -> None:
+    if rows > limits.max_rows:
+        raise RequestTooLargeError(
+            f"input '{name}' has {rows} rows; model '{model}' accepts at most "
+            f"{limits.max_rows} rows per request (split it into several requests)"
+        )
+
+
+def _check_bytes(size: int, model: str, limits: RequestLimits) -> None:
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise RequestTooLargeError(
+            f"inputs hold {size} bytes of data; model '{model}' accepts at most "
+            f"{limits.max_bytes} bytes per request (split it into several requests)"
+        )
 
 
 def tensor_bytes(tensor: Tensor) -> int:
     """The tensor's data size as the model holds it: UTF-8 bytes of text, else element size times count."""
     if tensor.datatype == "BYTES":
-        return sum(len(item.encode("utf-8", "surrogatepass")) for item in tensor.data)
+        joined = "".join(tensor.data)  # one encode in C, not one per element
+        return len(joined) if joined.isascii() else len(joined.encode("utf-8", "surrogatepass"))
     return _ELEMENT_BYTES[tensor.datatype] * len(tensor.data)
 
 

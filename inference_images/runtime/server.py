@@ -53,6 +53,7 @@ from inference_images.runtime.protocol import (
     HEADER_LENGTH_HEADER,
     ProtocolError,
     RequestTooLargeError,
+    SizeLimit,
     binary_outputs,
     build_infer_response,
     check_against_model,
@@ -397,8 +398,15 @@ async def _infer(request: web.Request) -> web.Response:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(413, f"request body is larger than {state.settings.max_body_bytes} bytes") from None
+        # A catalog model's limits are known now: a request too large for it is refused from its shapes,
+        # before its data is walked. An own model's are known once it is loaded, after the body parsed.
+        size_limit = SizeLimit(model.name, state.settings.limits_for(model)) if own is None else None
+        parse = functools.partial(parse_request_body, body, request.headers.get(HEADER_LENGTH_HEADER),
+                                  size_limit=size_limit)
         try:
-            infer_request = parse_request_body(body, request.headers.get(HEADER_LENGTH_HEADER))
+            infer_request = await asyncio.to_thread(parse) if len(body) > _INLINE_PARSE_BYTES else parse()
+        except RequestTooLargeError as exc:
+            raise ApiError(413, str(exc)) from None
         except ProtocolError as exc:
             raise ApiError(400, str(exc)) from None
         if own is None:
@@ -519,6 +527,8 @@ async def _run(
 # Past this many characters, redaction (about 1 ms per KiB of PII-dense text) runs on a thread, so one
 # large request does not hold the event loop that every other request needs.
 _INLINE_REDACT_CHARS = 32 * 1024
+# Past this many bytes, a body is parsed and validated on a thread too (tens of milliseconds per MiB).
+_INLINE_PARSE_BYTES = 64 * 1024
 
 
 async def _redact_request(

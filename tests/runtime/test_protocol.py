@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -20,11 +21,13 @@ from inference_images.runtime.protocol import (
     InferenceRequest,
     ProtocolError,
     RequestTooLargeError,
+    SizeLimit,
     build_infer_response,
     check_against_model,
     check_limits,
     decode_json,
     parse_infer_request,
+    parse_request_body,
     tensor_bytes,
 )
 
@@ -250,3 +253,37 @@ def test_request_limit_specs_parse(text: str, expected: tuple[str, RequestLimits
 def test_bad_request_limit_specs_name_the_problem(text: str, expected: str) -> None:
     with pytest.raises(ValueError, match=expected):
         RequestLimits.parse(text)
+
+
+def test_a_size_limit_refuses_from_shapes_before_any_data_is_looked_at() -> None:
+    limit = SizeLimit("m", RequestLimits(max_rows=4, max_bytes=64))
+    rows = {"inputs": [{"name": "x", "shape": [5], "datatype": "BYTES", "data": "not even a list"}]}
+    with pytest.raises(RequestTooLargeError, match=r"^input 'x' has 5 rows; model 'm' accepts at most 4 rows"):
+        parse_request_body(json.dumps(rows).encode(), None, size_limit=limit)
+    # Bytes follow from the shape of a fixed-size input: 4 x 8 FP32 = 128 bytes.
+    floats = {"inputs": [{"name": "x", "shape": [4, 8], "datatype": "FP32", "data": [None]}]}
+    with pytest.raises(RequestTooLargeError, match=r"^inputs hold 128 bytes of data; model 'm' accepts at most 64"):
+        parse_request_body(json.dumps(floats).encode(), None, size_limit=limit)
+    # Within the limits, the data is checked as ever.
+    floats["inputs"][0]["shape"] = [2, 8]
+    with pytest.raises(ProtocolError, match="holds 16 elements but field 'data' has 1"):
+        parse_request_body(json.dumps(floats).encode(), None, size_limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT8", [1, 2, 128], "must hold integers in [-128, 127] for datatype INT8; element 2 is a number"),
+        ("UINT8", [0, -1], "must hold integers in [0, 255] for datatype UINT8; element 1 is a number"),
+        ("INT32", [1, 2.5], "in [-2147483648, 2147483647] for datatype INT32; element 1 is a number"),
+        ("FP32", [1.0, True], "must hold numbers for datatype FP32; element 1 is a boolean"),
+        ("BOOL", [True, 0], "must hold booleans for datatype BOOL; element 1 is a number"),
+        ("BYTES", ["a", "b", 3], "must hold strings for datatype BYTES; element 2 is a number"),
+        ("BYTES", ["a", "\ud800"], "element 1 of field 'data' is not valid Unicode text"),
+    ],
+)
+def test_each_bad_element_is_named(datatype: str, data: list[object], message: str) -> None:
+    body = {"inputs": [{"name": "x", "shape": [len(data)], "datatype": datatype, "data": data}]}
+    with pytest.raises(ProtocolError) as caught:
+        parse_request_body(json.dumps(body).encode(), None)
+    assert message in str(caught.value)

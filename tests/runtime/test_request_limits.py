@@ -55,6 +55,25 @@ def test_too_many_rows_is_a_413_naming_the_limit(lexicon_server: RuntimeServer) 
     assert lexicon_server.infer(INFER, text_request(*["ok"] * limit)).status == 200
 
 
+def test_a_request_too_large_is_refused_from_its_shape_before_its_data_is_walked(lexicon_server: RuntimeServer) -> None:
+    # The shape alone says the request is too large: its data (which does not even match it) is never
+    # walked, so a refused request costs its JSON decode and nothing per element.
+    limit = LEXICON_LIMITS.max_rows
+    body = {"inputs": [{"name": "text", "shape": [limit * 100], "datatype": "BYTES", "data": ["x", 1, None]}]}
+    reply = lexicon_server.infer(INFER, body)
+    assert reply.status == 413, reply.body
+    assert reply.error == (f"input 'text' has {limit * 100} rows; model 'classifier' accepts at most {limit} rows "
+                           "per request (split it into several requests)")
+    # A body large enough to be parsed off the event loop answers the same, and a good one is served.
+    big = text_request(*[""] * (limit * 10))
+    assert len(json.dumps(big)) > 64 * 1024
+    assert lexicon_server.infer(INFER, big).status == 413
+    good = text_request(*["a fine text"] * limit)
+    assert len(json.dumps(good)) > 64 * 1024
+    reply = lexicon_server.infer(INFER, good)
+    assert reply.status == 200 and len(reply.body["outputs"][0]["data"]) == limit
+
+
 def test_too_many_bytes_is_a_413_naming_the_limit(lexicon_server: RuntimeServer) -> None:
     limit = LEXICON_LIMITS.max_bytes
     assert limit is not None
