@@ -58,6 +58,7 @@ spec:
       # kubelet never kills an Envoy that still holds connections.
       terminationGracePeriodSeconds: {{ add $stopWait 15 }}
       {{- include "fairshare.spread" (merge (include "fairshare.selector" $ctx | fromYaml) $extra) | nindent 6 }}
+      {{- include "fairshare.placement" $root.Values.gateway | nindent 6 }}
       containers:
         - name: envoy
           image: {{ include "fairshare.image" $root.Values.gateway.image }}

@@ -144,3 +144,21 @@ topologySpreadConstraints:
 {{- end -}}
 {{- with $problems }}{{ fail (printf "%s %s" (join "; " .) $from) }}{{ end -}}
 {{- end -}}
+
+{{/* Where a platform pod runs (control plane, gateways, Redis): the operator's nodeSelector, tolerations and
+     affinity of that component; by default the Terraform `system` pool, so they take no room on the serving
+     pools' nodes nor keep those from scaling down. Argument: the component's values. */}}
+{{- define "fairshare.placement" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
