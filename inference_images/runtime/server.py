@@ -348,6 +348,11 @@ async def _model_metadata(request: web.Request) -> web.Response:
         return await _own_model_metadata(request, *own)
     entry = _resolve(request, request.headers.get(MODEL_VERSION_HEADER) or None)
     versions = request.app[STATE].repository.versions(entry.spec.name)
+    granted = request.headers.get(MODEL_VERSIONS_HEADER)
+    if granted is not None:
+        # Through the gateway: the tenant's granted versions only; the rest are other tenants' business.
+        allowed = set(granted.split(","))
+        versions = [v for v in versions if v in allowed]
     body = model_metadata(entry.model, versions)
     # Beyond OIP's fields (clients ignore extras): where it runs and which verified artifact it runs from.
     body["device"] = entry.model.device

@@ -84,6 +84,21 @@ def test_split_becomes_weighted_entries_on_one_cluster_and_rules_become_headers(
     assert forbidden and forbidden[0].direct_response.status == 403
 
 
+def test_catalog_routes_name_the_versions_the_tenant_is_granted() -> None:
+    # The runtime lists these in the model's metadata, never the other versions the replica serves.
+    us = compile_dir(REPO_CONFIG).snapshots["us-east-1"]
+
+    def granted(tenant: str, route: str) -> str:
+        vhost = unpack(us, ROUTE, f"tenant/{tenant}", route_pb2.RouteConfiguration).virtual_hosts[0]
+        headers = {h.header.key: h.header.value for r in vhost.routes if r.name == route
+                   for h in r.request_headers_to_add}
+        return headers["x-fairshare-model-versions"]
+
+    assert granted("acme", "classifier") == "v1" and granted("acme", "classifier/v1") == "v1"
+    assert granted("hooli", "classifier") == "v2"
+    assert granted("acme", "embedder") == "v1,v2" and granted("acme", "embedder/v2") == "v1,v2"
+
+
 def test_residency_a_region_holds_only_the_tenants_allowed_there() -> None:
     eu = compile_dir(REPO_CONFIG).snapshots["eu-west-1"]
     # globex is US-only: nothing of it exists in the EU snapshot, so no route can send its data there.

@@ -40,6 +40,19 @@ def test_model_metadata_lists_versions_and_tensors(lexicon_server: RuntimeServer
     assert lexicon_server.get("/v2/models/classifier/versions/v1").status == 200
 
 
+def test_model_metadata_lists_only_the_versions_the_gateway_says_the_tenant_is_granted(
+    lexicon_server: RuntimeServer,
+) -> None:
+    # The route's x-fairshare-model-versions (compiler/routes.py): a tenant granted v2 of the catalog's
+    # v1 and v2 learns of v2 only, whichever version the path or the route's split names.
+    granted = {**TENANT, "x-fairshare-model-versions": "v2", "x-fairshare-model-version": "v2"}
+    assert lexicon_server.get("/v2/models/classifier", headers=granted).body["versions"] == ["v2"]
+    assert lexicon_server.get("/v2/models/classifier/versions/v2", headers=granted).body["versions"] == ["v2"]
+    both = {**TENANT, "x-fairshare-model-versions": "v1,v2", "x-fairshare-model-version": "v1"}
+    reply = lexicon_server.get("/v2/models/classifier", headers=both)
+    assert reply.body["versions"] == ["v1", "v2"] and reply.body["name"] == "classifier"
+
+
 def test_model_ready_endpoints(lexicon_server: RuntimeServer) -> None:
     reply = lexicon_server.get("/v2/models/classifier/ready")
     assert reply.status == 200 and reply.body == {"name": "classifier", "version": "v2", "ready": True}

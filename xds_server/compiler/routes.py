@@ -72,6 +72,9 @@ def tenant_routes(
     timeout = duration(timeout_seconds)
     for model in served:
         metadata = model_metadata(model.model) if model_metadata is not None else None
+        # The versions the tenant is granted, for the model's metadata: the replica serves every tenant's,
+        # and lists only these (as for an own model), so no tenant learns what others were granted.
+        granted = [_header(contract.MODEL_VERSIONS_HEADER, ",".join(sorted(t.version for t in model.targets)))]
         # An explicit version in the path pins that version, if the tenant is granted it; any other falls
         # through to the split's route, whose version header the runtime holds the path to (a 404).
         for target in model.targets:
@@ -80,7 +83,7 @@ def tenant_routes(
                 match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}/versions/{target.version}"),
                 route=rc.RouteAction(cluster=target.cluster, metadata_match=_match(target),
                                      timeout=timeout, retry_policy=_RETRY),
-                request_headers_to_add=_target_headers(target),
+                request_headers_to_add=_target_headers(target) + granted,
                 metadata=metadata,
             ))
         live = [t for t in model.targets if t.weight > 0]
@@ -98,6 +101,7 @@ def tenant_routes(
             name=model.model,
             match=rc.RouteMatch(path_separated_prefix=f"/v2/models/{model.model}"),
             route=rc.RouteAction(weighted_clusters=split, timeout=timeout, retry_policy=_RETRY),
+            request_headers_to_add=granted,
             metadata=metadata,
         ))
     for own_model in own:
