@@ -195,3 +195,48 @@ def test_serve_with_a_signing_key_file_loads_it_and_never_makes_one(tmp_path: Pa
     assert not missing.exists() and not (tmp_path / "state" / "signing-key.pem").exists()
     made = SigningKey.load_or_create(tmp_path / "made")
     assert SigningKey.load(tmp_path / "made" / "signing-key.pem").kid == made.kid
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["audit", "verify", "--log", "{tmp}"], "--log {tmp} is a folder: name the log file in it"),
+    (["audit", "show", "--since", "99999999d", "--state", "{tmp}"], "--since: '99999999d' reaches back before year 1"),
+    (["compliance", "report", "--tenant", "acme", "--config", str(REPO_CONFIG), "--state", "{tmp}",
+      "--since", "9999-12-31T23:59:59-23:59"], "--since: '9999-12-31T23:59:59-23:59' is outside the dates"),
+    (["policy", "bundle", "--config", str(REPO_CONFIG), "-o", "{tmp}"], "-o {tmp} is a folder: name a file in it"),
+    (["chart-values", "--config", str(REPO_CONFIG), "--region", "us-east-1", "-o", "{tmp}"], "-o {tmp} is a folder"),
+])
+def test_bad_arguments_are_errors_naming_them_not_tracebacks(
+        argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("{tmp}", str(tmp_path)) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--xds-port", "99999"], "argument --xds-port: must be a port between 1 and 65535, got 99999"),
+    (["serve", "--status-port", "0"], "argument --status-port: must be a port between 1 and 65535, got 0"),
+    (["run", "--control-planes", "-1"], "argument --control-planes: must be at least 1, got -1"),
+])
+def test_ports_and_counts_out_of_range_are_refused_by_name(argv: list[str], message: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_serve_on_a_port_in_use_names_the_port_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = Path(shutil.copytree(REPO_CONFIG, tmp_path / "config"))
+        platform = config / "platform.yaml"
+        platform.write_text(platform.read_text().replace("    enabled: true\n    control_plane: true",
+                                                         "    enabled: false\n    control_plane: false"))
+        argv = ["serve", "--config", str(config), "--state", str(tmp_path), "--xds-port", str(free_port()),
+                "--status-port", str(port), "--ratelimit-port", str(free_port()), "--no-audit"]
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: --status-port: the status server cannot listen" in err and "Traceback" not in err

@@ -134,7 +134,7 @@ _COLUMNS = {"Listener": "LISTENERS", "ScopedRouteConfiguration": "SCOPES", "Rout
 def _serve(args: argparse.Namespace) -> int:
     from inference_images.runtime.tls import TlsConfigError
     from xds_server.cells.peers import split_address
-    from xds_server.controlplane.main import ServeOptions, serve
+    from xds_server.controlplane.main import ListenError, ServeOptions, serve
     from xds_server.endpoints.source import EndpointSourceError
     from xds_server.ratelimit.redis_auth import RedisUrlError
     from xds_server.sources.config import SourceError
@@ -173,7 +173,7 @@ def _serve(args: argparse.Namespace) -> int:
     except SourceError as err:
         print(f"error: --config-source: {err}", file=sys.stderr)
         return 2
-    except (TlsConfigError, RedisUrlError) as err:
+    except (TlsConfigError, RedisUrlError, ListenError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -268,10 +268,24 @@ def _chart_values(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        refused = _write_output(Path(args.output), text.encode())
+        if refused is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
         print(f"wrote Helm values for region {args.region} to {args.output}", file=sys.stderr)
     return 0
+
+
+def _write_output(path: Path, data: bytes, flag: str = "-o") -> str | None:
+    """Write a command's output file (its folder made if missing); else why it cannot be, for an error."""
+    if path.is_dir():
+        return f"{flag} {path} is a folder: name a file in it"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as err:
+        return f"{flag} {path}: cannot write it ({err.strerror or err})"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -302,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--tenant", default=None, help="only the models this tenant may call (its own and its grants)")
     mo.add_argument("--json", action="store_true", help="machine-readable output")
     mo.add_argument("--host", default="127.0.0.1", help="the control plane's host (for the replicas)")
-    mo.add_argument("--status-port", type=int, default=18001, help="the control plane's status port")
+    mo.add_argument("--status-port", type=_port, default=18001, help="the control plane's status port")
     mo.add_argument("--endpoints", default=None, help="endpoints file, when no control plane answers "
                     "(default: <state>/run/endpoints.yaml)")
     mo.add_argument("--tls-dir", default=None, metavar="DIR",
@@ -319,8 +333,8 @@ def _parser() -> argparse.ArgumentParser:
                               ("status", _status, "show the running control plane's status")):
         sp = cmd(name, func, help_)
         sp.add_argument("--host", default="127.0.0.1")
-        sp.add_argument("--xds-port", type=int, default=18000)
-        sp.add_argument("--status-port", type=int, default=18001)
+        sp.add_argument("--xds-port", type=_port, default=18000)
+        sp.add_argument("--status-port", type=_port, default=18001)
         if name == "serve":
             sp.add_argument("--endpoints", default=None)
             sp.add_argument("--endpoints-from", choices=("file", "kubernetes"), default="file",
@@ -341,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
                             help="with an s3:// config source: where revisions are unpacked (default: "
                                  "<state>/config-source; the chart uses an emptyDir, its state may be a Secret)")
             audit_cli.add_serve_arguments(sp)
-            sp.add_argument("--ratelimit-port", type=int, default=None,
+            sp.add_argument("--ratelimit-port", type=_port, default=None,
                             help="rate-limit service port (default: platform.yaml ratelimit.port)")
             sp.add_argument("--ratelimit-address", default=None,
                             help="where Envoy dials the rate-limit service, with --ratelimit-port (default: "
@@ -382,7 +396,7 @@ def _parser() -> argparse.ArgumentParser:
                             "a region with cells, front-tier Envoys")
             sp.add_argument("--gateways-per-cell", type=int, default=1,
                             help="in a region with cells (regions.yaml cells): Envoys per cell (default: 1)")
-            sp.add_argument("--control-planes", type=int, default=None,
+            sp.add_argument("--control-planes", type=_at_least_one, default=None,
                             help="control-plane replicas on the same config, every Envoy connected to one of "
                                  "them (default: platform.yaml controlplane.replicas, else 1); more than one "
                                  "shares rate limits in Redis (a local redis-server unless --ratelimit-redis-url)")
@@ -393,6 +407,26 @@ def _parser() -> argparse.ArgumentParser:
 
     offboard_parsers(sub, DEFAULT_STATE)
     return p
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535, got {port}")
+    return port
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
+    return count
 
 
 def _ttl(text: str) -> int:
@@ -447,8 +481,10 @@ def _policy_bundle(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, policy_dir=policy)
         bundle = build_bundle(sources, platform_document(cfg.tiers, cfg.regions, cfg.models))
         out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(bundle.archive)
+        refused = _write_output(out, bundle.archive)
+        if refused is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
         print(f"wrote OPA bundle {out}: revision {bundle.revision}, {len(sources.modules)} policies, "
               f"{len(bundle.archive)} bytes")
         if args.publish:

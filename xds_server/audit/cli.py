@@ -22,7 +22,10 @@ def default_log(state: str | Path) -> Path:
 
 
 def _log_path(args: argparse.Namespace) -> Path:
-    return Path(args.log) if getattr(args, "log", None) else default_log(args.state)
+    path = Path(args.log) if getattr(args, "log", None) else default_log(args.state)
+    if path.is_dir():
+        raise AuditError(f"--log {path} is a folder: name the log file in it (e.g. {path / 'audit.jsonl'})")
+    return path
 
 
 def add_serve_arguments(sp: argparse.ArgumentParser) -> None:
@@ -120,7 +123,10 @@ def parse_since(text: str | None, flag: str, end: bool = False, now: datetime | 
         return None
     found = _DURATION.match(text.strip())
     if found is not None:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+        except OverflowError:
+            raise ReportError(f"{flag}: {text!r} reaches back before year 1") from None
     try:
         return parse_when(text, flag, end)
     except ReportError:

@@ -39,10 +39,12 @@ def parse_when(text: str | None, flag: str, end: bool = False) -> datetime | Non
             day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
             return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-23:59 is a valid time, past the last UTC one
+        raise ReportError(f"{flag}: {text!r} is outside the dates this can read (years 1-9999 in UTC)") from None
     except ValueError:
         raise ReportError(f"{flag}: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), "
                           f"got {text!r}") from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def record_time(record: dict[str, Any]) -> datetime:

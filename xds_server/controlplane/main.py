@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,10 +107,12 @@ async def serve(opts: ServeOptions) -> None:
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", given.location)
     control_plane_tls.check(cp.config, opts.tls_dir)
-    rls = await _start_ratelimit(cp, opts)
+    with _listening("the rate-limit service", "--ratelimit-port"):
+        rls = await _start_ratelimit(cp, opts)
 
     xds = XdsServer(store, opts.host, opts.xds_port, tls_dir=opts.tls_dir)
-    await xds.start()
+    with _listening("xDS", "--xds-port"):
+        await xds.start()
     app = status_app(cp)
     if rls is not None:
         app.router.add_get("/metrics", rls.metrics_handler)
@@ -120,7 +124,8 @@ async def serve(opts: ServeOptions) -> None:
     peers.add_routes(app, cp.moves, store, replica)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, opts.host, opts.status_port).start()
+    with _listening("the status server", "--status-port"):
+        await web.TCPSite(runner, opts.host, opts.status_port).start()
     log.info("control plane up: xDS on %s:%d, status on http://%s:%d/status",
              opts.host, xds.bound_port, opts.host, opts.status_port)
 
@@ -146,6 +151,18 @@ async def serve(opts: ServeOptions) -> None:
         if cp.validator is not None:
             cp.validator.close()  # its spare Envoy
         log.info("control plane stopped")
+
+
+class ListenError(Exception):
+    """A port the control plane must listen on is not to be had (in use, or not ours to bind)."""
+
+
+@contextlib.contextmanager
+def _listening(what: str, flag: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        raise ListenError(f"{flag}: {what} cannot listen: {err.strerror or err}") from err
 
 
 async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitServer | None:
