@@ -58,3 +58,25 @@ def test_the_operators_placement_is_taken(helm_bin: str, spec_values: dict[str, 
 def test_a_bad_placement_is_refused_naming_the_field(helm_bin: str) -> None:
     with pytest.raises(HelmError, match="at '/gateway/tolerations'"):
         template(helm_bin, sets=("gateway.tolerations=oops",))
+
+
+def test_gpu_pods_tolerate_and_select_what_terraform_and_admission_fix(
+        rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """One setting end to end: the node groups' taint and pool label (terraform/modules/node_pools), the
+    admission policy's constants, and the rendered GPU pods agree; the chart has no value to change them."""
+    tf = (REPO / "terraform" / "modules" / "node_pools")
+    key = re.search(r'variable "gpu_taint_key" \{[^}]*default\s*=\s*"([^"]+)"', (tf / "variables.tf").read_text())
+    assert key
+    value, effect = re.search(r'\(var\.gpu_taint_key\) = "(\w+):(\w+)"', (tf / "main.tf").read_text()).groups()  # type: ignore[union-attr]
+    assert re.search(r'"fairshare\.io/pool"\s*=\s*name', (tf / "main.tf").read_text())
+    rego = (REPO / "policy" / "admission" / "admission.rego").read_text()
+    taint = {"key": key.group(1), "value": value, "effect": effect}
+    assert f'gpu_taint := {{"key": "{taint["key"]}", "value": "{value}", "effect": "{effect}"}}' in rego
+    assert 'pool_label := "fairshare.io/pool"' in rego
+    gpu_pods = [d["spec"]["template"]["spec"] for m in rendered.values() for d in by_kind(m, "Deployment")
+                if any("nvidia.com/gpu" in c["resources"].get("limits", {})
+                       for c in d["spec"]["template"]["spec"]["containers"])]
+    assert gpu_pods
+    for pod in gpu_pods:
+        assert {**taint, "operator": "Equal"} in pod["tolerations"]
+        assert "fairshare.io/pool" in pod["nodeSelector"]

@@ -10,7 +10,9 @@ BAD = [
     (["gateway.replicas=0"], "at '/gateway/replicas': minimum: got 0, want 1"),
     (["gateway.service.type=Ingress"], "at '/gateway/service/type': value must be one of"),
     (["gateway.autoscling.enabled=true"], "additional properties 'autoscling' not allowed"),
-    (["inference.gpuTaint.effect=Sometimes"], "at '/inference/gpuTaint/effect'"),
+    # Terraform's node groups and policy/admission fix the taint and the pool label: no knob pretends otherwise.
+    (["inference.gpuTaint.effect=NoExecute"], "additional properties 'gpuTaint' not allowed"),
+    (["inference.poolLabel=example.com/nodepool"], "additional properties 'poolLabel' not allowed"),
     (["controlPlane.image.tag=latest!"], "at '/controlPlane/image/tag'"),
     (["controlPlane.replicas=17"], "at '/controlPlane/replicas': maximum: got 17, want 16"),
     (["spec.region=US_EAST"], "at '/spec/region': 'US_EAST' does not match pattern"),
