@@ -20,6 +20,7 @@ import math
 import operator
 import re
 import struct
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress, count
@@ -38,6 +39,9 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "INT64": (-(2**63), 2**63 - 1),
 }
 _FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+# The largest finite magnitude of each float type: a number past it (``1e39`` as FP32, ``1e999`` in any)
+# would become infinity in the model's tensor, which the protocol's JSON cannot carry back.
+_FLOAT_MAX = {"FP16": 65504.0, "FP32": 3.4028234663852886e38, "FP64": sys.float_info.max}
 DATATYPES = frozenset({"BOOL", "BYTES", *_INT_RANGES, *_FLOAT_TYPES})
 # Nested data deeper than this is not a tensor anyone sends; the bound keeps flattening cheap and safe.
 _MAX_RANK = 16
@@ -59,6 +63,11 @@ _BINARY_SIZE = "binary_data_size"
 
 class ProtocolError(ValueError):
     """A request that breaks the protocol or the model's contract. ``str()`` is the client-facing reason."""
+
+
+class NonFiniteOutputError(ValueError):
+    """A model output holding NaN or infinity, asked for as JSON, which has no such numbers (a 500: the
+    model's, not the request's; binary outputs carry them as they are)."""
 
 
 class RequestTooLargeError(ProtocolError):
@@ -359,7 +368,10 @@ def _decode_binary(chunk: memoryview, datatype: str, shape: list[int], count: in
             f"{where}: field 'shape' {shape} holds {count} {datatype} elements ({count * size} bytes) but "
             f"parameters.{_BINARY_SIZE} is {len(chunk)}"
         )
-    return list(struct.unpack(f"<{count}{_STRUCT_CODES[datatype]}", chunk))
+    flat = list(struct.unpack(f"<{count}{_STRUCT_CODES[datatype]}", chunk))
+    if datatype in _FLOAT_TYPES and flat:
+        _check_finite(flat, datatype, f"{where}: element {{}} of its binary data")
+    return flat
 
 
 def _decode_strings(chunk: memoryview, shape: list[int], count: int, where: str) -> list[Any]:
@@ -458,11 +470,34 @@ def _check_elements(flat: Sequence[Any], datatype: str, where: str) -> None:
             if not _encodes(flat[i]):
                 raise ProtocolError(f"{where}: element {i} of field 'data' is not valid Unicode text "
                                     "(a lone UTF-16 surrogate, such as \\ud800 without its pair)")
+    elif datatype in _FLOAT_TYPES and flat:
+        _check_finite(flat, datatype, f"{where}: element {{}} of field 'data'")
     elif datatype in _INT_RANGES and flat:
         low, high = _INT_RANGES[datatype]
         if min(flat) < low or max(flat) > high:
             in_range = map(operator.and_, map(low.__le__, flat), map(high.__ge__, flat))
             _refuse_element(flat, list(in_range).index(False), datatype, where)
+
+
+def _check_finite(flat: Sequence[Any], datatype: str, element: str) -> None:
+    """Every number finite and within ``datatype``'s range (``element``: how to name element i)."""
+    bound = _FLOAT_MAX[datatype]
+    # abs(NaN) compares false with anything, so this one pass refuses NaN, infinities and the too large.
+    if all(map(bound.__ge__, map(abs, flat))):
+        return
+    i = list(map(bound.__ge__, map(abs, flat))).index(False)
+    value = flat[i]
+    if isinstance(value, float) and math.isnan(value):
+        what = "NaN"
+    elif isinstance(value, float) and math.isinf(value):
+        what = "infinite (a number too large for any float, such as 1e999, or an infinity)"
+    else:
+        if isinstance(value, float) or value.bit_length() <= 64:
+            what = f"{value:.6g}" if isinstance(value, float) else str(value)
+        else:
+            what = f"an integer of {len(str(abs(value)))} digits"
+        what += f", beyond {datatype}'s largest magnitude {bound:.8g}"
+    raise ProtocolError(f"{element.format(i)} is {what}; {datatype} data must be finite numbers")
 
 
 def _refuse_element(flat: Sequence[Any], i: int, datatype: str, where: str) -> None:
@@ -625,8 +660,12 @@ class EncodedResponse:
 def encode_infer_response(response: Mapping[str, Any], binary: frozenset[str]) -> EncodedResponse:
     """The body of ``response`` (``build_infer_response``'s), the outputs named in ``binary`` as binary
     tensor data after the JSON part, each with its ``parameters.binary_data_size``, in output order."""
+    for output in response["outputs"]:
+        if output["name"] not in binary and output["datatype"] in _FLOAT_TYPES:
+            _check_finite_output(response, output)
+    # allow_nan=False: never the non-JSON tokens NaN or Infinity, whatever reached this far.
     if not binary:
-        return EncodedResponse(json.dumps(response).encode(), "application/json", None)
+        return EncodedResponse(json.dumps(response, allow_nan=False).encode(), "application/json", None)
     chunks: list[bytes] = []
     outputs = []
     for output in response["outputs"]:
@@ -637,8 +676,20 @@ def encode_infer_response(response: Mapping[str, Any], binary: frozenset[str]) -
         chunks.append(chunk)
         parameters = {**output.get("parameters", {}), _BINARY_SIZE: len(chunk)}
         outputs.append({k: v for k, v in output.items() if k != "data"} | {"parameters": parameters})
-    header = json.dumps({**response, "outputs": outputs}).encode()
+    header = json.dumps({**response, "outputs": outputs}, allow_nan=False).encode()
     return EncodedResponse(header + b"".join(chunks), BINARY_CONTENT_TYPE, len(header))
+
+
+def _check_finite_output(response: Mapping[str, Any], output: Mapping[str, Any]) -> None:
+    data = output["data"]
+    if all(map(math.isfinite, data)):
+        return
+    i = list(map(math.isfinite, data)).index(False)
+    raise NonFiniteOutputError(
+        f"model '{response['model_name']}' version '{response['model_version']}' produced "
+        f"{'NaN' if math.isnan(data[i]) else 'an infinity'} in output '{output['name']}' (element {i}), which "
+        "JSON cannot carry; ask for that output as binary data (parameters.binary_data) to receive it as is"
+    )
 
 
 def _encode_binary(datatype: str, data: Sequence[Any]) -> bytes:

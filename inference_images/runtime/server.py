@@ -51,6 +51,7 @@ from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, split, summary, text_volume
 from inference_images.runtime.protocol import (
     HEADER_LENGTH_HEADER,
+    NonFiniteOutputError,
     ProtocolError,
     RequestTooLargeError,
     SizeLimit,
@@ -470,7 +471,11 @@ async def _infer(request: web.Request) -> web.Response:
         response = build_infer_response(model, infer_request.id or uuid.uuid4().hex, outputs, infer_request.outputs)
         if own is not None:
             response["model_name"] = own[0].name  # the tenant's own name, not the cache's qualified one
-        encoded = encode_infer_response(response, binary_outputs(infer_request, (o.name for o in outputs)))
+        try:
+            encoded = encode_infer_response(response, binary_outputs(infer_request, (o.name for o in outputs)))
+        except NonFiniteOutputError as exc:
+            log.error("non-finite model output", extra={"model": model.name, "version": model.version})
+            raise ApiError(500, str(exc)) from None
         status = 200
         reply = web.Response(body=encoded.body, content_type=encoded.content_type)
         if encoded.header_length is not None:
