@@ -248,10 +248,17 @@ def render_cells(status: Mapping[str, Any], max_rows: int | None = DEFAULT_MAX_R
     return lines
 
 
+# A reload in progress this long is named on the config line (a first load of 100,000 tenants takes a minute).
+RELOADING_SHOWN_S = 5.0
+
+
 def render_config(status: Mapping[str, Any], now: float) -> str:
     version = status.get("config_version") or "none"
     tenants = status.get("tenants")
     line = f"config {version}" + ("" if tenants is None else f" ({tenants:,} tenants)")
+    since = status.get("reloading_since")
+    if since is not None and now - since >= RELOADING_SHOWN_S:
+        line += f"; a reload in progress for {age(now - since)}"
     last = status.get("last_reload")
     if last is None:
         return line + "; no reload yet"

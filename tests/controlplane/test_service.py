@@ -6,6 +6,8 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import pytest
+
 from bench.synth import REPO_CONFIG
 from xds_server.controlplane.service import ControlPlane
 from xds_server.status_table import cell_rows
@@ -110,3 +112,35 @@ def test_a_refused_reload_keeps_every_tenant_a_problem_names_in_the_status_json(
         assert not any(name in outcome.error for name in names[6:])  # the text is capped
 
     asyncio.run(scenario())
+
+
+def test_a_reload_in_progress_shows_in_the_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that does not end (a read that blocks) showed as "last reload ok" from before it began."""
+    import threading
+
+    from xds_server.controlplane import service
+    from xds_server.status_table import render_config
+
+    cp, _, _ = make(tmp_path)
+    assert cp.reload().ok
+    entered, release = threading.Event(), threading.Event()
+    real = service.load_config
+
+    def held(*args: object, **kwargs: object) -> object:
+        entered.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "load_config", held)
+    building = threading.Thread(target=cp.reload)
+    building.start()
+    try:
+        assert entered.wait(30)
+        since = cp.status()["reloading_since"]
+        assert isinstance(since, float)
+        assert "a reload in progress for 1m" in render_config(cp.status(), since + 61)
+        assert "in progress" not in render_config(cp.status(), since + 1)  # a normal reload's time: not named
+    finally:
+        release.set()
+        building.join(30)
+    assert cp.status()["reloading_since"] is None and cp.last is not None and cp.last.ok

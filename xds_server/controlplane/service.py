@@ -116,6 +116,9 @@ class ControlPlane:
     full_reload_seconds: float = 300.0
     _full_at: float = field(default_factory=time.monotonic)
     _building: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # When the build in progress began (epoch seconds); None: none. A build that never ends (a file that
+    # blocks its read) shows in the status, not behind "last reload ok".
+    building_since: float | None = None
 
     def __post_init__(self) -> None:
         if self.config_source is None:
@@ -139,6 +142,13 @@ class ControlPlane:
         """The slow half of a reload, safe off the event loop: load, compile and have Envoy validate what
         changed. Returns the config with its snapshots, or the reason it is rejected. `changed`: the paths
         that changed since the last reload, where the source knows them."""
+        self.building_since = time.time()
+        try:
+            return self._build_timed(changed)
+        finally:
+            self.building_since = None
+
+    def _build_timed(self, changed: frozenset[str] | None) -> Built | Refused:
         started = time.perf_counter()
         seconds: dict[str, float] = {}
         try:
@@ -338,6 +348,8 @@ class ControlPlane:
             "tenants": len(self.config.tenants) if self.config else 0,
             # Marked `offboard: true` and served by no gateway (what `fairshare tenant offboard` waits for).
             "offboarded": sorted(self.config.offboarded) if self.config else [],
+            # A build in progress, since when (epoch seconds); None: none.
+            "reloading_since": self.building_since,
             "last_reload": None if self.last is None else {
                 "ok": self.last.ok, "version": self.last.version, "error": self.last.error, "at": self.last.at,
                 # Read only the tenant files that changed (else everything).
