@@ -81,3 +81,30 @@ def test_a_file_that_could_not_ship_stays_pending(s3: object, tmp_path: Path) ->
     pending = shipper.flush()
     assert pending and all(p.exists() for p in pending)
     assert verify(tmp_path / "audit.jsonl").ok  # the local chain is unharmed
+
+
+def test_a_stopping_control_plane_ships_its_last_records(s3: object, tmp_path: Path) -> None:
+    """In a cluster the state dir is an emptyDir: records not yet rotated went with the pod. A stop seals
+    the active file and ships it; the shipped files alone are the whole chain."""
+    from xds_server.controlplane.main import _ship_the_last_records
+
+    client = s3
+    client.create_bucket(Bucket="audit-stop")  # type: ignore[attr-defined]
+    shipper = S3Shipper("s3://audit-stop/us-east-1/cp-abc12/", client=client)
+    path = tmp_path / "audit.jsonl"
+    log = fill(path, shipper, n=12)
+    assert path.stat().st_size > 0  # the active file holds records no rotation shipped
+    _ship_the_last_records(log)
+    assert not path.exists() or path.stat().st_size == 0
+    listed = client.list_objects_v2(Bucket="audit-stop", Prefix="us-east-1/cp-abc12/")["Contents"]  # type: ignore[attr-defined]
+    copy = tmp_path / "shipped"
+    copy.mkdir()
+    for obj in listed:
+        name = obj["Key"].rsplit("/", 1)[1]
+        (copy / name).write_bytes(client.get_object(Bucket="audit-stop", Key=obj["Key"])["Body"].read())  # type: ignore[attr-defined]
+    shipped = verify(copy / "audit.jsonl")
+    assert shipped.ok and [r["seq"] for r in shipped.records] == list(range(1, 13))
+    # Nothing recorded since: nothing more to seal, and the chain goes on in a new file after a restart.
+    assert log.seal() is None
+    log.append("config.applied", tenants=["t99999"], config_version="f" * 12)
+    assert log.seq == 13

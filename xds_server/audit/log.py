@@ -173,19 +173,27 @@ class AuditLog:
         except OSError as err:
             raise AuditError(f"cannot write the audit log {self.path}: {err.strerror}") from None
 
-    def _rotate_if_full(self, incoming: int) -> None:
+    def seal(self) -> Path | None:
+        """Close the active file now, as a rotation does, and hand it to the shipper: a control plane that
+        stops, on a disk that goes with it (a pod's emptyDir), ships its last records too. The chain goes on
+        in the next file. None: no record since the last rotation."""
+        with self._lock:
+            return self._rotate_if_full(0, now=True)
+
+    def _rotate_if_full(self, incoming: int, now: bool = False) -> Path | None:
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
-            return
-        if size == 0 or size + incoming <= self.max_bytes:
-            return
+            return None
+        if size == 0 or (size + incoming <= self.max_bytes and not now):
+            return None
         rotated = log_files(self.path)[:-1]
         number = int(rotated[-1].suffix[1:]) + 1 if rotated else 1
         closed = self.path.with_name(f"{self.path.name}.{number:06d}")
         os.replace(self.path, closed)
         if self.shipper is not None:
             self.shipper(closed)
+        return closed
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every record in chain order, unchecked (`verify` checks)."""

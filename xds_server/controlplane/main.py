@@ -150,7 +150,21 @@ async def serve(opts: ServeOptions) -> None:
         await runner.cleanup()
         if cp.validator is not None:
             cp.validator.close()  # its spare Envoy
+        _ship_the_last_records(opts.audit_log)
         log.info("control plane stopped")
+
+
+def _ship_the_last_records(audit: AuditLog | None, timeout_s: float = 20.0) -> None:
+    """On a stop, where the audit trail is shipped: the active file's records too (in a cluster the state
+    dir is an emptyDir, gone with the pod), within the pod's grace period."""
+    if audit is None or audit.shipper is None:
+        return
+    audit.seal()
+    flush = getattr(audit.shipper, "flush", None)
+    left = flush(timeout_s) if flush is not None else []
+    if left:
+        log.error("audit files not shipped before stopping (they stay in %s): %s", audit.path.parent,
+                  ", ".join(p.name for p in left))
 
 
 class ListenError(Exception):
