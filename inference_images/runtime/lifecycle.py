@@ -71,6 +71,9 @@ async def serve(
         access_log=None,  # the app logs requests itself, without payloads
         handle_signals=False,  # __main__ owns signals
         shutdown_timeout=settings.shutdown_grace_s,
+        # Request bodies are decoded by the handler (runtime/encoding.py): aiohttp's parser answered
+        # codings it cannot decode in plain text before any handler ran, and bodies that did not decode 500.
+        auto_decompress=False,
     )
     health = web.AppRunner(build_health_app(state), access_log=None, handle_signals=False)
     # Before anything listens: a bad certificate is a configuration error, not a half-up server.

@@ -18,9 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestPayloadError
 
 from inference_images.runtime import __version__, tokens
+from inference_images.runtime.encoding import BodyEncodingError, content_coding, decode_body
 from inference_images.runtime.gateway import (
     BINARY_EXTENSION,
     COST_TOKENS_HEADER,
@@ -51,6 +53,7 @@ from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, split, summary, text_volume
 from inference_images.runtime.protocol import (
     HEADER_LENGTH_HEADER,
+    InferenceRequest,
     NonFiniteOutputError,
     ProtocolError,
     RequestTooLargeError,
@@ -401,16 +404,27 @@ async def _infer(request: web.Request) -> web.Response:
             model_label = version_label = OWN_MODEL
 
         try:
+            coding = content_coding(request.headers.get(hdrs.CONTENT_ENCODING))
+        except BodyEncodingError as exc:
+            raise ApiError(exc.status, exc.message) from None  # before the body is read
+        try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise ApiError(413, f"request body is larger than {state.settings.max_body_bytes} bytes") from None
+        except RequestPayloadError as exc:
+            # Cut short or malformed in transit (a chunk size that is not one): the client's, not a 500.
+            raise ApiError(400, f"request body could not be read: {exc}") from None
         # A catalog model's limits are known now: a request too large for it is refused from its shapes,
         # before its data is walked. An own model's are known once it is loaded, after the body parsed.
         size_limit = SizeLimit(model.name, state.settings.limits_for(model)) if own is None else None
-        parse = functools.partial(parse_request_body, body, request.headers.get(HEADER_LENGTH_HEADER),
-                                  size_limit=size_limit)
+        parse = functools.partial(_parse_body, body, coding, request.headers.get(HEADER_LENGTH_HEADER),
+                                  state.settings.max_body_bytes, size_limit)
         try:
-            infer_request = await asyncio.to_thread(parse) if len(body) > _INLINE_PARSE_BYTES else parse()
+            # A compressed body may decode to many times its size: decoded off the event loop too.
+            large = len(body) > _INLINE_PARSE_BYTES or coding is not None
+            infer_request = await asyncio.to_thread(parse) if large else parse()
+        except BodyEncodingError as exc:
+            raise ApiError(exc.status, exc.message) from None
         except RequestTooLargeError as exc:
             raise ApiError(413, str(exc)) from None
         except ProtocolError as exc:
@@ -494,6 +508,12 @@ async def _infer(request: web.Request) -> web.Response:
         state.metrics.requests.labels(model_label, version_label, str(status)).inc()
         if status == 200:
             state.metrics.latency.labels(model_label, version_label).observe(time.perf_counter() - start)
+
+
+def _parse_body(body: bytes, coding: str | None, header_length: str | None, max_bytes: int,
+                size_limit: SizeLimit | None) -> InferenceRequest:
+    decoded = decode_body(body, coding, max_bytes) if coding is not None else body
+    return parse_request_body(decoded, header_length, size_limit=size_limit)
 
 
 async def _run(
