@@ -188,7 +188,8 @@ def parse_request_body(body: bytes, header_length: str | None, max_depth: int = 
                 ) from None
             raise
     text = header_length.strip()
-    if not text.isdigit():
+    # ASCII only: str.isdigit and int() also take other scripts' digits ("\u0661" is 1).
+    if not (text.isascii() and text.isdigit()):
         raise ProtocolError(f"header {HEADER_LENGTH_HEADER} must be a byte count, got {header_length[:32]!r}")
     length = int(text)
     if length > len(body):

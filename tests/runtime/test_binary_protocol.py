@@ -129,6 +129,11 @@ FOUR_FLOATS = struct.pack("<4f", 1, 2, 3, 4)
             "header Inference-Header-Content-Length must be a byte count",
         ),
         (
+            manual([fp32("x", [4], 16)], FOUR_FLOATS)[0],
+            "\u0661",  # ARABIC-INDIC DIGIT ONE: a digit to str.isdigit and int(), not a byte count
+            "header Inference-Header-Content-Length must be a byte count, got '\u0661'",
+        ),
+        (
             *manual([fp32("x", [4], 16)], FOUR_FLOATS + b"\0\0\0\0"),
             "the body has 4 bytes after the JSON part that no input's parameters.binary_data_size accounts for",
         ),
@@ -177,6 +182,7 @@ FOUR_FLOATS = struct.pack("<4f", 1, 2, 3, 4)
         "header-past-body",
         "header-negative",
         "header-not-a-number",
+        "header-other-digits",
         "bytes-left-over",
         "size-past-end",
         "size-not-shape",
