@@ -14,6 +14,8 @@ import yaml
 
 from inference_images.runtime.__main__ import parse_settings
 from tests.chart.helm import CONFIG, REPO, admission_violations, by_kind, find, template
+from tests.chart.test_network_policy import Peer, allowed
+from tests.chart.test_network_policy import pod as np_pod
 from xds_server.config import PlatformConfig, load_config
 from xds_server.config.errors import ConfigError
 from xds_server.deploy.helm_values import chart_values, dump_values
@@ -63,16 +65,15 @@ def test_the_admin_port_is_behind_its_own_service_and_only_the_control_plane_rea
         assert admin["spec"]["ports"] == [{"name": "admin", "port": ADMIN_PORT, "targetPort": "admin"}]
         assert admin["spec"]["selector"] == serving["spec"]["selector"]
 
-    inference = {"app.kubernetes.io/component": "inference"}
-    policies = [p for p in by_kind(manifests, "NetworkPolicy")
-                if inference.items() <= p["spec"]["podSelector"].get("matchLabels", {}).items()]
-    admitted: dict[int, set[str]] = {}
-    for policy in policies:
-        for rule in policy["spec"]["ingress"]:
-            sources = {src["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for src in rule["from"]}
-            for port in rule["ports"]:
-                admitted.setdefault(port["port"], set()).update(sources)
-    assert admitted == {8080: {"gateway"}, ADMIN_PORT: {"control-plane"}}
+    # Under the namespace's NetworkPolicies, as Kubernetes evaluates them: the data plane from the gateway
+    # only, the admin port from the control plane only.
+    runtime = np_pod(manifests, f"fairshare-pool-{next(iter(runtimes(manifests)))}")
+    gateway, control = np_pod(manifests, "fairshare-gateway"), np_pod(manifests, "fairshare-control-plane")
+    redis, stranger = np_pod(manifests, "fairshare-redis"), Peer("fairshare", {"app": "something-else"})
+    assert allowed(manifests, gateway, runtime, 8080) and not allowed(manifests, gateway, runtime, ADMIN_PORT)
+    assert allowed(manifests, control, runtime, ADMIN_PORT) and not allowed(manifests, control, runtime, 8080)
+    for other in (redis, stranger):
+        assert not allowed(manifests, other, runtime, 8080) and not allowed(manifests, other, runtime, ADMIN_PORT)
 
 
 @pytest.fixture(scope="module")
