@@ -50,7 +50,14 @@ from inference_images.runtime.pii.entities import Entity
 from inference_images.runtime.pii.keys import KeyRing, KeyUnavailableError
 from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import PiiBlockedError, scrub
-from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, split, summary, text_volume
+from inference_images.runtime.pii.tensors import (
+    check_request_fields,
+    redact_inputs,
+    redact_outputs,
+    split,
+    summary,
+    text_volume,
+)
 from inference_images.runtime.protocol import (
     HEADER_LENGTH_HEADER,
     InferenceRequest,
@@ -447,7 +454,7 @@ async def _infer(request: web.Request) -> web.Response:
             raise ApiError(400, str(exc)) from None
 
         # Before the scheduler, the model or any log sees the text: the tenant's PII rules.
-        inputs, pii_counts, pseudonyms = await _redact_request(state, context, infer_request.input_map())
+        inputs, pii_counts, pseudonyms = await _redact_request(state, context, infer_request)
         try:
             max_queue = parse_queue_bound(request.headers.get(MAX_QUEUE_HEADER))
         except ValueError as exc:
@@ -562,16 +569,22 @@ _INLINE_PARSE_BYTES = 64 * 1024
 
 
 async def _redact_request(
-    state: RuntimeState, context: GatewayContext, inputs: dict[str, Tensor]
+    state: RuntimeState, context: GatewayContext, request: InferenceRequest
 ) -> tuple[dict[str, Tensor], Counter[Entity], Pseudonymiser | None]:
-    """Apply the tenant's PII rules to the request's text; a blocked type is a 422 naming the type only.
+    """Apply the tenant's PII rules to the request's text (its inputs' data and parameters; its own id and
+    parameters are held to the block); a blocked type is a 422 naming the type only.
     Also returns the tenant's key when its rules pseudonymise, for the response's scan."""
+    inputs = request.input_map()
     if not context.pii.active:
         return inputs, Counter(), None
     pseudonyms = await _pseudonymiser(state, context) if context.pii.pseudonymise else None
-    work = functools.partial(redact_inputs, inputs, context.pii, pseudonyms)
+
+    def work() -> tuple[dict[str, Tensor], Counter[Entity]]:
+        check_request_fields(request.id, request.parameters, context.pii)
+        return redact_inputs(inputs, context.pii, pseudonyms)
+
     try:
-        if text_volume(inputs) > _INLINE_REDACT_CHARS:
+        if text_volume(inputs, request.id, request.parameters) > _INLINE_REDACT_CHARS:
             redacted, counts = await asyncio.to_thread(work)
         else:
             redacted, counts = work()

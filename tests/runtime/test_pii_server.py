@@ -38,6 +38,17 @@ class EchoModel(LexiconSentimentModel):
         ]
 
 
+class ParametersModel(EchoModel):
+    """Keeps the parameters its text input came with (its answer would be scanned on the way out, so
+    only this shows what reached the model)."""
+
+    seen: list[object] = []
+
+    def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        self.seen.append(dict(inputs["text"].parameters))
+        return [Tensor("label", "BYTES", (1,), ["ok"]), Tensor("score", "FP32", (1,), [0.0])]
+
+
 class LeakyModel(LexiconSentimentModel):
     def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
         n = len(inputs["text"].data)
@@ -52,7 +63,8 @@ def server() -> Iterator[RuntimeServer]:
     loaders = default_loaders()
     loaders.register("echo", lambda name, version: EchoModel(name, version, negation=False))
     loaders.register("leaky", lambda name, version: LeakyModel(name, version, negation=False))
-    running = start_server("echo:v1:echo", "leaky:v1:leaky", loaders=loaders)
+    loaders.register("params", lambda name, version: ParametersModel(name, version, negation=False))
+    running = start_server("echo:v1:echo", "leaky:v1:leaky", "params:v1:params", loaders=loaders)
     running.wait_ready(10)
     yield running
     running.stop()
@@ -138,6 +150,40 @@ def test_error_messages_and_logs_never_echo_a_card_in_unicode_spaces(server: Run
 def test_a_blocked_card_in_fullwidth_digits_is_refused(server: RuntimeServer) -> None:
     reply = server.infer("/v2/models/echo/infer", text_request("card " + fullwidth(CARD)), headers=HEADERS)
     assert reply.status == 422 and "credit_card" in reply.error
+
+
+def with_parameters(tensor: dict[str, object] | None = None, **request: object) -> dict[str, object]:
+    body = text_request("hello", **request)
+    if tensor is not None:
+        body["inputs"][0]["parameters"] = tensor
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (with_parameters({"note": f"card {CARD}"}), "input 'text': its parameters"),
+        (with_parameters({"notes": [{CARD: "a key too"}]}), "input 'text': its parameters"),
+        (with_parameters(parameters={"customer": CARD}), "field 'parameters'"),
+        (with_parameters(id=f"{CARD} bob@example.com"), "field 'id'"),
+    ],
+)
+def test_a_blocked_type_anywhere_in_the_request_refuses_it(server: RuntimeServer, body: dict[str, object],
+                                                            where: str) -> None:
+    reply = server.infer("/v2/models/params/infer", body, headers=HEADERS)
+    assert reply.status == 422, reply.body
+    assert reply.error == (f"{where} contains credit_card, which this tenant's PII rules do not allow; "
+                           "nothing was processed")
+
+
+def test_an_inputs_parameters_reach_the_model_redacted(server: RuntimeServer) -> None:
+    body = with_parameters({"note": "mail bob@example.com", "size": 3, "tags": ["from 10.0.0.7"]},
+                           parameters={"customer": "bob@example.com"})
+    ParametersModel.seen.clear()
+    reply = server.infer("/v2/models/params/infer", body, headers=HEADERS)
+    assert reply.status == 200, reply.body
+    assert ParametersModel.seen == [{"note": "mail [EMAIL]", "size": 3, "tags": ["from [IP_ADDRESS]"]}]
+    assert reply.headers["x-fairshare-pii-redacted"] == "email=1,ip_address=1"
 
 
 def test_unknown_entity_name_from_the_gateway_is_ignored(server: RuntimeServer) -> None:

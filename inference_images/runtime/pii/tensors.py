@@ -1,15 +1,18 @@
 """Redaction at the model's edge: the text tensors of a request before the model, and of a response after.
 
-Only BYTES tensors carry text; numbers (embeddings, scores) pass through untouched. A request is checked
-whole before anything is changed, so a blocked entity anywhere refuses the request and the model never
-sees any of it.
+BYTES tensors carry text, and any tensor's ``parameters`` may (the model gets them with the tensor), so
+both are scanned; numbers (embeddings, scores) pass through untouched. The request's own ``id`` and
+``parameters`` never reach the model or a log, but are held to the tenant's block all the same
+(``check_request_fields``): a blocked entity anywhere in a request refuses it, before anything is changed,
+so the model never sees any of it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii.entities import Entity
@@ -30,6 +33,9 @@ def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules,
         return dict(inputs), counts
     out: dict[str, Tensor] = {}
     for name, tensor in inputs.items():
+        if tensor.parameters:
+            parameters = _redact_value(tensor.parameters, rules, pseudonyms, counts, f"input '{name}': its parameters")
+            tensor = replace(tensor, parameters=parameters)
         if tensor.datatype != "BYTES":
             out[name] = tensor
             continue
@@ -42,6 +48,48 @@ def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules,
             texts.append(result.text)
         out[name] = replace(tensor, data=texts)
     return out, counts
+
+
+def check_request_fields(request_id: str | None, parameters: Mapping[str, Any], rules: PiiRules) -> None:
+    """PiiBlockedError when the request's ``id`` or ``parameters`` hold a type the rules block. Nothing is
+    replaced there: neither reaches the model or a log, and the id goes back only to its sender."""
+    if not rules.block:
+        return
+    for where, value in (("field 'id'", request_id), ("field 'parameters'", parameters)):
+        for text in _strings(value):
+            blocked = redact(text, rules).blocked
+            if blocked:
+                raise PiiBlockedError(blocked, where)
+
+
+def _redact_value(value: Any, rules: PiiRules, pseudonyms: Pseudonymiser | None, counts: Counter[Entity],
+                  where: str) -> Any:
+    """``value`` (a JSON value: parameters nest) with every string in it, names included, redacted."""
+    if isinstance(value, str):
+        result = redact(value, rules, pseudonyms=pseudonyms)
+        if result.blocked:
+            raise PiiBlockedError(result.blocked, where)
+        counts.update(result.counts)
+        return result.text
+    if isinstance(value, Mapping):
+        return {_redact_value(k, rules, pseudonyms, counts, where): _redact_value(v, rules, pseudonyms, counts, where)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v, rules, pseudonyms, counts, where) for v in value]
+    return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value (parameters nest at most as deep as the body may, 32 levels)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules,
@@ -67,9 +115,12 @@ def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules,
     return out, counts
 
 
-def text_volume(inputs: Mapping[str, Tensor]) -> int:
-    """Characters of text across the BYTES inputs: what redaction has to scan."""
-    return sum(len(text) for tensor in inputs.values() if tensor.datatype == "BYTES" for text in tensor.data)
+def text_volume(inputs: Mapping[str, Tensor], *fields: Any) -> int:
+    """Characters of text across the BYTES inputs, every input's parameters and ``fields`` (the request's
+    id and parameters): what redaction scans."""
+    data = sum(len(text) for tensor in inputs.values() if tensor.datatype == "BYTES" for text in tensor.data)
+    values = [*(tensor.parameters for tensor in inputs.values()), *fields]
+    return data + sum(len(text) for value in values for text in _strings(value))
 
 
 def summary(counts: Counter[Entity]) -> str:
