@@ -409,24 +409,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _port(text: str) -> int:
+def _whole_number(text: str, low: int, high: int | None = None, *, noun: str = "a whole number",
+                  unit: str = "") -> int:
+    """An argument's integer within [low, high] (high None: no top), or argparse's error saying which."""
     try:
-        port = int(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port between 1 and 65535, got {port}")
-    return port
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"at least {low:,}" if high is None else f"between {low:,} and {high:,}"
+        raise argparse.ArgumentTypeError(f"must be {bound}{unit}, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    return _whole_number(text, 1, 65535, noun="a port number")
 
 
 def _at_least_one(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {count}")
-    return count
+    return _whole_number(text, 1)
 
 
 def _ttl(text: str) -> int:
@@ -434,13 +435,7 @@ def _ttl(text: str) -> int:
     from xds_server.config.model import AuthSettings
 
     most = next(m.le for m in AuthSettings.model_fields["token_ttl_seconds"].metadata if hasattr(m, "le"))
-    try:
-        seconds = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
-    if not 1 <= seconds <= most:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {most:,} seconds, got {seconds}")
-    return seconds
+    return _whole_number(text, 1, most, noun="a whole number of seconds", unit=" seconds")
 
 
 def _policy_dir(args: argparse.Namespace) -> Path:
