@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.chart import netpol
 from tests.chart.helm import (
     CHART,
     CONFIG,
@@ -139,36 +140,10 @@ def test_the_control_plane_finds_each_cells_gateways_as_its_pool(four_cells: Man
 
 # -- network policy: who may reach whom ----------------------------------------------------------------------
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op = expr["key"], expr["operator"]
-        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
-            return False
-        if op == "In" and labels.get(key) not in expr["values"]:
-            return False
-        if op == "NotIn" and labels.get(key) in expr["values"]:
-            return False
-    return True
-
-
 def _reaches(manifests: Manifests, source: dict[str, str], dest: dict[str, str], port: int) -> bool:
-    """Whether a pod labelled `source` may open `port` on a pod labelled `dest`, both in the platform's namespace,
-    under the rendered NetworkPolicies (ingress; none selects the destination: allowed)."""
-    policies = [p for p in by_kind(manifests, "NetworkPolicy") if p["metadata"]["namespace"] == "fairshare"
-                and "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], dest)]
-    if not policies:
-        return True
-    for p in policies:
-        for rule in p["spec"].get("ingress") or []:
-            peers = rule.get("from")
-            peer_ok = peers is None or any("podSelector" in peer and "namespaceSelector" not in peer
-                                           and _selects(peer["podSelector"], source) for peer in peers)
-            port_ok = "ports" not in rule or any(pp.get("port") == port for pp in rule["ports"])
-            if peer_ok and port_ok:
-                return True
-    return False
+    """Whether a pod labelled `source` may open `port` on a pod labelled `dest`, both in the platform's
+    namespace, under the rendered NetworkPolicies (both directions)."""
+    return netpol.allowed(manifests, netpol.Peer(netpol.NS, source), netpol.Peer(netpol.NS, dest), port)
 
 
 def _pod_labels(manifests: Manifests, deployment: str) -> dict[str, str]:
