@@ -14,8 +14,8 @@ import yaml
 
 from inference_images.runtime.__main__ import parse_settings
 from tests.chart.helm import CONFIG, REPO, admission_violations, by_kind, find, template
-from tests.chart.test_network_policy import Peer, allowed
-from tests.chart.test_network_policy import pod as np_pod
+from tests.chart.netpol import Peer, allowed
+from tests.chart.netpol import pod as np_pod
 from xds_server.config import PlatformConfig, load_config
 from xds_server.config.errors import ConfigError
 from xds_server.deploy.helm_values import chart_values, dump_values
