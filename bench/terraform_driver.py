@@ -20,7 +20,7 @@ from xds_server.local.processes import Child, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 TERRAFORM_DIR = REPO / "terraform"
-MODULES = ("network", "cluster", "node_pools", "model_store", "tenant_secrets", "iam")
+MODULES = ("network", "cluster", "node_pools", "model_store", "audit_store", "tenant_secrets", "iam")
 PLUGIN_DIRS = (os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins")
 
 

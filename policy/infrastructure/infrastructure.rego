@@ -96,7 +96,7 @@ kms_key_given(s, i, j) if {
 
 # METADATA
 # title: Buckets are versioned
-# description: Each bucket needs aws_s3_bucket_versioning with status Enabled, so a replaced model can be restored.
+# description: Each bucket needs aws_s3_bucket_versioning with status Enabled, or Object Lock (which keeps versioning on for good), so a replaced model can be restored.
 violations contains v if {
 	some b in buckets
 	not versioned(b)
@@ -113,6 +113,10 @@ versioned(b) if {
 	some c in s.change.after.versioning_configuration
 	c.status == "Enabled"
 }
+
+# S3 turns versioning on with Object Lock and refuses to suspend it after (so such a bucket has no
+# aws_s3_bucket_versioning: destroying one would try to suspend it).
+versioned(b) if b.change.after.object_lock_enabled == true
 
 # METADATA
 # title: Buckets are not public

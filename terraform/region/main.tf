@@ -50,12 +50,14 @@ resource "terraform_data" "config_consistency" {
   }
 }
 
-# One key per service that holds the region's data, each usable only through that service
-# (kms:ViaService): model objects (S3), tenant secrets (Secrets Manager), Kubernetes Secrets (EKS).
+# One key per kind of data the region holds, each usable only through the service that holds it
+# (kms:ViaService): model objects (S3), audit records (S3), tenant secrets (Secrets Manager), Kubernetes
+# Secrets (EKS).
 # A principal allowed to read a bucket or a secret cannot take the key elsewhere and decrypt with it.
 locals {
   kms_services = {
     models  = { service = "s3", what = "model objects" }
+    audit   = { service = "s3", what = "audit records" }
     secrets = { service = "secretsmanager", what = "tenant secrets" }
     cluster = { service = "eks", what = "Kubernetes Secrets" }
   }
@@ -200,6 +202,18 @@ module "model_store" {
   tenant_writer_role_pattern = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:role/${local.name}-model-writer-*"
 }
 
+# The control planes' audit trail, shipped file by file under <prefix><region>/<pod>/ and locked for the
+# retention policy/retention gives audit records. A throwaway region (force_destroy) locks in GOVERNANCE mode,
+# which destroy can bypass: a COMPLIANCE-locked record cannot be deleted by anyone, so neither could its bucket.
+module "audit_store" {
+  source         = "../modules/audit_store"
+  bucket_name    = "${local.name}-audit-${data.aws_caller_identity.current.account_id}"
+  kms_key_arn    = aws_kms_key.service["audit"].arn
+  retention_days = var.audit_retention_days
+  lock_mode      = var.force_destroy ? "GOVERNANCE" : "COMPLIANCE"
+  force_destroy  = var.force_destroy
+}
+
 # Each tenant's pseudonymisation key exists only while Terraform runs: it goes to Secrets Manager through
 # a write-only argument, so neither the state nor a saved plan holds it. 48 characters (the runtime
 # refuses keys under 32 bytes).
@@ -232,4 +246,10 @@ module "iam" {
   namespace                 = var.namespace
   # The control plane's read of its config bundle (chart config.source: s3://...), when it has one.
   config_bundle = var.config_bundle
+  # What the control plane ships its audit files to: put-only, under the audit prefix.
+  audit_store = {
+    bucket_arn  = module.audit_store.bucket_arn
+    prefix      = module.audit_store.prefix
+    kms_key_arn = aws_kms_key.service["audit"].arn
+  }
 }

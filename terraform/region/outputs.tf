@@ -23,8 +23,13 @@ output "model_bucket" {
   value       = module.model_store.bucket_name
 }
 
+output "audit_bucket" {
+  description = "The region's audit bucket: the control planes' shipped audit files, under audit/<region>/<pod>/, Object Lock on."
+  value       = module.audit_store.bucket_name
+}
+
 output "kms_key_arns" {
-  description = "The region's KMS keys by what they encrypt: models (S3), secrets (Secrets Manager), cluster (Kubernetes Secrets)."
+  description = "The region's KMS keys by what they encrypt: models (S3), audit (S3), secrets (Secrets Manager), cluster (Kubernetes Secrets)."
   value       = { for k, key in aws_kms_key.service : k => key.arn }
 }
 
@@ -34,10 +39,12 @@ output "tenant_secret_names" {
 }
 
 output "chart_inputs" {
-  description = "What the Helm installs of this region need: IRSA role ARNs for the runtime and control-plane service accounts and for the Cluster Autoscaler and AWS Load Balancer Controller releases (eks.amazonaws.com/role-arn), the model bucket, the GPU taint the runtimes tolerate, and the tenant secrets' name prefix (the chart's inference.pseudonymisationKeys.secretPrefix)."
+  description = "What the Helm installs of this region need: IRSA role ARNs for the runtime and control-plane service accounts and for the Cluster Autoscaler and AWS Load Balancer Controller releases (eks.amazonaws.com/role-arn), the model bucket, the audit bucket and prefix the control planes ship their audit files to (the chart's controlPlane.audit.bucket and prefix), the GPU taint the runtimes tolerate, and the tenant secrets' name prefix (the chart's inference.pseudonymisationKeys.secretPrefix)."
   value = {
     region                    = var.region
     model_bucket              = module.model_store.bucket_name
+    audit_bucket              = module.audit_store.bucket_name
+    audit_prefix              = module.audit_store.prefix
     runtime_role_arn          = module.iam.inference_role_arn
     control_plane_role_arn    = module.iam.gateway_role_arn
     cluster_autoscaler_role   = module.iam.cluster_autoscaler_role_arn

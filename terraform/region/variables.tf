@@ -156,7 +156,7 @@ variable "secret_recovery_window_days" {
 }
 
 variable "force_destroy" {
-  description = "Allow destroy to delete a model bucket that still holds models. Only for throwaway regions."
+  description = "Allow destroy to delete a model bucket that still holds models, and the audit bucket with its records (locked in GOVERNANCE mode then, not COMPLIANCE). Only for throwaway regions."
   type        = bool
   default     = false
 }
@@ -186,4 +186,10 @@ variable "config_bundle" {
     kms_key_arn = optional(string)
   })
   default = null
+}
+
+variable "audit_retention_days" {
+  description = "Days each shipped audit file is locked for (Object Lock default retention, COMPLIANCE mode): policy/retention's audit_days, 400 (README, Retention). The infrastructure policy refuses less."
+  type        = number
+  default     = 400
 }

@@ -62,6 +62,11 @@ def test_module_has_tests_docs_and_described_variables(module: str) -> None:
         assert blocks > 0 and text.count("description") >= blocks, f"{module}/{name}: every block needs a description"
 
 
+def test_every_module_is_checked() -> None:
+    # A module missing from MODULES would get neither validate nor its terraform tests.
+    assert set(MODULES) == {p.name for p in (TERRAFORM_DIR / "modules").iterdir() if (p / "main.tf").is_file()}
+
+
 def test_region_root_validates(tree: Path) -> None:
     tf = Terraform(tree / "region", tree.parent / "tfdata" / "region")
     tf.init()

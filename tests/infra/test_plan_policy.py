@@ -2,10 +2,12 @@
 and as production plans it (EKS add-ons and an admin access entry), and copies of it with one safeguard
 removed each fail with exactly the rules that guard them: the bucket's encryption, the GPU taint, the region
 an EU-only tenant allows, network-policy enforcement, the metadata hop limit, the audit log, a supported
-Kubernetes version, a GPU instance that holds a replica and a kms:ViaService condition."""
+Kubernetes version, a GPU instance that holds a replica, a kms:ViaService condition, and the audit bucket's
+Object Lock and its retention."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,16 @@ from tests.infra.conftest import REGION, PlannedRegion
 from tests.infra.policy_eval import violations
 
 BUCKET = "module.model_store.aws_s3_bucket.this"
+AUDIT_BUCKET = "module.audit_store.aws_s3_bucket.this"
+AUDIT_LOCK = "module.audit_store.aws_s3_bucket_object_lock_configuration.this"
 GPU_POOL = 'module.node_pools.aws_eks_node_group.this["gpu-small"]'
 CLUSTER = "module.cluster.aws_eks_cluster.this"
 VPC_CNI = 'aws_eks_addon.this["vpc-cni"]'
-# What production plans and the emulator cannot: the EKS add-ons, and the admin access entry they require.
+# What production plans and the emulator cannot: the EKS add-ons, and the admin access entry they require;
+# and a region that is not throwaway (no force_destroy), whose audit records are locked in COMPLIANCE mode.
 PRODUCTION = {"install_eks_addons": "true",
-              "cluster_admin_principal_arns": '["arn:aws:iam::123456789012:role/platform-admin"]'}
+              "cluster_admin_principal_arns": '["arn:aws:iam::123456789012:role/platform-admin"]',
+              "force_destroy": "false"}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,7 +51,21 @@ def test_the_production_shaped_plan_passes(production_plan: dict[str, object]) -
               if rc["type"] == "aws_eks_addon"}
     assert addons["vpc-cni"]["configuration_values"] == '{"enableNetworkPolicy":"true"}'
     assert any(rc["type"] == "aws_eks_access_entry" for rc in changes)
+    # The audit bucket: Object Lock on, every record locked in COMPLIANCE mode for policy/retention's 400 days.
+    after = {rc["address"]: rc["change"]["after"] for rc in changes}
+    assert after[AUDIT_BUCKET]["object_lock_enabled"] is True and after[AUDIT_BUCKET]["force_destroy"] is False
+    (retention,) = after[AUDIT_LOCK]["rule"][0]["default_retention"]
+    assert (retention["mode"], retention["days"]) == ("COMPLIANCE", 400)
     assert violations(production_plan) == set()
+
+
+def test_the_audit_retention_is_the_retention_policys() -> None:
+    """Terraform's default lock period is policy/retention's audit_days: one number, which the policy holds."""
+    policy = re.search(r"^audit_days := (\d+)$", (REPO / "policy" / "retention" / "retention.rego").read_text(), re.M)
+    variable = re.search(r'variable "audit_retention_days" \{[^}]*default\s*=\s*(\d+)',
+                         (REPO / "terraform" / "region" / "variables.tf").read_text())
+    assert policy is not None and variable is not None
+    assert variable.group(1) == policy.group(1) == "400"
 
 
 def _memory_mib(quantity: str) -> int:
@@ -81,7 +101,8 @@ def _replace(path: Path, old: str, new: str) -> None:
 
 
 def test_each_safeguard_removed_fails_its_rule(moto: MotoServer, tmp_path: Path) -> None:
-    region = Region.in_copy(tmp_path, REGION, moto, extra_vars=PRODUCTION)
+    # The audit records locked for 30 days only (less than policy/retention's 400).
+    region = Region.in_copy(tmp_path, REGION, moto, extra_vars={**PRODUCTION, "audit_retention_days": "30"})
     tf = region.tf.workdir.parent
     _cut(tf / "modules" / "model_store" / "main.tf",
          'resource "aws_s3_bucket_server_side_encryption_configuration"', 'resource "aws_s3_bucket_versioning"')
@@ -100,6 +121,7 @@ def test_each_safeguard_removed_fails_its_rule(moto: MotoServer, tmp_path: Path)
     _cut(tf / "modules" / "iam" / "main.tf",
          '    condition {\n      test     = "StringEquals"\n      variable = "kms:ViaService"\n'
          '      values   = [local.via_s3]', '  }\n}\n\nresource "aws_iam_role" "inference"')
+    _replace(tf / "modules" / "audit_store" / "main.tf", "object_lock_enabled = true", "object_lock_enabled = false")
     region.init(remote_state=False)
     region.plan(tmp_path / "mutated.tfplan")
     found = violations(region.show_json(tmp_path / "mutated.tfplan"))
@@ -113,6 +135,10 @@ def test_each_safeguard_removed_fails_its_rule(moto: MotoServer, tmp_path: Path)
         ("audit-log-off", CLUSTER),
         ("kubernetes-version-unsupported", CLUSTER),
         ("gpu-instance-too-small", GPU_POOL),
+        ("bucket-outside-tenant-regions", AUDIT_BUCKET),
+        ("audit-bucket-not-locked", AUDIT_BUCKET),
+        ("bucket-not-versioned", AUDIT_BUCKET),  # Object Lock is what keeps it versioned
+        ("audit-retention-too-short", AUDIT_BUCKET),
     } | {("imds-not-hardened", s) for s in launch_templates} | {("kms-use-without-via-service", s) for s in kms}
     # Every pool's launch template, and only the policy document whose condition went.
     assert launch_templates == {f'module.node_pools.aws_launch_template.this["{p}"]'
@@ -136,7 +162,7 @@ def test_a_variable_file_without_the_configured_gpu_pool_is_refused_at_plan(
 @pytest.mark.parametrize("tenants, expected", [
     ({}, set()),  # without the config, each secret's allowed-regions tag is read
     ({"acme": {"regions": {"home": "us-east-1", "allowed": ["us-east-1"]}}},
-     {("bucket-outside-tenant-regions", BUCKET)}),
+     {("bucket-outside-tenant-regions", BUCKET), ("bucket-outside-tenant-regions", AUDIT_BUCKET)}),
 ])
 def test_the_tenant_config_decides_residency(planned_region: PlannedRegion, tenants: dict[str, object],
                                              expected: set[tuple[str, str]]) -> None:

@@ -125,10 +125,10 @@ resource "aws_iam_role_policy" "inference_keys" {
 }
 
 # The control plane reads no tenant secret (the runtimes read the keys); its role holds only what it
-# reads itself (the config bundle, below, when there is one).
+# reads itself (the config bundle, below, when there is one) and what it ships (its audit files, below).
 resource "aws_iam_role" "gateway" {
   name               = "${var.name}-control-plane"
-  description        = "The control plane reads its config bundle; it reads no tenant secret."
+  description        = "The control plane reads its config bundle and ships its audit files; it reads no tenant secret."
   assume_role_policy = data.aws_iam_policy_document.trust["gateway"].json
   tags               = var.tags
 }
@@ -405,4 +405,40 @@ resource "aws_iam_role_policy" "control_plane_config" {
   name   = "read-config-bundle"
   role   = aws_iam_role.gateway.id
   policy = data.aws_iam_policy_document.read_config_bundle[0].json
+}
+
+# The control plane ships its closed audit files (xds_server/audit/ship.py): it may only add objects under
+# the audit prefix, with the retention the bucket's Object Lock rule gives (s3:PutObjectRetention: an upload
+# that names a retention needs it), and read that rule. No read, list or delete of any record: a control
+# plane, or whoever takes its credentials, cannot remove or rewrite what it shipped (the lock also keeps every
+# version). Encryption with the audit key holds only through S3.
+data "aws_iam_policy_document" "ship_audit_records" {
+  count = var.audit_store == null ? 0 : 1
+  statement {
+    sid       = "ShipAuditRecords"
+    actions   = ["s3:PutObject", "s3:PutObjectRetention"]
+    resources = ["${var.audit_store.bucket_arn}/${var.audit_store.prefix}*"]
+  }
+  statement {
+    sid       = "ReadAuditLockRule"
+    actions   = ["s3:GetBucketObjectLockConfiguration"]
+    resources = [var.audit_store.bucket_arn]
+  }
+  statement {
+    sid       = "EncryptAuditRecords"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [var.audit_store.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.via_s3]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "control_plane_audit" {
+  count  = var.audit_store == null ? 0 : 1
+  name   = "ship-audit-records"
+  role   = aws_iam_role.gateway.id
+  policy = data.aws_iam_policy_document.ship_audit_records[0].json
 }

@@ -4,7 +4,7 @@ output "inference_role_arn" {
 }
 
 output "gateway_role_arn" {
-  description = "Role the control plane's service account is annotated with (reads its config bundle)."
+  description = "Role the control plane's service account is annotated with (reads its config bundle, ships its audit files)."
   value       = aws_iam_role.gateway.arn
 }
 

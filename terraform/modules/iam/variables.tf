@@ -139,3 +139,23 @@ variable "config_bundle" {
     error_message = "config_bundle needs a bucket ARN (arn:aws:s3:::<bucket>) and one object key (no wildcard, not a prefix)."
   }
 }
+
+variable "audit_store" {
+  description = "The region's audit bucket (audit_store module): its ARN, the prefix the control planes ship under and its KMS key. The control plane's role may put objects (with their retention) there only, read the bucket's Object Lock rule and encrypt through S3; it may not read, list or delete. Null: no audit shipping."
+  type = object({
+    bucket_arn  = string
+    prefix      = string
+    kms_key_arn = string
+  })
+  default = null
+
+  validation {
+    condition = var.audit_store == null || try(
+      can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.audit_store.bucket_arn)) &&
+      endswith(var.audit_store.prefix, "/") && length(var.audit_store.prefix) > 1 && !strcontains(var.audit_store.prefix, "*") &&
+      can(regex("^arn:aws[a-z-]*:kms:", var.audit_store.kms_key_arn)),
+      false
+    )
+    error_message = "audit_store needs a bucket ARN (arn:aws:s3:::<bucket>), a non-empty prefix ending in / without wildcards (an empty one would be the whole bucket) and a KMS key ARN."
+  }
+}

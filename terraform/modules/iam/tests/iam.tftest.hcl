@@ -127,3 +127,54 @@ run "a_config_bundle_prefix_is_refused" {
 
   expect_failures = [var.config_bundle]
 }
+
+run "no_audit_store_no_audit_access" {
+  command = plan
+
+  assert {
+    condition     = length(aws_iam_role_policy.control_plane_audit) == 0
+    error_message = "without audit_store the control plane gets no audit bucket access"
+  }
+}
+
+run "the_control_plane_ships_audit_records_and_deletes_none" {
+  command = plan
+
+  variables {
+    audit_store = {
+      bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-audit-123456789012"
+      prefix      = "audit/"
+      kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/audit"
+    }
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.control_plane_audit) == 1 && aws_iam_role_policy.control_plane_audit[0].name == "ship-audit-records"
+    error_message = "the control plane's role gets the audit shipping policy"
+  }
+
+  assert {
+    condition = (one([for s in data.aws_iam_policy_document.ship_audit_records[0].statement : s.resources if s.sid == "ShipAuditRecords"]) == toset(["arn:aws:s3:::fairshare-eu-west-1-audit-123456789012/audit/*"]) &&
+    one([for s in data.aws_iam_policy_document.ship_audit_records[0].statement : s.actions if s.sid == "ShipAuditRecords"]) == toset(["s3:PutObject", "s3:PutObjectRetention"]))
+    error_message = "the control plane may only put objects (with their retention) under the audit prefix"
+  }
+
+  assert {
+    condition     = length([for s in data.aws_iam_policy_document.ship_audit_records[0].statement : s if anytrue([for a in s.actions : can(regex("(?i)delete|bypass|get(object)?$|list", a))])]) == 0
+    error_message = "the control plane may not delete, bypass a lock, read or list audit records"
+  }
+}
+
+run "an_audit_store_without_a_prefix_is_refused" {
+  command = plan
+
+  variables {
+    audit_store = {
+      bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-audit-123456789012"
+      prefix      = "/"
+      kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/audit"
+    }
+  }
+
+  expect_failures = [var.audit_store]
+}
