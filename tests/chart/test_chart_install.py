@@ -1,8 +1,9 @@
 """`make chart-install` as an operator runs it on the cluster the docs build, with helm's installs and kubectl
 stood in for (every other step real: chart-values, the chart_inputs conversion, helm template): it refuses
 before installing anything when the release needs cert-manager and the cluster lacks its CRDs, and it carries
-Terraform's `chart_inputs` (the IRSA role ARNs, the tenants' key prefix) into the release, so the runtimes can
-read S3 artifacts and pseudonymisation keys. The chart itself refuses a spec that needs those and lacks them."""
+Terraform's `chart_inputs` (the IRSA role ARNs, the tenants' key prefix, the audit bucket) into the release, so
+the runtimes can read S3 artifacts and pseudonymisation keys and the control planes ship their audit trail. The
+chart itself refuses a spec that needs those and lacks them."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ INPUTS = {
     "runtime_role_arn": "arn:aws:iam::123456789012:role/fairshare-eu-west-1-model-reader",
     "control_plane_role_arn": "arn:aws:iam::123456789012:role/fairshare-eu-west-1-control-plane",
     "tenant_secret_name_prefix": "fairshare/tenants",
+    "audit_bucket": "fairshare-eu-west-1-audit-123456789012",
+    "audit_prefix": "audit/",
 }
 
 
@@ -127,6 +130,11 @@ def test_the_release_runs_with_the_identities_terraform_output(helm_bin: str, ap
         inputs["runtime_role_arn"]
     assert find(manifests, "ServiceAccount", "fairshare-control-plane")["metadata"]["annotations"][ROLE] == \
         inputs["control_plane_role_arn"]
+    # The audit trail goes to the bucket Terraform made, under the prefix the role may write, per pod.
+    control_plane = find(manifests, "Deployment", "fairshare-control-plane")["spec"]["template"]["spec"]
+    args = control_plane["containers"][0]["args"]
+    assert args[args.index("--audit-ship") + 1] == \
+        f"s3://{inputs['audit_bucket']}/{inputs['audit_prefix']}{APPLIED_REGION}/$(POD_NAME)"
     pools = [d for d in manifests if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("fairshare-pool-")]
     assert pools
     for d in pools:
@@ -183,4 +191,5 @@ def test_an_s3_config_source_needs_the_control_planes_role(helm_bin: str, spec_v
     spec = spec_values[APPLIED_REGION]
     with pytest.raises(HelmError, match=r"controlPlane\.roleArn is empty, but the control plane reads its config"):
         template(helm_bin, spec, source)
-    assert template(helm_bin, spec, source, sets=(f"controlPlane.roleArn={INPUTS['control_plane_role_arn']}",))
+    assert template(helm_bin, spec, source, sets=(f"controlPlane.roleArn={INPUTS['control_plane_role_arn']}",
+                                                  f"controlPlane.audit.bucket={INPUTS['audit_bucket']}"))

@@ -60,7 +60,8 @@ def test_s3_source_renders_no_config_maps_and_passes_the_flag(helm_bin: str, tmp
     spec = values_for(tmp_path, large_config(tmp_path), URL)
     # Its role reads the bundle (the chart refuses an S3 source without one).
     manifests = template(helm_bin, spec, sets=(f"config.source={URL}", "config.pollSeconds=5",
-                                               "controlPlane.roleArn=arn:aws:iam::123456789012:role/cp"))
+                                               "controlPlane.roleArn=arn:aws:iam::123456789012:role/cp",
+                                               "controlPlane.audit.bucket=fairshare-audit"))
     names = {m["metadata"]["name"] for m in manifests if m["kind"] == "ConfigMap"}
     assert not names & {"fairshare-config", "fairshare-policy"}
     pod = control_plane(manifests)

@@ -31,7 +31,8 @@ def _templates(helm_bin: str, tmp_path: Path, config: Path, source: str | None =
     spec = tmp_path / f"{config.name}.yaml"
     spec.write_text(dump_values(chart_values(load_config(config), REGION, config, REPO / "policy", source)))
     control_plane = ROLE.replace("model-reader", "control-plane")
-    sets: tuple[str, ...] = (f"inference.roleArn={ROLE}", f"controlPlane.roleArn={control_plane}")
+    sets: tuple[str, ...] = (f"inference.roleArn={ROLE}", f"controlPlane.roleArn={control_plane}",
+                             "controlPlane.audit.bucket=fairshare-eu-west-1-audit-123456789012")
     if source:
         sets += (f"config.source={source}",)
     templates = {d["metadata"]["name"]: d["spec"]["template"]

@@ -1,6 +1,7 @@
 """Terraform's `chart_inputs` output as a values file for helm/fairshare, as `addons-values` carries
-`cluster_addons_values` to the add-ons chart: the runtimes' and the control plane's IRSA role ARNs and the
-tenants' pseudonymisation-key prefix, from the region Terraform built, so no install goes without them.
+`cluster_addons_values` to the add-ons chart: the runtimes' and the control plane's IRSA role ARNs, the
+tenants' pseudonymisation-key prefix and the audit bucket the control planes ship their audit trail to,
+from the region Terraform built, so no install goes without them.
 
     terraform output -json chart_inputs > chart-inputs.json
     python -m xds_server.deploy.chart_inputs chart-inputs.json --region eu-west-1 -o terraform.yaml
@@ -23,6 +24,8 @@ _FIELDS = {
     "runtime_role_arn": ("inference", "roleArn"),
     "control_plane_role_arn": ("controlPlane", "roleArn"),
     "tenant_secret_name_prefix": ("inference", "pseudonymisationKeys", "secretPrefix"),
+    "audit_bucket": ("controlPlane", "audit", "bucket"),
+    "audit_prefix": ("controlPlane", "audit", "prefix"),
 }
 
 
@@ -42,7 +45,9 @@ def chart_inputs_values(inputs: Any, region: str, source: str = "chart_inputs") 
     for key, path in _FIELDS.items():
         value = inputs.get(key)
         if not isinstance(value, str) or not value:
-            raise ChartInputsError(f"{source}: {key} is missing or empty (the chart's {'.'.join(path)})")
+            # An output from before the field existed: the region's Terraform has not been applied since.
+            raise ChartInputsError(f"{source}: {key} is missing or empty (the chart's {'.'.join(path)}); if "
+                                   "this region's Terraform predates it, apply it again (make region-apply)")
         node = values
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -142,6 +142,12 @@ topologySpreadConstraints:
 {{- if and (hasPrefix "s3://" $v.config.source) (not $v.controlPlane.roleArn) -}}
 {{- $problems = append $problems (printf "controlPlane.roleArn is empty, but the control plane reads its config from %s with it: set it to chart_inputs' control_plane_role_arn" $v.config.source) -}}
 {{- end -}}
+{{- /* An IRSA role means an AWS region Terraform built, and each has an audit bucket: without it here every
+     restart would take the audit trail with the pod's emptyDir (an auditor's evidence), so refuse. Without a
+     role (kind, a laptop, an example rendered alone) there is nowhere to ship: NOTES warns instead. */ -}}
+{{- if and $v.controlPlane.roleArn (not $v.controlPlane.audit.bucket) -}}
+{{- $problems = append $problems "controlPlane.audit.bucket is empty, but the control plane runs in AWS (controlPlane.roleArn is set): every restart would lose the audit trail; set it to chart_inputs' audit_bucket and controlPlane.audit.prefix to its audit_prefix (apply the region's Terraform again if its output has none)" -}}
+{{- end -}}
 {{- with $problems }}{{ fail (printf "%s %s" (join "; " .) $from) }}{{ end -}}
 {{- end -}}
 
