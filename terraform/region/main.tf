@@ -252,4 +252,6 @@ module "iam" {
     prefix      = module.audit_store.prefix
     kms_key_arn = aws_kms_key.service["audit"].arn
   }
+  # Who may read that trail back (an auditor, or whoever hands them evidence): read-only.
+  audit_readers = var.audit_reader_arns
 }

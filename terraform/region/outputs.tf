@@ -28,6 +28,11 @@ output "audit_bucket" {
   value       = module.audit_store.bucket_name
 }
 
+output "audit_reader_role_arn" {
+  description = "The role audit_reader_arns assume to read the audit trail back (aws sts assume-role; docs/helm.md, \"Audit trail\"); null without audit_reader_arns."
+  value       = module.iam.audit_reader_role_arn
+}
+
 output "kms_key_arns" {
   description = "The region's KMS keys by what they encrypt: models (S3), audit (S3), secrets (Secrets Manager), cluster (Kubernetes Secrets)."
   value       = { for k, key in aws_kms_key.service : k => key.arn }

@@ -193,3 +193,9 @@ variable "audit_retention_days" {
   type        = number
   default     = 400
 }
+
+variable "audit_reader_arns" {
+  description = "Principals that may assume the region's audit reader role (output audit_reader_role_arn) to read the shipped audit trail back: read-only, never write, delete or unlock. Empty: no reader role."
+  type        = list(string)
+  default     = []
+}

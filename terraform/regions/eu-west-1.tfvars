@@ -5,6 +5,8 @@ availability_zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 kubernetes_version = "1.35"
 # The roles that administer the cluster (EKS access entries): set to your platform team's role(s).
 # cluster_admin_principal_arns = ["arn:aws:iam::<account>:role/platform-admin"]
+# Who may assume the read-only audit reader role (output audit_reader_role_arn): your auditors' roles.
+# audit_reader_arns = ["arn:aws:iam::<auditor account>:role/soc2-auditor"]
 
 node_pools = {
   system = {

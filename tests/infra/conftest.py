@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from bench.terraform_driver import MotoServer, Region, plugin_dir, terraform_bin
 
 REGION = "eu-west-1"
+# Who the planned region lets read its audit trail back (audit_reader_arns): an auditor in another account.
+AUDITOR = "arn:aws:iam::333333333333:role/soc2-auditor"
 
 
 def require_terraform() -> None:
@@ -42,7 +45,7 @@ class PlannedRegion:
 def planned_region(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> PlannedRegion:
     """The eu-west-1 root, initialised on its remote state in moto and planned (what `make region-plan` does)."""
     root = tmp_path_factory.mktemp("region")
-    region = Region.in_copy(root, REGION, moto)
+    region = Region.in_copy(root, REGION, moto, extra_vars={"audit_reader_arns": json.dumps([AUDITOR])})
     region.init()
     plan_file = root / f"{REGION}.tfplan"
     region.plan(plan_file)

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from bench.terraform_driver import STATE_BUCKET, MotoServer
 from inference_images.runtime.pii.keys import SecretsManagerKeys
-from tests.infra.conftest import REGION, PlannedRegion
+from tests.infra.conftest import AUDITOR, REGION, PlannedRegion
 from xds_server.audit import AuditLog
 from xds_server.audit.ship import S3Shipper
 from xds_server.audit.verify import verify
@@ -164,7 +164,7 @@ def _check_the_audit_trail_ships_write_once(moto: MotoServer, outputs: dict[str,
     tls_only = s3.get_bucket_policy(Bucket=bucket)["Policy"]
     s3.delete_bucket_policy(Bucket=bucket)
     try:
-        _ship_and_read_back(moto, s3, as_control_plane, shipper, bucket, prefix, tmp_path)
+        _ship_and_read_back(moto, s3, as_control_plane, shipper, bucket, prefix, outputs, tmp_path)
     finally:
         # force_destroy (a throwaway region) locks in GOVERNANCE mode, which destroy may bypass to empty the
         # bucket. It does so at the bucket's own delete, after removing the lock rule, which moto (not S3)
@@ -176,7 +176,7 @@ def _check_the_audit_trail_ships_write_once(moto: MotoServer, outputs: dict[str,
 
 
 def _ship_and_read_back(moto: MotoServer, s3: Any, as_control_plane: Any, shipper: S3Shipper, bucket: str,
-                        prefix: str, tmp_path: Path) -> None:
+                        prefix: str, outputs: dict[str, Any], tmp_path: Path) -> None:
     audit_log = AuditLog(tmp_path / "state" / "audit" / "audit.jsonl", shipper=shipper)
     audit_log.append("config.applied", config_version="v1", tenants=["acme"])
     audit_log.append("config.refused", summary="a quota above the platform's", tenants=["initech"])
@@ -204,13 +204,44 @@ def _ship_and_read_back(moto: MotoServer, s3: Any, as_control_plane: Any, shippe
     with pytest.raises(ClientError) as locked:
         s3.delete_object(Bucket=bucket, Key=key, VersionId=versions["Versions"][0]["VersionId"])
     assert locked.value.response["Error"]["Code"] == "AccessDenied"
-    # docs/helm.md: download the pod's prefix, then `fairshare audit verify --log <dir>/audit.jsonl`.
+    # docs/helm.md: the auditor assumes the region's reader role (IAM enforced), lists the pods' prefixes,
+    # downloads one and runs `fairshare audit verify --log <dir>/audit.jsonl`; it can change nothing.
+    as_auditor = _as_audit_reader(moto, outputs)
     trail = tmp_path / "trail"
     trail.mkdir()
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{REGION}/{POD}/")["Contents"]:
-        s3.download_file(bucket, obj["Key"], str(trail / obj["Key"].rsplit("/", 1)[1]))
+    with _iam_enforced(moto):
+        pods = as_auditor.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{REGION}/", Delimiter="/")
+        assert [p["Prefix"] for p in pods["CommonPrefixes"]] == [f"{prefix}{REGION}/{POD}/"]
+        for obj in as_auditor.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{REGION}/{POD}/")["Contents"]:
+            as_auditor.download_file(bucket, obj["Key"], str(trail / obj["Key"].rsplit("/", 1)[1]))
+        assert as_auditor.head_object(Bucket=bucket, Key=key)["ObjectLockMode"] == "GOVERNANCE"
+        version = versions["Versions"][0]["VersionId"]
+        for call in (lambda: as_auditor.put_object(Bucket=bucket, Key=key, Body=b"{}"),
+                     lambda: as_auditor.delete_object(Bucket=bucket, Key=key),
+                     lambda: as_auditor.delete_object(Bucket=bucket, Key=key, VersionId=version,
+                                                      BypassGovernanceRetention=True),
+                     lambda: as_auditor.put_object_retention(
+                         Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True,
+                         Retention={"Mode": "GOVERNANCE", "RetainUntilDate": datetime.now(UTC) + timedelta(days=1)})):
+            with pytest.raises(ClientError) as refused:
+                call()
+            assert refused.value.response["Error"]["Code"] == "AccessDenied"
     result = verify(trail / "audit.jsonl")
     assert result.ok and [r["kind"] for r in result.records] == ["config.applied", "config.refused"]
+
+
+def _as_audit_reader(moto: MotoServer, outputs: dict[str, Any]) -> Any:
+    """An S3 client as the region's audit reader role, which only the principals in audit_reader_arns may
+    assume (moto does not check trust policies: the trust is read from IAM instead)."""
+    role = outputs["audit_reader_role_arn"]
+    assert role == f"arn:aws:iam::123456789012:role/fairshare-{REGION}-audit-reader"
+    iam = moto.client("iam", REGION)
+    trust = iam.get_role(RoleName=role.rsplit("/", 1)[1])["Role"]["AssumeRolePolicyDocument"]
+    assert [st["Principal"] for st in trust["Statement"]] == [{"AWS": AUDITOR}]
+    creds = moto.client("sts", REGION).assume_role(RoleArn=role, RoleSessionName="soc2-auditor")["Credentials"]
+    return boto3.client("s3", endpoint_url=moto.url, region_name=REGION,
+                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

@@ -442,3 +442,60 @@ resource "aws_iam_role_policy" "control_plane_audit" {
   role   = aws_iam_role.gateway.id
   policy = data.aws_iam_policy_document.ship_audit_records[0].json
 }
+
+# Who reads the trail back: an auditor (or whoever hands evidence to one) assumes this role to download a
+# pod's prefix and run `fairshare audit verify` (docs/helm.md, "Audit trail"). It reads records and their
+# locks and nothing else: no write, no delete, no change to a retention or legal hold, so handing it to
+# someone outside the platform team cannot alter the evidence it is handed. The bucket holds audit records
+# only, so listing it is not scoped further (a prefix condition would hide the pods' folders from `aws s3 ls`).
+data "aws_iam_policy_document" "audit_reader_trust" {
+  count = length(var.audit_readers) > 0 ? 1 : 0
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = var.audit_readers
+    }
+  }
+}
+
+data "aws_iam_policy_document" "read_audit_records" {
+  count = length(var.audit_readers) > 0 ? 1 : 0
+  statement {
+    sid       = "ListAuditRecords"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketObjectLockConfiguration"]
+    resources = [var.audit_store.bucket_arn]
+  }
+  statement {
+    sid = "ReadAuditRecords"
+    actions = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectRetention", "s3:GetObjectLegalHold",
+    "s3:GetObjectAttributes"]
+    resources = ["${var.audit_store.bucket_arn}/${var.audit_store.prefix}*"]
+  }
+  statement {
+    sid       = "DecryptAuditRecords"
+    actions   = ["kms:Decrypt"]
+    resources = [var.audit_store.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = [local.via_s3]
+    }
+  }
+}
+
+resource "aws_iam_role" "audit_reader" {
+  count                = length(var.audit_readers) > 0 ? 1 : 0
+  name                 = "${var.name}-audit-reader"
+  description          = "Reads the region's audit records and their locks (fairshare audit verify); writes, deletes and unlocks nothing."
+  assume_role_policy   = data.aws_iam_policy_document.audit_reader_trust[0].json
+  max_session_duration = 3600
+  tags                 = var.tags
+}
+
+resource "aws_iam_role_policy" "audit_reader" {
+  count  = length(var.audit_readers) > 0 ? 1 : 0
+  name   = "read-audit-records"
+  role   = aws_iam_role.audit_reader[0].id
+  policy = data.aws_iam_policy_document.read_audit_records[0].json
+}

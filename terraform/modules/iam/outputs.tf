@@ -27,3 +27,8 @@ output "addon_service_accounts" {
   description = "Service accounts (in kube-system) the Cluster Autoscaler and AWS Load Balancer Controller roles trust: the add-on releases must run as exactly these."
   value       = local.addon_service_accounts
 }
+
+output "audit_reader_role_arn" {
+  description = "The role audit_readers assume to read the audit trail back (null without audit_readers)."
+  value       = one(aws_iam_role.audit_reader[*].arn)
+}

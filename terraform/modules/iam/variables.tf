@@ -159,3 +159,19 @@ variable "audit_store" {
     error_message = "audit_store needs a bucket ARN (arn:aws:s3:::<bucket>), a non-empty prefix ending in / without wildcards (an empty one would be the whole bucket) and a KMS key ARN."
   }
 }
+
+variable "audit_readers" {
+  description = "Principals (IAM role, user or account ARNs: your auditors', or the platform team's that hands evidence over) that may assume the audit reader role: list and read the audit bucket's records and their locks, decrypt them through S3; never write, delete or change a lock. Empty: no reader role. Needs audit_store."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.audit_readers : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/.+|user/.+)$", p))])
+    error_message = "audit_readers must be IAM principal ARNs: arn:aws:iam::<account>:root, :role/<name> or :user/<name>."
+  }
+
+  validation {
+    condition     = length(var.audit_readers) == 0 || var.audit_store != null
+    error_message = "audit_readers is set but audit_store is not: there is no audit bucket to read."
+  }
+}

@@ -178,3 +178,78 @@ run "an_audit_store_without_a_prefix_is_refused" {
 
   expect_failures = [var.audit_store]
 }
+
+run "no_audit_readers_no_reader_role" {
+  command = plan
+
+  variables {
+    audit_store = {
+      bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-audit-123456789012"
+      prefix      = "audit/"
+      kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/audit"
+    }
+  }
+
+  assert {
+    condition     = length(aws_iam_role.audit_reader) == 0 && output.audit_reader_role_arn == null
+    error_message = "no audit reader role unless audit_readers names who may assume it"
+  }
+}
+
+run "an_auditor_reads_the_trail_and_changes_nothing" {
+  command = plan
+
+  variables {
+    audit_store = {
+      bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-audit-123456789012"
+      prefix      = "audit/"
+      kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/audit"
+    }
+    audit_readers = ["arn:aws:iam::333333333333:role/soc2-auditor"]
+  }
+
+  assert {
+    condition     = aws_iam_role.audit_reader[0].name == "fairshare-eu-west-1-audit-reader" && aws_iam_role_policy.audit_reader[0].name == "read-audit-records"
+    error_message = "the reader role is <name>-audit-reader with the read-audit-records policy"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.audit_reader_trust[0].statement : one(s.principals).identifiers]) == toset(["arn:aws:iam::333333333333:role/soc2-auditor"])
+    error_message = "only the named audit readers may assume the role"
+  }
+
+  assert {
+    condition     = one([for s in data.aws_iam_policy_document.read_audit_records[0].statement : s.resources if s.sid == "ReadAuditRecords"]) == toset(["arn:aws:s3:::fairshare-eu-west-1-audit-123456789012/audit/*"])
+    error_message = "the reader reads objects under the audit prefix only"
+  }
+
+  assert {
+    condition     = length([for s in data.aws_iam_policy_document.read_audit_records[0].statement : s if anytrue([for a in s.actions : !can(regex("^(s3:(Get|List)[A-Za-z]+|kms:Decrypt)$", a))])]) == 0
+    error_message = "the reader may only get, list and decrypt: no put, delete, bypass or retention change"
+  }
+}
+
+run "audit_readers_without_an_audit_store_are_refused" {
+  command = plan
+
+  variables {
+    audit_readers = ["arn:aws:iam::333333333333:role/soc2-auditor"]
+  }
+
+  expect_failures = [var.audit_readers]
+}
+
+run "an_audit_reader_that_is_no_principal_is_refused" {
+  command = plan
+
+  variables {
+    audit_store = {
+      bucket_arn  = "arn:aws:s3:::fairshare-eu-west-1-audit-123456789012"
+      prefix      = "audit/"
+      kms_key_arn = "arn:aws:kms:eu-west-1:123456789012:key/audit"
+    }
+    audit_readers = ["soc2-auditor"]
+  }
+
+  expect_failures = [var.audit_readers]
+}
