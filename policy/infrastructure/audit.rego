@@ -86,3 +86,27 @@ violations contains v if {
 		"message": sprintf("audit bucket %s locks its records for %v days; policy/retention keeps audit records %d days", [bucket_label(b), object.get(r, "days", object.get(r, "years", "no")), data.fairshare.retention.audit_days]),
 	}
 }
+
+# The expiry days of the lifecycle rules on the bucket named `name` (those that expire current objects).
+audit_expiry_days(name) := [e.days |
+	some s in settings("aws_s3_bucket_lifecycle_configuration", name)
+	some rule in s.change.after.rule
+	object.get(rule, "status", "Enabled") == "Enabled"
+	some e in object.get(rule, "expiration", [])
+	is_number(e.days)
+]
+
+# METADATA
+# title: Audit records are kept for their retention
+# description: No lifecycle rule on the audit bucket expires records before policy/retention's audit_days.
+violations contains v if {
+	some b in audit_buckets
+	some days in audit_expiry_days(b.change.after.bucket)
+	days < data.fairshare.retention.audit_days
+	v := {
+		"rule": "audit-expires-too-soon",
+		"subject": b.address,
+		"field": "aws_s3_bucket_lifecycle_configuration.rule.expiration.days",
+		"message": sprintf("audit bucket %s expires its records after %v days; policy/retention keeps audit records %d days (the lock keeps the version, but a delete marker hides it from every reader)", [bucket_label(b), days, data.fairshare.retention.audit_days]),
+	}
+}

@@ -74,3 +74,26 @@ test_a_bucket_not_tagged_audit_needs_no_lock if {
 	audit_rules := {r | some [r, _] in found(plan([models])); startswith(r, "audit-")}
 	count(audit_rules) == 0
 }
+
+lifecycle(days) := change("module.audit_store.aws_s3_bucket_lifecycle_configuration.this", "aws_s3_bucket_lifecycle_configuration", {
+	"bucket": "audit-eu",
+	"rule": [{"id": "expire-after-retention", "status": "Enabled", "filter": [{"prefix": "audit/"}], "expiration": [{"days": days, "expired_object_delete_marker": false}]}],
+})
+
+test_records_expiring_after_the_audit_period_pass if {
+	count(data.fairshare.infrastructure.violations) == 0 with input as plan([audit_bucket({}), lock(compliance_400), lifecycle(400)])
+}
+
+test_records_expiring_before_the_audit_period_are_denied if {
+	found(plan([audit_bucket({}), lock(compliance_400), lifecycle(90)])) == {["audit-expires-too-soon", "aws_s3_bucket_lifecycle_configuration.rule.expiration.days"]}
+}
+
+test_a_disabled_early_expiry_passes if {
+	disabled := json.patch(lifecycle(90), [{"op": "replace", "path": "/change/after/rule/0/status", "value": "Disabled"}])
+	count(data.fairshare.infrastructure.violations) == 0 with input as plan([audit_bucket({}), lock(compliance_400), disabled])
+}
+
+test_another_buckets_early_expiry_does_not_count if {
+	other := json.patch(lifecycle(90), [{"op": "replace", "path": "/change/after/bucket", "value": "models-eu"}])
+	count(data.fairshare.infrastructure.violations) == 0 with input as plan([audit_bucket({}), lock(compliance_400), other])
+}

@@ -139,6 +139,7 @@ def test_each_safeguard_removed_fails_its_rule(moto: MotoServer, tmp_path: Path)
         ("audit-bucket-not-locked", AUDIT_BUCKET),
         ("bucket-not-versioned", AUDIT_BUCKET),  # Object Lock is what keeps it versioned
         ("audit-retention-too-short", AUDIT_BUCKET),
+        ("audit-expires-too-soon", AUDIT_BUCKET),  # kept as long as locked: 30 days
     } | {("imds-not-hardened", s) for s in launch_templates} | {("kms-use-without-via-service", s) for s in kms}
     # Every pool's launch template, and only the policy document whose condition went.
     assert launch_templates == {f'module.node_pools.aws_launch_template.this["{p}"]'

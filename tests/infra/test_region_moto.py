@@ -130,6 +130,10 @@ def _check_the_audit_trail_ships_write_once(moto: MotoServer, outputs: dict[str,
     assert ownership == {"ObjectOwnership": "BucketOwnerEnforced"}
     statements = {st["Sid"] for st in json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]}
     assert statements == {"DenyInsecureTransport"}
+    # Kept for the retention, not forever: expired once unlocked, the version removed a day later.
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert lifecycle["Status"] == "Enabled" and lifecycle["Filter"] == {"Prefix": prefix}
+    assert lifecycle["Expiration"]["Days"] == 400 and lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
 
     # The role, as IRSA gives it to the control plane's pods.
     role = inputs["control_plane_role_arn"]

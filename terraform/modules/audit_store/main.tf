@@ -74,3 +74,35 @@ resource "aws_s3_bucket_policy" "this" {
   # A bucket policy is refused while the public access block is being written.
   depends_on = [aws_s3_bucket_public_access_block.this]
 }
+
+# Records leave when policy/retention says, not never: once a record's lock has run out (it is locked for
+# retention_days from its upload, and keep_days is at least that), S3 expires it, which with versioning puts
+# a delete marker on it, and removes the version a day later. Nothing here can remove a record early: S3
+# refuses to delete a locked version, the lifecycle's included. A multipart upload a stopped shipper left
+# behind is aborted after a day, since it holds bytes nobody can see.
+resource "aws_s3_bucket_lifecycle_configuration" "this" {
+  bucket = aws_s3_bucket.this.bucket
+  rule {
+    id     = "expire-after-retention"
+    status = "Enabled"
+    filter {
+      prefix = var.prefix
+    }
+    expiration {
+      days = local.keep_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+  # The lock rule must be in place first: a lifecycle on a bucket whose records are not locked yet could
+  # only ever be as safe as the lock that follows it.
+  depends_on = [aws_s3_bucket_object_lock_configuration.this]
+}
+
+locals {
+  keep_days = coalesce(var.keep_days, var.retention_days)
+}

@@ -14,8 +14,8 @@ output "prefix" {
 }
 
 output "retention" {
-  description = "The default retention every audit object gets: mode and days."
-  value       = { mode = var.lock_mode, days = var.retention_days }
+  description = "The default retention every audit object gets (mode and days), and the days after which S3 removes it (keep_days)."
+  value       = { mode = var.lock_mode, days = var.retention_days, keep_days = local.keep_days }
 }
 
 output "kms_key_arn" {

@@ -62,3 +62,14 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "keep_days" {
+  description = "Days a record is kept before S3 removes it: at least retention_days (the lock refuses an earlier delete anyway). Null: retention_days, policy/retention's period; records kept past it serve no purpose the policy names (storage limitation)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.keep_days == null || try(var.keep_days >= var.retention_days && floor(var.keep_days) == var.keep_days, false)
+    error_message = "keep_days must be a whole number of days, at least retention_days: a record cannot be removed while it is locked."
+  }
+}

@@ -74,7 +74,7 @@ run "the_retention_is_a_variable" {
   }
 
   assert {
-    condition     = one(one(aws_s3_bucket_object_lock_configuration.this.rule).default_retention).days == 730 && output.retention == { mode = "GOVERNANCE", days = 730 }
+    condition     = one(one(aws_s3_bucket_object_lock_configuration.this.rule).default_retention).days == 730 && output.retention == { mode = "GOVERNANCE", days = 730, keep_days = 730 }
     error_message = "retention_days and lock_mode set the default retention"
   }
 }
@@ -107,4 +107,44 @@ run "a_prefix_without_a_slash_or_with_a_wildcard_is_refused" {
   }
 
   expect_failures = [var.prefix]
+}
+
+run "records_expire_once_their_retention_has_passed" {
+  command = plan
+
+  assert {
+    condition = (one(aws_s3_bucket_lifecycle_configuration.this.rule).status == "Enabled" &&
+      one(one(aws_s3_bucket_lifecycle_configuration.this.rule).filter).prefix == "audit/" &&
+      one(one(aws_s3_bucket_lifecycle_configuration.this.rule).expiration).days == 400 &&
+    one(one(aws_s3_bucket_lifecycle_configuration.this.rule).noncurrent_version_expiration).noncurrent_days == 1)
+    error_message = "records under the prefix expire after the retention (400 days), their versions a day later"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.this.bucket == var.bucket_name
+    error_message = "the lifecycle names the bucket by a value known at plan time (the infrastructure policy links it by name)"
+  }
+}
+
+run "records_may_be_kept_longer_than_locked" {
+  command = plan
+
+  variables {
+    keep_days = 1000
+  }
+
+  assert {
+    condition     = one(one(aws_s3_bucket_lifecycle_configuration.this.rule).expiration).days == 1000 && output.retention.keep_days == 1000
+    error_message = "keep_days sets when S3 removes a record"
+  }
+}
+
+run "keeping_records_for_less_than_their_lock_is_refused" {
+  command = plan
+
+  variables {
+    keep_days = 30
+  }
+
+  expect_failures = [var.keep_days]
 }
