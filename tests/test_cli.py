@@ -216,6 +216,8 @@ def test_bad_arguments_are_errors_naming_them_not_tracebacks(
     (["run", "--xds-port", "99999"], "argument --xds-port: must be between 1 and 65,535, got 99999"),
     (["serve", "--status-port", "0"], "argument --status-port: must be between 1 and 65,535, got 0"),
     (["run", "--control-planes", "-1"], "argument --control-planes: must be at least 1, got -1"),
+    (["serve", "--audit-seal-after", "-5"], "argument --audit-seal-after: must be at least 0 seconds, got -5"),
+    (["serve", "--audit-seal-after", "1h"], "argument --audit-seal-after: '1h' is not a whole number of seconds"),
 ])
 def test_ports_and_counts_out_of_range_are_refused_by_name(argv: list[str], message: str,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

@@ -155,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, xds_port=args.xds_port, status_port=args.status_port,
         listen_address=args.listen_address,
         ratelimit_port=args.ratelimit_port, ratelimit_redis_url=args.ratelimit_redis_url,
-        audit_log=audit_cli.open_from_args(args),
+        audit_log=audit_cli.open_from_args(args), audit_seal_after_s=args.audit_seal_after,
         ratelimit_address=args.ratelimit_address, ratelimit_shared_port=args.ratelimit_shared_port,
         endpoints_from=args.endpoints_from, kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         namespace=args.namespace,

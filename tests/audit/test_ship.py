@@ -3,7 +3,9 @@ has it, plain where it does not."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import boto3
@@ -108,3 +110,48 @@ def test_a_stopping_control_plane_ships_its_last_records(s3: object, tmp_path: P
     assert log.seal() is None
     log.append("config.applied", tenants=["t99999"], config_version="f" * 12)
     assert log.seq == 13
+
+
+def test_a_quiet_control_plane_ships_its_records_within_the_seal_period(tmp_path: Path) -> None:
+    """Records wait for a rotation no longer than the seal period, however few there are: a node lost outright
+    (no stop runs) takes at most that long of the trail. The age is the active file's first record's."""
+    shipped: list[Path] = []
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, shipper=shipped.append)
+    assert log.seal_if_older(3600) is None  # no record: nothing to seal
+    first = log.append("config.applied", tenants=["acme"], config_version="a" * 12)
+    at = datetime.fromisoformat(first["time"]).timestamp()
+    log.append("config.refused", tenants=["globex"], summary="a quota above the tier's")
+    assert log.seal_if_older(3600, now=at + 3599) is None and shipped == []
+    sealed = log.seal_if_older(3600, now=at + 3600)
+    assert sealed is not None and shipped == [sealed] and [p.name for p in log_files(path)] == [sealed.name]
+    # The next file's age counts from its own first record; a restart reads it back from the file.
+    assert log.seal_if_older(0) is None
+    third = log.append("config.applied", tenants=["acme"], config_version="b" * 12)
+    reopened = AuditLog(path, shipper=shipped.append)
+    third_at = datetime.fromisoformat(third["time"]).timestamp()
+    assert reopened.seal_if_older(60, now=third_at + 59) is None
+    assert reopened.seal_if_older(60, now=third_at + 60) is not None and len(shipped) == 2
+    assert verify(path).ok and [r["seq"] for r in verify(path).records] == [1, 2, 3]
+
+
+def test_serve_seals_the_active_file_once_it_is_old_enough(tmp_path: Path) -> None:
+    """`serve --audit-seal-after`: the periodic sealer ships a quiet control plane's records without a stop."""
+    from xds_server.controlplane.main import seal_periodically
+
+    shipped: list[Path] = []
+    log = AuditLog(tmp_path / "audit.jsonl", shipper=shipped.append)
+    log.append("config.applied", tenants=["acme"], config_version="a" * 12)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(seal_periodically(log, 0.2, stop))
+        for _ in range(200):  # up to 10 s on a loaded machine; the sealer checks every 0.05 s
+            if shipped:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+    assert len(shipped) == 1 and verify(tmp_path / "audit.jsonl").ok

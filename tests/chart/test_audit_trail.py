@@ -81,6 +81,8 @@ def test_the_rendered_flags_are_the_ones_serve_ships_with(helm_bin: str, spec_va
     assert audit_log is not None and isinstance(audit_log.shipper, S3Shipper)
     assert (audit_log.shipper.bucket, audit_log.shipper.prefix) == (BUCKET, f"audit/{REGION}/{pod_name}/")
     assert audit_log.max_bytes == 16 * 2**20 and audit_log.shipper.retention_days == 400
+    # A quiet control plane's records are shipped within the hour, not only at 16 MiB or a stop.
+    assert parsed.audit_seal_after == 3600
 
 
 def test_a_stopping_pod_has_the_time_to_ship_its_last_file(helm_bin: str, spec_values: dict[str, Path]) -> None:
@@ -140,6 +142,7 @@ def test_a_bucket_without_the_specs_region_is_refused(helm_bin: str) -> None:
     ("controlPlane.audit.prefix=audit/*", "at '/controlPlane/audit/prefix'"),
     ("controlPlane.audit.maxMb=0", "at '/controlPlane/audit/maxMb': minimum: got 0, want 1"),
     ("controlPlane.audit.lockDays=0", "at '/controlPlane/audit/lockDays': minimum: got 0, want 1"),
+    ("controlPlane.audit.sealAfterSeconds=0", "at '/controlPlane/audit/sealAfterSeconds': minimum: got 0, want 60"),
     ("controlPlane.audit.ship=s3://b/p", "additional properties 'ship' not allowed"),
 ])
 def test_bad_audit_values_are_named(helm_bin: str, value: str, expected: str) -> None:

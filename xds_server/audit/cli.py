@@ -38,6 +38,20 @@ def add_serve_arguments(sp: argparse.ArgumentParser) -> None:
                     help="upload each rotated audit file there (object lock where the bucket has it)")
     sp.add_argument("--audit-lock-days", type=int, default=365,
                     help="object-lock retention when the bucket has no default rule (default: 365)")
+    sp.add_argument("--audit-seal-after", type=_seconds, default=DEFAULT_SEAL_AFTER_S, metavar="SECONDS",
+                    help="with --audit-ship: seal and ship the active file once its first record is this old, "
+                         f"however quiet the control plane (default: {DEFAULT_SEAL_AFTER_S}; 0: only past "
+                         "--audit-max-mb and at a stop)")
+
+
+# An hour: what a node lost outright (no stop runs) may take of the trail, at a file per pod per hour.
+DEFAULT_SEAL_AFTER_S = 3600
+
+
+def _seconds(text: str) -> int:
+    from xds_server.cli import _whole_number  # the CLI's one bounded-integer type; it imports this module
+
+    return _whole_number(text, 0, noun="a whole number of seconds", unit=" seconds")
 
 
 def open_from_args(args: argparse.Namespace) -> AuditLog | None:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +105,9 @@ class AuditLog:
         except OSError as err:
             raise AuditError(f"cannot create the audit log's folder {self.path.parent}: {err.strerror}") from None
         self._seq, self._prev = self._tail()
+        # When the active file's first record was written (None: it holds none): how long its records have
+        # waited for a rotation to ship them (seal_if_older).
+        self._oldest_unsealed = self._first_time(self.path)
 
     @property
     def seq(self) -> int:
@@ -131,6 +135,20 @@ class AuditLog:
             return seq, digest
         return 0, None
 
+    @staticmethod
+    def _first_time(file: Path) -> float | None:
+        """The time of the first record in `file` (its mtime where that line does not say), None if none."""
+        try:
+            with file.open("rb") as f:
+                first = f.readline()
+            if not first.strip():
+                return None
+            return datetime.fromisoformat(json.loads(first)["time"]).timestamp()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return file.stat().st_mtime
+
     def append(self, kind: str, **fields: Any) -> dict[str, Any]:
         if not KIND.match(kind):
             raise AuditError(f"audit record kind {kind!r} must be dotted lowercase words (e.g. config.applied)")
@@ -156,6 +174,8 @@ class AuditLog:
             line = f'{body[:-1]},"digest":"{digest}"}}\n'.encode()
             self._rotate_if_full(len(line))
             self._write(line)
+            if self._oldest_unsealed is None:  # as a restart reads it back (_first_time)
+                self._oldest_unsealed = datetime.fromisoformat(record["time"]).timestamp()
             self._seq, self._prev = record["seq"], digest
         record["digest"] = digest
         return record
@@ -180,6 +200,18 @@ class AuditLog:
         with self._lock:
             return self._rotate_if_full(0, now=True)
 
+    def seal_if_older(self, max_age_s: float, now: float | None = None) -> Path | None:
+        """Seal the active file if its first record is at least `max_age_s` old: records wait no longer than
+        that to be shipped, however quiet the control plane, so a node lost outright (no stop runs) loses at
+        most that long of the trail. None: nothing to seal yet."""
+        with self._lock:
+            oldest = self._oldest_unsealed
+            if oldest is None or (time.time() if now is None else now) - oldest < max_age_s:
+                return None
+            sealed = self._rotate_if_full(0, now=True)
+            self._oldest_unsealed = None  # sealed, or the active file was empty or gone: nothing waits
+            return sealed
+
     def _rotate_if_full(self, incoming: int, now: bool = False) -> Path | None:
         try:
             size = self.path.stat().st_size
@@ -191,6 +223,7 @@ class AuditLog:
         number = int(rotated[-1].suffix[1:]) + 1 if rotated else 1
         closed = self.path.with_name(f"{self.path.name}.{number:06d}")
         os.replace(self.path, closed)
+        self._oldest_unsealed = None
         if self.shipper is not None:
             self.shipper(closed)
         return closed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from xds_server.audit import AuditLog
+from xds_server.audit import AuditError, AuditLog
 from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.cells import peers
@@ -49,6 +49,9 @@ class ServeOptions:
     ratelimit_redis_url: str | None = None
     # The audit trail (xds_server/audit): every applied or refused change is appended there; None: none.
     audit_log: AuditLog | None = None
+    # Where the trail is shipped: the active file is sealed (and so shipped) once its first record is this
+    # old, however quiet the control plane; 0: only at the size limit and at a stop.
+    audit_seal_after_s: float = 0.0
     # Where Envoy dials the rate-limit service, if not --host: a name every replica shares (the chart's
     # control-plane Service), so that every replica compiles the same snapshot from the same config.
     ratelimit_address: str | None = None
@@ -134,12 +137,17 @@ async def serve(opts: ServeOptions) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = asyncio.create_task(cp.watch(stop))
+    sealer = (asyncio.create_task(seal_periodically(opts.audit_log, opts.audit_seal_after_s, stop))
+              if opts.audit_log is not None and opts.audit_log.shipper is not None and opts.audit_seal_after_s > 0
+              else None)
     # OPA (or the config source) may come up after us: keep trying, not only on the next file change.
     first_load = asyncio.create_task(retry_until_loaded(cp, stop)) if cp.compiled is None else None
     try:
         await stop.wait()
     finally:
         watcher.cancel()
+        if sealer is not None:
+            sealer.cancel()
         if first_load is not None:
             first_load.cancel()
         if source is not None:
@@ -152,6 +160,27 @@ async def serve(opts: ServeOptions) -> None:
             cp.validator.close()  # its spare Envoy
         _ship_the_last_records(opts.audit_log)
         log.info("control plane stopped")
+
+
+async def seal_periodically(audit: AuditLog, max_age_s: float, stop: asyncio.Event) -> None:
+    """Seal the active audit file once its first record is `max_age_s` old, checked a few times per period:
+    a control plane that changes little would otherwise keep its records unshipped until the size limit or
+    its stop, and a node lost outright runs no stop."""
+    tick = min(60.0, max(max_age_s / 4, 0.05))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), tick)
+        if stop.is_set():
+            return
+        try:
+            # A rotation renames and hands the file to the shipper's thread: off the loop all the same,
+            # since the log's lock may be held by a reload appending a 10,000-tenant record.
+            sealed = await asyncio.to_thread(audit.seal_if_older, max_age_s)
+        except (AuditError, OSError) as err:
+            log.error("audit: cannot seal the active file for shipping: %s", err)
+            continue
+        if sealed is not None:
+            log.info("audit: sealed %s (its first record %.0f s old) for shipping", sealed.name, max_age_s)
 
 
 def _ship_the_last_records(audit: AuditLog | None, timeout_s: float = 20.0) -> None:
