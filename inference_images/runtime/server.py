@@ -94,7 +94,9 @@ SERVER_NAME = "fairshare-runtime"
 # Probes and scrapes would drown the access log; they are counted elsewhere.
 _QUIET_PATHS = ("/v2/health/", "/metrics")
 # On a request for a tenant's own model: (its cache's qualified name, the name its caller used).
-_OWN_MODEL_NAMES = "fairshare.own_model_names"
+_OWN_MODEL_NAMES = web.RequestKey("fairshare.own_model_names", tuple[str, str])
+# The (model, version) a request resolved to: names the config chose, which the access log may carry.
+_SERVED = web.RequestKey("fairshare.served", tuple[str, str])
 
 
 class ApiError(Exception):
@@ -186,23 +188,35 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = _error(exc.status, scrub(_describe_http_error(request, exc)))
     except Exception as exc:
         # The message may quote request data, so only the type is logged.
-        log.error("unhandled error", extra={"path": request.path, "error_type": type(exc).__name__})
+        log.error("unhandled error", extra={"route": _route_of(request), "error_type": type(exc).__name__})
         response = _error(500, "internal error")
     response.headers[REPLICA_HEADER] = state.settings.replica
     if state.settings.access_log and not request.path.startswith(_QUIET_PATHS):
-        # Who (the tenant Envoy verified; absent on calls that did not come through it), method, path and
+        # Who (the tenant Envoy verified; absent on calls that did not come through it), method, route and
         # status only: bodies and query strings may carry personal data (policy/retention keeps these lines).
+        # Not the path either, as in Envoy's access log: a client writes it, and a scrubber's patterns miss
+        # a name, or a number glued to a separator. The model and version are logged once resolved to ones
+        # this replica serves, so they are names the config chose.
+        model, version = request.get(_SERVED, (None, None))
         access_log.info(
             "request",
             extra={
                 "tenant": request.headers.get(TENANT_HEADER),
                 "method": request.method,
-                "path": request.path,
+                "route": _route_of(request),
+                "model": model,
+                "version": version,
                 "status": response.status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
             },
         )
     return response
+
+
+def _route_of(request: web.Request) -> str:
+    """The route template a request matched (`/v2/models/{model}/infer`), or `other`: one of a fixed few."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "other"
 
 
 def _as_the_tenant_names_it(request: web.Request, message: str) -> str:
@@ -274,9 +288,11 @@ def _resolve(request: web.Request, header_version: str | None) -> ModelEntry:
         raise ApiError(404, f"unknown version '{path_version}' of model '{request.match_info['model']}'")
     version = path_version or header_version
     try:
-        return repository.resolve(request.match_info["model"], version)
+        entry = repository.resolve(request.match_info["model"], version)
     except ModelNotFoundError as exc:
         raise ApiError(404, str(exc)) from None
+    request[_SERVED] = (entry.spec.name, entry.spec.version)
+    return entry
 
 
 def _own_ref(request: web.Request, context: GatewayContext | None = None) -> tuple[OwnModelRef, float] | None:
@@ -310,6 +326,8 @@ def _own_ref(request: web.Request, context: GatewayContext | None = None) -> tup
     except ValueError as exc:
         raise ApiError(400, f"gateway headers for an own model: {exc}") from None
     request[_OWN_MODEL_NAMES] = (ref.qualified, ref.name)
+    # The gateway's route for this tenant's model set these headers: the names are the config's.
+    request[_SERVED] = (ref.name, ref.version)
     if state.cache is None:
         raise ApiError(503, f"model '{name}': this replica has no model cache for tenants' own models")
     return ref, context.weight

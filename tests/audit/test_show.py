@@ -115,7 +115,8 @@ def test_by_default_each_record_is_one_readable_line_and_a_tenant_sees_its_chang
     assert text[change + 1] == "     splits: embedder v1 90%, embedder v2 10% -> embedder v1 50%, embedder v2 50%"
     reasons = [line for line in text if line.startswith("     reason: ")]
     assert len(reasons) == 1 and "acme.yaml" in reasons[0]
-    assert not [other for other in ("hooli", "globex", "initech", "t-0") if other in out]
+    named = out.replace(str(audited.config.parent), "")  # the tmp folder's name may hold "t-0" (pytest-0)
+    assert not [other for other in ("hooli", "globex", "initech", "t-0") if other in named]
 
 
 def test_a_tenant_no_record_names_is_unknown_unless_the_config_has_it(

@@ -15,6 +15,7 @@ from tests.audit.conftest import Audited
 from xds_server.audit import AuditLog, verify
 from xds_server.audit.cli import open_from_args
 from xds_server.audit.log import digest_of
+from xds_server.audit.trail import route_regions
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_for_config
 from xds_server.cli import _parser
@@ -56,8 +57,8 @@ def test_an_applied_change_records_the_tenants_and_decisions_it_changed(audited:
     (decision,) = audited.records()[-1]["decisions"]
     result = decision["result"]
     assert set(result) == {"routes", "own_routes", "pii"}
-    assert set(result["routes"]["before"]) == {"us-east-1", "eu-west-1"}
-    assert set(result["routes"]["after"]) == {"us-east-1"}
+    assert route_regions(result["routes"]["before"]) == {"us-east-1", "eu-west-1"}
+    assert route_regions(result["routes"]["after"]) == {"us-east-1"}
     assert "iban" in result["pii"]["after"]["block"] and "iban" not in result["pii"]["before"]["block"]
     assert audited.records()[-1]["decided_by"]["pii"] == "fairshare/pii"
 
@@ -180,7 +181,10 @@ def test_tenants_with_one_effective_spec_share_one_stored_result(audited: Audite
         assert result["quotas"]["before"] is None
         assert result["quotas"]["after"] == {"tier": enforced.spec.tier, "weight": enforced.weight,
                                              **enforced.quotas.model_dump()}
-        assert result["routes"]["after"] == enforced.routes and result["own_routes"]["after"] == enforced.own_routes
+        assert result["routes"]["after"] == [{"region": r, "model": m, "versions": list(v)}
+                                             for r, ms in sorted(enforced.routes.items())
+                                             for m, v in sorted(ms.items())]
+        assert result["own_routes"]["after"] == enforced.own_routes
         assert result["pii"]["after"] == {"data_class": enforced.spec.data_class,
                                           **enforced.pii.model_dump(mode="json")}
     assert decision_of(record, "nobody") is None
@@ -345,3 +349,36 @@ def test_a_cell_pin_or_a_rate_limit_mode_is_recorded_before_and_after(
                  "--log", str(audited.log_path)]) == 0
     assert "serving: cell -, exempt False, shadow False -> cell -, exempt False, shadow True" in capsys.readouterr().out
 
+
+
+def test_a_catalog_model_named_like_request_data_is_recorded(
+        audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:
+    """A catalog model named `prompt` (a name the writer refuses as a field): granting it is still
+    recorded, and verified. Before, the routes part keyed regions by model name, so the record was refused
+    and the change served with no record of it."""
+    from xds_server.cli import main
+
+    assert audited.cp.reload().ok
+    models = audited.config / "models.yaml"
+    models.write_text(models.read_text() + "  prompt:\n    kind: classifier\n"
+                      "    versions:\n      v1: {pool: cpu-general, loader: lexicon}\n")
+    audited.edit("acme", "classifier: {split: {v1: 100}}",
+                 "classifier: {split: {v1: 100}}\n  prompt: {split: {v1: 100}}")
+    audited.edit("acme", "block: [credit_card]", "block: [credit_card, iban]")
+    count = len(audited.records())
+    assert audited.cp.reload().ok
+    records = audited.records()
+    assert len(records) == count + 1 and records[-1]["kind"] == "config.applied"
+    (decision,) = records[-1]["decisions"]
+    assert decision["tenant"] == "acme"
+    after = decision["result"]["routes"]["after"]
+    assert {"region": "us-east-1", "model": "prompt", "versions": ["v1"]} in after
+    assert verify(audited.log_path).ok
+
+    # audit show says what changed, before -> after, for each part: routes and PII rules as well.
+    capsys.readouterr()
+    assert main(["audit", "show", "--tenant", "acme", "--log", str(audited.log_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pii: block [credit_card], data_class payment" in out and "block [credit_card, iban]" in out
+    (routes,) = [line for line in out.splitlines() if line.strip().startswith("routes:") and "prompt" in line]
+    assert "prompt v1" in routes.split("->")[1] and "prompt" not in routes.split("->")[0]

@@ -54,8 +54,10 @@ def test_access_logs_name_the_tenant_and_outcome_never_the_payload(offboard_plat
     assert not [e for e in lines(envoy_log) if e.get("operation") == "ready" and not e.get("tenant")]
     assert {(200, "classifier", "infer"), (pinned, "classifier", "infer"), (404, "unknown-model", "infer")} <= logged
     runtime = [e for e in lines(runtime_log) if e.get("msg") == "request" and e.get("tenant") == "stayer"]
-    assert {(200, "/v2/models/classifier/infer"), (pinned, "/v2/models/classifier/versions/[EMAIL]/infer")} \
-        <= {(e["status"], e["path"]) for e in runtime}
+    # The route template, never the path; the model and version once resolved to ones the replica serves.
+    assert {(200, "/v2/models/{model}/infer", "classifier", "v1"),
+            (pinned, "/v2/models/{model}/versions/{version}/infer", None, None)} \
+        <= {(e["status"], e["route"], e.get("model"), e.get("version")) for e in runtime}
     for path in (envoy_log, runtime_log):
         text = path.read_text()
         # The card number as sent, not its first group alone: a random request id (a UUID) may hold "4111".

@@ -99,7 +99,8 @@ def test_pii_reaches_the_model_redacted_and_no_log_holds_it(platform: Platform) 
     # Every process's log (runtime, Envoy, control plane) saw those requests and holds none of the values.
     def logged() -> bool:
         return any(
-            line.get("status") == 422 and line.get("path") == "/v2/models/classifier/infer"
+            line.get("status") == 422 and line.get("route") == "/v2/models/{model}/infer"
+            and line.get("model") == "classifier"
             for line in platform.runtime_log_lines()
         )
 

@@ -203,3 +203,33 @@ def test_log_lines_are_scrubbed() -> None:
     assert line["path"] == "/v2/models/[CREDIT_CARD]/infer"
     assert line["reasons"] == {"m:v1": "fetch from [IP_ADDRESS] failed"}
     assert line["host"] == "127.0.0.1" and line["replica"] == "r1"
+
+
+def test_the_access_log_names_the_route_and_served_model_never_the_path(caplog: pytest.LogCaptureFixture) -> None:
+    """A client writes the path: a number glued to a separator, an email encoded twice or a person's name
+    is not what a scrubber's patterns catch. The access log carries the route template and, once resolved,
+    the model and version this replica serves."""
+    server = start_server("classifier:v1:lexicon", access_log=True)
+    server.wait_ready(5)
+    formatter = JsonFormatter()
+    try:
+        with caplog.at_level(logging.INFO, logger="inference_images.runtime.access"):
+            for path in ("/v2/models/classifier/versions/123-45-6780/infer",
+                         "/v2/models/classifier.415-555-0132/infer",
+                         "/v2/models/jane.doe%2540example.com/infer",
+                         "/v2/models/Jane Q Public/infer",
+                         "/v2/models/classifier/infer"):
+                server.infer(path.replace(" ", "%20"), text_request("fine"))
+            server.get("/nothing/here/123-45-6780")
+    finally:
+        server.stop()
+    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.getMessage() == "request"]
+    text = json.dumps(lines)
+    for value in ("123-45-6780", "415-555-0132", "jane", "Jane", "example.com", "%40"):
+        assert value not in text, value
+    assert [(line["route"], line["status"]) for line in lines] == [
+        ("/v2/models/{model}/versions/{version}/infer", 404), ("/v2/models/{model}/infer", 404),
+        ("/v2/models/{model}/infer", 404), ("/v2/models/{model}/infer", 404),
+        ("/v2/models/{model}/infer", 200), ("other", 404)]
+    assert (lines[4]["model"], lines[4]["version"]) == ("classifier", "v1")
+    assert all(line["model"] is None for line in lines[:4] + lines[5:])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.audit.log import AuditError
-from xds_server.audit.trail import _TENANT_FILE, decision_of
+from xds_server.audit.trail import _TENANT_FILE, decision_of, route_regions
 from xds_server.audit.verify import Verified, verify
 from xds_server.config import load_config
 from xds_server.config.model import PlatformConfig, ResolvedTenant, is_s3
@@ -259,11 +259,11 @@ def audit_section(log_path: Path, tenant: str, since: datetime | None, until: da
     """`result`: the log already verified (an offboarded tenant's report reads it first)."""
     period = {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
     result = result if result is not None else verify(log_path)
-    out: dict[str, Any] = {"log": str(log_path), "period": period, "verified": result.ok, "records": None}
     if not result.files:
-        out["message"] = f"no audit log at {log_path}: no change to this tenant has been recorded there"
-        out["records"] = []
-        return out
+        # Not an empty report: a wrong --log would read as "nothing changed, verified" to an auditor.
+        raise ReportError(f"no audit log at {log_path}: give the trail's file with --log (or the control "
+                          "plane's --state); `fairshare audit verify --log FILE` checks one")
+    out: dict[str, Any] = {"log": str(log_path), "period": period, "verified": result.ok, "records": None}
     if not result.ok:
         out["break"] = str(result.broken)
         out["message"] = (f"REFUSED: the audit log does not verify ({result.broken}); no record is presented, "
@@ -407,21 +407,50 @@ def _own_row(r: dict[str, Any]) -> str:
 
 
 def _row_changes(result: dict[str, Any]) -> list[str]:
-    """A split or own-model change, before -> after, one line each: the part's name alone would not say
-    which canary moved or which artifact changed."""
-    changes = [(part, result[part]) for part in ("splits", "own_models") if part in result]
-    lines = [f"     {part}: {_rows(c['before'])} -> {_rows(c['after'])}" for part, c in changes
-             if c["before"] or c["after"]]
-    if "serving" in result:  # a pin to another cell, rate limits put in shadow: which, not only that
-        lines.append(f"     serving: {_settings(result['serving']['before'])} -> "
-                     f"{_settings(result['serving']['after'])}")
+    """Each changed part, before -> after, one line each: the part's name alone would not say which canary
+    moved, which artifact changed, which PII rule was dropped or which quota was raised."""
+    lines = []
+    for part in ("splits", "own_models"):
+        if part in result and (result[part]["before"] or result[part]["after"]):
+            lines.append(f"     {part}: {_rows(result[part]['before'])} -> {_rows(result[part]['after'])}")
+    for part, show in (("routes", _routes), ("own_routes", _routes), ("quotas", _settings), ("pii", _settings),
+                       ("serving", _settings)):
+        if part in result:
+            lines.append(f"     {part}: {show(result[part]['before'])} -> {show(result[part]['after'])}")
     return lines
 
 
 def _settings(values: dict[str, Any] | None) -> str:
     if values is None:  # onboarded or offboarded: nothing on that side
         return "none"
-    return ", ".join(f"{k} {v if v is not None else '-'}" for k, v in values.items())
+    return ", ".join(f"{k} {_value(v)}" for k, v in values.items())
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return str(v)
+
+
+def _routes(routes: Any) -> str:
+    """A recorded `routes` (rows of region, model, versions; a region -> model map in older records) or
+    `own_routes` (region -> names) part, region by region."""
+    if routes is None:
+        return "none"
+    by_region: dict[str, list[str]] = {}
+    if isinstance(routes, list):
+        for row in routes:
+            if row.get("versions"):
+                by_region.setdefault(row["region"], []).append(f"{row['model']} {'/'.join(row['versions'])}")
+    else:
+        for region, models in sorted(routes.items()):
+            named = ([f"{m} {'/'.join(v)}" for m, v in sorted(models.items()) if v] if isinstance(models, dict)
+                     else [str(m) for m in models])
+            if named:
+                by_region[region] = named
+    return "; ".join(f"{r}: {', '.join(names)}" for r, names in sorted(by_region.items())) or "none"
 
 
 def render(d: dict[str, Any]) -> str:
@@ -506,7 +535,7 @@ def render_offboarded(d: dict[str, Any]) -> str:
                      "does not verify)")
     else:
         before = last["before"]
-        regions = sorted({r for r, m in (before.get("routes") or {}).items() if any(m.values())}
+        regions = sorted(route_regions(before.get("routes"))
                          | {r for r, names in (before.get("own_routes") or {}).items() if names})
         lines += [f"   until {last['time']} (audit seq {last['seq']}, config {last['config_version']}): routed in "
                   f"{_join(regions)}",

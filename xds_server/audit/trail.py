@@ -72,7 +72,7 @@ def git_source(directory: Path) -> dict[str, Any]:
 def _effective(t: ResolvedTenant) -> dict[str, Any]:
     # The models' own field dicts (frozen, JSON values only): a model_dump per tenant cost more.
     return {"quotas": {"tier": t.spec.tier, "weight": t.weight, **t.quotas.__dict__},
-            "routes": t.routes, "splits": _splits(t), "own_routes": t.own_routes, "own_models": _own_models(t),
+            "routes": _route_rows(t), "splits": _splits(t), "own_routes": t.own_routes, "own_models": _own_models(t),
             "pii": {"data_class": t.spec.data_class, **t.pii.__dict__}, "serving": _serving(t)}
 
 
@@ -80,6 +80,20 @@ def _serving(t: ResolvedTenant) -> dict[str, Any]:
     """What its file sets of how it is served beside the policies' decisions: the cell it is pinned to, and
     whether its gateway rate limits only count (shadow) or do not apply (exempt)."""
     return {"cell": t.spec.cell, **t.spec.rate_limit.__dict__}
+
+
+def _route_rows(t: ResolvedTenant) -> list[dict[str, Any]]:
+    """Where the tenant's catalog models are routed: one row per (region, model) with its versions. Rows, not
+    the config's region -> model map, since a model's name as a key could be one the writer refuses."""
+    return [{"region": r, "model": m, "versions": list(v)}
+            for r, models in sorted(t.routes.items()) for m, v in sorted(models.items())]
+
+
+def route_regions(routes: Any) -> set[str]:
+    """The regions a recorded `routes` part routes any version to: rows, or the map records before rows had."""
+    if isinstance(routes, dict):
+        return {r for r, models in routes.items() if any(models.values())}
+    return {row["region"] for row in routes or () if row.get("versions")}
 
 
 def _splits(t: ResolvedTenant) -> list[dict[str, Any]]:
