@@ -292,7 +292,23 @@ def render(status: Mapping[str, Any], now: float | None = None, max_rows: int | 
     peers = render_peers(status)
     if peers:
         parts.append(peers)
+    audit = render_audit(status)
+    if audit:
+        parts.append(audit)
     return "\n".join(parts)
+
+
+def render_audit(status: Mapping[str, Any]) -> str:
+    """The audit trail's head (a copy of the trail must end there) and, loudly, a record it lost."""
+    audit = status.get("audit")
+    if not audit:
+        return ""
+    line = f"audit trail {audit['log']}: seq {audit['seq']}, head {audit.get('head') or '-'}"
+    lost = audit.get("last_error")
+    if audit.get("unrecorded"):
+        line += (f"; {audit['unrecorded']} record(s) NOT WRITTEN, the last at {lost['at'] if lost else '-'} "
+                 f"({lost['kind'] if lost else '-'}): {clipped(lost['error'] if lost else '', REASON_CHARS)}")
+    return line
 
 
 def render_peers(status: Mapping[str, Any]) -> str:

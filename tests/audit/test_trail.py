@@ -382,3 +382,28 @@ def test_a_catalog_model_named_like_request_data_is_recorded(
     assert "pii: block [credit_card], data_class payment" in out and "block [credit_card, iban]" in out
     (routes,) = [line for line in out.splitlines() if line.strip().startswith("routes:") and "prompt" in line]
     assert "prompt v1" in routes.split("->")[1] and "prompt" not in routes.split("->")[0]
+
+
+def test_a_record_that_cannot_be_written_is_shown_in_status(
+        audited: Audited, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The change is served anyway (a full disk must not stop the platform), so the loss is in /status
+    and `fairshare status`, not only in a log line; status also gives the trail's head, where a shipped
+    copy must end."""
+    from xds_server.status_table import render
+
+    assert audited.cp.reload().ok
+    (first,) = audited.records()
+    assert audited.cp.status()["audit"] == {"log": str(audited.log_path), "seq": 1, "head": first["digest"],
+                                            "unrecorded": 0, "last_error": None}
+    assert f"audit trail {audited.log_path}: seq 1, head {first['digest']}" in render(audited.cp.status())
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AuditLog, "append", full)
+    audited.edit("acme", "quotas: {concurrency: 32}", "quotas: {concurrency: 16}")
+    assert audited.cp.reload().ok
+    audit = audited.cp.status()["audit"]
+    assert audit["seq"] == 1 and audit["unrecorded"] == 1
+    assert audit["last_error"]["kind"] == "config.applied" and "No space left" in audit["last_error"]["error"]
+    assert "1 record(s) NOT WRITTEN" in render(audited.cp.status())

@@ -114,6 +114,12 @@ class AuditLog:
         """The last record's seq (0: no record yet)."""
         return self._seq
 
+    @property
+    def head(self) -> str | None:
+        """The last record's digest (None: no record yet): with `seq`, what a copy of the trail must end
+        at, since a copy cut short at a record boundary still verifies."""
+        return self._prev
+
     def _tail(self) -> tuple[int, str | None]:
         """The last record's seq and digest, from the newest file that has one. A last line cut short
         (a crash mid-write) is refused: appending after it would hide the break."""

@@ -8,7 +8,8 @@ routes, catalog splits, own-model routes, own-model versions, its data class and
 and rate-limit mode), before and after. Those are config values; a record never holds a request, a
 token or a key.
 
-Splits and own-model versions are rows, one per (model, version): a catalog split's percent; an own
+Routes are rows, one per (region, model) with its versions. Splits and own-model versions are rows, one
+per (model, version): a catalog split's percent; an own
 version's percent, artifact digest (sha256) and location, and its model's format, base and pool. Only the
 rows that changed go in a changed tenant's result (a canary step or a new digest is one or two rows, not
 the tenant's every model), and model and version names stay values, never keys: a tenant's model named
@@ -269,6 +270,20 @@ class ControlPlaneAudit:
     config_dir: Path
     describe: Callable[[], dict[str, Any]] | None = None
     memo: Callable[[], Any] = field(default=lambda: None)
+    # The last record that could not be written ({at, kind, error}) and how many were lost: the change was
+    # served anyway, and an operator reads it in /status, not only in a log line.
+    last_error: dict[str, Any] | None = None
+    unrecorded: int = 0
+
+    def status(self) -> dict[str, Any]:
+        """The trail's head (its last seq and digest, where a shipped or downloaded copy must end) and
+        whether a record was lost."""
+        return {"log": str(self.log.path), "seq": self.log.seq, "head": self.log.head,
+                "unrecorded": self.unrecorded, "last_error": self.last_error}
+
+    def _lost(self, kind: str, err: Exception) -> None:
+        self.unrecorded += 1
+        self.last_error = {"at": rfc3339(), "kind": kind, "error": redact_secrets(str(err))}
 
     @classmethod
     def of(cls, cp: Any, audit_log: AuditLog) -> ControlPlaneAudit:
@@ -310,6 +325,7 @@ class ControlPlaneAudit:
                 decisions=decisions, **({"results": shared} if shared else {}))
         except (AuditError, OSError) as err:
             log.error("audit record of applied config %s not written: %s", version, err)
+            self._lost("config.applied", err)
             return None
 
     def refused(self, reason: str, serving: str | None) -> dict[str, Any] | None:
@@ -322,4 +338,5 @@ class ControlPlaneAudit:
                                    summary=summary, reasons=reasons, tenants=tenants)
         except (AuditError, OSError) as err:
             log.error("audit record of a refused change not written: %s", err)
+            self._lost("config.refused", err)
             return None

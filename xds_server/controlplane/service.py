@@ -358,6 +358,8 @@ class ControlPlane:
                 "revision": self.last.revision.to_json() if self.last.revision else None,
                 **({"problems": [p.to_json() for p in self.last.problems]} if self.last.problems else {}),
             },
+            # The audit trail's head (seq, digest) and any record lost; None: no trail kept.
+            "audit": None if self.audit is None else self.audit.status(),
             # Where the config comes from, the revision serving and the last refused one.
             "config_source": self._source().status(),
             # Where the replicas come from and how following it goes (Kubernetes: lists, watches, 410s,
