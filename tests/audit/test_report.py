@@ -91,7 +91,7 @@ def test_unknown_tenant_and_bad_dates_get_clear_errors(audited: Audited, capsys:
     assert main(["compliance", "report", "--tenant", "nobody", "--config", str(audited.config)]) == 2
     assert "unknown tenant 'nobody'" in capsys.readouterr().err
     rc, out = report(audited, capsys, "--since", "last tuesday")
-    assert rc == 2 and "--since: expected a date (2026-01-31)" in out
+    assert rc == 2 and "--since: expected a duration back from now (30m, 1h, 7d), a date (2026-01-31)" in out
     rc, out = report(audited, capsys, "--since", "2026-02-01", "--until", "2026-01-01")
     assert rc == 2 and "is after --until" in out
 
@@ -103,6 +103,11 @@ def test_a_period_without_records_says_so(audited: Audited, capsys: pytest.Captu
     rc, out = report(audited, capsys, "--since", "2000-01-01", "--until", "2000-12-31")
     assert rc == 0
     assert "no audit record touches tenant acme in the period" in out and "the log holds 1 records" in out
+    # The durations `audit show` takes: the last week holds the record, a week ending a day ago does not.
+    rc, out = report(audited, capsys, "--since", "7d", "--json")
+    assert rc == 0 and len(json.loads(out)["audit"]["records"]) == 1
+    rc, out = report(audited, capsys, "--since", "7d", "--until", "1d", "--json")
+    assert rc == 0 and json.loads(out)["audit"]["records"] == []
 
 
 def test_a_tampered_log_is_refused_and_the_break_named(audited: Audited, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,7 @@ from tests.offboarding.platform import OffboardPlatform
 from tests.offboarding.test_offboard import CLASSIFY, held, router_body, run_cli
 from xds_server.local.processes import free_port
 from xds_server.offboard import storage
-from xds_server.offboard.run import OffboardError, Offboarding, Options, State, _summary, state_path
+from xds_server.offboard.run import STEPS, OffboardError, Offboarding, Options, State, _summary, state_path
 
 
 def test_offboarding_without_aws_names_no_aws_and_the_receipt_says_what_remains(
@@ -122,3 +122,41 @@ def test_missing_credentials_at_a_step_name_no_aws(tmp_path: Path, monkeypatch: 
         storage.delete_artifacts(BUCKET, "us-east-1", "local")
     with pytest.raises(storage.StorageError, match=r"Secrets Manager in us-east-1.*--no-aws"):
         storage.schedule_secret_deletion("us-east-1", "local", 30)
+
+
+def test_steps_an_earlier_no_aws_run_skipped_are_run_once_aws_is_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An offboarding run with --no-aws skips the model buckets and Secrets Manager. Were they marked done,
+    a later run with AWS would clean nothing and the tenant's objects and secrets would stay for good: it
+    runs them, and issues the receipt again (the first listed them as skipped)."""
+    cfg = write_config(tmp_path, free_port())
+    state = State.load(state_path(tmp_path / "state", "stayer"), "stayer")
+    for step in STEPS:
+        state.done(step, {"skipped": "--no-aws: not asked"} if step in ("artifacts", "secrets") else {})
+    assert all(state.finished(step, no_aws=True) for step in STEPS)
+    assert [step for step in STEPS if not state.finished(step, no_aws=False)] == ["artifacts", "secrets", "receipt"]
+
+    with_aws = Offboarding(Options(tenant="stayer", config_dir=cfg, state_dir=tmp_path / "state"))
+    without_aws(monkeypatch, tmp_path)
+    with pytest.raises(OffboardError, match="no AWS credentials found") as refused:
+        with_aws.preflight(state)
+    assert f"s3://{BUCKET}" in str(refused.value) and "Secrets Manager" in str(refused.value)
+
+    # Its file removed since: those steps read its regions from it, so the user is told to restore it.
+    (cfg / "tenants" / "stayer.yaml").unlink()
+    with pytest.raises(OffboardError, match="offboarded with --no-aws, which skipped artifacts, secrets"):
+        with_aws.preflight(state)
+    Offboarding(Options(tenant="stayer", config_dir=cfg, state_dir=tmp_path / "state", no_aws=True)).preflight(state)
+
+
+def test_no_control_plane_at_the_status_port_is_refused_before_the_mark(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every step after the mark asks the control plane: a wrong --status-port used to mark the tenant file
+    (the next reload would take the tenant off every gateway) and then stop at the routes step."""
+    cfg = write_config(tmp_path, free_port())
+    before = (cfg / "tenants" / "stayer.yaml").read_text()
+    rc, _out, err = run_cli(capsys, "tenant", "offboard", "stayer", "--yes", "--no-aws", "--config", str(cfg),
+                            "--state", str(tmp_path / "state"), "--status-port", str(free_port()))
+    assert rc == 2 and "no control plane answers at" in err and "--status-port" in err
+    assert (cfg / "tenants" / "stayer.yaml").read_text() == before
+    assert not state_path(tmp_path / "state", "stayer").exists()

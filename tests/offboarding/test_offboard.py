@@ -149,6 +149,8 @@ def test_offboarding_under_load_removes_everything_and_the_receipt_verifies(
     # The receipt verifies with the JWKS the gateway uses (URL and a saved file) ...
     jwks_url = f"http://127.0.0.1:{p.status_port}/.well-known/jwks.json"
     signed = Path(result["receipt_file"])
+    # The digest the trail recorded is the file's, as `sha256sum` prints it.
+    assert hashlib.sha256(signed.read_bytes()).hexdigest() == record["receipt_sha256"]
     rc, out, err = run_cli(capsys, "receipt", "verify", str(signed), "--jwks", jwks_url)
     assert rc == 0 and "receipt OK: tenant leaver" in out, err
     saved = tmp_path / "jwks.json"

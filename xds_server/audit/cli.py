@@ -141,11 +141,8 @@ def parse_since(text: str | None, flag: str, end: bool = False, now: datetime | 
             return (now or datetime.now(UTC)) - timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
         except OverflowError:
             raise ReportError(f"{flag}: {text!r} reaches back before year 1") from None
-    try:
-        return parse_when(text, flag, end)
-    except ReportError:
-        raise ReportError(f"{flag}: expected a duration back from now (30m, 1h, 7d), a date (2026-01-31) or an "
-                          f"RFC 3339 time (2026-01-31T12:00:00Z), got {text!r}") from None
+    return parse_when(text, flag, end, forms="a duration back from now (30m, 1h, 7d), a date (2026-01-31) or an "
+                      "RFC 3339 time (2026-01-31T12:00:00Z)")
 
 
 # Fields that say nothing of any one tenant: a record cut to a tenant keeps them whole. Any other field of
@@ -235,10 +232,11 @@ def record_lines(record: dict[str, Any], tenant: str | None = None) -> list[str]
 
 
 def _report(args: argparse.Namespace) -> int:
-    from xds_server.audit.report import build_report, parse_when
+    from xds_server.audit.report import build_report
     from xds_server.offboard.run import receipt_path
 
-    since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until", end=True)
+    # The forms `audit show` takes: a duration back from now (7d), a date or an RFC 3339 time.
+    since, until = parse_since(args.since, "--since"), parse_since(args.until, "--until", end=True)
     # An offboarded tenant's receipt, where `fairshare tenant offboard` with the same --state wrote it.
     report = build_report(Path(args.config), args.tenant, _log_path(args), since, until,
                           Path(args.policy) if args.policy else None,
@@ -283,8 +281,9 @@ def add_commands(sub: argparse._SubParsersAction[Any], default_state: str) -> No
     r = ccommands.add_parser("report", help="where a tenant's data may be and is, what serves it, its PII "
                              "rules, quotas, who may change it, and its audit records for a period")
     r.add_argument("--tenant", required=True)
-    r.add_argument("--since", default=None, help="from this date or RFC 3339 time (UTC; default: the log's start)")
-    r.add_argument("--until", default=None, help="up to this date, inclusive, or time (UTC; default: now)")
+    r.add_argument("--since", default=None, help="from this long ago (30m, 1h, 7d), date or RFC 3339 time (UTC; "
+                   "default: the log's start)")
+    r.add_argument("--until", default=None, help="up to this long ago, date (inclusive) or time (UTC; default: now)")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.add_argument("--log", default=None, metavar="PATH", help="the audit log (default: <state>/audit/audit.jsonl)")
     r.add_argument("--config", default="config", help="config directory (default: config/)")

@@ -30,8 +30,12 @@ class ReportError(AuditError):
     """The report cannot be made as asked (unknown tenant, a malformed date)."""
 
 
-def parse_when(text: str | None, flag: str, end: bool = False) -> datetime | None:
-    """A date (YYYY-MM-DD; with `end`, the end of that day) or an RFC 3339 time, as UTC."""
+_WHEN_FORMS = "a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z)"
+
+
+def parse_when(text: str | None, flag: str, end: bool = False, forms: str = _WHEN_FORMS) -> datetime | None:
+    """A date (YYYY-MM-DD; with `end`, the end of that day) or an RFC 3339 time, as UTC. `forms`: what
+    the error says the flag takes."""
     if text is None:
         return None
     try:
@@ -43,8 +47,7 @@ def parse_when(text: str | None, flag: str, end: bool = False) -> datetime | Non
     except OverflowError:  # 9999-12-31T23:59:59-23:59 is a valid time, past the last UTC one
         raise ReportError(f"{flag}: {text!r} is outside the dates this can read (years 1-9999 in UTC)") from None
     except ValueError:
-        raise ReportError(f"{flag}: expected a date (2026-01-31) or an RFC 3339 time (2026-01-31T12:00:00Z), "
-                          f"got {text!r}") from None
+        raise ReportError(f"{flag}: expected {forms}, got {text!r}") from None
 
 
 def record_time(record: dict[str, Any]) -> datetime:

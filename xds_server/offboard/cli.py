@@ -23,7 +23,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
     off.add_argument("tenant")
     off.add_argument("--config", default="config", help="config directory (default: config/)")
     off.add_argument("--state", default=str(default_state), help="local state: the platform key, progress, receipts")
-    off.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    off.add_argument("--yes", action="store_true",
+                     help="confirm without asking (without it: asked on a terminal, refused elsewhere)")
     off.add_argument("--json", action="store_true", help="print the receipt as JSON")
     off.add_argument("--from-config", action="store_true",
                      help="the config-change flow: the tenant file already says `offboard: true` (merged); "

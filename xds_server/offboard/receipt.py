@@ -30,8 +30,9 @@ def sign(receipt: dict[str, Any], key: SigningKey) -> str:
 
 
 def digest(signed: str) -> str:
-    """The sha256 the audit trail records of a receipt (its JWS as issued, without a file's newline): which
-    receipt was issued, holding nothing of the tenant."""
+    """The sha256 the audit trail records of a receipt (its JWS as issued: the receipt file's bytes, which
+    `sha256sum` prints; a newline an editor adds is ignored): which receipt was issued, holding nothing of
+    the tenant."""
     return hashlib.sha256(signed.strip().encode()).hexdigest()
 
 

@@ -91,6 +91,18 @@ class State:
                                     "start over (every step is safe to repeat)") from err
         return cls(path, tenant, rfc3339())
 
+    def finished(self, step: str, no_aws: bool) -> bool:
+        """Done, and not skipped by an earlier --no-aws run that this run, with AWS, can do now: a step
+        marked done when it was skipped would leave the buckets and secrets uncleaned for good. The
+        receipt is issued again once such a step ran, since it lists what was skipped."""
+        if step not in self.steps:
+            return False
+        if no_aws:
+            return True
+        if step == "receipt":
+            return not any("skipped" in r for s, r in self.steps.items() if s != "receipt")
+        return "skipped" not in self.steps[step]
+
     def done(self, step: str, result: dict[str, Any]) -> None:
         self.steps[step] = {"at": rfc3339(), **result}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +143,13 @@ class Offboarding:
         """Every step not yet done; returns the receipt and where its signed form is."""
         state = State.load(state_path(self.opts.state_dir, self.tenant), self.tenant)
         self.preflight(state)
+        pending = [step for step in STEPS if not state.finished(step, self.opts.no_aws)]
+        if pending:
+            # Every step after the mark asks the control plane: a wrong --status-port must not leave the
+            # tenant file marked (the next reload would take the tenant off every gateway) and stop there.
+            self._status()
         for step in STEPS:
-            if step in state.steps:
+            if step not in pending:
                 self.progress(f"  {step:<10} done before ({state.steps[step]['at']})")
                 continue
             try:
@@ -153,8 +170,14 @@ class Offboarding:
             raise OffboardError(f"{self.tenant!r} is not a tenant id (lowercase letters, digits and dashes)")
         path = self.tenant_file
         if not path.is_file():
-            if "receipt" in state.steps:
+            if state.finished("receipt", self.opts.no_aws):
                 return  # offboarded earlier and the file since removed: nothing left to do
+            if "receipt" in state.steps:
+                skipped = [s for s in STEPS if "skipped" in state.steps.get(s, {})]
+                raise OffboardError(f"{self.tenant} was offboarded with --no-aws, which skipped "
+                                    f"{', '.join(skipped)}, and {path} has since been removed: those steps "
+                                    "read the tenant's regions from it. Restore the file (with offboard: true) "
+                                    "and run again, or run with --no-aws to leave them skipped")
             known = sorted(p.stem for p in (self.opts.config_dir / "tenants").glob("*.y*ml"))
             raise OffboardError(f"unknown tenant {self.tenant!r}: there is no {path} "
                                 f"({len(known):,} known: {capped(known) or 'none'})")
@@ -189,10 +212,10 @@ class Offboarding:
             return []
         out = []
         buckets = self._buckets()
-        if buckets and "artifacts" not in state.steps:
+        if buckets and not state.finished("artifacts", False):
             out.append(f"the model buckets {capped(buckets)} (its objects under "
                        f"{storage.tenant_prefix(self.tenant)})")
-        if "secrets" not in state.steps:
+        if not state.finished("secrets", False):
             out.append(f"Secrets Manager in {capped(sorted(self.config.regions))} (secrets named "
                        f"{self.opts.secret_prefix}/{self.tenant}/...)")
         return out
@@ -421,7 +444,8 @@ class Offboarding:
         signed = receipt_path(self.opts.state_dir, self.tenant)
         signed.parent.mkdir(parents=True, exist_ok=True)
         token = receipt.sign(body, key)
-        signed.write_text(token + "\n")
+        # No newline after it: the file's sha256 (`sha256sum`) is the digest the audit trail records.
+        signed.write_text(token)
         # Recorded by the control plane, the audit chain's one writer: the tenant id, the steps and the
         # receipt's digest (no tenant data). A re-run after a failure here records it again: the trail
         # then shows the retry, which is what happened.
