@@ -1,6 +1,6 @@
 """Retention: access logs (Envoy's and the runtime's) name the tenant and the outcome, never a payload or
-a query string; `fairshare logs sweep` empties each log once it is older than policy/retention's period
-for the shortest data class it may hold."""
+a query string; `fairshare logs sweep` removes each line older than policy/retention's period for the
+shortest data class its log may hold, a removed tenant's class included while its lines may be there."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import yaml
 from tests.e2e.conftest import eventually, get, post
 from tests.offboarding.conftest import OffboardPlatform, write_config
 from xds_server.cli import main
+from xds_server.retention import sweep
 
 DAY = 86400.0
 
@@ -97,3 +98,108 @@ def test_sweep_empties_logs_older_than_their_shortest_class(
     assert done[old.name]["deleted"] is (kept_days < 20)
     assert (old.stat().st_size == 0) is (kept_days < 20)
     assert not done[new.name]["deleted"] and new.stat().st_size > 0
+
+
+def set_classes(cfg: Path, classes: dict[str, str]) -> None:
+    for tenant, data_class in classes.items():
+        path = cfg / "tenants" / f"{tenant}.yaml"
+        spec = yaml.safe_load(path.read_text())
+        spec["data_class"] = data_class
+        path.write_text(yaml.safe_dump(spec))
+
+
+def stamp(at: float, fmt: str) -> str:
+    return time.strftime(fmt, time.gmtime(at))
+
+
+def sweep_json(capsys: pytest.CaptureFixture[str], cfg: Path, state: Path, *extra: str) -> dict[str, dict[str, object]]:
+    capsys.readouterr()
+    assert main(["logs", "sweep", "--config", str(cfg), "--state", str(state), "--json", *extra]) == 0
+    return {Path(str(d["path"])).name: d for d in json.loads(capsys.readouterr().out)}
+
+
+def test_a_log_still_written_loses_its_lines_older_than_the_period(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A log written every day never has an old last write: its old lines are removed, whatever their
+    format (the runtime's JSON, Envoy's access log and its own lines, the control plane's), and a line
+    without a time (a traceback's) goes with the line before it. A process appending to it meanwhile
+    keeps appending to the same file."""
+    cfg = write_config(tmp_path, 18080)
+    set_classes(cfg, {"leaver": "public", "retry": "public", "stayer": "health"})  # 14 days
+    state, now = tmp_path / "state", time.time()
+    old, recent = now - 20 * DAY, now - 2 * DAY
+    runtime = state / "run" / "runtime-us-east-1-cpu-r1.log"
+    envoy = state / "run" / "envoy-us-east-1" / "envoy-us-east-1.log"
+    control = state / "run" / "controlplane.log"
+    for path in (runtime, envoy, control):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    runtime.write_text(f'{{"ts": "{stamp(old, "%Y-%m-%dT%H:%M:%S.000Z")}", "msg": "request", "tenant": "stayer"}}\n'
+                       '  a continuation line without a time\n'
+                       f'{{"ts": "{stamp(recent, "%Y-%m-%dT%H:%M:%S.000Z")}", "msg": "request", "tenant": "stayer"}}\n')
+    envoy.write_text(f"[{stamp(old, '%Y-%m-%d %H:%M:%S')}.123][1][info][main] starting\n"
+                     f'{{"time":"{stamp(old, "%Y-%m-%dT%H:%M:%S")}.5Z","tenant":"stayer","status":"200"}}\n'
+                     f'{{"time":"{stamp(recent, "%Y-%m-%dT%H:%M:%S")}.5Z","tenant":"stayer","status":"200"}}\n')
+    control.write_text(f"{stamp(old, '%Y-%m-%d %H:%M:%S')},001 INFO fairshare: reload\n"
+                       f"{stamp(old + DAY, '%Y-%m-%d %H:%M:%S')},001 INFO fairshare: reload\n")
+    appender = runtime.open("a")  # the runtime's own handle, O_APPEND like the launcher's
+
+    planned = sweep_json(capsys, cfg, state, "--dry-run")
+    assert (planned[runtime.name]["dropped_lines"], planned[runtime.name]["kept_lines"]) == (2, 1)
+    assert not planned[runtime.name]["pruned"] and len(runtime.read_text().splitlines()) == 3
+
+    done = sweep_json(capsys, cfg, state)
+    assert done[runtime.name]["keep_days"] == 14 and done[runtime.name]["pruned"]
+    assert runtime.read_text().splitlines() == [
+        f'{{"ts": "{stamp(recent, "%Y-%m-%dT%H:%M:%S.000Z")}", "msg": "request", "tenant": "stayer"}}']
+    assert envoy.read_text().splitlines() == [
+        f'{{"time":"{stamp(recent, "%Y-%m-%dT%H:%M:%S")}.5Z","tenant":"stayer","status":"200"}}']
+    assert control.read_text() == "" and done[control.name]["deleted"]
+    appender.write('{"msg": "after the sweep"}\n')
+    appender.close()
+    assert runtime.read_text().splitlines()[-1] == '{"msg": "after the sweep"}'
+    assert len(runtime.read_text().splitlines()) == 2  # no hole of old bytes before it
+
+
+def test_a_removed_tenants_class_holds_the_logs_until_its_lines_are_past_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tenant file is removed after offboarding, yet the logs still hold its lines: the audit trail
+    remembers its class (health: 14 days) until its period has passed since its removal. A config some
+    policy refuses (here a tier that does not exist) still has its logs swept."""
+    from xds_server.audit import AuditLog
+    from xds_server.audit.trail import ControlPlaneAudit
+    from xds_server.controlplane.service import ControlPlane
+    from xds_server.policy.backends import DEFAULT_POLICY_DIR
+    from xds_server.xds.store import SnapshotStore
+
+    monkeypatch.setenv("FAIRSHARE_POLICY_DIR", str(DEFAULT_POLICY_DIR))
+    cfg = write_config(tmp_path, 18080)
+    set_classes(cfg, {"leaver": "health", "retry": "public", "stayer": "public"})
+    state = tmp_path / "state"
+    cp = ControlPlane(cfg, None, '{"keys": []}', SnapshotStore())
+    cp.audit = ControlPlaneAudit.of(cp, AuditLog(state / "audit" / "audit.jsonl"))
+    assert cp.reload().ok
+    (cfg / "tenants" / "leaver.yaml").unlink()
+    assert cp.reload().ok
+    assert cp.audit.log.seq == 2
+
+    now = time.time()
+    log = state / "run" / "runtime-us-east-1-cpu-r1.log"
+    log.parent.mkdir(parents=True)
+
+    def write() -> None:
+        log.write_text(f'{{"ts": "{stamp(now - 20 * DAY, "%Y-%m-%dT%H:%M:%S.000Z")}", "tenant": "leaver"}}\n'
+                       f'{{"ts": "{stamp(now - DAY, "%Y-%m-%dT%H:%M:%S.000Z")}", "tenant": "stayer"}}\n')
+
+    write()
+    assert sweep_json(capsys, cfg, state)[log.name]["keep_days"] == 14
+    assert "leaver" not in log.read_text()
+    # Its period since the removal has passed: every line of it is older than that, the public 90 apply.
+    write()
+    (later,) = sweep(state / "run", cfg, now=now + 15 * DAY, audit_log=state / "audit" / "audit.jsonl")
+    assert later.keep_days == 90
+
+    # An unrelated refusal of the config does not stop retention.
+    stayer = cfg / "tenants" / "stayer.yaml"
+    stayer.write_text(stayer.read_text().replace("tier:", "tier: platinum\nx-old-tier:"))
+    assert not cp.reload().ok
+    assert sweep_json(capsys, cfg, state)[log.name]["keep_days"] == 14

@@ -53,8 +53,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
 
     logs = sub.add_parser("logs", help="the platform's local logs: retention", description="the platform's logs")
     lcommands = logs.add_subparsers(required=True, metavar="LOGS_COMMAND")
-    sw = lcommands.add_parser("sweep", help="empty every log under <state>/run older than its retention period "
-                              "(policy/retention)", description="apply policy/retention to <state>/run")
+    sw = lcommands.add_parser("sweep", help="remove every line of the logs under <state>/run older than its "
+                              "retention period (policy/retention)", description="apply policy/retention to "
+                              "<state>/run; removed tenants' classes are read from <state>/audit")
     sw.add_argument("--config", default="config", help="config directory (default: config/)")
     sw.add_argument("--state", default=str(default_state), help="local state (logs under <state>/run)")
     sw.add_argument("--policy", default=None, help="policy directory (default: the repository's policy/)")
@@ -130,12 +131,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from xds_server.audit.cli import default_log
     from xds_server.retention import RetentionError, sweep
 
     run_dir = Path(args.state) / "run"
     try:
         decisions = sweep(run_dir, Path(args.config), dry_run=args.dry_run,
-                          policy_dir=Path(args.policy) if args.policy else None)
+                          policy_dir=Path(args.policy) if args.policy else None,
+                          audit_log=default_log(args.state))
     except RetentionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -145,6 +148,12 @@ def _sweep(args: argparse.Namespace) -> int:
     if not decisions:
         print(f"no logs under {run_dir}")
     for d in decisions:
-        verdict = "emptied" if d.deleted else ("would empty" if d.age_days > d.keep_days else "kept")
-        print(f"{verdict:<12} {d.path}  (last written {d.age_days:.1f} days ago; kept {d.keep_days} days)")
+        would = "" if d.done else "would "
+        if d.emptied:
+            verdict = f"{would}empty"
+        elif d.dropped_lines:
+            verdict = f"{would}remove {d.dropped_lines:,} line(s) older than {d.keep_days} days, keep {d.kept_lines:,}"
+        else:
+            verdict = "keep"
+        print(f"{d.path}: {verdict} (kept {d.keep_days} days; last written {d.age_days:.1f} days ago)")
     return 0
