@@ -119,7 +119,7 @@ async def run(tenants: int, root: Path) -> dict[str, Any]:
 
         # The control plane's status app with the offboarding's routes, as `fairshare serve` runs it.
         app = status_app(rig.cp)
-        offboard_http.add_routes(app, rig.cp, None)
+        offboard_http.add_routes(app, rig.cp, lambda: None)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", status_port).start()

@@ -18,7 +18,9 @@ from xds_server.audit.trail import ControlPlaneAudit
 from xds_server.auth.keys import SigningKey
 from xds_server.cells import peers
 from xds_server.compiler import Compiler
-from xds_server.config.model import RateLimitBackend, RateLimitSettings
+from xds_server.config import PlatformConfig
+from xds_server.config.errors import Problem
+from xds_server.config.model import RateLimitBackend
 from xds_server.controlplane import grpc_tls as control_plane_tls
 from xds_server.controlplane.first_load import retry_until_loaded
 from xds_server.controlplane.http import status_app
@@ -26,6 +28,7 @@ from xds_server.controlplane.service import ControlPlane
 from xds_server.endpoints import open_source
 from xds_server.envoy.process import EnvoyError, find_envoy
 from xds_server.envoy.validate import EnvoyValidator
+from xds_server.ratelimit.backends import Backend
 from xds_server.ratelimit.redis_auth import with_env_password
 from xds_server.ratelimit.server import RateLimitServer
 from xds_server.sources import config as config_sources
@@ -106,23 +109,26 @@ async def serve(opts: ServeOptions) -> None:
         cp.audit = ControlPlaneAudit.of(cp, opts.audit_log)
     replica = uuid.uuid4().hex  # in this replica's answers to its peers, who skip their own
     cp.peers = peers.Peers(opts.peers, replica=replica) if opts.peers else None
+    platform_file = str(given.config_dir / "platform.yaml")
+    # Until a config is served, a first one whose TLS disagrees with --tls-dir is refused like a bad file.
+    cp.fixed_at_start = lambda config: tls_problems(config, opts.tls_dir, platform_file)
     first = cp.reload()
     if not first.ok:
         log.error("no valid config yet: Envoy gets nothing until the config is fixed; watching %s", given.location)
-    control_plane_tls.check(cp.config, opts.tls_dir)
-    with _listening("the rate-limit service", "--ratelimit-port"):
-        rls = await _start_ratelimit(cp, opts)
+    ratelimit = RateLimit()
+    if cp.config is not None:
+        with _listening("the rate-limit service", "--ratelimit-port"):
+            await ratelimit.start(cp, opts, platform_file)
 
     xds = XdsServer(store, opts.host, opts.xds_port, tls_dir=opts.tls_dir)
     with _listening("xDS", "--xds-port"):
         await xds.start()
     app = status_app(cp)
-    if rls is not None:
-        app.router.add_get("/metrics", rls.metrics_handler)
+    app.router.add_get("/metrics", ratelimit.metrics)
     # The offboarding's steps only this process can do: delete counters, append to the audit chain.
     from xds_server.offboard import http as offboard_http
 
-    offboard_http.add_routes(app, cp, rls.service.backend if rls is not None else None)
+    offboard_http.add_routes(app, cp, ratelimit.backend)
     # Answered whether or not this replica asks others: a peer may.
     peers.add_routes(app, cp.moves, store, replica)
     runner = web.AppRunner(app, access_log=None)
@@ -140,8 +146,10 @@ async def serve(opts: ServeOptions) -> None:
     sealer = (asyncio.create_task(seal_periodically(opts.audit_log, opts.audit_seal_after_s, stop))
               if opts.audit_log is not None and opts.audit_log.shipper is not None and opts.audit_seal_after_s > 0
               else None)
-    # OPA (or the config source) may come up after us: keep trying, not only on the next file change.
-    first_load = asyncio.create_task(retry_until_loaded(cp, stop)) if cp.compiled is None else None
+    # OPA (or the config source) may come up after us: keep trying, not only on the next file change. The
+    # rate-limit service starts with the first config served, which says its port and backend.
+    first_load = (asyncio.create_task(_first_load(cp, opts, ratelimit, platform_file, stop))
+                  if cp.compiled is None else None)
     try:
         await stop.wait()
     finally:
@@ -153,8 +161,7 @@ async def serve(opts: ServeOptions) -> None:
         if source is not None:
             await source.close()
         await xds.stop(0.5)
-        if rls is not None:
-            await rls.stop()
+        await ratelimit.stop()
         await runner.cleanup()
         if cp.validator is not None:
             cp.validator.close()  # its spare Envoy
@@ -208,24 +215,93 @@ def _listening(what: str, flag: str) -> Iterator[None]:
         raise ListenError(f"{flag}: {what} cannot listen: {err.strerror or err}") from err
 
 
-async def _start_ratelimit(cp: ControlPlane, opts: ServeOptions) -> RateLimitServer | None:
-    """The rate-limit service beside xDS: backend and port are read once, here; its limits follow
-    every publish. Without a valid config yet, platform defaults apply until one arrives."""
-    settings = cp.config.platform.ratelimit if cp.config is not None else RateLimitSettings()
-    if not settings.enabled:
-        return None
-    update: dict[str, object] = {}
-    if opts.ratelimit_port is not None:
-        update.update(host=opts.host, port=opts.ratelimit_port)
-    if opts.ratelimit_redis_url:
-        update.update(backend=RateLimitBackend.REDIS, redis_url=with_env_password(opts.ratelimit_redis_url))
-    rls = RateLimitServer(settings.model_copy(update=update), reuse_port=opts.ratelimit_shared_port,
-                          tls_dir=opts.tls_dir)
-    if cp.compiled is not None:
-        rls.publish(cp.compiled.ratelimits)
-    cp.limits_sink = rls.publish
-    await rls.start()
-    return rls
+async def _first_load(cp: ControlPlane, opts: ServeOptions, ratelimit: RateLimit, platform_file: str,
+                      stop: asyncio.Event) -> None:
+    await retry_until_loaded(cp, stop)
+    while cp.config is None and not stop.is_set():  # the watcher's reload may still be publishing
+        await asyncio.sleep(0.05)
+    if stop.is_set():
+        return
+    try:
+        with _listening("the rate-limit service", "--ratelimit-port"):
+            await ratelimit.start(cp, opts, platform_file)
+    except (ListenError, OSError) as err:
+        # Envoy is told to ask a service that is not there: stop, as a start with this config would.
+        log.error("stopping: %s", err)
+        stop.set()
+
+
+def tls_problems(config: PlatformConfig, tls_dir: Path | None, platform_file: str) -> list[Problem]:
+    try:
+        control_plane_tls.check(config, tls_dir)
+    except control_plane_tls.TlsConfigError as err:
+        return [Problem(platform_file, "gateway.upstream_tls", f"{err}; the flag is read at start: restart the "
+                        "control plane with the other one to change it")]
+    return []
+
+
+# The rate-limit settings read once, when the service starts; each names the serve flag that overrides it.
+_FIXED = (("enabled", None), ("host", "--ratelimit-port"), ("port", "--ratelimit-port"),
+          ("backend", "--ratelimit-redis-url"), ("redis_url", "--ratelimit-redis-url"))
+
+
+@dataclass
+class RateLimit:
+    """The rate-limit service beside xDS, once a config is served: its address and backend are read then,
+    and a later config that changes them is refused (Envoy would dial a port nothing listens on, or count
+    elsewhere); its limits follow every publish."""
+
+    server: RateLimitServer | None = None
+    started: bool = False
+
+    async def start(self, cp: ControlPlane, opts: ServeOptions, platform_file: str) -> None:
+        assert cp.config is not None
+        settings = cp.config.platform.ratelimit
+        overridden = {flag for flag, given in (("--ratelimit-port", opts.ratelimit_port is not None),
+                                              ("--ratelimit-redis-url", bool(opts.ratelimit_redis_url))) if given}
+        fixed = [name for name, flag in _FIXED if flag not in overridden]
+
+        def agrees(config: PlatformConfig) -> list[Problem]:
+            new = config.platform.ratelimit
+            problems = tls_problems(config, opts.tls_dir, platform_file)
+            for name in fixed:
+                if getattr(new, name) != getattr(settings, name):
+                    # Not the values of redis_url: they may hold a password.
+                    was = "another URL" if name == "redis_url" else repr(getattr(settings, name)).lower()
+                    problems.append(Problem(platform_file, f"ratelimit.{name}",
+                                            f"the rate-limit service runs with {was}, read when the control "
+                                            "plane started; restart the control plane to change it"))
+            return problems
+
+        cp.fixed_at_start = agrees
+        self.started = True
+        if not settings.enabled:
+            return
+        update: dict[str, object] = {}
+        if opts.ratelimit_port is not None:
+            update.update(host=opts.host, port=opts.ratelimit_port)
+        if opts.ratelimit_redis_url:
+            update.update(backend=RateLimitBackend.REDIS, redis_url=with_env_password(opts.ratelimit_redis_url))
+        rls = RateLimitServer(settings.model_copy(update=update), reuse_port=opts.ratelimit_shared_port,
+                              tls_dir=opts.tls_dir)
+        if cp.compiled is not None:
+            rls.publish(cp.compiled.ratelimits)
+        cp.limits_sink = rls.publish
+        await rls.start()
+        self.server = rls
+
+    def backend(self) -> Backend | None:
+        return self.server.service.backend if self.server is not None else None
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        if self.server is None:
+            return web.json_response({"error": "no rate-limit service runs here (off in the config, or no "
+                                               "config served yet)", "code": 404}, status=404)
+        return await self.server.metrics_handler(request)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
 
 
 def _validator() -> EnvoyValidator | None:

@@ -94,6 +94,10 @@ class ControlPlane:
     last: ReloadOutcome | None = None
     # Receives each published config's rate limits (the rate-limit service's publish).
     limits_sink: Callable[[LimitTable], None] | None = None
+    # What a config must agree with that this process read when it started (the rate-limit service's
+    # address and backend, mutual TLS to the control plane): its problems, none if it agrees. A config that
+    # differs is refused, naming the field, rather than sent to Envoy half-applied.
+    fixed_at_start: Callable[[PlatformConfig], list[Problem]] | None = None
     # The replicas (with their admin ports) the last published config was compiled against.
     endpoints: EndpointDirectory = field(default_factory=EndpointDirectory)
     # Every applied or refused change is recorded here (xds_server/audit); None: no audit trail.
@@ -158,6 +162,9 @@ class ControlPlane:
                 config = load_config(given.config_dir, self.tenant_files, policy_dir=given.policy_dir,
                                      changed=changed)
                 seconds["load"] = time.perf_counter() - started
+                fixed = self.fixed_at_start(config) if self.fixed_at_start is not None else []
+                if fixed:
+                    raise ConfigError(fixed)
                 last = self.tenant_files.last
                 changes = last.changes if last is not None and last.config is config else None
                 sweep.collect = changes is None

@@ -10,6 +10,7 @@ names cannot hold a colon, so the tenant's keys are exactly those whose third fi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -59,7 +60,7 @@ async def purge(backend: Backend, tenant: str) -> int:
     raise TypeError(f"no way to delete counters from a {type(backend).__name__} backend")
 
 
-def add_routes(app: web.Application, cp: ControlPlane, backend: Backend | None) -> None:
+def add_routes(app: web.Application, cp: ControlPlane, backend_of: Callable[[], Backend | None]) -> None:
     """`DELETE /offboard/<tenant>/counters` and `POST /offboard/<tenant>/audit` (body: the signed receipt).
     Both refuse (409) a tenant the serving config does not mark offboarded, so a typo never wipes the
     counters, and so the limits, of a tenant still being served."""
@@ -77,6 +78,7 @@ def add_routes(app: web.Application, cp: ControlPlane, backend: Backend | None) 
         tenant = offboarded(request)
         if tenant is None:
             return refused(request)
+        backend = backend_of()  # the rate-limit service starts with the first config served
         if backend is None:
             return web.json_response({"tenant": tenant, "backend": None, "deleted": 0,
                                       "note": "rate limiting is off: no counters kept"})
