@@ -263,3 +263,52 @@ def test_batches_mix_tenants_in_policy_order_and_split_results_and_service() -> 
     assert events.batches.count(4) == 1
     # Time is charged by cost: light's 2-row request paid for two rows of its batch.
     assert events.service["light"] > 0 and events.service["flood"] > 0
+
+
+class SlowDoubler(Doubler):
+    """A Doubler whose every forward pass takes a while, recording the rows it was given."""
+
+    def __init__(self, pass_s: float) -> None:
+        super().__init__()
+        self.pass_s = pass_s
+        self.rows: list[list[float]] = []
+
+    def predict(self, inputs: Mapping[str, Tensor]) -> list[Tensor]:
+        self.rows.append(list(inputs["x"].data))
+        time.sleep(self.pass_s)
+        return super().predict(inputs)
+
+
+@pytest.mark.parametrize("policy", ["wfq", "fifo"])
+def test_a_large_request_lets_a_tenant_owed_service_run_between_its_calls(policy: str) -> None:
+    """One tenant's 40-row request runs in calls of 4 rows. A request of another tenant arriving meanwhile
+    runs after the call in progress, not after all ten (weighted fair queuing); the large one then resumes
+    where it stopped and gets every row back in order. FIFO still serves in arrival order."""
+    model = SlowDoubler(0.03)
+
+    async def main() -> tuple[Events, list[Any]]:
+        events = Events()
+        scheduler = WfqScheduler(events=events) if policy == "wfq" else FifoScheduler(events=events)
+        big_inputs = {"x": Tensor("x", "FP32", (40,), [float(i) for i in range(40)])}
+        big = asyncio.ensure_future(scheduler.submit(
+            "big", 1.0, 40.0, lambda: predict(model, big_inputs), batch=BatchItem(model, big_inputs, chunk_rows=4)))
+        await until(lambda: len(model.rows) >= 1)
+        small_inputs = {"x": Tensor("x", "FP32", (1,), [100.0])}
+        small = await scheduler.submit("small", 1.0, 1.0, lambda: predict(model, small_inputs),
+                                       batch=BatchItem(model, small_inputs, chunk_rows=4))
+        done = [await big, small]
+        await scheduler.close()
+        return events, done
+
+    events, (big, small) = asyncio.run(main())
+    assert big.outputs[0].data == [2.0 * i for i in range(40)] and small.outputs[0].data == [200.0]
+    assert sorted(len(r) for r in model.rows) == [1] + [4] * 10
+    at = model.rows.index([100.0])
+    if policy == "wfq":
+        assert at <= 3, model.rows  # after the call in progress (and at most a call or two more)
+    else:
+        assert at == 10, model.rows
+    assert [r for r in model.rows if r != [100.0]] == [[float(i) for i in range(k, k + 4)] for k in range(0, 40, 4)]
+    # Each tenant is charged the time its own calls took: the large one about ten calls' worth.
+    assert events.service["big"] > 6 * events.service["small"]
+    assert events.outcomes[("big", Outcome.OK)] == 1 and events.outcomes[("small", Outcome.OK)] == 1

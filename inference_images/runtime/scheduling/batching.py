@@ -146,43 +146,58 @@ def _always(index: int) -> bool:
     return True
 
 
-def run_batch(items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always) -> list[Prediction | None]:
-    """The rows of every item (same model) in ``predict`` calls of at most ``chunk_rows`` rows, outputs
-    cut back per item, each with its own token count.
+class BatchRun:
+    """The rows of every item (same model) in ``predict`` calls of at most ``chunk_rows`` rows, one call
+    per ``step``, outputs cut back per item, each with its own token count: between two calls the worker
+    may let another tenant's request run and resume this one later.
 
     Before each call, ``wanted(i)`` says whether item ``i`` is still worth computing; an item that is not
     gets no more calls and None as its result. Runs on the worker thread. An error fails every request
     of the batch, as a failed forward pass would.
     """
-    model = items[0].model
-    chunk = min((item.chunk_rows for item in items if item.chunk_rows is not None), default=None)
-    pending: deque[_Segment] = deque((i, 0, item.rows) for i, item in enumerate(items))
-    room = chunk if chunk is not None else sum(item.rows for item in items) or 1
-    pieces: list[list[list[Tensor]]] = [[] for _ in items]  # per item: its outputs from each call
-    dropped: set[int] = set()
-    while pending:
-        dropped.update(i for i in {s[0] for s in pending} if not wanted(i))
-        pending = deque(s for s in pending if s[0] not in dropped)
-        if not pending:
-            break
-        taken = _take(pending, room)
+
+    def __init__(self, items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always) -> None:
+        self.items = items
+        self.wanted = wanted
+        chunk = min((item.chunk_rows for item in items if item.chunk_rows is not None), default=None)
+        self.pending: deque[_Segment] = deque((i, 0, item.rows) for i, item in enumerate(items))
+        self.room = chunk if chunk is not None else sum(item.rows for item in items) or 1
+        self.pieces: list[list[list[Tensor]]] = [[] for _ in items]  # per item: its outputs from each call
+        self.dropped: set[int] = set()
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def step(self) -> None:
+        self.dropped.update(i for i in {s[0] for s in self.pending} if not self.wanted(i))
+        self.pending = deque(s for s in self.pending if s[0] not in self.dropped)
+        if not self.pending:
+            return
+        model, items = self.items[0].model, self.items
+        taken = _take(self.pending, self.room)
         merged = {
             name: _concat([_rows(items[i].inputs[name], start, end) for i, start, end in taken])
             for name in items[0].inputs
         }
         per_output = [_split(tensor, [end - start for _, start, end in taken]) for tensor in model.predict(merged)]
         for k, (i, _, _) in enumerate(taken):
-            pieces[i].append([parts[k] for parts in per_output])
-    return [
-        None if i in dropped else Prediction(
-            [_concat([call[j] for call in pieces[i]]) for j in range(len(pieces[i][0]))],
-            count_tokens(model, item.inputs),
-        )
-        for i, item in enumerate(items)
-    ]
+            self.pieces[i].append([parts[k] for parts in per_output])
+
+    def results(self) -> list[Prediction | None]:
+        model, pieces = self.items[0].model, self.pieces
+        return [
+            None if i in self.dropped else Prediction(
+                [_concat([call[j] for call in pieces[i]]) for j in range(len(pieces[i][0]))],
+                count_tokens(model, item.inputs),
+            )
+            for i, item in enumerate(self.items)
+        ]
 
 
-def batch_runner(
-    items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always
-) -> Callable[[], list[Prediction | None]]:
-    return lambda: run_batch(items, wanted)
+def run_batch(items: Sequence[BatchItem], wanted: Callable[[int], bool] = _always) -> list[Prediction | None]:
+    """A BatchRun to its end, on the calling thread."""
+    run = BatchRun(items, wanted)
+    while not run.done:
+        run.step()
+    return run.results()

@@ -9,7 +9,10 @@ Deadlines are kept at three points. A request is refused before it is queued whe
 passed, its client is gone, or its cost is known and larger than the time it has left (the estimate is
 the model's cheapest measured time per unit of cost hint among its recent runs, so it errs towards
 running); it is dropped when picked for the same reasons; and a large request runs in calls of the
-model's ``chunk_rows`` (``batching.run_batch``), between which it stops once nobody waits for it.
+model's ``chunk_rows`` (``batching.BatchRun``), between which it stops once nobody waits for it.
+
+Between two such calls of a request running alone the policy picks again: when another tenant is now
+owed service the request goes back to the head of its queue, charged what it ran, and resumes there.
 
 One worker because a model on one device gains nothing from concurrent forward passes (they contend for
 the same cores or GPU) and because ordering is then entirely the policy's choice. Decisions are made as
@@ -38,7 +41,7 @@ from inference_images.runtime.scheduling.batching import (
     NO_BATCHING,
     BatchingConfig,
     BatchItem,
-    batch_runner,
+    BatchRun,
     batchable,
 )
 from inference_images.runtime.scheduling.interface import (
@@ -84,6 +87,10 @@ class _Job:
     withdrawn: bool = False
     # Set by the worker when it stopped the job between two predict calls: why.
     dropped: tuple[Outcome, Exception] | None = None
+    # A request run in several predict calls that the worker put back between two of them (another
+    # tenant was owed service): where it stands, and the worker seconds it has used so far.
+    resumed: BatchRun | None = None
+    ran: float = 0.0
 
 
 class _NoEvents:
@@ -346,7 +353,7 @@ class QueueScheduler:
             heads = {
                 tenant: Head(tenant, queue[0].weight, queue[0].seq, len(queue))
                 for tenant, queue in self._queues.items()
-                if not match or _key(queue[0]) == key
+                if not match or (_key(queue[0]) == key and queue[0].resumed is None)
             }
             if not heads:
                 return None
@@ -357,6 +364,8 @@ class QueueScheduler:
             if reason is not None:
                 dropped.append((job, *reason))
                 continue
+            if job.resumed is not None:
+                return job  # charged for what it ran, call by call: no estimate, and its wait was counted
             self._events.observe_wait(tenant, self._clock() - job.enqueued)
             job.charged = self._estimates.estimate(job)
             self.policy.charge(tenant, job.weight, job.charged)
@@ -373,7 +382,7 @@ class QueueScheduler:
                 return []  # hand the dropped ones back before sleeping
             self._cond.wait()
         batch = [first]
-        if first.batch is None or not batchable(first.batch.model):
+        if first.batch is None or not batchable(first.batch.model) or first.resumed is not None:
             return batch
         limit = self._batching.limit(first.batch.model.name)
         until = first.enqueued + limit.max_wait_s
@@ -406,15 +415,63 @@ class QueueScheduler:
                 continue
             first = jobs[0].batch
             if first is not None and batchable(first.model):
-                # Batches, and requests that may run in several calls: stoppable between two calls.
-                items = [job.batch for job in jobs if job.batch is not None]
-                wanted = functools.partial(self._still_wanted_at, jobs)
-                runner: Callable[[], Any] = batch_runner(items, wanted)
-            else:
-                runner = jobs[0].work
-            elapsed, result, error = _timed(runner)
-            self._charge(jobs, elapsed)
+                self._run_calls(jobs)
+                continue
+            elapsed, result, error = _timed(jobs[0].work)
+            self._charge(jobs, elapsed, elapsed)
             self._hand_back(functools.partial(self._settle, jobs, result, error))
+
+    def _run_calls(self, jobs: list[_Job]) -> None:
+        """Batches, and requests that may run in several predict calls: stoppable between two calls, and a
+        request alone on the worker is put back at the head of its queue there when the policy would now
+        pick another tenant. Without that, one tenant's 1,024-text request held the replica for its whole
+        run (23 s on a CPU pool) while a tenant owed service waited behind it."""
+        run = jobs[0].resumed
+        if run is None:
+            items = [job.batch for job in jobs if job.batch is not None]
+            run = BatchRun(items, functools.partial(self._still_wanted_at, jobs))
+        jobs[0].resumed = None
+        turn = 0.0
+        error: BaseException | None = None
+        while not run.done:
+            elapsed, _, error = _timed(run.step)
+            turn += elapsed
+            if error is not None or run.done:
+                break
+            if len(jobs) == 1 and self._put_back(jobs[0], run, turn):
+                return
+        ran = turn + jobs[0].ran if len(jobs) == 1 else turn
+        self._charge(jobs, turn, ran)
+        result = None if error is not None else run.results()
+        self._hand_back(functools.partial(self._settle, jobs, result, error))
+
+    def _put_back(self, job: _Job, run: BatchRun, turn: float) -> bool:
+        """Between two calls of a request running alone: if another tenant's head is now owed service,
+        charge this turn, put the request back at the head of its queue and return True."""
+        with self._cond:
+            others = {tenant: Head(tenant, queue[0].weight, queue[0].seq, len(queue))
+                      for tenant, queue in self._queues.items() if tenant != job.tenant}
+            if not others or self._closed:
+                return False
+            own = self._queues.get(job.tenant)
+            # Charged first, so the policy compares the work this request really did so far; `charged` is
+            # then what this turn has been charged, which the turn's final charge corrects.
+            self.policy.charge(job.tenant, job.weight, turn - job.charged)
+            job.charged = turn
+            mine = Head(job.tenant, job.weight, job.seq, 1 + (len(own) if own is not None else 0))
+            if self.policy.pick({**others, job.tenant: mine}) == job.tenant:
+                return False
+            job.resumed, job.ran, job.charged = run, job.ran + turn, 0.0
+            if own is None:
+                self.policy.joined(job.tenant, job.weight, list(self._queues))
+                own = self._queues[job.tenant] = deque()
+            own.appendleft(job)
+            self._events.observe_depth(job.tenant, len(own))
+            self._running = 0
+        if self._observer is not None:
+            self._observer(job.tenant, turn)
+        self._events.observe_service(job.tenant, turn)
+        return True
 
     def _hand_back(self, callback: Callable[[], None]) -> None:
         assert self._loop is not None
@@ -422,8 +479,9 @@ class QueueScheduler:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback)
 
-    def _charge(self, jobs: list[_Job], elapsed: float) -> None:
-        """Split the measured time among the jobs by cost hint and correct each one's estimated charge."""
+    def _charge(self, jobs: list[_Job], elapsed: float, ran: float) -> None:
+        """Split the measured time among the jobs by cost hint and correct each one's estimated charge.
+        `ran`: the worker seconds the jobs took in all (a request put back between calls ran in turns)."""
         costs = [max(job.cost, 0.0) for job in jobs]
         total = sum(costs)
         shares = [elapsed * c / total if total > 0 else elapsed / len(jobs) for c in costs]
@@ -433,7 +491,7 @@ class QueueScheduler:
                 self.policy.charge(job.tenant, job.weight, share - job.charged)
             if not any(job.dropped for job in jobs):
                 # A run cut short measures less than its jobs would cost: it would skew the estimates.
-                self._estimates.update(jobs, elapsed)
+                self._estimates.update(jobs, ran)
         for job, share in zip(jobs, shares, strict=True):
             if self._observer is not None:
                 self._observer(job.tenant, share)
