@@ -71,3 +71,29 @@ def test_equal_bounds_and_an_autoscaler_turned_off_render(helm_bin: str, spec_va
     off = template(helm_bin, cell_values,
                    sets=("gateway.cells.autoscaling.enabled=false", "gateway.cells.autoscaling.minReplicas=11"))
     assert [h["metadata"]["name"] for h in by_kind(off, "HorizontalPodAutoscaler")] == ["fairshare-gateway-front"]
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    (("gateway.autoscaling.enabled=false", "gateway.replicas=2", "gateway.podDisruptionBudget.minAvailable=5"),
+     "gateway.podDisruptionBudget.minAvailable 5 is not below the 2 pods of gateway.replicas the fleet "
+     "fairshare-gateway may run"),
+    (("gateway.autoscaling.minReplicas=2", "gateway.podDisruptionBudget.minAvailable=2"),
+     "gateway.podDisruptionBudget.minAvailable 2 is not below the 2 pods of gateway.autoscaling.minReplicas"),
+], ids=["fixed", "autoscaled"])
+def test_a_disruption_budget_that_allows_no_eviction_is_refused(
+        helm_bin: str, spec_values: dict[str, Path], sets: tuple[str, ...], expected: str) -> None:
+    """Such a budget makes every node drain (a node-group upgrade, the autoscaler's scale-down) wait for
+    ever; the API server accepts it, so the chart refuses it, naming the values."""
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, spec_values["eu-west-1"], sets=sets)
+    assert expected in str(err.value)
+    # One below the fleet's least lets a drain evict a pod at a time.
+    template(helm_bin, spec_values["eu-west-1"], sets=(*sets[:-1], "gateway.podDisruptionBudget.minAvailable=1"))
+
+
+def test_a_certificate_renewed_no_earlier_than_it_expires_is_refused(
+        helm_bin: str, spec_values: dict[str, Path]) -> None:
+    with pytest.raises(HelmError) as err:
+        template(helm_bin, spec_values["eu-west-1"],
+                 sets=("tls.upstream.certManager.duration=1h", "tls.upstream.certManager.renewBefore=2h"))
+    assert "tls.upstream.certManager.renewBefore 2h is not shorter than duration 1h" in str(err.value)

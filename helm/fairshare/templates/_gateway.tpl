@@ -23,6 +23,14 @@
 {{- if and $size.autoscaling.enabled (gt (int $size.autoscaling.minReplicas) (int $size.autoscaling.maxReplicas)) }}
 {{- fail (printf "%s %d is above %s %d: the HorizontalPodAutoscaler %s needs minReplicas <= maxReplicas" .minPath (int $size.autoscaling.minReplicas) .maxPath (int $size.autoscaling.maxReplicas) .name) }}
 {{- end -}}
+{{- /* A budget of as many pods as the fleet may have allows no eviction: every node drain (an upgrade, the
+     autoscaler's scale-down) then waits on it for ever. The API server accepts it. */}}
+{{- $least := ternary (int $size.autoscaling.minReplicas) (int $size.replicas) (and $size.autoscaling.enabled true) }}
+{{- $minAvailable := $size.podDisruptionBudget.minAvailable }}
+{{- if ge (int $minAvailable) $least }}
+{{- $prefix := trimSuffix ".autoscaling.minReplicas" .minPath }}
+{{- fail (printf "%s.podDisruptionBudget.minAvailable %d is not below the %d %s the fleet %s may run: the PodDisruptionBudget would allow no eviction, and every node drain would wait on it" $prefix (int $minAvailable) $least (ternary (printf "pods of %s.autoscaling.minReplicas" $prefix) (printf "pods of %s.replicas" $prefix) (and $size.autoscaling.enabled true)) .name) }}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
