@@ -6,7 +6,7 @@ import pytest
 
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii import Entity, PiiBlockedError, PiiRules, find, redact, scrub
-from inference_images.runtime.pii.entities import card_network_ok, iban_ok, luhn_ok, ssn_ok
+from inference_images.runtime.pii.entities import _FOLD, card_network_ok, fold, iban_ok, luhn_ok, ssn_ok
 from inference_images.runtime.pii.rules import _parse, _warned
 from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary
 
@@ -183,7 +183,75 @@ def test_redaction_replaces_the_original_span_invisible_characters_included() ->
         "prices 1.299,00 / 2.499,00 / 3.999,00",
         "icon" + fullwidth("@") + "2x.png and admin" + fullwidth("@") + "localhost",
         "ids\n4111\n2222\n3333",  # short lines of numbers are not one card
+        "version 4\u0301.2\u0000.1.3 and order 4111\u0000 1111 1111 1112",  # marks and NULs make no value
     ],
 )
 def test_folded_near_misses_are_left_alone(text: str) -> None:
     assert found(text) == []
+
+
+NUL, ACUTE = "\u0000", "\u0301"
+
+
+def interleaved(text: str, between: str = NUL) -> str:
+    """``text`` with ``between`` after each character but the last (a tokenizer drops it again)."""
+    return between.join(text)
+
+
+def marked(text: str, mark: str = ACUTE) -> str:
+    """``text`` with a combining mark after each digit (a tokenizer strips accents, so the digit stays)."""
+    return "".join(ch + mark if ch.isdigit() else ch for ch in text)
+
+
+CARD = "5555 5555 5555 4444"
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        # What a BERT tokenizer leaves is what the model reads: the same card, the same address.
+        (f"card {interleaved(CARD)} ok", "credit_card", interleaved(CARD)),
+        (interleaved(f"card {CARD}"), "credit_card", interleaved(CARD)),
+        (f"card {marked(CARD)} ok", "credit_card", marked(CARD)),
+        (f"card {marked(CARD, chr(0x20DD))} ok", "credit_card", marked(CARD, chr(0x20DD))),  # enclosing, Me
+        (f"card {interleaved(CARD, chr(0x7F))} ok", "credit_card", interleaved(CARD, chr(0x7F))),
+        (f"card {interleaved(CARD, chr(0x85))} ok", "credit_card", interleaved(CARD, chr(0x85))),  # C1 control
+        (f"card {interleaved(CARD, chr(0xE000))} ok", "credit_card", interleaved(CARD, chr(0xE000))),  # private use
+        (f"card {interleaved(CARD, chr(0xFFFD))} ok", "credit_card", interleaved(CARD, chr(0xFFFD))),
+        ("card 5555\u16805555\u16805555\u16804444 ok", "credit_card", "5555\u16805555\u16805555\u16804444"),
+        ("card 5555\u20285555\u20285555\u20284444 ok", "credit_card", "5555\u20285555\u20285555\u20284444"),
+        (f"mail {interleaved('bob@example.com')} now", "email", interleaved("bob@example.com")),
+        ("mail bob@exa\u0301mple.com now", "email", "bob@exa\u0301mple.com"),
+        ("mail bo\u0301b@example.com now", "email", "bo\u0301b@example.com"),
+        ("IBAN GB82 W\u00c9ST 1234 5698 7654 32 ok", "iban", "GB82 W\u00c9ST 1234 5698 7654 32"),
+        ("ssn\u0000: 536904399", "national_id", "536904399"),
+    ],
+)
+def test_finds_values_a_tokenizer_would_reassemble(text: str, entity: str, value: str) -> None:
+    assert found(text) == [(entity, value)]
+
+
+def test_redaction_of_salted_values_keeps_the_rest_of_the_text() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL, Entity.CREDIT_CARD}))
+    email = interleaved("bob@example.com")
+    # The NUL after the address and the accent before it are the neighbours', not the address's.
+    text = f"caf\u00e9\u0301 {NUL}mail {email}{NUL}, then pay {marked(CARD)} thanks{NUL}!"
+    assert redact(text, rules).text == f"caf\u00e9\u0301 {NUL}mail [EMAIL]{NUL}, then pay [CREDIT_CARD] thanks{NUL}!"
+    blocking = PiiRules(block=frozenset({Entity.CREDIT_CARD}))
+    for card in (interleaved(f"card {CARD}"), f"card {marked(CARD)}"):
+        result = redact(card, blocking)
+        assert result.blocked == {Entity.CREDIT_CARD} and result.text == card
+    assert scrub(f"input '{email}' from {interleaved('10.0.0.7')} pays {marked(CARD)}") == (
+        "input '[EMAIL]' from [IP_ADDRESS] pays [CREDIT_CARD]"
+    )
+
+
+def test_the_fold_keeps_plain_text_as_it_is_and_agrees_with_its_table() -> None:
+    ascii_text = "order 88412\tshipped\r\nto bob@example.com"
+    assert fold(ascii_text) is ascii_text
+    assert fold(f"a{NUL}b\x1fc\x7f") == "abc"
+    assert fold("café 12") == "cafe 12" and fold("e\u0301") == "e"
+    # Few letters change by replace, many by translate: the same view either way.
+    for text in ("café crème à 12 €, naïve", "".join(map(chr, range(0x80, 0x250))), "Ǵ\u0301≠\u20dd\u0000 x"):
+        assert fold(text) == text.translate(_FOLD), text
+    assert fold("bób@exa\u0301mple.com", accents=True) == "bób@exámple.com"

@@ -17,7 +17,7 @@ from inference_images.runtime.models.base import ANY_DIM, Tensor, TensorSpec
 from inference_images.runtime.models.lexicon import LexiconSentimentModel
 from inference_images.runtime.models.registry import default_loaders
 from tests.runtime.conftest import RuntimeServer, start_server, text_request
-from tests.runtime.test_pii_entities import fullwidth
+from tests.runtime.test_pii_entities import fullwidth, interleaved, marked
 
 HEADERS = {
     "x-fairshare-tenant": "acme",
@@ -150,6 +150,23 @@ def test_error_messages_and_logs_never_echo_a_card_in_unicode_spaces(server: Run
 def test_a_blocked_card_in_fullwidth_digits_is_refused(server: RuntimeServer) -> None:
     reply = server.infer("/v2/models/echo/infer", text_request("card " + fullwidth(CARD)), headers=HEADERS)
     assert reply.status == 422 and "credit_card" in reply.error
+
+
+@pytest.mark.parametrize("card", [interleaved("5555 5555 5555 4444"), marked("5555 5555 5555 4444"),
+                                  interleaved("card 5555 5555 5555 4444")])
+def test_a_blocked_card_salted_with_what_a_tokenizer_drops_is_refused(server: RuntimeServer, card: str) -> None:
+    # NULs and combining accents never reach a BERT model's input ids: the model would read the card.
+    reply = server.infer("/v2/models/echo/infer", text_request(f"card {card}"), headers=HEADERS)
+    assert reply.status == 422, reply.body
+    assert "credit_card" in reply.error and "5555" not in json.dumps(reply.body)
+
+
+def test_an_email_salted_with_nuls_reaches_the_model_redacted(server: RuntimeServer) -> None:
+    text = f"mail {interleaved('bob@example.com')}\u0000 or call\u0000 me, caf\u00e9\u0301"
+    reply = server.infer("/v2/models/echo/infer", text_request(text), headers=HEADERS)
+    assert reply.status == 200, reply.body
+    assert reply.body["outputs"][0]["data"] == ["mail [EMAIL]\u0000 or call\u0000 me, caf\u00e9\u0301"]
+    assert reply.headers["x-fairshare-pii-redacted"] == "email=1"
 
 
 def with_parameters(tensor: dict[str, object] | None = None, **request: object) -> dict[str, object]:

@@ -22,9 +22,11 @@ most specific type first (see ``_PRIORITY``), so each character belongs to at mo
 
 The patterns run on a normalised view of the text (``fold``): a value copied from a PDF (no-break or thin
 spaces), typed on a phone (fullwidth digits and at sign, U+FF20), written in another script's digits (Arabic-Indic,
-Devanagari) or salted with invisible characters (zero-width space, soft hyphen) is the same value, and a
-rule that blocks it must see it. Findings are mapped back to the original text, so redaction replaces
-what the caller sent, invisible characters included.
+Devanagari) or salted with invisible characters (zero-width space, soft hyphen, NUL and other control
+characters) or combining marks (``5\u0301``) is the same value: a model's tokenizer drops those before the
+model reads the text, so a rule that blocks the value must see it. Findings are mapped back to the
+original text, so redaction replaces what the caller sent, invisible characters and the marks on its last
+character included.
 """
 
 from __future__ import annotations
@@ -83,52 +85,102 @@ class Detector:
 _FOLD_CACHE = 1 << 16
 
 
+# Dropped from the view as a BERT-style tokenizer drops them before the model reads the text: control
+# characters (but tab, newline and carriage return: whitespace to it), format characters, private-use
+# characters and U+FFFD. Combining marks go too: it strips accents (NFD, then the nonspacing marks).
+_INVISIBLE = frozenset({"Cc", "Cf", "Co"})
+_MARKS = frozenset({"Mn", "Me"})
+_KEPT_CONTROLS = frozenset("\t\n\r")
+
+
 class _Fold(dict[int, str | None]):
-    """A ``str.translate`` table filled on first sight of each code point: format characters (Unicode
-    category Cf: zero-width space and joiners, soft hyphen, byte-order mark, bidi marks) removed, decimal
-    digits of any script as ASCII, everything else as NFKC writes it (fullwidth forms, no-break and thin
-    spaces, the fullwidth at sign) where that is one character. Left alone: NFKC expansions (ligatures, ``⑴``), so that
-    only deletions change the text's length and the map back to the original is a list of deleted
-    positions; and digits that are not decimal (``²``, ``①``), so that every digit the patterns see
-    was a decimal digit (``\\d``) of the original, which ``find``'s quick exit relies on."""
+    """A ``str.translate`` table filled on first sight of each code point: control, format and private-use
+    characters (Unicode categories Cc but tab, newline and carriage return; Cf: zero-width space and
+    joiners, soft hyphen, byte-order mark, bidi marks; Co) and U+FFFD removed; combining marks (Mn, Me)
+    removed and letters written without their marks (``é`` as ``e``, by NFD), unless ``accents``; decimal
+    digits of any script as ASCII; spaces as a space and line or paragraph separators as a newline (the
+    Ogham space mark and U+2028 are spaces to a tokenizer, but not to NFKC); everything else as NFKC
+    writes it (fullwidth forms, no-break and thin spaces, the fullwidth at sign) where that is one
+    character. Left alone: NFKC expansions (ligatures, ``⑴``), so that only deletions change the text's
+    length and the map back to the original is a list of deleted positions; and digits that are not
+    decimal (``²``, ``①``), so that every digit the patterns see was a decimal digit (``\\d``) of the
+    original, which ``find``'s quick exit relies on."""
+
+    def __init__(self, *, accents: bool) -> None:
+        super().__init__()
+        self.accents = accents
 
     def __missing__(self, code: int) -> str | None:
         ch = chr(code)
+        category = unicodedata.category(ch)
         value: str | None
-        if unicodedata.category(ch) == "Cf":
+        if (category in _INVISIBLE and ch not in _KEPT_CONTROLS) or ch == "\ufffd":
             value = None
+        elif category in _MARKS:
+            value = ch if self.accents else None
         elif ch.isdecimal():
             value = str(unicodedata.decimal(ch))
+        elif category == "Zs":
+            value = " "
+        elif category in ("Zl", "Zp"):
+            value = "\n"
         else:
             folded = unicodedata.normalize("NFKC", ch)
             value = folded if len(folded) == 1 and not folded.isdigit() else ch
+            if not self.accents:
+                base = "".join(c for c in unicodedata.normalize("NFD", value) if unicodedata.category(c) not in _MARKS)
+                if len(base) == 1 and not base.isdigit():
+                    value = base
         if len(self) < _FOLD_CACHE:
             self[code] = value
-            if value == ch:
+            if value == ch and not self.accents:
                 _STABLE.add(ch)
         return value
 
 
-_FOLD = _Fold()
-# Characters the fold leaves as they are: ASCII, and each other one once the table has met it.
-_STABLE: set[str] = {chr(code) for code in range(128)}
+_FOLD = _Fold(accents=False)
+# For pseudonyms of addresses: ``bób@`` and ``bob@`` are two mailboxes, though a model reads one word.
+_FOLD_ACCENTS = _Fold(accents=True)
+# Characters the fold leaves as they are: printable ASCII, tab, newline, carriage return, and each other
+# one once the table has met it.
+_STABLE: set[str] = {chr(code) for code in range(32, 127)} | _KEPT_CONTROLS
 # The characters NFKC folds to "@" (fullwidth and small commercial at).
 _AT_SIGNS = ("@", "\uff20", "\ufe6b")
+# The ASCII characters the fold removes (C0 controls but tab, newline and carriage return; DEL).
+_ASCII_CONTROLS = bytes(code for code in (*range(32), 127) if chr(code) not in _KEPT_CONTROLS)
 
 
-def fold(text: str) -> str:
-    """``text`` as the patterns see it (see ``_Fold``). Text made only of characters the fold leaves
-    alone (ASCII, accented letters, most CJK: a set difference in C) is returned as it is."""
+def fold(text: str, *, accents: bool = False) -> str:
+    """``text`` as the patterns see it (see ``_Fold``; with ``accents``, combining marks and accented
+    letters kept). Text made only of characters the fold leaves alone (printable ASCII, accentless
+    letters, most CJK: a set difference in C) is returned as it is."""
+    if accents:
+        return unicodedata.normalize("NFC", text).translate(_FOLD_ACCENTS)
     if text.isascii():
-        return text
+        # A NUL is ASCII too. Deleting the control bytes from a copy is one pass in C (under 1% of what
+        # the patterns then cost on such text), so text without them stays on the fast path.
+        if len(text.encode().translate(None, _ASCII_CONTROLS)) == len(text):
+            return text
+        return text.translate(_FOLD)
     # Text not in NFKC (fullwidth punctuation in CJK, a no-break space) has something to fold: no need to
-    # look closer. A character the fold changes never occurs in NFKC text unless it is a format character
-    # or a foreign digit, which the set difference finds.
+    # look closer. NFKC text may still hold characters the fold changes (controls, format and private-use
+    # characters, combining marks, accented letters, foreign digits), which the set difference finds.
     if unicodedata.is_normalized("NFKC", text):
-        unknown = set(text) - _STABLE
-        if all(_FOLD[ord(ch)] == ch for ch in unknown):
+        changed = {ch: _FOLD[ord(ch)] or "" for ch in set(text) - _STABLE}
+        changed = {ch: value for ch, value in changed.items() if value != ch}
+        if not changed:
+            return text
+        # Accented prose changes a few letters: a C-speed replace per letter costs a tenth of translate's
+        # lookup per character. The replaces run in turn, so a value that is itself replaced would change
+        # twice (none is, see ``_Fold``; checked).
+        if len(changed) <= _FEW_CHANGED and not changed.keys() & set(changed.values()):
+            for ch, value in changed.items():
+                text = text.replace(ch, value)
             return text
     return text.translate(_FOLD)
+
+
+_FEW_CHANGED = 8
 
 
 def _folded(text: str) -> tuple[str, list[int]]:
@@ -138,14 +190,21 @@ def _folded(text: str) -> tuple[str, list[int]]:
     if len(folded) == len(text):
         return folded, []
     removed: list[int] = []
-    for run in _NON_ASCII.finditer(text):  # only non-ASCII characters are ever removed
+    for run in _MAY_GO.finditer(text):  # printable ASCII, tab, newline and carriage return always stay
         for i in range(run.start(), run.end()):
             if _FOLD[ord(text[i])] is None:
                 removed.append(i - len(removed))
     return folded, removed
 
 
-_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_MAY_GO = re.compile(r"[^\t\n\r\x20-\x7e]+")
+
+
+def _past_marks(text: str, end: int) -> int:
+    """``end`` moved past the combining marks that follow it: they belong to the character before."""
+    while end < len(text) and unicodedata.category(text[end]) in _MARKS:
+        end += 1
+    return end
 
 
 # --- checksums ------------------------------------------------------------------------------------------
@@ -491,7 +550,7 @@ def find(text: str, entities: Iterable[Entity] | None = None) -> list[Finding]:
         # whatever the fold removed in between.
         kept = [
             Finding(f.entity, f.start + bisect.bisect_right(removed, f.start),
-                    f.end + bisect.bisect_right(removed, f.end - 1))
+                    _past_marks(text, f.end + bisect.bisect_right(removed, f.end - 1)))
             for f in kept
         ]
     if entities is None:

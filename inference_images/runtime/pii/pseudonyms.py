@@ -33,10 +33,11 @@ _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 def normalise(entity: Entity, value: str) -> str:
     """The form two spellings of one value share (fullwidth digits, no-break spaces or a zero-width space
     inside make no other value: the detectors' fold comes first)."""
-    text = fold(value).strip()
     if entity is Entity.EMAIL:
-        # Domains are case-insensitive; local parts are in practice too (every large provider folds them).
-        return text.lower()
+        # Accents kept: ``bób@`` and ``bob@`` are two mailboxes. Domains are case-insensitive; local parts
+        # are in practice too (every large provider folds them).
+        return fold(value, accents=True).strip().lower()
+    text = fold(value).strip()
     if entity is Entity.PHONE:
         # Digits only, keeping an international "+": "(415) 555-0132" and "415.555.0132" are one number.
         return ("+" if text.startswith("+") else "") + _NOT_DIGITS.sub("", text)
