@@ -590,19 +590,23 @@ async def _redact_request(
     state: RuntimeState, context: GatewayContext, request: InferenceRequest
 ) -> tuple[dict[str, Tensor], Counter[Entity], Pseudonymiser | None]:
     """Apply the tenant's PII rules to the request's text (its inputs' data and parameters; its own id and
-    parameters are held to the block); a blocked type is a 422 naming the type only.
+    parameters and its requested outputs' names and parameters are held to the block); a blocked type is
+    a 422 naming the type only.
     Also returns the tenant's key when its rules pseudonymise, for the response's scan."""
     inputs = request.input_map()
     if not context.pii.active:
         return inputs, Counter(), None
     pseudonyms = await _pseudonymiser(state, context) if context.pii.pseudonymise else None
 
+    requested = request.outputs or ()
+
     def work() -> tuple[dict[str, Tensor], Counter[Entity]]:
-        check_request_fields(request.id, request.parameters, context.pii)
+        check_request_fields(request.id, request.parameters, context.pii, requested)
         return redact_inputs(inputs, context.pii, pseudonyms)
 
+    fields = (request.id, request.parameters, *(o.name for o in requested), *(o.parameters for o in requested))
     try:
-        if text_volume(inputs, request.id, request.parameters) > _INLINE_REDACT_CHARS:
+        if text_volume(inputs, *fields) > _INLINE_REDACT_CHARS:
             redacted, counts = await asyncio.to_thread(work)
         else:
             redacted, counts = work()

@@ -8,7 +8,8 @@ from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii import Entity, PiiBlockedError, PiiRules, find, redact, scrub
 from inference_images.runtime.pii.entities import _FOLD, card_network_ok, fold, iban_ok, luhn_ok, ssn_ok
 from inference_images.runtime.pii.rules import _parse, _warned
-from inference_images.runtime.pii.tensors import redact_inputs, redact_outputs, summary
+from inference_images.runtime.pii.tensors import check_request_fields, redact_inputs, redact_outputs, summary
+from inference_images.runtime.protocol import RequestedOutput
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -121,6 +122,21 @@ def test_tensors_inputs_outputs_and_summary() -> None:
         [Tensor("label", "BYTES", (1,), ["to GB82WEST12345698765432"]), Tensor("score", "FP32", (1,), [0.5])], rules
     )
     assert outputs[0].data == ["to [IBAN]"] and outputs[1].data == [0.5] and summary(out_counts) == "iban=1"
+
+
+def test_request_fields_and_requested_outputs_are_held_to_the_block() -> None:
+    rules = PiiRules(redact=frozenset({Entity.EMAIL}), block=frozenset({Entity.CREDIT_CARD}))
+    card = "4111 1111 1111 1111"
+    fine = [RequestedOutput("label", {"binary_data": True, "note": "bob@example.com"})]
+    check_request_fields("r1", {"note": "bob@example.com"}, rules, fine)  # redacted types are not refused
+    for outputs, where in (
+        ([RequestedOutput("label", {"deep": [{"x": {"y": f"card {card}"}}]})], "output 'label': its parameters"),
+        ([RequestedOutput("label", {f"card {card}": True})], "output 'label': its parameters"),
+        ([RequestedOutput("score", {}), RequestedOutput(f"label {card}", {"note": card})], "field 'outputs'"),
+    ):
+        with pytest.raises(PiiBlockedError) as caught:
+            check_request_fields(None, {}, rules, outputs)
+        assert caught.value.where == where and caught.value.entities == {Entity.CREDIT_CARD}
 
 
 def test_scrub_replaces_every_type() -> None:

@@ -176,6 +176,10 @@ def with_parameters(tensor: dict[str, object] | None = None, **request: object) 
     return body
 
 
+def with_output_parameters(parameters: dict[str, object]) -> dict[str, object]:
+    return with_parameters(outputs=[{"name": "score"}, {"name": "label", "parameters": parameters}])
+
+
 @pytest.mark.parametrize(
     ("body", "where"),
     [
@@ -183,6 +187,9 @@ def with_parameters(tensor: dict[str, object] | None = None, **request: object) 
         (with_parameters({"notes": [{CARD: "a key too"}]}), "input 'text': its parameters"),
         (with_parameters(parameters={"customer": CARD}), "field 'parameters'"),
         (with_parameters(id=f"{CARD} bob@example.com"), "field 'id'"),
+        (with_output_parameters({"note": CARD}), "output 'label': its parameters"),
+        (with_output_parameters({"binary_data": False, "notes": [{"to": {f"card {CARD}": 1}}]}),
+         "output 'label': its parameters"),
     ],
 )
 def test_a_blocked_type_anywhere_in_the_request_refuses_it(server: RuntimeServer, body: dict[str, object],
@@ -191,6 +198,18 @@ def test_a_blocked_type_anywhere_in_the_request_refuses_it(server: RuntimeServer
     assert reply.status == 422, reply.body
     assert reply.error == (f"{where} contains credit_card, which this tenant's PII rules do not allow; "
                            "nothing was processed")
+
+
+def test_requested_outputs_are_held_to_the_block_only(server: RuntimeServer) -> None:
+    # Their parameters say how an output is encoded and reach neither the model nor a log: a type the
+    # rules redact there is no refusal, and binary_data still works.
+    body = with_output_parameters({"binary_data": False, "note": "bob@example.com"})
+    reply = server.infer("/v2/models/params/infer", body, headers=HEADERS)
+    assert reply.status == 200, reply.body
+    assert [o["name"] for o in reply.body["outputs"]] == ["score", "label"]
+    # A name no output has is refused before the rules are read, and the message is scrubbed.
+    reply = server.infer("/v2/models/params/infer", with_parameters(outputs=[{"name": CARD}]), headers=HEADERS)
+    assert reply.status == 400 and CARD not in reply.error and "[CREDIT_CARD]" in reply.error
 
 
 def test_an_inputs_parameters_reach_the_model_redacted(server: RuntimeServer) -> None:

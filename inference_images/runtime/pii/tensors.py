@@ -2,9 +2,9 @@
 
 BYTES tensors carry text, and any tensor's ``parameters`` may (the model gets them with the tensor), so
 both are scanned; numbers (embeddings, scores) pass through untouched. The request's own ``id`` and
-``parameters`` never reach the model or a log, but are held to the tenant's block all the same
-(``check_request_fields``): a blocked entity anywhere in a request refuses it, before anything is changed,
-so the model never sees any of it.
+``parameters``, and the names and ``parameters`` of the outputs it asks for, never reach the model or a
+log, but are held to the tenant's block all the same (``check_request_fields``): a blocked entity anywhere
+in a request refuses it, before anything is changed, so the model never sees any of it.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference_images.runtime.models.base import Tensor
 from inference_images.runtime.pii.entities import Entity
 from inference_images.runtime.pii.pseudonyms import Pseudonymiser
 from inference_images.runtime.pii.redactor import PiiBlockedError, redact
 from inference_images.runtime.pii.rules import PiiRules
+
+if TYPE_CHECKING:
+    from inference_images.runtime.protocol import RequestedOutput
 
 
 def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules,
@@ -50,12 +53,19 @@ def redact_inputs(inputs: Mapping[str, Tensor], rules: PiiRules,
     return out, counts
 
 
-def check_request_fields(request_id: str | None, parameters: Mapping[str, Any], rules: PiiRules) -> None:
-    """PiiBlockedError when the request's ``id`` or ``parameters`` hold a type the rules block. Nothing is
-    replaced there: neither reaches the model or a log, and the id goes back only to its sender."""
+def check_request_fields(request_id: str | None, parameters: Mapping[str, Any], rules: PiiRules,
+                         outputs: Iterable[RequestedOutput] = ()) -> None:
+    """PiiBlockedError when the request's ``id`` or ``parameters``, or a requested output's name or
+    ``parameters`` (keys and values, at any depth), hold a type the rules block. Nothing is replaced there:
+    none reaches the model or a log (an output's parameters only say how it is encoded), and the id goes
+    back only to its sender."""
     if not rules.block:
         return
-    for where, value in (("field 'id'", request_id), ("field 'parameters'", parameters)):
+    fields: list[tuple[str, Any]] = [("field 'id'", request_id), ("field 'parameters'", parameters)]
+    for output in outputs:
+        # The name first: the message about its parameters quotes it.
+        fields += [("field 'outputs'", output.name), (f"output '{output.name}': its parameters", output.parameters)]
+    for where, value in fields:
         for text in _strings(value):
             blocked = redact(text, rules).blocked
             if blocked:
@@ -117,7 +127,7 @@ def redact_outputs(outputs: Iterable[Tensor], rules: PiiRules,
 
 def text_volume(inputs: Mapping[str, Tensor], *fields: Any) -> int:
     """Characters of text across the BYTES inputs, every input's parameters and ``fields`` (the request's
-    id and parameters): what redaction scans."""
+    id and parameters, the requested outputs' names and parameters): what redaction scans."""
     data = sum(len(text) for tensor in inputs.values() if tensor.datatype == "BYTES" for text in tensor.data)
     values = [*(tensor.parameters for tensor in inputs.values()), *fields]
     return data + sum(len(text) for value in values for text in _strings(value))
