@@ -60,9 +60,15 @@ variable "cluster_admin_principal_arns" {
 }
 
 variable "cluster_log_retention_days" {
-  description = "Days CloudWatch keeps the control-plane logs (api, audit, authenticator)."
+  description = "Days CloudWatch keeps the control-plane logs (api, audit, authenticator): one of CloudWatch's retention values."
   type        = number
   default     = 365
+
+  validation {
+    # CloudWatch refuses any other value, at apply, after the cluster is created.
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.cluster_log_retention_days)
+    error_message = "cluster_log_retention_days must be one of CloudWatch Logs' retention values: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653."
+  }
 }
 
 variable "install_eks_addons" {
@@ -153,6 +159,12 @@ variable "secret_recovery_window_days" {
   description = "Days a deleted tenant secret stays recoverable; 0 only for throwaway regions."
   type        = number
   default     = 30
+
+  validation {
+    # Checked here too, so the message names the variable a user sets, not the module's.
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30 (the Secrets Manager limits)."
+  }
 }
 
 variable "force_destroy" {
@@ -192,6 +204,11 @@ variable "audit_retention_days" {
   description = "Days each shipped audit file is locked for (Object Lock default retention, COMPLIANCE mode): policy/retention's audit_days, 400 (README, Retention). The infrastructure policy refuses less."
   type        = number
   default     = 400
+
+  validation {
+    condition     = var.audit_retention_days >= 1 && floor(var.audit_retention_days) == var.audit_retention_days
+    error_message = "audit_retention_days must be a whole number of days, at least 1."
+  }
 }
 
 variable "audit_reader_arns" {

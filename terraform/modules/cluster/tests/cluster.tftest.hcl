@@ -115,3 +115,13 @@ run "audit_logs_cannot_be_turned_off" {
 
   expect_failures = [var.log_types]
 }
+
+run "a_retention_cloudwatch_does_not_offer_is_refused" {
+  command = plan
+
+  variables {
+    log_retention_days = 4
+  }
+
+  expect_failures = [var.log_retention_days]
+}
