@@ -125,6 +125,81 @@ def test_missing_files_and_directory(tmp_path: Path) -> None:
     assert any("tenants: tenant directory is missing" in p for p in found)
 
 
+def test_a_file_given_as_the_config_directory_is_said_to_be_a_file(tmp_path: Path) -> None:
+    """It had been "config directory does not exist", of a path that exists."""
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    assert problems_of(tmp_path / "passwd") == [
+        f"{tmp_path / 'passwd'}: is a file, not a config directory "
+        "(the folder holding tiers.yaml, models.yaml, regions.yaml and tenants/)"]
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    assert problems_of(tmp_path / "gone") == [f"{tmp_path / 'gone'}: a symbolic link to {tmp_path / 'nowhere'}, "
+                                              "which does not exist"]
+
+
+def test_a_file_where_tenants_goes_is_said_to_be_one(cfg_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(cfg_dir / "tenants")
+    (cfg_dir / "tenants").write_text("")
+    assert [p for p in problems_of(cfg_dir) if "tenants:" in p] == [
+        f"{cfg_dir / 'tenants'}: is a file, not a directory (tenant files go in the folder tenants/, one <id>.yaml "
+        "each)"]
+
+
+def test_an_unreadable_tenant_directory_is_a_problem_naming_it(cfg_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.scandir's PermissionError was a traceback (root reads anything, so the refusal is simulated)."""
+    import os
+
+    from xds_server.config import loader
+
+    real = os.scandir
+    tenants = cfg_dir / "tenants"
+
+    def scandir(path: object) -> object:
+        if os.fspath(path) == str(tenants):  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader.os, "scandir", scandir)
+    assert f"{tenants}: cannot list the tenant directory: Permission denied" in problems_of(cfg_dir)
+
+
+def test_tenant_files_that_would_not_be_read_are_named(cfg_dir: Path) -> None:
+    """A tenant file in a subfolder, in upper case or as JSON had been passed over: "config OK: 4 tenants",
+    and the tenant silently missing (or removed, if it was served)."""
+    tenants = cfg_dir / "tenants"
+    acme = (tenants / "acme.yaml").read_text()
+    (tenants / "team-a").mkdir()
+    (tenants / "team-a" / "newco.yaml").write_text(acme.replace("id: acme", "id: newco"))
+    (tenants / "newco2.YAML").write_text(acme.replace("id: acme", "id: newco2"))
+    (tenants / "newco3.json").write_text("{}")
+    # No tenant's: a dotfile, an editor's backup, a folder with no YAML in it (a model artifact's).
+    (tenants / ".gitkeep").write_text("")
+    (tenants / "acme.yaml~").write_text(acme)
+    (tenants / "router").mkdir()
+    (tenants / "router" / "config.json").write_text("{}")
+    home = "tenant files go directly in tenants/ as <id>.yaml (or <id>.yml, in lower case)"
+    assert problems_of(cfg_dir) == [
+        f"{tenants / 'newco2.YAML'}: not read as a tenant file: {home}",
+        f"{tenants / 'newco3.json'}: not read as a tenant file: {home}",
+        f"{tenants / 'team-a'}: a folder, and the YAML files in it (newco.yaml) are not read: {home}"]
+    for name in ("newco2.YAML", "newco3.json", "team-a/newco.yaml"):
+        (tenants / name).unlink()
+    assert len(load_config(cfg_dir).tenants) == 4
+
+
+def test_an_incremental_load_declines_a_misnamed_tenant_file(cfg_dir: Path) -> None:
+    """The watcher's event for newco.YAML had been passed over as an editor's file: the full load names it."""
+    from xds_server.config.loader import TenantFileCache
+
+    cache = TenantFileCache()
+    load_config(cfg_dir, cache)
+    newco = cfg_dir / "tenants" / "newco.YAML"
+    newco.write_text((cfg_dir / "tenants" / "acme.yaml").read_text().replace("id: acme", "id: newco"))
+    with pytest.raises(ConfigError, match=r"newco\.YAML: not read as a tenant file"):
+        load_config(cfg_dir, cache, changed=[newco])
+
+
 def test_regions_need_distinct_gateway_ports(cfg_dir: Path) -> None:
     path = cfg_dir / "regions.yaml"
     path.write_text(path.read_text().replace("gateway_port: 8081", "gateway_port: 8080"))

@@ -79,3 +79,32 @@ def test_a_policy_file_that_is_a_fifo_is_named_not_waited_on(tmp_path: Path) -> 
     with pytest.raises(PolicyError, match="not a regular file \\(a FIFO\\)") as refused:
         PolicySources.load(policy)
     assert "zz_stuck.rego" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["tiers.yaml", "models.yaml", "regions.yaml", "platform.yaml"])
+def test_a_directory_for_a_top_level_file_is_named_and_leaks_no_descriptor(cfg_dir: Path, name: str) -> None:
+    """os.fdopen refused the directory itself (IsADirectoryError: a traceback, naming no file) before the
+    S_ISREG check, and the fd it was given stayed open: one leaked per reload."""
+    path = cfg_dir / name
+    path.unlink()
+    path.mkdir()
+    open_fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert f"{path}: not a regular file (a directory)" in problems(cfg_dir)
+    assert len(os.listdir("/proc/self/fd")) == open_fds
+
+
+def test_validate_and_compile_name_a_directory_without_a_traceback(cfg_dir: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from xds_server.cli import main
+
+    (tmp_path / "endpoints").mkdir()
+    assert main(["compile", "--config", str(cfg_dir), "--state", str(tmp_path / "state"),
+                 "--endpoints", str(tmp_path / "endpoints")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'endpoints'}: not a regular file (a directory)" in err and "Traceback" not in err
+    (cfg_dir / "tiers.yaml").unlink()
+    (cfg_dir / "tiers.yaml").mkdir()
+    assert main(["validate", "--config", str(cfg_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg_dir / 'tiers.yaml'}: not a regular file (a directory)" in err and "Traceback" not in err

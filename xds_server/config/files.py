@@ -29,6 +29,21 @@ def _why(path: str | Path, err: OSError) -> str:
     return f"cannot read: {err.strerror or err}"
 
 
+def directory_problem(path: str | Path, missing: str, what: str) -> str | None:
+    """What is wrong with `path` as a directory, or None if it is one. `missing`: the words for nothing there;
+    `what`: what the directory is, for anything else there (a file given where a folder goes is said to be a
+    file: "does not exist" sent its author looking for a typo in a name that was right)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        return _why(path, err) if os.path.islink(path) else missing
+    except OSError as err:
+        return _why(path, err)
+    if stat.S_ISDIR(mode):
+        return None
+    return f"is {'a file' if stat.S_ISREG(mode) else _kind(mode)}, not {what}"
+
+
 def regular_stat(path: str) -> os.stat_result | None:
     """The file's stat; None if nothing is there (not even a link): deleted. UnreadableFile otherwise."""
     try:
@@ -51,10 +66,22 @@ def read_regular(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise UnreadableFile(_why(path, err)) from None
-    with os.fdopen(fd, "rb") as f:
+    # Checked on the raw fd, before os.fdopen: fdopen refuses a directory itself (IsADirectoryError, which
+    # named no file) and leaves the fd open, one leaked per reload while the directory stays there.
+    try:
         mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise UnreadableFile(f"not a regular file ({_kind(mode)})")
+    except OSError as err:
+        os.close(fd)
+        raise UnreadableFile(_why(path, err)) from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UnreadableFile(f"not a regular file ({_kind(mode)})")
+    try:
+        f = os.fdopen(fd, "rb")
+    except OSError as err:
+        os.close(fd)
+        raise UnreadableFile(_why(path, err)) from None
+    with f:
         try:
             return f.read()
         except OSError as err:

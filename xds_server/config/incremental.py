@@ -19,15 +19,15 @@ from xds_server.config.changes import TenantChanges
 from xds_server.config.errors import Problem
 from xds_server.config.files import UnreadableFile, regular_stat
 from xds_server.config.loader import (
+    TENANT_SUFFIXES,
     LoadState,
     TenantFileCache,
     _place_in_cells,
     _policy_key,
     checked_tenant,
+    misplaced_tenant_file,
 )
 from xds_server.config.model import PlatformConfig, Tenant
-
-_SUFFIXES = (".yaml", ".yml")
 
 
 def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
@@ -56,7 +56,7 @@ def load_changed(root: Path, cache: TenantFileCache, policy_dir: Path | None,
     for name in sorted(names):
         path = os.path.join(tenants_dir, name)
         tid = name.rsplit(".", 1)[0]
-        if any(os.path.exists(os.path.join(tenants_dir, tid + s)) for s in _SUFFIXES if not name.endswith(s)):
+        if any(os.path.exists(os.path.join(tenants_dir, tid + s)) for s in TENANT_SUFFIXES if not name.endswith(s)):
             return None  # acme.yaml beside acme.yml: the full load says which one is defined twice
         try:
             st = regular_stat(path)  # None: deleted
@@ -114,8 +114,10 @@ def _tenant_files(root: Path, changed: Collection[str | Path]) -> set[str] | Non
     for raw in changed:
         path = os.fspath(raw)
         if os.path.realpath(os.path.dirname(path)) == tenants_dir:
-            if path.endswith(_SUFFIXES):
+            if path.endswith(TENANT_SUFFIXES):
                 out.add(os.path.basename(path))
+            elif misplaced_tenant_file(path, os.path.basename(path), os.path.isdir(path)) is not None:
+                return None  # meant as a tenant file (newco.YAML, a folder of them): the full load names it
             continue  # not a tenant file (an editor's swap file): the full load does not read it either
         return None
     return out

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_images.runtime.digests import ArtifactError, file_digest, tree_digest
 from xds_server.config.errors import ConfigError, Problem
-from xds_server.config.files import UnreadableFile, read_regular, regular_stat
+from xds_server.config.files import UnreadableFile, directory_problem, read_regular, regular_stat
 from xds_server.config.messages import empty_file, error_message, field_path, kind_of, unknown, yaml_problem
 from xds_server.config.model import (
     Model,
@@ -282,8 +282,7 @@ def load_config(
     if cache is not None:
         cache.last = None  # until this load succeeds there is nothing to build the next one on
     root = Path(directory)
-    if not root.is_dir():
-        raise ConfigError([Problem(str(root), "", "config directory does not exist")])
+    _check_root(root)
     problems: list[Problem] = []
 
     platform = _load_file(root / "platform.yaml", Platform, problems, optional=True) or Platform()
@@ -354,8 +353,7 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
     at 100,000 tenants as at four. The tenant is None where it has no file; ConfigError, naming the file
     and field, where either file is unsound."""
     root = Path(directory)
-    if not root.is_dir():
-        raise ConfigError([Problem(str(root), "", "config directory does not exist")])
+    _check_root(root)
     problems: list[Problem] = []
     platform = _load_file(root / "platform.yaml", Platform, problems, optional=True) or Platform()
     files = [root / "tenants" / f"{tenant_id}{ext}" for ext in (".yaml", ".yml")]
@@ -373,11 +371,20 @@ def load_tenant_alone(directory: str | Path, tenant_id: str) -> tuple[Platform, 
     return platform, tenant
 
 
+CONFIG_DIRECTORY = "a config directory (the folder holding tiers.yaml, models.yaml, regions.yaml and tenants/)"
+
+
+def _check_root(root: Path) -> None:
+    problem = directory_problem(root, "config directory does not exist", CONFIG_DIRECTORY)
+    if problem is not None:
+        raise ConfigError([Problem(str(root), "", problem)])
+
+
 def tenant_file_ids(directory: str | Path) -> list[str]:
     """The tenant ids the config's tenant files are named after, sorted (none if there is no tenants/)."""
     try:
         with os.scandir(Path(directory) / "tenants") as it:
-            return sorted({e.name.rsplit(".", 1)[0] for e in it if e.name.endswith((".yaml", ".yml"))})
+            return sorted({e.name.rsplit(".", 1)[0] for e in it if e.name.endswith(TENANT_SUFFIXES)})
     except OSError:
         return []
 
@@ -512,15 +519,30 @@ def validate(path: Path, schema: type[M], data: Any, problems: list[Problem]) ->
 
 def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCache,
                   workers: int | None = None) -> list[TenantFile]:
-    if not directory.is_dir():
-        problems.append(Problem(str(directory), "", "tenant directory is missing"))
+    missing = directory_problem(directory, "tenant directory is missing",
+                                "a directory (tenant files go in the folder tenants/, one <id>.yaml each)")
+    if missing is not None:
+        problems.append(Problem(str(directory), "", missing))
         return []
     out: list[TenantFile] = []
     # os.scandir, not Path.glob: at 10,000 tenant files, pathlib objects cost a tenth of a reload.
     # Every entry named like a tenant file: one that cannot be read (a dangling link, a directory) is a
-    # problem, not a tenant removed.
-    with os.scandir(directory) as it:
-        paths = sorted(e.path for e in it if e.name.endswith((".yaml", ".yml")))
+    # problem, not a tenant removed. So is one meant as a tenant file but never read (newco.YAML,
+    # newco.json, team-a/newco.yaml): a tenant silently missing, or removed if it was served.
+    paths: list[str] = []
+    misplaced: list[Problem] = []
+    try:
+        with os.scandir(directory) as it:
+            for e in it:
+                if e.name.endswith(TENANT_SUFFIXES):
+                    paths.append(e.path)
+                elif (why := misplaced_tenant_file(e.path, e.name, _is_dir(e))) is not None:
+                    misplaced.append(Problem(e.path, "", why))
+    except OSError as err:  # unreadable (permissions): named, and the last good config keeps serving
+        problems.append(Problem(str(directory), "", f"cannot list the tenant directory: {err.strerror or err}"))
+        return []
+    problems.extend(sorted(misplaced, key=lambda p: p.file))
+    paths.sort()
     cache.forget_missing(set(paths))
     stats: list[tuple[str, os.stat_result]] = []
     unreadable: dict[str, TenantFile] = {}
@@ -540,6 +562,39 @@ def _load_tenants(directory: Path, problems: list[Problem], cache: TenantFileCac
             problems.extend(file.problems)
             out.append(file)
     return out
+
+
+TENANT_SUFFIXES = (".yaml", ".yml")
+# What a file meant as a tenant file may be named that the load does not read: another case, or JSON.
+_TENANT_LIKE = (".yaml", ".yml", ".json")
+TENANT_FILE_HOME = "tenant files go directly in tenants/ as <id>.yaml (or <id>.yml, in lower case)"
+
+
+def misplaced_tenant_file(path: str, name: str, is_dir: bool) -> str | None:
+    """Why `name` in tenants/, not named <id>.yaml or <id>.yml, looks meant as a tenant file the load never
+    reads, or None: anything else there is no tenant's (a dotfile such as .gitkeep or an editor's swap file,
+    a ConfigMap volume's ..data, an editor's backup acme.yaml~, a local artifact a tenant names). The full
+    load and the incremental one (which must decline where this finds something) ask the same."""
+    if name.startswith("."):
+        return None
+    if not is_dir:
+        return f"not read as a tenant file: {TENANT_FILE_HOME}" if name.lower().endswith(_TENANT_LIKE) else None
+    try:  # a folder holding YAML; not JSON, which a model artifact's folder holds (config.json)
+        with os.scandir(path) as it:
+            inside = sorted(e.name for e in it if e.name.lower().endswith(TENANT_SUFFIXES)
+                            and not e.name.startswith("."))
+    except OSError:
+        return None  # nothing known to be missed: not a reason to refuse the config
+    if not inside:
+        return None
+    return f"a folder, and the YAML files in it ({capped(inside)}) are not read: {TENANT_FILE_HOME}"
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _read_tenant_files(_: None, paths: Sequence[str]) -> list[tuple[Any, list[Problem]]]:
