@@ -389,7 +389,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"list every gateway and cell (default: the {DEFAULT_STATUS_ROWS} that need "
                                  "attention most, then counts)")
         if name in ("serve", "run"):
-            sp.add_argument("--ratelimit-redis-url", default=None,
+            sp.add_argument("--ratelimit-redis-url", type=_redis_url, default=None,
                             help="keep rate-limit counters in this Redis (default: platform.yaml ratelimit)")
         if name == "run":
             sp.add_argument("--gateways", type=int, default=1, help="Envoy gateways per region (default: 1); in "
@@ -428,6 +428,16 @@ def _port(text: str) -> int:
 
 def _at_least_one(text: str) -> int:
     return _whole_number(text, 1)
+
+
+def _redis_url(text: str) -> str:
+    """Checked as platform.yaml's ratelimit.redis_url is (the message hides the password): a malformed one
+    had been a traceback from the Redis client once `serve` was starting the rate-limit service."""
+    from xds_server.config.urls import redis_url_problem
+
+    if (problem := redis_url_problem(text)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _ttl(text: str) -> int:

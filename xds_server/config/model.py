@@ -19,6 +19,7 @@ from pydantic import (
 
 # The runtime finds the entities, so it owns their names (as it owns the gateway header names).
 from inference_images.runtime.pii.entities import Entity as PiiEntity
+from xds_server.config.urls import has_userinfo, redis_url_problem, without_userinfo
 from xds_server.layered import as_dict
 from xds_server.listing import capped
 
@@ -456,6 +457,15 @@ class RateLimitSettings(Strict):
     # Tokens reserved when an inference is admitted, settled against the runtime's real cost after it.
     token_estimate: int = Field(default=64, ge=1, le=1_000_000)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_one(cls, url: str | None) -> str | None:
+        # Checked here, whatever the backend: redis.from_url refused a malformed one only when `serve` started,
+        # with a traceback, after `validate` had said "config OK". The message hides the password.
+        if url is not None and (problem := redis_url_problem(url)) is not None:
+            raise ValueError(problem)
+        return url
+
     @model_validator(mode="after")
     def _redis_has_url(self) -> RateLimitSettings:
         if self.backend == RateLimitBackend.REDIS and not self.redis_url:
@@ -475,6 +485,17 @@ class PolicySettings(Strict):
         "(e.g. http://localhost:8181)"))
     # Longest a policy evaluation may take; past it the change is rejected and the last good config serves.
     timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+    @field_validator("opa_url")
+    @classmethod
+    def _no_credentials_in_opa_url(cls, url: str | None) -> str | None:
+        # The OPA client is given the host, port and scheme only, so a user and password here authenticate
+        # nothing, and the URL is shown in errors, /status and the audit trail's refusal reasons.
+        if url is not None and has_userinfo(url):
+            raise ValueError(f"must not carry a user or password ({without_userinfo(url)}): the control plane "
+                             "sends OPA no credentials; keep OPA on loopback beside it, as the chart's sidecar "
+                             "is (http://127.0.0.1:8181), and write the URL without user@")
+        return url
 
     @model_validator(mode="after")
     def _url_for_opa(self) -> PolicySettings:

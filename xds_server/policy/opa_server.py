@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import requests
 from opa_client import OpaClient
 
+from xds_server.config.urls import without_userinfo
 from xds_server.policy.engine import PLATFORM_DATA, PolicyError, locate
 from xds_server.policy.sources import PolicySources
 
@@ -19,7 +20,9 @@ class OpaServerEngine:
 
     def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
         parts = urlsplit(url)
-        self.url = url
+        # As every message shows it (reload refusals reach /status and the audit trail): a user and password
+        # would authenticate nothing (the client gets host, port and scheme), and must never be shown.
+        self.url = without_userinfo(url)
         # Retries would multiply the time limit; a down server should fail the reload promptly.
         self._client = OpaClient(host=parts.hostname or "localhost", port=parts.port or 8181,
                                  ssl=parts.scheme == "https", timeout=timeout_seconds, retries=0)
