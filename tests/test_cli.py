@@ -218,6 +218,14 @@ def test_bad_arguments_are_errors_naming_them_not_tracebacks(
     (["run", "--control-planes", "-1"], "argument --control-planes: must be at least 1, got -1"),
     (["serve", "--audit-seal-after", "-5"], "argument --audit-seal-after: must be at least 0 seconds, got -5"),
     (["serve", "--audit-seal-after", "1h"], "argument --audit-seal-after: '1h' is not a whole number of seconds"),
+    # Secrets Manager's range, checked when the command is read: it had been refused at step 7 (secrets),
+    # after the tenant's routes, tokens and models were gone.
+    (["tenant", "offboard", "acme", "--recovery-window-days", "3"],
+     "argument --recovery-window-days: must be between 7 and 30 days, got 3"),
+    (["tenant", "offboard", "acme", "--recovery-window-days", "31"],
+     "argument --recovery-window-days: must be between 7 and 30 days, got 31"),
+    (["tenant", "offboard", "acme", "--status-port", "0"],
+     "argument --status-port: must be between 1 and 65,535, got 0"),
 ])
 def test_ports_and_counts_out_of_range_are_refused_by_name(argv: list[str], message: str,
                                                             capsys: pytest.CaptureFixture[str]) -> None:

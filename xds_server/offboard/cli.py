@@ -12,6 +12,21 @@ from xds_server.offboard import receipt
 from xds_server.offboard.run import STEPS, OffboardError, Offboarding, Options, state_path
 
 
+def _recovery_days(text: str) -> int:
+    """Checked when the command is read: Secrets Manager refused a window outside 7-30 days only at step 7,
+    after the tenant's routes, tokens and models were already gone."""
+    from xds_server.cli import _whole_number  # the command line's bounded integer (it imports this module)
+    from xds_server.offboard.storage import MAX_RECOVERY_DAYS, MIN_RECOVERY_DAYS
+
+    return _whole_number(text, MIN_RECOVERY_DAYS, MAX_RECOVERY_DAYS, noun="a whole number of days", unit=" days")
+
+
+def _port(text: str) -> int:
+    from xds_server.cli import _port as port
+
+    return port(text)
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_state: Path) -> None:
     tenant = sub.add_parser("tenant", help="tenant lifecycle: offboard", description="tenant lifecycle")
     tcommands = tenant.add_subparsers(required=True, metavar="TENANT_COMMAND")
@@ -30,8 +45,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], defaul
                      help="the config-change flow: the tenant file already says `offboard: true` (merged); "
                           "refuse otherwise, and never write the config")
     off.add_argument("--host", default="127.0.0.1", help="the control plane's host")
-    off.add_argument("--status-port", type=int, default=18001, help="the control plane's status port")
-    off.add_argument("--recovery-window-days", type=int, default=30,
+    off.add_argument("--status-port", type=_port, default=18001, help="the control plane's status port")
+    off.add_argument("--recovery-window-days", type=_recovery_days, default=30,
                      help="days a deleted secret stays recoverable (7-30, as Terraform's recovery_window_in_days)")
     off.add_argument("--no-aws", action="store_true",
                      help="skip the model buckets and Secrets Manager (a local platform without AWS)")
@@ -111,13 +126,15 @@ def _done(path: Path) -> dict[str, object]:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from xds_server.config.files import UnreadableFile, read_regular
+
     try:
-        text = Path(args.file).read_text()
-    except OSError as err:
-        print(f"error: cannot read {args.file}: {err.strerror}", file=sys.stderr)
+        data = read_regular(Path(args.file))  # a FIFO is refused, not waited on
+    except UnreadableFile as err:
+        print(f"error: {args.file}: {err}", file=sys.stderr)
         return 2
     try:
-        body = receipt.verify(text, receipt.load_jwks(args.jwks))
+        body = receipt.verify(receipt.text_of(data), receipt.load_jwks(args.jwks))
     except receipt.ReceiptError as err:
         print(f"error: {args.file}: {err}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ import jwt
 from jwt.algorithms import ECAlgorithm
 
 from xds_server.auth.keys import SigningKey
+from xds_server.config.files import UnreadableFile, read_regular
 
 TYPE = "fairshare-deletion-receipt+jws"
 
@@ -36,6 +37,15 @@ def digest(signed: str) -> str:
     return hashlib.sha256(signed.strip().encode()).hexdigest()
 
 
+def text_of(data: bytes) -> str:
+    """A receipt file's text: a JWS is ASCII, so bytes that are not UTF-8 are no receipt."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReceiptError(f"not a JWS: the file is not text (byte {err.start} is {data[err.start]:#04x}, "
+                           "not UTF-8)") from None
+
+
 def load_jwks(source: str) -> dict[str, Any]:
     """A JWKS from a URL (the control plane's) or a file."""
     try:
@@ -43,8 +53,10 @@ def load_jwks(source: str) -> dict[str, Any]:
             with urllib.request.urlopen(source, timeout=10) as resp:
                 text = resp.read().decode()
         else:
-            text = Path(source).read_text()
+            text = read_regular(Path(source)).decode()  # a FIFO is refused, not waited on
         jwks = json.loads(text)
+    except UnreadableFile as err:
+        raise ReceiptError(f"cannot read the JWKS at {source}: {err}") from err
     except (urllib.error.URLError, OSError) as err:
         raise ReceiptError(f"cannot read the JWKS at {source}: {getattr(err, 'reason', err)}") from err
     except ValueError as err:
@@ -61,6 +73,8 @@ def verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError as err:
         raise ReceiptError(f"not a JWS: {err}") from err
+    except jwt.InvalidTokenError as err:  # a header it refuses ("crit" naming an extension it lacks)
+        raise ReceiptError(f"the receipt's header is refused: {err}") from err
     if header.get("alg") != "ES256":
         raise ReceiptError(f"receipt is signed with {header.get('alg')!r}; only ES256 is accepted")
     kid = header.get("kid")
@@ -68,7 +82,12 @@ def verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     if not candidates:
         known = ", ".join(str(k.get("kid")) for k in jwks["keys"] if isinstance(k, dict))
         raise ReceiptError(f"receipt is signed by key {kid!r}, which the JWKS does not hold (it holds: {known})")
-    public = ECAlgorithm.from_jwk(json.dumps(candidates[0]))
+    try:
+        public = ECAlgorithm.from_jwk(json.dumps(candidates[0]))
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as err:
+        # An RSA key with the receipt's kid, or an EC key whose coordinates are no point of the curve.
+        raise ReceiptError(f"the JWKS's key {kid!r} is not an EC public key a receipt verifies with: "
+                           f"{err or type(err).__name__}") from err
     try:
         payload = jwt.api_jws.decode(token, public, algorithms=["ES256"])  # type: ignore[arg-type]
     except jwt.InvalidSignatureError as err:
