@@ -204,6 +204,13 @@ def test_serve_with_a_signing_key_file_loads_it_and_never_makes_one(tmp_path: Pa
       "--since", "9999-12-31T23:59:59-23:59"], "--since: '9999-12-31T23:59:59-23:59' is outside the dates"),
     (["policy", "bundle", "--config", str(REPO_CONFIG), "-o", "{tmp}"], "-o {tmp} is a folder: name a file in it"),
     (["chart-values", "--config", str(REPO_CONFIG), "--region", "us-east-1", "-o", "{tmp}"], "-o {tmp} is a folder"),
+    # Refused before the checks or suites run: it had been an IsADirectoryError once they had passed.
+    (["policy", "check", "--config", str(REPO_CONFIG), "--json", "{tmp}"],
+     "--json {tmp} is a folder: name a file in it"),
+    (["policy", "test", "--json", "{tmp}"], "--json {tmp} is a folder: name a file in it"),
+    (["audit", "verify", "--log", "/dev/zero"], "--log /dev/zero: not a regular file (a character device)"),
+    (["validate", "--config", str(REPO_CONFIG / "tiers.yaml")],
+     f"{REPO_CONFIG / 'tiers.yaml'}: is a file, not a config directory"),
 ])
 def test_bad_arguments_are_errors_naming_them_not_tracebacks(
         argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

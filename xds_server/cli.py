@@ -276,10 +276,15 @@ def _chart_values(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_folder(path: str | None, flag: str) -> str | None:
+    """Why an output file's path cannot be written, where that is known before the work: it is a folder."""
+    return f"{flag} {path} is a folder: name a file in it" if path is not None and Path(path).is_dir() else None
+
+
 def _write_output(path: Path, data: bytes, flag: str = "-o") -> str | None:
     """Write a command's output file (its folder made if missing); else why it cannot be, for an error."""
-    if path.is_dir():
-        return f"{flag} {path} is a folder: name a file in it"
+    if (refused := _output_folder(str(path), flag)) is not None:
+        return refused
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -458,6 +463,9 @@ def _policy_test(args: argparse.Namespace) -> int:
     from xds_server.policy.engine import PolicyError
     from xds_server.policy.testing import run_suites
 
+    if (refused := _output_folder(args.json, "--json")) is not None:  # before the suites' minutes, not after
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     try:
         report = run_suites(_policy_dir(args), progress=lambda line: print(line, flush=True))
     except PolicyError as err:
@@ -465,8 +473,10 @@ def _policy_test(args: argparse.Namespace) -> int:
         return 2
     print(report.render())
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+        if (refused := _write_output(Path(args.json), json.dumps(report.to_json(), indent=2).encode(),
+                                     "--json")) is not None:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
         print(f"wrote {args.json}")
     return 0 if report.ok else 1
 
@@ -506,6 +516,9 @@ def _policy_check(args: argparse.Namespace) -> int:
     from xds_server.policy.check import Report, Section, check_config, check_manifests, check_plan
 
     policy = _policy_dir(args)
+    if (refused := _output_folder(args.json, "--json")) is not None:  # before the checks, not after
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     sections: list[Section] = []
     config: PlatformConfig | None = None
     if not args.no_config:
@@ -520,9 +533,10 @@ def _policy_check(args: argparse.Namespace) -> int:
         return 2
     report = Report(sections)
     print(report.render())
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report.to_json(), indent=2))
+    if args.json and (refused := _write_output(Path(args.json), json.dumps(report.to_json(), indent=2).encode(),
+                                               "--json")) is not None:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     return 1 if any(s.violations for s in sections) else 2 if not report.ok else 0
 
 

@@ -116,3 +116,31 @@ def test_rotation_keeps_one_chain(tmp_path: Path) -> None:
 def test_verify_without_a_log_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "verify", "--log", str(tmp_path / "none.jsonl")]) == 2
     assert "no audit log at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["log", "rotated"])
+def test_a_fifo_or_device_is_refused_by_name_not_read_forever(tmp_path: Path, where: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """read_bytes() of a FIFO waited for a writer, of /dev/zero for an end: `audit verify` hung for good."""
+    import os
+    import threading
+
+    path = tmp_path / "audit.jsonl"
+    fifo = path if where == "log" else tmp_path / "audit.jsonl.000001"
+    if where == "rotated":
+        write(path, 1)
+    os.mkfifo(fifo)
+    rc: list[int] = []
+    for log in (path, Path("/dev/zero")) if where == "log" else (path,):
+        running = threading.Thread(target=lambda log=log: rc.append(main(["audit", "verify", "--log", str(log)])),
+                                   daemon=True)
+        running.start()
+        running.join(60)  # a guard against hanging the suite: it answers at once or never
+        assert not running.is_alive(), f"audit verify --log {log} did not return"
+    err = capsys.readouterr().err
+    assert set(rc) == {2} and "Traceback" not in err
+    if where == "log":
+        assert f"error: --log {path}: not a regular file (a FIFO)" in err
+        assert "error: --log /dev/zero: not a regular file (a character device)" in err
+    else:
+        assert f"error: {fifo}: not a regular file (a FIFO)" in err

@@ -13,6 +13,7 @@ from typing import Any
 
 from xds_server.audit.log import DEFAULT_MAX_BYTES, AuditError, AuditLog
 from xds_server.audit.trail import _TENANT_FILE, decision_of
+from xds_server.config.files import UnreadableFile, regular_stat
 from xds_server.config.loader import tenant_file_ids
 from xds_server.listing import capped, clipped
 
@@ -25,6 +26,10 @@ def _log_path(args: argparse.Namespace) -> Path:
     path = Path(args.log) if getattr(args, "log", None) else default_log(args.state)
     if path.is_dir():
         raise AuditError(f"--log {path} is a folder: name the log file in it (e.g. {path / 'audit.jsonl'})")
+    try:
+        regular_stat(str(path))  # None: no log there, which each command words as its own
+    except UnreadableFile as err:  # a FIFO or /dev/zero: reading it never ended
+        raise AuditError(f"--log {path}: {err}") from None
     return path
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xds_server.audit.log import digest_of, log_files
+from xds_server.audit.log import AuditError, digest_of, log_files
+from xds_server.config.files import UnreadableFile, read_regular
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ class Verified:
 
 
 def _lines(file: Path) -> Iterator[tuple[int, str, bool]]:
-    data = file.read_bytes()
+    try:
+        data = read_regular(file)  # a FIFO (or /dev/zero) among the log's files is refused, not read forever
+    except UnreadableFile as err:
+        raise AuditError(f"{file}: {err}") from None
     lines = data.split(b"\n")
     # The split leaves a last element: empty when the file ends in a newline, else a line cut short.
     for i, raw in enumerate(lines, start=1):
