@@ -34,7 +34,10 @@ def test_status_prints_every_gateway_synced_and_json_keeps_the_machine_form(
         [line] = [line for line in lines if line.startswith(row.node_id + " ")]
         assert f" {row.region} " in line and "SYNCED" in line and row.version in line
     assert "epoch" not in text and str(int(status["xds"]["at"])) not in text  # ages, not timestamps
-    assert lines[-1].startswith(f"config {status['config_version']} ({status['tenants']} tenants); last reload ok ")
+    (config_line,) = [line for line in lines if line.startswith("config ")]
+    assert config_line.startswith(f"config {status['config_version']} ({status['tenants']} tenants); last reload ok ")
     # An age, then how the reload went: incremental or full, and where its time went.
     assert re.search(r"; last reload ok \S+ ago \((incremental|full), [0-9.]+s: load [0-9.]+s, compile [0-9.]+s, "
-                     r"validate [0-9.]+s, publish [0-9.]+s\)$", lines[-1]), lines[-1]
+                     r"validate [0-9.]+s, publish [0-9.]+s\)$", config_line), config_line
+    # Then the audit trail's head: where a copy of it must end.
+    assert lines[-1].startswith("audit trail ") and f"seq {status['audit']['seq']}, head sha256:" in lines[-1]
