@@ -1,6 +1,7 @@
 """Through the real Envoy: a tenant's concurrency quota is Envoy's circuit breaker on the tenant's
-cluster, so a tenant firing more concurrent requests than its quota gets the excess refused by Envoy
-(503 with ``x-envoy-overloaded``) and the runtime never holds more than the quota of its requests.
+cluster, so a tenant firing more concurrent requests than its quota gets the excess refused by
+Envoy (429 with ``Retry-After: 1`` and ``x-envoy-overloaded``) and the runtime never holds more than
+the quota of its requests.
 The quota caps the tenant's concurrency on the model, whichever versions its requests go to: the model
 has two versions, each a subset of the tenant's one cluster (docs/design/0001).
 
@@ -9,6 +10,7 @@ scenario's platform), so every request of the burst is in flight at once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import urllib.request
 from collections import Counter
@@ -87,8 +89,14 @@ def test_requests_past_the_concurrency_quota_are_refused_by_envoy(platform: Fair
     replies, depths = burst(platform, paths)
     statuses = Counter(r.status for r in replies)
     refused = [r for r in replies if r.status != 200]
-    assert statuses == {200: 2 * QUOTA, 503: len(paths) - 2 * QUOTA}, statuses
+    assert statuses == {200: 2 * QUOTA, 429: len(paths) - 2 * QUOTA}, statuses
     assert all(r.headers.get("x-envoy-overloaded") == "true" for r in refused), [r.headers for r in refused]
+    # The tenant's own limit, said as such (429 like its other limits, with when to retry), not Envoy's
+    # "upstream connect error ... reset reason: overflow".
+    assert all(r.headers.get("retry-after") == "1" for r in refused), [r.headers for r in refused]
+    assert {json.dumps(r.body, sort_keys=True) for r in refused} == {json.dumps({
+        "error": f"tenant {TENANT} has its concurrency quota of requests in flight: retry later "
+                 "(after the seconds in Retry-After)", "code": 429}, sort_keys=True)}, refused[0].body
     # The runtime saw exactly the requests Envoy let through, QUOTA at a time at most, and refused none.
     assert served(platform, "ok") - before_ok == 2 * QUOTA
     assert served(platform, "rejected_queue_full") == before_full

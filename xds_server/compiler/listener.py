@@ -47,6 +47,7 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
     """A region's gateway listener; with `front`, a front tier's (xds_server/cells): the same edge (headers
     stripped, JWT verified, JSON errors, access log) with one route table that maps the verified tenant to
     its cell (compiler/front.py) instead of a scope per tenant, and no rate limits (the cells apply them)."""
+    tenant = f"%REQ({contract.TENANT_HEADER})%"
     hcm = {
         "@type": _HCM,
         "stat_prefix": "gateway",
@@ -137,10 +138,22 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                 "body": {"inline_string": "rate limit exceeded: retry after the seconds in Retry-After "
                                           "(the RateLimit headers say which limit)"},
             }, {
+                # The tenant's cluster's circuit breaker (compiler/clusters.py) is its concurrency quota: the
+                # tenant has that many requests in flight (and pending). Like every limit of a tenant's own
+                # (rate limits, the runtime's bounded queue) that is 429 with Retry-After, not Envoy's 503
+                # "reset reason: overflow", which reads like an outage; one second is about a request's time.
+                "filter": {"response_flag_filter": {"flags": ["UO"]}},
+                "status_code": 429,
+                "headers_to_add": [{"header": {"key": "retry-after", "value": "1"},
+                                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+                "body_format_override": _json(
+                    f"tenant {tenant} has its concurrency quota of requests in flight: retry later "
+                    "(after the seconds in Retry-After)"),
+            }, {
                 "filter": {"response_flag_filter": {"flags": ["NR"]}},
                 "status_code": 403,
                 "body_format_override": {
-                    "json_format": {"error": f"tenant %REQ({contract.TENANT_HEADER})% is not served in region {region}",
+                    "json_format": {"error": f"tenant {tenant} is not served in region {region}",
                                     "code": "%RESPONSE_CODE%"},
                     "content_type": "application/json"},
             },
@@ -195,3 +208,8 @@ def deterministic(message: Message) -> Message:
             else:
                 deterministic(item)
     return message
+
+
+def _json(error: str) -> dict[str, object]:
+    """A local reply's body in the runtime's error shape."""
+    return {"json_format": {"error": error, "code": "%RESPONSE_CODE%"}, "content_type": "application/json"}
