@@ -20,6 +20,7 @@ from xds_server.config.model import AuthSettings, RateLimitSettings
 HEALTH_PATHS = "^/v2/health/(live|ready)$"
 _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ADS = {"ads": {}, "resource_api_version": "V3"}
+_NO_ROUTE = {"response_flag_filter": {"flags": ["NR"]}}
 
 # What the access log records: enough to debug and bill, never a payload or a credential.
 _ACCESS_LOG_FORMAT = {
@@ -111,7 +112,11 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                             "jwt_cache_config": {"jwt_cache_size": 4096},
                         },
                     },
-                    "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "fairshare"}}],
+                    # A prefix rule never matches CONNECT (Envoy matches it only with connect_matcher): without
+                    # the second rule a CONNECT went past the credential. It is refused anyway (no route serves
+                    # it, see the local replies), but only once the token is verified like any request's.
+                    "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "fairshare"}},
+                              {"match": {"connect_matcher": {}}, "requires": {"provider_name": "fairshare"}}],
                 },
             },
             # Per-tenant rate limits: local bucket, then the global service (after the tenant is known).
@@ -150,7 +155,22 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                     f"tenant {tenant} has its concurrency quota of requests in flight: retry later "
                     "(after the seconds in Retry-After)"),
             }, {
-                "filter": {"response_flag_filter": {"flags": ["NR"]}},
+                # No route serves CONNECT (every route matches a path); say so instead of the 403 below.
+                "filter": {"and_filter": {"filters": [_NO_ROUTE, {"header_filter": {"header": {
+                    "name": ":method", "string_match": {"exact": "CONNECT"}}}}]}},
+                "status_code": 405,
+                "body_format_override": _json("CONNECT is not served: this gateway serves the Open Inference "
+                                              "Protocol's HTTP requests only"),
+            }, {
+                # A verified token whose tenant claim is missing or empty: the JWT filter set no tenant
+                # header, so no scope matched. The token, not the region, is what is wrong.
+                "filter": {"and_filter": {"filters": [_NO_ROUTE, {"header_filter": {"header": {
+                    "name": contract.TENANT_HEADER, "string_match": {"safe_regex": {"regex": ".+"}},
+                    "invert_match": True, "treat_missing_header_as_empty": True}}}]}},
+                "status_code": 401,
+                "body_format_override": _json(f"the token carries no tenant claim ('{auth.tenant_claim}')"),
+            }, {
+                "filter": _NO_ROUTE,
                 "status_code": 403,
                 "body_format_override": {
                     "json_format": {"error": f"tenant {tenant} is not served in region {region}",
