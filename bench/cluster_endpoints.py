@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.loadgen import served_by
 from bench.report import environment, markdown_table, write_results
 from bench.synth import write_config
 from tests.endpoints.apiserver import StandInApiServer, endpoint_slice
@@ -250,8 +251,9 @@ def rolling_restart(rolls: int, root: Path) -> dict[str, Any]:
                      f"{len(load.results)} requests so far, {len(load.failures())} failed")
         results = load.end()
         failed = load.failures()
+        served = {r.replica for r in served_by(pool.platform.served_by, results)}
         return {"rolls": rolls, "requests": len(results), "failed": len(failed), "failures": failed[:20],
-                "roll_s": took, "replicas_served": len({r.replica for r in results}),
+                "roll_s": took, "replicas_served": len(served),
                 "target_failed": TARGET_FAILED, "met": len(failed) <= TARGET_FAILED}
     finally:
         pool.stop()

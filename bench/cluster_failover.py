@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import re
 import threading
@@ -143,18 +144,33 @@ class Sample:
     tenant: str
     at: float  # time.perf_counter() when sent
     status: int
-    region: str | None  # of the replica that answered (its x-fairshare-replica), None for the gateway's own
+    region: str | None  # of the replica that answered, None for the gateway's own answer
+    request_id: str | None = None
 
 
 @dataclass
 class Load:
-    """Steady closed-loop load from `concurrency` workers per tenant until stopped."""
+    """Steady closed-loop load from `concurrency` workers per tenant until stopped, through `platform`'s
+    gateways: which replica answered each request is in their access logs (the gateway keeps the runtime's
+    x-fairshare-replica off its responses), by the request id each response carries."""
 
     targets: dict[str, Target]
+    platform: LocalPlatform
     concurrency: int = 2
-    samples: list[Sample] = field(default_factory=list)
+    _sent: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    @property
+    def samples(self) -> list[Sample]:
+        """Every request whose gateway has logged it so far (Envoy flushes its log within about a second),
+        with the region of the replica that answered it; a request that got no response at all is there
+        at once (no region)."""
+        sent = list(self._sent)
+        where = self.platform.served_by()
+        return [s if s.request_id is None else
+                dataclasses.replace(s, region=(where[s.request_id] or "").split("/")[0] or None)
+                for s in sent if s.request_id is None or s.request_id in where]
 
     def __enter__(self) -> Load:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -167,7 +183,7 @@ class Load:
         self._thread.join(timeout=60)
 
     def since(self, t: float, tenant: str) -> list[Sample]:
-        return [s for s in list(self.samples) if s.tenant == tenant and s.at >= t]
+        return [s for s in self.samples if s.tenant == tenant and s.at >= t]
 
     async def _run(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.concurrency * len(self.targets))
@@ -176,8 +192,7 @@ class Load:
             async def worker(tenant: str, target: Target) -> None:
                 while not self._stop.is_set():
                     r = await one(session, target)
-                    region = r.replica.split("/")[0] if r.replica else None
-                    self.samples.append(Sample(tenant, r.started_s, r.status, region))
+                    self._sent.append(Sample(tenant, r.started_s, r.status, None, r.request_id))
 
             await asyncio.gather(*(worker(t, target) for t, target in self.targets.items()
                                    for _ in range(self.concurrency)))
@@ -208,7 +223,7 @@ def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool:
 def measure(fp: FailoverPlatform, outage_s: float, home_s: float, concurrency: int) -> dict[str, Any]:
     targets = {ROAMER: fp.target(ROAMER), HOMEBODY: fp.target(HOMEBODY)}
     eu_homebody_before = fp.runtime_scheduled(EU, HOMEBODY)
-    with Load(targets, concurrency) as load:
+    with Load(targets, fp.platform, concurrency) as load:
         t0 = time.perf_counter()
         wait_until(lambda: len(load.since(t0, ROAMER)) > 50, 30)
         progress(BENCH, f"steady load ({concurrency} in flight per tenant); killing the {US} replicas")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,8 +25,9 @@ class Result:
     latency_s: float
     started_s: float
     model_version: str | None
-    replica: str | None
+    replica: str | None  # its x-fairshare-replica: only straight from a replica (a gateway removes it)
     error: str | None = None
+    request_id: str | None = None  # a gateway's x-request-id, which finds the replica in its access log
 
     @property
     def ok(self) -> bool:
@@ -55,7 +57,7 @@ async def one(session: aiohttp.ClientSession, target: Target, t0: float = 0.0) -
             if resp.status == 200:
                 version = json.loads(raw).get("model_version")
             return Result(resp.status, time.perf_counter() - start, start - t0, version,
-                          resp.headers.get("x-fairshare-replica"))
+                          resp.headers.get("x-fairshare-replica"), request_id=resp.headers.get("x-request-id"))
     except (TimeoutError, aiohttp.ClientError) as err:
         return Result(0, time.perf_counter() - start, start - t0, None, None, error=repr(err))
 
@@ -92,6 +94,21 @@ async def run(
 
 def run_sync(*args, **kwargs) -> list[Result]:  # type: ignore[no-untyped-def]
     return asyncio.run(run(*args, **kwargs))
+
+
+def served_by(served: Callable[[], Mapping[str, str | None]], results: list[Result],
+              timeout: float = 30.0) -> list[Result]:
+    """`results` of requests through a gateway, each with the replica that answered it: the gateway keeps the
+    runtime's x-fairshare-replica off its responses and logs it by request id (compiler/listener.py).
+    `served`: that log's request id -> replica (LocalPlatform.served_by); waits for Envoy to flush it."""
+    wanted = {r.request_id for r in results if r.request_id is not None and r.replica is None}
+    deadline = time.monotonic() + timeout
+    where = served()
+    while not wanted <= where.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        where = served()
+    return [dataclasses.replace(r, replica=where.get(r.request_id)) if r.request_id in wanted else r
+            for r in results]
 
 
 @contextlib.contextmanager

@@ -78,7 +78,9 @@ def body(d: int) -> bytes:
 
 async def _closed_loop(session: aiohttp.ClientSession, jobs: list[tuple[str, str, bytes, dict[str, str]]],
                        concurrency: int) -> list[tuple[str, int, float, str | None]]:
-    """(label, status, seconds, replica) per job, ``concurrency`` at a time, in the given order."""
+    """(label, status, seconds, replica) per job, ``concurrency`` at a time, in the given order. The
+    replica is its x-fairshare-replica straight from a replica; through a gateway, which removes that header,
+    the response's x-request-id, for `_replicas_through` to resolve from the gateway's access log."""
     out: list[tuple[str, int, float, str | None]] = []
     queue = list(reversed(jobs))
 
@@ -88,10 +90,25 @@ async def _closed_loop(session: aiohttp.ClientSession, jobs: list[tuple[str, str
             t0 = time.perf_counter()
             async with session.post(url, data=data, headers=headers) as resp:
                 await resp.read()
-                out.append((label, resp.status, time.perf_counter() - t0, resp.headers.get("x-fairshare-replica")))
+                out.append((label, resp.status, time.perf_counter() - t0, resp.headers.get("x-fairshare-replica")
+                            or resp.headers.get("x-request-id")))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return out
+
+
+def _replicas_through(platform: LocalPlatform, results: list[tuple[str, int, float, str | None]],
+                      timeout: float = 30.0) -> list[tuple[str, int, float, str | None]]:
+    """`_closed_loop`'s results through a gateway with each request id replaced by the replica that answered
+    it, from the gateway's access log (waiting for Envoy to flush it)."""
+    ids = {r[3] for r in results if r[3] is not None}
+    deadline = time.monotonic() + timeout
+    where = platform.served_by()
+    while not ids <= where.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        where = platform.served_by()
+    return [(label, status, secs, where.get(rid) if rid is not None else None)
+            for label, status, secs, rid in results]
 
 
 def _index(admin_port: int) -> list[dict[str, Any]]:
@@ -187,6 +204,7 @@ async def _measure(platform: LocalPlatform, token: str, info: dict[str, Any], ow
                                               for n in sequence], 4)
         hashed = _hit_rates(platform, set(names))
         by_model: dict[str, Counter[str]] = {}
+        routed = _replicas_through(platform, routed)
         for name, status, _, replica in routed:
             if status == 200 and replica is not None:
                 by_model.setdefault(name, Counter())[replica] += 1

@@ -161,6 +161,21 @@ def unthrottled(running: RunningPlatform, restore_config: Callable[[], bool]) ->
     return apply
 
 
+def served_by(platform: LocalPlatform, reply: Reply, timeout: float = 30.0) -> str | None:
+    """The replica (`region/pool/replica`) that answered `reply`, None for the gateway's own answer. The
+    gateway keeps the runtime's x-fairshare-replica off clients' responses and logs it by the request id it
+    returns (compiler/listener.py), so this reads it from the Envoys' access logs, as an operator would."""
+    request_id = reply.headers["x-request-id"]
+    found: dict[str, str | None] = {}
+
+    def logged() -> bool:
+        found.update(platform.served_by())
+        return request_id in found
+
+    assert eventually(logged, timeout=timeout, interval=0.2), f"no access-log line for request {request_id}"
+    return found[request_id]
+
+
 def eventually(check: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:
     """Poll until `check` holds; the timeout is a hang guard, not a performance target (see bench/)."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import pytest
 from bench.cluster_failover import EU, HOMEBODY, OWN_MODEL, ROAMER, US, FailoverPlatform, Load, failover_platform
 from bench.loadgen import infer_body
 from inference_images.runtime import gateway as contract
-from tests.e2e.conftest import eventually, post
+from tests.e2e.conftest import Reply, eventually, post, served_by
 from xds_server.compiler.failover import SERVED_REGION_HEADER
 
 pytestmark = pytest.mark.e2e
@@ -33,15 +33,20 @@ def fp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FailoverPlatform]:
 
 def served(fp: FailoverPlatform, tenant: str) -> tuple[int, str | None, str]:
     reply = post(fp.target(tenant).url, infer_body(["fine"]), fp.token(tenant))
-    return reply.status, reply.headers.get(contract.REPLICA_HEADER, "").split("/")[0] or None, \
-        str(reply.body.get("error", ""))
+    return reply.status, region_of(fp, reply), str(reply.body.get("error", ""))
+
+
+def region_of(fp: FailoverPlatform, reply: Reply) -> str | None:
+    """The region of the replica that answered, from the gateway's access log (never on the response)."""
+    assert contract.REPLICA_HEADER not in reply.headers
+    return (served_by(fp.platform, reply) or "").split("/")[0] or None
 
 
 def test_home_pool_lost_fails_over_inside_residency_and_returns_home(fp: FailoverPlatform) -> None:
     assert served(fp, ROAMER)[:2] == (200, US)
     assert served(fp, HOMEBODY)[:2] == (200, US)
     eu_homebody = fp.runtime_scheduled(EU, HOMEBODY)
-    with Load({ROAMER: fp.target(ROAMER), HOMEBODY: fp.target(HOMEBODY)}, concurrency=1) as load:
+    with Load({ROAMER: fp.target(ROAMER), HOMEBODY: fp.target(HOMEBODY)}, fp.platform, concurrency=1) as load:
         assert eventually(lambda: len(load.since(0.0, HOMEBODY)) > 10, timeout=30)
         killed = time.perf_counter()
         fp.kill(US)
@@ -82,8 +87,7 @@ def own_served(fp: FailoverPlatform, tenant: str) -> tuple[int, str | None, str 
     body = json.dumps({"inputs": [{"name": "features", "shape": [1, len(FEATURES["vocabulary"])],
                                    "datatype": "FP32", "data": [0.0] * len(FEATURES["vocabulary"])}]}).encode()
     reply = post(fp.platform.gateway_url(US) + f"/v2/models/{OWN_MODEL}/infer", body, fp.token(tenant))
-    replica = reply.headers.get(contract.REPLICA_HEADER, "").split("/")[0] or None
-    return reply.status, replica, reply.headers.get(SERVED_REGION_HEADER), str(reply.body.get("error", ""))
+    return reply.status, region_of(fp, reply), reply.headers.get(SERVED_REGION_HEADER), str(reply.body.get("error", ""))
 
 
 def own_loaded(fp: FailoverPlatform, region: str, tenant: str) -> bool:

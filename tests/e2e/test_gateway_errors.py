@@ -1,16 +1,18 @@
 """Through the real Envoy: every answer the gateway itself gives reads `{"error": ..., "code": N}` and names
-its cause (compiler/listener.py): a token without a tenant claim, a CONNECT."""
+its cause (compiler/listener.py): a token without a tenant claim, a CONNECT.
+No response shows a client the replica that served it (the gateway's access log does)."""
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
 
 from bench.loadgen import infer_body
-from tests.e2e.conftest import RunningPlatform, post
+from tests.e2e.conftest import RunningPlatform, post, served_by
 from xds_server.auth.tokens import issue_token
 
 pytestmark = pytest.mark.e2e
@@ -55,3 +57,16 @@ def test_connect_needs_the_token_and_is_refused_with_it(running: RunningPlatform
     status, body, _ = raw(running, "CONNECT example.com:443 HTTP/1.1", running.token("acme"))
     assert status == 405 and body["code"] == 405 and "CONNECT is not served" in body["error"], body
 
+
+def test_no_response_shows_the_replica_but_the_access_log_does(running: RunningPlatform) -> None:
+    reply = post(running.url(US, "/v2/models/classifier/infer"), infer_body(["x"]), running.token("globex"))
+    assert reply.status == 200, reply.body
+    assert "x-fairshare-replica" not in reply.headers and "x-envoy-upstream-service-time" not in reply.headers
+    assert reply.headers["x-request-id"]
+    started = time.monotonic()
+    replica = served_by(running.platform, reply)
+    assert replica is not None and replica.startswith(f"{US}/"), replica
+    assert time.monotonic() - started < 30
+    # The gateway's own answers carry no replica either.
+    refused = post(running.url(US, "/v2/models/no-such-model/infer"), infer_body(["x"]), running.token("globex"))
+    assert refused.status == 404 and served_by(running.platform, refused) is None

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from bench.loadgen import Target, infer_body, run_sync
+from bench.loadgen import Target, infer_body, run_sync, served_by
 from tests.e2e.conftest import RunningPlatform
 
 pytestmark = pytest.mark.e2e
@@ -35,5 +35,5 @@ def test_split_holds(running: RunningPlatform, unthrottled, tenant: str, region:
     tolerance = max(0.025, 4 * math.sqrt(share * (1 - share) / n))
     assert abs(seen - share) <= tolerance, (seen, share, tolerance)
     # Both replicas of the pool serve the tenant, in its own region.
-    replicas = {r.replica for r in results}
+    replicas = {r.replica for r in served_by(running.platform.served_by, results)}
     assert len(replicas) == 2 and all(str(rep).startswith(region) for rep in replicas), replicas

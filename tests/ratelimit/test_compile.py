@@ -120,9 +120,11 @@ def http_filter_names(snapshot: Snapshot) -> list[str]:
 
 def test_listener_checks_local_then_global_once_per_failure_mode(cfg_dir: Path) -> None:
     snapshot, _ = compile_dir(cfg_dir)
-    # Health first (answered before any credential), then who, then how much.
+    # The response-header strip first (it sees every response last), then health (answered before any
+    # credential), then who, then how much.
     assert http_filter_names(snapshot) == [
-        "envoy.filters.http.health_check", "envoy.filters.http.jwt_authn", "envoy.filters.http.local_ratelimit",
+        "envoy.filters.http.header_to_metadata", "envoy.filters.http.health_check", "envoy.filters.http.jwt_authn",
+        "envoy.filters.http.local_ratelimit",
         "envoy.filters.http.ratelimit.fail_open", "envoy.filters.http.ratelimit.fail_closed",
         "envoy.filters.http.router"]
     assert naming.RATELIMIT_CLUSTER in snapshot.of_type("type.googleapis.com/envoy.config.cluster.v3.Cluster")
@@ -130,8 +132,8 @@ def test_listener_checks_local_then_global_once_per_failure_mode(cfg_dir: Path) 
     platform = cfg_dir / "platform.yaml"
     platform.write_text(yaml.safe_dump({"ratelimit": {"enabled": False}}))
     off, table = compile_dir(cfg_dir)
-    assert http_filter_names(off) == ["envoy.filters.http.health_check", "envoy.filters.http.jwt_authn",
-                                      "envoy.filters.http.router"]
+    assert http_filter_names(off) == ["envoy.filters.http.header_to_metadata", "envoy.filters.http.health_check",
+                                      "envoy.filters.http.jwt_authn", "envoy.filters.http.router"]
     assert not table.tenants and not routes_of(off, "flood").virtual_hosts[0].typed_per_filter_config
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 # Imported for their descriptors: ParseDict resolves each typed_config's type URL through them.
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.access_loggers.stream.v3 import stream_pb2  # noqa: F401
+from envoy.extensions.filters.http.header_to_metadata.v3 import header_to_metadata_pb2  # noqa: F401
 from envoy.extensions.filters.http.health_check.v3 import health_check_pb2  # noqa: F401
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2  # noqa: F401
 from envoy.extensions.filters.http.router.v3 import router_pb2  # noqa: F401
@@ -22,6 +23,10 @@ _HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_man
 _ADS = {"ads": {}, "resource_api_version": "V3"}
 _NO_ROUTE = {"response_flag_filter": {"flags": ["NR"]}}
 
+# Response headers that never reach a client, each moved into the access log under its key.
+_INTERNAL_RESPONSE_HEADERS = ((contract.REPLICA_HEADER, "replica"), ("x-envoy-upstream-service-time", "upstream_ms"))
+LOG_METADATA = "fairshare.gateway"  # the dynamic-metadata namespace they are moved to
+
 # What the access log records: enough to debug and bill, never a payload or a credential.
 _ACCESS_LOG_FORMAT = {
     "time": "%START_TIME%",
@@ -38,7 +43,8 @@ _ACCESS_LOG_FORMAT = {
     "details": "%RESPONSE_CODE_DETAILS%",
     "cluster": "%UPSTREAM_CLUSTER%",
     "duration_ms": "%DURATION%",
-    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "replica": f"%DYNAMIC_METADATA({LOG_METADATA}:replica)%",
+    "upstream_ms": f"%DYNAMIC_METADATA({LOG_METADATA}:upstream_ms)%",
     "request_id": "%REQ(X-REQUEST-ID)%",
 }
 
@@ -54,6 +60,9 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
         "use_remote_address": True,
+        # Every response names its request (x-request-id): what a client quotes, and what finds the request's
+        # access-log line, which holds the replica that answered (no longer on the response).
+        "always_set_request_id_in_response": True,
         # Before routing and before any filter: a client can never choose its tenant, weight or rules.
         "early_header_mutation_extensions": [{
             "name": "strip-fairshare-headers",
@@ -75,6 +84,20 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                 "scoped_rds": {"scoped_rds_config_source": _ADS},
             }}),
         "http_filters": [
+            # First, so it sees each response last: the replica that answered (the runtime's
+            # x-fairshare-replica, region/pool/replica) and Envoy's upstream time are internal topology and
+            # timing, kept off the client's response and moved into the access log (`replica`, `upstream_ms`),
+            # where operators read them beside the cluster; the runtime's own log names its replica too.
+            {
+                "name": "envoy.filters.http.header_to_metadata",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config",
+                    "response_rules": [
+                        {"header": header, "remove": True, "on_header_present": {
+                            "metadata_namespace": LOG_METADATA, "key": key, "type": "STRING"}}
+                        for header, key in _INTERNAL_RESPONSE_HEADERS],
+                },
+            },
             # The Open Inference Protocol's server health (tritonclient's is_server_live/is_server_ready),
             # answered here, before the credential: it says only that this gateway is up and not draining
             # (503 once it is, so a client or load balancer moves on). Behind the gateway there is no one

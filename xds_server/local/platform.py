@@ -114,6 +114,26 @@ class LocalPlatform:
         with urllib.request.urlopen(self.status_url, timeout=5) as resp:
             return dict(json.load(resp))
 
+    def served_by(self) -> dict[str, str | None]:
+        """Request id (the gateway's x-request-id on each response) -> the replica that answered it
+        (`region/pool/replica`), None for a gateway's own answer: from every Envoy's access log, where the
+        gateway moves the runtime's x-fairshare-replica instead of showing it to clients
+        (compiler/listener.py). A line is there once Envoy flushes its log file, within a second or so."""
+        out: dict[str, str | None] = {}
+        for path in self.run_dir.rglob("envoy-*.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                if not line.startswith("{") or '"request_id"' not in line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                request_id, replica = entry.get("request_id"), entry.get("replica")
+                if isinstance(request_id, str):
+                    # A front tier's line has no replica and its cell's has: keep the cell's.
+                    out[request_id] = replica if isinstance(replica, str) else out.get(request_id)
+        return out
+
     def gateway_url(self, region: str) -> str:
         """The region's public entry: its gateway, or in a region with cells its front tier."""
         assert self.config is not None
