@@ -1,5 +1,6 @@
 """Through the real Envoy: every answer the gateway itself gives reads `{"error": ..., "code": N}` and names
 its cause (compiler/listener.py): a token without a tenant claim, a CONNECT.
+A request Envoy's codec or path normalisation refuses is a 400 naming why.
 No response shows a client the replica that served it (the gateway's access log does)."""
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def test_connect_needs_the_token_and_is_refused_with_it(running: RunningPlatform
     assert (status, body) == (401, {"error": "Jwt is missing", "code": 401})
     status, body, _ = raw(running, "CONNECT example.com:443 HTTP/1.1", running.token("acme"))
     assert status == 405 and body["code"] == 405 and "CONNECT is not served" in body["error"], body
+
+
+def test_a_request_the_codec_refuses_names_why(running: RunningPlatform) -> None:
+    status, body, _ = raw(running, "POST /v2/models/classifier#/../embedder/infer HTTP/1.1", running.token("acme"))
+    assert status == 400 and body["code"] == 400, body
+    assert body["error"].startswith("malformed request: ") and len(body["error"]) > len("malformed request: "), body
+    assert "embedder" not in body["error"]  # nothing the client wrote
 
 
 def test_no_response_shows_the_replica_but_the_access_log_does(running: RunningPlatform) -> None:

@@ -178,6 +178,17 @@ def gateway_listener(address: str, port: int, auth: AuthSettings, jwks: str, reg
                     f"tenant {tenant} has its concurrency quota of requests in flight: retry later "
                     "(after the seconds in Retry-After)"),
             }, {
+                # Envoy refused the request before any route or filter (its codec: a malformed header, flag
+                # DPE; its path normalisation: a `#` in the path, `path_normalization_failed`): the reply has
+                # no body, so name the cause from the response code details, never echoing what the client
+                # sent. No route of this gateway answers 400, so every 400 here is one of those.
+                "filter": {"or_filter": {"filters": [
+                    {"response_flag_filter": {"flags": ["DPE"]}},
+                    {"status_code_filter": {"comparison": {
+                        "op": "EQ", "value": {"default_value": 400, "runtime_key": "fairshare.local_reply_400"}}}},
+                ]}},
+                "body_format_override": _json("malformed request: %RESPONSE_CODE_DETAILS%"),
+            }, {
                 # No route serves CONNECT (every route matches a path); say so instead of the 403 below.
                 "filter": {"and_filter": {"filters": [_NO_ROUTE, {"header_filter": {"header": {
                     "name": ":method", "string_match": {"exact": "CONNECT"}}}}]}},
