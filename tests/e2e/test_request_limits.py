@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.loadgen import infer_body
 from inference_images.runtime.models.minilm import LIMITS as EMBEDDER_LIMITS
-from inference_images.runtime.models.simulated import BATCH_MS_ENV, ROW_MS_ENV
+from inference_images.runtime.models.simulated import BATCH_MS_ENV, ROW_MS_ENV, SimulatedDeviceModel
 from tests.e2e.conftest import RunningPlatform, eventually, post, served_by
 from xds_server.auth.keys import SigningKey
 from xds_server.auth.tokens import issue_token
@@ -74,7 +74,9 @@ def test_20000_rows_to_the_embedder_is_a_413_and_the_replica_serves_another_tena
 # -- deadlines and departed clients --------------------------------------------------------------------
 
 TIMEOUT_S = 4.0  # the gateway's route timeout on the deadline platform
-ROW_MS = 20.0  # device time per row of the simulated model
+# Device time per row of the simulated model: slow enough that a hold fits in one predict call (its chunk
+# is 64 rows), since between two calls the scheduler lets a tenant owed service run first.
+ROW_MS = 100.0
 MODEL = "classifier"
 TENANTS = ("late", "leaver")
 
@@ -111,6 +113,8 @@ class DeadlinePlatform:
         """Occupy the replica's worker for ``seconds``: a request sent to it directly (never via Envoy), so
         it has no gateway deadline and its client stays. Returns once it runs."""
         rows = int(seconds * 1000 / ROW_MS)
+        chunk = SimulatedDeviceModel.request_limits.chunk_rows
+        assert chunk is not None and rows <= chunk, "a hold in several calls would let the other tenants in between"
         request = urllib.request.Request(
             self.replica + f"/v2/models/{MODEL}/infer",
             data=infer_body(["hold"] * rows),
