@@ -88,6 +88,7 @@ def removed_classes(audit_log: Path | None) -> list[tuple[str, str | None, float
         return []
     from xds_server.audit.log import AuditError, AuditLog
     from xds_server.audit.log import log_files as audit_files
+    from xds_server.audit.report import record_time
     from xds_server.audit.trail import decision_of
 
     if not audit_files(audit_log):
@@ -100,7 +101,7 @@ def removed_classes(audit_log: Path | None) -> list[tuple[str, str | None, float
             for tenant in record.get("removed") or ():
                 decision = decision_of(record, tenant) or {}
                 pii = ((decision.get("result") or {}).get("pii") or {}).get("before") or {}
-                at = datetime.fromisoformat(str(record["time"]).replace("Z", "+00:00")).timestamp()
+                at = record_time(record).timestamp()
                 out.append((tenant, pii.get("data_class"), at))
     except (AuditError, OSError, ValueError, KeyError) as err:
         raise RetentionError(f"the audit trail {audit_log} cannot be read for the classes of removed tenants: "

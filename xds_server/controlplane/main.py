@@ -217,9 +217,7 @@ def _listening(what: str, flag: str) -> Iterator[None]:
 
 async def _first_load(cp: ControlPlane, opts: ServeOptions, ratelimit: RateLimit, platform_file: str,
                       stop: asyncio.Event) -> None:
-    await retry_until_loaded(cp, stop)
-    while cp.config is None and not stop.is_set():  # the watcher's reload may still be publishing
-        await asyncio.sleep(0.05)
+    await retry_until_loaded(cp, stop)  # returns once a config is published (config and snapshots together)
     if stop.is_set():
         return
     try:
